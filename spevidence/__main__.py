@@ -1,0 +1,3 @@
+from spevidence.cli import main
+
+main()

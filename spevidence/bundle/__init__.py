@@ -1,0 +1,1 @@
+"""bundle stage (DESIGN.md section 2)."""

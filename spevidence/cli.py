@@ -1,0 +1,70 @@
+"""The ``spevidence`` command.
+
+Exit codes: 0 success; 1 a user error (one-paragraph message, no traceback);
+2 bad usage (unknown option, missing argument).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from spevidence._version import __version__
+from spevidence.errors import SpevidenceError
+
+app = typer.Typer(
+    name="spevidence",
+    help="Evaluate NHS social prescribing: link, match, difference-in-differences, SROI, reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+err = Console(stderr=True)
+out = Console()
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"spevidence {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, is_flag=True, help="Show the version."
+        ),
+    ] = False,
+) -> None:
+    """Evaluate NHS social prescribing with matched difference-in-differences and SROI."""
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/demo"),
+    persons: Annotated[int, typer.Option(help="People in the synthetic ICB.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 20260101,
+) -> None:
+    """Generate a small synthetic ICB and run the example evaluation end to end."""
+    from spevidence.pipeline import run_demo
+
+    result = run_demo(out_dir, persons=persons, seed=seed)
+    out.print("[bold green]Demo finished.[/]")
+    for label, path in result.items():
+        out.print(f"  {label}: {path}")
+
+
+def main() -> None:
+    """Entry point: user errors exit 1 with a message, never a traceback; usage errors exit 2."""
+    try:
+        app()
+    except SpevidenceError as exc:
+        err.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)

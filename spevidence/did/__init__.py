@@ -1,0 +1,1 @@
+"""did stage (DESIGN.md section 2)."""

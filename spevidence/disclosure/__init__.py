@@ -1,0 +1,1 @@
+"""disclosure stage (DESIGN.md section 2)."""

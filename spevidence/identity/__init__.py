@@ -1,0 +1,1 @@
+"""identity stage (DESIGN.md section 2)."""

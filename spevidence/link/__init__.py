@@ -1,0 +1,1 @@
+"""link stage (DESIGN.md section 2)."""

@@ -1,0 +1,1 @@
+"""match stage (DESIGN.md section 2)."""

@@ -1,0 +1,1 @@
+"""protocol stage (DESIGN.md section 2)."""

@@ -1,0 +1,1 @@
+"""report stage (DESIGN.md section 2)."""

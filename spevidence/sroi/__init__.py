@@ -1,0 +1,1 @@
+"""sroi stage (DESIGN.md section 2)."""
