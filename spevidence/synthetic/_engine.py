@@ -43,6 +43,12 @@ SNOMED_REFERRAL = "871731000000106"
 SNOMED_DECLINED = "871711000000103"
 
 
+def _ep_length(rng: np.random.Generator, mean: float, n: int) -> np.ndarray:
+    """Episode length in months: 1 + Binomial(2 (mean - 1), 1/2), so little spread."""
+    k = max(0, round(2 * (mean - 1)))
+    return 1 + rng.binomial(k, 0.5, n)
+
+
 def _logistic(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -52,8 +58,14 @@ class Events:
     person: list[np.ndarray] = field(default_factory=list)
     day: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, counts: np.ndarray, who: np.ndarray, a: np.ndarray, length: np.ndarray,
-            rng: np.random.Generator) -> None:
+    def add(
+        self,
+        counts: np.ndarray,
+        who: np.ndarray,
+        a: np.ndarray,
+        length: np.ndarray,
+        rng: np.random.Generator,
+    ) -> None:
         tot = int(counts.sum())
         if tot == 0:
             return
@@ -92,11 +104,19 @@ class Truth:
     def empty(cls) -> Truth:
         z = {o: 0.0 for o in OUTCOMES}
         return cls(
-            dict(z), dict(z), 0.0,
+            dict(z),
+            dict(z),
+            0.0,
             {o: np.zeros(MAX_EVENT_MONTH + 1) for o in OUTCOMES},
             {o: np.zeros(MAX_EVENT_MONTH + 1) for o in OUTCOMES},
-            np.zeros(MAX_EVENT_MONTH + 1), dict(z), 0.0,
-            {k: 0 for k in REF_OUTCOMES}, 0, 0, 0, {},
+            np.zeros(MAX_EVENT_MONTH + 1),
+            dict(z),
+            0.0,
+            {k: 0 for k in REF_OUTCOMES},
+            0,
+            0,
+            0,
+            {},
         )
 
     def merge(self, other: Truth) -> None:
@@ -155,9 +175,8 @@ def simulate_chunk(
     yob = window[0].year - age - (rng.random(n) < 0.5)
     practice = rng.choice(len(st.practice_codes), size=n, p=st.practice_weight)
     pcn = st.practice_pcn[practice]
-    imd = np.clip(np.rint(st.practice_imd[practice] + rng.normal(0, 1.5, n)), 1, 10).astype(
-        np.int64
-    )
+    cum = np.cumsum(st.imd_probs[practice], axis=1)
+    imd = 1 + (rng.random(n)[:, None] > cum[:, :-1]).sum(axis=1).astype(np.int64)
     lsoa = np.array([st.lsoa_codes[p][rng.integers(len(st.lsoa_codes[p]))] for p in practice])
     eth = rng.choice(len(ETHNICITY_P), size=n, p=ETHNICITY_P)
     k = sc.frailty.shape
@@ -173,9 +192,9 @@ def simulate_chunk(
     hf = adult & (rng.random(n) < _logistic(-8.0 + 0.08 * (age - 20) + 0.5 * lz))
     efi_score = 0.04 * (age - 65) + 0.8 * lz + rng.normal(0, 0.6, n)
     efi = np.where(age < 65, -1, np.digitize(efi_score, [0.3, 1.0, 1.6]))
-    n_flags = (
-        living_alone.astype(int) + widowed + falls + stroke + copd + hf + (efi >= 2)
-    ).astype(np.float64)
+    n_flags = (living_alone.astype(int) + widowed + falls + stroke + copd + hf + (efi >= 2)).astype(
+        np.float64
+    )
 
     # registration and death
     joiner = rng.random(n) < sc.population.churn_in
@@ -247,7 +266,7 @@ def simulate_chunk(
     p_start = 1 - np.exp(-ep.rate_per_year / 12)
     m_in = ep.rate_per_year / 12 * ep.mean_months
     in_ep = rng.random(n) < m_in / (1 + m_in)
-    remaining = np.where(in_ep, rng.geometric(1 / ep.mean_months, n), 0)
+    remaining = np.where(in_ep, _ep_length(rng, ep.mean_months, n), 0)
 
     ref = sc.referral
     hist = np.zeros((n, 12), dtype=np.int64)  # attended GP appointments, last 12 months
@@ -264,7 +283,9 @@ def simulate_chunk(
             mo = months[0]
             a = np.full(n, mo.start)
             b = np.full(n, mo.end)
-            season = 1 + sc.seasonality.gp * np.cos(2 * np.pi * ((mo.calendar_month - 1 + mi) % 12) / 12)
+            season = 1 + sc.seasonality.gp * np.cos(
+                2 * np.pi * ((mo.calendar_month - 1 + mi) % 12) / 12
+            )
             epm = np.where(in_ep, ep.multiplier.gp, 1.0)
             length = b - a + 1
             cnt = rng.poisson(base["gp"] * length * season * epm)
@@ -294,8 +315,10 @@ def simulate_chunk(
                 elig &= hist.sum(axis=1) > ref.eligibility_gp_last_12m
             if ref.monthly_hazard > 0 and elig.any():
                 idx = np.flatnonzero(elig)
+                usual3 = 3 * DAYS_PER_MONTH * base["gp"][idx]
                 h = ref.monthly_hazard * np.exp(
                     ref.recent_gp_weight * np.log1p(gp3[idx])
+                    + ref.spike_weight * np.log((1 + gp3[idx]) / (1 + usual3))
                     + ref.episode_weight * in_ep[idx]
                     + ref.risk_flag_weight * n_flags[idx]
                 )
@@ -322,7 +345,9 @@ def simulate_chunk(
                 if ramp_days > 0
                 else np.ones(len(post))
             )
-            mu_post0 = {o: base[o][post] * mult[o] * epm_all[o][post] * len2[post] for o in OUTCOMES}
+            mu_post0 = {
+                o: base[o][post] * mult[o] * epm_all[o][post] * len2[post] for o in OUTCOMES
+            }
             eff = {o: 1 + (rr[o][post] - 1) * ramp for o in OUTCOMES}
             mu_post = {o: mu_post0[o] * eff[o] for o in OUTCOMES}
 
@@ -335,8 +360,9 @@ def simulate_chunk(
             hist[:, mi % 12] = cnt
             if other_ratio > 0:
                 ev_other.add(rng.poisson(mu_pre["gp"] * other_ratio), everyone, a, len1, rng)
-                ev_other.add(rng.poisson(mu_post["gp"] * other_ratio), post, a2[post],
-                             len2[post], rng)
+                ev_other.add(
+                    rng.poisson(mu_post["gp"] * other_ratio), post, a2[post], len2[post], rng
+                )
             ev_ae.add(rng.poisson(mu_pre["ae"]), everyone, a, len1, rng)
             ev_ae.add(rng.poisson(mu_post["ae"]), post, a2[post], len2[post], rng)
             ev_adm.add(rng.poisson(mu_pre["admissions"]), everyone, a, len1, rng)
@@ -361,7 +387,9 @@ def simulate_chunk(
                     for c in np.unique(coh):
                         sel = coh == c
                         d = truth.by_cohort.setdefault(str(c), {})
-                        d["exposure_days"] = d.get("exposure_days", 0.0) + float(len2[post][sel].sum())
+                        d["exposure_days"] = d.get("exposure_days", 0.0) + float(
+                            len2[post][sel].sum()
+                        )
                         for o in OUTCOMES:
                             d[f"mu0_{o}"] = d.get(f"mu0_{o}", 0.0) + float(mu_post0[o][sel].sum())
                             d[f"mu1_{o}"] = d.get(f"mu1_{o}", 0.0) + float(mu_post[o][sel].sum())
@@ -370,7 +398,7 @@ def simulate_chunk(
         remaining = np.where(in_ep, remaining - 1, remaining)
         in_ep = in_ep & (remaining > 0)
         start_ep = (~in_ep) & (rng.random(n) < p_start)
-        remaining = np.where(start_ep, rng.geometric(1 / ep.mean_months, n), remaining)
+        remaining = np.where(start_ep, _ep_length(rng, ep.mean_months, n), remaining)
         in_ep = in_ep | start_ep
 
     # ---------------------------------------------------------------- referrals
@@ -385,7 +413,8 @@ def simulate_chunk(
     outcome = np.where(not_acc, np.where(split, 1, 2), 0)
     for i, key in enumerate(REF_OUTCOMES):
         truth.referred[key] = int((outcome == i).sum())
-    source = rng.choice(len(SOURCES), size=nr, p=[ref.sources.get(s, 0.0) for s in SOURCES])
+    src_p: dict[str, float] = {str(k): float(v) for k, v in ref.sources.items()}
+    source = rng.choice(len(SOURCES), size=nr, p=[src_p.get(s, 0.0) for s in SOURCES])
     first_contact = np.where(outcome == 0, rday + rng.integers(3, 29, nr), NEVER)
     contacts = np.where(outcome == 0, rng.integers(3, 13, nr), np.where(outcome == 2, 0, -1))
     discharge = np.where(
@@ -423,8 +452,13 @@ def simulate_chunk(
     day = np.concatenate([d1, d2])
     mode = rng.choice(len(MODE_P), size=n1 + n2, p=MODE_P)
     order = np.lexsort((status, role, day, person))
-    gp = {"person": person[order], "day": day[order], "status": status[order],
-          "role": role[order], "mode": mode[order]}
+    gp = {
+        "person": person[order],
+        "day": day[order],
+        "status": status[order],
+        "role": role[order],
+        "mode": mode[order],
+    }
 
     # ---------------------------------------------------------------- A&E rows
     pa_, da_ = ev_ae.arrays()
@@ -453,8 +487,12 @@ def simulate_chunk(
     dis = np.minimum(dis, death[person])  # died in hospital
     dis = np.where(dis > w1, NEVER, dis)  # still in hospital at the data cut
     order = np.lexsort((meth, day, person))
-    adm = {"person": person[order], "day": day[order], "discharge": dis[order],
-           "method": meth[order]}
+    adm = {
+        "person": person[order],
+        "day": day[order],
+        "discharge": dis[order],
+        "method": meth[order],
+    }
 
     # ---------------------------------------------------------------- wellbeing
     wb = None
@@ -478,10 +516,24 @@ def simulate_chunk(
         wb = {"person": wp[order], "day": wd[order], "score": ws[order]}
 
     pop = {
-        "practice": practice, "pcn": pcn, "male": male, "yob": yob,
-        "reg_start": reg_start, "reg_end": reg_end, "death": death,
-        "imd": imd, "lsoa": lsoa, "eth": eth, "living_alone": living_alone,
-        "widowed": widowed, "efi": efi, "falls": falls, "stroke": stroke, "copd": copd,
-        "hf": hf, "act_start": act_start, "act_end": act_end,
+        "practice": practice,
+        "pcn": pcn,
+        "male": male,
+        "yob": yob,
+        "reg_start": reg_start,
+        "reg_end": reg_end,
+        "death": death,
+        "imd": imd,
+        "lsoa": lsoa,
+        "eth": eth,
+        "living_alone": living_alone,
+        "widowed": widowed,
+        "efi": efi,
+        "falls": falls,
+        "stroke": stroke,
+        "copd": copd,
+        "hf": hf,
+        "act_start": act_start,
+        "act_end": act_end,
     }
     return Chunk(n, pop, ref_cols, gp, ae, adm, wb, truth)

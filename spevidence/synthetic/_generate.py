@@ -296,7 +296,7 @@ def generate(
     }
     window = (sc.window.start, sc.window.end)
     st = build_structure(sc, n_persons, seed, sc.window.start)
-    norms = outcome_norms(sc)
+    norms = outcome_norms(sc, st)
     months = months_of(*window)
     truth = Truth.empty()
     realised = {o: 0 for o in OUTCOMES}
@@ -400,7 +400,7 @@ def _to_tables(
     extra_p: list[np.ndarray] = []
     extra_d: list[np.ndarray] = []
     if dfx.events_after_death > 0:
-        elig = np.flatnonzero((p["death"] < w1))
+        elig = np.flatnonzero(p["death"] < w1)
         sel = elig[drng.random(len(elig)) < dfx.events_after_death]
         dd = p["death"][sel]
         extra_p.append(sel)
@@ -420,15 +420,25 @@ def _to_tables(
         )
         extra_p.append(sel)
         extra_d.append(d)
-        _bump(injected, "events_outside_registration", persons=len(sel), rows=len(sel),
-              eligible=len(elig))
+        _bump(
+            injected,
+            "events_outside_registration",
+            persons=len(sel),
+            rows=len(sel),
+            eligible=len(elig),
+        )
     if extra_p:
         ep = np.concatenate(extra_p)
         ed = np.concatenate(extra_d)
         k = len(ep)
         zeros = np.zeros(k, np.int64)
-        for key, val in (("person", ep), ("day", ed), ("status", zeros), ("role", zeros),
-                         ("mode", zeros)):
+        for key, val in (
+            ("person", ep),
+            ("day", ed),
+            ("status", zeros),
+            ("role", zeros),
+            ("mode", zeros),
+        ):
             gp[key] = np.concatenate([gp[key], val])
         order = np.lexsort((gp["day"], gp["person"]))
         gp = {k2: v[order] for k2, v in gp.items()}
@@ -441,8 +451,12 @@ def _to_tables(
             reps = 1 + dup.astype(np.int64)
             for key in list(tab):
                 tab[key] = np.repeat(tab[key], reps)
-            _bump(injected, "duplicate_events", **{f"{name}_rows": int(dup.sum())},
-                  **{f"{name}_eligible": m})
+            _bump(
+                injected,
+                "duplicate_events",
+                **{f"{name}_rows": int(dup.sum())},
+                **{f"{name}_eligible": m},
+            )
 
     # --- negative lengths of stay
     if dfx.negative_length_of_stay > 0:
@@ -489,9 +503,11 @@ def _to_tables(
         r = {key: np.concatenate([v, v[src]]) for key, v in r.items()}
         _bump(injected, "referrals_not_in_population", rows=k, eligible=nr)
     lw_codes = r["link_worker"]
-    lw_labels = tuple(f"LW{i // 10:04d}{i % 10}" for i in range(int(lw_codes.max()) + 1)) if len(
-        lw_codes
-    ) else ("",)
+    lw_labels = (
+        tuple(f"LW{i // 10:04d}{i % 10}" for i in range(int(lw_codes.max()) + 1))
+        if len(lw_codes)
+        else ("",)
+    )
     refs = pa.table(
         {
             "person_id": ref_pid,
@@ -558,8 +574,9 @@ def _to_tables(
             assert col is not None
             dcol = tbl[col].combine_chunks()
             m = len(dcol)
-            iso = np.asarray(pc.strftime(dcol, format="%Y-%m-%d").to_numpy(zero_copy_only=False),
-                             dtype=object)
+            iso = np.asarray(
+                pc.strftime(dcol, format="%Y-%m-%d").to_numpy(zero_copy_only=False), dtype=object
+            )
             u = drng.random(m)
             unp = u < dfx.unparseable_dates
             mixed = (~unp) & (u < dfx.unparseable_dates + dfx.mixed_date_formats)
@@ -575,10 +592,18 @@ def _to_tables(
             out[name] = tbl.set_column(
                 tbl.schema.get_field_index(col), col, pa.array(iso, type=pa.string())
             )
-            _bump(injected, "mixed_date_formats", **{f"{name}_rows": int(mixed.sum())},
-                  **{f"{name}_eligible": m})
-            _bump(injected, "unparseable_dates", **{f"{name}_rows": int(unp.sum())},
-                  **{f"{name}_eligible": m})
+            _bump(
+                injected,
+                "mixed_date_formats",
+                **{f"{name}_rows": int(mixed.sum())},
+                **{f"{name}_eligible": m},
+            )
+            _bump(
+                injected,
+                "unparseable_dates",
+                **{f"{name}_rows": int(unp.sum())},
+                **{f"{name}_eligible": m},
+            )
     return out
 
 

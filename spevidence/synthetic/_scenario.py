@@ -45,10 +45,12 @@ class Window(_Model):
 
 
 class Structure(_Model):
-    pcns: int | None = Field(3, ge=1, description="Number of PCNs; null = persons/persons_per_pcn.")
-    persons_per_pcn: int = Field(40_000, ge=100)
+    pcns: int | None = Field(
+        default=3, ge=1, description="Number of PCNs; null = persons/persons_per_pcn."
+    )
+    persons_per_pcn: int = Field(default=40_000, ge=100)
     practices_per_pcn: tuple[int, int] = (3, 6)
-    practice_effect_sd: float = Field(0.10, ge=0, le=1)
+    practice_effect_sd: float = Field(default=0.10, ge=0, le=1)
 
     @model_validator(mode="after")
     def _range(self) -> Structure:
@@ -59,15 +61,21 @@ class Structure(_Model):
 
 
 class PopulationOpts(_Model):
-    churn_in: float = Field(0.10, ge=0, le=0.9, description="Share registering during window.")
-    churn_out: float = Field(0.10, ge=0, le=0.9, description="Share leaving during the window.")
-    mortality_multiplier: float = Field(1.0, ge=0, le=10)
+    churn_in: float = Field(
+        default=0.10, ge=0, le=0.9, description="Share registering during window."
+    )
+    churn_out: float = Field(
+        default=0.10, ge=0, le=0.9, description="Share leaving during the window."
+    )
+    mortality_multiplier: float = Field(default=1.0, ge=0, le=10)
 
 
 class Frailty(_Model):
-    shape: float = Field(1.2, gt=0, description="Gamma shape of the shared frailty.")
+    shape: float = Field(default=1.2, gt=0, description="Gamma shape of the shared frailty.")
     loadings: PerOutcome = PerOutcome(gp=1.0, ae=0.9, admissions=1.1)
-    specific_shape: float = Field(5.0, gt=0, description="Gamma shape, outcome-specific part.")
+    specific_shape: float = Field(
+        default=5.0, gt=0, description="Gamma shape, outcome-specific part."
+    )
 
 
 class Shock(_Model):
@@ -78,25 +86,35 @@ class Shock(_Model):
 
 
 class Episodes(_Model):
-    rate_per_year: float = Field(0.15, ge=0, le=5)
-    mean_months: float = Field(3.0, ge=1, le=36)
-    multiplier: PerOutcome = PerOutcome(gp=3.0, ae=2.0, admissions=2.0)
+    rate_per_year: float = Field(default=0.15, ge=0, le=5)
+    mean_months: float = Field(default=3.0, ge=1, le=36, description="Mean length (1 + binomial).")
+    multiplier: PerOutcome = PerOutcome(gp=4.0, ae=2.0, admissions=2.0)
 
 
 class Referral(_Model):
     service_start_from: dt.date | None = Field(
-        None, description="Earliest quarter a PCN starts its service (default: window start)."
+        default=None,
+        description="Earliest quarter a PCN starts its service (default: window start).",
     )
     service_start_to: dt.date | None = Field(
-        None, description="Latest quarter a PCN starts its service (default: = from)."
+        default=None, description="Latest quarter a PCN starts its service (default: = from)."
     )
-    monthly_hazard: float = Field(0.0005, ge=0, le=1)
-    recent_gp_weight: float = Field(0.8, description="Log-hazard per log(1 + GP last 3 months).")
-    episode_weight: float = Field(1.5, description="Log-hazard when in a transient episode.")
-    risk_flag_weight: float = Field(0.3, description="Log-hazard per risk flag.")
-    min_age: int = Field(18, ge=0, le=120)
+    monthly_hazard: float = Field(default=0.001, ge=0, le=1)
+    recent_gp_weight: float = Field(
+        default=0.3, description="Log-hazard per log(1 + GP last 3 months)."
+    )
+    spike_weight: float = Field(
+        default=3.0,
+        description="Log-hazard per log of (1 + GP last 3 months) / (1 + the person's usual "
+        "3-month GP use): referral follows a transient spike.",
+    )
+    episode_weight: float = Field(
+        default=0.0, description="Log-hazard when in a transient episode."
+    )
+    risk_flag_weight: float = Field(default=0.3, description="Log-hazard per risk flag.")
+    min_age: int = Field(default=18, ge=0, le=120)
     eligibility_gp_last_12m: int | None = Field(
-        None, ge=0, description="Only people with more attended GP appointments than this."
+        default=None, ge=0, description="Only people with more attended GP appointments than this."
     )
     outcomes: dict[Literal["accepted", "declined", "did_not_engage"], float] = {
         "accepted": 0.70,
@@ -117,7 +135,8 @@ class Referral(_Model):
             total = sum(probs.values())
             if any(p < 0 for p in probs.values()) or abs(total - 1.0) > 1e-6:
                 raise ValueError(
-                    f"referral.{name} must be non-negative probabilities summing to 1 (got {total:g})"
+                    f"referral.{name} must be non-negative probabilities summing to 1 "
+                    f"(got {total:g})"
                 )
         if (
             self.service_start_from is not None
@@ -130,7 +149,7 @@ class Referral(_Model):
 
 class Effects(_Model):
     rate_ratio: PerOutcome = PerOutcome(gp=1.0, ae=1.0, admissions=1.0)
-    ramp_up_months: float = Field(3.0, ge=0, le=60)
+    ramp_up_months: float = Field(default=3.0, ge=0, le=60)
     cohort_scale: dict[str, float] = Field(
         default_factory=dict,
         description="Service-start financial year ('2019/20') -> power applied to each rate ratio.",
@@ -150,10 +169,10 @@ class Effects(_Model):
 class Wellbeing(_Model):
     instrument: Literal["swemwbs", "wemwbs", "ons4_life_satisfaction"] = "swemwbs"
     baseline_mean: float = 19.0
-    baseline_sd: float = Field(4.0, ge=0)
+    baseline_sd: float = Field(default=4.0, ge=0)
     natural_change: float = 1.0
     effect: float = 2.0
-    change_sd: float = Field(3.0, ge=0)
+    change_sd: float = Field(default=3.0, ge=0)
 
 
 class MissingColumn(_Model):
@@ -164,16 +183,26 @@ class MissingColumn(_Model):
 
 
 class Defects(_Model):
-    invalid_nhs_number: float = Field(0.0, ge=0, le=1, description="Share of persons.")
-    duplicate_events: float = Field(0.0, ge=0, le=1, description="Share of event rows.")
-    events_after_death: float = Field(0.0, ge=0, le=1, description="Share of deceased persons.")
-    events_outside_registration: float = Field(
-        0.0, ge=0, le=1, description="Share of persons registered for part of the window."
+    invalid_nhs_number: float = Field(default=0.0, ge=0, le=1, description="Share of persons.")
+    duplicate_events: float = Field(default=0.0, ge=0, le=1, description="Share of event rows.")
+    events_after_death: float = Field(
+        default=0.0, ge=0, le=1, description="Share of deceased persons."
     )
-    referrals_not_in_population: float = Field(0.0, ge=0, le=1, description="Per referral row.")
-    mixed_date_formats: float = Field(0.0, ge=0, le=1, description="Share of event dates (CSV).")
-    unparseable_dates: float = Field(0.0, ge=0, le=1, description="Share of event dates (CSV).")
-    negative_length_of_stay: float = Field(0.0, ge=0, le=1, description="Share of admissions.")
+    events_outside_registration: float = Field(
+        default=0.0, ge=0, le=1, description="Share of persons registered for part of the window."
+    )
+    referrals_not_in_population: float = Field(
+        default=0.0, ge=0, le=1, description="Per referral row."
+    )
+    mixed_date_formats: float = Field(
+        default=0.0, ge=0, le=1, description="Share of event dates (CSV)."
+    )
+    unparseable_dates: float = Field(
+        default=0.0, ge=0, le=1, description="Share of event dates (CSV)."
+    )
+    negative_length_of_stay: float = Field(
+        default=0.0, ge=0, le=1, description="Share of admissions."
+    )
     missing_column: MissingColumn | None = None
 
     @property
@@ -189,23 +218,25 @@ class Scenario(_Model):
     name: str
     description: str = ""
     window: Window
-    persons: int = Field(5000, ge=1)
+    persons: int = Field(default=5000, ge=1)
     identifiers: Literal["nhs_number", "pseudonym"] = "nhs_number"
-    structure: Structure = Structure()
-    population: PopulationOpts = PopulationOpts()
+    structure: Structure = Field(default_factory=Structure)
+    population: PopulationOpts = Field(default_factory=PopulationOpts)
     rates: PerOutcome = PerOutcome(gp=5.5, ae=0.4, admissions=0.1)
-    elective_admissions_per_year: float = Field(0.08, ge=0)
-    other_appointments: bool = Field(True, description="Also emit nurse/other/DNA/cancelled rows.")
-    age_gradient: float = Field(1.0, ge=0, le=3)
-    deprivation_gradient: float = Field(1.0, ge=0, le=3)
-    frailty: Frailty = Frailty()
+    elective_admissions_per_year: float = Field(default=0.08, ge=0)
+    other_appointments: bool = Field(
+        default=True, description="Also emit nurse/other/DNA/cancelled rows."
+    )
+    age_gradient: float = Field(default=1.0, ge=0, le=3)
+    deprivation_gradient: float = Field(default=1.0, ge=0, le=3)
+    frailty: Frailty = Field(default_factory=Frailty)
     seasonality: PerOutcome = PerOutcome(gp=0.10, ae=0.06, admissions=0.12)
     shocks: list[Shock] = Field(default_factory=list)
-    episodes: Episodes = Episodes()
-    referral: Referral = Referral()
-    effects: Effects = Effects()
+    episodes: Episodes = Field(default_factory=Episodes)
+    referral: Referral = Field(default_factory=Referral)
+    effects: Effects = Field(default_factory=Effects)
     wellbeing: Wellbeing | None = None
-    defects: Defects = Defects()
+    defects: Defects = Field(default_factory=Defects)
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:

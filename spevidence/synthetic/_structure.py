@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln
+from scipy.special import gammaln, ndtr
 
 from spevidence.synthetic._scenario import OUTCOMES, Scenario
 
@@ -32,6 +32,7 @@ AGE_MULT = {
 }
 SEX_MULT = {"gp": (1.15, 0.85), "ae": (1.0, 1.0), "admissions": (0.95, 1.05)}  # (F, M)
 IMD_SLOPE = {"gp": 0.12, "ae": 0.25, "admissions": 0.20}
+IMD_PERSON_SD = 1.5
 
 ETHNICITY = ("White", "Asian", "Black", "Mixed", "Other")
 ETHNICITY_P = np.array([0.81, 0.096, 0.042, 0.03, 0.022])
@@ -97,6 +98,13 @@ class Structure:
     practice_effect: np.ndarray  # multiplicative, mean 1
     practice_imd: np.ndarray  # mean IMD decile
     lsoa_codes: list[np.ndarray]  # per practice
+    imd_probs: np.ndarray  # (practices, 10): P(person IMD decile | practice)
+
+    def imd_mean_multiplier(self, outcome: str, gradient: float) -> float:
+        """Population average of the deprivation multiplier (exact, for normalisation)."""
+        d = np.arange(1, 11)
+        mult = 1 + gradient * IMD_SLOPE[outcome] * (5.5 - d) / 4.5
+        return float(self.practice_weight @ (self.imd_probs @ mult))
 
 
 def build_structure(sc: Scenario, persons: int, seed: int, start: dt.date) -> Structure:
@@ -123,8 +131,14 @@ def build_structure(sc: Scenario, persons: int, seed: int, start: dt.date) -> St
     size = rng.lognormal(0.0, 0.5, size=n_total)
     weight = size / size.sum()
     sd = st.practice_effect_sd
-    effect = np.exp(rng.normal(0.0, sd, size=n_total) - sd * sd / 2)
-    imd = rng.uniform(1.0, 10.0, size=n_total)
+    effect = np.exp(rng.normal(0.0, sd, size=n_total))
+    effect /= float(np.sum(weight * effect))  # population-average practice effect is exactly 1
+    # practice deprivation: evenly spread over 1..10 in random order
+    imd = 1.0 + 9.0 * (rng.permutation(n_total) + rng.random(n_total)) / n_total
+    # P(person decile = d | practice): round(practice mean + N(0, 1.5)), clipped to 1..10
+    edges = np.concatenate([[-np.inf], np.arange(1.5, 10.0, 1.0), [np.inf]])
+    cdf = ndtr((edges[None, :] - imd[:, None]) / IMD_PERSON_SD)
+    imd_probs = np.diff(cdf, axis=1)
     lsoa: list[np.ndarray] = []
     next_code = 1000 + int(rng.integers(0, 5000))
     for _ in range(n_total):
@@ -163,10 +177,11 @@ def build_structure(sc: Scenario, persons: int, seed: int, start: dt.date) -> St
         practice_effect=effect,
         practice_imd=imd,
         lsoa_codes=lsoa,
+        imd_probs=imd_probs,
     )
 
 
-def outcome_norms(sc: Scenario) -> dict[str, float]:
+def outcome_norms(sc: Scenario, st: Structure) -> dict[str, float]:
     """Divisors that make each outcome's population-average multiplier equal to 1."""
     ep = sc.episodes
     months_in = ep.rate_per_year / 12 * ep.mean_months
@@ -178,5 +193,6 @@ def outcome_norms(sc: Scenario) -> dict[str, float]:
             age_sex_mean(o, sc.age_gradient)
             * gamma_power_mean(sc.frailty.shape, c)
             * (1 + pi * (sc.episodes.multiplier.get(o) - 1))
+            * st.imd_mean_multiplier(o, sc.deprivation_gradient)
         )
     return out
