@@ -61,6 +61,58 @@ def demo(
         out.print(f"  {label}: {path}")
 
 
+@app.command()
+def synth(
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="Scenario name (synthetic/NAME.yaml) or YAML path.")
+    ] = "demo",
+    persons: Annotated[
+        int | None, typer.Option(help="People in the population (default: the scenario's).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same arguments => same files).")] = 1,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/synth"),
+    fmt: Annotated[
+        str, typer.Option("--format", help="parquet or csv.", case_sensitive=False)
+    ] = "parquet",
+    start: Annotated[
+        str | None, typer.Option(help="Override the window start (YYYY-MM-DD).")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Override the window end (YYYY-MM-DD).")] = None,
+    identifiers: Annotated[
+        str | None, typer.Option(help="Override identifiers: nhs_number or pseudonym.")
+    ] = None,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="List the shipped scenarios and exit.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Generate a synthetic ICB (extracts + truth.json) from a scenario."""
+    from spevidence.synthetic import generate, list_scenarios
+
+    if list_only:
+        for name in list_scenarios():
+            out.print(name)
+        return
+    if fmt.lower() not in ("parquet", "csv"):
+        raise SpevidenceError(f"--format must be parquet or csv, not {fmt!r}.")
+    if identifiers is not None and identifiers not in ("nhs_number", "pseudonym"):
+        raise SpevidenceError(
+            f"--identifiers must be nhs_number or pseudonym, not {identifiers!r}."
+        )
+    res = generate(
+        scenario,
+        persons=persons,
+        seed=seed,
+        out=out_dir,
+        format=fmt.lower(),  # type: ignore[arg-type]
+        start=start,
+        end=end,
+        identifiers=identifiers,  # type: ignore[arg-type]
+        progress=progress,
+    )
+    out.print(res.summary(), highlight=False)
+
+
 def main() -> None:
     """Entry point: user errors exit 1 with a message, never a traceback; usage errors exit 2."""
     try:
