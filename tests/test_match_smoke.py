@@ -1,0 +1,31 @@
+"""Smoke tests: the public API runs end to end on small data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from match_synth import make_panel  # noqa: E402
+
+from spevidence.match import risk_set  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return make_panel(n_people=1500, n_periods=30, seed=3)
+
+
+def test_risk_set_contract_columns(panel):
+    rs = risk_set(panel, lookback=6)
+    md = rs.matched_data()
+    for c in ("treated", "subclass", "weights", "index_t", "event_time", "post", "unit_id"):
+        assert c in md.columns
+    assert np.array_equal(md["event_time"], md["t"] - md["index_t"])
+    assert set(md["post"].unique()) <= {0, 1}
+    # each subclass has exactly one case unit
+    n_case_units = md.loc[md["treated"] == 1].groupby("subclass")["unit_id"].nunique()
+    assert (n_case_units == 1).all()
