@@ -138,6 +138,28 @@ def _check_common(
     return df
 
 
+def _drop_singletons(
+    df: pd.DataFrame, idname: str, period: str, attrition: list[tuple[str, int]]
+) -> pd.DataFrame:
+    """Drop units (and periods) observed once, as fixest/pyfixest do by default.
+
+    A singleton carries no information once its fixed effect is estimated; keeping it
+    would only change the small-sample correction.
+    """
+    n_drop = 0
+    while True:
+        single = (df.groupby(idname, sort=False)[idname].transform("size") == 1) | (
+            df.groupby(period, sort=False)[period].transform("size") == 1
+        )
+        if not single.any():
+            break
+        n_drop += int(single.sum())
+        df = df.loc[~single.to_numpy()]
+    if n_drop:
+        attrition.append(("singleton_unit_or_period", n_drop))
+    return df
+
+
 def _single_cluster_check(cl: np.ndarray, cluster: str) -> None:
     if np.unique(cl).size < 2:
         raise EstimationError(
@@ -385,6 +407,7 @@ def two_by_two(
         df, yname=yname, idname=idname, tname=tname, model=model, exposure=exposure,
         weights=weights, attrition=attrition,
     )  # fmt: skip
+    df = _drop_singletons(df, idname, tname, attrition)
     tr = _as_binary(df, treat)
     po = _as_binary(df, post)
     if pd.Series(tr).groupby(df[idname].to_numpy()).nunique().max() > 1:
@@ -459,6 +482,7 @@ def twfe(
         df, yname=yname, idname=idname, tname=tname, model=model, exposure=exposure,
         weights=weights, attrition=attrition,
     )  # fmt: skip
+    df = _drop_singletons(df, idname, tname, attrition)
     D = _as_binary(df, dname)
     if D.sum() == 0:
         raise EstimationError(f"'{dname}' is 0 in all {D.size} rows; no treated observations.")
@@ -547,31 +571,31 @@ def event_study(
         )
     e = t - idx
     has_index = ~np.isnan(idx)
-    if treat is not None:
-        tr = _as_binary(df, treat)
-        grp = tr
-    else:
-        tr = has_index.astype(float)
-        grp = tr
+    tr = _as_binary(df, treat) if treat is not None else has_index.astype(float)
     if tr.sum() == 0:
         raise EstimationError("No treated units (all index periods missing / treat all 0).")
     outside = has_index & ((e < lo) | (e > hi))
     if outside.any():
         attrition.append(("outside_event_window", int(outside.sum())))
-        keep = ~outside
-        df, e, tr, grp, has_index = df.loc[keep], e[keep], tr[keep], grp[keep], has_index[keep]
-        t = t[keep]
+    period_col = "__spe_period__"
+    df = df.assign(**{period_col: e if treat is not None else t}).loc[~outside]
+    df = _drop_singletons(df, idname, period_col, attrition)
+    t = pd.to_numeric(df[tname]).to_numpy(dtype=float)
+    idx = pd.to_numeric(df[index], errors="coerce").to_numpy(dtype=float)
+    e = t - idx
+    has_index = ~np.isnan(idx)
+    tr = _as_binary(df, treat) if treat is not None else has_index.astype(float)
     if not np.any(has_index & (e >= 0) & (tr == 1)):
         raise EstimationError("No treated rows at or after the index period; no post period.")
-    _outcome_groups_check(df, yname, grp, model)
+    _outcome_groups_check(df, yname, tr, model)
     ks = [k for k in range(lo, hi + 1) if k != reference]
     ein = np.where(has_index, e, np.nan)
     X = np.column_stack([(tr * (ein == k)).astype(float) for k in ks])
-    present = np.asarray(X.any(axis=0), dtype=bool).tolist()
-    ks = [k for k, p in zip(ks, present, strict=True) if p]
-    X = X[:, np.asarray(present, dtype=bool)]
+    present = np.asarray(X.any(axis=0), dtype=bool)
+    ks = [k for k, p in zip(ks, present.tolist(), strict=True) if p]
+    X = X[:, present]
     xnames = tuple(f"event_time::{k}" for k in ks)
-    period = e if treat is not None else t
+    period = df[period_col].to_numpy()
     d = _design(
         df, yname=yname, idname=idname, period=period, X=X, xnames=xnames, model=model,
         exposure=exposure, weights=weights, cluster=cl,
