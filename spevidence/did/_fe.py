@@ -1,0 +1,625 @@
+"""Fixed-effects engines for two-way count DiD: a row-level path and a moments path.
+
+Both fit the same model
+
+    linear:   y_it = alpha_i + Z_it theta + e_it                  (weighted least squares)
+    poisson:  E[y_it] = exp(alpha_i + Z_it theta + offset_it)      (PPML, conditional Poisson)
+
+where ``Z = [period dummies (first period is the base), X]`` and ``alpha_i`` are unit fixed
+effects. The unit effects are concentrated out exactly (within transformation for OLS;
+the conditional/multinomial likelihood for Poisson, Hausman, Hall and Griliches 1984),
+the period effects are estimated as explicit dummies (periods are few).
+
+Standard errors are cluster-robust (CRV1) with the small-sample corrections of
+``fixest``/``pyfixest`` defaults (``ssc(adj=TRUE, fixef.K="nested", cluster.adj=TRUE)``):
+``V = G/(G-1) * (N-1)/(N-K) * H^-1 M H^-1`` with ``K`` = number of estimated slope and
+period coefficients, plus one for the unit effects when units are nested in clusters
+(plus the number of units otherwise).
+
+The moments path (DESIGN.md section 6) groups units into *cohorts* that share the whole
+design path (observed periods, X, offset, weight). Estimates and clustered SEs then depend
+on the data only through per-cohort period sums ``Y_gt`` and per-cohort cross-products
+``S_g = sum_i y_i y_i'`` (or per cluster x cohort sums for coarser clusters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from spevidence.errors import EstimationError
+
+Model = Literal["linear", "poisson"]
+
+_COLLIN_TOL = 1e-9
+_MAX_ITER = 100
+
+
+@dataclass(frozen=True)
+class RowDesign:
+    """Row-level design, already cleaned. Codes are dense 0..n-1 integers."""
+
+    y: np.ndarray
+    unit: np.ndarray
+    period: np.ndarray
+    X: np.ndarray
+    xnames: tuple[str, ...]
+    cluster: np.ndarray
+    weights: np.ndarray | None = None
+    offset: np.ndarray | None = None
+
+    @property
+    def n_units(self) -> int:
+        return int(self.unit.max()) + 1 if self.unit.size else 0
+
+    @property
+    def n_periods(self) -> int:
+        return int(self.period.max()) + 1 if self.period.size else 0
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Sufficient statistics of a two-way design, per cohort of units sharing a design path.
+
+    Arrays are indexed ``[cohort, period, ...]``; ``mask[g, t]`` says whether period ``t``
+    is observed for the cohort.
+    """
+
+    n_periods: int
+    mask: np.ndarray  # (C, T) bool
+    X: np.ndarray  # (C, T, k)
+    offset: np.ndarray  # (C, T)
+    w: np.ndarray  # (C,)
+    n: np.ndarray  # (C,) units
+    nzero: np.ndarray  # (C,) units whose outcome is zero in every observed period
+    Y: np.ndarray  # (C, T) sums of y over the cohort's units
+    xnames: tuple[str, ...]
+    S: np.ndarray | None = None  # (C, T, T) sum_i y_i y_i' (unit clusters)
+    cl_cohort: np.ndarray | None = None  # (M,) cohort of each cluster x cohort cell
+    cl_code: np.ndarray | None = None  # (M,) cluster of each cell
+    cl_y: np.ndarray | None = None  # (M, T) sums of y in the cell
+    cl_n: np.ndarray | None = None  # (M,) units in the cell
+    cl_npos: np.ndarray | None = None  # (M,) units with a positive total in the cell
+    n_clusters_total: int = 0
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Output of an engine: the slope coefficients (X part) and their clustered vcov."""
+
+    names: tuple[str, ...]
+    coef: np.ndarray
+    vcov: np.ndarray
+    dropped_terms: tuple[str, ...]
+    n_obs: int
+    n_units: int
+    n_clusters: int
+    df_k: int
+    df_t: int
+    ssc: float
+    path: Literal["rows", "moments"]
+    iterations: int
+    dropped_rows: dict[str, int] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _select_columns(gram: np.ndarray, protected: int = 0) -> list[int]:
+    """Greedy sequential collinearity check on a Gram matrix (columns in order)."""
+    kept: list[int] = []
+    for j in range(gram.shape[0]):
+        gjj = gram[j, j]
+        if gjj <= 0 or not np.isfinite(gjj):
+            continue
+        if kept:
+            gkk = gram[np.ix_(kept, kept)]
+            gkj = gram[kept, j]
+            r = gjj - gkj @ np.linalg.solve(gkk, gkj)
+        else:
+            r = gjj
+        if r > _COLLIN_TOL * gjj:
+            kept.append(j)
+    return kept
+
+
+def _bincols(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Column-wise group sums: ``out[c, j] = sum values[codes == c, j]``."""
+    out = np.empty((n, values.shape[1]))
+    for j in range(values.shape[1]):
+        out[:, j] = np.bincount(codes, weights=values[:, j], minlength=n)
+    return out
+
+
+def _period_dummies(period: np.ndarray, n_periods: int) -> np.ndarray:
+    out = np.zeros((period.size, max(n_periods - 1, 0)))
+    rows = np.nonzero(period > 0)[0]
+    out[rows, period[rows] - 1] = 1.0
+    return out
+
+
+def _ssc(n_obs: int, df_k: int, n_clusters: int) -> float:
+    if n_clusters < 2:
+        raise EstimationError(
+            f"Only {n_clusters} cluster(s) remain; clustered standard errors need at least 2. "
+            "Cluster by person (the default) or by a level with more groups."
+        )
+    if n_obs <= df_k:
+        raise EstimationError(
+            f"{n_obs} observations for {df_k} parameters; the design is saturated. "
+            "Use more periods or fewer event-time terms."
+        )
+    return (n_clusters / (n_clusters - 1)) * ((n_obs - 1) / (n_obs - df_k))
+
+
+def _finish(
+    *,
+    names_all: list[str],
+    kept: list[int],
+    n_period_cols: int,
+    bread: np.ndarray,
+    meat: np.ndarray,
+    theta: np.ndarray,
+    n_obs: int,
+    n_units: int,
+    n_clusters: int,
+    nested: bool,
+    path: Literal["rows", "moments"],
+    iterations: int,
+    dropped_rows: dict[str, int],
+) -> Fit:
+    df_k = len(kept) + (1 if nested else n_units)
+    adj = _ssc(n_obs, df_k, n_clusters)
+    vcov_full = adj * bread @ meat @ bread
+    xpos = [i for i, j in enumerate(kept) if j >= n_period_cols]
+    names = tuple(names_all[kept[i]] for i in xpos)
+    dropped = tuple(
+        names_all[j] for j in range(n_period_cols, len(names_all)) if j not in set(kept)
+    )
+    if not names:
+        raise EstimationError(
+            "Every treatment term is collinear with the unit and period fixed effects "
+            f"(dropped: {', '.join(dropped)}); the design cannot identify an effect. "
+            "Check that treated and comparison units are both observed before and after."
+        )
+    return Fit(
+        names=names,
+        coef=theta[xpos].copy(),
+        vcov=vcov_full[np.ix_(xpos, xpos)],
+        dropped_terms=dropped,
+        n_obs=n_obs,
+        n_units=n_units,
+        n_clusters=n_clusters,
+        df_k=df_k,
+        df_t=n_clusters - 1,
+        ssc=adj,
+        path=path,
+        iterations=iterations,
+        dropped_rows=dropped_rows,
+    )
+
+
+def _unit_nested(unit: np.ndarray, cluster: np.ndarray) -> bool:
+    pairs = pd.DataFrame({"u": unit, "c": cluster}).drop_duplicates()
+    return len(pairs) == pairs["u"].nunique()
+
+
+def _recode(codes: np.ndarray) -> tuple[np.ndarray, int]:
+    uniq, inv = np.unique(codes, return_inverse=True)
+    return inv.astype(np.int64), len(uniq)
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def fit_rows(d: RowDesign, model: Model) -> Fit:
+    """Fit the two-way model on row-level data."""
+    if model == "linear":
+        return _fit_rows_linear(d, {})
+    return _fit_rows_poisson(d)
+
+
+def _fit_rows_linear(d: RowDesign, dropped_rows: dict[str, int]) -> Fit:
+    n_units, n_periods = d.n_units, d.n_periods
+    w = np.ones_like(d.y) if d.weights is None else d.weights
+    Z = np.column_stack([_period_dummies(d.period, n_periods), d.X])
+    names_all = [f"period::{t}" for t in range(1, n_periods)] + list(d.xnames)
+    sw = np.bincount(d.unit, weights=w, minlength=n_units)
+    Zbar = _bincols(d.unit, Z * w[:, None], n_units) / sw[:, None]
+    Zt = Z - Zbar[d.unit]
+    ybar = np.bincount(d.unit, weights=w * d.y, minlength=n_units) / sw
+    yt = d.y - ybar[d.unit]
+    gram = (Zt * w[:, None]).T @ Zt
+    kept = _select_columns(gram)
+    Zk = Zt[:, kept]
+    gk = gram[np.ix_(kept, kept)]
+    theta = np.linalg.solve(gk, Zk.T @ (w * yt))
+    e = yt - Zk @ theta
+    n_cl = int(d.cluster.max()) + 1
+    scores = _bincols(d.cluster, Zk * (w * e)[:, None], n_cl)
+    bread = np.linalg.inv(gk)
+    return _finish(
+        names_all=names_all,
+        kept=kept,
+        n_period_cols=n_periods - 1,
+        bread=bread,
+        meat=scores.T @ scores,
+        theta=theta,
+        n_obs=int(d.y.size),
+        n_units=n_units,
+        n_clusters=n_cl,
+        nested=_unit_nested(d.unit, d.cluster),
+        path="rows",
+        iterations=1,
+        dropped_rows=dropped_rows,
+    )
+
+
+def drop_uninformative_poisson(d: RowDesign) -> tuple[RowDesign, dict[str, int]]:
+    """Drop units (and periods) whose outcome is zero throughout, as fixest does.
+
+    They carry no information in the conditional Poisson likelihood.
+    """
+    dropped = {"unit_all_zero_outcome": 0, "period_all_zero_outcome": 0}
+    keep = np.ones(d.y.size, dtype=bool)
+    while True:
+        tot_u = np.bincount(d.unit[keep], weights=d.y[keep], minlength=d.n_units)
+        tot_t = np.bincount(d.period[keep], weights=d.y[keep], minlength=d.n_periods)
+        bad_u = keep & (tot_u[d.unit] <= 0)
+        nbu = int(bad_u.sum())
+        keep &= ~bad_u
+        bad_t = keep & (tot_t[d.period] <= 0)
+        nbt = int(bad_t.sum())
+        keep &= ~bad_t
+        dropped["unit_all_zero_outcome"] += nbu
+        dropped["period_all_zero_outcome"] += nbt
+        if nbu == 0 and nbt == 0:
+            break
+    if not keep.any():
+        raise EstimationError(
+            f"The outcome is zero in all {d.y.size} rows; a Poisson model cannot be fitted. "
+            "Choose an outcome with events, or a longer follow-up."
+        )
+    if keep.all():
+        return d, dropped
+    unit, _ = _recode(d.unit[keep])
+    period, _ = _recode(d.period[keep])
+    cluster, _ = _recode(d.cluster[keep])
+    return (
+        RowDesign(
+            y=d.y[keep],
+            unit=unit,
+            period=period,
+            X=d.X[keep],
+            xnames=d.xnames,
+            cluster=cluster,
+            weights=None if d.weights is None else d.weights[keep],
+            offset=None if d.offset is None else d.offset[keep],
+        ),
+        dropped,
+    )
+
+
+def _fit_rows_poisson(d0: RowDesign) -> Fit:
+    d, dropped_rows = drop_uninformative_poisson(d0)
+    n_units, n_periods = d.n_units, d.n_periods
+    y = d.y
+    w = np.ones_like(y) if d.weights is None else d.weights
+    off = np.zeros_like(y) if d.offset is None else d.offset
+    Z = np.column_stack([_period_dummies(d.period, n_periods), d.X])
+    names_all = [f"period::{t}" for t in range(1, n_periods)] + list(d.xnames)
+    # collinearity on the (weighted) within-unit design
+    sw = np.bincount(d.unit, weights=w, minlength=n_units)
+    Zt0 = Z - (_bincols(d.unit, Z * w[:, None], n_units) / sw[:, None])[d.unit]
+    kept = _select_columns((Zt0 * w[:, None]).T @ Zt0)
+    Z = Z[:, kept]
+    num = np.bincount(d.unit, weights=w * y, minlength=n_units)
+
+    def state(theta: np.ndarray) -> tuple[np.ndarray, float]:
+        eta = Z @ theta + off
+        m = np.full(n_units, -np.inf)
+        np.maximum.at(m, d.unit, eta)
+        ex = np.exp(eta - m[d.unit])
+        den = np.bincount(d.unit, weights=w * ex, minlength=n_units)
+        mu = ex * (num / den)[d.unit]
+        pos = y > 0
+        ll = float(np.sum(w[pos] * y[pos] * np.log(mu[pos])))
+        return mu, ll
+
+    theta = np.zeros(Z.shape[1])
+    mu, ll = state(theta)
+    n_iter = 0
+    for it in range(1, _MAX_ITER + 1):
+        n_iter = it
+        wm = w * mu
+        swm = np.bincount(d.unit, weights=wm, minlength=n_units)
+        Zt = Z - (_bincols(d.unit, Z * wm[:, None], n_units) / swm[:, None])[d.unit]
+        H = (Zt * wm[:, None]).T @ Zt
+        g = Z.T @ (w * (y - mu))
+        step = np.linalg.solve(H, g)
+        t_new = theta + step
+        mu_new, ll_new = state(t_new)
+        halvings = 0
+        while ll_new < ll - 1e-12 * abs(ll) and halvings < 30:
+            step = step / 2
+            t_new = theta + step
+            mu_new, ll_new = state(t_new)
+            halvings += 1
+        theta, mu, ll = t_new, mu_new, ll_new
+        if np.max(np.abs(step)) < 1e-13 * max(1.0, float(np.max(np.abs(theta)))):
+            break
+    else:  # pragma: no cover - Newton on a concave likelihood converges
+        raise EstimationError(f"Poisson fit did not converge in {_MAX_ITER} iterations.")
+    wm = w * mu
+    swm = np.bincount(d.unit, weights=wm, minlength=n_units)
+    Zt = Z - (_bincols(d.unit, Z * wm[:, None], n_units) / swm[:, None])[d.unit]
+    H = (Zt * wm[:, None]).T @ Zt
+    n_cl = int(d.cluster.max()) + 1
+    scores = _bincols(d.cluster, Zt * (w * (y - mu))[:, None], n_cl)
+    return _finish(
+        names_all=names_all,
+        kept=kept,
+        n_period_cols=n_periods - 1,
+        bread=np.linalg.inv(H),
+        meat=scores.T @ scores,
+        theta=theta,
+        n_obs=int(y.size),
+        n_units=n_units,
+        n_clusters=n_cl,
+        nested=_unit_nested(d.unit, d.cluster),
+        path="rows",
+        iterations=n_iter,
+        dropped_rows=dropped_rows,
+    )
+
+
+# ----------------------------------------------------------------------------- moments
+
+
+def moments_from_rows(d: RowDesign, *, unit_clusters: bool) -> Moments | None:
+    """Compute cohort moments from row-level arrays (numpy).
+
+    Returns ``None`` when the moments path cannot express the design (weights varying
+    within a unit, or clusters that split a unit).
+    """
+    n_units, T = d.n_units, d.n_periods
+    w = np.ones_like(d.y) if d.weights is None else d.weights
+    off = np.zeros_like(d.y) if d.offset is None else d.offset
+    # weights and clusters must be constant within unit
+    w_u = np.zeros(n_units)
+    w_u[d.unit] = w
+    if not np.array_equal(w_u[d.unit], w):
+        return None
+    cl_u = np.zeros(n_units, dtype=np.int64)
+    cl_u[d.cluster] = 0
+    cl_u[d.unit] = d.cluster
+    if not np.array_equal(cl_u[d.unit], d.cluster):
+        return None
+    # signature of each row: its design values (X, offset)
+    sig = pd.DataFrame(d.X, columns=[f"x{j}" for j in range(d.X.shape[1])])
+    sig["off"] = off
+    if sig.shape[1]:
+        rcode = sig.groupby(list(sig.columns), sort=True).ngroup().to_numpy()
+    else:  # pragma: no cover
+        rcode = np.zeros(d.y.size, dtype=np.int64)
+    R = np.full((n_units, T + 1), -1, dtype=np.int64)
+    R[d.unit, d.period] = rcode
+    R[:, T] = pd.factorize(w_u, sort=True)[0]
+    uniq, cohort = np.unique(R, axis=0, return_inverse=True)
+    cohort = cohort.ravel()
+    C = uniq.shape[0]
+    mask = uniq[:, :T] >= 0
+    # representative unit for each cohort: its design values
+    first_row = np.full((C, T), -1, dtype=np.int64)
+    rows_c = cohort[d.unit]
+    first_row[rows_c, d.period] = np.arange(d.y.size)
+    k = d.X.shape[1]
+    Xc = np.zeros((C, T, k))
+    offc = np.zeros((C, T))
+    gi, ti = np.nonzero(mask)
+    Xc[gi, ti] = d.X[first_row[gi, ti]]
+    offc[gi, ti] = off[first_row[gi, ti]]
+    wc = np.zeros(C)
+    wc[cohort] = w_u
+    n = np.bincount(cohort, minlength=C).astype(float)
+    Ymat = np.zeros((n_units, T))
+    Ymat[d.unit, d.period] = d.y
+    tot = Ymat.sum(axis=1)
+    nzero = np.bincount(cohort, weights=(tot <= 0).astype(float), minlength=C)
+    Y = _bincols(cohort, Ymat, C)
+    S = None
+    cl_cohort = cl_code = cl_y = cl_n = cl_npos = None
+    if unit_clusters:
+        S = np.zeros((C, T, T))
+        order = np.argsort(cohort, kind="stable")
+        bounds = np.searchsorted(cohort[order], np.arange(C + 1))
+        for g in range(C):
+            Yg = Ymat[order[bounds[g] : bounds[g + 1]]]
+            S[g] = Yg.T @ Yg
+    else:
+        cell = pd.factorize(cl_u * C + cohort, sort=True)[0]
+        M = int(cell.max()) + 1
+        cl_cohort = np.zeros(M, dtype=np.int64)
+        cl_cohort[cell] = cohort
+        cl_code = np.zeros(M, dtype=np.int64)
+        cl_code[cell] = cl_u
+        cl_y = _bincols(cell, Ymat, M)
+        cl_n = np.bincount(cell, minlength=M).astype(float)
+        cl_npos = np.bincount(cell, weights=(tot > 0).astype(float), minlength=M)
+    return Moments(
+        n_periods=T,
+        mask=mask,
+        X=Xc,
+        offset=offc,
+        w=wc,
+        n=n,
+        nzero=nzero,
+        Y=Y,
+        xnames=d.xnames,
+        S=S,
+        cl_cohort=cl_cohort,
+        cl_code=cl_code,
+        cl_y=cl_y,
+        cl_n=cl_n,
+        cl_npos=cl_npos,
+        n_clusters_total=int(d.cluster.max()) + 1,
+    )
+
+
+def _cohort_z(m: Moments) -> tuple[np.ndarray, list[str]]:
+    C, T = m.mask.shape
+    D = np.zeros((C, T, max(T - 1, 0)))
+    for t in range(1, T):
+        D[:, t, t - 1] = 1.0
+    Z = np.concatenate([D, m.X], axis=2) * m.mask[:, :, None]
+    names = [f"period::{t}" for t in range(1, T)] + list(m.xnames)
+    return Z, names
+
+
+def fit_moments(m: Moments, model: Model) -> Fit:
+    """Fit the two-way model from cohort moments."""
+    if model == "linear":
+        return _fit_moments_linear(m)
+    return _fit_moments_poisson(m)
+
+
+def _meat(m: Moments, V: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Clustered meat when unit scores are ``w_g (V_g' y_i - b_g)``.
+
+    ``V``: (C, T, k) per-cohort score loadings; ``b``: (C, k) per-unit constant.
+    """
+    w = m.w
+    if m.S is not None:
+        VY = np.einsum("gtk,gt->gk", V, m.Y)
+        meat = np.einsum("g,gtk,gts,gsl->kl", w**2, V, m.S, V)
+        meat -= np.einsum("g,gk,gl->kl", w**2, VY, b)
+        meat -= np.einsum("g,gk,gl->kl", w**2, b, VY)
+        meat += np.einsum("g,gk,gl->kl", w**2 * m.n, b, b)
+        return meat
+    assert m.cl_cohort is not None and m.cl_y is not None and m.cl_n is not None
+    assert m.cl_code is not None
+    g = m.cl_cohort
+    cell_scores = w[g, None] * (np.einsum("mtk,mt->mk", V[g], m.cl_y) - m.cl_n[:, None] * b[g])
+    n_cl = int(m.cl_code.max()) + 1
+    sc = _bincols(m.cl_code, cell_scores, n_cl)
+    return sc.T @ sc
+
+
+def _n_clusters(m: Moments, poisson: bool) -> int:
+    if m.S is not None:
+        return round(float(np.sum(m.n - m.nzero))) if poisson else round(m.n.sum())
+    assert m.cl_code is not None and m.cl_npos is not None and m.cl_n is not None
+    cnt = np.bincount(m.cl_code, weights=m.cl_npos if poisson else m.cl_n)
+    return int(np.sum(cnt > 0))
+
+
+def _fit_moments_linear(m: Moments) -> Fit:
+    Z, names_all = _cohort_z(m)
+    mk = m.mask.astype(float)
+    Tg = mk.sum(axis=1)
+    Zt = (Z - (Z.sum(axis=1) / Tg[:, None])[:, None, :]) * mk[:, :, None]
+    A = np.einsum("gtk,gtl->gkl", Zt, Zt)
+    gram = np.einsum("g,gkl->kl", m.w * m.n, A)
+    kept = _select_columns(gram)
+    Zt = Zt[:, :, kept]
+    A = A[:, kept][:, :, kept]
+    gk = gram[np.ix_(kept, kept)]
+    theta = np.linalg.solve(gk, np.einsum("g,gtk,gt->k", m.w, Zt, m.Y))
+    b = np.einsum("gkl,l->gk", A, theta)
+    meat = _meat(m, Zt, b)
+    n_units = round(m.n.sum())
+    return _finish(
+        names_all=names_all,
+        kept=kept,
+        n_period_cols=m.n_periods - 1,
+        bread=np.linalg.inv(gk),
+        meat=meat,
+        theta=theta,
+        n_obs=round(float(np.sum(m.n * Tg))),
+        n_units=n_units,
+        n_clusters=_n_clusters(m, poisson=False),
+        nested=True,
+        path="moments",
+        iterations=1,
+        dropped_rows={},
+    )
+
+
+def _fit_moments_poisson(m: Moments) -> Fit:
+    Z, names_all = _cohort_z(m)
+    mk = m.mask
+    Tg = mk.sum(axis=1).astype(float)
+    tot_t = np.einsum("g,gt->t", m.w, m.Y)
+    if np.any(tot_t[mk.any(axis=0)] <= 0):
+        raise EstimationError("moments path: a period has no events")
+    Yg = m.Y.sum(axis=1)
+    # collinearity on the within-unit linear design (matches the row path)
+    mf = mk.astype(float)
+    Zt0 = (Z - (Z.sum(axis=1) / Tg[:, None])[:, None, :]) * mf[:, :, None]
+    informative = (m.n - m.nzero) > 0
+    gram0 = np.einsum("g,gtk,gtl->kl", m.w * (m.n - m.nzero), Zt0, Zt0)
+    kept = _select_columns(gram0)
+    Z = Z[:, :, kept]
+    wY = m.w * Yg
+
+    def probs(theta: np.ndarray) -> np.ndarray:
+        eta = np.where(mk, Z @ theta + m.offset, -np.inf)
+        eta = eta - eta.max(axis=1, keepdims=True)
+        ex = np.exp(eta)
+        return ex / ex.sum(axis=1, keepdims=True)
+
+    def loglik(p: np.ndarray) -> float:
+        pos = (m.Y > 0) & informative[:, None]
+        return float(np.sum((m.w[:, None] * m.Y)[pos] * np.log(p[pos])))
+
+    theta = np.zeros(Z.shape[2])
+    p = probs(theta)
+    ll = loglik(p)
+    n_iter = 0
+    for it in range(1, _MAX_ITER + 1):
+        n_iter = it
+        pz = np.einsum("gt,gtk->gk", p, Z)
+        H = np.einsum("g,gt,gtk,gtl->kl", wY, p, Z, Z) - np.einsum("g,gk,gl->kl", wY, pz, pz)
+        grad = np.einsum("g,gt,gtk->k", m.w, m.Y, Z) - np.einsum("g,gk->k", wY, pz)
+        step = np.linalg.solve(H, grad)
+        t_new = theta + step
+        p_new = probs(t_new)
+        ll_new = loglik(p_new)
+        halvings = 0
+        while ll_new < ll - 1e-12 * abs(ll) and halvings < 30:
+            step = step / 2
+            t_new = theta + step
+            p_new = probs(t_new)
+            ll_new = loglik(p_new)
+            halvings += 1
+        theta, p, ll = t_new, p_new, ll_new
+        if np.max(np.abs(step)) < 1e-13 * max(1.0, float(np.max(np.abs(theta)))):
+            break
+    else:  # pragma: no cover
+        raise EstimationError(f"Poisson fit did not converge in {_MAX_ITER} iterations.")
+    pz = np.einsum("gt,gtk->gk", p, Z)
+    H = np.einsum("g,gt,gtk,gtl->kl", wY, p, Z, Z) - np.einsum("g,gk,gl->kl", wY, pz, pz)
+    Cg = (Z - pz[:, None, :]) * mf[:, :, None]
+    meat = _meat(m, Cg, np.zeros((Cg.shape[0], Cg.shape[2])))
+    n_inf = m.n - m.nzero
+    return _finish(
+        names_all=names_all,
+        kept=kept,
+        n_period_cols=m.n_periods - 1,
+        bread=np.linalg.inv(H),
+        meat=meat,
+        theta=theta,
+        n_obs=round(float(np.sum(n_inf * Tg))),
+        n_units=round(float(n_inf.sum())),
+        n_clusters=_n_clusters(m, poisson=True),
+        nested=True,
+        path="moments",
+        iterations=n_iter,
+        dropped_rows={
+            "unit_all_zero_outcome": round(float(np.sum(m.nzero * Tg))),
+            "period_all_zero_outcome": 0,
+        },
+    )
