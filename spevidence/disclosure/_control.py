@@ -80,36 +80,46 @@ def _lines(
 
 
 def _determined(
-    mask: np.ndarray, lines: list[tuple[str, list[tuple[int, int]]]]
+    mask: np.ndarray, raw: np.ndarray, lines: list[tuple[str, list[tuple[int, int]]]]
 ) -> list[tuple[int, int]]:
-    """Suppressed cells whose value is fixed by the released totals (linear algebra).
+    """Redacted cells whose value the released totals pin down.
 
-    Treats every unsuppressed cell and every total as known exactly (worst case);
-    a suppressed cell is recoverable iff its unit vector lies in the row space of
-    the constraint matrix restricted to the suppressed cells.
+    Worst case: the reader knows every total and every released cell exactly
+    (unrounded). For each redacted cell, a linear programme finds the smallest and
+    largest value consistent with the totals and non-negativity; the cell is
+    recoverable when the two coincide.
     """
-    cells = [tuple(c) for c in np.argwhere(mask)]
+    from scipy.optimize import linprog
+
+    cells = [(int(c[0]), int(c[1])) for c in np.argwhere(mask)]
     if not cells or not lines:
         return []
     pos = {c: k for k, c in enumerate(cells)}
-    rows = []
+    a_rows, b_vals = [], []
     for _, line in lines:
         r = np.zeros(len(cells))
+        rhs = 0.0
         for c in line:
-            if c in pos:
+            if c in pos and np.isfinite(raw[c]):
                 r[pos[c]] = 1.0
+                rhs += float(raw[c])
         if r.any():
-            rows.append(r)
-    if not rows:
+            a_rows.append(r)
+            b_vals.append(rhs)
+    if not a_rows:
         return []
-    a = np.vstack(rows)
-    rank = np.linalg.matrix_rank(a)
+    a_eq = np.vstack(a_rows)
+    b_eq = np.asarray(b_vals)
     out = []
     for c, k in pos.items():
-        e = np.zeros(len(cells))
-        e[k] = 1.0
-        if np.linalg.matrix_rank(np.vstack([a, e])) == rank:
-            out.append((int(c[0]), int(c[1])))
+        if not a_eq[:, k].any():
+            continue
+        obj = np.zeros(len(cells))
+        obj[k] = 1.0
+        lo = linprog(obj, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+        hi = linprog(-obj, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+        if lo.status == 0 and hi.status == 0 and (-hi.fun - lo.fun) < 0.5:
+            out.append(c)
     return out
 
 
@@ -163,8 +173,8 @@ def control(
         ``"columns"`` - the sum of each count column (within each ``group_by``
         block); ``"rows"`` - the sum across ``count_columns`` of each row. Every
         line with a redacted cell then gets a second redaction (the smallest other
-        count), and a linear-algebra check adds more until no redacted cell can
-        be recovered exactly from the totals. ``None``: no totals are released.
+        positive count), and a linear-programming check adds more until no
+        redacted cell can be recovered exactly from the totals. ``None``: no totals are released.
     group_by : list of str, optional
         Columns defining blocks whose column totals are released (e.g. the
         characteristic in a Table 1: the levels of sex add up to the group size).
@@ -256,7 +266,7 @@ def control(
             changed |= protect_line(kind, line)
         if changed:
             continue
-        det = _determined(mask, lines) if totals is not None else []
+        det = _determined(mask, raw, lines) if totals is not None else []
         if not det:
             break
         # a chain of redactions still pins a cell down: widen the pattern around it
