@@ -160,9 +160,7 @@ def from_did(
                 "unit_value_low": float(low) if pd.notna(low) else np.nan,
                 "unit_value_high": float(high) if pd.notna(high) else np.nan,
                 "price_year": c["price_year"],
-                "source": (
-                    f"{c['source']} ({item}); quantity: matched DiD estimate x {persons:g} persons"
-                ),
+                "source": f"{c['source']} ({item}); quantity: matched DiD estimate",
                 "deadweight": 0.0,
                 "attribution": float(attribution),
                 "displacement": float(displacement),

@@ -6,6 +6,8 @@ whether it was checked at its primary source; see ``notes`` for what to check).
 
 from __future__ import annotations
 
+import functools
+import io
 import re
 from importlib import resources
 from typing import Any
@@ -33,10 +35,13 @@ UNIT_COST_COLUMNS: tuple[str, ...] = (
 INDEX_COLUMNS: tuple[str, ...] = ("financial_year", "annual_change_pct")
 
 
+@functools.lru_cache(maxsize=4)
+def _read_text(name: str) -> str:
+    return resources.files("spevidence.sroi").joinpath("data", name).read_text(encoding="utf-8")
+
+
 def _read_data(name: str) -> pd.DataFrame:
-    path = resources.files("spevidence.sroi").joinpath("data", name)
-    with path.open("r", encoding="utf-8") as fh:
-        return pd.read_csv(fh, keep_default_na=True)
+    return pd.read_csv(io.StringIO(_read_text(name)), keep_default_na=True)
 
 
 def unit_costs() -> pd.DataFrame:

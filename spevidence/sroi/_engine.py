@@ -55,6 +55,11 @@ def _num(df: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
 
 
+def _show(v: Any) -> str:
+    """repr of a cell value without numpy's type wrapper (np.float64(1.5) -> 1.5)."""
+    return repr(v.item()) if isinstance(v, np.generic) else repr(v)
+
+
 def _label(df: pd.DataFrame, key: str, i: int) -> str:
     return str(df[key].iloc[i])
 
@@ -123,8 +128,9 @@ def _validate_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
         for i in range(len(df)):
             if not (np.isfinite(v[i]) and 0.0 <= v[i] <= 1.0):
                 raise DataError(
-                    f"outcomes row {i} ({_label(df, 'outcome', i)!r}): {r} = {df[r].iloc[i]!r} is "
-                    f"outside [0, 1]; give {r} as a fraction, e.g. 0.25 for 25 %."
+                    f"outcomes row {i} ({_label(df, 'outcome', i)!r}): "
+                    f"{r} = {_show(df[r].iloc[i])} is outside [0, 1]; "
+                    f"give {r} as a fraction, e.g. 0.25 for 25 %."
                 )
         df[r] = v
         for side in ("low", "high"):
@@ -152,7 +158,7 @@ def _validate_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
         if not (np.isfinite(dur[i]) and dur[i] >= 1 and float(dur[i]).is_integer()):
             raise DataError(
                 f"outcomes row {i} ({_label(df, 'outcome', i)!r}): duration_years = "
-                f"{df['duration_years'].iloc[i]!r}; give a whole number of years >= 1."
+                f"{_show(df['duration_years'].iloc[i])}; give a whole number of years >= 1."
             )
     df["duration_years"] = dur.astype(int)
     cash = []
@@ -165,7 +171,7 @@ def _validate_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
             cash.append(False)
         else:
             raise DataError(
-                f"outcomes row {i} ({_label(df, 'outcome', i)!r}): cashable = {v!r}; "
+                f"outcomes row {i} ({_label(df, 'outcome', i)!r}): cashable = {_show(v)}; "
                 "give True or False."
             )
     df["cashable"] = cash
@@ -228,7 +234,7 @@ def _validate_inputs(inputs: pd.DataFrame) -> pd.DataFrame:
             )
         if not (np.isfinite(yr[i]) and yr[i] >= 0 and float(yr[i]).is_integer()):
             raise DataError(
-                f"inputs row {i} ({lab!r}): year = {df['year'].iloc[i]!r}; "
+                f"inputs row {i} ({lab!r}): year = {_show(df['year'].iloc[i])}; "
                 "give a whole number >= 0 (0 = first year)."
             )
     df["amount"] = amt
