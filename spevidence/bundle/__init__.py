@@ -36,6 +36,7 @@ from spevidence.errors import DisclosureError, ReportError
 __all__ = [
     "BUNDLE_FORMAT",
     "Finding",
+    "compare_bundles",
     "read_manifest",
     "read_table",
     "scan_paths",
@@ -355,4 +356,44 @@ def verify_bundle(bundle_dir: str | Path) -> list[str]:
         changed = loaded is None or sha256_json(_plain(loaded)) != manifest["protocol_sha256"]
         if changed and not any(p.startswith("protocol.yaml:") for p in problems):
             problems.append("protocol.yaml: protocol hash differs from the manifest")
+    return problems
+
+
+def compare_bundles(original: str | Path, rerun: str | Path) -> list[str]:
+    """Compare a re-run bundle with the original: same protocol, inputs, seed and results.
+
+    Released tables (CSV bytes) and the disclosure log must be identical; the protocol
+    hash, the input file hashes and the seed must match. Figures and software versions are
+    not compared (a different matplotlib may draw the same numbers differently).
+
+    Returns
+    -------
+    list of str
+        One problem per difference, naming the file or manifest field.
+    """
+    a_root, b_root = Path(original), Path(rerun)
+    a, b = read_manifest(a_root), read_manifest(b_root)
+    problems: list[str] = []
+    for key in ("protocol_sha256", "seed"):
+        if a.get(key) != b.get(key):
+            problems.append(f"manifest.json: {key} differs between the original and the re-run")
+    a_in, b_in = a.get("inputs", {}), b.get("inputs", {})
+    for role in sorted(set(a_in) | set(b_in)):
+        ha = (a_in.get(role) or {}).get("sha256")
+        hb = (b_in.get(role) or {}).get("sha256")
+        if ha != hb:
+            problems.append(f"input {role!r}: the data file differs from the one originally used")
+    a_files, b_files = a.get("files", {}), b.get("files", {})
+    wanted = sorted(
+        f
+        for f in set(a_files) | set(b_files)
+        if (f.startswith("tables/") and f.endswith(".csv")) or f == "disclosure_log.csv"
+    )
+    for rel in wanted:
+        if rel not in b_files:
+            problems.append(f"{rel}: in the original bundle but not produced by the re-run")
+        elif rel not in a_files:
+            problems.append(f"{rel}: produced by the re-run but not in the original bundle")
+        elif a_files[rel] != b_files[rel]:
+            problems.append(f"{rel}: the re-run gives different numbers")
     return problems

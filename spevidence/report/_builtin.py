@@ -313,14 +313,25 @@ def compile_typst(typ: Path, out_path: Path, *, root: Path, fmt: str = "pdf") ->
     import typst
 
     try:
-        result = typst.compile(
-            str(typ),
-            output=str(out_path) if fmt == "pdf" else None,
-            root=str(root),
-            format=fmt,
-            ignore_system_fonts=True,
-            timestamp=FIXED_EPOCH,
-        )
+        if fmt == "pdf":
+            typst.compile(
+                str(typ),
+                output=str(out_path),
+                root=str(root),
+                format="pdf",
+                ignore_system_fonts=True,
+                timestamp=FIXED_EPOCH,
+            )
+            result: Any = None
+        else:
+            result = typst.compile(
+                str(typ),
+                root=str(root),
+                format="png",
+                ppi=60.0,
+                ignore_system_fonts=True,
+                timestamp=FIXED_EPOCH,
+            )
     except Exception as exc:  # typst raises its own error type with the diagnostic
         raise ReportError(f"typst could not compile {typ.name}: {str(exc)[:800]}") from None
     return result

@@ -1,4 +1,4 @@
-"""Render with the real Quarto CLI, found via ``QUARTO_PATH``, the ``quarto-cli`` package or PATH."""
+"""Render with the real Quarto CLI (``QUARTO_PATH``, the ``quarto-cli`` package, or PATH)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ name a column in more than one way, the first match in the lists below is used.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -19,6 +20,7 @@ matplotlib.use("Agg", force=False)
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from spevidence.errors import ReportError
@@ -50,7 +52,7 @@ def _col(df: pd.DataFrame, candidates: Sequence[str], table: str, *, required: b
     return ""
 
 
-def _new(figsize: tuple[float, float] = style.FIGSIZE) -> tuple[Figure, object]:
+def _new(figsize: tuple[float, float] = style.FIGSIZE) -> tuple[Figure, Axes]:
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot()
     return fig, ax
@@ -76,8 +78,8 @@ def cohort_flow(attrition: pd.DataFrame) -> Figure:
         ax.set_xlim(0, 10)
         ax.set_ylim(-n + 0.3, 0.9)
         ax.axis("off")
-        for i, rec in rows.iterrows():
-            y = -int(str(i))
+        for i, rec in enumerate(rows.to_dict("records")):
+            y = -i
             txt = f"{rec[label]}\nn = {_count_text(rec[count])}"
             ax.text(
                 3.3,
@@ -133,12 +135,13 @@ def cohort_flow(attrition: pd.DataFrame) -> Figure:
     return fig
 
 
-def _is_missing(v: object) -> bool:
-    return (
-        v is None
-        or (isinstance(v, float) and np.isnan(v))
-        or (not isinstance(v, str) and bool(pd.isna(v)))
-    )
+def _is_missing(v: Any) -> bool:
+    if v is None or isinstance(v, str):
+        return v is None
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def _count_text(v: object) -> str:
@@ -150,7 +153,7 @@ def _count_text(v: object) -> str:
         f = float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return str(v)
-    return f"{int(round(f)):,}" if f.is_integer() else f"{f:,.1f}"
+    return f"{round(f):,}" if f.is_integer() else f"{f:,.1f}"
 
 
 def love_plot(balance: pd.DataFrame, *, threshold: float = 0.1) -> Figure:
@@ -396,7 +399,7 @@ def value_map(by_outcome: pd.DataFrame) -> Figure:
     return fig
 
 
-FIGURES = {
+FIGURES: dict[str, tuple[str, Callable[[pd.DataFrame], Figure]]] = {
     "cohort_flow": ("attrition", cohort_flow),
     "love_plot": ("balance", love_plot),
     "trends": ("trends", trends),

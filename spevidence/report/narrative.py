@@ -162,7 +162,8 @@ class Narrative:
         if self._pretrend_failures():
             caveats.append(
                 "before referral, the referred group's use was already diverging from the "
-                f"comparators' ({', '.join(self._pretrend_failures())}), so the estimates may be biased"
+                f"comparators' ({', '.join(self._pretrend_failures())}), "
+                "so the estimates may be biased"
             )
         if self._imbalanced():
             caveats.append(
@@ -204,8 +205,9 @@ class Narrative:
                 "groups were well balanced on what was measured.\n"
             )
         return (
-            f"\n::: warning\nAfter matching, {len(bad)} characteristic(s) still had an absolute SMD "
-            f"above {SMD_BAR}: {', '.join(bad)}. Estimates may partly reflect these differences.\n:::\n"
+            f"\n::: warning\nAfter matching, {len(bad)} characteristic(s) still had an "
+            f"absolute SMD above {SMD_BAR}: {', '.join(bad)}. Estimates may partly reflect "
+            "these differences.\n:::\n"
         )
 
     def naive(self) -> str:
@@ -246,9 +248,9 @@ class Narrative:
             )
         if self.rb.has("pretrend_test"):
             return (
-                "\nBefore referral the referred group and comparators moved in parallel: the joint "
-                f"pre-trend test did not reject (p ≥ {ALPHA}). This supports, but cannot prove, the "
-                "parallel-trends assumption.\n"
+                "\nBefore referral the referred group and comparators moved in parallel: the "
+                f"joint pre-trend test did not reject (p ≥ {ALPHA}). This supports, but cannot "
+                "prove, the parallel-trends assumption.\n"
             )
         return "\n*The joint pre-trend test was not run in this evaluation.*\n"
 
@@ -303,10 +305,10 @@ class Narrative:
         if ratio is not None and not pd.isna(ratio):
             verdict = "more" if _num(ratio) > 1 else "less"
             text = (
-                f"\nThe estimated social return is **£{_f(ratio)} per £1** invested: the service "
-                f"created {verdict} value than it cost, under the assumptions below. The comparator "
-                "group already accounts for what would have happened anyway (deadweight), so no "
-                "further deadweight is subtracted.\n"
+                f"\nThe estimated social return is **£{_f(ratio)} per £1** invested: the "
+                f"service created {verdict} value than it cost, under the assumptions below. The "
+                "comparator group already accounts for what would have happened anyway "
+                "(deadweight), so no further deadweight is subtracted.\n"
             )
         return text + self.rb.table_md("sroi_summary", caption="SROI summary")
 
@@ -445,8 +447,5 @@ def _count_action(log: pd.DataFrame, word: str) -> int:
 
 
 def _short(v: Any, limit: int = 90) -> str:
-    if isinstance(v, list | tuple):
-        text = ", ".join(str(x) for x in v)
-    else:
-        text = str(v)
+    text = ", ".join(str(x) for x in v) if isinstance(v, list | tuple) else str(v)
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -24,10 +24,26 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib as mpl
-import seaborn as sns
+from cycler import cycler
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-PALETTE: list[tuple[float, float, float]] = [tuple(c) for c in sns.color_palette("colorblind", 10)]  # type: ignore[misc]
+PALETTE_HEX: tuple[str, ...] = (
+    "#0173b2",
+    "#de8f05",
+    "#029e73",
+    "#d55e00",
+    "#cc78bc",
+    "#ca9161",
+    "#fbafe4",
+    "#949494",
+    "#ece133",
+    "#56b4e9",
+)
+"""seaborn's "colorblind" palette (``sns.color_palette("colorblind").as_hex()``), written out
+so that importing the style does not import seaborn; a test checks they agree."""
+
+PALETTE: list[tuple[float, float, float]] = [to_rgb(c) for c in PALETTE_HEX]
 """The ten seaborn "colorblind" colours, as RGB tuples."""
 
 TREATED = PALETTE[0]  # blue: people referred to social prescribing
@@ -43,7 +59,7 @@ DPI = 150
 """Resolution of released PNG files."""
 
 _RC: dict[str, Any] = {
-    "axes.prop_cycle": mpl.cycler(color=PALETTE),
+    "axes.prop_cycle": cycler(color=PALETTE),
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.titlesize": 12,
@@ -66,6 +82,8 @@ _RC: dict[str, Any] = {
 
 def rc() -> dict[str, Any]:
     """The matplotlib rc settings of the spevidence style (seaborn whitegrid + ours)."""
+    import seaborn as sns
+
     base = dict(sns.axes_style("whitegrid"))
     base.update(sns.plotting_context("notebook", font_scale=0.9))
     base.update(_RC)
@@ -75,7 +93,8 @@ def rc() -> dict[str, Any]:
 @contextmanager
 def context() -> Iterator[None]:
     """Apply the spevidence style inside a ``with`` block only (no global state)."""
-    with mpl.rc_context(rc()):
+    settings: Any = rc()
+    with mpl.rc_context(settings):
         yield
 
 
