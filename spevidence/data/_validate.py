@@ -1,0 +1,858 @@
+"""Validation of the extracts against their contracts (DESIGN.md section 4).
+
+Every row that fails a check is excluded with exactly one reason (the first check it
+fails, in the order below), so rows in = rows kept + Σ rows excluded by reason. Messages
+name the table, the column, the count, the first row numbers and the fix — never a
+data value, never an identifier.
+
+Order of checks for every table: missing identifier; invalid NHS number (when ids are
+raw NHS numbers); unreadable values (dates, numbers); missing required values;
+unknown codes; table rules (registration ends before it starts, registered after
+death, negative length of stay); exact duplicate rows. Then, for event tables:
+person not in the population; event after death; event outside every registration
+spell; event outside the study window (referrals are kept whatever their date: a
+referral before the window marks someone already referred).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+from uuid import uuid4
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from spevidence.data._read import ROW, Extracts
+from spevidence.data._results import Action, Attrition, AttritionEntry, QAIssue, QAReport
+from spevidence.data._types import (
+    clean_str,
+    date_formats,
+    describe_format,
+    nhs_number_valid,
+    normalise_id,
+    parse_bool,
+    parse_date_column,
+    parse_float,
+    parse_int,
+)
+from spevidence.data.schema import POPULATION, TABLES, Column, Table
+from spevidence.errors import DataError
+
+Ids = Literal["nhs_number", "pseudonym"]
+FAR = dt.date(2999, 12, 31)
+FIRST_ROWS = 5
+ROW_NOTE = "row numbers count data rows from 1"
+
+_IBIS_TYPE = {
+    "id": "string",
+    "str": "string",
+    "int": "int64",
+    "date": "date",
+    "float": "float64",
+    "bool": "boolean",
+}
+
+
+def _as_date(value: dt.date | str, what: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise DataError(f"{what} {value!r} is not a date. Fix: write it as YYYY-MM-DD.") from None
+
+
+def study_window(start: dt.date | str, end: dt.date | str) -> tuple[dt.date, dt.date]:
+    s, e = _as_date(start, "start"), _as_date(end, "end")
+    if e < s:
+        raise DataError(f"The study window ends ({e}) before it starts ({s}). Fix: swap them.")
+    return s, e
+
+
+@dataclass(frozen=True)
+class _Rule:
+    key: str  # unique per table: "rule:column"
+    rule: str
+    column: str
+    cond: ir.BooleanValue
+    action: Action
+    message: Callable[[int, str], str]  # (rows, first-rows text) -> message
+
+
+def _rows_text(rows: list[int]) -> str:
+    return "first rows: " + ", ".join(str(r) for r in rows)
+
+
+def _codes_norm(col: ir.StringValue, c: Column) -> ir.StringValue:
+    """Normalise coded text: upper-case admission methods, '01' -> '1', sex words."""
+    s = col
+    allowed = c.allowed or ()
+    if c.name == "sex":
+        s = s.upper().substitute({"FEMALE": "F", "MALE": "M", "2": "F", "1": "M"})
+    elif c.name == "admission_method":
+        s = s.upper()
+    elif all(a.isdigit() and not a.startswith("0") for a in allowed):
+        s = s.substitute({"0" + a: a for a in allowed})
+    elif c.name in {"outcome", "status", "instrument", "frailty"}:
+        s = s.lower()
+    return s
+
+
+def _typed(
+    name: str, raw: ir.Table, spec: Table, ids: Ids, date_format: str | None
+) -> tuple[ir.Table, dict[str, tuple[str, ...]]]:
+    """Coerce columns; return the table with typed columns + helper flags."""
+    cols: dict[str, ir.Value] = {ROW: raw[ROW]}
+    flags: dict[str, ir.Value] = {}
+    fmt_cols: dict[str, tuple[str, ...]] = {}
+
+    for c in spec.columns:
+        present = c.name in raw.columns
+        if not present:
+            cols[c.name] = ibis.null(_IBIS_TYPE[c.kind])
+            continue
+        r = raw[c.name]
+        nonempty = clean_str(r).notnull() if (r.type().is_string()) else r.notnull()
+        if c.kind == "id":
+            cols[c.name] = normalise_id(r, nhs=ids == "nhs_number")
+            continue
+        if c.kind == "str":
+            v = clean_str(r)
+            if c.allowed is not None:
+                v = _codes_norm(v, c)
+                bad = v.notnull() & ~v.isin(list(c.allowed))
+                flags[f"_bad_code_{c.name}"] = bad
+                if not c.required:
+                    v = ibis.cases((bad, ibis.null("string")), else_=v)
+            cols[c.name] = v
+            continue
+        if c.kind == "date":
+            v, which = parse_date_column(r, date_format)
+            if r.type().is_string():
+                flags[f"_fmt_{c.name}"] = which
+                fmt_cols[c.name] = date_formats(date_format)
+        elif c.kind == "int":
+            v = parse_int(r)
+        elif c.kind == "float":
+            v = parse_float(r)
+        else:
+            v = parse_bool(r)
+        flags[f"_unread_{c.name}"] = nonempty & v.isnull()
+        cols[c.name] = v
+
+    if name == "population" and "imd_decile" in raw.columns:
+        imd = cols["imd_decile"]
+        flags["_bad_range_imd_decile"] = imd.notnull() & ~imd.between(1, 10)
+        cols["imd_decile"] = ibis.cases(
+            (flags["_bad_range_imd_decile"], ibis.null("int64")), else_=imd
+        )
+
+    typed = raw.select(**cols, **flags)
+    return typed, fmt_cols
+
+
+def _base_rules(
+    name: str, typed: ir.Table, spec: Table, ids: Ids, date_format: str | None
+) -> list[_Rule]:
+    """Identifier, readability, missing-value and code rules (on the typed columns)."""
+    t = name
+    rules: list[_Rule] = []
+    flags = set(typed.columns)
+    # identifier checks
+    pid = typed.person_id
+    rules.append(
+        _Rule(
+            "missing_id:person_id",
+            "missing_id",
+            "person_id",
+            pid.isnull(),
+            "excluded",
+            lambda n, rows: (
+                f"{t}.person_id: {n} rows have no person_id ({rows}). They were "
+                "excluded. Fix: supply the identifier on every row."
+            ),
+        )
+    )
+    if ids == "nhs_number":
+        rules.append(
+            _Rule(
+                "invalid_nhs_number:person_id",
+                "invalid_nhs_number",
+                "person_id",
+                ~nhs_number_valid(pid),
+                "excluded",
+                lambda n, rows: (
+                    f"{t}.person_id: {n} rows have an invalid NHS number (not 10 "
+                    f"digits, or a wrong modulus-11 check digit) ({rows}). They were excluded. "
+                    "Fix: correct them at source; if person_id is already a pseudonym, use "
+                    "ids='pseudonym'."
+                ),
+            )
+        )
+
+    # unreadable values
+    for c in spec.columns:
+        flag = f"_unread_{c.name}"
+        if flag not in flags:
+            continue
+        what = {
+            "date": "a date that cannot be read",
+            "int": "a value that is not a whole number",
+            "float": "a value that is not a number",
+            "bool": "a value that is not true/false",
+        }[c.kind]
+        if c.kind == "date":
+            fmts = " or ".join(describe_format(f) for f in date_formats(date_format))
+            fix = (
+                f"Fix: write these dates as {fmts} (or pass date_format=, e.g. '%m/%d/%Y', if "
+                "the extract uses another order)."
+            )
+        else:
+            fix = "Fix: correct the values at source."
+        if c.required:
+            rules.append(
+                _Rule(
+                    f"unreadable:{c.name}",
+                    "unreadable_value",
+                    c.name,
+                    typed[flag],
+                    "excluded",
+                    lambda n, rows, c=c, what=what, fix=fix: (  # type: ignore[misc]
+                        f"{t}.{c.name}: {n} rows have {what} ({rows}). They were excluded. {fix}"
+                    ),
+                )
+            )
+        else:
+            rules.append(
+                _Rule(
+                    f"unreadable:{c.name}",
+                    "unreadable_value",
+                    c.name,
+                    typed[flag],
+                    "set_missing",
+                    lambda n, rows, c=c, what=what, fix=fix: (  # type: ignore[misc]
+                        f"{t}.{c.name}: {n} rows have "
+                        f"{what} ({rows}). The value was set to missing (rows kept). {fix}"
+                    ),
+                )
+            )
+
+    # missing required values
+    for c in spec.columns:
+        if c.required and not c.nullable and c.kind != "id":
+            v = typed[c.name]
+            cond = v.isnull()
+            if f"_unread_{c.name}" in flags:
+                cond = cond & ~typed[f"_unread_{c.name}"]
+            rules.append(
+                _Rule(
+                    f"missing_value:{c.name}",
+                    "missing_value",
+                    c.name,
+                    cond,
+                    "excluded",
+                    lambda n, rows, c=c: (  # type: ignore[misc]
+                        f"{t}.{c.name}: {n} rows are empty in this required "
+                        f"column ({rows}). They were excluded. Fix: fill in {c.name} at source."
+                    ),
+                )
+            )
+
+    # unknown codes
+    for c in spec.columns:
+        flag = f"_bad_code_{c.name}"
+        if flag not in flags:
+            continue
+        allowed = ", ".join(c.allowed or ())
+        if c.required:
+            rules.append(
+                _Rule(
+                    f"unknown_code:{c.name}",
+                    "unknown_code",
+                    c.name,
+                    typed[flag],
+                    "excluded",
+                    lambda n, rows, c=c, allowed=allowed: (  # type: ignore[misc]
+                        f"{t}.{c.name}: {n} rows have a "
+                        f"code outside the allowed values ({allowed}) ({rows}). They were "
+                        "excluded. Fix: recode them to the allowed values."
+                    ),
+                )
+            )
+        else:
+            rules.append(
+                _Rule(
+                    f"unknown_code:{c.name}",
+                    "unknown_code",
+                    c.name,
+                    typed[flag],
+                    "set_missing",
+                    lambda n, rows, c=c, allowed=allowed: (  # type: ignore[misc]
+                        f"{t}.{c.name}: {n} rows have a "
+                        f"code outside the allowed values ({allowed}) ({rows}). The value was set "
+                        "to missing (rows kept). Fix: recode them to the allowed values."
+                    ),
+                )
+            )
+    if "_bad_range_imd_decile" in flags:
+        rules.append(
+            _Rule(
+                "out_of_range:imd_decile",
+                "out_of_range",
+                "imd_decile",
+                typed["_bad_range_imd_decile"],
+                "set_missing",
+                lambda n, rows: (
+                    f"{t}.imd_decile: {n} rows have an IMD decile outside 1-10 "
+                    f"({rows}). The value was set to missing (rows kept). Fix: use deciles 1-10."
+                ),
+            )
+        )
+    return rules
+
+
+def _table_rules(name: str, typed: ir.Table, end: dt.date) -> list[_Rule]:
+    t = name
+    rules: list[_Rule] = []
+    if name == "population":
+        yob = typed.year_of_birth
+        rules.append(
+            _Rule(
+                "implausible:year_of_birth",
+                "implausible_value",
+                "year_of_birth",
+                ~yob.between(1880, end.year),
+                "excluded",
+                lambda n, rows: (
+                    f"{t}.year_of_birth: {n} rows have a year of birth before "
+                    f"1880 or after the study end ({rows}). They were excluded. Fix: correct it."
+                ),
+            )
+        )
+        rules.append(
+            _Rule(
+                "end_before_start:registration_end",
+                "registration_ends_before_start",
+                "registration_end",
+                typed.registration_end < typed.registration_start,
+                "excluded",
+                lambda n, rows: (
+                    f"{t}.registration_end: {n} registration spells end before "
+                    f"they start ({rows}). They were excluded. Fix: check the two dates."
+                ),
+            )
+        )
+        rules.append(
+            _Rule(
+                "registered_after_death:death_date",
+                "registered_after_death",
+                "death_date",
+                typed.death_date < typed.registration_start,
+                "excluded",
+                lambda n, rows: (
+                    f"{t}.death_date: {n} registration spells start after the "
+                    f"recorded death ({rows}). They were excluded. Fix: check the dates."
+                ),
+            )
+        )
+    if name == "admissions":
+        rules.append(
+            _Rule(
+                "negative_length_of_stay:discharge_date",
+                "negative_length_of_stay",
+                "discharge_date",
+                typed.discharge_date < typed.admission_date,
+                "excluded",
+                lambda n, rows: (
+                    f"{t}.discharge_date: {n} spells have a negative length of "
+                    f"stay (discharge_date before admission_date) ({rows}). They were excluded. "
+                    "Fix: check the two dates (swapped columns or a typing error)."
+                ),
+            )
+        )
+    return rules
+
+
+def _duplicate_rule(name: str, typed: ir.Table, spec: Table) -> _Rule:
+    w = ibis.window(group_by=[typed[c] for c in spec.names], order_by=typed[ROW])
+    dup = ibis.row_number().over(w) > 0
+    return _Rule(
+        "duplicate:*",
+        "duplicate_row",
+        "*",
+        dup,
+        "excluded",
+        lambda n, rows: (
+            f"{name}: {n} rows repeat an earlier row exactly ({rows}). The repeats "
+            "were excluded and the first copy kept. Fix: none needed if they are extraction "
+            "duplicates; otherwise de-duplicate at source."
+        ),
+    )
+
+
+def _merged_spells(pop: ir.Table) -> ir.Table:
+    """Merge overlapping or touching registration spells per person (gaps and islands)."""
+    sp = pop.select(
+        person_id=pop.person_id,
+        start=pop.registration_start,
+        end=ibis.coalesce(pop.registration_end, ibis.literal(FAR)),
+    )
+    run = ibis.window(
+        group_by=sp.person_id, order_by=[sp.start, sp.end], preceding=None, following=0
+    )
+    sp = sp.mutate(_runmax=sp.end.max().over(run))
+    w = ibis.window(group_by=sp.person_id, order_by=[sp.start, sp.end])
+    sp = sp.mutate(_prev=sp._runmax.lag().over(w))
+    sp = sp.mutate(
+        _new=ibis.cases(
+            (sp._prev.isnull(), 1), (sp.start.delta(sp._prev, unit="day") > 1, 1), else_=0
+        )
+    )
+    sp = sp.mutate(_island=sp._new.sum().over(run))
+    return (
+        sp.group_by(["person_id", "_island"])
+        .aggregate(start=sp.start.min(), end=sp.end.max())
+        .drop("_island")
+    )
+
+
+def _event_rules(
+    name: str,
+    typed: ir.Table,
+    spec: Table,
+    persons: ir.Table,
+    spells: ir.Table,
+    start: dt.date,
+    end: dt.date,
+) -> tuple[ir.Table, list[_Rule]]:
+    t = name
+    date_col = spec.date_column
+    assert date_col is not None
+    p = persons.select(
+        _p_id=persons.person_id, _p_death=persons.death_date, _p_in=ibis.literal(True)
+    )
+    x = typed.left_join(p, typed.person_id == p._p_id).drop("_p_id")
+    rules: list[_Rule] = []
+    rules.append(
+        _Rule(
+            "not_in_population:person_id",
+            "not_in_population",
+            "person_id",
+            x._p_in.isnull(),
+            "excluded",
+            lambda n, rows: (
+                f"{t}.person_id: {n} rows are for people not in the population "
+                f"extract ({rows}). They were excluded. Fix: check that both extracts cover the "
+                "same practices and dates, and use the same identifiers (same key)."
+            ),
+        )
+    )
+    d = x[date_col]
+    rules.append(
+        _Rule(
+            f"after_death:{date_col}",
+            "after_death",
+            date_col,
+            d > x._p_death,
+            "excluded",
+            lambda n, rows: (
+                f"{t}.{date_col}: {n} rows are dated after the person's death "
+                f"({rows}). They were excluded. Fix: check the dates and the death records."
+            ),
+        )
+    )
+    if name != "referrals":
+        s = spells.select(_s_id=spells.person_id, _s_start=spells.start, _s_end=spells.end)
+        x = x.left_join(
+            s, [x.person_id == s._s_id, x[date_col] >= s._s_start, x[date_col] <= s._s_end]
+        )
+        x = x.mutate(_covered=x._s_id.notnull()).drop("_s_id", "_s_start", "_s_end")
+        rules.append(
+            _Rule(
+                f"outside_registration:{date_col}",
+                "outside_registration",
+                date_col,
+                ~x._covered,
+                "excluded",
+                lambda n, rows: (
+                    f"{t}.{date_col}: {n} rows fall outside the person's "
+                    f"registration spells ({rows}). They were excluded. Fix: none needed if the "
+                    "person was registered elsewhere then; otherwise check registration dates."
+                ),
+            )
+        )
+        rules.append(
+            _Rule(
+                f"outside_window:{date_col}",
+                "outside_study_window",
+                date_col,
+                ~x[date_col].between(start, end),
+                "excluded",
+                lambda n, rows: (
+                    f"{t}.{date_col}: {n} rows fall outside the study window "
+                    f"{start} to {end} ({rows}). They were excluded (expected; not an error)."
+                ),
+            )
+        )
+    return x, rules
+
+
+def _annotate(x: ir.Table, rules: list[_Rule]) -> ir.Table:
+    excl = [r for r in rules if r.action == "excluded"]
+    reason = ibis.cases(
+        *[(r.cond.fill_null(False), r.key) for r in excl], else_=ibis.null("string")
+    )
+    flags = {
+        f"_sm_{i}": r.cond.fill_null(False) for i, r in enumerate(rules) if r.action != "excluded"
+    }
+    return x.mutate(_reason=reason, **flags)
+
+
+def _summarise(
+    annot: ir.Table, rules: list[_Rule]
+) -> tuple[dict[str, int], dict[str, list[int]], dict[int, int], dict[int, list[int]]]:
+    counts_df = annot.group_by("_reason").aggregate(n=annot.count()).to_pyarrow().to_pylist()
+    counts = {r["_reason"]: int(r["n"]) for r in counts_df}
+    bad = annot.filter(annot._reason.notnull())
+    rn = ibis.row_number().over(ibis.window(group_by=bad._reason, order_by=bad[ROW]))
+    firsts = bad.mutate(_rn=rn).filter(lambda b: b._rn < FIRST_ROWS).select("_reason", ROW)
+    first_rows: dict[str, list[int]] = {}
+    for rec in firsts.to_pyarrow().to_pylist():
+        first_rows.setdefault(rec["_reason"], []).append(int(rec[ROW]))
+    for v in first_rows.values():
+        v.sort()
+    sm_idx = [i for i, r in enumerate(rules) if r.action != "excluded"]
+    sm_counts: dict[int, int] = {}
+    sm_rows: dict[int, list[int]] = {}
+    if sm_idx:
+        agg = (
+            annot.aggregate(**{f"n{i}": annot[f"_sm_{i}"].cast("int64").sum() for i in sm_idx})
+            .to_pyarrow()
+            .to_pylist()[0]
+        )
+        for i in sm_idx:
+            n = int(agg[f"n{i}"] or 0)
+            if n:
+                sm_counts[i] = n
+                q = annot.filter(annot[f"_sm_{i}"]).order_by(ROW).limit(FIRST_ROWS)[ROW]
+                sm_rows[i] = [int(v) for v in q.to_pyarrow().to_pylist()]
+    return counts, first_rows, sm_counts, sm_rows
+
+
+def _format_warnings(
+    name: str, annot: ir.Table, fmt_cols: dict[str, tuple[str, ...]]
+) -> list[QAIssue]:
+    out: list[QAIssue] = []
+    if not fmt_cols:
+        return out
+    aggs: dict[str, ir.Value] = {}
+    for col, fmts in fmt_cols.items():
+        for i in range(len(fmts)):
+            aggs[f"{col}__{i}"] = (annot[f"_fmt_{col}"] == i).cast("int64").sum()
+    res = annot.aggregate(**aggs).to_pyarrow().to_pylist()[0]
+    for col, fmts in fmt_cols.items():
+        n = [int(res[f"{col}__{i}"] or 0) for i in range(len(fmts))]
+        if sum(1 for k in n if k > 0) > 1:
+            parts = " and ".join(
+                f"{k} rows as {describe_format(f)}" for k, f in zip(n, fmts, strict=True)
+            )
+            out.append(
+                QAIssue(
+                    name,
+                    col,
+                    "mixed_date_formats",
+                    min(k for k in n if k > 0),
+                    "warning",
+                    f"{name}.{col}: dates come in more than one format ({parts}); all were "
+                    "read. Fix: export one date format to avoid day/month mix-ups.",
+                )
+            )
+    return out
+
+
+def _unreadable_errors(
+    name: str,
+    spec: Table,
+    counts: dict[str, int],
+    first_rows: dict[str, list[int]],
+    annot: ir.Table,
+    date_format: str | None,
+) -> list[str]:
+    """A date column that is mostly unreadable is a format problem: stop, don't drop."""
+    errors = []
+    for c in spec.columns:
+        key = f"unreadable:{c.name}"
+        n = counts.get(key, 0)
+        if c.kind != "date" or not c.required or n == 0:
+            continue
+        if f"_fmt_{c.name}" not in annot.columns:
+            continue
+        total_rows = sum(counts.values())
+        if n * 2 > total_rows:
+            fmts = " or ".join(describe_format(f) for f in date_formats(date_format))
+            errors.append(
+                f"{name}.{c.name}: {n} of {total_rows} rows have dates that cannot be read as "
+                f"{fmts} ({_rows_text(first_rows.get(key, []))}). Fix: pass the format, e.g. "
+                "date_format='%m/%d/%Y' (US order) or date_format='%Y%m%d'."
+            )
+    return errors
+
+
+def _process(
+    name: str,
+    x: ir.Table,
+    rules: list[_Rule],
+    fmt_cols: dict[str, tuple[str, ...]],
+    spec: Table,
+    date_format: str | None,
+) -> tuple[ir.Table, list[QAIssue], list[AttritionEntry], list[str]]:
+    annot = _annotate(x, rules).cache()
+    counts, first_rows, sm_counts, sm_rows = _summarise(annot, rules)
+    errors = _unreadable_errors(name, spec, counts, first_rows, annot, date_format)
+    issues: list[QAIssue] = []
+    for i, r in enumerate(rules):
+        if r.action == "excluded":
+            n = counts.get(r.key, 0)
+            rows = first_rows.get(r.key, [])
+        else:
+            n = sm_counts.get(i, 0)
+            rows = sm_rows.get(i, [])
+        if n:
+            issues.append(
+                QAIssue(
+                    name, r.column, r.rule, n, r.action, r.message(n, _rows_text(rows)), tuple(rows)
+                )
+            )
+    issues += _format_warnings(name, annot, fmt_cols)
+    total = sum(counts.values())
+    kept = counts.get(None, 0)  # type: ignore[call-overload]
+    entries = [AttritionEntry(name, "input", "rows in the extract", total)]
+    entries += [
+        AttritionEntry(
+            name, "excluded", r.rule if r.column == "*" else f"{r.rule} ({r.column})", counts[r.key]
+        )
+        for r in rules
+        if r.action == "excluded" and counts.get(r.key, 0)
+    ]
+    entries.append(AttritionEntry(name, "kept", "rows kept", kept))
+    clean = annot.filter(annot._reason.isnull()).select(*spec.names)
+    return clean, issues, entries, errors
+
+
+def _pseudonym_map(con: Any, pop_clean: ir.Table, key: Any) -> ir.Table:
+    from spevidence.identity._key import _coerce_key
+
+    k = _coerce_key(key)
+    ids = pop_clean.select("person_id").distinct().to_pyarrow().column(0).to_pylist()
+    tokens = [k.digest(i.encode("utf-8")) for i in ids]
+    tab = pa.table({"_raw_id": pa.array(ids, pa.string()), "_token": pa.array(tokens, pa.string())})
+    del ids, tokens
+    return con.create_table(f"_spe_map_{uuid4().hex}", tab, temp=True)
+
+
+def _apply_map(t: ir.Table, m: ir.Table, spec: Table) -> ir.Table:
+    j = t.inner_join(m, t.person_id == m._raw_id)
+    return j.select(*[j._token.name("person_id") if c == "person_id" else j[c] for c in spec.names])
+
+
+def validate(
+    extracts: Extracts,
+    *,
+    start: dt.date | str,
+    end: dt.date | str,
+    ids: Ids = "pseudonym",
+    key: Any = None,
+) -> tuple[Extracts, QAReport, Attrition]:
+    """Check the extracts against their contracts; exclude and count bad rows.
+
+    Parameters
+    ----------
+    extracts
+        From :func:`read_extracts`.
+    start, end
+        Study window (inclusive). Events outside it are excluded and counted.
+    ids
+        ``"pseudonym"`` (default): person_id is already a pseudonym token.
+        ``"nhs_number"``: person_id holds raw NHS numbers; they are checked
+        (modulus 11; invalid ones excluded and counted) and replaced by HMAC-SHA256
+        pseudonyms before anything leaves this function.
+    key
+        The pseudonymisation key (:func:`spevidence.identity.load_key`), needed when
+        ``ids="nhs_number"``; when ``None`` it is read from ``SPEVIDENCE_KEY``.
+
+    Returns
+    -------
+    clean : Extracts
+        Typed tables with the canonical columns only, bad rows removed, person_id a
+        pseudonym.
+    qa : QAReport
+        One row per finding: table, column, rule, rows, action, message.
+    attrition : Attrition
+        Rows in, excluded by reason and kept, per table (reconciles).
+
+    Raises
+    ------
+    DataError
+        Problems that make the extracts unusable (a date column in an unknown format,
+        no usable population rows). Messages name table, column, counts, first row
+        numbers and the fix, never an identifier.
+    """
+    if extracts.stage != "raw":
+        raise DataError(
+            "These extracts are already validated. Fix: pass read_extracts(...) output."
+        )
+    if ids not in ("nhs_number", "pseudonym"):
+        raise DataError(f"ids must be 'nhs_number' or 'pseudonym', not {ids!r}.")
+    s, e = study_window(start, end)
+    if ids == "nhs_number":
+        from spevidence.identity import load_key
+
+        key = load_key() if key is None else key
+    fmt = extracts.date_format
+    issues: list[QAIssue] = []
+    entries: list[AttritionEntry] = []
+    errors: list[str] = []
+    clean: dict[str, ir.Table] = {}
+
+    # population first: the other tables are checked against it
+    typed, fmt_cols = _typed("population", extracts["population"], POPULATION, ids, fmt)
+    rules = _base_rules("population", typed, POPULATION, ids, fmt)
+    rules += _table_rules("population", typed, e)
+    rules.append(_duplicate_rule("population", typed, POPULATION))
+    pop, iss, ent, err = _process("population", typed, rules, fmt_cols, POPULATION, fmt)
+    pop = pop.cache()
+    issues += iss
+    entries += ent
+    errors += err
+    n_people = int(pop.count().execute())
+    if n_people == 0 and not errors:
+        errors.append(
+            "population: no rows are left after the checks above. Fix: see the QA findings."
+        )
+    persons = (
+        pop.group_by("person_id")
+        .aggregate(
+            death_date=pop.death_date.min(),
+            _n_death=pop.death_date.nunique(),
+            _n_sex=pop.sex.nunique(),
+            _n_yob=pop.year_of_birth.nunique(),
+        )
+        .cache()
+    )
+    spells = _merged_spells(pop).cache()
+    issues += _population_warnings(pop, persons, spells, ids)
+
+    for name, spec in TABLES.items():
+        if name == "population" or name not in extracts:
+            continue
+        typed, fmt_cols = _typed(name, extracts[name], spec, ids, fmt)
+        x, ev_rules = _event_rules(name, typed, spec, persons, spells, s, e)
+        rules = _base_rules(name, x, spec, ids, fmt)
+        rules += _table_rules(name, x, e)
+        rules.append(_duplicate_rule(name, x, spec))
+        rules += ev_rules
+        tab, iss, ent, err = _process(name, x, rules, fmt_cols, spec, fmt)
+        clean[name] = tab
+        issues += iss
+        entries += ent
+        errors += err
+
+    if errors:
+        raise DataError(" ".join(errors))
+
+    if ids == "nhs_number":
+        m = _pseudonym_map(extracts.con, pop, key)
+        clean = {n: _apply_map(t, m, TABLES[n]).cache() for n, t in clean.items()}
+        pop = _apply_map(pop, m, POPULATION).cache()
+    else:
+        clean = {n: t.cache() for n, t in clean.items()}
+    tables = {"population": pop, **clean}
+    attrition = Attrition(tuple(entries)).check()
+    out = Extracts(
+        con=extracts.con,
+        tables=MappingProxyType(tables),
+        sources=extracts.sources,
+        date_format=fmt,
+        stage="clean",
+        ids="pseudonym",
+        study_window=(s, e),
+    )
+    return out, QAReport(tuple(issues)), attrition
+
+
+def _population_warnings(
+    pop: ir.Table, persons: ir.Table, spells: ir.Table, ids: Ids
+) -> list[QAIssue]:
+    out: list[QAIssue] = []
+    res = (
+        persons.aggregate(
+            death=(persons._n_death > 1).cast("int64").sum(),
+            sex=(persons._n_sex > 1).cast("int64").sum(),
+            yob=(persons._n_yob > 1).cast("int64").sum(),
+        )
+        .to_pyarrow()
+        .to_pylist()[0]
+    )
+    texts = {
+        "death": ("death_date", "different death dates; the earliest is used"),
+        "sex": ("sex", "different sex codes; the latest registration's is used"),
+        "yob": ("year_of_birth", "different years of birth; the latest registration's is used"),
+    }
+    for k, (col, text) in texts.items():
+        n = int(res[k] or 0)
+        if n:
+            out.append(
+                QAIssue(
+                    "population",
+                    col,
+                    "inconsistent_person",
+                    n,
+                    "warning",
+                    f"population.{col}: {n} people have registration spells with {text}. "
+                    "Fix: reconcile the records at source.",
+                )
+            )
+    n_rows = int(pop.count().execute())
+    n_spells = int(spells.count().execute())
+    n_people = int(persons.count().execute())
+    if n_rows > n_spells:
+        out.append(
+            QAIssue(
+                "population",
+                "registration_start",
+                "overlapping_spells",
+                n_rows - n_spells,
+                "warning",
+                f"population.registration_start: {n_rows - n_spells} registration spells "
+                "overlap or touch another spell of the same person; they were merged so no "
+                "day is counted twice. Fix: none needed.",
+            )
+        )
+    if ids == "pseudonym" and n_people >= 20:
+        looks = int(
+            pop.aggregate(n=nhs_number_valid(pop.person_id).cast("int64").sum())
+            .to_pyarrow()
+            .to_pylist()[0]["n"]
+            or 0
+        )
+        if looks * 10 >= n_rows * 9:
+            out.append(
+                QAIssue(
+                    "population",
+                    "person_id",
+                    "looks_like_nhs_number",
+                    looks,
+                    "warning",
+                    f"population.person_id: {looks} of {n_rows} identifiers look like valid "
+                    "NHS numbers, but ids='pseudonym' was given. Fix: if they are NHS numbers, "
+                    "use ids='nhs_number' with a key so they are pseudonymised.",
+                )
+            )
+    return out
