@@ -384,19 +384,19 @@ def paired_change(
     )
     tables: dict[str, pd.DataFrame] = {}
     tables["wellbeing_paired_change"] = pd.DataFrame(change_rows)
-    pat = pd.DataFrame(
+    pattern = pd.DataFrame(
         pattern_rows, columns=["instrument", "label", "pattern", "people", "referred_people"]
     )
     with np.errstate(divide="ignore", invalid="ignore"):
-        pat["percent"] = 100.0 * pat["people"] / pat["referred_people"]
-    tables["wellbeing_followup_pattern"] = pat
-    grp = pd.DataFrame(
+        pattern["percent"] = 100.0 * pattern["people"] / pattern["referred_people"]
+    tables["wellbeing_followup_pattern"] = pattern
+    by_group = pd.DataFrame(
         group_rows,
         columns=["instrument", "label", "characteristic", "group", "people", "with_followup"],
     )
     with np.errstate(divide="ignore", invalid="ignore"):
-        grp["percent_with_followup"] = 100.0 * grp["with_followup"] / grp["people"]
-    tables["wellbeing_followup_by_group"] = grp
+        by_group["percent_with_followup"] = 100.0 * by_group["with_followup"] / by_group["people"]
+    tables["wellbeing_followup_by_group"] = by_group
     tables["wellbeing_baseline_by_followup"] = pd.DataFrame(
         base_rows,
         columns=["instrument", "label", "has_followup", "people", "baseline_mean", "baseline_sd"],
