@@ -167,6 +167,53 @@ def reproduce(
         out.print("[bold green]Re-run from data gives identical results.[/]")
 
 
+@app.command()
+def activity(
+    data: Annotated[Path, typer.Option("--data", help="Folder of extracts (Parquet or CSV).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/activity"),
+    start: Annotated[
+        str | None, typer.Option(help="First referral date counted (default: earliest).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Last referral date counted (default: latest).")
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(help="Date the registered population is counted (default: --start)."),
+    ] = None,
+    period: Annotated[str, typer.Option(help="month or quarter.")] = "month",
+    wellby: Annotated[
+        bool, typer.Option("--wellby", help="Add the WELLBY valuation (no comparator).")
+    ] = False,
+) -> None:
+    """Service activity, equity of access, case finding and wellbeing: tables and figures."""
+    from spevidence.activity.outputs import activity_outputs, read_extracts, write_outputs
+
+    if period not in ("month", "quarter"):
+        raise SpevidenceError(f"--period must be 'month' or 'quarter', got {period!r}.")
+    ex = read_extracts(data)
+    tables, figures = activity_outputs(
+        ex["population"],
+        ex["referrals"],
+        gp_appointments=ex.get("gp_appointments"),
+        wellbeing=ex.get("wellbeing"),
+        start=start,
+        end=end,
+        at=at,
+        period=period,
+        wellby=wellby,
+    )
+    folder = write_outputs(out_dir, tables, figures)
+    out.print(
+        f"[bold green]Activity outputs written:[/] {len(tables)} tables, "
+        f"{len(figures)} figures in {folder}"
+    )
+    err.print(
+        "[yellow]Note:[/] tables are aggregate but not yet disclosure-controlled; "
+        "apply disclosure control before release."
+    )
+
+
 def main() -> None:
     """Entry point: user errors exit 1 with a message, never a traceback; usage errors exit 2."""
     try:

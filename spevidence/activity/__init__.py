@@ -1,0 +1,30 @@
+"""Service activity, equity of access and risk-score case finding (issue 12).
+
+Public API::
+
+    service_activity(referrals, *, start, end, ...)          -> ServiceActivity
+    equity_of_access(population, referrals, *, at, ...)     -> EquityOfAccess
+    risk_score(population, gp_appointments, *, at, spec=RiskScoreSpec(...)) -> RiskScore
+
+Every result offers ``.tables()`` (aggregate tables only, never identifiers),
+``.figures()`` and ``.plot(name)``; figures are drawn from the tables only, so they can
+be redrawn from disclosure-controlled copies (``.figures(tables=controlled)``).
+"""
+
+from spevidence.activity.codelist import default_codelist, read_codelist
+from spevidence.activity.equity import EquityOfAccess, equity_of_access
+from spevidence.activity.risk import FACTORS, RiskScore, RiskScoreSpec, risk_score
+from spevidence.activity.service import ServiceActivity, service_activity
+
+__all__ = [
+    "FACTORS",
+    "EquityOfAccess",
+    "RiskScore",
+    "RiskScoreSpec",
+    "ServiceActivity",
+    "default_codelist",
+    "equity_of_access",
+    "read_codelist",
+    "risk_score",
+    "service_activity",
+]

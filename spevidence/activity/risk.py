@@ -1,0 +1,370 @@
+"""Risk-score case finding over the registered population (Prime 75-style).
+
+Several PCNs find people for social prescribing proactively with an additive score of
+risk factors: living alone, widowed, frequent GP attendance (> 15 attended GP
+appointments in the year), frailty (electronic Frailty Index category; Clegg et al. 2016,
+*Age and Ageing* 45:353), falls, stroke, COPD, heart failure, deprivation and older age.
+The factors and weights are set in :class:`RiskScoreSpec` (and so in the protocol); the
+score is the weighted sum of the factors present, and a person is flagged when the score
+reaches the threshold.
+
+The per-person scores stay inside the secure environment (``RiskScore.scores``, keyed by
+the pseudonymised ``person_id``); ``RiskScore.tables()`` holds aggregates only. The score
+is also offered as a matching covariate (``RiskScore.covariate()``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from spevidence.activity import _plots
+from spevidence.activity._common import (
+    DateLike,
+    as_dates,
+    bool_flag,
+    exclusions,
+    require,
+    to_timestamp,
+)
+from spevidence.activity._result import Plotter, TableResult
+from spevidence.activity.equity import registered_at
+from spevidence.errors import DataError, ProtocolError
+
+FACTORS: dict[str, str] = {
+    "living_alone": "Lives alone",
+    "widowed": "Widowed",
+    "frequent_attender": "Frequent GP attender",
+    "frailty_moderate": "Moderate frailty (eFI)",
+    "frailty_severe": "Severe frailty (eFI)",
+    "falls": "Falls",
+    "stroke": "Stroke",
+    "copd": "COPD",
+    "heart_failure": "Heart failure",
+    "deprived": "Lives in a deprived area",
+    "older_age": "Older age",
+}
+"""Factors the score knows, with commissioner-readable labels."""
+
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "living_alone": 1.0,
+    "widowed": 1.0,
+    "frequent_attender": 2.0,
+    "frailty_moderate": 1.0,
+    "frailty_severe": 2.0,
+    "falls": 1.0,
+    "stroke": 1.0,
+    "copd": 1.0,
+    "heart_failure": 1.0,
+    "deprived": 1.0,
+    "older_age": 1.0,
+}
+
+
+@dataclass(frozen=True)
+class RiskScoreSpec:
+    """Configuration of the case-finding risk score (write it in the protocol).
+
+    Parameters
+    ----------
+    weights
+        Weight of each factor (names in ``FACTORS``); factors left out are not used.
+    threshold
+        A person is flagged when their score is at least this.
+    frequent_attender_visits
+        ``frequent_attender`` means more than this many attended appointments in the
+        look-back (default 15 a year, DOMAIN.md).
+    lookback_days
+        Look-back window for GP attendance, ending on the scoring date.
+    gp_roles
+        Staff roles whose attended appointments count (``None`` = all roles).
+    deprived_deciles
+        IMD deciles counted as ``deprived`` (1 = most deprived).
+    older_age
+        Age (years) at or above which ``older_age`` applies.
+    min_age
+        If set, only people at least this old can be flagged.
+    """
+
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    threshold: float = 3.0
+    frequent_attender_visits: int = 15
+    lookback_days: int = 365
+    gp_roles: tuple[str, ...] | None = ("gp",)
+    deprived_deciles: tuple[int, ...] = (1, 2)
+    older_age: int = 75
+    min_age: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.weights) - set(FACTORS))
+        if unknown:
+            raise ProtocolError(
+                f"risk score weights name unknown factor(s) {unknown}; "
+                f"use any of {sorted(FACTORS)}."
+            )
+        for k, w in self.weights.items():
+            if not isinstance(w, int | float) or not math.isfinite(float(w)):
+                raise ProtocolError(f"risk score weight for {k!r} must be a finite number.")
+        if self.lookback_days <= 0 or self.frequent_attender_visits < 0:
+            raise ProtocolError(
+                "risk score lookback_days must be positive and frequent_attender_visits "
+                "not negative."
+            )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RiskScoreSpec:
+        """Build from a protocol mapping (lists become tuples)."""
+        kw = dict(d)
+        for k in ("gp_roles", "deprived_deciles"):
+            if kw.get(k) is not None:
+                kw[k] = tuple(kw[k])
+        try:
+            return cls(**kw)
+        except TypeError as exc:
+            raise ProtocolError(f"risk score specification: {exc}") from exc
+
+
+@dataclass(frozen=True, repr=False)
+class RiskScore(TableResult):
+    """Case-finding result: aggregate tables plus the per-person scores (secure use only).
+
+    ``scores`` has one row per registered person (pseudonymised ``person_id``, practice,
+    PCN, the factor flags, ``score`` and ``flagged``). It must never be written to the
+    bundle; ``tables()`` does not include it.
+    """
+
+    scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    _PLOTTERS: ClassVar[dict[str, Plotter]] = {"casefinding_by_pcn": _plots.casefinding}
+    _TITLE: ClassVar[str] = "Risk-score case finding"
+
+    def flagged_ids(self) -> list[str]:
+        """Pseudonymised ids of flagged people (secure use only)."""
+        return list(self.scores.loc[self.scores["flagged"], "person_id"])
+
+    def covariate(self) -> pd.DataFrame:
+        """``person_id``, ``risk_score``, ``risk_flagged`` (0/1) for use as matching covariates."""
+        return pd.DataFrame(
+            {
+                "person_id": self.scores["person_id"],
+                "risk_score": self.scores["score"].astype(float),
+                "risk_flagged": self.scores["flagged"].astype("int64"),
+            }
+        )
+
+
+def _gp_counts(
+    gp: pd.DataFrame, at: pd.Timestamp, spec: RiskScoreSpec, drops: list[tuple[str, str, int]]
+) -> pd.Series:
+    require(gp, "gp_appointments", ("person_id", "appointment_date", "status"))
+    d = as_dates(gp["appointment_date"])
+    bad = d.isna()
+    drops.append(("gp_appointments", "appointment_date missing or not a date", int(bad.sum())))
+    lo = at - pd.Timedelta(days=spec.lookback_days)
+    inside = ~bad & (d > lo) & (d <= at)
+    drops.append(("gp_appointments", "outside the look-back window", int((~bad & ~inside).sum())))
+    attended = gp["status"].astype(str).str.lower() == "attended"
+    drops.append(
+        ("gp_appointments", "not attended (dna/cancelled)", int((inside & ~attended).sum()))
+    )
+    keep = inside & attended
+    if spec.gp_roles is not None:
+        require(gp, "gp_appointments", ("staff_role",))
+        role_ok = gp["staff_role"].astype(str).str.lower().isin([r.lower() for r in spec.gp_roles])
+        drops.append(
+            (
+                "gp_appointments",
+                "staff role not counted (spec gp_roles)",
+                int((keep & ~role_ok).sum()),
+            )
+        )
+        keep = keep & role_ok
+    return gp.loc[keep, "person_id"].astype(str).value_counts()
+
+
+def risk_score(
+    population: pd.DataFrame,
+    gp_appointments: pd.DataFrame,
+    *,
+    at: DateLike,
+    spec: RiskScoreSpec | None = None,
+    referrals: pd.DataFrame | None = None,
+    referred_between: tuple[DateLike, DateLike] | None = None,
+) -> RiskScore:
+    """Score everyone registered and alive on ``at`` and count the flagged per PCN.
+
+    Parameters
+    ----------
+    population
+        Population extract with the optional risk columns (``living_alone``, ``widowed``,
+        ``frailty``, ``falls``, ``stroke``, ``copd``, ``heart_failure``, ``imd_decile``).
+        A factor whose column is absent counts as not present and is reported as
+        unavailable; missing values count as not present and are reported as missing.
+    gp_appointments
+        GP appointments extract, for ``frequent_attender``.
+    at
+        Scoring date: registration, age and the GP look-back are taken at this date.
+    spec
+        Factors, weights and threshold (default :class:`RiskScoreSpec`).
+    referrals
+        Optional referrals extract: adds how many flagged people were referred.
+    referred_between
+        Referral dates counted (inclusive); default any date.
+
+    Returns
+    -------
+    RiskScore
+        Tables ``casefinding_by_pcn``, ``casefinding_factors``,
+        ``casefinding_score_distribution`` and ``casefinding_exclusions``; person-level
+        ``scores`` for secure use only.
+    """
+    spec = spec if spec is not None else RiskScoreSpec()
+    t_at = to_timestamp(at, name="at")
+    pop, drops = registered_at(population, t_at)
+    if len(pop) == 0:
+        raise DataError(
+            f"population ({len(population)} rows) has nobody registered and alive on "
+            f"{t_at.date()}; choose a scoring date inside the registration spells."
+        )
+    visits = _gp_counts(gp_appointments, t_at, spec, drops)
+    age = (
+        t_at.year - pd.to_numeric(pop["year_of_birth"], errors="coerce")
+        if "year_of_birth" in pop.columns
+        else pd.Series(np.nan, index=pop.index)
+    )
+
+    flags: dict[str, pd.Series] = {}
+    missing: dict[str, pd.Series] = {}
+    available: dict[str, bool] = {}
+    nothing = pd.Series(False, index=pop.index)
+    for f in ("living_alone", "widowed", "falls", "stroke", "copd", "heart_failure"):
+        if f in pop.columns:
+            flags[f], missing[f] = bool_flag(pop[f])
+            available[f] = True
+        else:
+            flags[f], missing[f], available[f] = nothing, ~nothing, False
+    if "frailty" in pop.columns:
+        fr = pop["frailty"].astype("object").where(pop["frailty"].notna(), "").astype(str)
+        fr = fr.str.strip().str.lower()
+        flags["frailty_moderate"] = fr == "moderate"
+        flags["frailty_severe"] = fr == "severe"
+        missing["frailty_moderate"] = missing["frailty_severe"] = fr == ""
+        available["frailty_moderate"] = available["frailty_severe"] = True
+    else:
+        for f in ("frailty_moderate", "frailty_severe"):
+            flags[f], missing[f], available[f] = nothing, ~nothing, False
+    if "imd_decile" in pop.columns:
+        dec = pd.to_numeric(pop["imd_decile"], errors="coerce")
+        flags["deprived"] = dec.isin(spec.deprived_deciles)
+        missing["deprived"] = dec.isna()
+        available["deprived"] = True
+    else:
+        flags["deprived"], missing["deprived"], available["deprived"] = nothing, ~nothing, False
+    flags["older_age"] = (age >= spec.older_age).fillna(False).astype(bool)
+    missing["older_age"] = age.isna()
+    available["older_age"] = "year_of_birth" in pop.columns
+    n_visits = pop["person_id"].map(visits).fillna(0).astype("int64")
+    flags["frequent_attender"] = n_visits > spec.frequent_attender_visits
+    missing["frequent_attender"] = nothing
+    available["frequent_attender"] = True
+
+    score = pd.Series(0.0, index=pop.index)
+    for f, w in spec.weights.items():
+        score = score + float(w) * flags[f].astype(float)
+    flagged = score >= spec.threshold
+    if spec.min_age is not None:
+        flagged = flagged & (age >= spec.min_age).fillna(False).astype(bool)
+
+    scores = pd.DataFrame(
+        {
+            "person_id": pop["person_id"].astype(str),
+            "practice_code": pop["practice_code"].astype(str),
+            "pcn_code": pop["pcn_code"].astype(str),
+            "gp_attendances": n_visits,
+            **{f: flags[f].astype(bool) for f in FACTORS},
+            "score": score,
+            "flagged": flagged.astype(bool),
+        }
+    )
+
+    referred = pd.Series(False, index=pop.index)
+    if referrals is not None:
+        require(referrals, "referrals", ("person_id", "referral_date"))
+        rd = as_dates(referrals["referral_date"])
+        keep = rd.notna()
+        drops.append(("referrals", "referral_date missing or not a date", int((~keep).sum())))
+        if referred_between is not None:
+            r0 = to_timestamp(referred_between[0], name="referred_between[0]")
+            r1 = to_timestamp(referred_between[1], name="referred_between[1]")
+            inside = keep & (rd >= r0) & (rd <= r1)
+            drops.append(("referrals", "outside referred_between", int((keep & ~inside).sum())))
+            keep = inside
+        ids = set(referrals.loc[keep, "person_id"].astype(str))
+        referred = pop["person_id"].isin(ids)
+        scores["referred"] = referred.to_numpy()
+
+    tables: dict[str, pd.DataFrame] = {}
+    g = scores.assign(_ref=referred.to_numpy(), _fr=(scores["flagged"] & referred.to_numpy()))
+    by_pcn = (
+        g.groupby("pcn_code", sort=True)
+        .agg(
+            registered=("person_id", "size"),
+            flagged=("flagged", "sum"),
+            **(
+                {"referred": ("_ref", "sum"), "flagged_referred": ("_fr", "sum")}
+                if referrals is not None
+                else {}
+            ),
+        )
+        .reset_index()
+    )
+    total = by_pcn.drop(columns="pcn_code").sum().to_frame().T
+    total.insert(0, "pcn_code", "All PCNs")
+    by_pcn = pd.concat([by_pcn, total], ignore_index=True)
+    by_pcn = by_pcn.astype({c: "int64" for c in by_pcn.columns if c != "pcn_code"})
+    by_pcn["percent_flagged"] = 100.0 * by_pcn["flagged"] / by_pcn["registered"]
+    if referrals is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            by_pcn["percent_flagged_referred"] = (
+                100.0 * by_pcn["flagged_referred"] / by_pcn["flagged"].replace(0, np.nan)
+            )
+    tables["casefinding_by_pcn"] = by_pcn
+
+    rows = []
+    for f, label in FACTORS.items():
+        rows.append(
+            {
+                "factor": label,
+                "weight": float(spec.weights.get(f, 0.0)),
+                "used": f in spec.weights,
+                "available": available[f],
+                "people": int(flags[f].sum()),
+                "missing": int(missing[f].sum()),
+                "registered": len(pop),
+            }
+        )
+    fac = pd.DataFrame(rows)
+    fac["percent"] = 100.0 * fac["people"] / fac["registered"]
+    tables["casefinding_factors"] = fac
+
+    dist = scores.groupby("score", sort=True).size().rename("people").reset_index()
+    dist["flagged_at_threshold"] = dist["score"] >= spec.threshold
+    tables["casefinding_score_distribution"] = dist
+    tables["casefinding_exclusions"] = exclusions(drops)
+    settings: dict[str, Any] = {
+        "at": str(t_at.date()),
+        "weights": dict(spec.weights),
+        "threshold": spec.threshold,
+        "frequent_attender_visits": spec.frequent_attender_visits,
+        "lookback_days": spec.lookback_days,
+        "gp_roles": spec.gp_roles,
+        "deprived_deciles": spec.deprived_deciles,
+        "older_age": spec.older_age,
+        "min_age": spec.min_age,
+    }
+    return RiskScore(results=tables, settings=settings, scores=scores)

@@ -1,0 +1,30 @@
+"""Wellbeing outcomes: paired before/after change (ONS4, WEMWBS, SWEMWBS) and WELLBYs.
+
+Public API::
+
+    paired_change(wellbeing, referrals, *, instruments=..., baseline_window_days=...,
+                  followup_window_days=..., meaningful=..., wellby=False) -> PairedChange
+
+Before/after change has no comparator; see the module docstring of
+:mod:`spevidence.wellbeing.paired` for the caveats carried into every table.
+"""
+
+from spevidence.wellbeing.paired import (
+    INSTRUMENTS,
+    MEANINGFUL_DEFAULT,
+    WELLBY_CAVEAT,
+    WELLBY_PRICE_YEAR,
+    WELLBY_VALUE,
+    PairedChange,
+    paired_change,
+)
+
+__all__ = [
+    "INSTRUMENTS",
+    "MEANINGFUL_DEFAULT",
+    "WELLBY_CAVEAT",
+    "WELLBY_PRICE_YEAR",
+    "WELLBY_VALUE",
+    "PairedChange",
+    "paired_change",
+]
