@@ -25,6 +25,9 @@ class MatchSpec(_Frozen):
 
     comparators: Literal["not-yet-referred", "never-referred"] = "not-yet-referred"
     exact: tuple[str, ...] = ("pcn_code", "sex", "age_band")
+    covariates: tuple[str, ...] | None = Field(
+        None, description="matching covariates; default: prior use of each outcome, age, IMD"
+    )
     ratio: int = Field(1, ge=1, le=10)
     caliper: float | None = Field(0.2, gt=0)
     lookback: int = Field(12, ge=1, le=60, description="months of prior use matched on")
@@ -47,6 +50,10 @@ class SroiSpec(_Frozen):
     link_worker_wte: float = Field(1.0, gt=0)
     link_worker_cost: float = Field(
         36428.0, gt=0, description="per WTE per year (ARRS max 2022/23)"
+    )
+    link_worker_cost_source: str = Field(
+        "NHS England Network Contract DES: ARRS maximum reimbursement, band 5, 2022/23",
+        min_length=3,
     )
     management_overhead: float = Field(0.15, ge=0, le=2)
     activity_costs: float = Field(0.0, ge=0)
