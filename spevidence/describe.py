@@ -50,8 +50,10 @@ def cohort_characteristics(
     rows: list[dict[str, object]] = []
     for group, g in data.groupby("group", sort=False):
         n_group = len(g)
-        rows.append(_row("People", "", group, n_group, n_group, np.nan))
-        rows.append(_row("Age at index (years), mean", "", group, n_group, None, g["age"].mean()))
+        rows.append(_row("People", "", group, n_group, n_group, float("nan")))
+        rows.append(
+            _row("Age at index (years), mean", "", group, n_group, None, float(g["age"].mean()))
+        )
         female = int((g["sex"] == "F").sum())
         rows.append(_row("Female (%)", "", group, n_group, female, 100.0 * female / n_group))
         if "imd_decile" in g and g["imd_decile"].notna().any():
@@ -83,7 +85,7 @@ def cohort_characteristics(
 
 
 def _row(
-    characteristic: str, level: str, group: object, n_group: int, n: int | None, value: object
+    characteristic: str, level: str, group: object, n_group: int, n: int | None, value: float
 ) -> dict[str, object]:
     return {
         "characteristic": characteristic,
@@ -91,7 +93,7 @@ def _row(
         "group": str(group),
         "n_group": n_group,
         "n": pd.NA if n is None else n,
-        "value": float(value) if value is not None and not pd.isna(value) else np.nan,  # type: ignore[arg-type]
+        "value": float(value),
     }
 
 
@@ -195,7 +197,7 @@ def lagged_sums(
     cum = np.zeros((arr.shape[0], arr.shape[1] + 1))
     np.cumsum(arr, axis=1, out=cum[:, 1:])
     out = panel.copy()
-    pidx = wide.index.get_indexer(out["person_id"])
+    pidx = wide.index.get_indexer(pd.Index(out["person_id"]))
     t = out["t"].to_numpy(dtype=np.int64)
     for name, (a, b) in windows.items():
         hi = np.clip(t - a + 1, 0, None)

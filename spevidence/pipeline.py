@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from rich.console import Console
@@ -118,7 +118,7 @@ def run(
     data: str | Path,
     out: str | Path,
     *,
-    engine: str = "duckdb",
+    engine: Literal["duckdb", "spark"] = "duckdb",
     key_file: str | Path | None = None,
     formats: tuple[str, ...] | None = None,
     report_engine: str | None = None,
@@ -176,7 +176,7 @@ def run(
             start=proto.start,
             end=proto.end,
             period=proto.period,
-            backend=engine,  # type: ignore[arg-type]
+            backend=engine,
         )
         panel = describe.lagged_sums(panel_obj.to_pandas(), "gp", TRAJECTORY)
         steps.step(2)

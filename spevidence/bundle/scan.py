@@ -19,6 +19,9 @@ from pathlib import Path
 _NHS = re.compile(r"(?<![0-9A-Za-z.+/])(\d{3})[ -]?(\d{3})[ -]?(\d{4})(?![0-9A-Za-z]|\.\d)")
 _TOKEN = re.compile(r"(?<![0-9A-Za-z_\-])[0-9A-Za-z_\-]{20,}(?![0-9A-Za-z_\-])")
 _DATA_URI = re.compile(r"data:[a-z]+/[a-z0-9.+\-]+;base64,[A-Za-z0-9+/=]+")
+# SVG geometry (path data, polygon points) is numbers only and no place for an identifier;
+# its runs of coordinates ("544 659 1381") would otherwise look like NHS numbers.
+_SVG_GEOMETRY = re.compile(r"""\s(?:d|points)=("[^"]*"|'[^']*')""", re.DOTALL)
 _TEXT_SUFFIXES = {".csv", ".json", ".yaml", ".yml", ".md", ".html", ".txt", ".typ", ".svg", ".qmd"}
 
 
@@ -85,5 +88,8 @@ def scan_paths(paths: Iterable[Path], *, allow: Iterable[str] = ()) -> list[Find
             if f.suffix.lower() not in _TEXT_SUFFIXES:
                 continue
             text = f.read_text(encoding="utf-8", errors="replace")
+            if f.suffix.lower() == ".svg":
+                # keep line numbers: replace geometry by as many newlines as it spanned
+                text = _SVG_GEOMETRY.sub(lambda m: " " + "\n" * m.group(0).count("\n"), text)
             findings.extend(scan_text(text, name=f.name, allow=allowed))
     return findings
