@@ -77,10 +77,22 @@ def _dates(day: np.ndarray) -> pa.Array:
     return pa.array(vals, type=pa.int32(), mask=null if null.any() else None).cast(pa.date32())
 
 
-def _cat(labels: tuple[str, ...], codes: np.ndarray) -> pa.Array:
+def _cat(labels: tuple[str, ...] | list[str] | pa.Array, codes: np.ndarray) -> pa.Array:
+    """A dictionary-encoded string column (written to Parquet as plain strings)."""
     null = codes < 0
     idx = pa.array(np.where(null, 0, codes).astype(np.int32), mask=null if null.any() else None)
-    return pa.array(list(labels), type=pa.string()).take(idx)
+    dictionary = labels if isinstance(labels, pa.Array) else pa.array(list(labels), pa.string())
+    return pa.DictionaryArray.from_arrays(idx, dictionary)
+
+
+def _plain(schema: pa.Schema) -> pa.Schema:
+    """The schema with dictionary columns replaced by their value type."""
+    return pa.schema(
+        [
+            pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+            for f in schema
+        ]
+    )
 
 
 def _bool(x: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
@@ -155,34 +167,39 @@ class SyntheticICB:
 
 @dataclass
 class _Sink:
+    """One output file, opened at the first chunk. Parquet is written without the Arrow
+    schema blob, so dictionary-encoded columns read back as plain strings."""
+
     path: Path
-    schema: pa.Schema
     fmt: str
     drop: str | None = None
     rows: int = 0
+    schema: pa.Schema | None = None
     _writer: Any = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.drop is not None:
-            self.schema = self.schema.remove(self.schema.get_field_index(self.drop))
-        if self.fmt == "parquet":
-            self._writer = pq.ParquetWriter(
-                str(self.path), self.schema, compression="snappy", store_schema=True
-            )
-        else:
-            opts = pacsv.WriteOptions(include_header=True, quoting_style="needed")
-            self._writer = pacsv.CSVWriter(str(self.path), self.schema, write_options=opts)
 
     def write(self, table: pa.Table) -> None:
         if self.drop is not None:
             table = table.drop_columns([self.drop])
-        table = table.cast(self.schema)
+        if self.fmt == "csv":
+            table = table.cast(_plain(table.schema))
+        if self._writer is None:
+            self.schema = table.schema
+            if self.fmt == "parquet":
+                self._writer = pq.ParquetWriter(
+                    str(self.path), table.schema, compression="snappy", store_schema=False
+                )
+            else:
+                opts = pacsv.WriteOptions(include_header=True, quoting_style="needed")
+                self._writer = pacsv.CSVWriter(str(self.path), table.schema, write_options=opts)
+        elif table.schema != self.schema:
+            table = table.cast(self.schema)
         if table.num_rows:
             self._writer.write_table(table)
         self.rows += table.num_rows
 
     def close(self) -> None:
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _as_date(x: str | dt.date | None) -> dt.date | None:
@@ -288,7 +305,6 @@ def generate(
     sinks = {
         name: _Sink(
             out_dir / f"{name}.{ext}",
-            arrow_schema(TABLES[name], string_dates=date_defects and name != "population"),
             format,
             drop=mc.column if mc is not None and mc.table == name else None,
         )
@@ -384,6 +400,7 @@ def _to_tables(
     w0, w1 = days(window[0]), days(window[1])
     p = chunk.pop
     n = chunk.n
+    lsoa_dict = pa.array(st.lsoa_codes, type=pa.string())
 
     # --- identifiers (invalid NHS numbers are consistent across all tables)
     invalid = None
@@ -391,6 +408,9 @@ def _to_tables(
         invalid = drng.random(n) < dfx.invalid_nhs_number
         _bump(injected, "invalid_nhs_number", persons=int(invalid.sum()), eligible=n)
     pid = ids.ids(np.arange(first, first + n), invalid=invalid)
+
+    def person_col(local: np.ndarray) -> pa.Array:
+        return _cat(pid, local)
 
     gp = dict(chunk.gp)
     ae = dict(chunk.ae)
@@ -480,7 +500,7 @@ def _to_tables(
             "registration_end": _dates(p["reg_end"]),
             "death_date": _dates(p["death"]),
             "imd_decile": pa.array(p["imd"].astype(np.int64)),
-            "lsoa": pa.array(p["lsoa"], type=pa.string()),
+            "lsoa": _cat(lsoa_dict, p["lsoa"]),
             "ethnicity_group": _cat(ETHNICITY, p["eth"]),
             "living_alone": _bool(p["living_alone"]),
             "widowed": _bool(p["widowed"]),
@@ -494,12 +514,14 @@ def _to_tables(
 
     r = chunk.ref
     nr = len(r["person"])
-    ref_pid = pid.take(pa.array(r["person"]))
+    ref_pid = person_col(r["person"])
     if dfx.referrals_not_in_population > 0 and nr:
         k = int(drng.binomial(nr, dfx.referrals_not_in_population))
         src = drng.integers(0, nr, k)
         ghost = ids.ids(n_persons + first + np.arange(k))
-        ref_pid = pa.concat_arrays([ref_pid, ghost])
+        ref_pid = _cat(
+            pa.concat_arrays([pid, ghost]), np.concatenate([r["person"], n + np.arange(k)])
+        )
         r = {key: np.concatenate([v, v[src]]) for key, v in r.items()}
         _bump(injected, "referrals_not_in_population", rows=k, eligible=nr)
     lw_codes = r["link_worker"]
@@ -524,7 +546,7 @@ def _to_tables(
 
     gpt = pa.table(
         {
-            "person_id": pid.take(pa.array(gp["person"])),
+            "person_id": person_col(gp["person"]),
             "appointment_date": _dates(gp["day"]),
             "status": _cat(STATUS, gp["status"]),
             "staff_role": _cat(ROLE, gp["role"]),
@@ -533,14 +555,14 @@ def _to_tables(
     )
     aet = pa.table(
         {
-            "person_id": pid.take(pa.array(ae["person"])),
+            "person_id": person_col(ae["person"]),
             "arrival_date": _dates(ae["day"]),
             "department_type": _cat(DEPT, ae["dept"]),
         }
     )
     admt = pa.table(
         {
-            "person_id": pid.take(pa.array(adm["person"])),
+            "person_id": person_col(adm["person"]),
             "admission_date": _dates(adm["day"]),
             "discharge_date": _dates(adm["discharge"]),
             "admission_method": _cat(METHODS, adm["method"]),
@@ -558,9 +580,9 @@ def _to_tables(
         instrument = sc.wellbeing.instrument if sc.wellbeing is not None else "swemwbs"
         out["wellbeing"] = pa.table(
             {
-                "person_id": pid.take(pa.array(wb["person"])),
+                "person_id": person_col(wb["person"]),
                 "measured_date": _dates(wb["day"]),
-                "instrument": pa.array([instrument] * len(wb["person"]), type=pa.string()),
+                "instrument": _cat((instrument,), np.zeros(len(wb["person"]), np.int64)),
                 "score": pa.array(wb["score"], type=pa.float64()),
             }
         )
