@@ -53,7 +53,7 @@ def _logistic(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:  # noqa: D401
+def poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
     """Poisson draws by sequential inversion (one uniform each; exact).
 
     Several times faster than ``Generator.poisson`` for the small means of monthly
@@ -324,7 +324,7 @@ def simulate_chunk(
                 2 * np.pi * ((mo.calendar_month - 1 + mi) % 12) / 12
             )
             epm = np.where(in_ep, ep.multiplier.gp, 1.0)
-            length = b - a + 1
+            length = np.where(reg_start < mo.start, b - a + 1, 0)  # history only if registered
             cnt = poisson(rng, base["gp"] * length * season * epm)
             hist[:, mi % 12] = cnt
         else:
@@ -464,8 +464,11 @@ def simulate_chunk(
         first_contact + rng.integers(60, 121, nr),
         np.where(outcome == 2, rday + rng.integers(30, 61, nr), NEVER),
     )
-    first_contact = np.where(first_contact > w1, NEVER, first_contact)
-    discharge = np.where(discharge > w1, NEVER, discharge)
+    # contacts and discharges stop when the person leaves or dies (or at the data cut)
+    last = act_end[referred]
+    first_contact = np.where(first_contact > last, NEVER, first_contact)
+    planned_discharge = discharge
+    discharge = np.where(discharge > last, np.where(last < w1, last, NEVER), discharge)
     lw = rng.integers(1, 4, nr)
     ref_cols = {
         "person": referred,
@@ -544,7 +547,7 @@ def simulate_chunk(
         fc = first_contact[sel]
         base_score = wb_rng.normal(wbs.baseline_mean, wbs.baseline_sd, len(sel))
         change = wbs.natural_change + wbs.effect + wb_rng.normal(0, wbs.change_sd, len(sel))
-        dd = discharge[sel]
+        dd = planned_discharge[sel]
         ok2 = (dd < NEVER) & (dd <= act_end[who])
         wp = np.concatenate([who, who[ok2]])
         wd = np.concatenate([fc, dd[ok2]])

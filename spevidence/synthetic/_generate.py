@@ -416,6 +416,21 @@ def _to_tables(
     ae = dict(chunk.ae)
     adm = dict(chunk.adm)
 
+    # --- duplicate event rows (of clean rows)
+    if dfx.duplicate_events > 0:
+        for name, tab in (("gp_appointments", gp), ("ae_attendances", ae), ("admissions", adm)):
+            m = len(tab["person"])
+            dup = drng.random(m) < dfx.duplicate_events
+            reps = 1 + dup.astype(np.int64)
+            for key in list(tab):
+                tab[key] = np.repeat(tab[key], reps)
+            _bump(
+                injected,
+                "duplicate_events",
+                **{f"{name}_rows": int(dup.sum())},
+                **{f"{name}_eligible": m},
+            )
+
     # --- extra GP rows after death / outside registration
     extra_p: list[np.ndarray] = []
     extra_d: list[np.ndarray] = []
@@ -462,21 +477,6 @@ def _to_tables(
             gp[key] = np.concatenate([gp[key], val])
         order = np.lexsort((gp["day"], gp["person"]))
         gp = {k2: v[order] for k2, v in gp.items()}
-
-    # --- duplicate event rows
-    if dfx.duplicate_events > 0:
-        for name, tab in (("gp_appointments", gp), ("ae_attendances", ae), ("admissions", adm)):
-            m = len(tab["person"])
-            dup = drng.random(m) < dfx.duplicate_events
-            reps = 1 + dup.astype(np.int64)
-            for key in list(tab):
-                tab[key] = np.repeat(tab[key], reps)
-            _bump(
-                injected,
-                "duplicate_events",
-                **{f"{name}_rows": int(dup.sum())},
-                **{f"{name}_eligible": m},
-            )
 
     # --- negative lengths of stay
     if dfx.negative_length_of_stay > 0:
