@@ -493,7 +493,7 @@ def test_scenario_validation_errors(tmp_path, extra, pattern):
 
 
 def test_scenario_lookup_errors(tmp_path):
-    with pytest.raises(ScenarioError, match="Known scenarios: .*demo"):
+    with pytest.raises(ScenarioError, match=r"Known scenarios: .*demo"):
         load_scenario("no-such-scenario")
     with pytest.raises(ScenarioError, match="does not exist"):
         load_scenario(tmp_path / "missing.yaml")
