@@ -63,8 +63,12 @@ def poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
     out = np.zeros(lam.shape, dtype=np.int64)
     u = rng.random(lam.shape)
     big = lam > 30.0
-    p = np.exp(-np.where(big, 0.0, lam))
-    idx = np.flatnonzero((u > p) & ~big)
+    any_big = bool(big.any())
+    p = np.exp(-np.where(big, 0.0, lam) if any_big else -lam)
+    hit = u > p
+    if any_big:
+        hit &= ~big
+    idx = np.flatnonzero(hit)
     pj, fj, uj, lj = p[idx], p[idx], u[idx], lam[idx]
     j = 0
     while idx.size and j < 400:
@@ -74,7 +78,7 @@ def poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
         fj = fj + pj
         more = uj > fj
         idx, pj, fj, uj, lj = idx[more], pj[more], fj[more], uj[more], lj[more]
-    if big.any():
+    if any_big:
         out[big] = rng.poisson(lam[big])
     return out
 
@@ -306,7 +310,7 @@ def simulate_chunk(
     remaining = np.where(in_ep, _ep_length(rng, ep.mean_months, n), 0)
 
     ref = sc.referral
-    hist = np.zeros((n, 12), dtype=np.int64)  # attended GP appointments, last 12 months
+    hist = np.zeros((12, n), dtype=np.int64)  # attended GP appointments, last 12 months
     ref_day = np.full(n, NEVER)
     ref_month = np.full(n, -1)
     accepted_day = np.full(n, NEVER)
@@ -323,10 +327,12 @@ def simulate_chunk(
             season = 1 + sc.seasonality.gp * np.cos(
                 2 * np.pi * ((mo.calendar_month - 1 + mi) % 12) / 12
             )
-            epm = np.where(in_ep, ep.multiplier.gp, 1.0)
             length = np.where(reg_start < mo.start, b - a + 1, 0)  # history only if registered
-            cnt = poisson(rng, base["gp"] * length * season * epm)
-            hist[:, mi % 12] = cnt
+            lam = base["gp"] * length
+            lam *= season
+            lam[in_ep] *= ep.multiplier.gp
+            cnt = poisson(rng, lam)
+            hist[mi % 12] = cnt
         else:
             mo = months[mi]
             a = np.maximum(mo.start, act_start)
@@ -344,12 +350,12 @@ def simulate_chunk(
                 mult[o] = s
 
             # --- referral decisions (history up to last month)
-            gp3 = hist[:, (mi - 1) % 12] + hist[:, (mi - 2) % 12] + hist[:, (mi - 3) % 12]
+            gp3 = hist[(mi - 1) % 12] + hist[(mi - 2) % 12] + hist[(mi - 3) % 12]
             seg_a = np.maximum(a, service_start)
             seg_len = np.maximum(b - seg_a + 1, 0)
             elig = (ref_day == NEVER) & (seg_len > 0) & (age + mi // 12 >= ref.min_age)
             if ref.eligibility_gp_last_12m is not None:
-                elig &= hist.sum(axis=1) > ref.eligibility_gp_last_12m
+                elig &= hist.sum(axis=0) > ref.eligibility_gp_last_12m
             if ref.monthly_hazard > 0 and elig.any():
                 idx = np.flatnonzero(elig)
                 usual3 = 3 * DAYS_PER_MONTH * base["gp"][idx]
@@ -374,17 +380,21 @@ def simulate_chunk(
             a2 = np.maximum(a, accepted_day)
             len2 = np.maximum(b - a2 + 1, 0)
             post = np.flatnonzero(len2 > 0)
-            epm_all = {o: np.where(in_ep, ep.multiplier.get(o), 1.0) for o in OUTCOMES}
-            mu_pre = {o: base[o] * mult[o] * epm_all[o] * len1 for o in OUTCOMES}
+            ep_idx = np.flatnonzero(in_ep)
+            mu_pre = {}
+            for o in OUTCOMES:
+                m = base[o] * len1
+                m *= mult[o]
+                m[ep_idx] *= ep.multiplier.get(o)
+                mu_pre[o] = m
+            epm_post = {o: np.where(in_ep[post], ep.multiplier.get(o), 1.0) for o in OUTCOMES}
             mid = (a2[post] + b[post]) / 2.0
             ramp = (
                 np.minimum(1.0, np.maximum(mid - accepted_day[post], 0) / ramp_days)
                 if ramp_days > 0
                 else np.ones(len(post))
             )
-            mu_post0 = {
-                o: base[o][post] * mult[o] * epm_all[o][post] * len2[post] for o in OUTCOMES
-            }
+            mu_post0 = {o: base[o][post] * mult[o] * epm_post[o] * len2[post] for o in OUTCOMES}
             eff = {o: 1 + (rr[o][post] - 1) * ramp for o in OUTCOMES}
             mu_post = {o: mu_post0[o] * eff[o] for o in OUTCOMES}
 
@@ -394,7 +404,7 @@ def simulate_chunk(
             ev_gp.add(c_gp2, post, a2[post], len2[post], rng)
             cnt = c_gp.copy()
             cnt[post] += c_gp2
-            hist[:, mi % 12] = cnt
+            hist[mi % 12] = cnt
             if other_ratio > 0:
                 ev_gp.add(poisson(rng, mu_pre["gp"] * other_ratio), everyone, a, len1, rng, tag=1)
                 ev_gp.add(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -186,7 +186,11 @@ class _Sink:
             self.schema = table.schema
             if self.fmt == "parquet":
                 self._writer = pq.ParquetWriter(
-                    str(self.path), table.schema, compression="snappy", store_schema=False
+                    str(self.path),
+                    table.schema,
+                    compression="zstd",
+                    compression_level=1,
+                    store_schema=False,
                 )
             else:
                 opts = pacsv.WriteOptions(include_header=True, quoting_style="needed")
@@ -325,24 +329,38 @@ def generate(
         bar = Progress(transient=True)
         bar.start()
         task = bar.add_task(f"synth {sc.name}", total=n_persons)
+
+    def emit(chunk: Chunk, ci: int, first: int) -> None:
+        # runs on the writer thread, one chunk at a time and in order
+        _count_realised(chunk, realised)
+        drng = np.random.default_rng([seed, 3, ci])
+        tables = _to_tables(
+            chunk, sc, st, ids, first, n_persons, ci, window, drng, injected, format
+        )
+        for name, tbl in tables.items():
+            sinks[name].write(tbl)
+        if bar is not None:
+            bar.update(task, advance=chunk.n)
+
+    # Simulation of chunk k+1 overlaps with writing chunk k (numpy and Arrow release the
+    # GIL); at most two chunks are in memory, and files are written in chunk order.
+    pending: Future[None] | None = None
     try:
-        for ci in range(n_chunks):
-            first = ci * CHUNK_PERSONS
-            n = min(CHUNK_PERSONS, n_persons - first)
-            rng = np.random.default_rng([seed, 1, ci])
-            chunk = simulate_chunk(
-                sc, st, norms, months, window, n, rng, np.random.default_rng([seed, 4, ci])
-            )
-            truth.merge(chunk.truth)
-            _count_realised(chunk, realised)
-            drng = np.random.default_rng([seed, 3, ci])
-            tables = _to_tables(
-                chunk, sc, st, ids, first, n_persons, ci, window, drng, injected, format
-            )
-            for name, tbl in tables.items():
-                sinks[name].write(tbl)
-            if bar is not None:
-                bar.update(task, advance=n)
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            for ci in range(n_chunks):
+                first = ci * CHUNK_PERSONS
+                n = min(CHUNK_PERSONS, n_persons - first)
+                rng = np.random.default_rng([seed, 1, ci])
+                chunk = simulate_chunk(
+                    sc, st, norms, months, window, n, rng, np.random.default_rng([seed, 4, ci])
+                )
+                truth.merge(chunk.truth)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(emit, chunk, ci, first)
+                del chunk
+            if pending is not None:
+                pending.result()
     finally:
         for s in sinks.values():
             s.close()
@@ -745,6 +763,3 @@ def _truth_doc(
         "defects": defects,
         "rows": dict(rows),
     }
-
-
-ProgressHook = Callable[[int], None]
