@@ -576,3 +576,85 @@ def test_plot_around_referral(null):
     assert ctrl.loc[-3:-1].mean() == pytest.approx(ctrl.loc[3:11].mean(), rel=0.25)
     fig = null.plot()
     assert fig.axes[0].get_title()
+
+
+# ------------------------------------------------------------------ truth is recoverable
+
+
+def did_accepted_vs_not(res) -> float:
+    """Ratio of (post / pre GP rate) in accepted vs declined/did-not-engage referrals.
+
+    Acceptance is random among the referred, so the non-accepted share the accepted
+    people's regression to the mean and this difference-in-differences (of log rates)
+    targets the realised rate ratio in truth.json.
+    """
+    pop = read(res, "population")
+    ref = read(res, "referrals").merge(pop, on="person_id")
+    w0, w1 = (pd.Timestamp(res.truth["window"][k]) for k in ("start", "end"))
+    rd = pd.to_datetime(ref["referral_date"])
+    start = pd.to_datetime(ref["registration_start"]).clip(lower=w0)
+    end = pd.to_datetime(ref["registration_end"]).fillna(w1).clip(upper=w1)
+    pre0 = np.maximum(start, rd - pd.DateOffset(years=1))
+    ref = ref.assign(
+        rd=rd, pre0=pre0, pre_days=(rd - pre0).dt.days, post_days=(end - rd).dt.days + 1
+    )
+    gp = read(res, "gp_appointments")
+    gp = gp[(gp["status"] == "attended") & (gp["staff_role"] == "gp")]
+    g = gp.merge(ref[["person_id", "rd", "pre0"]], on="person_id")
+    d = pd.to_datetime(g["appointment_date"])
+    g = g.assign(pre=(d < g["rd"]) & (d >= g["pre0"]), post=d >= g["rd"])
+    counts = g.groupby("person_id")[["pre", "post"]].sum()
+    ref = ref.join(counts, on="person_id").fillna({"pre": 0, "post": 0})
+    ref = ref[ref["pre_days"] >= 180]
+    ratio = {}
+    for accepted, sub in ref.groupby(ref["outcome"] == "accepted"):
+        post = sub["post"].sum() / sub["post_days"].sum()
+        pre = sub["pre"].sum() / sub["pre_days"].sum()
+        ratio[bool(accepted)] = post / pre
+    return ratio[True] / ratio[False]
+
+
+def test_did_recovers_true_gp_rate_ratio(tmp_path):
+    res = generate("demo", persons=20000, seed=1, out=tmp_path)
+    truth = res.truth["att"]["gp"]["rate_ratio"]
+    est = did_accepted_vs_not(res)
+    assert est == pytest.approx(truth, abs=0.06), (est, truth)
+    _, naive = naive_before_after(res)
+    assert 1 + naive < est  # the naive before/after is far below the DiD
+
+
+def test_did_finds_nothing_under_null(null):
+    assert did_accepted_vs_not(null) == pytest.approx(1.0, abs=0.1)
+
+
+def test_staggered_national_shocks_and_cohorts(tmp_path):
+    res = generate("staggered-national", persons=30000, seed=3, out=tmp_path)
+    t = res.truth
+    starts = sorted(set(t["service_start_by_pcn"].values()))
+    assert len(starts) >= 2 and starts[0] >= "2019-04-01" and starts[-1] <= "2024-01-01"
+    ref = read(res, "referrals").merge(read(res, "population"), on="person_id")
+    first = ref.groupby("pcn_code")["referral_date"].min()
+    for pcn, d in first.items():
+        assert str(d) >= t["service_start_by_pcn"][pcn]  # no referral before the service
+    ae = read(res, "ae_attendances")
+    month = pd.to_datetime(ae["arrival_date"]).dt.to_period("M")
+    per = month.value_counts()
+    spring20 = per[[pd.Period(f"2020-{m:02d}", "M") for m in (4, 5, 6)]].mean()
+    spring19 = per[[pd.Period(f"2019-{m:02d}", "M") for m in (4, 5, 6)]].mean()
+    assert spring20 < 0.7 * spring19  # pandemic-like dip hits everyone
+    gp = read(res, "gp_appointments")
+    gp_month = pd.to_datetime(gp["appointment_date"]).dt.month.value_counts()
+    assert gp_month[[12, 1, 2]].mean() > gp_month[[6, 7, 8]].mean()  # winter pressure
+    coh = t["att_by_cohort"]
+    assert coh  # effects recorded by cohort
+    for c, v in coh.items():
+        nominal = v["nominal_rate_ratio"]["gp"]
+        assert nominal == pytest.approx(0.85 ** t["effects"]["cohort_scale"][c])
+        assert nominal <= v["rate_ratio_gp"] < 1.0
+    months = t["att_by_event_month"]
+    assert months[1]["rate_ratio_gp"] > months[6]["rate_ratio_gp"] > months[13]["rate_ratio_gp"]
+
+
+def test_progress_bar_runs(tmp_path):
+    res = generate("demo", persons=300, seed=1, out=tmp_path, progress=True)
+    assert res.rows["population"] == 300
