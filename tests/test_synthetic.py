@@ -563,7 +563,7 @@ def test_cli_synth(tmp_path):
 
 
 def test_plot_around_referral(null):
-    from spevidence.synthetic._plot import around_referral
+    from spevidence.synthetic import around_referral
 
     data = around_referral(null.out)
     pivot = data.pivot(index="month", columns="group", values="gp_per_person_month")
@@ -658,3 +658,21 @@ def test_staggered_national_shocks_and_cohorts(tmp_path):
 def test_progress_bar_runs(tmp_path):
     res = generate("demo", persons=300, seed=1, out=tmp_path, progress=True)
     assert res.rows["population"] == 300
+
+
+def test_vectorised_nhs_check_matches_reference():
+    from spevidence.synthetic import is_valid_nhs_number
+
+    rng = np.random.default_rng(0)
+    values = [f"{x:010d}" for x in rng.integers(0, 10**10, size=3000)]
+    values += ["9434765919", "9434765918", "943476591", "94347659190", "abcdefghij", ""]
+    got = is_valid_nhs_number(np.array(values, dtype=object))
+    assert got.tolist() == [nhs_ok(v) for v in values]
+    assert got.sum() > 200  # about 1 in 11 random numbers is valid
+
+
+def test_truth_holds_no_identifiers(demo, tmp_path):
+    text = demo.files["truth"].read_text()
+    assert not re.search(r"\b999\d{7}\b", text)
+    kent = generate("kent-ae", persons=300, seed=1, out=tmp_path)
+    assert not re.search(r"\b[0-9a-f]{32}\b", kent.files["truth"].read_text())
