@@ -46,17 +46,52 @@ SNOMED_DECLINED = "871711000000103"
 def _ep_length(rng: np.random.Generator, mean: float, n: int) -> np.ndarray:
     """Episode length in months: 1 + Binomial(2 (mean - 1), 1/2), so little spread."""
     k = max(0, round(2 * (mean - 1)))
-    return 1 + rng.binomial(k, 0.5, n)
+    return 1 + rng.binomial(k, 0.5, n).astype(np.int64)
 
 
 def _logistic(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
+    """Poisson draws by sequential inversion (one uniform each; exact).
+
+    Several times faster than ``Generator.poisson`` for the small means of monthly
+    counts; means above 30 fall back to ``Generator.poisson``.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    out = np.zeros(lam.shape, dtype=np.int64)
+    u = rng.random(lam.shape)
+    big = lam > 30.0
+    any_big = bool(big.any())
+    p = np.exp(-np.where(big, 0.0, lam) if any_big else -lam)
+    hit = u > p
+    if any_big:
+        hit &= ~big
+    idx = np.flatnonzero(hit)
+    pj, fj, uj, lj = p[idx], p[idx], u[idx], lam[idx]
+    j = 0
+    while idx.size and j < 400:
+        j += 1
+        out[idx] = j
+        pj = pj * lj / j
+        fj = fj + pj
+        more = uj > fj
+        idx, pj, fj, uj, lj = idx[more], pj[more], fj[more], uj[more], lj[more]
+    if any_big:
+        out[big] = rng.poisson(lam[big])
+    return out
+
+
+_DAY_BITS = 20  # day offsets from BASE_DAY fit in 20 bits (2,800 years)
+BASE_DAY = -365 * 100  # 1870
+
+
 @dataclass
 class Events:
-    person: list[np.ndarray] = field(default_factory=list)
-    day: list[np.ndarray] = field(default_factory=list)
+    """Event rows kept as sortable int64 keys: person, day and a one-bit tag."""
+
+    keys: list[np.ndarray] = field(default_factory=list)
 
     def add(
         self,
@@ -65,21 +100,27 @@ class Events:
         a: np.ndarray,
         length: np.ndarray,
         rng: np.random.Generator,
+        tag: int = 0,
     ) -> None:
         tot = int(counts.sum())
         if tot == 0:
             return
         rep = np.repeat(np.arange(len(counts)), counts)
-        self.person.append(who[rep])
-        self.day.append(a[rep] + (rng.random(tot) * length[rep]).astype(np.int64))
+        day = a[rep] + (rng.random(tot) * length[rep]).astype(np.int64)
+        self.keys.append((who[rep] << (_DAY_BITS + 1)) | ((day - BASE_DAY) << 1) | tag)
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self.person:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        p = np.concatenate(self.person)
-        d = np.concatenate(self.day)
-        order = np.lexsort((d, p))
-        return p[order], d[order]
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Person, day and tag, sorted by person then day."""
+        if not self.keys:
+            z = np.zeros(0, np.int64)
+            return z, z, z
+        k = np.sort(np.concatenate(self.keys))
+        self.keys = []
+        return (
+            k >> (_DAY_BITS + 1),
+            ((k >> 1) & ((1 << _DAY_BITS) - 1)) + BASE_DAY,
+            k & 1,
+        )
 
 
 @dataclass
@@ -177,7 +218,7 @@ def simulate_chunk(
     pcn = st.practice_pcn[practice]
     cum = np.cumsum(st.imd_probs[practice], axis=1)
     imd = 1 + (rng.random(n)[:, None] > cum[:, :-1]).sum(axis=1).astype(np.int64)
-    lsoa = np.array([st.lsoa_codes[p][rng.integers(len(st.lsoa_codes[p]))] for p in practice])
+    lsoa = st.lsoa_offset[practice] + (rng.random(n) * st.lsoa_count[practice]).astype(np.int64)
     eth = rng.choice(len(ETHNICITY_P), size=n, p=ETHNICITY_P)
     k = sc.frailty.shape
     z = rng.gamma(k, 1.0 / k, size=n)
@@ -269,11 +310,11 @@ def simulate_chunk(
     remaining = np.where(in_ep, _ep_length(rng, ep.mean_months, n), 0)
 
     ref = sc.referral
-    hist = np.zeros((n, 12), dtype=np.int64)  # attended GP appointments, last 12 months
+    hist = np.zeros((12, n), dtype=np.int64)  # attended GP appointments, last 12 months
     ref_day = np.full(n, NEVER)
     ref_month = np.full(n, -1)
     accepted_day = np.full(n, NEVER)
-    ev_gp, ev_other, ev_ae, ev_adm, ev_el = Events(), Events(), Events(), Events(), Events()
+    ev_gp, ev_ae, ev_adm = Events(), Events(), Events()
     everyone = np.arange(n)
 
     n_burn = BURN_IN_MONTHS
@@ -286,10 +327,12 @@ def simulate_chunk(
             season = 1 + sc.seasonality.gp * np.cos(
                 2 * np.pi * ((mo.calendar_month - 1 + mi) % 12) / 12
             )
-            epm = np.where(in_ep, ep.multiplier.gp, 1.0)
-            length = b - a + 1
-            cnt = rng.poisson(base["gp"] * length * season * epm)
-            hist[:, mi % 12] = cnt
+            length = np.where(reg_start < mo.start, b - a + 1, 0)  # history only if registered
+            lam = base["gp"] * length
+            lam *= season
+            lam[in_ep] *= ep.multiplier.gp
+            cnt = poisson(rng, lam)
+            hist[mi % 12] = cnt
         else:
             mo = months[mi]
             a = np.maximum(mo.start, act_start)
@@ -307,12 +350,12 @@ def simulate_chunk(
                 mult[o] = s
 
             # --- referral decisions (history up to last month)
-            gp3 = hist[:, (mi - 1) % 12] + hist[:, (mi - 2) % 12] + hist[:, (mi - 3) % 12]
+            gp3 = hist[(mi - 1) % 12] + hist[(mi - 2) % 12] + hist[(mi - 3) % 12]
             seg_a = np.maximum(a, service_start)
             seg_len = np.maximum(b - seg_a + 1, 0)
             elig = (ref_day == NEVER) & (seg_len > 0) & (age + mi // 12 >= ref.min_age)
             if ref.eligibility_gp_last_12m is not None:
-                elig &= hist.sum(axis=1) > ref.eligibility_gp_last_12m
+                elig &= hist.sum(axis=0) > ref.eligibility_gp_last_12m
             if ref.monthly_hazard > 0 and elig.any():
                 idx = np.flatnonzero(elig)
                 usual3 = 3 * DAYS_PER_MONTH * base["gp"][idx]
@@ -337,37 +380,45 @@ def simulate_chunk(
             a2 = np.maximum(a, accepted_day)
             len2 = np.maximum(b - a2 + 1, 0)
             post = np.flatnonzero(len2 > 0)
-            epm_all = {o: np.where(in_ep, ep.multiplier.get(o), 1.0) for o in OUTCOMES}
-            mu_pre = {o: base[o] * mult[o] * epm_all[o] * len1 for o in OUTCOMES}
+            ep_idx = np.flatnonzero(in_ep)
+            mu_pre = {}
+            for o in OUTCOMES:
+                m = base[o] * len1
+                m *= mult[o]
+                m[ep_idx] *= ep.multiplier.get(o)
+                mu_pre[o] = m
+            epm_post = {o: np.where(in_ep[post], ep.multiplier.get(o), 1.0) for o in OUTCOMES}
             mid = (a2[post] + b[post]) / 2.0
             ramp = (
                 np.minimum(1.0, np.maximum(mid - accepted_day[post], 0) / ramp_days)
                 if ramp_days > 0
                 else np.ones(len(post))
             )
-            mu_post0 = {
-                o: base[o][post] * mult[o] * epm_all[o][post] * len2[post] for o in OUTCOMES
-            }
+            mu_post0 = {o: base[o][post] * mult[o] * epm_post[o] * len2[post] for o in OUTCOMES}
             eff = {o: 1 + (rr[o][post] - 1) * ramp for o in OUTCOMES}
             mu_post = {o: mu_post0[o] * eff[o] for o in OUTCOMES}
 
-            c_gp = rng.poisson(mu_pre["gp"])
-            c_gp2 = rng.poisson(mu_post["gp"])
+            c_gp = poisson(rng, mu_pre["gp"])
+            c_gp2 = poisson(rng, mu_post["gp"])
             ev_gp.add(c_gp, everyone, a, len1, rng)
             ev_gp.add(c_gp2, post, a2[post], len2[post], rng)
             cnt = c_gp.copy()
             cnt[post] += c_gp2
-            hist[:, mi % 12] = cnt
+            hist[mi % 12] = cnt
             if other_ratio > 0:
-                ev_other.add(rng.poisson(mu_pre["gp"] * other_ratio), everyone, a, len1, rng)
-                ev_other.add(
-                    rng.poisson(mu_post["gp"] * other_ratio), post, a2[post], len2[post], rng
+                ev_gp.add(poisson(rng, mu_pre["gp"] * other_ratio), everyone, a, len1, rng, tag=1)
+                ev_gp.add(
+                    poisson(rng, mu_post["gp"] * other_ratio),
+                    post,
+                    a2[post],
+                    len2[post],
+                    rng,
+                    tag=1,
                 )
-            ev_ae.add(rng.poisson(mu_pre["ae"]), everyone, a, len1, rng)
-            ev_ae.add(rng.poisson(mu_post["ae"]), post, a2[post], len2[post], rng)
-            ev_adm.add(rng.poisson(mu_pre["admissions"]), everyone, a, len1, rng)
-            ev_adm.add(rng.poisson(mu_post["admissions"]), post, a2[post], len2[post], rng)
-            ev_el.add(rng.poisson(elective_base * length), everyone, a, length, rng)
+            ev_ae.add(poisson(rng, mu_pre["ae"]), everyone, a, len1, rng)
+            ev_ae.add(poisson(rng, mu_post["ae"]), post, a2[post], len2[post], rng)
+            ev_adm.add(poisson(rng, mu_pre["admissions"]), everyone, a, len1, rng)
+            ev_adm.add(poisson(rng, mu_post["admissions"]), post, a2[post], len2[post], rng)
 
             # truth accumulators
             truth.exposure_all += float(length[active].sum())
@@ -398,7 +449,8 @@ def simulate_chunk(
         remaining = np.where(in_ep, remaining - 1, remaining)
         in_ep = in_ep & (remaining > 0)
         start_ep = (~in_ep) & (rng.random(n) < p_start)
-        remaining = np.where(start_ep, _ep_length(rng, ep.mean_months, n), remaining)
+        starters = np.flatnonzero(start_ep)
+        remaining[starters] = _ep_length(rng, ep.mean_months, len(starters))
         in_ep = in_ep | start_ep
 
     # ---------------------------------------------------------------- referrals
@@ -422,8 +474,11 @@ def simulate_chunk(
         first_contact + rng.integers(60, 121, nr),
         np.where(outcome == 2, rday + rng.integers(30, 61, nr), NEVER),
     )
-    first_contact = np.where(first_contact > w1, NEVER, first_contact)
-    discharge = np.where(discharge > w1, NEVER, discharge)
+    # contacts and discharges stop when the person leaves or dies (or at the data cut)
+    last = act_end[referred]
+    first_contact = np.where(first_contact > last, NEVER, first_contact)
+    planned_discharge = discharge
+    discharge = np.where(discharge > last, np.where(last < w1, last, NEVER), discharge)
     lw = rng.integers(1, 4, nr)
     ref_cols = {
         "person": referred,
@@ -438,35 +493,31 @@ def simulate_chunk(
     }
 
     # ---------------------------------------------------------------- GP rows
-    p1, d1 = ev_gp.arrays()
-    p2, d2 = ev_other.arrays()
-    n1, n2 = len(p1), len(p2)
+    person, day, tag = ev_gp.arrays()
+    other = np.flatnonzero(tag == 1)
     # marks of the "other" rows: joint (status, role) excluding (attended, gp)
     joint = np.outer(STATUS_P, ROLE_P).ravel()
     joint[0] = 0.0
     joint /= joint.sum()
-    sr = rng.choice(len(joint), size=n2, p=joint)
-    status = np.concatenate([np.zeros(n1, np.int64), sr // len(ROLE_P)])
-    role = np.concatenate([np.zeros(n1, np.int64), sr % len(ROLE_P)])
-    person = np.concatenate([p1, p2])
-    day = np.concatenate([d1, d2])
-    mode = rng.choice(len(MODE_P), size=n1 + n2, p=MODE_P)
-    order = np.lexsort((status, role, day, person))
-    gp = {
-        "person": person[order],
-        "day": day[order],
-        "status": status[order],
-        "role": role[order],
-        "mode": mode[order],
-    }
+    sr = rng.choice(len(joint), size=len(other), p=joint)
+    status = np.zeros(len(person), np.int64)
+    role = np.zeros(len(person), np.int64)
+    status[other] = sr // len(ROLE_P)
+    role[other] = sr % len(ROLE_P)
+    mode = rng.choice(len(MODE_P), size=len(person), p=MODE_P)
+    gp = {"person": person, "day": day, "status": status, "role": role, "mode": mode}
 
     # ---------------------------------------------------------------- A&E rows
-    pa_, da_ = ev_ae.arrays()
+    pa_, da_, _ = ev_ae.arrays()
     ae = {"person": pa_, "day": da_, "dept": rng.choice(len(DEPT_P), size=len(pa_), p=DEPT_P)}
 
     # ---------------------------------------------------------------- admissions
-    pu, du = ev_adm.arrays()
-    pe, de = ev_el.arrays()
+    pu, du, _ = ev_adm.arrays()
+    # elective admissions: constant rate over each person's registration in the window
+    act_len = np.maximum(act_end - act_start + 1, 0)
+    ev_el = Events()
+    ev_el.add(poisson(rng, elective_base * act_len), everyone, act_start, act_len, rng)
+    pe, de, _ = ev_el.arrays()
     nu, ne = len(pu), len(pe)
     meth_u = rng.choice(len(UNPLANNED_P), size=nu, p=UNPLANNED_P)
     mean_los = 3.0 + 0.08 * np.maximum(age[pu] - 50, 0)
@@ -506,7 +557,7 @@ def simulate_chunk(
         fc = first_contact[sel]
         base_score = wb_rng.normal(wbs.baseline_mean, wbs.baseline_sd, len(sel))
         change = wbs.natural_change + wbs.effect + wb_rng.normal(0, wbs.change_sd, len(sel))
-        dd = discharge[sel]
+        dd = planned_discharge[sel]
         ok2 = (dd < NEVER) & (dd <= act_end[who])
         wp = np.concatenate([who, who[ok2]])
         wd = np.concatenate([fc, dd[ok2]])

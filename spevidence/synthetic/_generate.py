@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -77,10 +77,22 @@ def _dates(day: np.ndarray) -> pa.Array:
     return pa.array(vals, type=pa.int32(), mask=null if null.any() else None).cast(pa.date32())
 
 
-def _cat(labels: tuple[str, ...], codes: np.ndarray) -> pa.Array:
+def _cat(labels: tuple[str, ...] | list[str] | pa.Array, codes: np.ndarray) -> pa.Array:
+    """A dictionary-encoded string column (written to Parquet as plain strings)."""
     null = codes < 0
     idx = pa.array(np.where(null, 0, codes).astype(np.int32), mask=null if null.any() else None)
-    return pa.array(list(labels), type=pa.string()).take(idx)
+    dictionary = labels if isinstance(labels, pa.Array) else pa.array(list(labels), pa.string())
+    return pa.DictionaryArray.from_arrays(idx, dictionary)
+
+
+def _plain(schema: pa.Schema) -> pa.Schema:
+    """The schema with dictionary columns replaced by their value type."""
+    return pa.schema(
+        [
+            pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+            for f in schema
+        ]
+    )
 
 
 def _bool(x: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
@@ -155,34 +167,43 @@ class SyntheticICB:
 
 @dataclass
 class _Sink:
+    """One output file, opened at the first chunk. Parquet is written without the Arrow
+    schema blob, so dictionary-encoded columns read back as plain strings."""
+
     path: Path
-    schema: pa.Schema
     fmt: str
     drop: str | None = None
     rows: int = 0
+    schema: pa.Schema | None = None
     _writer: Any = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.drop is not None:
-            self.schema = self.schema.remove(self.schema.get_field_index(self.drop))
-        if self.fmt == "parquet":
-            self._writer = pq.ParquetWriter(
-                str(self.path), self.schema, compression="snappy", store_schema=True
-            )
-        else:
-            opts = pacsv.WriteOptions(include_header=True, quoting_style="needed")
-            self._writer = pacsv.CSVWriter(str(self.path), self.schema, write_options=opts)
 
     def write(self, table: pa.Table) -> None:
         if self.drop is not None:
             table = table.drop_columns([self.drop])
-        table = table.cast(self.schema)
+        if self.fmt == "csv":
+            table = table.cast(_plain(table.schema))
+        if self._writer is None:
+            self.schema = table.schema
+            if self.fmt == "parquet":
+                self._writer = pq.ParquetWriter(
+                    str(self.path),
+                    table.schema,
+                    compression="zstd",
+                    compression_level=1,
+                    store_schema=False,
+                )
+            else:
+                opts = pacsv.WriteOptions(include_header=True, quoting_style="needed")
+                self._writer = pacsv.CSVWriter(str(self.path), table.schema, write_options=opts)
+        elif table.schema != self.schema:
+            table = table.cast(self.schema)
         if table.num_rows:
             self._writer.write_table(table)
         self.rows += table.num_rows
 
     def close(self) -> None:
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _as_date(x: str | dt.date | None) -> dt.date | None:
@@ -288,7 +309,6 @@ def generate(
     sinks = {
         name: _Sink(
             out_dir / f"{name}.{ext}",
-            arrow_schema(TABLES[name], string_dates=date_defects and name != "population"),
             format,
             drop=mc.column if mc is not None and mc.table == name else None,
         )
@@ -309,24 +329,38 @@ def generate(
         bar = Progress(transient=True)
         bar.start()
         task = bar.add_task(f"synth {sc.name}", total=n_persons)
+
+    def emit(chunk: Chunk, ci: int, first: int) -> None:
+        # runs on the writer thread, one chunk at a time and in order
+        _count_realised(chunk, realised)
+        drng = np.random.default_rng([seed, 3, ci])
+        tables = _to_tables(
+            chunk, sc, st, ids, first, n_persons, ci, window, drng, injected, format
+        )
+        for name, tbl in tables.items():
+            sinks[name].write(tbl)
+        if bar is not None:
+            bar.update(task, advance=chunk.n)
+
+    # Simulation of chunk k+1 overlaps with writing chunk k (numpy and Arrow release the
+    # GIL); at most two chunks are in memory, and files are written in chunk order.
+    pending: Future[None] | None = None
     try:
-        for ci in range(n_chunks):
-            first = ci * CHUNK_PERSONS
-            n = min(CHUNK_PERSONS, n_persons - first)
-            rng = np.random.default_rng([seed, 1, ci])
-            chunk = simulate_chunk(
-                sc, st, norms, months, window, n, rng, np.random.default_rng([seed, 4, ci])
-            )
-            truth.merge(chunk.truth)
-            _count_realised(chunk, realised)
-            drng = np.random.default_rng([seed, 3, ci])
-            tables = _to_tables(
-                chunk, sc, st, ids, first, n_persons, ci, window, drng, injected, format
-            )
-            for name, tbl in tables.items():
-                sinks[name].write(tbl)
-            if bar is not None:
-                bar.update(task, advance=n)
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            for ci in range(n_chunks):
+                first = ci * CHUNK_PERSONS
+                n = min(CHUNK_PERSONS, n_persons - first)
+                rng = np.random.default_rng([seed, 1, ci])
+                chunk = simulate_chunk(
+                    sc, st, norms, months, window, n, rng, np.random.default_rng([seed, 4, ci])
+                )
+                truth.merge(chunk.truth)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(emit, chunk, ci, first)
+                del chunk
+            if pending is not None:
+                pending.result()
     finally:
         for s in sinks.values():
             s.close()
@@ -384,6 +418,7 @@ def _to_tables(
     w0, w1 = days(window[0]), days(window[1])
     p = chunk.pop
     n = chunk.n
+    lsoa_dict = pa.array(st.lsoa_codes, type=pa.string())
 
     # --- identifiers (invalid NHS numbers are consistent across all tables)
     invalid = None
@@ -392,9 +427,27 @@ def _to_tables(
         _bump(injected, "invalid_nhs_number", persons=int(invalid.sum()), eligible=n)
     pid = ids.ids(np.arange(first, first + n), invalid=invalid)
 
+    def person_col(local: np.ndarray) -> pa.Array:
+        return _cat(pid, local)
+
     gp = dict(chunk.gp)
     ae = dict(chunk.ae)
     adm = dict(chunk.adm)
+
+    # --- duplicate event rows (of clean rows)
+    if dfx.duplicate_events > 0:
+        for name, tab in (("gp_appointments", gp), ("ae_attendances", ae), ("admissions", adm)):
+            m = len(tab["person"])
+            dup = drng.random(m) < dfx.duplicate_events
+            reps = 1 + dup.astype(np.int64)
+            for key in list(tab):
+                tab[key] = np.repeat(tab[key], reps)
+            _bump(
+                injected,
+                "duplicate_events",
+                **{f"{name}_rows": int(dup.sum())},
+                **{f"{name}_eligible": m},
+            )
 
     # --- extra GP rows after death / outside registration
     extra_p: list[np.ndarray] = []
@@ -443,21 +496,6 @@ def _to_tables(
         order = np.lexsort((gp["day"], gp["person"]))
         gp = {k2: v[order] for k2, v in gp.items()}
 
-    # --- duplicate event rows
-    if dfx.duplicate_events > 0:
-        for name, tab in (("gp_appointments", gp), ("ae_attendances", ae), ("admissions", adm)):
-            m = len(tab["person"])
-            dup = drng.random(m) < dfx.duplicate_events
-            reps = 1 + dup.astype(np.int64)
-            for key in list(tab):
-                tab[key] = np.repeat(tab[key], reps)
-            _bump(
-                injected,
-                "duplicate_events",
-                **{f"{name}_rows": int(dup.sum())},
-                **{f"{name}_eligible": m},
-            )
-
     # --- negative lengths of stay
     if dfx.negative_length_of_stay > 0:
         has = adm["discharge"] < NEVER
@@ -480,7 +518,7 @@ def _to_tables(
             "registration_end": _dates(p["reg_end"]),
             "death_date": _dates(p["death"]),
             "imd_decile": pa.array(p["imd"].astype(np.int64)),
-            "lsoa": pa.array(p["lsoa"], type=pa.string()),
+            "lsoa": _cat(lsoa_dict, p["lsoa"]),
             "ethnicity_group": _cat(ETHNICITY, p["eth"]),
             "living_alone": _bool(p["living_alone"]),
             "widowed": _bool(p["widowed"]),
@@ -494,12 +532,14 @@ def _to_tables(
 
     r = chunk.ref
     nr = len(r["person"])
-    ref_pid = pid.take(pa.array(r["person"]))
+    ref_pid = person_col(r["person"])
     if dfx.referrals_not_in_population > 0 and nr:
         k = int(drng.binomial(nr, dfx.referrals_not_in_population))
         src = drng.integers(0, nr, k)
         ghost = ids.ids(n_persons + first + np.arange(k))
-        ref_pid = pa.concat_arrays([ref_pid, ghost])
+        ref_pid = _cat(
+            pa.concat_arrays([pid, ghost]), np.concatenate([r["person"], n + np.arange(k)])
+        )
         r = {key: np.concatenate([v, v[src]]) for key, v in r.items()}
         _bump(injected, "referrals_not_in_population", rows=k, eligible=nr)
     lw_codes = r["link_worker"]
@@ -524,7 +564,7 @@ def _to_tables(
 
     gpt = pa.table(
         {
-            "person_id": pid.take(pa.array(gp["person"])),
+            "person_id": person_col(gp["person"]),
             "appointment_date": _dates(gp["day"]),
             "status": _cat(STATUS, gp["status"]),
             "staff_role": _cat(ROLE, gp["role"]),
@@ -533,14 +573,14 @@ def _to_tables(
     )
     aet = pa.table(
         {
-            "person_id": pid.take(pa.array(ae["person"])),
+            "person_id": person_col(ae["person"]),
             "arrival_date": _dates(ae["day"]),
             "department_type": _cat(DEPT, ae["dept"]),
         }
     )
     admt = pa.table(
         {
-            "person_id": pid.take(pa.array(adm["person"])),
+            "person_id": person_col(adm["person"]),
             "admission_date": _dates(adm["day"]),
             "discharge_date": _dates(adm["discharge"]),
             "admission_method": _cat(METHODS, adm["method"]),
@@ -558,9 +598,9 @@ def _to_tables(
         instrument = sc.wellbeing.instrument if sc.wellbeing is not None else "swemwbs"
         out["wellbeing"] = pa.table(
             {
-                "person_id": pid.take(pa.array(wb["person"])),
+                "person_id": person_col(wb["person"]),
                 "measured_date": _dates(wb["day"]),
-                "instrument": pa.array([instrument] * len(wb["person"]), type=pa.string()),
+                "instrument": _cat((instrument,), np.zeros(len(wb["person"]), np.int64)),
                 "score": pa.array(wb["score"], type=pa.float64()),
             }
         )
@@ -723,6 +763,3 @@ def _truth_doc(
         "defects": defects,
         "rows": dict(rows),
     }
-
-
-ProgressHook = Callable[[int], None]

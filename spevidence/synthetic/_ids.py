@@ -103,8 +103,8 @@ def _fixed_width_strings(chars: np.ndarray) -> pa.Array:
 
 def is_valid_nhs_number(values: np.ndarray) -> np.ndarray:
     """Vectorised modulus-11 check of ten-character strings (for tests and defects)."""
-    s = np.asarray(values).astype("U10")
-    ok = np.char.isdigit(s) & (np.char.str_len(s) == 10)
+    s = np.asarray(values).astype(str)  # no fixed width: longer strings must not be cut
+    ok = (np.char.str_len(s) == 10) & np.char.isdigit(s)
     out = np.zeros(len(s), dtype=bool)
     if ok.any():
         num = s[ok].astype(np.int64)

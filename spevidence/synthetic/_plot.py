@@ -60,21 +60,24 @@ def around_referral(
     never = reg[~reg["person_id"].isin(ref["person_id"])]
     k = min(len(never), comparators_per_case * max(len(cases), 1))
     ctrl = never.iloc[np.sort(rng.choice(len(never), size=k, replace=False))][["person_id"]]
-    ctrl = ctrl.assign(
-        index_date=cases["index_date"].to_numpy()[rng.integers(0, max(len(cases), 1), size=k)]
-        if len(cases)
-        else pd.NaT
-    )
+    if len(cases):
+        pick = rng.integers(0, len(cases), size=k)
+        ctrl = ctrl.assign(index_date=cases["index_date"].to_numpy()[pick])
+    else:
+        ctrl = ctrl.assign(index_date=pd.Series(pd.NaT, index=ctrl.index))
     rows = []
     for group, idx in (("referred", cases), ("not referred", ctrl)):
         d = idx.merge(reg, on="person_id")
-        ok = (d["index_date"] - span >= np.maximum(d["start"], w0)) & (
-            d["index_date"] + span <= np.minimum(d["end"], w1)
+        ok = (
+            (d["index_date"] - span >= d["start"])
+            & (d["index_date"] - span >= w0)
+            & (d["index_date"] + span <= d["end"])
+            & (d["index_date"] + span <= w1)
         )
         d = d[ok]
         ev = gp[["person_id", "appointment_date"]].merge(d[["person_id", "index_date"]])
         rel = (pd.to_datetime(ev["appointment_date"]) - ev["index_date"]).dt.days
-        m = np.floor(rel / DAYS_PER_MONTH).astype(int)
+        m = pd.Series(np.floor(rel.to_numpy() / DAYS_PER_MONTH).astype(int))
         m = m[(m >= -months) & (m < months)]
         counts = m.value_counts().reindex(range(-months, months), fill_value=0)
         n = len(d)

@@ -97,7 +97,9 @@ class Structure:
     practice_weight: np.ndarray  # probability a person is registered there
     practice_effect: np.ndarray  # multiplicative, mean 1
     practice_imd: np.ndarray  # mean IMD decile
-    lsoa_codes: list[np.ndarray]  # per practice
+    lsoa_codes: list[str]  # all LSOAs; practice p uses lsoa_offset[p] + 0..lsoa_count[p]-1
+    lsoa_offset: np.ndarray
+    lsoa_count: np.ndarray
     imd_probs: np.ndarray  # (practices, 10): P(person IMD decile | practice)
 
     def imd_mean_multiplier(self, outcome: str, gradient: float) -> float:
@@ -139,12 +141,10 @@ def build_structure(sc: Scenario, persons: int, seed: int, start: dt.date) -> St
     edges = np.concatenate([[-np.inf], np.arange(1.5, 10.0, 1.0), [np.inf]])
     cdf = ndtr((edges[None, :] - imd[:, None]) / IMD_PERSON_SD)
     imd_probs = np.diff(cdf, axis=1)
-    lsoa: list[np.ndarray] = []
-    next_code = 1000 + int(rng.integers(0, 5000))
-    for _ in range(n_total):
-        k = int(rng.integers(8, 26))
-        lsoa.append(np.array([f"E01{next_code + j:06d}" for j in range(k)]))
-        next_code += k
+    lsoa_count = rng.integers(8, 26, size=n_total).astype(np.int64)
+    lsoa_offset = np.concatenate([[0], np.cumsum(lsoa_count)[:-1]]).astype(np.int64)
+    first_code = 1000 + int(rng.integers(0, 5000))
+    lsoa_codes = [f"E01{first_code + j:06d}" for j in range(int(lsoa_count.sum()))]
     # service start quarter per PCN
     ref = sc.referral
     s_from = ref.service_start_from or start
@@ -176,7 +176,9 @@ def build_structure(sc: Scenario, persons: int, seed: int, start: dt.date) -> St
         practice_weight=weight,
         practice_effect=effect,
         practice_imd=imd,
-        lsoa_codes=lsoa,
+        lsoa_codes=lsoa_codes,
+        lsoa_offset=lsoa_offset,
+        lsoa_count=lsoa_count,
         imd_probs=imd_probs,
     )
 
