@@ -109,7 +109,7 @@ def _csv_header(path: Path) -> list[str]:
     return [c.strip() for c in row]
 
 
-def _read_csv(con: BaseBackend, path: Path) -> ir.Table:
+def _read_csv(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -142,15 +142,23 @@ def _read_csv(con: BaseBackend, path: Path) -> ir.Table:
             "with one header row and the same number of fields on every row."
         ) from None
     tab = tab.append_column(ROW, pa.array(range(1, tab.num_rows + 1), type=pa.int64()))
-    return con.create_table(f"_spe_src_{uuid4().hex}", tab, temp=True)
+    return con.create_table(f"_spe_src_{uuid4().hex}", tab, temp=True), tab.num_rows
 
 
-def _read_parquet(con: BaseBackend, path: Path) -> ir.Table:
+def _read_parquet(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
+    import pyarrow.parquet as pq
+
+    try:
+        n = pq.ParquetFile(path).metadata.num_rows
+    except Exception:
+        raise DataError(
+            f"{path.name}: not a readable Parquet file. Fix: re-export it."
+        ) from None
     sql = (
         f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS {ROW} "
         f"FROM read_parquet({_sql_str(str(path))}, file_row_number = true)"
     )
-    return con.sql(sql)
+    return con.sql(sql), n
 
 
 def _with_row_numbers(t: ir.Table) -> ir.Table:
@@ -266,9 +274,9 @@ def read_extracts(
                         continue
                     raise _missing_table(name, f"{path} has no {stem}.parquet or {stem}.csv")
                 f, fmt = found
-                t = _read_parquet(con, f) if fmt == "parquet" else _read_csv(con, f)
+                t, n = _read_parquet(con, f) if fmt == "parquet" else _read_csv(con, f)
                 raw[name] = t
-                sources[name] = SourceInfo(name, fmt, f.name, sha256_file(f), 0)  # type: ignore[arg-type]
+                sources[name] = SourceInfo(name, fmt, f.name, sha256_file(f), n)  # type: ignore[arg-type]
         elif not path.exists():
             raise DataError(f"The extracts path {str(path)!r} does not exist. Fix: check --data.")
         else:
@@ -295,7 +303,10 @@ def read_extracts(
     if problems:
         raise DataError(" ".join(problems))
 
-    counts = {name: int(t.count().execute()) for name, t in raw.items()}
+    counts = {
+        name: s.rows if s.format in ("csv", "parquet") else int(raw[name].count().execute())
+        for name, s in sources.items()
+    }
     sources = {
         name: SourceInfo(s.table, s.format, s.location, s.sha256, counts[name])
         for name, s in sources.items()

@@ -151,10 +151,22 @@ def _connect(backend: str | BaseBackend, clean: Extracts) -> tuple[BaseBackend, 
     raise DataError(f"backend must be 'duckdb', 'spark' or an Ibis connection, not {backend!r}.")
 
 
+def _upload(con: BaseBackend, data: pa.Table) -> ir.Table:
+    """Put an Arrow table on ``con`` as a temporary table (or temp view on Spark)."""
+    name = f"spe_{uuid4().hex}"
+    if con.name == "pyspark":
+        # ibis's memtable path on PySpark loses values of nullable integer columns
+        # (ibis 12); Spark 4 converts Arrow tables itself, exactly.
+        session = con._session  # type: ignore[attr-defined]
+        session.createDataFrame(data).createOrReplaceTempView(name)
+        return con.table(name)
+    return con.create_table(name, data, temp=True)
+
+
 def _move(t: ir.Table, con: BaseBackend, src: BaseBackend) -> ir.Table:
     if con is src:
         return t
-    return con.create_table(f"spe_{uuid4().hex}", t.to_pyarrow(), temp=True)
+    return _upload(con, t.to_pyarrow())
 
 
 def build_panel(
@@ -167,6 +179,7 @@ def build_panel(
     gp_staff_roles: Sequence[str] = ("gp",),
     ae_department_types: Sequence[str] | None = None,
     admission_methods: Sequence[str] = UNPLANNED_METHODS_DEFAULT,
+    cache: bool = True,
 ) -> Panel:
     """Build the person x period outcome panel from validated extracts.
 
@@ -190,6 +203,9 @@ def build_panel(
     admission_methods
         Admission methods counted as unplanned admissions (default: emergency
         methods without 2B transfers, DOMAIN.md).
+    cache
+        Materialise the panel in the engine once (default), so later reads and
+        the attrition count do not recompute the linkage.
 
     Returns
     -------
@@ -231,7 +247,7 @@ def build_panel(
             "t": pa.array([p[2] for p in plist], pa.int64()),
         }
     )
-    periods = con.create_table(f"spe_periods_{uuid4().hex}", ptab, temp=True)
+    periods = _upload(con, ptab)
 
     # person-level attributes: latest registration spell; death: earliest recorded
     w = ibis.window(
@@ -300,6 +316,8 @@ def build_panel(
     panel = panel.inner_join(persons, panel.person_id == persons._qid).drop("_qid")
     panel = panel.left_join(first_ref, panel.person_id == first_ref._rid).drop("_rid")
     panel = panel.filter(panel.exposure_days > 0).select(*PANEL_COLUMNS)
+    if cache:
+        panel = panel.cache()
 
     n_pop = int(persons.count().execute())
     n_in = int(panel.person_id.nunique().execute())
