@@ -133,9 +133,7 @@ def as_panel_frame(rows: list[tuple]) -> pd.DataFrame:
     return df
 
 
-def write_extracts(
-    folder: Path, tables: dict[str, pd.DataFrame], *, fmt: str = "parquet"
-) -> Path:
+def write_extracts(folder: Path, tables: dict[str, pd.DataFrame], *, fmt: str = "parquet") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         out = df.copy()
@@ -162,8 +160,10 @@ def write_extracts(
                 pa.array([None if pd.isna(v) else v for v in out[c].tolist()], f.type)
                 for c, f in zip(out.columns, schema_fields, strict=True)
             ]
-            pq.write_table(pa.Table.from_arrays(arrays, schema=pa.schema(schema_fields)),
-                           folder / f"{name}.parquet")
+            pq.write_table(
+                pa.Table.from_arrays(arrays, schema=pa.schema(schema_fields)),
+                folder / f"{name}.parquet",
+            )
         else:
             out.to_csv(folder / f"{name}.csv", index=False)
     return folder
@@ -190,10 +190,21 @@ def random_world(seed: int, n: int = 60) -> dict[str, pd.DataFrame]:
         starts = sorted({int(s) for s in rng.integers(-400, 450, size=n_spells)})
         for k, s in enumerate(starts):
             start = base + dt.timedelta(days=s)
-            end = start + dt.timedelta(days=int(rng.integers(0, 400))) if rng.random() < 0.6 else None
+            end = (
+                start + dt.timedelta(days=int(rng.integers(0, 400))) if rng.random() < 0.6 else None
+            )
             pop_rows.append(
-                (pid, f"P{k}{i % 3}", f"N{i % 2}", "F" if i % 2 else "M", 1940 + i % 50,
-                 start, end, death, int(rng.integers(1, 11)) if rng.random() < 0.8 else None)
+                (
+                    pid,
+                    f"P{k}{i % 3}",
+                    f"N{i % 2}",
+                    "F" if i % 2 else "M",
+                    1940 + i % 50,
+                    start,
+                    end,
+                    death,
+                    int(rng.integers(1, 11)) if rng.random() < 0.8 else None,
+                )
             )
     pop = _frame(pop_rows, POP_COLS)
     ids = [f"id{i:04d}" for i in range(n)] + ["ghost1", "ghost2"]
@@ -202,8 +213,16 @@ def random_world(seed: int, n: int = 60) -> dict[str, pd.DataFrame]:
         return ids[int(rng.integers(0, len(ids)))]
 
     gp = _frame(
-        [(pick(), day(-60, 460), str(rng.choice(["attended", "attended", "dna", "cancelled"])),
-          str(rng.choice(["gp", "gp", "nurse", "other"])), "face_to_face") for _ in range(n * 8)],
+        [
+            (
+                pick(),
+                day(-60, 460),
+                str(rng.choice(["attended", "attended", "dna", "cancelled"])),
+                str(rng.choice(["gp", "gp", "nurse", "other"])),
+                "face_to_face",
+            )
+            for _ in range(n * 8)
+        ],
         GP_COLS,
     )
     gp = pd.concat([gp, gp.iloc[:7]], ignore_index=True)  # exact duplicates
@@ -214,12 +233,25 @@ def random_world(seed: int, n: int = 60) -> dict[str, pd.DataFrame]:
     adm_rows = []
     for _ in range(n * 2):
         a = day(-60, 460)
-        adm_rows.append((pick(), a, a + dt.timedelta(days=int(rng.integers(0, 9))),
-                         str(rng.choice(["21", "22", "2B", "11", "31", "28", "2A"]))))
+        adm_rows.append(
+            (
+                pick(),
+                a,
+                a + dt.timedelta(days=int(rng.integers(0, 9))),
+                str(rng.choice(["21", "22", "2B", "11", "31", "28", "2A"])),
+            )
+        )
     adm = _frame(adm_rows, ADM_COLS)
     ref = _frame(
-        [(pick(), day(-200, 460), "gp", str(rng.choice(["accepted", "declined", "did_not_engage"])))
-         for _ in range(n)],
+        [
+            (
+                pick(),
+                day(-200, 460),
+                "gp",
+                str(rng.choice(["accepted", "declined", "did_not_engage"])),
+            )
+            for _ in range(n)
+        ],
         REF_COLS,
     )
     return {"population": pop, "referrals": ref, "gp_appointments": gp,
@@ -232,22 +264,35 @@ def _period_start(d: dt.date, period: str) -> dt.date:
 
 
 def reference_panel(
-    tables: dict[str, pd.DataFrame], start: dt.date, end: dt.date, period: str = "month",
-    *, gp_roles: tuple[str, ...] = ("gp",), ae_types: tuple[str, ...] | None = None,
+    tables: dict[str, pd.DataFrame],
+    start: dt.date,
+    end: dt.date,
+    period: str = "month",
+    *,
+    gp_roles: tuple[str, ...] = ("gp",),
+    ae_types: tuple[str, ...] | None = None,
     methods: tuple[str, ...] = ("21", "22", "23", "24", "25", "2A", "2C", "2D", "28"),
 ) -> pd.DataFrame:
     """The panel by brute force: expand every registration to its days, in plain Python."""
     pop = tables["population"]
     # validate() drops spells that start after the recorded death
-    pop = pop[[not (d is not None and not pd.isna(d) and d < s)
-               for d, s in zip(pop["death_date"], pop["registration_start"], strict=True)]]
+    pop = pop[
+        [
+            not (d is not None and not pd.isna(d) and d < s)
+            for d, s in zip(pop["death_date"], pop["registration_start"], strict=True)
+        ]
+    ]
     death: dict[str, dt.date | None] = {}
     for pid, g in pop.groupby("person_id"):
         ds = [d for d in g["death_date"] if d is not None and not pd.isna(d)]
         death[str(pid)] = min(ds) if ds else None
     days: dict[str, set[dt.date]] = {}
     for r in pop.itertuples():
-        last = end if r.registration_end is None or pd.isna(r.registration_end) else min(end, r.registration_end)
+        last = (
+            end
+            if r.registration_end is None or pd.isna(r.registration_end)
+            else min(end, r.registration_end)
+        )
         dd = death[r.person_id]
         if dd is not None:
             last = min(last, dd)
@@ -277,13 +322,20 @@ def reference_panel(
                 out[k] = out.get(k, 0) + 1
         return out
 
-    gp = count(tables["gp_appointments"], "appointment_date",
-               lambda r: r.status == "attended" and r.staff_role in gp_roles)
-    ae = count(tables["ae_attendances"], "arrival_date",
-               lambda r: ae_types is None or r.department_type in ae_types)
-    adm = count(tables["admissions"], "admission_date",
-                lambda r: r.admission_method in methods)
-    latest = pop.sort_values("registration_start").groupby("person_id").tail(1).set_index("person_id")
+    gp = count(
+        tables["gp_appointments"],
+        "appointment_date",
+        lambda r: r.status == "attended" and r.staff_role in gp_roles,
+    )
+    ae = count(
+        tables["ae_attendances"],
+        "arrival_date",
+        lambda r: ae_types is None or r.department_type in ae_types,
+    )
+    adm = count(tables["admissions"], "admission_date", lambda r: r.admission_method in methods)
+    latest = (
+        pop.sort_values("registration_start").groupby("person_id").tail(1).set_index("person_id")
+    )
     refs = tables["referrals"]
     first_ref: dict[str, dt.date] = {}
     for r in refs.drop_duplicates().itertuples():

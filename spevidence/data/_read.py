@@ -151,9 +151,7 @@ def _read_parquet(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
     try:
         n = pq.ParquetFile(path).metadata.num_rows
     except Exception:
-        raise DataError(
-            f"{path.name}: not a readable Parquet file. Fix: re-export it."
-        ) from None
+        raise DataError(f"{path.name}: not a readable Parquet file. Fix: re-export it.") from None
     sql = (
         f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS {ROW} "
         f"FROM read_parquet({_sql_str(str(path))}, file_row_number = true)"

@@ -156,6 +156,9 @@ def _typed(
         ]
         for i, p in enumerate(parsed):
             s2[f"_p{i}_{col}"] = p
+        if date_format is None and len(formats) == 2:
+            # DD/MM/YYYY assumed: a "month" over 12 with a "day" up to 12 reads as US order
+            s2[f"_us_{col}"] = ((t1[f"_m1_{col}"] > 12) & (t1[f"_d1_{col}"] <= 12)).fill_null(False)
         for i in range(len(formats)):
             for part in "ymd":
                 s2.pop(f"_{part}{i}_{col}")
@@ -172,6 +175,8 @@ def _typed(
                 *[(p.notnull(), i) for i, p in enumerate(ps)], else_=ibis.null("int8")
             )
             flags[f"_unread_{c.name}"] = t2[f"_ne_{c.name}"] & v.isnull()
+            if f"_us_{c.name}" in t2.columns:
+                flags[f"_us_{c.name}"] = t2[f"_us_{c.name}"]
             out[c.name] = v
             continue
         v = t2[c.name]
@@ -549,7 +554,12 @@ def _annotate(x: ir.Table, rules: list[_Rule]) -> ir.Table:
 def _summarise(
     name: str, annot: ir.Table, rules: list[_Rule], fmt_cols: dict[str, tuple[str, ...]]
 ) -> tuple[
-    dict[str | None, int], dict[str, list[int]], dict[int, int], dict[int, list[int]], list[QAIssue]
+    dict[str | None, int],
+    dict[str, list[int]],
+    dict[int, int],
+    dict[int, list[int]],
+    list[QAIssue],
+    dict[str, tuple[int, list[int]]],
 ]:
     """Counts by reason, flag and date format in one query; first row numbers in one more."""
     sm_idx = [i for i, r in enumerate(rules) if r.action != "excluded"]
@@ -557,6 +567,8 @@ def _summarise(
     for col, fmts in fmt_cols.items():
         for j in range(len(fmts)):
             sums[f"f{j}_{col}"] = (annot[f"_fmt_{col}"] == j).cast("int64").sum()
+        if f"_us_{col}" in annot.columns:
+            sums[f"us_{col}"] = annot[f"_us_{col}"].cast("int64").sum()
     recs = annot.group_by("_reason").aggregate(n=annot.count(), **sums).to_pyarrow().to_pylist()
     counts: dict[str | None, int] = {r["_reason"]: int(r["n"]) for r in recs}
     totals = {k: sum(int(r[k] or 0) for r in recs) for k in sums}
@@ -579,25 +591,32 @@ def _summarise(
             q = annot.filter(annot[f"_sm_{i}"]).order_by(ROW).limit(FIRST_ROWS)[ROW]
             sm_rows[i] = [int(v) for v in q.to_pyarrow().to_pylist()]
 
+    us: dict[str, tuple[int, list[int]]] = {}
+    for col in fmt_cols:
+        n_us = totals.get(f"us_{col}", 0)
+        if n_us:
+            q = annot.filter(annot[f"_us_{col}"]).order_by(ROW).limit(FIRST_ROWS)[ROW]
+            us[col] = (n_us, [int(v) for v in q.to_pyarrow().to_pylist()])
+
     warnings: list[QAIssue] = []
     for col, fmts in fmt_cols.items():
-        n = [totals[f"f{j}_{col}"] for j in range(len(fmts))]
-        if sum(1 for k in n if k > 0) > 1:
+        per_fmt = [totals[f"f{j}_{col}"] for j in range(len(fmts))]
+        if sum(1 for k in per_fmt if k > 0) > 1:
             parts = " and ".join(
-                f"{k} rows as {describe_format(f)}" for k, f in zip(n, fmts, strict=True)
+                f"{k} rows as {describe_format(f)}" for k, f in zip(per_fmt, fmts, strict=True)
             )
             warnings.append(
                 QAIssue(
                     name,
                     col,
                     "mixed_date_formats",
-                    min(k for k in n if k > 0),
+                    min(k for k in per_fmt if k > 0),
                     "warning",
                     f"{name}.{col}: dates come in more than one format ({parts}); all were "
                     "read. Fix: export one date format to avoid day/month mix-ups.",
                 )
             )
-    return counts, first_rows, sm_counts, sm_rows, warnings
+    return counts, first_rows, sm_counts, sm_rows, warnings, us
 
 
 def _unreadable_errors(
@@ -637,8 +656,17 @@ def _process(
     date_format: str | None,
 ) -> tuple[ir.Table, list[QAIssue], list[AttritionEntry], list[str]]:
     annot = _annotate(x, rules).cache()
-    counts, first_rows, sm_counts, sm_rows, fmt_warnings = _summarise(name, annot, rules, fmt_cols)
+    counts, first_rows, sm_counts, sm_rows, fmt_warnings, us = _summarise(
+        name, annot, rules, fmt_cols
+    )
     errors = _unreadable_errors(name, spec, counts, first_rows, annot, date_format)
+    for col, (n, rows) in us.items():
+        errors.append(
+            f"{name}.{col}: {n} rows have dates that only make sense as month/day/year "
+            f"(US order) ({_rows_text(rows)}), so the day/month order of this column is "
+            "ambiguous. Fix: pass date_format='%m/%d/%Y' if the extract uses US order, or "
+            "date_format='%d/%m/%Y' to read it as UK order (those rows are then excluded)."
+        )
     issues: list[QAIssue] = []
     for i, r in enumerate(rules):
         if r.action == "excluded":

@@ -51,7 +51,7 @@ def contracts_markdown() -> str:
         "Dates are calendar dates: ISO `YYYY-MM-DD` and UK `DD/MM/YYYY` are read by default",
         "(`date_format=` for other orders). `person_id` is a raw NHS number (checked with the",
         "modulus-11 check digit, then pseudonymised with HMAC-SHA256 before linkage) or an",
-        "already-pseudonymised token (`ids=\"pseudonym\"`).",
+        'already-pseudonymised token (`ids="pseudonym"`).',
         "",
         "Required: the column must be present. Nullable: it may be empty on a row. A row that",
         "breaks the contract of a required column is excluded and counted in the attrition",

@@ -157,7 +157,7 @@ def _upload(con: BaseBackend, data: pa.Table) -> ir.Table:
     if con.name == "pyspark":
         # ibis's memtable path on PySpark loses values of nullable integer columns
         # (ibis 12); Spark 4 converts Arrow tables itself, exactly.
-        session = con._session  # type: ignore[attr-defined]
+        session = con._session
         session.createDataFrame(data).createOrReplaceTempView(name)
         return con.table(name)
     return con.create_table(name, data, temp=True)
