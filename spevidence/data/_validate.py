@@ -32,12 +32,12 @@ from spevidence.data._results import Action, Attrition, AttritionEntry, QAIssue,
 from spevidence.data._types import (
     clean_str,
     date_formats,
+    date_from_parts,
+    date_parts,
     describe_format,
     nhs_number_valid,
     normalise_id,
     parse_bool,
-    date_from_parts,
-    date_parts,
     parse_float,
     parse_int,
 )
@@ -138,7 +138,7 @@ def _typed(
         else:
             s1[f"_ne_{c.name}"] = clean_str(r).notnull() if r.type().is_string() else r.notnull()
             if c.kind == "date":
-                s1[c.name] = r if r.type().is_date() else r.date()  # type: ignore[attr-defined]
+                s1[c.name] = r if r.type().is_date() else r.date()
             elif c.kind == "int":
                 s1[c.name] = parse_int(r)
             elif c.kind == "float":
