@@ -319,7 +319,7 @@ def build_panel(
     if cache:
         panel = panel.cache()
 
-    n_pop = int(persons.count().execute())
+    n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
     n_in = int(panel.person_id.nunique().execute())
     entries = (
         AttritionEntry("panel_persons", "input", "people in the clean population", n_pop),
