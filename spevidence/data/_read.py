@@ -159,6 +159,18 @@ def _read_parquet(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
     return con.sql(sql), n
 
 
+def upload_arrow(con: BaseBackend, data: Any) -> ir.Table:
+    """Put an Arrow table on ``con`` as a temporary table (or temp view on Spark)."""
+    name = f"spe_{uuid4().hex}"
+    if con.name == "pyspark":
+        # ibis's memtable path on PySpark loses values of nullable integer columns
+        # (ibis 12); Spark 4 converts Arrow tables itself, exactly.
+        session = con._session
+        session.createDataFrame(data).createOrReplaceTempView(name)
+        return con.table(name)
+    return con.create_table(name, data, temp=True)
+
+
 def _with_row_numbers(t: ir.Table) -> ir.Table:
     if ROW in t.columns:
         return t
@@ -245,10 +257,11 @@ def read_extracts(
     else:
         path = Path(source)
         con = ibis.duckdb.connect()
+        con.raw_sql("SET enable_progress_bar = false")
         if path.is_file() and path.suffix.lower() in {".duckdb", ".db", ".ddb"}:
             alias = "spe_src"
             con.attach(str(path), name=alias, read_only=True)
-            available = set(con.list_tables(database=alias))
+            available = set(con.list_tables(database=(alias, "main")))
             digest = sha256_file(path)
             for name, spec in TABLES.items():
                 local = table_names.get(name, name)
@@ -256,7 +269,7 @@ def read_extracts(
                     if spec.optional:
                         continue
                     raise _missing_table(name, f"{path.name} has no table {local!r}")
-                raw[name] = _with_row_numbers(con.table(local, database=alias))
+                raw[name] = _with_row_numbers(con.table(local, database=(alias, "main")))
                 sources[name] = SourceInfo(name, "duckdb", f"{path.name}:{local}", digest, 0)
         elif path.is_dir():
             for name, spec in TABLES.items():

@@ -21,13 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
-from uuid import uuid4
 
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from spevidence.data._read import ROW, Extracts
+from spevidence.data._read import ROW, Extracts, upload_arrow
 from spevidence.data._results import Action, Attrition, AttritionEntry, QAIssue, QAReport
 from spevidence.data._types import (
     clean_str,
@@ -705,7 +704,7 @@ def _pseudonym_map(con: Any, pop_clean: ir.Table, key: Any) -> ir.Table:
     tokens = [k.digest(i.encode("utf-8")) for i in ids]
     tab = pa.table({"_raw_id": pa.array(ids, pa.string()), "_token": pa.array(tokens, pa.string())})
     del ids, tokens
-    return con.create_table(f"_spe_map_{uuid4().hex}", tab, temp=True)
+    return upload_arrow(con, tab)
 
 
 def _apply_map(t: ir.Table, m: ir.Table, spec: Table) -> ir.Table:

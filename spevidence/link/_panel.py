@@ -7,7 +7,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
-from uuid import uuid4
 
 import ibis
 import ibis.expr.types as ir
@@ -15,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 from ibis.backends import BaseBackend
 
-from spevidence.data._read import Extracts
+from spevidence.data._read import Extracts, upload_arrow
 from spevidence.data._results import Attrition, AttritionEntry
 from spevidence.data._validate import FAR, _merged_spells, study_window
 from spevidence.data.schema import UNPLANNED_METHODS_DEFAULT
@@ -151,22 +150,10 @@ def _connect(backend: str | BaseBackend, clean: Extracts) -> tuple[BaseBackend, 
     raise DataError(f"backend must be 'duckdb', 'spark' or an Ibis connection, not {backend!r}.")
 
 
-def _upload(con: BaseBackend, data: pa.Table) -> ir.Table:
-    """Put an Arrow table on ``con`` as a temporary table (or temp view on Spark)."""
-    name = f"spe_{uuid4().hex}"
-    if con.name == "pyspark":
-        # ibis's memtable path on PySpark loses values of nullable integer columns
-        # (ibis 12); Spark 4 converts Arrow tables itself, exactly.
-        session = con._session
-        session.createDataFrame(data).createOrReplaceTempView(name)
-        return con.table(name)
-    return con.create_table(name, data, temp=True)
-
-
 def _move(t: ir.Table, con: BaseBackend, src: BaseBackend) -> ir.Table:
     if con is src:
         return t
-    return _upload(con, t.to_pyarrow())
+    return upload_arrow(con, t.to_pyarrow())
 
 
 def build_panel(
@@ -247,7 +234,7 @@ def build_panel(
             "t": pa.array([p[2] for p in plist], pa.int64()),
         }
     )
-    periods = _upload(con, ptab)
+    periods = upload_arrow(con, ptab)
 
     # person-level attributes: latest registration spell; death: earliest recorded
     w = ibis.window(
