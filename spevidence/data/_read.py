@@ -109,7 +109,7 @@ def _csv_header(path: Path) -> list[str]:
     return [c.strip() for c in row]
 
 
-def _read_csv(con: BaseBackend, path: Path) -> ir.Table:
+def _read_csv(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -142,15 +142,33 @@ def _read_csv(con: BaseBackend, path: Path) -> ir.Table:
             "with one header row and the same number of fields on every row."
         ) from None
     tab = tab.append_column(ROW, pa.array(range(1, tab.num_rows + 1), type=pa.int64()))
-    return con.create_table(f"_spe_src_{uuid4().hex}", tab, temp=True)
+    return con.create_table(f"_spe_src_{uuid4().hex}", tab, temp=True), tab.num_rows
 
 
-def _read_parquet(con: BaseBackend, path: Path) -> ir.Table:
+def _read_parquet(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
+    import pyarrow.parquet as pq
+
+    try:
+        n = pq.ParquetFile(path).metadata.num_rows
+    except Exception:
+        raise DataError(f"{path.name}: not a readable Parquet file. Fix: re-export it.") from None
     sql = (
         f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS {ROW} "
         f"FROM read_parquet({_sql_str(str(path))}, file_row_number = true)"
     )
-    return con.sql(sql)
+    return con.sql(sql), n
+
+
+def upload_arrow(con: BaseBackend, data: Any) -> ir.Table:
+    """Put an Arrow table on ``con`` as a temporary table (or temp view on Spark)."""
+    name = f"spe_{uuid4().hex}"
+    if con.name == "pyspark":
+        # ibis's memtable path on PySpark loses values of nullable integer columns
+        # (ibis 12); Spark 4 converts Arrow tables itself, exactly.
+        session = con._session
+        session.createDataFrame(data).createOrReplaceTempView(name)
+        return con.table(name)
+    return con.create_table(name, data, temp=True)
 
 
 def _with_row_numbers(t: ir.Table) -> ir.Table:
@@ -239,10 +257,11 @@ def read_extracts(
     else:
         path = Path(source)
         con = ibis.duckdb.connect()
+        con.raw_sql("SET enable_progress_bar = false")
         if path.is_file() and path.suffix.lower() in {".duckdb", ".db", ".ddb"}:
             alias = "spe_src"
             con.attach(str(path), name=alias, read_only=True)
-            available = set(con.list_tables(database=alias))
+            available = set(con.list_tables(database=(alias, "main")))
             digest = sha256_file(path)
             for name, spec in TABLES.items():
                 local = table_names.get(name, name)
@@ -250,7 +269,7 @@ def read_extracts(
                     if spec.optional:
                         continue
                     raise _missing_table(name, f"{path.name} has no table {local!r}")
-                raw[name] = _with_row_numbers(con.table(local, database=alias))
+                raw[name] = _with_row_numbers(con.table(local, database=(alias, "main")))
                 sources[name] = SourceInfo(name, "duckdb", f"{path.name}:{local}", digest, 0)
         elif path.is_dir():
             for name, spec in TABLES.items():
@@ -266,9 +285,9 @@ def read_extracts(
                         continue
                     raise _missing_table(name, f"{path} has no {stem}.parquet or {stem}.csv")
                 f, fmt = found
-                t = _read_parquet(con, f) if fmt == "parquet" else _read_csv(con, f)
+                t, n = _read_parquet(con, f) if fmt == "parquet" else _read_csv(con, f)
                 raw[name] = t
-                sources[name] = SourceInfo(name, fmt, f.name, sha256_file(f), 0)  # type: ignore[arg-type]
+                sources[name] = SourceInfo(name, fmt, f.name, sha256_file(f), n)  # type: ignore[arg-type]
         elif not path.exists():
             raise DataError(f"The extracts path {str(path)!r} does not exist. Fix: check --data.")
         else:
@@ -295,7 +314,10 @@ def read_extracts(
     if problems:
         raise DataError(" ".join(problems))
 
-    counts = {name: int(t.count().execute()) for name, t in raw.items()}
+    counts = {
+        name: s.rows if s.format in ("csv", "parquet") else int(raw[name].count().execute())
+        for name, s in sources.items()
+    }
     sources = {
         name: SourceInfo(s.table, s.format, s.location, s.sha256, counts[name])
         for name, s in sources.items()

@@ -51,18 +51,22 @@ def _compile(fmt: str) -> tuple[str, tuple[int, int, int]]:
     return regex, (order.index("%Y") + 1, order.index("%m") + 1, order.index("%d") + 1)
 
 
-def _parse_one(s: ir.StringValue, fmt: str) -> ir.DateValue:
-    regex, (gy, gm, gd) = _compile(fmt)
-    y = s.re_extract(regex, gy).nullif("").try_cast("int32")
-    m = s.re_extract(regex, gm).nullif("").try_cast("int32")
-    d = s.re_extract(regex, gd).nullif("").try_cast("int32")
+def date_parts(s: ir.StringValue, fmt: str) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """Year, month, day (int or NULL) of text in format ``fmt``."""
+    regex, groups = _compile(fmt)
+    y, m, d = (s.re_extract(regex, g).nullif("").try_cast("int32") for g in groups)
+    return y, m, d
+
+
+def date_from_parts(y: ir.IntegerValue, m: ir.IntegerValue, d: ir.IntegerValue) -> ir.Value:
+    """A date, or NULL when the parts are not a real calendar date (e.g. 30 February)."""
     leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
     dim = ibis.cases(
         (m == 2, ibis.cases((leap, 29), else_=28)),
         (m.isin([4, 6, 9, 11]), 30),
         else_=31,
     )
-    ok = s.re_search(regex) & y.between(1850, 2200) & m.between(1, 12) & d.between(1, dim)
+    ok = y.between(1850, 2200) & m.between(1, 12) & d.between(1, dim)
     return ibis.cases((ok, ibis.date(y, m, d)), else_=ibis.null("date"))
 
 
@@ -70,21 +74,6 @@ def date_formats(date_format: str | None) -> tuple[str, ...]:
     """Formats tried in order: ISO always, then the given format (default DD/MM/YYYY)."""
     other = date_format or UK
     return (ISO,) if other == ISO else (ISO, other)
-
-
-def parse_date_column(col: ir.Value, date_format: str | None) -> tuple[ir.Value, ir.Value]:
-    """Coerce a column to dates -> (date or NULL, index of the matching format or NULL)."""
-    dt = col.type()
-    if dt.is_date():
-        return col, ibis.cases((col.notnull(), 0), else_=ibis.null("int8"))
-    if dt.is_timestamp():
-        d = col.date()
-        return d, ibis.cases((d.notnull(), 0), else_=ibis.null("int8"))
-    s = col.cast("string")
-    parsed = [_parse_one(s, fmt) for fmt in date_formats(date_format)]
-    date = ibis.coalesce(*parsed) if len(parsed) > 1 else parsed[0]
-    which = ibis.cases(*[(p.notnull(), i) for i, p in enumerate(parsed)], else_=ibis.null("int8"))
-    return date, which
 
 
 def clean_str(col: ir.Value) -> ir.StringValue:

@@ -21,22 +21,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
-from uuid import uuid4
 
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from spevidence.data._read import ROW, Extracts
+from spevidence.data._read import ROW, Extracts, upload_arrow
 from spevidence.data._results import Action, Attrition, AttritionEntry, QAIssue, QAReport
 from spevidence.data._types import (
     clean_str,
     date_formats,
+    date_from_parts,
+    date_parts,
     describe_format,
     nhs_number_valid,
     normalise_id,
     parse_bool,
-    parse_date_column,
     parse_float,
     parse_int,
 )
@@ -108,54 +108,89 @@ def _codes_norm(col: ir.StringValue, c: Column) -> ir.StringValue:
 def _typed(
     name: str, raw: ir.Table, spec: Table, ids: Ids, date_format: str | None
 ) -> tuple[ir.Table, dict[str, tuple[str, ...]]]:
-    """Coerce columns; return the table with typed columns + helper flags."""
-    cols: dict[str, ir.Value] = {ROW: raw[ROW]}
-    flags: dict[str, ir.Value] = {}
-    fmt_cols: dict[str, tuple[str, ...]] = {}
+    """Coerce columns; return the table with typed columns + helper flags.
 
+    Built in three projections so that no expression is repeated inside another
+    (Ibis inlines a single projection; staged ones stay compact SQL).
+    """
+    formats = date_formats(date_format)
+    fmt_cols: dict[str, tuple[str, ...]] = {}
+    # stage 1: trimmed text, date parts, numbers, "was there a value?"
+    s1: dict[str, ir.Value] = {ROW: raw[ROW]}
     for c in spec.columns:
-        present = c.name in raw.columns
-        if not present:
-            cols[c.name] = ibis.null(_IBIS_TYPE[c.kind])
+        if c.name not in raw.columns:
+            s1[c.name] = ibis.null(_IBIS_TYPE[c.kind])
             continue
         r = raw[c.name]
-        nonempty = clean_str(r).notnull() if (r.type().is_string()) else r.notnull()
         if c.kind == "id":
-            cols[c.name] = normalise_id(r, nhs=ids == "nhs_number")
-            continue
-        if c.kind == "str":
+            s1[c.name] = normalise_id(r, nhs=ids == "nhs_number")
+        elif c.kind == "str":
             v = clean_str(r)
-            if c.allowed is not None:
-                v = _codes_norm(v, c)
-                bad = v.notnull() & ~v.isin(list(c.allowed))
-                flags[f"_bad_code_{c.name}"] = bad
-                if not c.required:
-                    v = ibis.cases((bad, ibis.null("string")), else_=v)
-            cols[c.name] = v
-            continue
-        if c.kind == "date":
-            v, which = parse_date_column(r, date_format)
-            if r.type().is_string():
-                flags[f"_fmt_{c.name}"] = which
-                fmt_cols[c.name] = date_formats(date_format)
-        elif c.kind == "int":
-            v = parse_int(r)
-        elif c.kind == "float":
-            v = parse_float(r)
+            s1[c.name] = _codes_norm(v, c) if c.allowed is not None else v
+        elif c.kind == "date" and not (r.type().is_date() or r.type().is_timestamp()):
+            txt = clean_str(r)
+            s1[f"_ne_{c.name}"] = txt.notnull()
+            for i, fmt in enumerate(formats):
+                for part, expr in zip("ymd", date_parts(txt, fmt), strict=True):
+                    s1[f"_{part}{i}_{c.name}"] = expr
+            fmt_cols[c.name] = formats
         else:
-            v = parse_bool(r)
-        flags[f"_unread_{c.name}"] = nonempty & v.isnull()
-        cols[c.name] = v
+            s1[f"_ne_{c.name}"] = clean_str(r).notnull() if r.type().is_string() else r.notnull()
+            if c.kind == "date":
+                s1[c.name] = r if r.type().is_date() else r.date()
+            elif c.kind == "int":
+                s1[c.name] = parse_int(r)
+            elif c.kind == "float":
+                s1[c.name] = parse_float(r)
+            else:
+                s1[c.name] = parse_bool(r)
+    t1 = raw.select(**s1)
 
-    if name == "population" and "imd_decile" in raw.columns:
-        imd = cols["imd_decile"]
-        flags["_bad_range_imd_decile"] = imd.notnull() & ~imd.between(1, 10)
-        cols["imd_decile"] = ibis.cases(
-            (flags["_bad_range_imd_decile"], ibis.null("int64")), else_=imd
-        )
+    # stage 2: dates from parts; which format matched
+    s2: dict[str, ir.Value] = {k: t1[k] for k in t1.columns}
+    for col in fmt_cols:
+        parsed = [
+            date_from_parts(t1[f"_y{i}_{col}"], t1[f"_m{i}_{col}"], t1[f"_d{i}_{col}"])
+            for i in range(len(formats))
+        ]
+        for i, p in enumerate(parsed):
+            s2[f"_p{i}_{col}"] = p
+        if date_format is None and len(formats) == 2:
+            # DD/MM/YYYY assumed: a "month" over 12 with a "day" up to 12 reads as US order
+            s2[f"_us_{col}"] = ((t1[f"_m1_{col}"] > 12) & (t1[f"_d1_{col}"] <= 12)).fill_null(False)
+        for i in range(len(formats)):
+            for part in "ymd":
+                s2.pop(f"_{part}{i}_{col}")
+    t2 = t1.select(**s2)
 
-    typed = raw.select(**cols, **flags)
-    return typed, fmt_cols
+    # stage 3: final typed columns and flags
+    out: dict[str, ir.Value] = {ROW: t2[ROW]}
+    flags: dict[str, ir.Value] = {}
+    for c in spec.columns:
+        if c.name in fmt_cols:
+            ps = [t2[f"_p{i}_{c.name}"] for i in range(len(formats))]
+            v = ibis.coalesce(*ps) if len(ps) > 1 else ps[0]
+            flags[f"_fmt_{c.name}"] = ibis.cases(
+                *[(p.notnull(), i) for i, p in enumerate(ps)], else_=ibis.null("int8")
+            )
+            flags[f"_unread_{c.name}"] = t2[f"_ne_{c.name}"] & v.isnull()
+            if f"_us_{c.name}" in t2.columns:
+                flags[f"_us_{c.name}"] = t2[f"_us_{c.name}"]
+            out[c.name] = v
+            continue
+        v = t2[c.name]
+        if f"_ne_{c.name}" in t2.columns:
+            flags[f"_unread_{c.name}"] = t2[f"_ne_{c.name}"] & v.isnull()
+        if c.kind == "str" and c.allowed is not None and c.name in raw.columns:
+            bad = v.notnull() & ~v.isin(list(c.allowed))
+            flags[f"_bad_code_{c.name}"] = bad
+            if not c.required:
+                v = ibis.cases((bad, ibis.null("string")), else_=v)
+        if c.name == "imd_decile" and c.name in raw.columns:
+            flags["_bad_range_imd_decile"] = v.notnull() & ~v.between(1, 10)
+            v = ibis.cases((v.between(1, 10), v), else_=ibis.null("int64"))
+        out[c.name] = v
+    return t2.select(**out, **flags), fmt_cols
 
 
 def _base_rules(
@@ -516,71 +551,77 @@ def _annotate(x: ir.Table, rules: list[_Rule]) -> ir.Table:
 
 
 def _summarise(
-    annot: ir.Table, rules: list[_Rule]
-) -> tuple[dict[str, int], dict[str, list[int]], dict[int, int], dict[int, list[int]]]:
-    counts_df = annot.group_by("_reason").aggregate(n=annot.count()).to_pyarrow().to_pylist()
-    counts = {r["_reason"]: int(r["n"]) for r in counts_df}
-    bad = annot.filter(annot._reason.notnull())
-    rn = ibis.row_number().over(ibis.window(group_by=bad._reason, order_by=bad[ROW]))
-    firsts = bad.mutate(_rn=rn).filter(lambda b: b._rn < FIRST_ROWS).select("_reason", ROW)
-    first_rows: dict[str, list[int]] = {}
-    for rec in firsts.to_pyarrow().to_pylist():
-        first_rows.setdefault(rec["_reason"], []).append(int(rec[ROW]))
-    for v in first_rows.values():
-        v.sort()
+    name: str, annot: ir.Table, rules: list[_Rule], fmt_cols: dict[str, tuple[str, ...]]
+) -> tuple[
+    dict[str | None, int],
+    dict[str, list[int]],
+    dict[int, int],
+    dict[int, list[int]],
+    list[QAIssue],
+    dict[str, tuple[int, list[int]]],
+]:
+    """Counts by reason, flag and date format in one query; first row numbers in one more."""
     sm_idx = [i for i, r in enumerate(rules) if r.action != "excluded"]
+    sums: dict[str, ir.Value] = {f"n{i}": annot[f"_sm_{i}"].cast("int64").sum() for i in sm_idx}
+    for col, fmts in fmt_cols.items():
+        for j in range(len(fmts)):
+            sums[f"f{j}_{col}"] = (annot[f"_fmt_{col}"] == j).cast("int64").sum()
+        if f"_us_{col}" in annot.columns:
+            sums[f"us_{col}"] = annot[f"_us_{col}"].cast("int64").sum()
+    recs = annot.group_by("_reason").aggregate(n=annot.count(), **sums).to_pyarrow().to_pylist()
+    counts: dict[str | None, int] = {r["_reason"]: int(r["n"]) for r in recs}
+    totals = {k: sum(int(r[k] or 0) for r in recs) for k in sums}
+
+    first_rows: dict[str, list[int]] = {}
+    if any(k is not None for k in counts):
+        bad = annot.filter(annot._reason.notnull())
+        rn = ibis.row_number().over(ibis.window(group_by=bad._reason, order_by=bad[ROW]))
+        firsts = bad.mutate(_rn=rn).filter(lambda b: b._rn < FIRST_ROWS).select("_reason", ROW)
+        for rec in firsts.to_pyarrow().to_pylist():
+            first_rows.setdefault(rec["_reason"], []).append(int(rec[ROW]))
+        for v in first_rows.values():
+            v.sort()
     sm_counts: dict[int, int] = {}
     sm_rows: dict[int, list[int]] = {}
-    if sm_idx:
-        agg = (
-            annot.aggregate(**{f"n{i}": annot[f"_sm_{i}"].cast("int64").sum() for i in sm_idx})
-            .to_pyarrow()
-            .to_pylist()[0]
-        )
-        for i in sm_idx:
-            n = int(agg[f"n{i}"] or 0)
-            if n:
-                sm_counts[i] = n
-                q = annot.filter(annot[f"_sm_{i}"]).order_by(ROW).limit(FIRST_ROWS)[ROW]
-                sm_rows[i] = [int(v) for v in q.to_pyarrow().to_pylist()]
-    return counts, first_rows, sm_counts, sm_rows
+    for i in sm_idx:
+        n = totals[f"n{i}"]
+        if n:
+            sm_counts[i] = n
+            q = annot.filter(annot[f"_sm_{i}"]).order_by(ROW).limit(FIRST_ROWS)[ROW]
+            sm_rows[i] = [int(v) for v in q.to_pyarrow().to_pylist()]
 
+    us: dict[str, tuple[int, list[int]]] = {}
+    for col in fmt_cols:
+        n_us = totals.get(f"us_{col}", 0)
+        if n_us:
+            q = annot.filter(annot[f"_us_{col}"]).order_by(ROW).limit(FIRST_ROWS)[ROW]
+            us[col] = (n_us, [int(v) for v in q.to_pyarrow().to_pylist()])
 
-def _format_warnings(
-    name: str, annot: ir.Table, fmt_cols: dict[str, tuple[str, ...]]
-) -> list[QAIssue]:
-    out: list[QAIssue] = []
-    if not fmt_cols:
-        return out
-    aggs: dict[str, ir.Value] = {}
+    warnings: list[QAIssue] = []
     for col, fmts in fmt_cols.items():
-        for i in range(len(fmts)):
-            aggs[f"{col}__{i}"] = (annot[f"_fmt_{col}"] == i).cast("int64").sum()
-    res = annot.aggregate(**aggs).to_pyarrow().to_pylist()[0]
-    for col, fmts in fmt_cols.items():
-        n = [int(res[f"{col}__{i}"] or 0) for i in range(len(fmts))]
-        if sum(1 for k in n if k > 0) > 1:
+        per_fmt = [totals[f"f{j}_{col}"] for j in range(len(fmts))]
+        if sum(1 for k in per_fmt if k > 0) > 1:
             parts = " and ".join(
-                f"{k} rows as {describe_format(f)}" for k, f in zip(n, fmts, strict=True)
+                f"{k} rows as {describe_format(f)}" for k, f in zip(per_fmt, fmts, strict=True)
             )
-            out.append(
+            warnings.append(
                 QAIssue(
                     name,
                     col,
                     "mixed_date_formats",
-                    min(k for k in n if k > 0),
+                    min(k for k in per_fmt if k > 0),
                     "warning",
                     f"{name}.{col}: dates come in more than one format ({parts}); all were "
                     "read. Fix: export one date format to avoid day/month mix-ups.",
                 )
             )
-    return out
+    return counts, first_rows, sm_counts, sm_rows, warnings, us
 
 
 def _unreadable_errors(
     name: str,
     spec: Table,
-    counts: dict[str, int],
+    counts: dict[str | None, int],
     first_rows: dict[str, list[int]],
     annot: ir.Table,
     date_format: str | None,
@@ -614,8 +655,17 @@ def _process(
     date_format: str | None,
 ) -> tuple[ir.Table, list[QAIssue], list[AttritionEntry], list[str]]:
     annot = _annotate(x, rules).cache()
-    counts, first_rows, sm_counts, sm_rows = _summarise(annot, rules)
+    counts, first_rows, sm_counts, sm_rows, fmt_warnings, us = _summarise(
+        name, annot, rules, fmt_cols
+    )
     errors = _unreadable_errors(name, spec, counts, first_rows, annot, date_format)
+    for col, (n, rows) in us.items():
+        errors.append(
+            f"{name}.{col}: {n} rows have dates that only make sense as month/day/year "
+            f"(US order) ({_rows_text(rows)}), so the day/month order of this column is "
+            "ambiguous. Fix: pass date_format='%m/%d/%Y' if the extract uses US order, or "
+            "date_format='%d/%m/%Y' to read it as UK order (those rows are then excluded)."
+        )
     issues: list[QAIssue] = []
     for i, r in enumerate(rules):
         if r.action == "excluded":
@@ -630,9 +680,9 @@ def _process(
                     name, r.column, r.rule, n, r.action, r.message(n, _rows_text(rows)), tuple(rows)
                 )
             )
-    issues += _format_warnings(name, annot, fmt_cols)
+    issues += fmt_warnings
     total = sum(counts.values())
-    kept = counts.get(None, 0)  # type: ignore[call-overload]
+    kept = counts.get(None, 0)
     entries = [AttritionEntry(name, "input", "rows in the extract", total)]
     entries += [
         AttritionEntry(
@@ -654,7 +704,7 @@ def _pseudonym_map(con: Any, pop_clean: ir.Table, key: Any) -> ir.Table:
     tokens = [k.digest(i.encode("utf-8")) for i in ids]
     tab = pa.table({"_raw_id": pa.array(ids, pa.string()), "_token": pa.array(tokens, pa.string())})
     del ids, tokens
-    return con.create_table(f"_spe_map_{uuid4().hex}", tab, temp=True)
+    return upload_arrow(con, tab)
 
 
 def _apply_map(t: ir.Table, m: ir.Table, spec: Table) -> ir.Table:
@@ -727,11 +777,10 @@ def validate(
     rules += _table_rules("population", typed, e)
     rules.append(_duplicate_rule("population", typed, POPULATION))
     pop, iss, ent, err = _process("population", typed, rules, fmt_cols, POPULATION, fmt)
-    pop = pop.cache()
     issues += iss
     entries += ent
     errors += err
-    n_people = int(pop.count().execute())
+    n_people = kept_rows(entries, "population")
     if n_people == 0 and not errors:
         errors.append(
             "population: no rows are left after the checks above. Fix: see the QA findings."
@@ -740,6 +789,7 @@ def validate(
         pop.group_by("person_id")
         .aggregate(
             death_date=pop.death_date.min(),
+            _n_rows=pop.count(),
             _n_death=pop.death_date.nunique(),
             _n_sex=pop.sex.nunique(),
             _n_yob=pop.year_of_birth.nunique(),
@@ -769,10 +819,10 @@ def validate(
 
     if ids == "nhs_number":
         m = _pseudonym_map(extracts.con, pop, key)
-        clean = {n: _apply_map(t, m, TABLES[n]).cache() for n, t in clean.items()}
-        pop = _apply_map(pop, m, POPULATION).cache()
+        clean = {n: _apply_map(t, m, TABLES[n]) for n, t in clean.items()}
+        pop = _apply_map(pop, m, POPULATION)
     else:
-        clean = {n: t.cache() for n, t in clean.items()}
+        pass
     tables = {"population": pop, **clean}
     attrition = Attrition(tuple(entries)).check()
     out = Extracts(
@@ -787,6 +837,10 @@ def validate(
     return out, QAReport(tuple(issues)), attrition
 
 
+def kept_rows(entries: list[AttritionEntry], table: str) -> int:
+    return sum(e.rows for e in entries if e.table == table and e.stage == "kept")
+
+
 def _population_warnings(
     pop: ir.Table, persons: ir.Table, spells: ir.Table, ids: Ids
 ) -> list[QAIssue]:
@@ -796,6 +850,8 @@ def _population_warnings(
             death=(persons._n_death > 1).cast("int64").sum(),
             sex=(persons._n_sex > 1).cast("int64").sum(),
             yob=(persons._n_yob > 1).cast("int64").sum(),
+            rows=persons._n_rows.sum(),
+            people=persons.count(),
         )
         .to_pyarrow()
         .to_pylist()[0]
@@ -819,9 +875,9 @@ def _population_warnings(
                     "Fix: reconcile the records at source.",
                 )
             )
-    n_rows = int(pop.count().execute())
+    n_rows = int(res["rows"] or 0)
+    n_people = int(res["people"] or 0)
     n_spells = int(spells.count().execute())
-    n_people = int(persons.count().execute())
     if n_rows > n_spells:
         out.append(
             QAIssue(

@@ -7,7 +7,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
-from uuid import uuid4
 
 import ibis
 import ibis.expr.types as ir
@@ -15,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 from ibis.backends import BaseBackend
 
-from spevidence.data._read import Extracts
+from spevidence.data._read import Extracts, upload_arrow
 from spevidence.data._results import Attrition, AttritionEntry
 from spevidence.data._validate import FAR, _merged_spells, study_window
 from spevidence.data.schema import UNPLANNED_METHODS_DEFAULT
@@ -154,7 +153,7 @@ def _connect(backend: str | BaseBackend, clean: Extracts) -> tuple[BaseBackend, 
 def _move(t: ir.Table, con: BaseBackend, src: BaseBackend) -> ir.Table:
     if con is src:
         return t
-    return con.create_table(f"spe_{uuid4().hex}", t.to_pyarrow(), temp=True)
+    return upload_arrow(con, t.to_pyarrow())
 
 
 def build_panel(
@@ -167,6 +166,7 @@ def build_panel(
     gp_staff_roles: Sequence[str] = ("gp",),
     ae_department_types: Sequence[str] | None = None,
     admission_methods: Sequence[str] = UNPLANNED_METHODS_DEFAULT,
+    cache: bool = True,
 ) -> Panel:
     """Build the person x period outcome panel from validated extracts.
 
@@ -190,6 +190,9 @@ def build_panel(
     admission_methods
         Admission methods counted as unplanned admissions (default: emergency
         methods without 2B transfers, DOMAIN.md).
+    cache
+        Materialise the panel in the engine once (default), so later reads and
+        the attrition count do not recompute the linkage.
 
     Returns
     -------
@@ -231,7 +234,7 @@ def build_panel(
             "t": pa.array([p[2] for p in plist], pa.int64()),
         }
     )
-    periods = con.create_table(f"spe_periods_{uuid4().hex}", ptab, temp=True)
+    periods = upload_arrow(con, ptab)
 
     # person-level attributes: latest registration spell; death: earliest recorded
     w = ibis.window(
@@ -300,8 +303,10 @@ def build_panel(
     panel = panel.inner_join(persons, panel.person_id == persons._qid).drop("_qid")
     panel = panel.left_join(first_ref, panel.person_id == first_ref._rid).drop("_rid")
     panel = panel.filter(panel.exposure_days > 0).select(*PANEL_COLUMNS)
+    if cache:
+        panel = panel.cache()
 
-    n_pop = int(persons.count().execute())
+    n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
     n_in = int(panel.person_id.nunique().execute())
     entries = (
         AttritionEntry("panel_persons", "input", "people in the clean population", n_pop),
