@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from match_synth import make_panel
 
-sys.path.insert(0, str(Path(__file__).parent))
-from match_synth import make_panel  # noqa: E402
-
-from spevidence.match import risk_set  # noqa: E402
+from spevidence.match import risk_set
 
 
 @pytest.fixture(scope="module")

@@ -181,3 +181,52 @@ def propensity_distance(
     base: Literal["logit", "probit"] = "probit" if link.endswith("probit") else "logit"
     coef, eta, mu = fit_glm(X, treat, link=base)
     return (eta if link.startswith("linear") else mu), coef
+
+
+def mahalanobis_transform(
+    data: pd.DataFrame, covariates: Sequence[str], treat: np.ndarray
+) -> np.ndarray:
+    """MatchIt ``transform_covariates(method = "mahalanobis")``: covariates (factors
+    as all-level dummies divided by sqrt(2)) are scaled, then multiplied by the
+    pivoted Cholesky factor of the inverse pooled within-group covariance (a
+    generalised inverse when it is singular), so that squared Euclidean distances
+    between rows are Mahalanobis distances."""
+    from scipy.linalg import lapack
+
+    cols: list[np.ndarray] = []
+    for c in covariates:
+        s = data[c]
+        if pd.api.types.is_bool_dtype(s):
+            cols.append(s.to_numpy(dtype=float))
+        elif _is_categorical(s):
+            values = s.to_numpy(dtype=object)
+            for lev in _levels(s):
+                cols.append((values == lev).astype(float) / np.sqrt(2))
+        else:
+            cols.append(s.to_numpy(dtype=float))
+    X = np.column_stack(cols)
+    keep = (X.max(axis=0) - X.min(axis=0)) >= np.sqrt(_DBL_EPS)
+    if not keep.any():
+        return X[:, :1]
+    X = X[:, keep]
+    X = (X - X.mean(axis=0)) / X.std(axis=0, ddof=1)
+    Xc = X.copy()
+    for g in np.unique(treat):
+        m = treat == g
+        Xc[m] -= Xc[m].mean(axis=0)
+    n = X.shape[0]
+    var = (Xc.T @ Xc) / (n - len(np.unique(treat)))
+    inv: np.ndarray | None = None
+    if np.linalg.det(var) > 1e-8:
+        try:
+            inv = np.linalg.solve(var, np.eye(var.shape[0]))
+        except np.linalg.LinAlgError:
+            inv = None
+    if inv is None:
+        u, d, vt = np.linalg.svd(var)
+        pos = d > max(1e-8 * d[0], 0)
+        inv = vt.T[:, pos] @ ((1 / d[pos])[:, None] * u[:, pos].T)
+    ch, piv, _rank, _info = lapack.dpstrf(np.array(inv, order="F"), tol=-1.0, lower=0)
+    ch = np.triu(ch)
+    p = np.argsort(piv, kind="stable")
+    return np.asarray(X @ ch[:, p].T)

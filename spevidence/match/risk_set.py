@@ -197,7 +197,7 @@ class RiskSetMatched:
         return self.balance(warn=False).plot()
 
 
-def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int) -> None:
+def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int, recent: int) -> None:
     need = [*REQUIRED, *OUTCOMES]
     need += [c for c in exact if c != "age_band"]
     if "age_band" in exact:
@@ -216,6 +216,10 @@ def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int) -> No
         )
     if lookback < 1:
         raise DataError(f"risk_set: lookback must be >= 1 period, got {lookback}.")
+    if not 1 <= recent <= lookback:
+        raise DataError(
+            f"risk_set: recent must be between 1 and lookback ({lookback}), got {recent}."
+        )
     ref = panel.groupby("person_id", sort=False)["referral_t"].nunique(dropna=True)
     if (ref > 1).any():
         raise DataError(
@@ -234,6 +238,7 @@ def risk_set(
     replace: bool = False,
     comparators: Comparators = "not-yet-referred",
     lookback: int = 12,
+    recent: int = 3,
     order: Order = "largest",
     age_breaks: Sequence[int] = DEFAULT_AGE_BREAKS,
     seed: int | np.random.Generator = 0,
@@ -248,8 +253,11 @@ def risk_set(
         (bands from ``age_breaks``). The index period is always an exact stratum.
     covariates : matching covariates. Default: ``prior_gp``, ``prior_ae``,
         ``prior_admissions`` (sums over the ``lookback`` periods before the index),
-        ``age`` and ``imd_decile`` (if in the panel). Any other panel column is
-        taken at the index period.
+        ``recent_gp`` (sum over the last ``recent`` periods before the index: people
+        are referred at a peak of use, so matching the recent level as well as the
+        year's total is what makes pre-referral trends parallel), ``age`` and
+        ``imd_decile`` (if in the panel). ``recent_ae`` and ``recent_admissions`` are
+        also available. Any other numeric panel column is taken at the index period.
     ratio : comparators per case.
     caliper : in standard deviations of the logit of the propensity score (Austin
         2011 recommends 0.2); None for no caliper (a warning is given).
@@ -260,6 +268,7 @@ def risk_set(
         or ``"never-referred"``.
     lookback : periods of registration required before the index, and the window
         for the ``prior_*`` covariates (t in [index - lookback, index - 1]).
+    recent : window for the ``recent_*`` covariates (t in [index - recent, index - 1]).
     order : order of matching within a stratum (MatchIt ``m.order``).
     age_breaks : lower edges of the age bands after the first.
     seed : seed or Generator (used only by ``order="random"``).
@@ -284,7 +293,7 @@ def risk_set(
             f"risk_set: comparators must be 'not-yet-referred' or 'never-referred', got "
             f"{comparators!r}."
         )
-    _check_panel(panel, exact, lookback)
+    _check_panel(panel, exact, lookback, recent)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
     # ---------------------------------------------------------------- dense arrays
@@ -313,11 +322,11 @@ def risk_set(
         pd.to_datetime(panel["period"]).dt.year.groupby(t).first().reindex(range(n_t)).to_numpy()
     )
 
-    default_covs = ["prior_gp", "prior_ae", "prior_admissions", "age"]
+    default_covs = ["prior_gp", "prior_ae", "prior_admissions", "recent_gp", "age"]
     if "imd_decile" in panel.columns and panel["imd_decile"].notna().any():
         default_covs.append("imd_decile")
     covs = list(covariates) if covariates is not None else default_covs
-    derived = {"prior_gp", "prior_ae", "prior_admissions", "age"}
+    derived = {"age"} | {f"prior_{o}" for o in OUTCOMES} | {f"recent_{o}" for o in OUTCOMES}
     for c in covs:
         if c not in derived and c not in panel.columns:
             raise DataError(
@@ -379,6 +388,7 @@ def risk_set(
         if lo >= 0:
             for o in OUTCOMES:
                 part[f"prior_{o}"] = cum_o[o][ps, s] - cum_o[o][ps, lo]
+                part[f"recent_{o}"] = cum_o[o][ps, s] - cum_o[o][ps, s - recent]
         if "year_of_birth" in part.columns:
             part["age"] = float(period_year[s]) - part["year_of_birth"].to_numpy(dtype=float)
         pool_parts.append(part)
@@ -598,6 +608,7 @@ def risk_set(
             "replace": replace,
             "comparators": comparators,
             "lookback": lookback,
+            "recent": recent,
             "order": order,
             "age_breaks": tuple(age_breaks),
             "seed": seed if not isinstance(seed, np.random.Generator) else "Generator",
