@@ -353,7 +353,9 @@ def risk_set(
             keep_cols.append(extra)
     keep_cols = list(dict.fromkeys(keep_cols))
     rows = panel[keep_cols].assign(_p=pcode)
-    rows = rows.loc[rows["t"].isin(index_periods)]
+    # canonical order (index period, person id) so that ties in the distance are
+    # broken the same way whatever the row order of the input panel
+    rows = rows.loc[rows["t"].isin(index_periods)].sort_values(["t", "_p"], kind="stable")
     by_t = dict(tuple(rows.groupby("t", sort=True)))
 
     pool_parts: list[pd.DataFrame] = []
@@ -393,12 +395,12 @@ def risk_set(
             part["age"] = float(period_year[s]) - part["year_of_birth"].to_numpy(dtype=float)
         pool_parts.append(part)
 
-    if not pool_parts:
+    pool = pd.concat(pool_parts, ignore_index=True) if pool_parts else pd.DataFrame()
+    if pool.empty or int(pool["treated"].sum()) == 0:
         raise EstimationError(
             f"risk_set: none of the {len(case_people)} referred people has a panel row "
             f"and {lookback} periods of registration before referral; nothing to match."
         )
-    pool = pd.concat(pool_parts, ignore_index=True)
     if "age_band" in exact:
         pool["age_band"] = _age_band(pool["age"].to_numpy(dtype=float), age_breaks)
 
