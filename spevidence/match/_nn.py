@@ -248,37 +248,38 @@ def nn_match_vec(
     (n1, max(ratio)) integer array of matched control indices, -1 = none.
     """
     n = len(treat)
-    treat_l = [int(v) for v in treat]
-    dist_l = [float(v) for v in distance]
-    ind_focal = [i for i in range(n) if treat_l[i] == 1]
+    treat_l = np.asarray(treat, dtype=np.int64).tolist()
+    dist_l = np.asarray(distance, dtype=np.float64).tolist()
+    ind_focal = np.flatnonzero(np.asarray(treat) == 1).tolist()
     nf = len(ind_focal)
-    ratio_l = [int(v) for v in ratio]
+    ratio_l = np.asarray(ratio, dtype=np.int64).tolist()
     max_ratio = max(ratio_l) if ratio_l else 1
     mm = [[-1] * max_ratio for _ in range(nf)]
     if nf == 0:
         return np.asarray(mm, dtype=np.int64).reshape(0, max_ratio)
-    eligible = [not bool(d) for d in discarded]
-    n_eligible = [0, 0]
-    for i in range(n):
-        if eligible[i]:
-            n_eligible[treat_l[i]] += 1
+    eligible = (~np.asarray(discarded, dtype=bool)).tolist()
+    elig_arr = ~np.asarray(discarded, dtype=bool)
+    t_arr = np.asarray(treat, dtype=np.int64)
+    n_eligible = [int((elig_arr & (t_arr == 0)).sum()), int((elig_arr & (t_arr == 1)).sum())]
     times_matched = [0] * n
     allowed = [reuse_max] * n
     for i in range(nf):
         allowed[ind_focal[i]] = ratio_l[i]
 
-    ind_d_ord = [int(v) for v in np.argsort(np.asarray(dist_l), kind="stable")]
-    match_d_ord = [0] * n
-    for pos, unit in enumerate(ind_d_ord):
-        match_d_ord[unit] = pos
+    order_d = np.argsort(np.asarray(dist_l), kind="stable")
+    ind_d_ord = order_d.tolist()
+    inv = np.empty(n, dtype=np.int64)
+    inv[order_d] = np.arange(n)
+    match_d_ord = inv.tolist()
     if caliper_dist is None:
-        finite = [d for d in dist_l if np.isfinite(d)]
-        cal = max(finite) - min(finite) + 1
+        dist_arr = np.asarray(distance, dtype=np.float64)
+        finite = dist_arr[np.isfinite(dist_arr)]
+        cal = float(finite.max() - finite.min() + 1)
     else:
         cal = float(caliper_dist)
-    exact_l = [int(v) for v in exact] if exact is not None else None
+    exact_l = np.asarray(exact, dtype=np.int64).tolist() if exact is not None else None
     first_c, last_c = 0, n - 1
-    order_l = [int(v) for v in order]
+    order_l = np.asarray(order, dtype=np.int64).tolist()
 
     if reuse_max < nf:
         for r in range(1, max_ratio + 1):
@@ -483,17 +484,16 @@ def nn_match_mahcovs(
     Euclidean metric of the transformed covariates ``mah``, searching outwards along
     the first transformed covariate."""
     n = len(treat)
-    treat_l = [int(v) for v in treat]
-    ind_focal = [i for i in range(n) if treat_l[i] == 1]
+    treat_l = np.asarray(treat, dtype=np.int64).tolist()
+    ind_focal = np.flatnonzero(np.asarray(treat) == 1).tolist()
     nf = len(ind_focal)
-    ratio_l = [int(v) for v in ratio]
+    ratio_l = np.asarray(ratio, dtype=np.int64).tolist()
     max_ratio = max(ratio_l) if ratio_l else 1
     mm = [[-1] * max_ratio for _ in range(nf)]
-    eligible = [not bool(d) for d in discarded]
-    n_eligible = [0, 0]
-    for i in range(n):
-        if eligible[i]:
-            n_eligible[treat_l[i]] += 1
+    eligible = (~np.asarray(discarded, dtype=bool)).tolist()
+    elig_arr = ~np.asarray(discarded, dtype=bool)
+    t_arr = np.asarray(treat, dtype=np.int64)
+    n_eligible = [int((elig_arr & (t_arr == 0)).sum()), int((elig_arr & (t_arr == 1)).sum())]
     times_matched = [0] * n
     allowed = [reuse_max] * n
     for i in range(nf):
@@ -503,8 +503,8 @@ def nn_match_mahcovs(
     match_d_ord = [0] * n
     for pos, unit in enumerate(ind_d_ord):
         match_d_ord[unit] = pos
-    exact_l = [int(v) for v in exact] if exact is not None else None
-    order_l = [int(v) for v in order]
+    exact_l = np.asarray(exact, dtype=np.int64).tolist() if exact is not None else None
+    order_l = np.asarray(order, dtype=np.int64).tolist()
     mah = np.asarray(mah, dtype=float)
     if reuse_max < nf:
         for r in range(1, max_ratio + 1):

@@ -346,36 +346,48 @@ def risk_set(
     case_t = ref_person[case_people].astype(np.int64)
     drop_reason: dict[int, str] = {}
     index_periods = np.unique(case_t)
-    keep_cols = ["person_id", "t", *[c for c in exact if c != "age_band"]]
-    keep_cols += [c for c in covs if c not in derived]
-    for extra in ("year_of_birth", "sex"):
-        if extra in panel.columns:
-            keep_cols.append(extra)
-    keep_cols = list(dict.fromkeys(keep_cols))
-    rows = panel[keep_cols].assign(_p=pcode)
+    # categorical columns as integer codes (-1 = missing), numeric ones as floats
+    cat_cols = [c for c in exact if c != "age_band"]
+    if "sex" in panel.columns and "sex" not in cat_cols:
+        cat_cols.append("sex")
+    cat_codes: dict[str, np.ndarray] = {}
+    cat_levels: dict[str, pd.Index] = {}
+    for c in cat_cols:
+        codes, levels = pd.factorize(panel[c], sort=True)
+        cat_codes[c] = np.asarray(codes, dtype=np.int64)
+        cat_levels[c] = pd.Index(levels)
+    num_panel = {
+        c: panel[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in covs if c not in derived
+    }
+    yob = (
+        panel["year_of_birth"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if "year_of_birth" in panel.columns
+        else None
+    )
     # canonical order (index period, person id) so that ties in the distance are
     # broken the same way whatever the row order of the input panel
-    rows = rows.loc[rows["t"].isin(index_periods)].sort_values(["t", "_p"], kind="stable")
-    by_t = dict(tuple(rows.groupby("t", sort=True)))
+    rsel = np.flatnonzero(np.isin(t, index_periods))
+    rsel = rsel[np.lexsort((pcode[rsel], t[rsel]))]
+    t_sorted = t[rsel]
 
-    pool_parts: list[pd.DataFrame] = []
+    parts: dict[str, list[np.ndarray]] = {"_row": [], "treated": [], "index_t": []}
     for s in index_periods:
         s = int(s)
-        at = by_t.get(s)
+        a, b = np.searchsorted(t_sorted, [s, s + 1])
         cases_s = case_people[case_t == s]
-        if at is None:
-            for p in cases_s:
-                drop_reason[int(p)] = REASON_NO_ROW
-            continue
-        p_at = at["_p"].to_numpy()
+        r_at = rsel[a:b]
+        p_at = pcode[r_at]
         lo = s - lookback
         if lo >= 0:
             full = (cum_p[p_at, s + 1] - cum_p[p_at, lo]) == lookback + 1
         else:
             full = np.zeros(len(p_at), dtype=bool)
-        r_at = ref_person[p_at]
-        is_case = r_at == s
-        comp_ok = np.isnan(r_at) if comparators == "never-referred" else np.isnan(r_at) | (r_at > s)
+        ref_at = ref_person[p_at]
+        is_case = ref_at == s
+        if comparators == "never-referred":
+            comp_ok = np.isnan(ref_at)
+        else:
+            comp_ok = np.isnan(ref_at) | (ref_at > s)
         present_cases = set(p_at[is_case].tolist())
         for p in cases_s:
             if int(p) not in present_cases:
@@ -383,30 +395,49 @@ def risk_set(
         for p in p_at[is_case & ~full]:
             drop_reason[int(p)] = REASON_LOOKBACK
         sel = full & (is_case | comp_ok)
-        part = at.loc[sel].copy()
+        if not sel.any():
+            continue
+        rows_s = r_at[sel]
         ps = p_at[sel]
-        part["treated"] = is_case[sel].astype(np.int64)
-        part["index_t"] = s
-        if lo >= 0:
-            for o in OUTCOMES:
-                part[f"prior_{o}"] = cum_o[o][ps, s] - cum_o[o][ps, lo]
-                part[f"recent_{o}"] = cum_o[o][ps, s] - cum_o[o][ps, s - recent]
-        if "year_of_birth" in part.columns:
-            part["age"] = float(period_year[s]) - part["year_of_birth"].to_numpy(dtype=float)
-        pool_parts.append(part)
+        parts["_row"].append(rows_s)
+        parts["treated"].append(is_case[sel].astype(np.int64))
+        parts["index_t"].append(np.full(len(rows_s), s, dtype=np.int64))
+        for o in OUTCOMES:
+            parts.setdefault(f"prior_{o}", []).append(cum_o[o][ps, s] - cum_o[o][ps, lo])
+            parts.setdefault(f"recent_{o}", []).append(cum_o[o][ps, s] - cum_o[o][ps, s - recent])
+        if yob is not None:
+            parts.setdefault("age", []).append(float(period_year[s]) - yob[rows_s])
 
-    pool = pd.concat(pool_parts, ignore_index=True) if pool_parts else pd.DataFrame()
-    if pool.empty or int(pool["treated"].sum()) == 0:
+    if not parts["_row"]:
         raise EstimationError(
             f"risk_set: none of the {len(case_people)} referred people has a panel row "
             f"and {lookback} periods of registration before referral; nothing to match."
         )
+    cols: dict[str, np.ndarray] = {k: np.concatenate(v) for k, v in parts.items()}
+    row = cols["_row"]
+    cols["_p"] = pcode[row]
+    for c, arr in num_panel.items():
+        cols[c] = arr[row]
+    for c, codes in cat_codes.items():
+        cols[f"_code_{c}"] = codes[row]
     if "age_band" in exact:
-        pool["age_band"] = _age_band(pool["age"].to_numpy(dtype=float), age_breaks)
+        band = _age_band(cols["age"], age_breaks)
+        band_codes, band_levels = pd.factorize(band, sort=False)
+        cols["_code_age_band"] = np.where(np.isnan(cols["age"]), -1, band_codes)
+        cat_levels["age_band"] = pd.Index(band_levels)
+    pool = pd.DataFrame(cols)
+    if int(pool["treated"].sum()) == 0:
+        raise EstimationError(
+            f"risk_set: none of the {len(case_people)} referred people has a panel row "
+            f"and {lookback} periods of registration before referral; nothing to match."
+        )
 
     # missing covariates / exact values
-    miss = pool[covs].isna().any(axis=1) | pool[list(exact)].isna().any(axis=1)
-    for p in pool.loc[miss & (pool["treated"] == 1), "_p"]:
+    exact_code_cols = [f"_code_{c}" for c in exact]
+    miss = pool[covs].isna().any(axis=1).to_numpy().copy()
+    if exact:
+        miss |= (pool[exact_code_cols].to_numpy() < 0).any(axis=1)
+    for p in pool.loc[miss & (pool["treated"].to_numpy() == 1), "_p"]:
         drop_reason[int(p)] = REASON_MISSING
     pool = pool.loc[~miss].reset_index(drop=True)
     n_cases_pool = int(pool["treated"].sum())
@@ -420,10 +451,18 @@ def risk_set(
             "risk_set: there are no eligible comparators at any index period; use "
             "comparators='not-yet-referred' or a shorter lookback."
         )
+    # decoded values of the exact-matching columns and sex, for the outputs
+    for c, levels in cat_levels.items():
+        codes = (
+            pool.pop(f"_code_{c}").to_numpy() if c not in exact else pool[f"_code_{c}"].to_numpy()
+        )
+        pool[c] = pd.Series(levels.take(np.maximum(codes, 0)), index=pool.index).where(codes >= 0)
 
     # ---------------------------------------------------------------- propensity score
     X = np.column_stack([np.ones(len(pool)), pool[covs].to_numpy(dtype=float)])
-    coef, eta, _ = fit_glm(X, pool["treated"].to_numpy(dtype=float), link="logit")
+    coef, eta, _ = fit_glm(
+        X, pool["treated"].to_numpy(dtype=float), link="logit", solver="cholesky"
+    )
     pool["distance"] = eta
     cal: float | None = None
     if caliper is not None:
@@ -437,8 +476,8 @@ def risk_set(
         )
 
     # ---------------------------------------------------------------- matching
-    strata_cols = ["index_t", *exact]
-    pool["_stratum"] = pool.groupby(strata_cols, sort=True, dropna=False).ngroup().to_numpy()
+    strata_cols = ["index_t", *exact_code_cols]
+    pool["_stratum"] = pool.groupby(strata_cols, sort=True).ngroup().to_numpy()
     reuse_max = np.iinfo(np.int32).max if replace else 1
     used_person = np.zeros(n_people, dtype=bool)
     pool_w = np.zeros(len(pool))
@@ -598,7 +637,9 @@ def risk_set(
         pairs=pairs,
         units=units,
         attrition=attrition,
-        pool=pool.drop(columns=["_p"]).assign(person_id=person_ids[pperson]),
+        pool=pool.drop(columns=["_p", "_row", *exact_code_cols]).assign(
+            person_id=person_ids[pperson]
+        ),
         covariates=tuple(covs),
         exact=exact,
         caliper=cal,
