@@ -35,6 +35,14 @@ def readme() -> dict:
     return json.loads((GOLDEN / "match_matchit_readme.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    return json.loads((GOLDEN / "match_matchit_reference.json").read_text())
+
+
+COVS_REF = ["age", "educ", "race", "nodegree", "married", "re74", "re75"]
+
+
 def _quiet(**kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -44,13 +52,19 @@ def _quiet(**kw):
 def _check_table(table: pd.DataFrame, golden: dict, sample: str, skip=(), skip_stats=()) -> None:
     t = table.set_index("variable")
     stats = ["mean_treated", "mean_control", "smd", "var_ratio", "ecdf_mean", "ecdf_max"]
+    stats += ["std_pair_dist"]
     for var, vals in golden.items():
         if var in skip:
             continue
-        for s, g in zip(stats, vals, strict=True):
+        for s, g in zip(stats, vals, strict=False):
             if s in skip_stats:
                 continue
-            ours = t.loc[var, f"{s}_{sample}"]
+            if s == "std_pair_dist":
+                if sample == "before":
+                    continue
+                ours = t.loc[var, s]
+            else:
+                ours = t.loc[var, f"{s}_{sample}"]
             if g is None:
                 assert np.isnan(ours), (var, s)
             else:
@@ -103,6 +117,63 @@ def test_balance_before_matching_equals_matchit_summary(lalonde, readme):
     _check_table(m.balance(warn=False).table(), readme["all"], "before")
 
 
+def test_ps_nearest_equals_matchit_reference_example(lalonde, reference):
+    """1:1 nearest neighbour on a logistic propensity score, no caliper: every
+    statistic of MatchIt's printed summary (before and after matching, pair
+    distances, sample sizes) is reproduced."""
+    g = reference["m.out1"]
+    m = _quiet(data=lalonde, treat="treat", covariates=COVS_REF)
+    table = m.balance(warn=False).table()
+    _check_table(table, g["all"], "before")
+    _check_table(table, g["matched"], "after")
+    gl = m.glance().iloc[0]
+    assert gl["n_matched_control"] == g["sample_sizes"]["control_matched"]
+    assert gl["n_matched_treated"] == g["sample_sizes"]["treated_matched"]
+    assert gl["n_unmatched_control"] == g["sample_sizes"]["control_unmatched"]
+    # identical covariate rows get bit-identical propensity scores (as in R)
+    X, _ = model_matrix(lalonde, COVS_REF, full_dummies=False)
+    _, inv = np.unique(X, axis=0, return_inverse=True)
+    assert len(np.unique(m.distance)) == inv.max() + 1
+
+
+def _swap_nsw89(lalonde, m, control_id):
+    from spevidence.match._nn import normalize_weights, weights_from_mm
+    from spevidence.match.balance import compute_balance
+
+    ids = list(lalonde.index)
+    t = lalonde["treat"].to_numpy()
+    row = np.flatnonzero(t == 1).tolist().index(ids.index("NSW89"))
+    assert ids[m.match_matrix[row, 0]] in {"PSID383", "PSID407"}
+    mm = m.match_matrix.copy()
+    mm[row, 0] = ids.index(control_id)
+    w = normalize_weights(weights_from_mm(mm, t), t)
+    X, names = model_matrix(lalonde, list(m.covariates), full_dummies=True)
+    r, k = np.nonzero(mm >= 0)
+    pairs = (np.flatnonzero(t == 1)[r], mm[r, k])
+    return compute_balance(X, names, t, w, warn=False, pairs=pairs).table(), w, t
+
+
+def test_mahalanobis_exact_with_replacement_equals_matchit_reference(lalonde, reference):
+    g = reference["m.out2"]
+    m = _quiet(
+        data=lalonde,
+        treat="treat",
+        covariates=COVS_REF,
+        distance="mahalanobis",
+        replace=True,
+        exact=["married", "race"],
+    )
+    table = m.balance(warn=False).table()
+    _check_table(table, g["matched"], "after", skip={"age"}, skip_stats={"var_ratio"})
+    # the same exact tie as in the README example (NSW89 between PSID383 and
+    # PSID407); in this run R's rounding picked PSID407
+    swapped, w, t = _swap_nsw89(lalonde, m, "PSID407")
+    _check_table(swapped, g["matched"], "after")
+    wc = w[(t == 0) & (w > 0)]
+    assert len(wc) == g["sample_sizes"]["control_matched"]
+    assert round(wc.sum() ** 2 / (wc**2).sum(), 2) == g["sample_sizes"]["control_matched_ess"]
+
+
 def test_mahalanobis_with_replacement_equals_matchit_readme(lalonde, readme):
     m = _quiet(data=lalonde, treat="treat", covariates=COVS, distance="mahalanobis", replace=True)
     g = m.glance().iloc[0]
@@ -115,21 +186,9 @@ def test_mahalanobis_with_replacement_equals_matchit_readme(lalonde, readme):
     # the control weights, hence (through the reliability-weights variance) every
     # variance ratio in the 4th decimal.
     _check_table(table, readme["matched"], "after", skip={"age"}, skip_stats={"var_ratio"})
-    ids = list(lalonde.index)
-    row = int(np.flatnonzero(lalonde["treat"].to_numpy() == 1).tolist().index(ids.index("NSW89")))
-    chosen = ids[m.match_matrix[row, 0]]
-    assert chosen in {"PSID383", "PSID407"}
     # swap in R's choice: then everything, including age, the number of matched
     # controls and their effective sample size, equals MatchIt's output
-    mm = m.match_matrix.copy()
-    mm[row, 0] = ids.index("PSID383")
-    from spevidence.match._nn import normalize_weights, weights_from_mm
-    from spevidence.match.balance import compute_balance
-
-    t = lalonde["treat"].to_numpy()
-    w = normalize_weights(weights_from_mm(mm, t), t)
-    X, names = model_matrix(lalonde, COVS, full_dummies=True)
-    swapped = compute_balance(X, names, t, w, warn=False).table()
+    swapped, w, t = _swap_nsw89(lalonde, m, "PSID383")
     _check_table(swapped, readme["matched"], "after")
     wc = w[(t == 0) & (w > 0)]
     assert len(wc) == readme["sample_sizes"]["control_matched"]

@@ -177,6 +177,13 @@ def fit_glm(
             converged = True
             break
         devold = dev
+    # final linear predictor accumulated column by column (as R's reference BLAS
+    # dgemv does): identical covariate rows get bit-identical distances, which
+    # matters for ties in the matching order and in the eCDF balance statistics
+    eta = np.zeros(X.shape[0])
+    for j in range(X.shape[1]):
+        eta = eta + X[:, j] * coef[j]
+    mu = _linkinv(eta, link)
     if not converged:
         raise EstimationError(
             f"propensity-score model did not converge in {maxit} iterations ({X.shape[0]} "

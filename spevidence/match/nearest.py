@@ -165,7 +165,10 @@ class Matched:
         """Balance of the distance and each covariate (factors expanded to all
         levels) before and after matching, cobalt/MatchIt ATT conventions."""
         X, names = self._balance_matrix()
-        return compute_balance(X, names, self.treated, self.weights, warn=warn)
+        t_rows = np.flatnonzero(self.treated == 1)
+        r, k = np.nonzero(self.match_matrix >= 0)
+        pairs = (t_rows[r], self.match_matrix[r, k])
+        return compute_balance(X, names, self.treated, self.weights, warn=warn, pairs=pairs)
 
     def att(self, outcome: str, *, adjust: bool = False) -> pd.DataFrame:
         """ATT on the matched data: weighted difference in means (``adjust=False``)
