@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import linalg, special, stats
 
 from spevidence.errors import DataError, EstimationError
 
@@ -118,10 +118,20 @@ def _linkfun(mu: np.ndarray, link: str) -> np.ndarray:
 
 
 def _binomial_deviance(y: np.ndarray, mu: np.ndarray) -> float:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.where(y > 0, y * np.log(y / mu), 0.0)
-        b = np.where(y < 1, (1 - y) * np.log((1 - y) / (1 - mu)), 0.0)
-    return float(2 * np.sum(a + b))
+    return float(2 * np.sum(special.xlogy(y, y / mu) + special.xlogy(1 - y, (1 - y) / (1 - mu))))
+
+
+def _wls_step(X: np.ndarray, w: np.ndarray, z: np.ndarray, solver: str) -> np.ndarray:
+    if solver == "cholesky":
+        Xw = X * (w * w)[:, None]
+        xtx = X.T @ Xw
+        xtz = Xw.T @ z
+        try:
+            return np.asarray(linalg.cho_solve(linalg.cho_factor(xtx), xtz))
+        except linalg.LinAlgError:
+            pass
+    coef, *_ = np.linalg.lstsq(X * w[:, None], z * w, rcond=None)
+    return np.asarray(coef)
 
 
 def fit_glm(
@@ -131,11 +141,15 @@ def fit_glm(
     link: Literal["logit", "probit"],
     epsilon: float = 1e-8,
     maxit: int = 25,
+    solver: Literal["lstsq", "cholesky"] = "lstsq",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Binomial GLM by IRLS as in R ``glm.fit``; X must include the intercept.
 
-    Returns (coefficients, linear predictor, fitted probabilities). Aliased columns
-    get a minimum-norm solution (fitted values are unaffected, as with R's pivoting).
+    Returns (coefficients, linear predictor, fitted probabilities). ``solver="lstsq"``
+    solves each weighted least-squares step by an orthogonal decomposition, as R's QR
+    does (aliased columns get a minimum-norm solution; fitted values are unaffected);
+    ``"cholesky"`` uses the normal equations (much faster for millions of rows; falls
+    back to lstsq if X'WX is not positive definite).
     """
     y = np.asarray(y, dtype=float)
     mu = (y + 0.5) / 2.0  # binomial()$initialize with unit weights
@@ -149,7 +163,7 @@ def fit_glm(
         var = mu * (1 - mu)
         z = eta + (y - mu) / mu_eta
         w = np.sqrt(mu_eta**2 / var)
-        coef, *_ = np.linalg.lstsq(X * w[:, None], z * w, rcond=None)
+        coef = _wls_step(X, w, z, solver)
         eta = X @ coef
         mu = _linkinv(eta, link)
         dev = _binomial_deviance(y, mu)
@@ -163,6 +177,13 @@ def fit_glm(
             converged = True
             break
         devold = dev
+    # final linear predictor accumulated column by column (as R's reference BLAS
+    # dgemv does): identical covariate rows get bit-identical distances, which
+    # matters for ties in the matching order and in the eCDF balance statistics
+    eta = np.zeros(X.shape[0])
+    for j in range(X.shape[1]):
+        eta = eta + X[:, j] * coef[j]
+    mu = _linkinv(eta, link)
     if not converged:
         raise EstimationError(
             f"propensity-score model did not converge in {maxit} iterations ({X.shape[0]} "
@@ -181,3 +202,52 @@ def propensity_distance(
     base: Literal["logit", "probit"] = "probit" if link.endswith("probit") else "logit"
     coef, eta, mu = fit_glm(X, treat, link=base)
     return (eta if link.startswith("linear") else mu), coef
+
+
+def mahalanobis_transform(
+    data: pd.DataFrame, covariates: Sequence[str], treat: np.ndarray
+) -> np.ndarray:
+    """MatchIt ``transform_covariates(method = "mahalanobis")``: covariates (factors
+    as all-level dummies divided by sqrt(2)) are scaled, then multiplied by the
+    pivoted Cholesky factor of the inverse pooled within-group covariance (a
+    generalised inverse when it is singular), so that squared Euclidean distances
+    between rows are Mahalanobis distances."""
+    from scipy.linalg import lapack
+
+    cols: list[np.ndarray] = []
+    for c in covariates:
+        s = data[c]
+        if pd.api.types.is_bool_dtype(s):
+            cols.append(s.to_numpy(dtype=float))
+        elif _is_categorical(s):
+            values = s.to_numpy(dtype=object)
+            for lev in _levels(s):
+                cols.append((values == lev).astype(float) / np.sqrt(2))
+        else:
+            cols.append(s.to_numpy(dtype=float))
+    X = np.column_stack(cols)
+    keep = (X.max(axis=0) - X.min(axis=0)) >= np.sqrt(_DBL_EPS)
+    if not keep.any():
+        return X[:, :1]
+    X = X[:, keep]
+    X = (X - X.mean(axis=0)) / X.std(axis=0, ddof=1)
+    Xc = X.copy()
+    for g in np.unique(treat):
+        m = treat == g
+        Xc[m] -= Xc[m].mean(axis=0)
+    n = X.shape[0]
+    var = (Xc.T @ Xc) / (n - len(np.unique(treat)))
+    inv: np.ndarray | None = None
+    if np.linalg.det(var) > 1e-8:
+        try:
+            inv = np.linalg.solve(var, np.eye(var.shape[0]))
+        except np.linalg.LinAlgError:
+            inv = None
+    if inv is None:
+        u, d, vt = np.linalg.svd(var)
+        pos = d > max(1e-8 * d[0], 0)
+        inv = vt.T[:, pos] @ ((1 / d[pos])[:, None] * u[:, pos].T)
+    ch, piv, _rank, _info = lapack.dpstrf(np.array(inv, order="F"), tol=-1.0, lower=0)
+    ch = np.triu(ch)
+    p = np.argsort(piv, kind="stable")
+    return np.asarray(X @ ch[:, p].T)

@@ -248,37 +248,38 @@ def nn_match_vec(
     (n1, max(ratio)) integer array of matched control indices, -1 = none.
     """
     n = len(treat)
-    treat_l = [int(v) for v in treat]
-    dist_l = [float(v) for v in distance]
-    ind_focal = [i for i in range(n) if treat_l[i] == 1]
+    treat_l = np.asarray(treat, dtype=np.int64).tolist()
+    dist_l = np.asarray(distance, dtype=np.float64).tolist()
+    ind_focal = np.flatnonzero(np.asarray(treat) == 1).tolist()
     nf = len(ind_focal)
-    ratio_l = [int(v) for v in ratio]
+    ratio_l = np.asarray(ratio, dtype=np.int64).tolist()
     max_ratio = max(ratio_l) if ratio_l else 1
     mm = [[-1] * max_ratio for _ in range(nf)]
     if nf == 0:
         return np.asarray(mm, dtype=np.int64).reshape(0, max_ratio)
-    eligible = [not bool(d) for d in discarded]
-    n_eligible = [0, 0]
-    for i in range(n):
-        if eligible[i]:
-            n_eligible[treat_l[i]] += 1
+    eligible = (~np.asarray(discarded, dtype=bool)).tolist()
+    elig_arr = ~np.asarray(discarded, dtype=bool)
+    t_arr = np.asarray(treat, dtype=np.int64)
+    n_eligible = [int((elig_arr & (t_arr == 0)).sum()), int((elig_arr & (t_arr == 1)).sum())]
     times_matched = [0] * n
     allowed = [reuse_max] * n
     for i in range(nf):
         allowed[ind_focal[i]] = ratio_l[i]
 
-    ind_d_ord = [int(v) for v in np.argsort(np.asarray(dist_l), kind="stable")]
-    match_d_ord = [0] * n
-    for pos, unit in enumerate(ind_d_ord):
-        match_d_ord[unit] = pos
+    order_d = np.argsort(np.asarray(dist_l), kind="stable")
+    ind_d_ord = order_d.tolist()
+    inv = np.empty(n, dtype=np.int64)
+    inv[order_d] = np.arange(n)
+    match_d_ord = inv.tolist()
     if caliper_dist is None:
-        finite = [d for d in dist_l if np.isfinite(d)]
-        cal = max(finite) - min(finite) + 1
+        dist_arr = np.asarray(distance, dtype=np.float64)
+        finite = dist_arr[np.isfinite(dist_arr)]
+        cal = float(finite.max() - finite.min() + 1)
     else:
         cal = float(caliper_dist)
-    exact_l = [int(v) for v in exact] if exact is not None else None
+    exact_l = np.asarray(exact, dtype=np.int64).tolist() if exact is not None else None
     first_c, last_c = 0, n - 1
-    order_l = [int(v) for v in order]
+    order_l = np.asarray(order, dtype=np.int64).tolist()
 
     if reuse_max < nf:
         for r in range(1, max_ratio + 1):
@@ -380,3 +381,165 @@ def normalize_weights(w: np.ndarray, treat: np.ndarray) -> np.ndarray:
         if idx.any():
             out[idx] = idx.sum() * w[idx] / w[idx].sum()
     return out
+
+
+# --------------------------------------------------------------------------- Mahalanobis
+
+
+def _find_control_mahcovs(
+    t_id: int,
+    ind_d_ord: list[int],
+    match_d_ord: list[int],
+    match_var: list[float],
+    treat: list[int],
+    eligible: list[bool],
+    r: int,
+    mm_row: list[int],
+    mah: np.ndarray,
+    exact: list[int] | None,
+    ratio: int = 1,
+) -> list[int]:
+    ii = match_d_ord[t_id]
+    iil = iir = ii
+    min_ii = 0
+    max_ii = len(match_d_ord) - 1
+    l_stop = r_stop = False
+    left = False
+    pm: list[tuple[int, float]] = []
+    n_l = n_r = 0
+    mv_i = match_var[t_id]
+    row_t = mah[t_id]
+    mm_rowi = [m for m in mm_row if m >= 0] if r > 1 else []
+    ex_t = exact[t_id] if exact is not None else 0
+    while not l_stop or not r_stop:
+        if l_stop:
+            left = False
+        elif r_stop:
+            left = True
+        else:
+            left = not left
+        if left:
+            if iil <= min_ii or n_l == ratio:
+                l_stop = True
+                continue
+            iil -= 1
+            iz = ind_d_ord[iil]
+        else:
+            if iir >= max_ii or n_r == ratio:
+                r_stop = True
+                continue
+            iir += 1
+            iz = ind_d_ord[iir]
+        if not eligible[iz] or treat[iz] != 0:
+            continue
+        if r > 1 and iz in mm_rowi:
+            continue
+        mv_dist = abs(mv_i - match_var[iz])
+        mv_dist = mv_dist * mv_dist
+        if len(pm) == ratio and pm[-1][1] < mv_dist:
+            if left:
+                l_stop = True
+            else:
+                r_stop = True
+            continue
+        if exact is not None and exact[iz] != ex_t:
+            continue
+        diff = row_t - mah[iz]
+        dist_c = float(np.dot(diff, diff))
+        if not np.isfinite(dist_c):
+            continue
+        new = (iz, dist_c)
+        if not pm:
+            pm.append(new)
+        elif dist_c > pm[-1][1]:
+            if len(pm) == ratio:
+                continue
+            pm.append(new)
+        elif ratio == 1:
+            pm[0] = new
+        else:
+            if len(pm) == ratio:
+                pm.pop()
+            if dist_c > pm[-1][1]:
+                pm.append(new)
+            else:
+                pos = 0
+                while pos < len(pm) and pm[pos][1] < dist_c:
+                    pos += 1
+                pm.insert(pos, new)
+        # NB: MatchIt counts a side's matches only through the ratio test above
+    return [p[0] for p in pm]
+
+
+def nn_match_mahcovs(
+    treat: np.ndarray,
+    order: np.ndarray,
+    ratio: np.ndarray,
+    discarded: np.ndarray,
+    reuse_max: int,
+    mah: np.ndarray,
+    exact: np.ndarray | None = None,
+) -> np.ndarray:
+    """Port of MatchIt ``nn_matchC_mahcovs`` (no calipers): nearest neighbours in the
+    Euclidean metric of the transformed covariates ``mah``, searching outwards along
+    the first transformed covariate."""
+    n = len(treat)
+    treat_l = np.asarray(treat, dtype=np.int64).tolist()
+    ind_focal = np.flatnonzero(np.asarray(treat) == 1).tolist()
+    nf = len(ind_focal)
+    ratio_l = np.asarray(ratio, dtype=np.int64).tolist()
+    max_ratio = max(ratio_l) if ratio_l else 1
+    mm = [[-1] * max_ratio for _ in range(nf)]
+    eligible = (~np.asarray(discarded, dtype=bool)).tolist()
+    elig_arr = ~np.asarray(discarded, dtype=bool)
+    t_arr = np.asarray(treat, dtype=np.int64)
+    n_eligible = [int((elig_arr & (t_arr == 0)).sum()), int((elig_arr & (t_arr == 1)).sum())]
+    times_matched = [0] * n
+    allowed = [reuse_max] * n
+    for i in range(nf):
+        allowed[ind_focal[i]] = ratio_l[i]
+    match_var = [float(v) for v in mah[:, 0]]
+    ind_d_ord = [int(v) for v in np.argsort(np.asarray(match_var), kind="stable")]
+    match_d_ord = [0] * n
+    for pos, unit in enumerate(ind_d_ord):
+        match_d_ord[unit] = pos
+    exact_l = np.asarray(exact, dtype=np.int64).tolist() if exact is not None else None
+    order_l = np.asarray(order, dtype=np.int64).tolist()
+    mah = np.asarray(mah, dtype=float)
+    if reuse_max < nf:
+        for r in range(1, max_ratio + 1):
+            for t in (o for o in order_l if ratio_l[o] >= r):
+                if n_eligible[0] == 0:
+                    break
+                ti = ind_focal[t]
+                if not eligible[ti]:
+                    continue
+                k = _find_control_mahcovs(
+                    ti, ind_d_ord, match_d_ord, match_var, treat_l, eligible, r, mm[t],
+                    mah, exact_l,
+                )  # fmt: skip
+                if not k:
+                    eligible[ti] = False
+                    n_eligible[1] -= 1
+                    continue
+                row = mm[t]
+                row[sum(1 for v in row if v >= 0)] = k[0]
+                for ck in (k[0], ti):
+                    if not eligible[ck]:
+                        continue
+                    times_matched[ck] += 1
+                    if times_matched[ck] >= allowed[ck]:
+                        eligible[ck] = False
+                        n_eligible[treat_l[ck]] -= 1
+    else:
+        for t in order_l:
+            ti = ind_focal[t]
+            if not eligible[ti]:
+                continue
+            k = _find_control_mahcovs(
+                ti, ind_d_ord, match_d_ord, match_var, treat_l, eligible, 1, mm[t],
+                mah, exact_l, ratio_l[t],
+            )  # fmt: skip
+            for j, c in enumerate(k):
+                mm[t][j] = c
+    return np.asarray(mm, dtype=np.int64).reshape(nf, max_ratio)

@@ -244,9 +244,14 @@ def compute_balance(
     *,
     threshold: float = SMD_THRESHOLD,
     warn: bool = True,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Balance:
     """Balance table for covariate matrix ``X`` (columns ``names``): before = all
-    units unweighted; after = units with positive matching ``weights``."""
+    units unweighted; after = units with positive matching ``weights``.
+
+    ``pairs`` (treated rows, control rows) adds ``std_pair_dist``: the mean absolute
+    within-pair difference divided by the standardising SD (MatchIt's "Std. Pair
+    Dist.")."""
     t = np.asarray(treat, dtype=int)
     rows = []
     for j, name in enumerate(names):
@@ -260,6 +265,11 @@ def compute_balance(
             row[f"{k}_before"] = v
         for k, v in a.items():
             row[f"{k}_after"] = v
+        if pairs is not None:
+            pdist = float(np.mean(np.abs(x[pairs[0]] - x[pairs[1]]))) if len(pairs[0]) else np.nan
+            if np.isfinite(sd) and sd > _SQRT_EPS and abs(pdist) > 1e-8:
+                pdist /= sd
+            row["std_pair_dist"] = pdist
         rows.append(row)
     frame = pd.DataFrame(rows)
     bal = Balance(frame=frame, threshold=threshold)

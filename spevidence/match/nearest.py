@@ -23,8 +23,15 @@ import numpy as np
 import pandas as pd
 
 from spevidence.errors import DataError, EstimationError
-from spevidence.match._design import Link, check_covariates, model_matrix, propensity_distance
+from spevidence.match._design import (
+    Link,
+    check_covariates,
+    mahalanobis_transform,
+    model_matrix,
+    propensity_distance,
+)
 from spevidence.match._nn import (
+    nn_match_mahcovs,
     nn_match_vec,
     normalize_weights,
     subclass_from_mm,
@@ -37,7 +44,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 Order = Literal["largest", "smallest", "random", "data"]
-Distance = Literal["glm"]
+Distance = Literal["glm", "mahalanobis"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ class Matched:
     data: pd.DataFrame = field(repr=False)
     treat: str
     covariates: tuple[str, ...]
-    distance: np.ndarray = field(repr=False)
+    distance: np.ndarray | None = field(repr=False)
     match_matrix: np.ndarray = field(repr=False)
     subclass: np.ndarray = field(repr=False)
     weights: np.ndarray = field(repr=False)
@@ -97,6 +104,7 @@ class Matched:
     def pairs(self) -> pd.DataFrame:
         """One row per (treated, control) pair: row positions, subclass, distances."""
         t_idx = np.flatnonzero(self.treated == 1)
+        dist = self.distance if self.distance is not None else np.full(len(self.data), np.nan)
         rows = []
         for r, ti in enumerate(t_idx):
             for k, c in enumerate(self.match_matrix[r]):
@@ -110,8 +118,8 @@ class Matched:
                         "control_row": int(c),
                         "treated_index": self.data.index[int(ti)],
                         "control_index": self.data.index[int(c)],
-                        "distance_treated": float(self.distance[ti]),
-                        "distance_control": float(self.distance[c]),
+                        "distance_treated": dist[ti],
+                        "distance_control": dist[c],
                     }
                 )
         return pd.DataFrame(
@@ -138,7 +146,8 @@ class Matched:
                     f"matched_data: the input already has a column {name!r}; rename it "
                     "before matching."
                 )
-        out["distance"] = self.distance
+        if self.distance is not None:
+            out["distance"] = self.distance
         out["weights"] = self.weights
         if not bool(self.options.get("replace")):
             out["subclass"] = pd.array(
@@ -148,13 +157,18 @@ class Matched:
 
     def _balance_matrix(self) -> tuple[np.ndarray, list[str]]:
         X, names = model_matrix(self.data, list(self.covariates), full_dummies=True)
+        if self.distance is None:
+            return X, names
         return np.column_stack([self.distance, X]), ["distance", *names]
 
     def balance(self, *, warn: bool = True) -> Balance:
         """Balance of the distance and each covariate (factors expanded to all
         levels) before and after matching, cobalt/MatchIt ATT conventions."""
         X, names = self._balance_matrix()
-        return compute_balance(X, names, self.treated, self.weights, warn=warn)
+        t_rows = np.flatnonzero(self.treated == 1)
+        r, k = np.nonzero(self.match_matrix >= 0)
+        pairs = (t_rows[r], self.match_matrix[r, k])
+        return compute_balance(X, names, self.treated, self.weights, warn=warn, pairs=pairs)
 
     def att(self, outcome: str, *, adjust: bool = False) -> pd.DataFrame:
         """ATT on the matched data: weighted difference in means (``adjust=False``)
@@ -231,7 +245,7 @@ def nearest(
     caliper: float | None = None,
     std_caliper: bool = True,
     replace: bool = False,
-    order: Order = "largest",
+    order: Order | None = None,
     exact: Sequence[str] | None = None,
     seed: int | np.random.Generator | None = None,
 ) -> Matched:
@@ -245,17 +259,20 @@ def nearest(
     covariates : columns for the propensity model and the balance table; text and
         categorical columns are expanded as R's ``model.matrix`` does (treatment
         contrasts, levels sorted), logical columns as ``nameTRUE``.
-    distance : ``"glm"`` (binomial GLM propensity score) or a numeric vector of
-        precomputed distances (MatchIt ``distance = <numeric>``).
+    distance : ``"glm"`` (binomial GLM propensity score), ``"mahalanobis"``
+        (Mahalanobis distance on the covariates, pooled within-group covariance, as
+        MatchIt) or a numeric vector of precomputed distances (MatchIt
+        ``distance = <numeric>``).
     link : ``"logit"``, ``"probit"``, or ``"linear.logit"`` / ``"linear.probit"``
         (match on the linear predictor).
     ratio : controls per treated unit (k:1 matching).
     caliper : maximum distance between matched units; in standard deviations of the
         distance when ``std_caliper`` (SD over all units), else in raw units.
     replace : allow a control to be matched to several treated units.
-    order : order in which treated units are matched: ``"largest"`` distance first
-        (MatchIt's default), ``"smallest"``, ``"random"`` (uses ``seed``) or
-        ``"data"``. With ``replace=True`` the order is irrelevant and ``"data"`` is used.
+    order : order in which treated units are matched: ``"largest"`` distance first,
+        ``"smallest"``, ``"random"`` (uses ``seed``) or ``"data"``; None = MatchIt's
+        default (``"largest"`` for a propensity score, ``"data"`` for Mahalanobis).
+        With ``replace=True`` the order is irrelevant and ``"data"`` is used.
     exact : columns on which matches must agree exactly.
     seed : seed or Generator for ``order="random"``. (The permutation differs from
         R's ``sample()``; every other order reproduces MatchIt's pairs.)
@@ -285,7 +302,7 @@ def nearest(
         raise DataError(f"nearest: ratio must be a positive integer, got {ratio!r}.")
     if caliper is not None and not (np.isfinite(caliper) and caliper > 0):
         raise DataError(f"nearest: caliper must be a positive number, got {caliper!r}.")
-    if order not in ("largest", "smallest", "random", "data"):
+    if order is not None and order not in ("largest", "smallest", "random", "data"):
         raise DataError(f"nearest: order must be largest/smallest/random/data, got {order!r}.")
     covariates = list(covariates)
     check_covariates(data, covariates, table="nearest")
@@ -293,14 +310,30 @@ def nearest(
         check_covariates(data, list(exact), table="nearest")
 
     coef: np.ndarray | None = None
+    dist: np.ndarray | None = None
+    mah: np.ndarray | None = None
     if isinstance(distance, str):
-        if distance != "glm":
+        if distance not in ("glm", "mahalanobis"):
             raise DataError(
-                f"nearest: distance must be 'glm' or a numeric vector, got {distance!r}."
+                f"nearest: distance must be 'glm', 'mahalanobis' or a numeric vector, got "
+                f"{distance!r}."
             )
-        if link not in ("logit", "linear.logit", "probit", "linear.probit"):
-            raise DataError(f"nearest: unknown link {link!r}.")
-        dist, coef = propensity_distance(data, tvals, covariates, link=link)
+        if distance == "glm":
+            if link not in ("logit", "linear.logit", "probit", "linear.probit"):
+                raise DataError(f"nearest: unknown link {link!r}.")
+            dist, coef = propensity_distance(data, tvals, covariates, link=link)
+        else:
+            if caliper is not None:
+                raise DataError(
+                    "nearest: a caliper needs a propensity-score distance (distance='glm'); "
+                    "with distance='mahalanobis' use exact= instead."
+                )
+            if order in ("largest", "smallest"):
+                raise DataError(
+                    f"nearest: order={order!r} needs a propensity score; with "
+                    "distance='mahalanobis' use 'data' or 'random'."
+                )
+            mah = mahalanobis_transform(data, covariates, tvals)
     else:
         dist = np.asarray(distance, dtype=float)
         if dist.shape != (len(data),) or not np.all(np.isfinite(dist)):
@@ -308,10 +341,12 @@ def nearest(
                 f"nearest: a numeric distance must have one finite value per row "
                 f"({len(data)} rows)."
             )
+    if order is None:
+        order = "largest" if dist is not None else "data"
 
     discarded = np.zeros(len(data), dtype=bool)
     cal: float | None = None
-    if caliper is not None:
+    if caliper is not None and dist is not None:
         cal = float(caliper) * (float(np.std(dist[~discarded], ddof=1)) if std_caliper else 1.0)
 
     reuse_max = np.iinfo(np.int32).max if replace else 1
@@ -328,11 +363,9 @@ def nearest(
             )
         discarded |= ~np.isin(strata, list(both))
 
-    dt = dist[tvals == 1]
-    if eff_order == "largest":
-        ord_ = np.argsort(-dt, kind="stable")
-    elif eff_order == "smallest":
-        ord_ = np.argsort(dt, kind="stable")
+    if eff_order in ("largest", "smallest") and dist is not None:
+        dt = dist[tvals == 1]
+        ord_ = np.argsort(-dt if eff_order == "largest" else dt, kind="stable")
     elif eff_order == "random":
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         ord_ = rng.permutation(np.flatnonzero(~discarded[tvals == 1]))
@@ -340,7 +373,12 @@ def nearest(
         ord_ = np.flatnonzero(~discarded[tvals == 1])
 
     ratios = np.full(n1, int(ratio))
-    mm = nn_match_vec(tvals, ord_, ratios, discarded, reuse_max, dist, strata, cal)
+    if mah is not None:
+        mm = nn_match_mahcovs(tvals, ord_, ratios, discarded, reuse_max, mah, strata)
+    elif dist is not None:
+        mm = nn_match_vec(tvals, ord_, ratios, discarded, reuse_max, dist, strata, cal)
+    else:  # pragma: no cover - every distance option sets dist or mah
+        raise EstimationError("nearest: no distance could be computed.")
     if not (mm[:, 0] >= 0).any():
         raise EstimationError(
             f"nearest: no treated unit could be matched ({n1} treated); widen or drop the "

@@ -197,7 +197,7 @@ class RiskSetMatched:
         return self.balance(warn=False).plot()
 
 
-def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int) -> None:
+def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int, recent: int) -> None:
     need = [*REQUIRED, *OUTCOMES]
     need += [c for c in exact if c != "age_band"]
     if "age_band" in exact:
@@ -216,6 +216,10 @@ def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int) -> No
         )
     if lookback < 1:
         raise DataError(f"risk_set: lookback must be >= 1 period, got {lookback}.")
+    if not 1 <= recent <= lookback:
+        raise DataError(
+            f"risk_set: recent must be between 1 and lookback ({lookback}), got {recent}."
+        )
     ref = panel.groupby("person_id", sort=False)["referral_t"].nunique(dropna=True)
     if (ref > 1).any():
         raise DataError(
@@ -234,6 +238,7 @@ def risk_set(
     replace: bool = False,
     comparators: Comparators = "not-yet-referred",
     lookback: int = 12,
+    recent: int = 3,
     order: Order = "largest",
     age_breaks: Sequence[int] = DEFAULT_AGE_BREAKS,
     seed: int | np.random.Generator = 0,
@@ -248,8 +253,11 @@ def risk_set(
         (bands from ``age_breaks``). The index period is always an exact stratum.
     covariates : matching covariates. Default: ``prior_gp``, ``prior_ae``,
         ``prior_admissions`` (sums over the ``lookback`` periods before the index),
-        ``age`` and ``imd_decile`` (if in the panel). Any other panel column is
-        taken at the index period.
+        ``recent_gp`` (sum over the last ``recent`` periods before the index: people
+        are referred at a peak of use, so matching the recent level as well as the
+        year's total is what makes pre-referral trends parallel), ``age`` and
+        ``imd_decile`` (if in the panel). ``recent_ae`` and ``recent_admissions`` are
+        also available. Any other numeric panel column is taken at the index period.
     ratio : comparators per case.
     caliper : in standard deviations of the logit of the propensity score (Austin
         2011 recommends 0.2); None for no caliper (a warning is given).
@@ -260,6 +268,7 @@ def risk_set(
         or ``"never-referred"``.
     lookback : periods of registration required before the index, and the window
         for the ``prior_*`` covariates (t in [index - lookback, index - 1]).
+    recent : window for the ``recent_*`` covariates (t in [index - recent, index - 1]).
     order : order of matching within a stratum (MatchIt ``m.order``).
     age_breaks : lower edges of the age bands after the first.
     seed : seed or Generator (used only by ``order="random"``).
@@ -284,7 +293,7 @@ def risk_set(
             f"risk_set: comparators must be 'not-yet-referred' or 'never-referred', got "
             f"{comparators!r}."
         )
-    _check_panel(panel, exact, lookback)
+    _check_panel(panel, exact, lookback, recent)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
     # ---------------------------------------------------------------- dense arrays
@@ -313,11 +322,11 @@ def risk_set(
         pd.to_datetime(panel["period"]).dt.year.groupby(t).first().reindex(range(n_t)).to_numpy()
     )
 
-    default_covs = ["prior_gp", "prior_ae", "prior_admissions", "age"]
+    default_covs = ["prior_gp", "prior_ae", "prior_admissions", "recent_gp", "age"]
     if "imd_decile" in panel.columns and panel["imd_decile"].notna().any():
         default_covs.append("imd_decile")
     covs = list(covariates) if covariates is not None else default_covs
-    derived = {"prior_gp", "prior_ae", "prior_admissions", "age"}
+    derived = {"age"} | {f"prior_{o}" for o in OUTCOMES} | {f"recent_{o}" for o in OUTCOMES}
     for c in covs:
         if c not in derived and c not in panel.columns:
             raise DataError(
@@ -337,34 +346,48 @@ def risk_set(
     case_t = ref_person[case_people].astype(np.int64)
     drop_reason: dict[int, str] = {}
     index_periods = np.unique(case_t)
-    keep_cols = ["person_id", "t", *[c for c in exact if c != "age_band"]]
-    keep_cols += [c for c in covs if c not in derived]
-    for extra in ("year_of_birth", "sex"):
-        if extra in panel.columns:
-            keep_cols.append(extra)
-    keep_cols = list(dict.fromkeys(keep_cols))
-    rows = panel[keep_cols].assign(_p=pcode)
-    rows = rows.loc[rows["t"].isin(index_periods)]
-    by_t = dict(tuple(rows.groupby("t", sort=True)))
+    # categorical columns as integer codes (-1 = missing), numeric ones as floats
+    cat_cols = [c for c in exact if c != "age_band"]
+    if "sex" in panel.columns and "sex" not in cat_cols:
+        cat_cols.append("sex")
+    cat_codes: dict[str, np.ndarray] = {}
+    cat_levels: dict[str, pd.Index] = {}
+    for c in cat_cols:
+        codes, levels = pd.factorize(panel[c], sort=True)
+        cat_codes[c] = np.asarray(codes, dtype=np.int64)
+        cat_levels[c] = pd.Index(levels)
+    num_panel = {
+        c: panel[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in covs if c not in derived
+    }
+    yob = (
+        panel["year_of_birth"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if "year_of_birth" in panel.columns
+        else None
+    )
+    # canonical order (index period, person id) so that ties in the distance are
+    # broken the same way whatever the row order of the input panel
+    rsel = np.flatnonzero(np.isin(t, index_periods))
+    rsel = rsel[np.lexsort((pcode[rsel], t[rsel]))]
+    t_sorted = t[rsel]
 
-    pool_parts: list[pd.DataFrame] = []
+    parts: dict[str, list[np.ndarray]] = {"_row": [], "treated": [], "index_t": []}
     for s in index_periods:
         s = int(s)
-        at = by_t.get(s)
+        a, b = np.searchsorted(t_sorted, [s, s + 1])
         cases_s = case_people[case_t == s]
-        if at is None:
-            for p in cases_s:
-                drop_reason[int(p)] = REASON_NO_ROW
-            continue
-        p_at = at["_p"].to_numpy()
+        r_at = rsel[a:b]
+        p_at = pcode[r_at]
         lo = s - lookback
         if lo >= 0:
             full = (cum_p[p_at, s + 1] - cum_p[p_at, lo]) == lookback + 1
         else:
             full = np.zeros(len(p_at), dtype=bool)
-        r_at = ref_person[p_at]
-        is_case = r_at == s
-        comp_ok = np.isnan(r_at) if comparators == "never-referred" else np.isnan(r_at) | (r_at > s)
+        ref_at = ref_person[p_at]
+        is_case = ref_at == s
+        if comparators == "never-referred":
+            comp_ok = np.isnan(ref_at)
+        else:
+            comp_ok = np.isnan(ref_at) | (ref_at > s)
         present_cases = set(p_at[is_case].tolist())
         for p in cases_s:
             if int(p) not in present_cases:
@@ -372,29 +395,49 @@ def risk_set(
         for p in p_at[is_case & ~full]:
             drop_reason[int(p)] = REASON_LOOKBACK
         sel = full & (is_case | comp_ok)
-        part = at.loc[sel].copy()
+        if not sel.any():
+            continue
+        rows_s = r_at[sel]
         ps = p_at[sel]
-        part["treated"] = is_case[sel].astype(np.int64)
-        part["index_t"] = s
-        if lo >= 0:
-            for o in OUTCOMES:
-                part[f"prior_{o}"] = cum_o[o][ps, s] - cum_o[o][ps, lo]
-        if "year_of_birth" in part.columns:
-            part["age"] = float(period_year[s]) - part["year_of_birth"].to_numpy(dtype=float)
-        pool_parts.append(part)
+        parts["_row"].append(rows_s)
+        parts["treated"].append(is_case[sel].astype(np.int64))
+        parts["index_t"].append(np.full(len(rows_s), s, dtype=np.int64))
+        for o in OUTCOMES:
+            parts.setdefault(f"prior_{o}", []).append(cum_o[o][ps, s] - cum_o[o][ps, lo])
+            parts.setdefault(f"recent_{o}", []).append(cum_o[o][ps, s] - cum_o[o][ps, s - recent])
+        if yob is not None:
+            parts.setdefault("age", []).append(float(period_year[s]) - yob[rows_s])
 
-    if not pool_parts:
+    if not parts["_row"]:
         raise EstimationError(
             f"risk_set: none of the {len(case_people)} referred people has a panel row "
             f"and {lookback} periods of registration before referral; nothing to match."
         )
-    pool = pd.concat(pool_parts, ignore_index=True)
+    cols: dict[str, np.ndarray] = {k: np.concatenate(v) for k, v in parts.items()}
+    row = cols["_row"]
+    cols["_p"] = pcode[row]
+    for c, arr in num_panel.items():
+        cols[c] = arr[row]
+    for c, codes in cat_codes.items():
+        cols[f"_code_{c}"] = codes[row]
     if "age_band" in exact:
-        pool["age_band"] = _age_band(pool["age"].to_numpy(dtype=float), age_breaks)
+        band = _age_band(cols["age"], age_breaks)
+        band_codes, band_levels = pd.factorize(band, sort=False)
+        cols["_code_age_band"] = np.where(np.isnan(cols["age"]), -1, band_codes)
+        cat_levels["age_band"] = pd.Index(band_levels)
+    pool = pd.DataFrame(cols)
+    if int(pool["treated"].sum()) == 0:
+        raise EstimationError(
+            f"risk_set: none of the {len(case_people)} referred people has a panel row "
+            f"and {lookback} periods of registration before referral; nothing to match."
+        )
 
     # missing covariates / exact values
-    miss = pool[covs].isna().any(axis=1) | pool[list(exact)].isna().any(axis=1)
-    for p in pool.loc[miss & (pool["treated"] == 1), "_p"]:
+    exact_code_cols = [f"_code_{c}" for c in exact]
+    miss = pool[covs].isna().any(axis=1).to_numpy().copy()
+    if exact:
+        miss |= (pool[exact_code_cols].to_numpy() < 0).any(axis=1)
+    for p in pool.loc[miss & (pool["treated"].to_numpy() == 1), "_p"]:
         drop_reason[int(p)] = REASON_MISSING
     pool = pool.loc[~miss].reset_index(drop=True)
     n_cases_pool = int(pool["treated"].sum())
@@ -408,10 +451,18 @@ def risk_set(
             "risk_set: there are no eligible comparators at any index period; use "
             "comparators='not-yet-referred' or a shorter lookback."
         )
+    # decoded values of the exact-matching columns and sex, for the outputs
+    for c, levels in cat_levels.items():
+        codes = (
+            pool.pop(f"_code_{c}").to_numpy() if c not in exact else pool[f"_code_{c}"].to_numpy()
+        )
+        pool[c] = pd.Series(levels.take(np.maximum(codes, 0)), index=pool.index).where(codes >= 0)
 
     # ---------------------------------------------------------------- propensity score
     X = np.column_stack([np.ones(len(pool)), pool[covs].to_numpy(dtype=float)])
-    coef, eta, _ = fit_glm(X, pool["treated"].to_numpy(dtype=float), link="logit")
+    coef, eta, _ = fit_glm(
+        X, pool["treated"].to_numpy(dtype=float), link="logit", solver="cholesky"
+    )
     pool["distance"] = eta
     cal: float | None = None
     if caliper is not None:
@@ -425,8 +476,8 @@ def risk_set(
         )
 
     # ---------------------------------------------------------------- matching
-    strata_cols = ["index_t", *exact]
-    pool["_stratum"] = pool.groupby(strata_cols, sort=True, dropna=False).ngroup().to_numpy()
+    strata_cols = ["index_t", *exact_code_cols]
+    pool["_stratum"] = pool.groupby(strata_cols, sort=True).ngroup().to_numpy()
     reuse_max = np.iinfo(np.int32).max if replace else 1
     used_person = np.zeros(n_people, dtype=bool)
     pool_w = np.zeros(len(pool))
@@ -586,7 +637,9 @@ def risk_set(
         pairs=pairs,
         units=units,
         attrition=attrition,
-        pool=pool.drop(columns=["_p"]).assign(person_id=person_ids[pperson]),
+        pool=pool.drop(columns=["_p", "_row", *exact_code_cols]).assign(
+            person_id=person_ids[pperson]
+        ),
         covariates=tuple(covs),
         exact=exact,
         caliper=cal,
@@ -598,6 +651,7 @@ def risk_set(
             "replace": replace,
             "comparators": comparators,
             "lookback": lookback,
+            "recent": recent,
             "order": order,
             "age_breaks": tuple(age_breaks),
             "seed": seed if not isinstance(seed, np.random.Generator) else "Generator",
