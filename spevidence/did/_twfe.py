@@ -221,7 +221,7 @@ def _fit(d: RowDesign, model: Model, path: Path, *, covariates: bool, cluster_is
     if why_not is None and path != "rows":
         m = moments_from_rows(d, unit_clusters=cluster_is_unit)
         if m is None:
-            why_not = "weights or clusters vary within a unit"
+            why_not = "clusters split a unit"
     if path == "moments" and m is None:
         raise EstimationError(f"The moments path cannot express this design: {why_not}.")
     if m is not None and (path == "moments" or m.n.size <= 0.5 * d.n_units):
