@@ -389,20 +389,18 @@ def moments_from_rows(d: RowDesign, *, unit_clusters: bool) -> Moments | None:
     w = np.ones_like(d.y) if d.weights is None else d.weights
     off = np.zeros_like(d.y) if d.offset is None else d.offset
     cl_u = np.zeros(n_units, dtype=np.int64)
-    cl_u[d.unit] = d.cluster
-    if not np.array_equal(cl_u[d.unit], d.cluster):
-        return None
+    if not unit_clusters:
+        cl_u[d.unit] = d.cluster
+        if not np.array_equal(cl_u[d.unit], d.cluster):
+            return None
     # signature of each row: its design values (X, offset, weight)
-    sig = pd.DataFrame(d.X, columns=[f"x{j}" for j in range(d.X.shape[1])])
-    sig["off"] = off
-    sig["w"] = w
-    rcode = sig.groupby(list(sig.columns), sort=True).ngroup().to_numpy()
-    R = np.full((n_units, T), -1, dtype=np.int64)
-    R[d.unit, d.period] = rcode
-    uniq, cohort = np.unique(R, axis=0, return_inverse=True)
-    cohort = cohort.ravel()
-    C = uniq.shape[0]
-    mask = uniq >= 0
+    sig_cols = [*d.X.T]
+    sig_cols += [c for c in (d.offset, d.weights) if c is not None]
+    rcode = _factorize_columns(sig_cols)
+    cohort = _cohorts(d.unit, d.period, rcode, n_units, T)
+    C = int(cohort.max()) + 1
+    mask = np.zeros((C, T), dtype=bool)
+    mask[cohort[d.unit], d.period] = True
     # design values of each cohort, taken from any of its rows
     first_row = np.full((C, T), -1, dtype=np.int64)
     first_row[cohort[d.unit], d.period] = np.arange(d.y.size)
@@ -426,8 +424,9 @@ def moments_from_rows(d: RowDesign, *, unit_clusters: bool) -> Moments | None:
         S = np.zeros((C, T, T))
         order = np.argsort(cohort, kind="stable")
         bounds = np.searchsorted(cohort[order], np.arange(C + 1))
+        Ysorted = Ymat[order]
         for g in range(C):
-            Yg = Ymat[order[bounds[g] : bounds[g + 1]]]
+            Yg = Ysorted[bounds[g] : bounds[g + 1]]
             S[g] = Yg.T @ Yg
     else:
         cell = pd.factorize(cl_u * C + cohort, sort=True)[0]
@@ -456,6 +455,64 @@ def moments_from_rows(d: RowDesign, *, unit_clusters: bool) -> Moments | None:
         cl_n=cl_n,
         cl_npos=cl_npos,
     )
+
+
+def _factorize_columns(cols: list[np.ndarray]) -> np.ndarray:
+    """Dense integer code of each row's combination of values (exact, hash-based)."""
+    n = cols[0].size if cols else 0
+    cols = [c for c in cols if c.size and c.min() != c.max()]  # constants carry no signal
+    if not cols:
+        return np.zeros(n, dtype=np.int64)
+    if len(cols) == 1:
+        return pd.factorize(cols[0], sort=True)[0].astype(np.int64)
+    code = np.zeros(n, dtype=np.int64)
+    size = 1
+    for c in cols:
+        f, uniq = pd.factorize(c, sort=True)
+        if size * len(uniq) >= 2**62:
+            code, u2 = pd.factorize(code, sort=True)
+            size = len(u2)
+        code = code * len(uniq) + f
+        size *= len(uniq)
+    return pd.factorize(code, sort=True)[0].astype(np.int64)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _cohorts(
+    unit: np.ndarray, period: np.ndarray, rcode: np.ndarray, n_units: int, T: int
+) -> np.ndarray:
+    """Group units sharing the whole path {(period, row code)}; exact.
+
+    A 64-bit hash of each unit's path proposes the groups; they are then verified row by
+    row (every unit agrees with its group on every period it has, and has all of them).
+    On a (vanishingly unlikely) collision the exact row-matrix comparison is used.
+    """
+    h = np.zeros(n_units, dtype=np.uint64)
+    key = rcode * T + period
+    n_keys = int(key.max()) + 1
+    if n_keys <= 1 << 22:  # hash the few distinct keys once, then gather
+        np.add.at(h, unit, _splitmix64(np.arange(1, n_keys + 1))[key])
+    else:
+        np.add.at(h, unit, _splitmix64(key + 1))
+    cohort = pd.factorize(h, sort=True)[0].astype(np.int64)
+    C = int(cohort.max()) + 1
+    rep = np.full((C, T), -1, dtype=np.int64)
+    rep[cohort[unit], period] = rcode
+    cnt_unit = np.bincount(unit, minlength=n_units)
+    cnt_rep = (rep >= 0).sum(axis=1)
+    if np.array_equal(rep[cohort[unit], period], rcode) and np.array_equal(
+        cnt_rep[cohort], cnt_unit
+    ):
+        return cohort
+    R = np.full((n_units, T), -1, dtype=np.int64)  # pragma: no cover - hash collision
+    R[unit, period] = rcode
+    return np.unique(R, axis=0, return_inverse=True)[1].ravel().astype(np.int64)
 
 
 def _cohort_z(m: Moments) -> tuple[np.ndarray, list[str]]:

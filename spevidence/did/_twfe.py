@@ -34,6 +34,8 @@ from spevidence.errors import DataError, EstimationError
 
 Path = Literal["auto", "rows", "moments"]
 _DAYS_PER_YEAR = 365.25
+_UCODE = "__spe_unit_code__"
+_PCODE = "__spe_period_code__"
 
 
 # ----------------------------------------------------------------------------- input
@@ -48,7 +50,7 @@ def _to_frame(data: Any, cols: list[str]) -> pd.DataFrame:
                 f"Column(s) {missing} not found in the DiD input ({len(data)} rows). "
                 f"Available columns: {list(data.columns)}. Pass the right names."
             )
-        return data[cols].copy()
+        return pd.DataFrame({c: data[c] for c in cols})
     if hasattr(data, "select") and hasattr(data, "to_pandas"):
         names = list(data.columns)
         missing = [c for c in cols if c not in names]
@@ -74,7 +76,7 @@ def _drop_missing(df: pd.DataFrame, attrition: list[tuple[str, int]]) -> pd.Data
 
 def _as_binary(df: pd.DataFrame, col: str) -> np.ndarray:
     v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isin(v, (0.0, 1.0))
+    bad = ~((v == 0.0) | (v == 1.0))
     if bad.any():
         raise DataError(
             f"Column '{col}' must be 0/1 (or True/False); {int(bad.sum())} of {len(v)} rows "
@@ -129,39 +131,49 @@ def _check_common(
         if zero.any():
             attrition.append(("zero_weight", int(zero.sum())))
             df = df.loc[~zero.to_numpy()]
-    dup = df.duplicated([idname, tname])
-    if dup.any():
-        raise DataError(
-            f"{int(dup.sum())} rows repeat a ({idname}, {tname}) pair; the DiD needs one row "
-            "per unit and period. Aggregate the panel first."
-        )
     return df
 
 
 def _drop_singletons(
     df: pd.DataFrame, idname: str, period: str, attrition: list[tuple[str, int]]
 ) -> pd.DataFrame:
-    """Drop units (and periods) observed once, as fixest/pyfixest do by default.
+    """Check one row per unit and period; drop units (and periods) observed once.
 
-    A singleton carries no information once its fixed effect is estimated; keeping it
-    would only change the small-sample correction.
+    Singletons carry no information once their fixed effect is estimated; fixest/pyfixest
+    drop them by default, and so do we (counted in the attrition).
     """
-    n_drop = 0
-    while True:
-        single = (df.groupby(idname, sort=False)[idname].transform("size") == 1) | (
-            df.groupby(period, sort=False)[period].transform("size") == 1
+    u, uu = pd.factorize(df[idname], sort=True)
+    p, pu = pd.factorize(df[period], sort=True)
+    key = u.astype(np.int64) * max(len(pu), 1) + p
+    n_dup = len(key) - int(np.count_nonzero(np.bincount(key)))
+    if n_dup:
+        raise DataError(
+            f"{n_dup} rows repeat a ({idname}, {period}) pair; the DiD needs one row "
+            "per unit and period. Aggregate the panel first."
         )
+    keep = np.ones(len(df), dtype=bool)
+    while True:
+        cu = np.bincount(u[keep], minlength=len(uu))
+        cp = np.bincount(p[keep], minlength=len(pu))
+        single = keep & ((cu[u] == 1) | (cp[p] == 1))
         if not single.any():
             break
-        n_drop += int(single.sum())
-        df = df.loc[~single.to_numpy()]
+        keep &= ~single
+    n_drop = int((~keep).sum())
     if n_drop:
         attrition.append(("singleton_unit_or_period", n_drop))
-    return df
+        df, u, p = df.loc[keep], _dense(u[keep]), _dense(p[keep])
+    return df.assign(**{_UCODE: u.astype(np.int64), _PCODE: p.astype(np.int64)})
+
+
+def _dense(codes: np.ndarray) -> np.ndarray:
+    """Renumber non-negative integer codes to 0..k-1 keeping their order."""
+    present = np.bincount(codes) > 0
+    return (np.cumsum(present) - 1)[codes]
 
 
 def _single_cluster_check(cl: np.ndarray, cluster: str) -> None:
-    if np.unique(cl).size < 2:
+    if cl.size == 0 or cl.min() == cl.max():
         raise EstimationError(
             f"Only one cluster in column '{cluster}'; clustered standard errors need at least "
             "two. Cluster by person (the default) or by a level with more groups."
@@ -173,7 +185,6 @@ def _design(
     *,
     yname: str,
     idname: str,
-    period: np.ndarray,
     X: np.ndarray,
     xnames: tuple[str, ...],
     model: Model,
@@ -191,9 +202,9 @@ def _design(
         else:  # linear: rate per person-year, weighted by person-time
             y = y / e * _DAYS_PER_YEAR
             w = e if w is None else w * e
-    unit = pd.factorize(df[idname], sort=True)[0].astype(np.int64)
-    per = pd.factorize(period, sort=True)[0].astype(np.int64)
-    cl = pd.factorize(df[cluster], sort=True)[0].astype(np.int64)
+    unit = df[_UCODE].to_numpy()
+    per = df[_PCODE].to_numpy()
+    cl = unit if cluster == idname else pd.factorize(df[cluster], sort=True)[0].astype(np.int64)
     _single_cluster_check(cl, cluster)
     return RowDesign(
         y=y,
@@ -429,7 +440,7 @@ def two_by_two(
     X = np.column_stack([po, tr * po, *[pd.to_numeric(df[c]).to_numpy(dtype=float) for c in covs]])
     xnames = ("post", "treat:post", *covs)
     d = _design(
-        df, yname=yname, idname=idname, period=df[tname].to_numpy(), X=X, xnames=xnames,
+        df, yname=yname, idname=idname, X=X, xnames=xnames,
         model=model, exposure=exposure, weights=weights, cluster=cl,
     )  # fmt: skip
     fit = _fit(d, model, path, covariates=bool(covs), cluster_is_unit=cl == idname)
@@ -486,10 +497,11 @@ def twfe(
     D = _as_binary(df, dname)
     if D.sum() == 0:
         raise EstimationError(f"'{dname}' is 0 in all {D.size} rows; no treated observations.")
-    ever = pd.Series(D).groupby(df[idname].to_numpy()).transform("max").to_numpy()
+    uc = df[_UCODE].to_numpy()
+    ever = (np.bincount(uc, weights=D) > 0)[uc].astype(float)
     _outcome_groups_check(df, yname, ever, model)
     d = _design(
-        df, yname=yname, idname=idname, period=df[tname].to_numpy(), X=D[:, None],
+        df, yname=yname, idname=idname, X=D[:, None],
         xnames=(dname,), model=model, exposure=exposure, weights=weights, cluster=cl,
     )  # fmt: skip
     fit = _fit(d, model, path, covariates=False, cluster_is_unit=cl == idname)
@@ -595,9 +607,8 @@ def event_study(
     ks = [k for k, p in zip(ks, present.tolist(), strict=True) if p]
     X = X[:, present]
     xnames = tuple(f"event_time::{k}" for k in ks)
-    period = df[period_col].to_numpy()
     d = _design(
-        df, yname=yname, idname=idname, period=period, X=X, xnames=xnames, model=model,
+        df, yname=yname, idname=idname, X=X, xnames=xnames, model=model,
         exposure=exposure, weights=weights, cluster=cl,
     )  # fmt: skip
     fit = _fit(d, model, path, covariates=False, cluster_is_unit=cl == idname)
