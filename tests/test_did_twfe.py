@@ -355,17 +355,51 @@ def test_tidy_glance_summary_plot() -> None:
     assert "pre-trend" in fig.axes[0].get_title()
 
 
-def test_ibis_table_input_matches_pandas() -> None:
+@pytest.fixture(scope="module")
+def duck() -> object:
     ibis = pytest.importorskip("ibis")
-    df = synth_panel(16, n=100)
-    con = ibis.duckdb.connect()
-    tbl = con.create_table("panel", df)
+    return ibis.duckdb.connect()
+
+
+@pytest.mark.parametrize("model", ["linear", "poisson"])
+@pytest.mark.parametrize("cluster", [None, "practice"])
+def test_engine_moments_via_duckdb_equal_rows(
+    duck: object, model: str, cluster: str | None
+) -> None:
+    """Moments computed inside DuckDB (two GROUP BYs) give the row-level fit."""
+    df = synth_panel(16, n=200, unbalanced=True)
+    tbl = duck.create_table(f"panel_{model}_{cluster}", df, overwrite=True)  # type: ignore[attr-defined]
     kw = dict(
-        yname="gp", idname="person_id", tname="t", treat="treated", post="post", model="poisson"
-    )
-    a = two_by_two(df, **kw)  # type: ignore[arg-type]
+        yname="gp", idname="person_id", tname="t", treat="treated", post="post", model=model,
+        exposure="exposure_days", weights="weights", cluster=cluster,
+    )  # fmt: skip
+    a = two_by_two(df, path="rows", **kw)  # type: ignore[arg-type]
     b = two_by_two(tbl, **kw)  # type: ignore[arg-type]
-    np.testing.assert_allclose(b.estimate, a.estimate, rtol=1e-12)
+    assert b.path == "moments"
+    assert dict(b.extra)["moments_computed_in"] == "engine"
+    np.testing.assert_allclose(b.estimate, a.estimate, rtol=1e-10)
+    np.testing.assert_allclose(b.vcov, a.vcov, rtol=1e-10)
+    assert (b.n_obs, b.n_units, b.n_clusters) == (a.n_obs, a.n_units, a.n_clusters)
+    assert b.attrition == a.attrition
+    if model == "poisson":
+        assert b.level is not None and a.level is not None
+        np.testing.assert_allclose(b.level[:3], a.level[:3], rtol=1e-10)
+
+
+def test_engine_twfe_mpdta_and_row_fallback(duck: object, mpdta: pd.DataFrame) -> None:
+    tbl = duck.create_table("mpdta", mpdta, overwrite=True)  # type: ignore[attr-defined]
+    r = twfe(tbl, yname="emp", idname="countyreal", tname="year", dname="D", model="poisson")
+    ref = _fepois("emp ~ D | countyreal + year", mpdta, vcov={"CRV1": "countyreal"})
+    assert dict(r.extra)["moments_computed_in"] == "engine"
+    assert _rel(r.coef(), ref.coef()["D"]) < 1e-8
+    assert _rel(r.se(), ref.se()["D"]) < 1e-6
+    # covariates cannot be expressed by cohort moments: rows are pulled and fitted instead
+    r2 = two_by_two(
+        tbl, yname="lemp", idname="countyreal", tname="year", treat="treated", post="post",
+        covariates=["lpop"],
+    )  # fmt: skip
+    assert r2.path == "rows"
+    assert dict(r2.extra)["moments_computed_in"] == "python"
 
 
 # ----------------------------------------------------------------------------- errors

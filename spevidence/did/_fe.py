@@ -425,9 +425,13 @@ def moments_from_rows(d: RowDesign, *, unit_clusters: bool) -> Moments | None:
         order = np.argsort(cohort, kind="stable")
         bounds = np.searchsorted(cohort[order], np.arange(C + 1))
         Ysorted = Ymat[order]
+        # small blocks keep BLAS single-threaded: threaded gemm on tiny T x T products is
+        # hundreds of times slower on a busy machine
+        step = max(16, 100_000 // (T * T))
         for g in range(C):
-            Yg = Ysorted[bounds[g] : bounds[g + 1]]
-            S[g] = Yg.T @ Yg
+            for lo in range(bounds[g], bounds[g + 1], step):
+                blk = Ysorted[lo : min(lo + step, bounds[g + 1])]
+                S[g] += blk.T @ blk
     else:
         cell = pd.factorize(cl_u * C + cohort, sort=True)[0]
         M = int(cell.max()) + 1
