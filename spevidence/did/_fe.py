@@ -72,7 +72,7 @@ class Moments:
     mask: np.ndarray  # (C, T) bool
     X: np.ndarray  # (C, T, k)
     offset: np.ndarray  # (C, T)
-    w: np.ndarray  # (C,)
+    W: np.ndarray  # (C, T) observation weights
     n: np.ndarray  # (C,) units
     nzero: np.ndarray  # (C,) units whose outcome is zero in every observed period
     Y: np.ndarray  # (C, T) sums of y over the cohort's units
@@ -83,7 +83,6 @@ class Moments:
     cl_y: np.ndarray | None = None  # (M, T) sums of y in the cell
     cl_n: np.ndarray | None = None  # (M,) units in the cell
     cl_npos: np.ndarray | None = None  # (M,) units with a positive total in the cell
-    n_clusters_total: int = 0
 
 
 @dataclass(frozen=True)
@@ -382,48 +381,37 @@ def _fit_rows_poisson(d0: RowDesign) -> Fit:
 def moments_from_rows(d: RowDesign, *, unit_clusters: bool) -> Moments | None:
     """Compute cohort moments from row-level arrays (numpy).
 
-    Returns ``None`` when the moments path cannot express the design (weights varying
-    within a unit, or clusters that split a unit).
+    A cohort is the set of units sharing their whole design path: observed periods and,
+    in each, the regressors, the offset and the weight. Returns ``None`` when clusters
+    split a unit (the moments path then cannot form cluster scores).
     """
     n_units, T = d.n_units, d.n_periods
     w = np.ones_like(d.y) if d.weights is None else d.weights
     off = np.zeros_like(d.y) if d.offset is None else d.offset
-    # weights and clusters must be constant within unit
-    w_u = np.zeros(n_units)
-    w_u[d.unit] = w
-    if not np.array_equal(w_u[d.unit], w):
-        return None
     cl_u = np.zeros(n_units, dtype=np.int64)
-    cl_u[d.cluster] = 0
-    cl_u[d.unit] = d.cluster
-    if not np.array_equal(cl_u[d.unit], d.cluster):
-        return None
-    # signature of each row: its design values (X, offset)
-    sig = pd.DataFrame(d.X, columns=[f"x{j}" for j in range(d.X.shape[1])])
-    sig["off"] = off
-    if sig.shape[1]:
-        rcode = sig.groupby(list(sig.columns), sort=True).ngroup().to_numpy()
-    else:  # pragma: no cover
-        rcode = np.zeros(d.y.size, dtype=np.int64)
-    R = np.full((n_units, T + 1), -1, dtype=np.int64)
-    R[d.unit, d.period] = rcode
-    R[:, T] = pd.factorize(w_u, sort=True)[0]
-    uniq, cohort = np.unique(R, axis=0, return_inverse=True)
-    cohort = cohort.ravel()
-    C = uniq.shape[0]
-    mask = uniq[:, :T] >= 0
-    # representative unit for each cohort: its design values
+    if not unit_clusters:
+        cl_u[d.unit] = d.cluster
+        if not np.array_equal(cl_u[d.unit], d.cluster):
+            return None
+    # signature of each row: its design values (X, offset, weight)
+    sig_cols = [*d.X.T]
+    sig_cols += [c for c in (d.offset, d.weights) if c is not None]
+    rcode = _factorize_columns(sig_cols)
+    cohort = _cohorts(d.unit, d.period, rcode, n_units, T)
+    C = int(cohort.max()) + 1
+    mask = np.zeros((C, T), dtype=bool)
+    mask[cohort[d.unit], d.period] = True
+    # design values of each cohort, taken from any of its rows
     first_row = np.full((C, T), -1, dtype=np.int64)
-    rows_c = cohort[d.unit]
-    first_row[rows_c, d.period] = np.arange(d.y.size)
-    k = d.X.shape[1]
-    Xc = np.zeros((C, T, k))
-    offc = np.zeros((C, T))
+    first_row[cohort[d.unit], d.period] = np.arange(d.y.size)
     gi, ti = np.nonzero(mask)
-    Xc[gi, ti] = d.X[first_row[gi, ti]]
-    offc[gi, ti] = off[first_row[gi, ti]]
-    wc = np.zeros(C)
-    wc[cohort] = w_u
+    src = first_row[gi, ti]
+    Xc = np.zeros((C, T, d.X.shape[1]))
+    Xc[gi, ti] = d.X[src]
+    offc = np.zeros((C, T))
+    offc[gi, ti] = off[src]
+    Wc = np.zeros((C, T))
+    Wc[gi, ti] = w[src]
     n = np.bincount(cohort, minlength=C).astype(float)
     Ymat = np.zeros((n_units, T))
     Ymat[d.unit, d.period] = d.y
@@ -436,9 +424,14 @@ def moments_from_rows(d: RowDesign, *, unit_clusters: bool) -> Moments | None:
         S = np.zeros((C, T, T))
         order = np.argsort(cohort, kind="stable")
         bounds = np.searchsorted(cohort[order], np.arange(C + 1))
+        Ysorted = Ymat[order]
+        # small blocks keep BLAS single-threaded: threaded gemm on tiny T x T products is
+        # hundreds of times slower on a busy machine
+        step = max(16, 100_000 // (T * T))
         for g in range(C):
-            Yg = Ymat[order[bounds[g] : bounds[g + 1]]]
-            S[g] = Yg.T @ Yg
+            for lo in range(bounds[g], bounds[g + 1], step):
+                blk = Ysorted[lo : min(lo + step, bounds[g + 1])]
+                S[g] += blk.T @ blk
     else:
         cell = pd.factorize(cl_u * C + cohort, sort=True)[0]
         M = int(cell.max()) + 1
@@ -454,7 +447,7 @@ def moments_from_rows(d: RowDesign, *, unit_clusters: bool) -> Moments | None:
         mask=mask,
         X=Xc,
         offset=offc,
-        w=wc,
+        W=Wc,
         n=n,
         nzero=nzero,
         Y=Y,
@@ -465,8 +458,65 @@ def moments_from_rows(d: RowDesign, *, unit_clusters: bool) -> Moments | None:
         cl_y=cl_y,
         cl_n=cl_n,
         cl_npos=cl_npos,
-        n_clusters_total=int(d.cluster.max()) + 1,
     )
+
+
+def _factorize_columns(cols: list[np.ndarray]) -> np.ndarray:
+    """Dense integer code of each row's combination of values (exact, hash-based)."""
+    n = cols[0].size if cols else 0
+    cols = [c for c in cols if c.size and c.min() != c.max()]  # constants carry no signal
+    if not cols:
+        return np.zeros(n, dtype=np.int64)
+    if len(cols) == 1:
+        return pd.factorize(cols[0], sort=True)[0].astype(np.int64)
+    code = np.zeros(n, dtype=np.int64)
+    size = 1
+    for c in cols:
+        f, uniq = pd.factorize(c, sort=True)
+        if size * len(uniq) >= 2**62:
+            code, u2 = pd.factorize(code, sort=True)
+            size = len(u2)
+        code = code * len(uniq) + f
+        size *= len(uniq)
+    return pd.factorize(code, sort=True)[0].astype(np.int64)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _cohorts(
+    unit: np.ndarray, period: np.ndarray, rcode: np.ndarray, n_units: int, T: int
+) -> np.ndarray:
+    """Group units sharing the whole path {(period, row code)}; exact.
+
+    A 64-bit hash of each unit's path proposes the groups; they are then verified row by
+    row (every unit agrees with its group on every period it has, and has all of them).
+    On a (vanishingly unlikely) collision the exact row-matrix comparison is used.
+    """
+    h = np.zeros(n_units, dtype=np.uint64)
+    key = rcode * T + period
+    n_keys = int(key.max()) + 1
+    if n_keys <= 1 << 22:  # hash the few distinct keys once, then gather
+        np.add.at(h, unit, _splitmix64(np.arange(1, n_keys + 1))[key])
+    else:
+        np.add.at(h, unit, _splitmix64(key + 1))
+    cohort = pd.factorize(h, sort=True)[0].astype(np.int64)
+    C = int(cohort.max()) + 1
+    rep = np.full((C, T), -1, dtype=np.int64)
+    rep[cohort[unit], period] = rcode
+    cnt_unit = np.bincount(unit, minlength=n_units)
+    cnt_rep = (rep >= 0).sum(axis=1)
+    if np.array_equal(rep[cohort[unit], period], rcode) and np.array_equal(
+        cnt_rep[cohort], cnt_unit
+    ):
+        return cohort
+    R = np.full((n_units, T), -1, dtype=np.int64)  # pragma: no cover - hash collision
+    R[unit, period] = rcode
+    return np.unique(R, axis=0, return_inverse=True)[1].ravel().astype(np.int64)
 
 
 def _cohort_z(m: Moments) -> tuple[np.ndarray, list[str]]:
@@ -487,59 +537,57 @@ def fit_moments(m: Moments, model: Model) -> Fit:
 
 
 def _meat(m: Moments, V: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Clustered meat when unit scores are ``w_g (V_g' y_i - b_g)``.
+    """Clustered meat when each unit's score is ``V_g' y_i - b_g``.
 
     ``V``: (C, T, k) per-cohort score loadings; ``b``: (C, k) per-unit constant.
     """
-    w = m.w
     if m.S is not None:
         VY = np.einsum("gtk,gt->gk", V, m.Y)
-        meat = np.einsum("g,gtk,gts,gsl->kl", w**2, V, m.S, V)
-        meat -= np.einsum("g,gk,gl->kl", w**2, VY, b)
-        meat -= np.einsum("g,gk,gl->kl", w**2, b, VY)
-        meat += np.einsum("g,gk,gl->kl", w**2 * m.n, b, b)
+        meat = np.einsum("gtk,gts,gsl->kl", V, m.S, V)
+        meat -= np.einsum("gk,gl->kl", VY, b)
+        meat -= np.einsum("gk,gl->kl", b, VY)
+        meat += np.einsum("g,gk,gl->kl", m.n, b, b)
         return meat
-    assert m.cl_cohort is not None and m.cl_y is not None and m.cl_n is not None
-    assert m.cl_code is not None
+    if m.cl_cohort is None or m.cl_y is None or m.cl_n is None or m.cl_code is None:
+        raise EstimationError("moments: cluster sums missing")  # pragma: no cover
     g = m.cl_cohort
-    cell_scores = w[g, None] * (np.einsum("mtk,mt->mk", V[g], m.cl_y) - m.cl_n[:, None] * b[g])
-    n_cl = int(m.cl_code.max()) + 1
-    sc = _bincols(m.cl_code, cell_scores, n_cl)
+    cell_scores = np.einsum("mtk,mt->mk", V[g], m.cl_y) - m.cl_n[:, None] * b[g]
+    sc = _bincols(m.cl_code, cell_scores, int(m.cl_code.max()) + 1)
     return sc.T @ sc
 
 
 def _n_clusters(m: Moments, poisson: bool) -> int:
     if m.S is not None:
-        return round(float(np.sum(m.n - m.nzero))) if poisson else round(m.n.sum())
-    assert m.cl_code is not None and m.cl_npos is not None and m.cl_n is not None
+        return round(float(np.sum(m.n - m.nzero))) if poisson else round(float(m.n.sum()))
+    if m.cl_code is None or m.cl_npos is None or m.cl_n is None:
+        raise EstimationError("moments: cluster sums missing")  # pragma: no cover
     cnt = np.bincount(m.cl_code, weights=m.cl_npos if poisson else m.cl_n)
     return int(np.sum(cnt > 0))
 
 
 def _fit_moments_linear(m: Moments) -> Fit:
     Z, names_all = _cohort_z(m)
-    mk = m.mask.astype(float)
-    Tg = mk.sum(axis=1)
-    Zt = (Z - (Z.sum(axis=1) / Tg[:, None])[:, None, :]) * mk[:, :, None]
-    A = np.einsum("gtk,gtl->gkl", Zt, Zt)
-    gram = np.einsum("g,gkl->kl", m.w * m.n, A)
+    W = m.W * m.mask
+    sW = W.sum(axis=1)
+    Zt = (Z - (np.einsum("gt,gtk->gk", W, Z) / sW[:, None])[:, None, :]) * m.mask[:, :, None]
+    A = np.einsum("gt,gtk,gtl->gkl", W, Zt, Zt)
+    gram = np.einsum("g,gkl->kl", m.n, A)
     kept = _select_columns(gram)
     Zt = Zt[:, :, kept]
     A = A[:, kept][:, :, kept]
     gk = gram[np.ix_(kept, kept)]
-    theta = np.linalg.solve(gk, np.einsum("g,gtk,gt->k", m.w, Zt, m.Y))
+    V = W[:, :, None] * Zt
+    theta = np.linalg.solve(gk, np.einsum("gtk,gt->k", V, m.Y))
     b = np.einsum("gkl,l->gk", A, theta)
-    meat = _meat(m, Zt, b)
-    n_units = round(m.n.sum())
     return _finish(
         names_all=names_all,
         kept=kept,
         n_period_cols=m.n_periods - 1,
         bread=np.linalg.inv(gk),
-        meat=meat,
+        meat=_meat(m, V, b),
         theta=theta,
-        n_obs=round(float(np.sum(m.n * Tg))),
-        n_units=n_units,
+        n_obs=round(float(np.sum(m.n * m.mask.sum(axis=1)))),
+        n_units=round(float(m.n.sum())),
         n_clusters=_n_clusters(m, poisson=False),
         nested=True,
         path="moments",
@@ -551,29 +599,35 @@ def _fit_moments_linear(m: Moments) -> Fit:
 def _fit_moments_poisson(m: Moments) -> Fit:
     Z, names_all = _cohort_z(m)
     mk = m.mask
-    Tg = mk.sum(axis=1).astype(float)
-    tot_t = np.einsum("g,gt->t", m.w, m.Y)
-    if np.any(tot_t[mk.any(axis=0)] <= 0):
-        raise EstimationError("moments path: a period has no events")
-    Yg = m.Y.sum(axis=1)
-    # collinearity on the within-unit linear design (matches the row path)
     mf = mk.astype(float)
-    Zt0 = (Z - (Z.sum(axis=1) / Tg[:, None])[:, None, :]) * mf[:, :, None]
-    informative = (m.n - m.nzero) > 0
-    gram0 = np.einsum("g,gtk,gtl->kl", m.w * (m.n - m.nzero), Zt0, Zt0)
-    kept = _select_columns(gram0)
+    W = m.W * mf
+    Tg = mf.sum(axis=1)
+    if np.any(np.einsum("gt,gt->t", W, m.Y)[mk.any(axis=0)] <= 0):
+        raise EstimationError("moments path: a period has no events")
+    n_inf = m.n - m.nzero
+    # collinearity on the within-unit weighted linear design (as the row path)
+    sW = W.sum(axis=1)
+    Zt0 = (Z - (np.einsum("gt,gtk->gk", W, Z) / sW[:, None])[:, None, :]) * mf[:, :, None]
+    kept = _select_columns(np.einsum("g,gt,gtk,gtl->kl", n_inf, W, Zt0, Zt0))
     Z = Z[:, :, kept]
-    wY = m.w * Yg
+    WYt = W * m.Y  # (C, T)
+    WY = WYt.sum(axis=1)
+    logW = np.log(np.where(mk, np.maximum(W, 1e-300), 1.0))
 
     def probs(theta: np.ndarray) -> np.ndarray:
-        eta = np.where(mk, Z @ theta + m.offset, -np.inf)
-        eta = eta - eta.max(axis=1, keepdims=True)
-        ex = np.exp(eta)
+        eta = np.where(mk, Z @ theta + m.offset + logW, -np.inf)
+        ex = np.exp(eta - eta.max(axis=1, keepdims=True))
         return ex / ex.sum(axis=1, keepdims=True)
 
+    pos = WYt > 0
+
     def loglik(p: np.ndarray) -> float:
-        pos = (m.Y > 0) & informative[:, None]
-        return float(np.sum((m.w[:, None] * m.Y)[pos] * np.log(p[pos])))
+        return float(np.sum(WYt[pos] * np.log(p[pos])))
+
+    def hess(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pz = np.einsum("gt,gtk->gk", p, Z)
+        H = np.einsum("g,gt,gtk,gtl->kl", WY, p, Z, Z) - np.einsum("g,gk,gl->kl", WY, pz, pz)
+        return H, pz
 
     theta = np.zeros(Z.shape[2])
     p = probs(theta)
@@ -581,9 +635,8 @@ def _fit_moments_poisson(m: Moments) -> Fit:
     n_iter = 0
     for it in range(1, _MAX_ITER + 1):
         n_iter = it
-        pz = np.einsum("gt,gtk->gk", p, Z)
-        H = np.einsum("g,gt,gtk,gtl->kl", wY, p, Z, Z) - np.einsum("g,gk,gl->kl", wY, pz, pz)
-        grad = np.einsum("g,gt,gtk->k", m.w, m.Y, Z) - np.einsum("g,gk->k", wY, pz)
+        H, pz = hess(p)
+        grad = np.einsum("gt,gtk->k", WYt, Z) - np.einsum("g,gk->k", WY, pz)
         step = np.linalg.solve(H, grad)
         t_new = theta + step
         p_new = probs(t_new)
@@ -600,11 +653,9 @@ def _fit_moments_poisson(m: Moments) -> Fit:
             break
     else:  # pragma: no cover
         raise EstimationError(f"Poisson fit did not converge in {_MAX_ITER} iterations.")
-    pz = np.einsum("gt,gtk->gk", p, Z)
-    H = np.einsum("g,gt,gtk,gtl->kl", wY, p, Z, Z) - np.einsum("g,gk,gl->kl", wY, pz, pz)
-    Cg = (Z - pz[:, None, :]) * mf[:, :, None]
-    meat = _meat(m, Cg, np.zeros((Cg.shape[0], Cg.shape[2])))
-    n_inf = m.n - m.nzero
+    H, pz = hess(p)
+    V = W[:, :, None] * (Z - pz[:, None, :]) * mf[:, :, None]
+    meat = _meat(m, V, np.zeros((V.shape[0], V.shape[2])))
     return _finish(
         names_all=names_all,
         kept=kept,

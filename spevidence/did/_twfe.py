@@ -24,16 +24,20 @@ from scipy import stats
 from spevidence.did._fe import (
     Fit,
     Model,
+    Moments,
     RowDesign,
     fit_moments,
     fit_rows,
     moments_from_rows,
 )
+from spevidence.did._ibis_moments import IbisMoments, is_ibis_table, moments_from_ibis
 from spevidence.did._results import DiDResult, EventStudyResult, wald_test
 from spevidence.errors import DataError, EstimationError
 
 Path = Literal["auto", "rows", "moments"]
 _DAYS_PER_YEAR = 365.25
+_UCODE = "__spe_unit_code__"
+_PCODE = "__spe_period_code__"
 
 
 # ----------------------------------------------------------------------------- input
@@ -48,7 +52,7 @@ def _to_frame(data: Any, cols: list[str]) -> pd.DataFrame:
                 f"Column(s) {missing} not found in the DiD input ({len(data)} rows). "
                 f"Available columns: {list(data.columns)}. Pass the right names."
             )
-        return data[cols].copy()
+        return pd.DataFrame({c: data[c] for c in cols})
     if hasattr(data, "select") and hasattr(data, "to_pandas"):
         names = list(data.columns)
         missing = [c for c in cols if c not in names]
@@ -74,7 +78,7 @@ def _drop_missing(df: pd.DataFrame, attrition: list[tuple[str, int]]) -> pd.Data
 
 def _as_binary(df: pd.DataFrame, col: str) -> np.ndarray:
     v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isin(v, (0.0, 1.0))
+    bad = ~((v == 0.0) | (v == 1.0))
     if bad.any():
         raise DataError(
             f"Column '{col}' must be 0/1 (or True/False); {int(bad.sum())} of {len(v)} rows "
@@ -129,39 +133,49 @@ def _check_common(
         if zero.any():
             attrition.append(("zero_weight", int(zero.sum())))
             df = df.loc[~zero.to_numpy()]
-    dup = df.duplicated([idname, tname])
-    if dup.any():
-        raise DataError(
-            f"{int(dup.sum())} rows repeat a ({idname}, {tname}) pair; the DiD needs one row "
-            "per unit and period. Aggregate the panel first."
-        )
     return df
 
 
 def _drop_singletons(
     df: pd.DataFrame, idname: str, period: str, attrition: list[tuple[str, int]]
 ) -> pd.DataFrame:
-    """Drop units (and periods) observed once, as fixest/pyfixest do by default.
+    """Check one row per unit and period; drop units (and periods) observed once.
 
-    A singleton carries no information once its fixed effect is estimated; keeping it
-    would only change the small-sample correction.
+    Singletons carry no information once their fixed effect is estimated; fixest/pyfixest
+    drop them by default, and so do we (counted in the attrition).
     """
-    n_drop = 0
-    while True:
-        single = (df.groupby(idname, sort=False)[idname].transform("size") == 1) | (
-            df.groupby(period, sort=False)[period].transform("size") == 1
+    u, uu = pd.factorize(df[idname], sort=True)
+    p, pu = pd.factorize(df[period], sort=True)
+    key = u.astype(np.int64) * max(len(pu), 1) + p
+    n_dup = len(key) - int(np.count_nonzero(np.bincount(key)))
+    if n_dup:
+        raise DataError(
+            f"{n_dup} rows repeat a ({idname}, {period}) pair; the DiD needs one row "
+            "per unit and period. Aggregate the panel first."
         )
+    keep = np.ones(len(df), dtype=bool)
+    while True:
+        cu = np.bincount(u[keep], minlength=len(uu))
+        cp = np.bincount(p[keep], minlength=len(pu))
+        single = keep & ((cu[u] == 1) | (cp[p] == 1))
         if not single.any():
             break
-        n_drop += int(single.sum())
-        df = df.loc[~single.to_numpy()]
+        keep &= ~single
+    n_drop = int((~keep).sum())
     if n_drop:
         attrition.append(("singleton_unit_or_period", n_drop))
-    return df
+        df, u, p = df.loc[keep], _dense(u[keep]), _dense(p[keep])
+    return df.assign(**{_UCODE: u.astype(np.int64), _PCODE: p.astype(np.int64)})
+
+
+def _dense(codes: np.ndarray) -> np.ndarray:
+    """Renumber non-negative integer codes to 0..k-1 keeping their order."""
+    present = np.bincount(codes) > 0
+    return (np.cumsum(present) - 1)[codes]
 
 
 def _single_cluster_check(cl: np.ndarray, cluster: str) -> None:
-    if np.unique(cl).size < 2:
+    if cl.size == 0 or cl.min() == cl.max():
         raise EstimationError(
             f"Only one cluster in column '{cluster}'; clustered standard errors need at least "
             "two. Cluster by person (the default) or by a level with more groups."
@@ -173,7 +187,6 @@ def _design(
     *,
     yname: str,
     idname: str,
-    period: np.ndarray,
     X: np.ndarray,
     xnames: tuple[str, ...],
     model: Model,
@@ -191,9 +204,9 @@ def _design(
         else:  # linear: rate per person-year, weighted by person-time
             y = y / e * _DAYS_PER_YEAR
             w = e if w is None else w * e
-    unit = pd.factorize(df[idname], sort=True)[0].astype(np.int64)
-    per = pd.factorize(period, sort=True)[0].astype(np.int64)
-    cl = pd.factorize(df[cluster], sort=True)[0].astype(np.int64)
+    unit = df[_UCODE].to_numpy()
+    per = df[_PCODE].to_numpy()
+    cl = unit if cluster == idname else pd.factorize(df[cluster], sort=True)[0].astype(np.int64)
     _single_cluster_check(cl, cluster)
     return RowDesign(
         y=y,
@@ -221,7 +234,7 @@ def _fit(d: RowDesign, model: Model, path: Path, *, covariates: bool, cluster_is
     if why_not is None and path != "rows":
         m = moments_from_rows(d, unit_clusters=cluster_is_unit)
         if m is None:
-            why_not = "weights or clusters vary within a unit"
+            why_not = "clusters split a unit"
     if path == "moments" and m is None:
         raise EstimationError(f"The moments path cannot express this design: {why_not}.")
     if m is not None and (path == "moments" or m.n.size <= 0.5 * d.n_units):
@@ -229,23 +242,36 @@ def _fit(d: RowDesign, model: Model, path: Path, *, covariates: bool, cluster_is
     return fit_rows(d, model)
 
 
+def _level_sums(d: RowDesign | Moments, main: str) -> tuple[float, float]:
+    """Weighted events and person-time of the observations with the treatment term on."""
+    j = d.xnames.index(main)
+    if isinstance(d, RowDesign):
+        sel = d.X[:, j] == 1
+        y = d.y[sel]
+        w = None if d.weights is None else d.weights[sel]
+        time = np.ones(y.size) if d.offset is None else np.exp(d.offset[sel])
+        if w is None:
+            return float(y.sum()), float(time.sum())
+        return float(np.sum(w * y)), float(np.sum(w * time))
+    sel2 = (d.X[:, :, j] == 1) & d.mask
+    events = float(np.sum((d.W * d.Y)[sel2]))
+    ptime = float(np.sum((d.W * np.exp(d.offset) * d.n[:, None])[sel2]))
+    return events, ptime
+
+
 def _poisson_level(
-    d: RowDesign, fit: Fit, main_col: int, exposure: str | None, conf_level: float
+    sums: tuple[float, float], fit: Fit, main: str, exposure: str | None, conf_level: float
 ) -> tuple[float, float, float, str]:
     """Level effect for Poisson: observed treated rate × (1 − 1/RR).
 
     The observed events and person-time of rows with the treatment indicator on; the CI is
     the rate-ratio CI mapped through the same formula (the rate is held fixed).
     """
-    sel = d.X[:, main_col] == 1
-    w = np.ones_like(d.y) if d.weights is None else d.weights
-    time = np.ones_like(d.y) if d.offset is None else np.exp(d.offset)
-    events = float(np.sum((w * d.y)[sel]))
-    ptime = float(np.sum((w * time)[sel]))
+    events, ptime = sums
     scale = _DAYS_PER_YEAR if exposure is not None else 1.0
     unit = "events per person-year" if exposure is not None else "events per person-period"
     rate = events / ptime * scale if ptime > 0 else float("nan")
-    i = fit.names.index(d.xnames[main_col])
+    i = fit.names.index(main)
     b, se = fit.coef[i], float(np.sqrt(fit.vcov[i, i]))
     z = float(stats.norm.ppf(0.5 + conf_level / 2))
     lev = rate * (1 - np.exp(-b))
@@ -263,7 +289,7 @@ def _build(
     cls: type[DiDResult],
     *,
     method: str,
-    d: RowDesign,
+    d: RowDesign | Moments,
     fit: Fit,
     model: Model,
     main_term: str,
@@ -282,7 +308,7 @@ def _build(
         )
     level = None
     if model == "poisson" and main_term in d.xnames:
-        level = _poisson_level(d, fit, d.xnames.index(main_term), exposure, conf_level)
+        level = _poisson_level(_level_sums(d, main_term), fit, main_term, exposure, conf_level)
     return cls(
         method=method,
         model=model,
@@ -306,6 +332,18 @@ def _build(
         iterations=fit.iterations,
         **kw,
     )
+
+
+def _engine_moments(data: Any, *, path: Path, can: bool, **kw: Any) -> IbisMoments | None:
+    """Moments computed in the engine for an ibis table, or None (then rows are pulled)."""
+    if not is_ibis_table(data) or path == "rows" or not can:
+        return None
+    got = moments_from_ibis(data, **kw)
+    if isinstance(got, IbisMoments):
+        return got
+    if path == "moments":
+        raise EstimationError(f"The moments path cannot express this design: {got}.")
+    return None
 
 
 def _lhs(yname: str, model: Model, exposure: str | None) -> str:
@@ -402,37 +440,60 @@ def two_by_two(
     cols = list(dict.fromkeys([yname, idname, tname, treat, post, *covs]))
     cols += [c for c in (exposure, weights, cl) if c is not None and c not in cols]
     attrition: list[tuple[str, int]] = []
-    df = _drop_missing(_to_frame(data, cols), attrition)
-    df = _check_common(
-        df, yname=yname, idname=idname, tname=tname, model=model, exposure=exposure,
-        weights=weights, attrition=attrition,
+    d: RowDesign | Moments
+    im = _engine_moments(
+        data, path=path, can=not covs, yname=yname, idname=idname, tname=tname,
+        xexprs={"post": lambda t: t[post], "treat:post": lambda t: t[treat] * t[post]},
+        group_expr=lambda t: t[treat], binary=[treat, post], model=model,
+        exposure=exposure, weights=weights, cluster=cl,
     )  # fmt: skip
-    df = _drop_singletons(df, idname, tname, attrition)
-    tr = _as_binary(df, treat)
-    po = _as_binary(df, post)
-    if pd.Series(tr).groupby(df[idname].to_numpy()).nunique().max() > 1:
-        raise DataError(
-            f"Column '{treat}' changes within a unit ('{idname}'); it must mark treated units. "
-            "Use twfe(dname=...) for a time-varying treatment indicator."
-        )
-    if tr.sum() == 0 or tr.sum() == tr.size:
-        raise EstimationError(
-            f"'{treat}' is {'0' if tr.sum() == 0 else '1'} in all {tr.size} rows; the 2×2 needs "
-            "treated and comparison units."
-        )
-    if po.sum() == 0 or po.sum() == po.size:
-        raise EstimationError(
-            f"'{post}' is {'0' if po.sum() == 0 else '1'} in all {po.size} rows; the 2×2 needs "
-            "pre and post periods."
-        )
-    _outcome_groups_check(df, yname, tr, model)
-    X = np.column_stack([po, tr * po, *[pd.to_numeric(df[c]).to_numpy(dtype=float) for c in covs]])
-    xnames = ("post", "treat:post", *covs)
-    d = _design(
-        df, yname=yname, idname=idname, period=df[tname].to_numpy(), X=X, xnames=xnames,
-        model=model, exposure=exposure, weights=weights, cluster=cl,
-    )  # fmt: skip
-    fit = _fit(d, model, path, covariates=bool(covs), cluster_is_unit=cl == idname)
+    if im is not None:
+        d = im.moments
+        if np.unique(im.group).size < 2:
+            raise EstimationError(
+                f"'{treat}' takes one value in all units; the 2×2 needs treated and comparison "
+                "units."
+            )
+        po_obs = d.X[:, :, 0][d.mask]
+        if po_obs.min() == po_obs.max():
+            raise EstimationError(f"'{post}' is constant in all rows; the 2×2 needs pre and post.")
+        attrition += list(im.attrition)
+        fit = fit_moments(d, model)
+    else:
+        df = _drop_missing(_to_frame(data, cols), attrition)
+        df = _check_common(
+            df, yname=yname, idname=idname, tname=tname, model=model, exposure=exposure,
+            weights=weights, attrition=attrition,
+        )  # fmt: skip
+        df = _drop_singletons(df, idname, tname, attrition)
+        tr = _as_binary(df, treat)
+        po = _as_binary(df, post)
+        uc = df[_UCODE].to_numpy()
+        n_tr, n_u = np.bincount(uc, weights=tr), np.bincount(uc)
+        if np.any((n_tr > 0) & (n_tr < n_u)):
+            raise DataError(
+                f"Column '{treat}' changes within a unit ('{idname}'); it must mark treated units. "
+                "Use twfe(dname=...) for a time-varying treatment indicator."
+            )
+        if tr.sum() == 0 or tr.sum() == tr.size:
+            raise EstimationError(
+                f"'{treat}' is {'0' if tr.sum() == 0 else '1'} in all {tr.size} rows; "
+                "the 2×2 needs treated and comparison units."
+            )
+        if po.sum() == 0 or po.sum() == po.size:
+            raise EstimationError(
+                f"'{post}' is {'0' if po.sum() == 0 else '1'} in all {po.size} rows; "
+                "the 2×2 needs pre and post periods."
+            )
+        _outcome_groups_check(df, yname, tr, model)
+        cov_cols = [pd.to_numeric(df[c]).to_numpy(dtype=float) for c in covs]
+        X = np.column_stack([po, tr * po, *cov_cols])
+        xnames = ("post", "treat:post", *covs)
+        d = _design(
+            df, yname=yname, idname=idname, X=X, xnames=xnames,
+            model=model, exposure=exposure, weights=weights, cluster=cl,
+        )  # fmt: skip
+        fit = _fit(d, model, path, covariates=bool(covs), cluster_is_unit=cl == idname)
     rhs = "gamma*post + beta*treat:post" + (" + covariates" if covs else "")
     settings = dict(
         yname=yname, idname=idname, tname=tname, treat=treat, post=post, model=model,
@@ -442,6 +503,7 @@ def two_by_two(
         DiDResult, method="two_by_two", d=d, fit=fit, model=model, main_term="treat:post",
         yname=yname, formula=_lhs(yname, model, exposure).format(rhs), exposure=exposure,
         attrition=attrition, settings=settings, conf_level=conf_level,
+        extra=(("moments_computed_in", "engine" if im is not None else "python"),),
     )  # fmt: skip
     return res
 
@@ -477,22 +539,36 @@ def twfe(
     cols = list(dict.fromkeys([yname, idname, tname, dname]))
     cols += [c for c in (exposure, weights, cl) if c is not None and c not in cols]
     attrition: list[tuple[str, int]] = []
-    df = _drop_missing(_to_frame(data, cols), attrition)
-    df = _check_common(
-        df, yname=yname, idname=idname, tname=tname, model=model, exposure=exposure,
-        weights=weights, attrition=attrition,
+    d: RowDesign | Moments
+    im = _engine_moments(
+        data, path=path, can=True, yname=yname, idname=idname, tname=tname,
+        xexprs={dname: lambda t: t[dname]}, group_expr=lambda t: t[dname] * 0,
+        binary=[dname], model=model, exposure=exposure, weights=weights, cluster=cl,
     )  # fmt: skip
-    df = _drop_singletons(df, idname, tname, attrition)
-    D = _as_binary(df, dname)
-    if D.sum() == 0:
-        raise EstimationError(f"'{dname}' is 0 in all {D.size} rows; no treated observations.")
-    ever = pd.Series(D).groupby(df[idname].to_numpy()).transform("max").to_numpy()
-    _outcome_groups_check(df, yname, ever, model)
-    d = _design(
-        df, yname=yname, idname=idname, period=df[tname].to_numpy(), X=D[:, None],
-        xnames=(dname,), model=model, exposure=exposure, weights=weights, cluster=cl,
-    )  # fmt: skip
-    fit = _fit(d, model, path, covariates=False, cluster_is_unit=cl == idname)
+    if im is not None:
+        d = im.moments
+        if not np.any(d.X[:, :, 0][d.mask] == 1):
+            raise EstimationError(f"'{dname}' is 0 in all rows; no treated observations.")
+        attrition += list(im.attrition)
+        fit = fit_moments(d, model)
+    else:
+        df = _drop_missing(_to_frame(data, cols), attrition)
+        df = _check_common(
+            df, yname=yname, idname=idname, tname=tname, model=model, exposure=exposure,
+            weights=weights, attrition=attrition,
+        )  # fmt: skip
+        df = _drop_singletons(df, idname, tname, attrition)
+        D = _as_binary(df, dname)
+        if D.sum() == 0:
+            raise EstimationError(f"'{dname}' is 0 in all {D.size} rows; no treated observations.")
+        uc = df[_UCODE].to_numpy()
+        ever = (np.bincount(uc, weights=D) > 0)[uc].astype(float)
+        _outcome_groups_check(df, yname, ever, model)
+        d = _design(
+            df, yname=yname, idname=idname, X=D[:, None],
+            xnames=(dname,), model=model, exposure=exposure, weights=weights, cluster=cl,
+        )  # fmt: skip
+        fit = _fit(d, model, path, covariates=False, cluster_is_unit=cl == idname)
     settings = dict(
         yname=yname, idname=idname, tname=tname, dname=dname, model=model, exposure=exposure,
         cluster=cl, weights=weights, path=path,
@@ -501,6 +577,7 @@ def twfe(
         DiDResult, method="twfe", d=d, fit=fit, model=model, main_term=dname, yname=yname,
         formula=_lhs(yname, model, exposure).format(f"beta*{dname}"), exposure=exposure,
         attrition=attrition, settings=settings, conf_level=conf_level,
+        extra=(("moments_computed_in", "engine" if im is not None else "python"),),
     )  # fmt: skip
     return res
 
@@ -595,9 +672,8 @@ def event_study(
     ks = [k for k, p in zip(ks, present.tolist(), strict=True) if p]
     X = X[:, present]
     xnames = tuple(f"event_time::{k}" for k in ks)
-    period = df[period_col].to_numpy()
     d = _design(
-        df, yname=yname, idname=idname, period=period, X=X, xnames=xnames, model=model,
+        df, yname=yname, idname=idname, X=X, xnames=xnames, model=model,
         exposure=exposure, weights=weights, cluster=cl,
     )  # fmt: skip
     fit = _fit(d, model, path, covariates=False, cluster_is_unit=cl == idname)
