@@ -80,6 +80,7 @@ class ATTAggregate:
     n_units: int
     band: Literal["pointwise", "uniform"]
     settings: dict[str, Any] = field(default_factory=dict)
+    estimator: str = "callaway_santanna"
 
     def tidy(self) -> pd.DataFrame:
         """One row per estimate: the overall summary first, then each level."""
@@ -102,7 +103,7 @@ class ATTAggregate:
         return pd.DataFrame(
             [
                 {
-                    "estimator": "callaway_santanna",
+                    "estimator": self.estimator,
                     "aggregation": self.kind,
                     "overall_att": self.overall_att,
                     "overall_se": self.overall_se,
@@ -118,7 +119,7 @@ class ATTAggregate:
         """Plain-text summary."""
         lo, hi = _ci(self.overall_att, self.overall_se, stats.norm.ppf(1 - self.alpha / 2))
         lines = [
-            f"Callaway-Sant'Anna aggregation: {self.kind}",
+            f"{self.estimator} aggregation: {self.kind}",
             f"Overall ATT {self.overall_att:.6g} (SE {self.overall_se:.6g}), "
             f"{100 * (1 - self.alpha):.0f}% CI [{lo:.6g}, {hi:.6g}]; {self.n_units} units",
         ]
