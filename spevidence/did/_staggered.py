@@ -32,6 +32,7 @@ from spevidence.did._staggered_core import (
     moments_from_wide,
     plan_cells,
 )
+from spevidence.did._staggered_engine import cs_moments, is_ibis_table, pivot_units
 from spevidence.errors import DataError, EstimationError
 
 if TYPE_CHECKING:
@@ -848,44 +849,74 @@ def staggered(
         raise EstimationError(
             "path='moments' needs xformla=None; use path='rows' or 'auto' with covariates."
         )
-    pan = _prepare(
-        data,
-        yname=yname,
-        idname=idname,
-        tname=tname,
-        gname=gname,
-        covs=covs,
-        weights=weights,
-        cluster=cluster,
-        anticipation=anticipation,
-        control=control,
-    )
-    cohorts = np.unique(pan.G[np.isfinite(pan.G)])
-    plans = plan_cells(
-        pan.times, cohorts, control=control, base_period=base_period, anticipation=anticipation
-    )
     use: Literal["moments", "rows"] = (
         "moments" if (path == "moments" or (path == "auto" and not covs)) else "rows"
     )
     cells: CellSet
-    if use == "moments":
-        mom = moments_from_wide(pan.Y, pan.G, pan.w, pan.cluster)
+    if is_ibis_table(data) and use == "moments":
+        ep = pivot_units(
+            data,
+            yname=yname,
+            idname=idname,
+            tname=tname,
+            gname=gname,
+            weights=weights,
+            cluster=cluster if cluster != idname else None,
+            exposure=None,
+            anticipation=anticipation,
+            control=control,
+        )
+        mom = cs_moments(
+            ep, weighted=weights is not None, clustered=cluster is not None and cluster != idname
+        )
+        times, attrition = ep.times, ep.attrition
+        cohorts = mom.cohorts[np.isfinite(mom.cohorts)]
+        plans = plan_cells(
+            times, cohorts, control=control, base_period=base_period, anticipation=anticipation
+        )
         cells = estimate_moments(mom, cohorts, plans, method)
+        n = mom.n
+        sizes = {float(c): int(k) for c, k in zip(mom.cohorts, mom.count, strict=True)}
+        pg = np.array([mom.wsum[list(mom.cohorts).index(g)] / n for g in cohorts])
     else:
-        cells = estimate_rows(pan.Y, pan.G, pan.w, pan.Xt, cohorts, plans, method, pan.cluster)
-    n = pan.Y.shape[0]
-    pg = np.array([np.mean(pan.w * np.equal(pan.G, g)) for g in cohorts])
+        if is_ibis_table(data):
+            data = data.to_pandas()
+        pan = _prepare(
+            data,
+            yname=yname,
+            idname=idname,
+            tname=tname,
+            gname=gname,
+            covs=covs,
+            weights=weights,
+            cluster=cluster,
+            anticipation=anticipation,
+            control=control,
+        )
+        cohorts = np.unique(pan.G[np.isfinite(pan.G)])
+        plans = plan_cells(
+            pan.times, cohorts, control=control, base_period=base_period, anticipation=anticipation
+        )
+        if use == "moments":
+            mom = moments_from_wide(pan.Y, pan.G, pan.w, pan.cluster)
+            cells = estimate_moments(mom, cohorts, plans, method)
+        else:
+            cells = estimate_rows(pan.Y, pan.G, pan.w, pan.Xt, cohorts, plans, method, pan.cluster)
+        n = pan.Y.shape[0]
+        pg = np.array([np.mean(pan.w * np.equal(pan.G, g)) for g in cohorts])
+        sizes = {float(g): int(np.sum(np.equal(pan.G, g))) for g in cohorts}
+        attrition = pan.attrition
     return _finish(
         cells,
         cohorts=cohorts,
         pg=pg,
-        G=pan.G,
+        sizes=sizes,
         n=n,
         alpha=alpha,
         bootstrap=bootstrap,
         seed=seed,
         path=use,
-        attrition=pan.attrition,
+        attrition=attrition,
         settings={
             "yname": yname,
             "idname": idname,
@@ -912,7 +943,7 @@ def _finish(
     *,
     cohorts: FloatArray,
     pg: FloatArray,
-    G: FloatArray,
+    sizes: dict[float, int],
     n: int,
     alpha: float,
     bootstrap: int | None,
@@ -937,7 +968,6 @@ def _finish(
         L = np.zeros((cells.sigma.shape[0], K))
         L[:K, :K] = np.eye(K)
         se_rep, crit = _bootstrap(cells.sigma, L, int(bootstrap), int(seed or 0), alpha)
-    sizes = {float(g): int(np.sum(np.equal(G, g))) for g in cohorts}
     return ATTgt(
         groups=np.array([p.group for p in cells.plans]),
         times=np.array([p.time for p in cells.plans]),
