@@ -630,89 +630,107 @@ def _prepare(
             f"staggered: column(s) {missing} not found in the panel ({len(data)} rows); "
             f"available: {list(data.columns)[:20]}."
         )
-    df = data[list(dict.fromkeys(needed))].copy()
+    df = data[list(dict.fromkeys(needed))]
     attr: list[dict[str, Any]] = []
     n_rows0 = len(df)
 
     def record(reason: str, rows: int, units: int) -> None:
         attr.append({"reason": reason, "rows": int(rows), "units": int(units)})
 
-    g_raw = pd.to_numeric(df[gname], errors="coerce").astype(float)
-    df[gname] = g_raw.fillna(0.0)
-    na = df[[c for c in needed if c != gname]].isna().any(axis=1)
+    na = df[[c for c in needed if c != gname]].isna().any(axis=1).to_numpy()
     if na.any():
         record("missing outcome, period, unit, weight, cluster or covariate", int(na.sum()), 0)
         df = df.loc[~na]
-    if df.duplicated([idname, tname]).any():
-        k = int(df.duplicated([idname, tname]).sum())
+    uid, _ = pd.factorize(df[idname], sort=True)
+    nU = int(uid.max()) + 1 if len(uid) else 0
+    N = len(uid)
+    tv = df[tname].to_numpy(dtype=float)
+    times_all = np.unique(tv)
+    tcode = np.searchsorted(times_all, tv)
+    per_cell = np.bincount(uid * len(times_all) + tcode, minlength=nU * len(times_all))
+    if (per_cell > 1).any():
         raise DataError(
-            f"staggered: {k} rows repeat a ({idname}, {tname}) pair; the panel must have one row "
-            "per unit and period. Aggregate or de-duplicate first."
+            f"staggered: {int((per_cell - 1).clip(0).sum())} rows repeat a ({idname}, {tname}) "
+            "pair; the panel must have one row per unit and period. Aggregate or de-duplicate."
         )
-    for col, what in ((gname, "treatment cohort"), (weights, "weight"), (cluster, "cluster")):
-        if col is None:
+    first = np.empty(nU, dtype=np.int64)
+    first[uid[::-1]] = np.arange(N)[::-1]
+    g_row = pd.to_numeric(df[gname], errors="coerce").astype(float).fillna(0.0).to_numpy()
+    w_row = df[weights].to_numpy(dtype=float) if weights is not None else None
+    cl_row = pd.factorize(df[cluster], sort=True)[0] if cluster is not None else None
+    for arr, col, what in (
+        (g_row, gname, "treatment cohort"),
+        (w_row, weights, "weight"),
+        (cl_row, cluster, "cluster"),
+    ):
+        if arr is None:
             continue
-        nun = df.groupby(idname, sort=False)[col].nunique()
-        if (nun > 1).any():
+        vary = arr != arr[first][uid]
+        if vary.any():
             raise DataError(
-                f"staggered: column {col!r} ({what}) varies within {int((nun > 1).sum())} units; "
-                "it must be constant for each unit."
+                f"staggered: column {col!r} ({what}) varies within "
+                f"{np.unique(uid[vary]).size} units; it must be constant for each unit."
             )
-    times_all = np.sort(pd.unique(df[tname].astype(float)))
-    g = df[gname].to_numpy(dtype=float)
-    g = np.where((g == 0) | (g > times_all.max()), np.inf, g)
-    df[gname] = g
-    early = g <= times_all.min() + anticipation
+    g_u = g_row[first]
+    g_u = np.where((g_u == 0) | (g_u > times_all.max()), np.inf, g_u)
+    keep_u = np.ones(nU, dtype=bool)
+    rows_u = np.bincount(uid, minlength=nU)
+    early = g_u <= times_all.min() + anticipation
     if early.any():
         record(
-            "unit already treated in the first period",
-            int(early.sum()),
-            df.loc[early, idname].nunique(),
+            "unit already treated in the first period", int(rows_u[early].sum()), int(early.sum())
         )
-        df = df.loc[~early]
-    if df.empty:
+        keep_u &= ~early
+    if not keep_u.any():
         raise EstimationError(
             "staggered: no rows left after dropping units treated in the first period."
         )
-    finite = np.isfinite(df[gname].to_numpy())
-    if finite.all():
-        latest = float(df[gname].max())
-        cut = df[tname].astype(float) >= latest - anticipation
+    keep_t = np.ones(len(times_all), dtype=bool)
+    if np.isfinite(g_u[keep_u]).all():
+        latest = float(g_u[keep_u].max())
+        keep_t = times_all < latest - anticipation
+        cut_rows = int(np.sum(keep_u[uid] & ~keep_t[tcode]))
         record(
-            "no never-treated units: periods from the last cohort's treatment dropped",
-            int(cut.sum()),
-            0,
+            "no never-treated units: periods from the last cohort's treatment dropped", cut_rows, 0
         )
-        df = df.loc[~cut]
         if control == "never":
-            df[gname] = np.where(df[gname] == latest, np.inf, df[gname])
-    if not np.isfinite(df[gname].to_numpy()).any() or np.isfinite(df[gname].to_numpy()).sum() == 0:
+            g_u = np.where(g_u == latest, np.inf, g_u)
+    if not np.isfinite(g_u[keep_u]).any():
         raise EstimationError(
             f"staggered: no treated units (column {gname!r}); need at least one cohort "
             "treated after the first period."
         )
-    times = np.sort(pd.unique(df[tname].astype(float)))
-    cnt = df.groupby(idname, sort=False)[tname].transform("size")
-    unb = cnt != len(times)
+    times = times_all[keep_t]
+    T = len(times)
+    in_t = keep_t[tcode]
+    cnt = np.bincount(uid[in_t], minlength=nU)
+    unb = keep_u & (cnt != T)
     if unb.any():
         record(
             "unit not observed in every period (balanced panel required)",
+            int(cnt[unb].sum()),
             int(unb.sum()),
-            df.loc[unb, idname].nunique(),
         )
-        df = df.loc[~unb]
-    if df.empty:
+        keep_u &= ~unb
+    if not keep_u.any():
         raise EstimationError(
             "staggered: no unit is observed in every period; cannot form a balanced panel."
         )
-    df = df.sort_values([idname, tname], kind="stable")
-    T = len(times)
-    n = len(df) // T
-    Y = df[yname].to_numpy(dtype=float).reshape(n, T)
-    first = df.iloc[::T]
-    G = first[gname].to_numpy(dtype=float)
-    if weights is not None:
-        w = first[weights].to_numpy(dtype=float)
+    tnew = np.cumsum(keep_t) - 1
+    sel = in_t & keep_u[uid]
+    newid = np.cumsum(keep_u) - 1
+    ri, ci = newid[uid[sel]], tnew[tcode[sel]]
+    n = int(keep_u.sum())
+
+    def wide(v: NDArray[Any]) -> FloatArray:
+        out = np.empty((n, T))
+        out[ri, ci] = v[sel]
+        return out
+
+    Y = wide(df[yname].to_numpy(dtype=float))
+    G = g_u[keep_u]
+    if w_row is not None:
+        w = w_row[first][keep_u]
         if (w < 0).any():
             raise DataError(
                 f"staggered: weights column {weights!r} has {int((w < 0).sum())} negative values."
@@ -721,24 +739,23 @@ def _prepare(
         w = np.ones(n)
     w = w / w.mean()
     cl = None
-    if cluster is not None and cluster != idname:
-        cl = pd.factorize(first[cluster], sort=True)[0].astype(np.int64)
+    if cl_row is not None and cluster != idname:
+        cl = pd.factorize(cl_row[first][keep_u], sort=True)[0].astype(np.int64)
     Xt = None
     xnames: tuple[str, ...] = ()
     if covs:
         parts: list[pd.DataFrame] = []
         for c in covs:
-            s = df[c]
-            if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-                parts.append(s.astype(float).to_frame(c))
+            col = df[c]
+            if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+                parts.append(col.astype(float).to_frame(c))
             else:
-                dum = pd.get_dummies(s.astype(str), prefix=c, drop_first=True, dtype=float)
+                dum = pd.get_dummies(col.astype(str), prefix=c, drop_first=True, dtype=float)
                 parts.append(dum)
         Xdf = pd.concat(parts, axis=1)
         xnames = ("(Intercept)", *Xdf.columns.astype(str))
-        k = Xdf.shape[1]
-        arr = Xdf.to_numpy(dtype=float).reshape(n, T, k).transpose(1, 0, 2)
-        Xt = np.concatenate([np.ones((T, n, 1)), arr], axis=2)
+        arr = np.stack([wide(Xdf[c].to_numpy(dtype=float)) for c in Xdf.columns], axis=2)
+        Xt = np.concatenate([np.ones((T, n, 1)), arr.transpose(1, 0, 2)], axis=2)
     record_df = pd.DataFrame(attr, columns=["reason", "rows", "units"])
     record_df.attrs["rows_in"] = n_rows0
     return _Panel(Y, G, w, Xt, xnames, times, cl, record_df)
