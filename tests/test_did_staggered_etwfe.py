@@ -183,3 +183,25 @@ def test_etwfe_results_interface_and_errors(mpdta) -> None:
         etwfe(mpdta, yname="lemp", **MP, exposure="days")
     with pytest.raises(EstimationError, match="xvar"):
         etwfe(mpdta, yname="lemp", **MP, xvar="lpop")
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"yname": "lemp"},
+        {"yname": "emp", "family": "poisson", "exposure": "days", "cluster": "state"},
+        {"yname": "emp", "family": "poisson", "control": "never"},
+    ],
+)
+def test_duckdb_engine_equals_pandas(mpdta, kw) -> None:
+    import ibis
+
+    con = ibis.duckdb.connect()
+    tbl = con.create_table("mpdta", mpdta)
+    a = etwfe(mpdta, **MP, **kw)
+    b = etwfe(tbl, **MP, **kw)
+    np.testing.assert_allclose(b.coef, a.coef, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(b.vcov, a.vcov, rtol=0, atol=1e-10 * np.abs(a.vcov).max())
+    assert b.aggregate("event").overall_se == pytest.approx(
+        a.aggregate("event").overall_se, rel=1e-10
+    )

@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from spevidence.did._staggered import ATTAggregate, _fmt, _row
+from spevidence.did._staggered_engine import etwfe_moments, is_ibis_table, pivot_units
 from spevidence.errors import DataError, EstimationError
 
 if TYPE_CHECKING:
@@ -407,15 +408,35 @@ def etwfe(
         raise EstimationError("etwfe(xvar=...) is not supported yet; fit subgroups separately.")
     if exposure is not None and family != "poisson":
         raise EstimationError("etwfe(exposure=...) needs family='poisson' (exposure is an offset).")
-    mom, n, attr = _prepare(
-        data,
-        yname=yname,
-        idname=idname,
-        tname=tname,
-        gname=gname,
-        exposure=exposure,
-        cluster=cluster,
-    )
+    if is_ibis_table(data):
+        ep = pivot_units(
+            data,
+            yname=yname,
+            idname=idname,
+            tname=tname,
+            gname=gname,
+            weights=None,
+            cluster=cluster if cluster != idname else None,
+            exposure=exposure,
+            anticipation=0,
+            control="never",
+        )
+        em = etwfe_moments(
+            ep, exposure=exposure is not None, clustered=cluster is not None and cluster != idname
+        )
+        mom = _Moments(times=ep.times, **em)
+        n = int(mom.count.sum())
+        attr = ep.attrition
+    else:
+        mom, n, attr = _prepare(
+            data,
+            yname=yname,
+            idname=idname,
+            tname=tname,
+            gname=gname,
+            exposure=exposure,
+            cluster=cluster,
+        )
     if family == "poisson" and (mom.ysum < 0).any():
         raise DataError(f"etwfe(family='poisson'): outcome {yname!r} has negative values.")
     return _fit(

@@ -202,3 +202,76 @@ def cs_moments(ep: EnginePanel, *, weighted: bool, clustered: bool) -> CohortMom
         for k in range(T):
             U[clcode, ccode, 2 + k] = cr[f"wy{k}"].to_numpy() / wbar
     return CohortMoments(cohorts, count, M[:, 0, 1].copy(), M[:, 0, 2:].copy(), M, U, n)
+
+
+def etwfe_moments(ep: EnginePanel, *, exposure: bool, clustered: bool) -> dict[str, Any]:
+    """Extended-TWFE cohort moments: sums and cross-products of outcome and exposure."""
+    u = ep.units
+    T = len(ep.times)
+    ys = [u[f"y{k}"] for k in range(T)]
+    es = [u[f"e{k}"] for k in range(T)] if exposure else None
+    aggs: dict[str, Any] = {"n": u.count()}
+    for k in range(T):
+        aggs[f"y{k}"] = ys[k].sum()
+        for j in range(k + 1):
+            aggs[f"yy{j}_{k}"] = (ys[j] * ys[k]).sum()
+        if es is not None:
+            aggs[f"e{k}"] = es[k].sum()
+            for j in range(T):
+                aggs[f"ye{j}_{k}"] = (ys[j] * es[k]).sum()
+            for j in range(k + 1):
+                aggs[f"ee{j}_{k}"] = (es[j] * es[k]).sum()
+    res = u.group_by("_g").aggregate(**aggs).execute().sort_values("_g").reset_index(drop=True)
+    C = len(res)
+    count = res["n"].to_numpy(dtype=np.int64)
+    ysum = np.column_stack([res[f"y{k}"].to_numpy(dtype=float) for k in range(T)])
+    Myy = np.zeros((C, T, T))
+    for k in range(T):
+        for j in range(k + 1):
+            Myy[:, j, k] = Myy[:, k, j] = res[f"yy{j}_{k}"].to_numpy(dtype=float)
+    if es is not None:
+        esum = np.column_stack([res[f"e{k}"].to_numpy(dtype=float) for k in range(T)])
+        Mye = np.zeros((C, T, T))
+        Mee = np.zeros((C, T, T))
+        for k in range(T):
+            for j in range(T):
+                Mye[:, j, k] = res[f"ye{j}_{k}"].to_numpy(dtype=float)
+            for j in range(k + 1):
+                Mee[:, j, k] = Mee[:, k, j] = res[f"ee{j}_{k}"].to_numpy(dtype=float)
+    else:
+        esum = np.repeat(count[:, None].astype(float), T, axis=1)
+        Mye = ysum[:, :, None] * np.ones((1, 1, T))
+        Mee = count[:, None, None] * np.ones((1, T, T))
+    out: dict[str, Any] = {
+        "cohorts": res["_g"].to_numpy(dtype=float),
+        "count": count,
+        "ysum": ysum,
+        "esum": esum,
+        "Myy": Myy,
+        "Mye": Mye,
+        "Mee": Mee,
+        "Ucl_y": None,
+        "Ucl_e": None,
+        "n_clusters": int(count.sum()),
+    }
+    if clustered:
+        cagg: dict[str, Any] = {"n": u.count()}
+        for k in range(T):
+            cagg[f"y{k}"] = ys[k].sum()
+            if es is not None:
+                cagg[f"e{k}"] = es[k].sum()
+        cr = u.group_by(["_cl", "_g"]).aggregate(**cagg).execute()
+        clcode = pd.factorize(cr["_cl"], sort=True)[0]
+        ccode = np.searchsorted(out["cohorts"], cr["_g"].to_numpy(dtype=float))
+        ncl = int(clcode.max()) + 1
+        Uy = np.zeros((ncl, C, T))
+        Ue = np.zeros((ncl, C, T))
+        for k in range(T):
+            Uy[clcode, ccode, k] = cr[f"y{k}"].to_numpy(dtype=float)
+            Ue[clcode, ccode, k] = (
+                cr[f"e{k}"].to_numpy(dtype=float)
+                if es is not None
+                else cr["n"].to_numpy(dtype=float)
+            )
+        out.update(Ucl_y=Uy, Ucl_e=Ue, n_clusters=ncl)
+    return out
