@@ -418,3 +418,29 @@ def test_duckdb_engine_moments_equal_pandas(kw) -> None:
     assert b.aggregate("dynamic").overall_se == pytest.approx(
         a.aggregate("dynamic").overall_se, abs=1e-10
     )
+
+
+@pytest.mark.spark
+@pytest.mark.xdist_group("spark")
+def test_spark_engine_moments_equal_pandas() -> None:
+    """The same Ibis moment queries on PySpark give the DuckDB/pandas answer."""
+    import ibis
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession() or (
+        SparkSession.builder.master("local[1]")
+        .appName("spevidence-tests")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    con = ibis.pyspark.connect(session)
+    df = sim_panel(n=120, T=5, seed=2)
+    tbl = con.create_table("spevidence_staggered_panel", df, overwrite=True)
+    kw = {"weights": "w", "cluster": "practice", "control": "notyet"}
+    b = staggered(tbl, yname="y", idname="id", tname="t", gname="g", **kw)
+    a = staggered(df, yname="y", idname="id", tname="t", gname="g", **kw)
+    assert b.path == "moments"
+    np.testing.assert_allclose(b.att, a.att, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(b.se, a.se, rtol=0, atol=1e-10)
