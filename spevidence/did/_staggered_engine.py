@@ -58,12 +58,13 @@ def pivot_units(
     if missing:
         raise DataError(f"staggered: column(s) {missing} not found in the engine table.")
     attr: list[dict[str, Any]] = []
-    n_in = int(t.count().execute())
+    t = t.select(*dict.fromkeys(needed))
     notnull = t[yname].notnull() & t[tname].notnull() & t[idname].notnull()
     for c in (weights, cluster, exposure):
         if c:
             notnull = notnull & t[c].notnull()
-    n_ok = int(t.filter(notnull).count().execute())
+    cnt = t.aggregate(n_in=t.count(), n_ok=notnull.sum()).execute().iloc[0]
+    n_in, n_ok = int(cnt["n_in"]), int(cnt["n_ok"] or 0)
     if n_ok < n_in:
         attr.append(
             {
@@ -74,10 +75,12 @@ def pivot_units(
         )
     t = t.filter(notnull)
     t = t.mutate(_g=t[gname].cast("float64").fill_null(0.0), _t=t[tname].cast("float64"))
-    times = np.sort(t.select("_t").distinct().execute()["_t"].to_numpy(dtype=float))
+    tg = t.select("_t", "_g").distinct().execute()
+    times = np.unique(tg["_t"].to_numpy(dtype=float))
     tmax, tmin = float(times.max()), float(times.min())
     t = t.mutate(_g=ibis.ifelse((t._g == 0) | (t._g > tmax), ibis.literal(np.inf), t._g))
-    gvals = np.sort(t.select("_g").distinct().execute()["_g"].to_numpy(dtype=float))
+    graw = np.unique(tg["_g"].to_numpy(dtype=float))
+    gvals = np.unique(np.where((graw == 0) | (graw > tmax), np.inf, graw))
     finite = gvals[np.isfinite(gvals) & (gvals > tmin + anticipation)]
     if len(finite) == 0:
         raise EstimationError(f"staggered: no treated cohort after the first period in {gname!r}.")
@@ -112,6 +115,8 @@ def pivot_units(
         if exposure:
             aggs[f"e{k}"] = t[exposure].cast("float64").sum(where=t._t == float(tk))
     u = t.group_by(idname).aggregate(**aggs)
+    if hasattr(u, "cache"):
+        u = u.cache()  # the unit pivot is scanned several times: materialise it once
     checks = (
         u.aggregate(
             vary_g=(u._g != u._gmin).sum(),
