@@ -32,6 +32,7 @@ from spevidence.did._staggered_core import (
     moments_from_wide,
     plan_cells,
 )
+from spevidence.did._staggered_engine import cs_moments, is_ibis_table, pivot_units
 from spevidence.errors import DataError, EstimationError
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class ATTAggregate:
     n_units: int
     band: Literal["pointwise", "uniform"]
     settings: dict[str, Any] = field(default_factory=dict)
+    estimator: str = "callaway_santanna"
 
     def tidy(self) -> pd.DataFrame:
         """One row per estimate: the overall summary first, then each level."""
@@ -102,7 +104,7 @@ class ATTAggregate:
         return pd.DataFrame(
             [
                 {
-                    "estimator": "callaway_santanna",
+                    "estimator": self.estimator,
                     "aggregation": self.kind,
                     "overall_att": self.overall_att,
                     "overall_se": self.overall_se,
@@ -118,7 +120,7 @@ class ATTAggregate:
         """Plain-text summary."""
         lo, hi = _ci(self.overall_att, self.overall_se, stats.norm.ppf(1 - self.alpha / 2))
         lines = [
-            f"Callaway-Sant'Anna aggregation: {self.kind}",
+            f"{self.estimator} aggregation: {self.kind}",
             f"Overall ATT {self.overall_att:.6g} (SE {self.overall_se:.6g}), "
             f"{100 * (1 - self.alpha):.0f}% CI [{lo:.6g}, {hi:.6g}]; {self.n_units} units",
         ]
@@ -628,89 +630,107 @@ def _prepare(
             f"staggered: column(s) {missing} not found in the panel ({len(data)} rows); "
             f"available: {list(data.columns)[:20]}."
         )
-    df = data[list(dict.fromkeys(needed))].copy()
+    df = data[list(dict.fromkeys(needed))]
     attr: list[dict[str, Any]] = []
     n_rows0 = len(df)
 
     def record(reason: str, rows: int, units: int) -> None:
         attr.append({"reason": reason, "rows": int(rows), "units": int(units)})
 
-    g_raw = pd.to_numeric(df[gname], errors="coerce").astype(float)
-    df[gname] = g_raw.fillna(0.0)
-    na = df[[c for c in needed if c != gname]].isna().any(axis=1)
+    na = df[[c for c in needed if c != gname]].isna().any(axis=1).to_numpy()
     if na.any():
         record("missing outcome, period, unit, weight, cluster or covariate", int(na.sum()), 0)
         df = df.loc[~na]
-    if df.duplicated([idname, tname]).any():
-        k = int(df.duplicated([idname, tname]).sum())
+    uid, _ = pd.factorize(df[idname], sort=True)
+    nU = int(uid.max()) + 1 if len(uid) else 0
+    N = len(uid)
+    tv = df[tname].to_numpy(dtype=float)
+    times_all = np.unique(tv)
+    tcode = np.searchsorted(times_all, tv)
+    per_cell = np.bincount(uid * len(times_all) + tcode, minlength=nU * len(times_all))
+    if (per_cell > 1).any():
         raise DataError(
-            f"staggered: {k} rows repeat a ({idname}, {tname}) pair; the panel must have one row "
-            "per unit and period. Aggregate or de-duplicate first."
+            f"staggered: {int((per_cell - 1).clip(0).sum())} rows repeat a ({idname}, {tname}) "
+            "pair; the panel must have one row per unit and period. Aggregate or de-duplicate."
         )
-    for col, what in ((gname, "treatment cohort"), (weights, "weight"), (cluster, "cluster")):
-        if col is None:
+    first = np.empty(nU, dtype=np.int64)
+    first[uid[::-1]] = np.arange(N)[::-1]
+    g_row = pd.to_numeric(df[gname], errors="coerce").astype(float).fillna(0.0).to_numpy()
+    w_row = df[weights].to_numpy(dtype=float) if weights is not None else None
+    cl_row = pd.factorize(df[cluster], sort=True)[0] if cluster is not None else None
+    for arr, col, what in (
+        (g_row, gname, "treatment cohort"),
+        (w_row, weights, "weight"),
+        (cl_row, cluster, "cluster"),
+    ):
+        if arr is None:
             continue
-        nun = df.groupby(idname, sort=False)[col].nunique()
-        if (nun > 1).any():
+        vary = arr != arr[first][uid]
+        if vary.any():
             raise DataError(
-                f"staggered: column {col!r} ({what}) varies within {int((nun > 1).sum())} units; "
-                "it must be constant for each unit."
+                f"staggered: column {col!r} ({what}) varies within "
+                f"{np.unique(uid[vary]).size} units; it must be constant for each unit."
             )
-    times_all = np.sort(pd.unique(df[tname].astype(float)))
-    g = df[gname].to_numpy(dtype=float)
-    g = np.where((g == 0) | (g > times_all.max()), np.inf, g)
-    df[gname] = g
-    early = g <= times_all.min() + anticipation
+    g_u = g_row[first]
+    g_u = np.where((g_u == 0) | (g_u > times_all.max()), np.inf, g_u)
+    keep_u = np.ones(nU, dtype=bool)
+    rows_u = np.bincount(uid, minlength=nU)
+    early = g_u <= times_all.min() + anticipation
     if early.any():
         record(
-            "unit already treated in the first period",
-            int(early.sum()),
-            df.loc[early, idname].nunique(),
+            "unit already treated in the first period", int(rows_u[early].sum()), int(early.sum())
         )
-        df = df.loc[~early]
-    if df.empty:
+        keep_u &= ~early
+    if not keep_u.any():
         raise EstimationError(
             "staggered: no rows left after dropping units treated in the first period."
         )
-    finite = np.isfinite(df[gname].to_numpy())
-    if finite.all():
-        latest = float(df[gname].max())
-        cut = df[tname].astype(float) >= latest - anticipation
+    keep_t = np.ones(len(times_all), dtype=bool)
+    if np.isfinite(g_u[keep_u]).all():
+        latest = float(g_u[keep_u].max())
+        keep_t = times_all < latest - anticipation
+        cut_rows = int(np.sum(keep_u[uid] & ~keep_t[tcode]))
         record(
-            "no never-treated units: periods from the last cohort's treatment dropped",
-            int(cut.sum()),
-            0,
+            "no never-treated units: periods from the last cohort's treatment dropped", cut_rows, 0
         )
-        df = df.loc[~cut]
         if control == "never":
-            df[gname] = np.where(df[gname] == latest, np.inf, df[gname])
-    if not np.isfinite(df[gname].to_numpy()).any() or np.isfinite(df[gname].to_numpy()).sum() == 0:
+            g_u = np.where(g_u == latest, np.inf, g_u)
+    if not np.isfinite(g_u[keep_u]).any():
         raise EstimationError(
             f"staggered: no treated units (column {gname!r}); need at least one cohort "
             "treated after the first period."
         )
-    times = np.sort(pd.unique(df[tname].astype(float)))
-    cnt = df.groupby(idname, sort=False)[tname].transform("size")
-    unb = cnt != len(times)
+    times = times_all[keep_t]
+    T = len(times)
+    in_t = keep_t[tcode]
+    cnt = np.bincount(uid[in_t], minlength=nU)
+    unb = keep_u & (cnt != T)
     if unb.any():
         record(
             "unit not observed in every period (balanced panel required)",
+            int(cnt[unb].sum()),
             int(unb.sum()),
-            df.loc[unb, idname].nunique(),
         )
-        df = df.loc[~unb]
-    if df.empty:
+        keep_u &= ~unb
+    if not keep_u.any():
         raise EstimationError(
             "staggered: no unit is observed in every period; cannot form a balanced panel."
         )
-    df = df.sort_values([idname, tname], kind="stable")
-    T = len(times)
-    n = len(df) // T
-    Y = df[yname].to_numpy(dtype=float).reshape(n, T)
-    first = df.iloc[::T]
-    G = first[gname].to_numpy(dtype=float)
-    if weights is not None:
-        w = first[weights].to_numpy(dtype=float)
+    tnew = np.cumsum(keep_t) - 1
+    sel = in_t & keep_u[uid]
+    newid = np.cumsum(keep_u) - 1
+    ri, ci = newid[uid[sel]], tnew[tcode[sel]]
+    n = int(keep_u.sum())
+
+    def wide(v: NDArray[Any]) -> FloatArray:
+        out = np.empty((n, T))
+        out[ri, ci] = v[sel]
+        return out
+
+    Y = wide(df[yname].to_numpy(dtype=float))
+    G = g_u[keep_u]
+    if w_row is not None:
+        w = w_row[first][keep_u]
         if (w < 0).any():
             raise DataError(
                 f"staggered: weights column {weights!r} has {int((w < 0).sum())} negative values."
@@ -719,24 +739,23 @@ def _prepare(
         w = np.ones(n)
     w = w / w.mean()
     cl = None
-    if cluster is not None and cluster != idname:
-        cl = pd.factorize(first[cluster], sort=True)[0].astype(np.int64)
+    if cl_row is not None and cluster != idname:
+        cl = pd.factorize(cl_row[first][keep_u], sort=True)[0].astype(np.int64)
     Xt = None
     xnames: tuple[str, ...] = ()
     if covs:
         parts: list[pd.DataFrame] = []
         for c in covs:
-            s = df[c]
-            if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-                parts.append(s.astype(float).to_frame(c))
+            col = df[c]
+            if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+                parts.append(col.astype(float).to_frame(c))
             else:
-                dum = pd.get_dummies(s.astype(str), prefix=c, drop_first=True, dtype=float)
+                dum = pd.get_dummies(col.astype(str), prefix=c, drop_first=True, dtype=float)
                 parts.append(dum)
         Xdf = pd.concat(parts, axis=1)
         xnames = ("(Intercept)", *Xdf.columns.astype(str))
-        k = Xdf.shape[1]
-        arr = Xdf.to_numpy(dtype=float).reshape(n, T, k).transpose(1, 0, 2)
-        Xt = np.concatenate([np.ones((T, n, 1)), arr], axis=2)
+        arr = np.stack([wide(Xdf[c].to_numpy(dtype=float)) for c in Xdf.columns], axis=2)
+        Xt = np.concatenate([np.ones((T, n, 1)), arr.transpose(1, 0, 2)], axis=2)
     record_df = pd.DataFrame(attr, columns=["reason", "rows", "units"])
     record_df.attrs["rows_in"] = n_rows0
     return _Panel(Y, G, w, Xt, xnames, times, cl, record_df)
@@ -847,44 +866,74 @@ def staggered(
         raise EstimationError(
             "path='moments' needs xformla=None; use path='rows' or 'auto' with covariates."
         )
-    pan = _prepare(
-        data,
-        yname=yname,
-        idname=idname,
-        tname=tname,
-        gname=gname,
-        covs=covs,
-        weights=weights,
-        cluster=cluster,
-        anticipation=anticipation,
-        control=control,
-    )
-    cohorts = np.unique(pan.G[np.isfinite(pan.G)])
-    plans = plan_cells(
-        pan.times, cohorts, control=control, base_period=base_period, anticipation=anticipation
-    )
     use: Literal["moments", "rows"] = (
         "moments" if (path == "moments" or (path == "auto" and not covs)) else "rows"
     )
     cells: CellSet
-    if use == "moments":
-        mom = moments_from_wide(pan.Y, pan.G, pan.w, pan.cluster)
+    if is_ibis_table(data) and use == "moments":
+        ep = pivot_units(
+            data,
+            yname=yname,
+            idname=idname,
+            tname=tname,
+            gname=gname,
+            weights=weights,
+            cluster=cluster if cluster != idname else None,
+            exposure=None,
+            anticipation=anticipation,
+            control=control,
+        )
+        mom = cs_moments(
+            ep, weighted=weights is not None, clustered=cluster is not None and cluster != idname
+        )
+        times, attrition = ep.times, ep.attrition
+        cohorts = mom.cohorts[np.isfinite(mom.cohorts)]
+        plans = plan_cells(
+            times, cohorts, control=control, base_period=base_period, anticipation=anticipation
+        )
         cells = estimate_moments(mom, cohorts, plans, method)
+        n = mom.n
+        sizes = {float(c): int(k) for c, k in zip(mom.cohorts, mom.count, strict=True)}
+        pg = np.array([mom.wsum[list(mom.cohorts).index(g)] / n for g in cohorts])
     else:
-        cells = estimate_rows(pan.Y, pan.G, pan.w, pan.Xt, cohorts, plans, method, pan.cluster)
-    n = pan.Y.shape[0]
-    pg = np.array([np.mean(pan.w * np.equal(pan.G, g)) for g in cohorts])
+        if is_ibis_table(data):
+            data = data.to_pandas()
+        pan = _prepare(
+            data,
+            yname=yname,
+            idname=idname,
+            tname=tname,
+            gname=gname,
+            covs=covs,
+            weights=weights,
+            cluster=cluster,
+            anticipation=anticipation,
+            control=control,
+        )
+        cohorts = np.unique(pan.G[np.isfinite(pan.G)])
+        plans = plan_cells(
+            pan.times, cohorts, control=control, base_period=base_period, anticipation=anticipation
+        )
+        if use == "moments":
+            mom = moments_from_wide(pan.Y, pan.G, pan.w, pan.cluster)
+            cells = estimate_moments(mom, cohorts, plans, method)
+        else:
+            cells = estimate_rows(pan.Y, pan.G, pan.w, pan.Xt, cohorts, plans, method, pan.cluster)
+        n = pan.Y.shape[0]
+        pg = np.array([np.mean(pan.w * np.equal(pan.G, g)) for g in cohorts])
+        sizes = {float(g): int(np.sum(np.equal(pan.G, g))) for g in cohorts}
+        attrition = pan.attrition
     return _finish(
         cells,
         cohorts=cohorts,
         pg=pg,
-        G=pan.G,
+        sizes=sizes,
         n=n,
         alpha=alpha,
         bootstrap=bootstrap,
         seed=seed,
         path=use,
-        attrition=pan.attrition,
+        attrition=attrition,
         settings={
             "yname": yname,
             "idname": idname,
@@ -911,7 +960,7 @@ def _finish(
     *,
     cohorts: FloatArray,
     pg: FloatArray,
-    G: FloatArray,
+    sizes: dict[float, int],
     n: int,
     alpha: float,
     bootstrap: int | None,
@@ -936,7 +985,6 @@ def _finish(
         L = np.zeros((cells.sigma.shape[0], K))
         L[:K, :K] = np.eye(K)
         se_rep, crit = _bootstrap(cells.sigma, L, int(bootstrap), int(seed or 0), alpha)
-    sizes = {float(g): int(np.sum(np.equal(G, g))) for g in cohorts}
     return ATTgt(
         groups=np.array([p.group for p in cells.plans]),
         times=np.array([p.time for p in cells.plans]),

@@ -305,8 +305,11 @@ def moments_from_wide(
     u[:, 1] = w
     u[:, 2:] = w[:, None] * Y
     M = np.zeros((C, T + 2, T + 2))
+    order = np.argsort(code, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(count)])
+    us = u[order]
     for c in range(C):
-        uc = u[code == c]
+        uc = us[bounds[c] : bounds[c + 1]]
         M[c] = uc.T @ uc
     wsum = M[:, 0, 1].copy()
     wy = M[:, 0, 2:].copy()
@@ -378,10 +381,13 @@ def estimate_moments(
         thetas.append(theta)
     Theta = np.stack(thetas, axis=-1)  # C x (T+2) x P
     if mom.U is not None:
-        S = np.einsum("lcu,cup->lp", mom.U, Theta)
+        S = mom.U.reshape(mom.U.shape[0], -1) @ Theta.reshape(-1, Theta.shape[2])
         sigma = S.T @ S / n**2
     else:
-        sigma = np.einsum("cup,cuv,cvq->pq", Theta, mom.M, Theta) / n**2
+        sigma = np.zeros((Theta.shape[2], Theta.shape[2]))
+        for c in range(C):
+            sigma += Theta[c].T @ (mom.M[c] @ Theta[c])
+        sigma /= n**2
     return CellSet(
         tuple(kept),
         np.asarray(atts, dtype=float),
