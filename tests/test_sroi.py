@@ -19,6 +19,7 @@ from spevidence.sroi import (
     evaluate,
     from_did,
     link_worker_inputs,
+    plot_tables,
     unit_costs,
     uprating_index,
 )
@@ -492,3 +493,31 @@ def test_figures_and_summary(tmp_path):
     tidy = res.tidy()
     assert set(tidy["outcome"]) == {"gp", "ae", "admissions"} and tidy["year"].max() == 2
     assert tidy["present_value"].sum() == pytest.approx(res.pv_benefits)
+
+
+def test_tables_round_trip_through_csv_and_redraw(tmp_path):
+    res = evaluate(
+        from_did(did_effects(), persons=800, duration_years=2),
+        link_worker_inputs(wte=3),
+        n_sims=400,
+        seed=2,
+    )
+    tables = res.tables()
+    assert set(tables) == {"sroi_summary", "sroi_by_outcome", "sroi_sensitivity", "sroi_simulation"}
+    sim = tables["sroi_simulation"]
+    assert sim["share"].sum() == pytest.approx(1.0)
+    assert (sim["bin_high"] > sim["bin_low"]).all()
+    # the report only sees CSVs: redraw every figure from them
+    back = {}
+    for name, df in tables.items():
+        df.to_csv(tmp_path / f"{name}.csv", index=False)
+        back[name] = pd.read_csv(tmp_path / f"{name}.csv")
+    for kind in ("waterfall", "tornado", "simulation"):
+        assert isinstance(plot_tables(back, kind), Figure)
+    with pytest.raises(DataError, match="needs table"):
+        plot_tables({"sroi_summary": back["sroi_summary"]}, "tornado")
+    # no simulation table without simulations
+    assert (
+        "sroi_simulation"
+        not in evaluate(from_did(did_effects(), persons=800), link_worker_inputs(wte=3)).tables()
+    )

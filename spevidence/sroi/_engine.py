@@ -714,25 +714,41 @@ class SROIResult:
         )
         return dataclasses.replace(self, simulations=sims, seed=seed)
 
-    # ---- figures
+    # ---- released tables and figures
+    def tables(self, *, bins: int = 60) -> dict[str, pd.DataFrame]:
+        """The SROI tables for the bundle (names as in docs/contracts.md).
+
+        ``sroi_summary`` (glance), ``sroi_by_outcome``, ``sroi_sensitivity`` and,
+        when simulated, ``sroi_simulation``: a histogram of the simulated ratio
+        (``bin_low``, ``bin_high``, ``share`` of draws - shares, not counts, so
+        no small-number rule applies). They hold no person counts; every figure
+        can be redrawn from them with :func:`spevidence.sroi.plot_tables`.
+        """
+        out = {
+            "sroi_summary": self.glance(),
+            "sroi_by_outcome": self.by_outcome(),
+            "sroi_sensitivity": self.sensitivity(),
+        }
+        if self.simulations is not None:
+            r = self.simulations["sroi_ratio"].to_numpy(float)
+            r = r[np.isfinite(r)]
+            counts, edges = np.histogram(r, bins=bins)
+            out["sroi_simulation"] = pd.DataFrame(
+                {"bin_low": edges[:-1], "bin_high": edges[1:], "share": counts / max(len(r), 1)}
+            )
+        return out
+
     def plot(
         self, kind: Literal["waterfall", "tornado", "simulation"] = "waterfall", *, top: int = 12
     ) -> Figure:
         """Draw the value map (``"waterfall"``), the one-way sensitivity
-        (``"tornado"``, ``top`` parameters) or the simulated ratios (``"simulation"``)."""
-        from spevidence.sroi import _plots
+        (``"tornado"``, ``top`` parameters) or the simulated ratios
+        (``"simulation"``); drawn from :meth:`tables` only."""
+        from spevidence.sroi._plots import plot_tables
 
-        if kind == "waterfall":
-            return _plots.waterfall(self)
-        if kind == "tornado":
-            return _plots.tornado(self, top=top)
-        if kind == "simulation":
-            if self.simulations is None:
-                raise DataError("no simulations to plot; call .simulate(n_sims, seed=...) first.")
-            return _plots.simulation(self)
-        raise DataError(
-            f"plot kind {kind!r} is unknown; use 'waterfall', 'tornado' or 'simulation'."
-        )
+        if kind == "simulation" and self.simulations is None:
+            raise DataError("no simulations to plot; call .simulate(n_sims, seed=...) first.")
+        return plot_tables(self.tables(), kind, top=top)
 
 
 def _triangular_ppf(u: np.ndarray, lo: np.ndarray, mode: np.ndarray, hi: np.ndarray) -> np.ndarray:
