@@ -250,6 +250,17 @@ def test_from_did_builds_the_impact_map():
     assert worse["quantity"].iloc[0] == pytest.approx(-5.0)
 
 
+def test_from_did_wellbeing_is_valued_in_wellbys():
+    # +0.3 points of life satisfaction for 100 people for 1 year = 30 WELLBYs x £13,000
+    eff = pd.DataFrame({"outcome": ["wellbeing"], "estimate": [0.3], "std_error": [0.1]})
+    o = from_did(eff, persons=100)
+    assert o["quantity"].iloc[0] == pytest.approx(30.0)
+    assert (o["unit_value"].iloc[0], o["unit_value_low"].iloc[0]) == (13000, 10000)
+    assert not o["cashable"].iloc[0]
+    res = evaluate(o, inputs_table(), discount=0.0, price_year="2019/20")
+    assert res.pv_benefits == pytest.approx(30 * 13000)
+
+
 def test_from_did_deadweight_is_zeroed_with_a_warning():
     with pytest.warns(UserWarning, match="double-count"):
         o = from_did(did_effects(), persons=100, deadweight=0.3)
@@ -262,10 +273,16 @@ def test_from_did_deadweight_is_zeroed_with_a_warning():
 def test_from_did_cost_map_and_errors():
     o = from_did(did_effects(), persons=100, cost_map={"admissions": "nel_admission_long_stay"})
     assert o["unit_value"].iloc[2] == 5395
-    with pytest.raises(DataError, match=r"effects row 0 \('wellbeing'\).*cost_map"):
+    with pytest.raises(DataError, match=r"effects row 0 \('loneliness'\).*cost_map"):
         from_did(
-            pd.DataFrame({"outcome": ["wellbeing"], "estimate": [0.1], "std_error": [0.1]}),
+            pd.DataFrame({"outcome": ["loneliness"], "estimate": [0.1], "std_error": [0.1]}),
             persons=10,
+        )
+    with pytest.raises(DataError, match=r"effects row 0 \('loneliness'\): which way"):
+        from_did(
+            pd.DataFrame({"outcome": ["loneliness"], "estimate": [0.1], "std_error": [0.1]}),
+            persons=10,
+            cost_map={"loneliness": "wellby"},
         )
     with pytest.raises(DataError, match="more than one row"):
         from_did(pd.concat([did_effects(), did_effects()]), persons=10)
