@@ -443,6 +443,14 @@ def test_break_even_effect():
     eff.loc[0, "estimate"] = be.loc["gp", "break_even_effect"]
     again = evaluate(from_did(eff, persons=800, duration_years=2), link_worker_inputs(wte=3))
     assert again.sroi_ratio == pytest.approx(1.0, rel=1e-10)
+    # an outcome where more is better (wellbeing) gets a positive break-even effect
+    wb = pd.DataFrame({"outcome": ["wellbeing"], "estimate": [0.01], "std_error": [0.01]})
+    res = evaluate(from_did(wb, persons=50, effect_period="quarter"), inputs_table())
+    eff_be = res.break_even()["break_even_effect"].iloc[0]
+    assert eff_be > 0
+    wb.loc[0, "estimate"] = eff_be
+    again = evaluate(from_did(wb, persons=50, effect_period="quarter"), inputs_table())
+    assert again.sroi_ratio == pytest.approx(1.0, rel=1e-10)
 
 
 # ---------------------------------------------------------------- errors

@@ -92,7 +92,8 @@ def from_did(
         flipped for ``"increase"`` outcomes),
         ``quantity_se`` = std_error x periods-per-year x persons, plus the unit
         value (and its range), price year, source and cashable flag of the mapped
-        unit cost, and ``persons`` / ``periods_per_year`` for break-even effects.
+        unit cost, and ``persons`` / ``periods_per_year`` / ``benefit_sign`` (-1
+        when fewer is better) for break-even effects.
     """
     if not isinstance(effects, pd.DataFrame):
         raise DataError(f"effects must be a pandas DataFrame, got {type(effects).__name__}.")
@@ -199,6 +200,7 @@ def from_did(
                 "unit_cost_item": item,
                 "persons": float(persons),
                 "periods_per_year": ppy,
+                "benefit_sign": sign,
             }
         )
     return pd.DataFrame(rows)

@@ -506,11 +506,10 @@ class SROIResult:
             {"outcome": o["outcome"].to_numpy(), "quantity": q, "break_even_quantity": be}
         )
         if "persons" in o.columns:
-            out["break_even_effect"] = (
-                -be
-                / o["persons"].to_numpy(float)
-                / o.get("periods_per_year", pd.Series(1.0, index=o.index)).to_numpy(float)
-            )
+            ones = pd.Series(1.0, index=o.index)
+            ppy = o.get("periods_per_year", ones).to_numpy(float)
+            sign = o.get("benefit_sign", -ones).to_numpy(float)
+            out["break_even_effect"] = sign * be / (o["persons"].to_numpy(float) * ppy)
         return out
 
     def summary(self) -> str:
