@@ -261,6 +261,16 @@ def test_from_did_wellbeing_is_valued_in_wellbys():
     assert res.pv_benefits == pytest.approx(30 * 13000)
 
 
+def test_from_did_log_ratio_uses_the_baseline_rate():
+    # Poisson DiD: log RR = log(0.8), baseline 5 GP visits a year -> 1 fewer visit a year
+    eff = pd.DataFrame({"outcome": ["gp"], "estimate": [np.log(0.8)], "std_error": [0.05]})
+    o = from_did(eff, persons=100, scale="log_ratio", baseline={"gp": 5.0})
+    assert o["quantity"].iloc[0] == pytest.approx(100.0)
+    assert o["quantity_se"].iloc[0] == pytest.approx(100 * 5.0 * 0.8 * 0.05)
+    with pytest.raises(DataError, match="baseline="):
+        from_did(eff, persons=100, scale="log_ratio")
+
+
 def test_from_did_deadweight_is_zeroed_with_a_warning():
     with pytest.warns(UserWarning, match="double-count"):
         o = from_did(did_effects(), persons=100, deadweight=0.3)

@@ -38,6 +38,8 @@ def from_did(
     cost_map: Mapping[str, str] | None = None,
     direction: Mapping[str, Literal["decrease", "increase"]] | None = None,
     effect_period: Literal["year", "quarter", "month"] = "year",
+    scale: Literal["absolute", "log_ratio"] = "absolute",
+    baseline: Mapping[str, float] | None = None,
     stakeholder: str = "NHS",
     attribution: float = 0.0,
     displacement: float = 0.0,
@@ -75,7 +77,16 @@ def from_did(
         ``gp``/``ae``/``admissions``, ``"increase"`` for ``wellbeing``; other
         outcomes must be listed.
     effect_period : {"year", "quarter", "month"}
-        Time unit of ``estimate``; converted to a year.
+        Time unit of ``estimate`` (and ``baseline``); converted to a year.
+    scale : {"absolute", "log_ratio"}
+        ``"absolute"``: ``estimate`` is the change in events per person per
+        period (linear DiD). ``"log_ratio"``: it is a log rate ratio (Poisson
+        DiD); the change is then ``baseline x (exp(estimate) - 1)`` with the
+        delta-method SE ``baseline x exp(estimate) x std_error``.
+    baseline : mapping, optional
+        Outcome -> events per person per period in the treated group had there
+        been no service (e.g. the treated post-period rate / exp(estimate));
+        required with ``scale="log_ratio"``.
     stakeholder : str, default "NHS"
     attribution, displacement, drop_off : float
         Fractions in [0, 1] applied to every outcome.
@@ -163,6 +174,16 @@ def from_did(
             raise DataError(f"effects row {i} ({out!r}): estimate is missing or not a number.")
         if not np.isfinite(se) or se < 0:
             raise DataError(f"effects row {i} ({out!r}): std_error must be a number >= 0.")
+        if scale == "log_ratio":
+            b = (baseline or {}).get(out)
+            if b is None or not np.isfinite(b) or b < 0:
+                raise DataError(
+                    f"effects row {i} ({out!r}): scale='log_ratio' needs the counterfactual "
+                    f"rate; pass baseline={{'{out}': events per person per {effect_period}}}."
+                )
+            est, se = b * (np.exp(est) - 1.0), b * np.exp(est) * se
+        elif scale != "absolute":
+            raise DataError(f"scale = {scale!r}; use 'absolute' or 'log_ratio'.")
         item = cmap.get(out)
         if item is None or item not in by_item:
             raise DataError(
