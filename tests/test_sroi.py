@@ -402,6 +402,28 @@ def test_ci_crossing_zero_gives_an_interval_across_zero():
     assert g2["ratio_conf_low"].iloc[0] > 1 and g2["p_ratio_gt_1"].iloc[0] == 1.0
 
 
+def test_input_cost_ranges_enter_sensitivity_and_simulation():
+    o = one_outcome(duration_years=1, drop_off=0)
+    i = inputs_table((1000.0, 0), (500.0, 1)).assign(
+        amount_low=[800.0, 500.0], amount_high=[1500.0, 500.0]
+    )
+    res = evaluate(o, i, discount=0.0)
+    s = res.sensitivity().set_index(["parameter", "outcome"])
+    assert s.loc[("input_amount", "cost 0"), "ratio_at_low"] == pytest.approx(
+        res.pv_benefits / 1300
+    )
+    assert s.loc[("input_amount", "cost 0"), "ratio_at_high"] == pytest.approx(
+        res.pv_benefits / 2000
+    )
+    assert ("inputs", "all") not in s.index
+    sims = res.simulate(20000, seed=5).simulations["pv_inputs"]
+    # mean of Triangular(800, 1000, 1500) is 1100; the fixed 500 is added
+    assert sims.mean() == pytest.approx(1600.0, abs=5)
+    assert sims.min() >= 1300 and sims.max() <= 2000
+    with pytest.raises(DataError, match=r"inputs row 0 \('cost 0'\): need 0 <= amount_low"):
+        evaluate(o, i.assign(amount_low=[1200.0, 500.0]))
+
+
 def test_triangular_draws_match_scipy():
     u = np.linspace(0.001, 0.999, 101)
     lo, mode, hi = 10000.0, 13000.0, 16000.0

@@ -239,6 +239,21 @@ def _validate_inputs(inputs: pd.DataFrame) -> pd.DataFrame:
             )
     df["amount"] = amt
     df["year"] = yr.astype(int)
+    lo = _num(df, "amount_low") if "amount_low" in df.columns else np.full(len(df), np.nan)
+    hi = _num(df, "amount_high") if "amount_high" in df.columns else np.full(len(df), np.nan)
+    for i in range(len(df)):
+        lab = _label(df, "item", i)
+        if np.isfinite(lo[i]) != np.isfinite(hi[i]):
+            raise DataError(
+                f"inputs row {i} ({lab!r}): give both amount_low and amount_high, or neither."
+            )
+        if np.isfinite(lo[i]) and not (0 <= lo[i] <= amt[i] <= hi[i]):
+            raise DataError(
+                f"inputs row {i} ({lab!r}): need 0 <= amount_low <= amount <= amount_high "
+                f"(got {lo[i]:g}, {amt[i]:g}, {hi[i]:g})."
+            )
+    df["amount_low"] = lo
+    df["amount_high"] = hi
     df["price_year"] = [
         normalise_price_year(v, where=f"inputs row {i} ({_label(df, 'item', i)!r})")
         for i, v in enumerate(df["price_year"])
@@ -555,8 +570,9 @@ class SROIResult:
         ``rate_range`` (absolute, clipped to [0, 1]) - deadweight is varied only
         when non-zero or given a range (in a matched DiD the comparator *is* the
         deadweight); ``duration_years`` +/- ``duration_range`` (>= 1); the discount
-        rate over ``discount_range`` (Green Book: 1.5 % for health effects); all
-        inputs together +/- ``input_range``.
+        rate over ``discount_range`` (Green Book: 1.5 % for health effects); each
+        input over ``amount_low``/``amount_high`` when given, else all inputs
+        together +/- ``input_range``.
 
         Returns
         -------
@@ -637,14 +653,38 @@ class SROIResult:
             discount_range[1],
             lambda v: (float(np.sum(self._pv_by_outcome(r=v))), self._pv_in(r=v)),
         )
-        add(
-            "inputs",
-            "all",
-            c0,
-            c0 * (1 - input_range),
-            c0 * (1 + input_range),
-            lambda v: (base_b, v),
-        )
+        inp = self.inputs
+        disc = (1 + self.discount) ** inp["year"].to_numpy(int)
+        pv_items = inp["amount_uprated"].to_numpy(float) / disc
+        if np.isfinite(inp["amount_low"].to_numpy(float)).any():
+            # one row per input item with a stated range
+            for k in range(len(inp)):
+                lo_k = float(inp["amount_low"].iloc[k])
+                if not np.isfinite(lo_k):
+                    continue
+                f_k = float(inp["uprating_factor"].iloc[k])
+                amount = float(inp["amount_uprated"].iloc[k])
+
+                def vary_input(v: float, k: int = k) -> tuple[float, float]:
+                    return base_b, c0 - pv_items[k] + v / disc[k]
+
+                add(
+                    "input_amount",
+                    str(inp["item"].iloc[k]),
+                    amount,
+                    lo_k * f_k,
+                    float(inp["amount_high"].iloc[k]) * f_k,
+                    vary_input,
+                )
+        else:
+            add(
+                "inputs",
+                "all",
+                c0,
+                c0 * (1 - input_range),
+                c0 * (1 + input_range),
+                lambda v: (base_b, v),
+            )
         out = pd.DataFrame(rows)
         out["base_ratio"] = base_ratio
         out["swing"] = (out["ratio_at_high"] - out["ratio_at_low"]).abs()
@@ -658,7 +698,9 @@ class SROIResult:
         quantity_se) (when ``quantity_se`` is given; the DiD estimate's sampling
         distribution), ``unit_value`` ~ Triangular(low, unit_value, high) (when
         ``unit_value_low``/``high`` are given) and each rate ~ Uniform(low, high)
-        when ``<rate>_low``/``<rate>_high`` are given; inputs and discount are fixed.
+        when ``<rate>_low``/``<rate>_high`` are given, and each input amount ~
+        Triangular(amount_low, amount, amount_high) when given; the discount rate
+        is fixed.
         Correlation between outcomes' estimates is ignored (not available from
         separate DiD fits). Draws use ``numpy.random.default_rng(seed)``.
 
@@ -701,7 +743,17 @@ class SROIResult:
             self.discount,
         )
         b = pv.sum(axis=1)
-        c = np.full(n, self.pv_inputs)
+        inp = self.inputs
+        f_in = inp["uprating_factor"].to_numpy(float)
+        disc = (1 + self.discount) ** inp["year"].to_numpy(int)
+        u = rng.random((n, len(inp)))
+        amounts = _triangular_ppf(
+            u,
+            inp["amount_low"].to_numpy(float) * f_in,
+            inp["amount_uprated"].to_numpy(float),
+            inp["amount_high"].to_numpy(float) * f_in,
+        )
+        c = (amounts / disc).sum(axis=1)
         sims = pd.DataFrame(
             {
                 "sim": np.arange(n),
@@ -791,7 +843,8 @@ def evaluate(
         :func:`spevidence.sroi.from_did` (deadweight 0: the comparator removed it).
     inputs : pandas.DataFrame
         ``item``, ``amount`` (£ >= 0), ``year`` (0 = first year), ``price_year``,
-        ``source``; see :func:`spevidence.sroi.link_worker_inputs`.
+        ``source``; optional ``amount_low``/``amount_high``; see
+        :func:`spevidence.sroi.link_worker_inputs`.
     discount : float, default 0.035
         Annual discount rate (HM Treasury Green Book 3.5 %).
     price_year : str or int, optional

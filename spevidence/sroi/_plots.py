@@ -37,6 +37,7 @@ _PARAMS = {
     "duration_years": "years the effect lasts",
     "discount": "discount rate",
     "inputs": "cost of the service",
+    "input_amount": "cost",
 }
 
 
