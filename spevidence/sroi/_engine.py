@@ -305,7 +305,7 @@ def _ratio(b: Any, c: Any) -> Any:
 # --------------------------------------------------------------------------- result
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class SROIResult:
     """Result of :func:`evaluate`: present values, ratio and (optionally) simulations.
 
@@ -549,6 +549,12 @@ class SROIResult:
                 f"{int(g['n_sims'])} simulations, seed {self.seed})"
             )
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        return "<h4>SROI</h4>" + self.glance().to_html(index=False)
 
     # ---- sensitivity
     def sensitivity(
