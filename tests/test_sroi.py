@@ -396,10 +396,18 @@ def test_ci_crossing_zero_gives_an_interval_across_zero():
     assert g["npv_conf_low"] < 0
     # a precise, large effect gives an interval well above 1
     eff2 = pd.DataFrame({"outcome": ["gp"], "estimate": [-3.0], "std_error": [0.1]})
+    caveats = " ".join(res.caveats())
+    # ratio about 0.13 (GP only, 1 WTE): the interval spans zero and stays below £1
+    assert "zero or below" in caveats and "below £1" in caveats
+    assert "includes £1" not in caveats
     g2 = evaluate(
         from_did(eff2, persons=persons), link_worker_inputs(wte=1), n_sims=4000, seed=11
     ).glance()
     assert g2["ratio_conf_low"].iloc[0] > 1 and g2["p_ratio_gt_1"].iloc[0] == 1.0
+    precise = evaluate(
+        from_did(eff2, persons=persons), link_worker_inputs(wte=1), n_sims=500, seed=1
+    ).caveats()
+    assert not any("includes £1" in c for c in precise)
 
 
 def test_input_cost_ranges_enter_sensitivity_and_simulation():
@@ -547,6 +555,9 @@ def test_figures_and_summary(tmp_path):
         )
     text = res.summary()
     assert "Value per £1" in text and "P(ratio > 1)" in text
+    g = res.glance().iloc[0]
+    assert g["ratio_conf_low"] < 1 < g["ratio_conf_high"]
+    assert any("includes £1" in c for c in res.caveats())
     tidy = res.tidy()
     assert set(tidy["outcome"]) == {"gp", "ae", "admissions"} and tidy["year"].max() == 2
     assert tidy["present_value"].sum() == pytest.approx(res.pv_benefits)

@@ -550,6 +550,55 @@ class SROIResult:
             )
         return "\n".join(lines)
 
+    def caveats(self) -> list[str]:
+        """Plain-English limitations written from this result (for the report)."""
+        g = self.glance().iloc[0]
+        o = self.outcomes
+        out: list[str] = []
+        if self.simulations is not None:
+            lo, hi = float(g["ratio_conf_low"]), float(g["ratio_conf_high"])
+            if lo <= 1.0 <= hi:
+                out.append(
+                    f"The 95% interval for value per £1 (£{lo:.2f} to £{hi:.2f}) includes £1: "
+                    "we cannot be confident the service returns more than it costs."
+                )
+            if hi < 1.0:
+                out.append(
+                    f"The whole 95% interval is below £1 (up to £{hi:.2f}): on these outcomes "
+                    "alone the service is unlikely to pay for itself."
+                )
+            if lo <= 0.0:
+                out.append(
+                    "The interval reaches zero or below: the data are consistent with no "
+                    "saving at all, or with extra use of services."
+                )
+        else:
+            out.append("No simulation was run, so the ratio is shown without uncertainty.")
+        if (o["quantity"] < 0).any():
+            names = ", ".join(map(str, o.loc[o["quantity"] < 0, "outcome"]))
+            out.append(f"Use of some services rose rather than fell ({names}); counted as a cost.")
+        if "persons" in o.columns and (o["deadweight"] == 0).all():
+            out.append(
+                "Deadweight is not subtracted: the matched comparison group already estimates "
+                "what would have happened anyway."
+            )
+        if self.simulations is not None and len(o) > 1:
+            out.append(
+                "The simulation treats the outcomes' estimates as independent; if they move "
+                "together the true interval is wider."
+            )
+        if g["cashable_pv"] > 0:
+            out.append(
+                "Cashable savings assume hospital activity is paid per case; under block or "
+                "aligned payment contracts fewer attendances free capacity rather than cash."
+            )
+        if o["duration_years"].max() > 1:
+            out.append(
+                f"Benefits are assumed to last up to {int(o['duration_years'].max())} years; "
+                "the follow-up data may be shorter."
+            )
+        return out
+
     def __repr__(self) -> str:
         return self.summary()
 
