@@ -307,6 +307,74 @@ def link(
     out.print(qa.summary(), highlight=False)
     out.print((attrition + panel.attrition).summary(), highlight=False)
     out.print(f"Written: {panel_out}", highlight=False)
+def sroi(
+    effects: Annotated[
+        Path, typer.Argument(help="CSV of DiD estimates: outcome, estimate, std_error.")
+    ],
+    persons: Annotated[int, typer.Option(help="People supported (the referred cohort).")],
+    wte: Annotated[float, typer.Option(help="Whole-time-equivalent link workers.")] = 1.0,
+    price_year: Annotated[
+        str, typer.Option(help="Price year of the link-worker cost.")
+    ] = "2022/23",
+    salary: Annotated[
+        float | None, typer.Option(help="£ per WTE a year incl. on-costs (default ARRS max).")
+    ] = None,
+    salary_source: Annotated[str | None, typer.Option(help="Source of --salary.")] = None,
+    management_rate: Annotated[float, typer.Option(help="Management/overheads x pay.")] = 0.15,
+    vcse_funding: Annotated[float, typer.Option(help="VCSE activity funding, £ a year.")] = 0.0,
+    years: Annotated[int, typer.Option(help="Years the service is funded.")] = 1,
+    duration: Annotated[int, typer.Option(help="Years the effect lasts.")] = 1,
+    drop_off: Annotated[float, typer.Option(help="Yearly drop-off of the effect.")] = 0.0,
+    attribution: Annotated[float, typer.Option(help="Share due to others.")] = 0.0,
+    effect_period: Annotated[
+        str, typer.Option(help="Unit of the estimates: year, quarter or month.")
+    ] = "year",
+    model: Annotated[str | None, typer.Option(help="Keep rows with this 'model'.")] = None,
+    term: Annotated[str | None, typer.Option(help="Keep rows with this 'term'.")] = None,
+    discount: Annotated[float, typer.Option(help="Annual discount rate.")] = 0.035,
+    n_sims: Annotated[int, typer.Option(help="Monte Carlo draws (0 = none).")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/sroi"),
+) -> None:
+    """Value DiD estimates: SROI ratio, NPV, sensitivity and Monte Carlo, with figures."""
+    import pandas as pd
+
+    from spevidence.sroi import evaluate, from_did, link_worker_inputs
+
+    if not effects.is_file():
+        raise SpevidenceError(f"{effects}: no such file; give the CSV of DiD estimates.")
+    eff = pd.read_csv(effects)
+    for col, value in (("model", model), ("term", term)):
+        if value is not None:
+            if col not in eff.columns:
+                raise SpevidenceError(f"{effects.name} has no column {col!r} to filter on.")
+            eff = eff[eff[col].astype(str) == value]
+    outcomes = from_did(
+        eff,
+        persons=persons,
+        duration_years=duration,
+        drop_off=drop_off,
+        attribution=attribution,
+        effect_period=effect_period,  # type: ignore[arg-type]
+    )
+    inputs = link_worker_inputs(
+        wte=wte,
+        years=years,
+        price_year=price_year,
+        salary_with_oncosts=salary,
+        management_rate=management_rate,
+        vcse_activity_funding=vcse_funding,
+        source=salary_source,
+    )
+    res = evaluate(outcomes, inputs, discount=discount, n_sims=n_sims, seed=seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, table in res.tables().items():
+        table.to_csv(out_dir / f"{name}.csv", index=False)
+    kinds = ["waterfall", "tornado"] + (["simulation"] if n_sims else [])
+    for kind in kinds:
+        res.plot(kind=kind).savefig(out_dir / f"sroi_{kind}.png", dpi=150)  # type: ignore[arg-type]
+    out.print(res.summary(), highlight=False)
+    out.print(f"Tables and figures written to {out_dir}")
 
 
 def main() -> None:

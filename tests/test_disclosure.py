@@ -113,6 +113,15 @@ def test_two_by_two_with_both_totals_suppresses_rectangle():
     assert safe.isna().to_numpy().all()
 
 
+def test_redacted_zeros_summing_to_zero_get_a_positive_partner():
+    # with zeros redacted, two redacted zeros in one line would both be pinned at 0
+    t = pd.DataFrame({"a": [0], "b": [0], "c": [50], "d": [60]})
+    safe, _ = control(
+        t, count_columns=["a", "b", "c", "d"], table_name="t", totals="rows", redact_zero=True
+    )
+    assert safe.iloc[0].isna().tolist() == [True, True, True, False]
+
+
 def test_single_cell_total_is_an_error():
     t = pd.DataFrame({"n": [4]})
     with pytest.raises(DisclosureError, match="only count in its column total"):
@@ -185,16 +194,22 @@ def tables(draw):
     totals = draw(st.sampled_from([None, "rows", "columns", "both"]))
     df = pd.DataFrame(values, columns=cols)
     df.insert(0, "grp", groups)
-    return df, cols, totals
+    redact_zero = draw(st.booleans())
+    return df, cols, totals, redact_zero
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables())
 def test_properties_released_counts_are_safe_and_redactions_unrecoverable(case):
-    raw, cols, totals = case
+    raw, cols, totals, redact_zero = case
     try:
         safe, log = control(
-            raw, count_columns=cols, table_name="prop", totals=totals, group_by=["grp"]
+            raw,
+            count_columns=cols,
+            table_name="prop",
+            totals=totals,
+            group_by=["grp"],
+            redact_zero=redact_zero,
         )
     except DisclosureError as exc:
         # only legitimate refusal: a redacted cell alone in a released total
@@ -208,13 +223,16 @@ def test_properties_released_counts_are_safe_and_redactions_unrecoverable(case):
         # rounding moves a count by at most half the base
         assert (np.abs(released - raw[c].to_numpy()[kept]) <= 2.5).all()
         # every small count is redacted
-        small = ((raw[c] >= 1) & (raw[c] <= 7)).to_numpy()
+        small = ((raw[c] >= 1) & (raw[c] <= 7)).to_numpy().copy()
+        if redact_zero:
+            small |= (raw[c] == 0).to_numpy()
         assert safe[c].isna().to_numpy()[small].all()
     # the log never carries the values of redacted cells
     assert list(log.columns) == list(LOG_COLUMNS)
     red = log[log["action"].str.startswith("redacted")]
     assert set(red["reason"]) <= {
         "count between 1 and 7",
+        "zero count (redact_zero=True)",
         "secondary suppression: protects a redacted cell sharing its column total",
         "secondary suppression: protects a redacted cell sharing its row total",
         "secondary suppression: a redacted cell was recoverable from the column totals",

@@ -19,6 +19,7 @@ from spevidence.sroi import (
     evaluate,
     from_did,
     link_worker_inputs,
+    plot_tables,
     unit_costs,
     uprating_index,
 )
@@ -249,6 +250,27 @@ def test_from_did_builds_the_impact_map():
     assert worse["quantity"].iloc[0] == pytest.approx(-5.0)
 
 
+def test_from_did_wellbeing_is_valued_in_wellbys():
+    # +0.3 points of life satisfaction for 100 people for 1 year = 30 WELLBYs x £13,000
+    eff = pd.DataFrame({"outcome": ["wellbeing"], "estimate": [0.3], "std_error": [0.1]})
+    o = from_did(eff, persons=100)
+    assert o["quantity"].iloc[0] == pytest.approx(30.0)
+    assert (o["unit_value"].iloc[0], o["unit_value_low"].iloc[0]) == (13000, 10000)
+    assert not o["cashable"].iloc[0]
+    res = evaluate(o, inputs_table(), discount=0.0, price_year="2019/20")
+    assert res.pv_benefits == pytest.approx(30 * 13000)
+
+
+def test_from_did_log_ratio_uses_the_baseline_rate():
+    # Poisson DiD: log RR = log(0.8), baseline 5 GP visits a year -> 1 fewer visit a year
+    eff = pd.DataFrame({"outcome": ["gp"], "estimate": [np.log(0.8)], "std_error": [0.05]})
+    o = from_did(eff, persons=100, scale="log_ratio", baseline={"gp": 5.0})
+    assert o["quantity"].iloc[0] == pytest.approx(100.0)
+    assert o["quantity_se"].iloc[0] == pytest.approx(100 * 5.0 * 0.8 * 0.05)
+    with pytest.raises(DataError, match="baseline="):
+        from_did(eff, persons=100, scale="log_ratio")
+
+
 def test_from_did_deadweight_is_zeroed_with_a_warning():
     with pytest.warns(UserWarning, match="double-count"):
         o = from_did(did_effects(), persons=100, deadweight=0.3)
@@ -261,10 +283,16 @@ def test_from_did_deadweight_is_zeroed_with_a_warning():
 def test_from_did_cost_map_and_errors():
     o = from_did(did_effects(), persons=100, cost_map={"admissions": "nel_admission_long_stay"})
     assert o["unit_value"].iloc[2] == 5395
-    with pytest.raises(DataError, match=r"effects row 0 \('wellbeing'\).*cost_map"):
+    with pytest.raises(DataError, match=r"effects row 0 \('loneliness'\).*cost_map"):
         from_did(
-            pd.DataFrame({"outcome": ["wellbeing"], "estimate": [0.1], "std_error": [0.1]}),
+            pd.DataFrame({"outcome": ["loneliness"], "estimate": [0.1], "std_error": [0.1]}),
             persons=10,
+        )
+    with pytest.raises(DataError, match=r"effects row 0 \('loneliness'\): which way"):
+        from_did(
+            pd.DataFrame({"outcome": ["loneliness"], "estimate": [0.1], "std_error": [0.1]}),
+            persons=10,
+            cost_map={"loneliness": "wellby"},
         )
     with pytest.raises(DataError, match="more than one row"):
         from_did(pd.concat([did_effects(), did_effects()]), persons=10)
@@ -368,10 +396,40 @@ def test_ci_crossing_zero_gives_an_interval_across_zero():
     assert g["npv_conf_low"] < 0
     # a precise, large effect gives an interval well above 1
     eff2 = pd.DataFrame({"outcome": ["gp"], "estimate": [-3.0], "std_error": [0.1]})
+    caveats = " ".join(res.caveats())
+    # ratio about 0.13 (GP only, 1 WTE): the interval spans zero and stays below £1
+    assert "zero or below" in caveats and "below £1" in caveats
+    assert "includes £1" not in caveats
     g2 = evaluate(
         from_did(eff2, persons=persons), link_worker_inputs(wte=1), n_sims=4000, seed=11
     ).glance()
     assert g2["ratio_conf_low"].iloc[0] > 1 and g2["p_ratio_gt_1"].iloc[0] == 1.0
+    precise = evaluate(
+        from_did(eff2, persons=persons), link_worker_inputs(wte=1), n_sims=500, seed=1
+    ).caveats()
+    assert not any("includes £1" in c for c in precise)
+
+
+def test_input_cost_ranges_enter_sensitivity_and_simulation():
+    o = one_outcome(duration_years=1, drop_off=0)
+    i = inputs_table((1000.0, 0), (500.0, 1)).assign(
+        amount_low=[800.0, 500.0], amount_high=[1500.0, 500.0]
+    )
+    res = evaluate(o, i, discount=0.0)
+    s = res.sensitivity().set_index(["parameter", "outcome"])
+    assert s.loc[("input_amount", "cost 0"), "ratio_at_low"] == pytest.approx(
+        res.pv_benefits / 1300
+    )
+    assert s.loc[("input_amount", "cost 0"), "ratio_at_high"] == pytest.approx(
+        res.pv_benefits / 2000
+    )
+    assert ("inputs", "all") not in s.index
+    sims = res.simulate(20000, seed=5).simulations["pv_inputs"]
+    # mean of Triangular(800, 1000, 1500) is 1100; the fixed 500 is added
+    assert sims.mean() == pytest.approx(1600.0, abs=5)
+    assert sims.min() >= 1300 and sims.max() <= 2000
+    with pytest.raises(DataError, match=r"inputs row 0 \('cost 0'\): need 0 <= amount_low"):
+        evaluate(o, i.assign(amount_low=[1200.0, 500.0]))
 
 
 def test_triangular_draws_match_scipy():
@@ -424,6 +482,14 @@ def test_break_even_effect():
     eff = did_effects()
     eff.loc[0, "estimate"] = be.loc["gp", "break_even_effect"]
     again = evaluate(from_did(eff, persons=800, duration_years=2), link_worker_inputs(wte=3))
+    assert again.sroi_ratio == pytest.approx(1.0, rel=1e-10)
+    # an outcome where more is better (wellbeing) gets a positive break-even effect
+    wb = pd.DataFrame({"outcome": ["wellbeing"], "estimate": [0.01], "std_error": [0.01]})
+    res = evaluate(from_did(wb, persons=50, effect_period="quarter"), inputs_table())
+    eff_be = res.break_even()["break_even_effect"].iloc[0]
+    assert eff_be > 0
+    wb.loc[0, "estimate"] = eff_be
+    again = evaluate(from_did(wb, persons=50, effect_period="quarter"), inputs_table())
     assert again.sroi_ratio == pytest.approx(1.0, rel=1e-10)
 
 
@@ -489,6 +555,37 @@ def test_figures_and_summary(tmp_path):
         )
     text = res.summary()
     assert "Value per £1" in text and "P(ratio > 1)" in text
+    g = res.glance().iloc[0]
+    assert g["ratio_conf_low"] < 1 < g["ratio_conf_high"]
+    assert any("includes £1" in c for c in res.caveats())
     tidy = res.tidy()
     assert set(tidy["outcome"]) == {"gp", "ae", "admissions"} and tidy["year"].max() == 2
     assert tidy["present_value"].sum() == pytest.approx(res.pv_benefits)
+
+
+def test_tables_round_trip_through_csv_and_redraw(tmp_path):
+    res = evaluate(
+        from_did(did_effects(), persons=800, duration_years=2),
+        link_worker_inputs(wte=3),
+        n_sims=400,
+        seed=2,
+    )
+    tables = res.tables()
+    assert set(tables) == {"sroi_summary", "sroi_by_outcome", "sroi_sensitivity", "sroi_simulation"}
+    sim = tables["sroi_simulation"]
+    assert sim["share"].sum() == pytest.approx(1.0)
+    assert (sim["bin_high"] > sim["bin_low"]).all()
+    # the report only sees CSVs: redraw every figure from them
+    back = {}
+    for name, df in tables.items():
+        df.to_csv(tmp_path / f"{name}.csv", index=False)
+        back[name] = pd.read_csv(tmp_path / f"{name}.csv")
+    for kind in ("waterfall", "tornado", "simulation"):
+        assert isinstance(plot_tables(back, kind), Figure)
+    with pytest.raises(DataError, match="needs table"):
+        plot_tables({"sroi_summary": back["sroi_summary"]}, "tornado")
+    # no simulation table without simulations
+    assert (
+        "sroi_simulation"
+        not in evaluate(from_did(did_effects(), persons=800), link_worker_inputs(wte=3)).tables()
+    )

@@ -89,8 +89,6 @@ def _determined(
     largest value consistent with the totals and non-negativity; the cell is
     recoverable when the two coincide.
     """
-    from scipy.optimize import linprog
-
     cells = [(int(c[0]), int(c[1])) for c in np.argwhere(mask)]
     if not cells or not lines:
         return []
@@ -110,9 +108,20 @@ def _determined(
         return []
     a_eq = np.vstack(a_rows)
     b_eq = np.asarray(b_vals)
-    out = []
+    # equalities alone: a cell is fixed iff every null-space direction leaves it unchanged
+    from scipy.linalg import null_space
+
+    ns = null_space(a_eq)
+    fixed = np.ones(len(cells), dtype=bool) if ns.size == 0 else np.linalg.norm(ns, axis=1) < 1e-9
+    out = [c for c, k in pos.items() if fixed[k] and a_eq[:, k].any()]
+    # non-negativity can pin a cell only when some redacted cells are zero (the true
+    # point is then on the boundary); otherwise the equality test is exact
+    if not any(raw[c] == 0 for c in cells):
+        return out
+    from scipy.optimize import linprog
+
     for c, k in pos.items():
-        if not a_eq[:, k].any():
+        if fixed[k] or not a_eq[:, k].any():
             continue
         obj = np.zeros(len(cells))
         obj[k] = 1.0
@@ -266,7 +275,10 @@ def control(
             changed |= protect_line(kind, line)
         if changed:
             continue
-        det = _determined(mask, raw, lines) if totals is not None else []
+        # with disjoint totals (rows only or columns only) two redactions per line
+        # suffice unless redacted zeros sum to zero; crossed totals need the LP check
+        need_lp = totals == "both" or (redact_zero and totals is not None)
+        det = _determined(mask, raw, lines) if need_lp else []
         if not det:
             break
         # a chain of redactions still pins a cell down: widen the pattern around it
@@ -286,6 +298,8 @@ def control(
                 f"column {count_columns[cell[1]]!r} "
                 "from the released totals; release fewer totals or merge categories."
             )
+    else:  # pragma: no cover - each pass adds a redaction, so this cannot be reached
+        raise DisclosureError(f"{table_name}: secondary suppression did not settle.")
 
     released = np.where(
         mask | ~finite,

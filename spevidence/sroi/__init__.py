@@ -12,6 +12,7 @@ Public API::
 from spevidence.sroi._build import cost_per_person, from_did, link_worker_inputs
 from spevidence.sroi._costs import unit_costs, uprating_index
 from spevidence.sroi._engine import SROIResult, evaluate
+from spevidence.sroi._plots import plot_tables
 
 __all__ = [
     "SROIResult",
@@ -19,6 +20,7 @@ __all__ = [
     "evaluate",
     "from_did",
     "link_worker_inputs",
+    "plot_tables",
     "unit_costs",
     "uprating_index",
 ]

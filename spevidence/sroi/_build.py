@@ -17,6 +17,14 @@ DEFAULT_COST_MAP: dict[str, str] = {
     "gp": "gp_consultation",
     "ae": "ae_attendance",
     "admissions": "nel_admission_short_stay",
+    "wellbeing": "wellby",
+}
+# which way is good: use of services should fall; life satisfaction should rise
+DEFAULT_DIRECTION: dict[str, Literal["decrease", "increase"]] = {
+    "gp": "decrease",
+    "ae": "decrease",
+    "admissions": "decrease",
+    "wellbeing": "increase",
 }
 _PERIODS = {"year": 1.0, "quarter": 4.0, "month": 12.0}
 
@@ -28,7 +36,10 @@ def from_did(
     unit_costs: pd.DataFrame | None = None,
     duration_years: int = 1,
     cost_map: Mapping[str, str] | None = None,
+    direction: Mapping[str, Literal["decrease", "increase"]] | None = None,
     effect_period: Literal["year", "quarter", "month"] = "year",
+    scale: Literal["absolute", "log_ratio"] = "absolute",
+    baseline: Mapping[str, float] | None = None,
     stakeholder: str = "NHS",
     attribution: float = 0.0,
     displacement: float = 0.0,
@@ -41,8 +52,10 @@ def from_did(
     ----------
     effects : pandas.DataFrame
         One row per outcome with ``outcome`` (e.g. ``"gp"``, ``"ae"``,
-        ``"admissions"``), ``estimate`` (change in events per person per
-        ``effect_period``; negative = fewer events) and ``std_error``.
+        ``"admissions"``, ``"wellbeing"``), ``estimate`` (change per person per
+        ``effect_period``: events, negative = fewer; for ``"wellbeing"`` the
+        change in life satisfaction on the 0-10 scale, i.e. WELLBYs a year) and
+        ``std_error``.
     persons : int
         People who received the service (the referred, matched cohort).
     unit_costs : pandas.DataFrame, optional
@@ -55,9 +68,25 @@ def from_did(
         Outcome -> unit-cost ``item``; default ``gp -> gp_consultation``,
         ``ae -> ae_attendance``, ``admissions -> nel_admission_short_stay``
         (short stay is the conservative choice; map to
-        ``nel_admission_long_stay`` or your own average if you know the mix).
+        ``nel_admission_long_stay`` or your own average if you know the mix),
+        ``wellbeing -> wellby`` (only for a 0-10 life-satisfaction measure such
+        as ONS4 life satisfaction).
+    direction : mapping, optional
+        Outcome -> ``"decrease"`` (a fall is the benefit: quantity = -estimate)
+        or ``"increase"`` (quantity = +estimate). Default ``"decrease"`` for
+        ``gp``/``ae``/``admissions``, ``"increase"`` for ``wellbeing``; other
+        outcomes must be listed.
     effect_period : {"year", "quarter", "month"}
-        Time unit of ``estimate``; converted to a year.
+        Time unit of ``estimate`` (and ``baseline``); converted to a year.
+    scale : {"absolute", "log_ratio"}
+        ``"absolute"``: ``estimate`` is the change in events per person per
+        period (linear DiD). ``"log_ratio"``: it is a log rate ratio (Poisson
+        DiD); the change is then ``baseline x (exp(estimate) - 1)`` with the
+        delta-method SE ``baseline x exp(estimate) x std_error``.
+    baseline : mapping, optional
+        Outcome -> events per person per period in the treated group had there
+        been no service (e.g. the treated post-period rate / exp(estimate));
+        required with ``scale="log_ratio"``.
     stakeholder : str, default "NHS"
     attribution, displacement, drop_off : float
         Fractions in [0, 1] applied to every outcome.
@@ -70,10 +99,12 @@ def from_did(
     -------
     pandas.DataFrame
         The impact map for :func:`spevidence.sroi.evaluate`: ``quantity`` =
-        avoided events a year = -estimate x periods-per-year x persons,
+        avoided events a year = -estimate x periods-per-year x persons (sign
+        flipped for ``"increase"`` outcomes),
         ``quantity_se`` = std_error x periods-per-year x persons, plus the unit
         value (and its range), price year, source and cashable flag of the mapped
-        unit cost, and ``persons`` / ``periods_per_year`` for break-even effects.
+        unit cost, and ``persons`` / ``periods_per_year`` / ``benefit_sign`` (-1
+        when fewer is better) for break-even effects.
     """
     if not isinstance(effects, pd.DataFrame):
         raise DataError(f"effects must be a pandas DataFrame, got {type(effects).__name__}.")
@@ -130,6 +161,9 @@ def from_did(
     cmap = dict(DEFAULT_COST_MAP)
     if cost_map:
         cmap.update(cost_map)
+    dmap = dict(DEFAULT_DIRECTION)
+    if direction:
+        dmap.update(direction)
     by_item = {str(it): k for k, it in enumerate(costs["item"])}
     rows = []
     for i in range(len(eff)):
@@ -140,6 +174,16 @@ def from_did(
             raise DataError(f"effects row {i} ({out!r}): estimate is missing or not a number.")
         if not np.isfinite(se) or se < 0:
             raise DataError(f"effects row {i} ({out!r}): std_error must be a number >= 0.")
+        if scale == "log_ratio":
+            b = (baseline or {}).get(out)
+            if b is None or not np.isfinite(b) or b < 0:
+                raise DataError(
+                    f"effects row {i} ({out!r}): scale='log_ratio' needs the counterfactual "
+                    f"rate; pass baseline={{'{out}': events per person per {effect_period}}}."
+                )
+            est, se = b * (np.exp(est) - 1.0), b * np.exp(est) * se
+        elif scale != "absolute":
+            raise DataError(f"scale = {scale!r}; use 'absolute' or 'log_ratio'.")
         item = cmap.get(out)
         if item is None or item not in by_item:
             raise DataError(
@@ -147,6 +191,13 @@ def from_did(
                 f"pass cost_map={{'{out}': ITEM}} with an item of the unit-cost table "
                 f"({', '.join(map(str, costs['item']))})."
             )
+        way = dmap.get(out)
+        if way not in ("decrease", "increase"):
+            raise DataError(
+                f"effects row {i} ({out!r}): which way is a benefit? pass "
+                f"direction={{'{out}': 'decrease'}} (fewer is better) or 'increase'."
+            )
+        sign = -1.0 if way == "decrease" else 1.0
         c = costs.iloc[by_item[item]]
         low = c["value_low"] if "value_low" in costs.columns else np.nan
         high = c["value_high"] if "value_high" in costs.columns else np.nan
@@ -154,7 +205,7 @@ def from_did(
             {
                 "outcome": out,
                 "stakeholder": stakeholder,
-                "quantity": -float(est) * ppy * float(persons),
+                "quantity": sign * float(est) * ppy * float(persons),
                 "quantity_se": float(se) * ppy * float(persons),
                 "unit_value": float(c["value"]),
                 "unit_value_low": float(low) if pd.notna(low) else np.nan,
@@ -170,6 +221,7 @@ def from_did(
                 "unit_cost_item": item,
                 "persons": float(persons),
                 "periods_per_year": ppy,
+                "benefit_sign": sign,
             }
         )
     return pd.DataFrame(rows)

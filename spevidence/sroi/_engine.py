@@ -239,6 +239,21 @@ def _validate_inputs(inputs: pd.DataFrame) -> pd.DataFrame:
             )
     df["amount"] = amt
     df["year"] = yr.astype(int)
+    lo = _num(df, "amount_low") if "amount_low" in df.columns else np.full(len(df), np.nan)
+    hi = _num(df, "amount_high") if "amount_high" in df.columns else np.full(len(df), np.nan)
+    for i in range(len(df)):
+        lab = _label(df, "item", i)
+        if np.isfinite(lo[i]) != np.isfinite(hi[i]):
+            raise DataError(
+                f"inputs row {i} ({lab!r}): give both amount_low and amount_high, or neither."
+            )
+        if np.isfinite(lo[i]) and not (0 <= lo[i] <= amt[i] <= hi[i]):
+            raise DataError(
+                f"inputs row {i} ({lab!r}): need 0 <= amount_low <= amount <= amount_high "
+                f"(got {lo[i]:g}, {amt[i]:g}, {hi[i]:g})."
+            )
+    df["amount_low"] = lo
+    df["amount_high"] = hi
     df["price_year"] = [
         normalise_price_year(v, where=f"inputs row {i} ({_label(df, 'item', i)!r})")
         for i, v in enumerate(df["price_year"])
@@ -290,7 +305,7 @@ def _ratio(b: Any, c: Any) -> Any:
 # --------------------------------------------------------------------------- result
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class SROIResult:
     """Result of :func:`evaluate`: present values, ratio and (optionally) simulations.
 
@@ -506,11 +521,10 @@ class SROIResult:
             {"outcome": o["outcome"].to_numpy(), "quantity": q, "break_even_quantity": be}
         )
         if "persons" in o.columns:
-            out["break_even_effect"] = (
-                -be
-                / o["persons"].to_numpy(float)
-                / o.get("periods_per_year", pd.Series(1.0, index=o.index)).to_numpy(float)
-            )
+            ones = pd.Series(1.0, index=o.index)
+            ppy = o.get("periods_per_year", ones).to_numpy(float)
+            sign = o.get("benefit_sign", -ones).to_numpy(float)
+            out["break_even_effect"] = sign * be / (o["persons"].to_numpy(float) * ppy)
         return out
 
     def summary(self) -> str:
@@ -536,6 +550,61 @@ class SROIResult:
             )
         return "\n".join(lines)
 
+    def caveats(self) -> list[str]:
+        """Plain-English limitations written from this result (for the report)."""
+        g = self.glance().iloc[0]
+        o = self.outcomes
+        out: list[str] = []
+        if self.simulations is not None:
+            lo, hi = float(g["ratio_conf_low"]), float(g["ratio_conf_high"])
+            if lo <= 1.0 <= hi:
+                out.append(
+                    f"The 95% interval for value per £1 (£{lo:.2f} to £{hi:.2f}) includes £1: "
+                    "we cannot be confident the service returns more than it costs."
+                )
+            if hi < 1.0:
+                out.append(
+                    f"The whole 95% interval is below £1 (up to £{hi:.2f}): on these outcomes "
+                    "alone the service is unlikely to pay for itself."
+                )
+            if lo <= 0.0:
+                out.append(
+                    "The interval reaches zero or below: the data are consistent with no "
+                    "saving at all, or with extra use of services."
+                )
+        else:
+            out.append("No simulation was run, so the ratio is shown without uncertainty.")
+        if (o["quantity"] < 0).any():
+            names = ", ".join(map(str, o.loc[o["quantity"] < 0, "outcome"]))
+            out.append(f"Use of some services rose rather than fell ({names}); counted as a cost.")
+        if "persons" in o.columns and (o["deadweight"] == 0).all():
+            out.append(
+                "Deadweight is not subtracted: the matched comparison group already estimates "
+                "what would have happened anyway."
+            )
+        if self.simulations is not None and len(o) > 1:
+            out.append(
+                "The simulation treats the outcomes' estimates as independent; if they move "
+                "together the true interval is wider."
+            )
+        if g["cashable_pv"] > 0:
+            out.append(
+                "Cashable savings assume hospital activity is paid per case; under block or "
+                "aligned payment contracts fewer attendances free capacity rather than cash."
+            )
+        if o["duration_years"].max() > 1:
+            out.append(
+                f"Benefits are assumed to last up to {int(o['duration_years'].max())} years; "
+                "the follow-up data may be shorter."
+            )
+        return out
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        return "<h4>SROI</h4>" + self.glance().to_html(index=False)
+
     # ---- sensitivity
     def sensitivity(
         self,
@@ -556,8 +625,9 @@ class SROIResult:
         ``rate_range`` (absolute, clipped to [0, 1]) - deadweight is varied only
         when non-zero or given a range (in a matched DiD the comparator *is* the
         deadweight); ``duration_years`` +/- ``duration_range`` (>= 1); the discount
-        rate over ``discount_range`` (Green Book: 1.5 % for health effects); all
-        inputs together +/- ``input_range``.
+        rate over ``discount_range`` (Green Book: 1.5 % for health effects); each
+        input over ``amount_low``/``amount_high`` when given, else all inputs
+        together +/- ``input_range``.
 
         Returns
         -------
@@ -638,14 +708,38 @@ class SROIResult:
             discount_range[1],
             lambda v: (float(np.sum(self._pv_by_outcome(r=v))), self._pv_in(r=v)),
         )
-        add(
-            "inputs",
-            "all",
-            c0,
-            c0 * (1 - input_range),
-            c0 * (1 + input_range),
-            lambda v: (base_b, v),
-        )
+        inp = self.inputs
+        disc = (1 + self.discount) ** inp["year"].to_numpy(int)
+        pv_items = inp["amount_uprated"].to_numpy(float) / disc
+        if np.isfinite(inp["amount_low"].to_numpy(float)).any():
+            # one row per input item with a stated range
+            for k in range(len(inp)):
+                lo_k = float(inp["amount_low"].iloc[k])
+                if not np.isfinite(lo_k):
+                    continue
+                f_k = float(inp["uprating_factor"].iloc[k])
+                amount = float(inp["amount_uprated"].iloc[k])
+
+                def vary_input(v: float, k: int = k) -> tuple[float, float]:
+                    return base_b, c0 - pv_items[k] + v / disc[k]
+
+                add(
+                    "input_amount",
+                    str(inp["item"].iloc[k]),
+                    amount,
+                    lo_k * f_k,
+                    float(inp["amount_high"].iloc[k]) * f_k,
+                    vary_input,
+                )
+        else:
+            add(
+                "inputs",
+                "all",
+                c0,
+                c0 * (1 - input_range),
+                c0 * (1 + input_range),
+                lambda v: (base_b, v),
+            )
         out = pd.DataFrame(rows)
         out["base_ratio"] = base_ratio
         out["swing"] = (out["ratio_at_high"] - out["ratio_at_low"]).abs()
@@ -659,7 +753,9 @@ class SROIResult:
         quantity_se) (when ``quantity_se`` is given; the DiD estimate's sampling
         distribution), ``unit_value`` ~ Triangular(low, unit_value, high) (when
         ``unit_value_low``/``high`` are given) and each rate ~ Uniform(low, high)
-        when ``<rate>_low``/``<rate>_high`` are given; inputs and discount are fixed.
+        when ``<rate>_low``/``<rate>_high`` are given, and each input amount ~
+        Triangular(amount_low, amount, amount_high) when given; the discount rate
+        is fixed.
         Correlation between outcomes' estimates is ignored (not available from
         separate DiD fits). Draws use ``numpy.random.default_rng(seed)``.
 
@@ -702,7 +798,17 @@ class SROIResult:
             self.discount,
         )
         b = pv.sum(axis=1)
-        c = np.full(n, self.pv_inputs)
+        inp = self.inputs
+        f_in = inp["uprating_factor"].to_numpy(float)
+        disc = (1 + self.discount) ** inp["year"].to_numpy(int)
+        u = rng.random((n, len(inp)))
+        amounts = _triangular_ppf(
+            u,
+            inp["amount_low"].to_numpy(float) * f_in,
+            inp["amount_uprated"].to_numpy(float),
+            inp["amount_high"].to_numpy(float) * f_in,
+        )
+        c = (amounts / disc).sum(axis=1)
         sims = pd.DataFrame(
             {
                 "sim": np.arange(n),
@@ -714,25 +820,41 @@ class SROIResult:
         )
         return dataclasses.replace(self, simulations=sims, seed=seed)
 
-    # ---- figures
+    # ---- released tables and figures
+    def tables(self, *, bins: int = 60) -> dict[str, pd.DataFrame]:
+        """The SROI tables for the bundle (names as in docs/contracts.md).
+
+        ``sroi_summary`` (glance), ``sroi_by_outcome``, ``sroi_sensitivity`` and,
+        when simulated, ``sroi_simulation``: a histogram of the simulated ratio
+        (``bin_low``, ``bin_high``, ``share`` of draws - shares, not counts, so
+        no small-number rule applies). They hold no person counts; every figure
+        can be redrawn from them with :func:`spevidence.sroi.plot_tables`.
+        """
+        out = {
+            "sroi_summary": self.glance(),
+            "sroi_by_outcome": self.by_outcome(),
+            "sroi_sensitivity": self.sensitivity(),
+        }
+        if self.simulations is not None:
+            r = self.simulations["sroi_ratio"].to_numpy(float)
+            r = r[np.isfinite(r)]
+            counts, edges = np.histogram(r, bins=bins)
+            out["sroi_simulation"] = pd.DataFrame(
+                {"bin_low": edges[:-1], "bin_high": edges[1:], "share": counts / max(len(r), 1)}
+            )
+        return out
+
     def plot(
         self, kind: Literal["waterfall", "tornado", "simulation"] = "waterfall", *, top: int = 12
     ) -> Figure:
         """Draw the value map (``"waterfall"``), the one-way sensitivity
-        (``"tornado"``, ``top`` parameters) or the simulated ratios (``"simulation"``)."""
-        from spevidence.sroi import _plots
+        (``"tornado"``, ``top`` parameters) or the simulated ratios
+        (``"simulation"``); drawn from :meth:`tables` only."""
+        from spevidence.sroi._plots import plot_tables
 
-        if kind == "waterfall":
-            return _plots.waterfall(self)
-        if kind == "tornado":
-            return _plots.tornado(self, top=top)
-        if kind == "simulation":
-            if self.simulations is None:
-                raise DataError("no simulations to plot; call .simulate(n_sims, seed=...) first.")
-            return _plots.simulation(self)
-        raise DataError(
-            f"plot kind {kind!r} is unknown; use 'waterfall', 'tornado' or 'simulation'."
-        )
+        if kind == "simulation" and self.simulations is None:
+            raise DataError("no simulations to plot; call .simulate(n_sims, seed=...) first.")
+        return plot_tables(self.tables(), kind, top=top)
 
 
 def _triangular_ppf(u: np.ndarray, lo: np.ndarray, mode: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -776,7 +898,8 @@ def evaluate(
         :func:`spevidence.sroi.from_did` (deadweight 0: the comparator removed it).
     inputs : pandas.DataFrame
         ``item``, ``amount`` (£ >= 0), ``year`` (0 = first year), ``price_year``,
-        ``source``; see :func:`spevidence.sroi.link_worker_inputs`.
+        ``source``; optional ``amount_low``/``amount_high``; see
+        :func:`spevidence.sroi.link_worker_inputs`.
     discount : float, default 0.035
         Annual discount rate (HM Treasury Green Book 3.5 %).
     price_year : str or int, optional
