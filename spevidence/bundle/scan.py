@@ -68,7 +68,7 @@ def scan_text(text: str, *, name: str = "<text>", allow: Iterable[str] = ()) -> 
                 findings.append(Finding(name, lineno, "NHS-number-shaped string"))
         for m in _TOKEN.finditer(line):
             tok = m.group(0)
-            if tok in allowed:
+            if tok in allowed or (len(tok) >= 16 and any(a.startswith(tok) for a in allowed)):
                 continue
             if _looks_like_token(tok):
                 findings.append(Finding(name, lineno, "pseudonym-shaped token"))
@@ -86,4 +86,29 @@ def scan_paths(paths: Iterable[Path], *, allow: Iterable[str] = ()) -> list[Find
                 continue
             text = f.read_text(encoding="utf-8", errors="replace")
             findings.extend(scan_text(text, name=f.name, allow=allowed))
+    return findings
+
+
+def small_count_findings(
+    table: object, *, name: str, count_columns: Iterable[str], threshold: int = 7, rounding: int = 5
+) -> list[Finding]:
+    """Cells of ``count_columns`` that break the rule: 1..threshold, or not a multiple of
+    ``rounding``. Missing (redacted) cells and zeros pass. ``table`` is a pandas DataFrame.
+    """
+    import pandas as pd
+
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError("table must be a pandas DataFrame")
+    findings: list[Finding] = []
+    for col in count_columns:
+        if col not in table.columns:
+            continue
+        values = pd.to_numeric(table[col], errors="coerce")
+        for row, v in enumerate(values, start=1):
+            if pd.isna(v) or v == 0:
+                continue
+            if 0 < abs(v) <= threshold:
+                findings.append(Finding(name, row, f"small count in column {col!r}"))
+            elif rounding > 1 and float(v) % rounding != 0:
+                findings.append(Finding(name, row, f"unrounded count in column {col!r}"))
     return findings
