@@ -211,6 +211,8 @@ def test_scan_text_finds_identifiers_not_numbers() -> None:
     assert scan_text(f"row,{token}\n", allow=[token]) == []
     assert scan_text(f"row,{token[:16]}\n", allow=[token]) == []
     assert scan_text("sroi_ratio_discount_3_5,admissions_prior_12m\n") == []
+    svg = '<path d="M 943 476 5919 L 1 2"/>\n<text>943 476 5919</text>'
+    assert [h.line for h in scan_text(svg)] == [2]  # geometry is skipped, text is not
     finding = scan_text("9434765919")[0]
     assert "9434765919" not in str(finding)
 

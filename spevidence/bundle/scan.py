@@ -19,6 +19,8 @@ from pathlib import Path
 _NHS = re.compile(r"(?<![0-9A-Za-z.+/])(\d{3})[ -]?(\d{3})[ -]?(\d{4})(?![0-9A-Za-z]|\.\d)")
 _TOKEN = re.compile(r"(?<![0-9A-Za-z_\-])[0-9A-Za-z_\-]{20,}(?![0-9A-Za-z_\-])")
 _DATA_URI = re.compile(r"data:[a-z]+/[a-z0-9.+\-]+;base64,[A-Za-z0-9+/=]+")
+# SVG geometry (path data, point lists, transforms) is numbers, not text
+_SVG_GEOMETRY = re.compile(r"""\s(?:d|points|transform|viewBox)\s*=\s*("[^"]*"|'[^']*')""", re.S)
 _TEXT_SUFFIXES = {".csv", ".json", ".yaml", ".yml", ".md", ".html", ".txt", ".typ", ".svg", ".qmd"}
 
 
@@ -62,7 +64,9 @@ def scan_text(text: str, *, name: str = "<text>", allow: Iterable[str] = ()) -> 
     """Return findings for NHS-number-shaped or pseudonym-shaped strings in ``text``."""
     allowed = set(allow)
     findings: list[Finding] = []
-    for lineno, line in enumerate(_DATA_URI.sub("data:", text).splitlines(), start=1):
+    text = _DATA_URI.sub("data:", text)
+    text = _SVG_GEOMETRY.sub(lambda m: " " + "\n" * m.group(0).count("\n"), text)
+    for lineno, line in enumerate(text.splitlines(), start=1):
         for m in _NHS.finditer(line):
             if nhs_number_valid("".join(m.groups())):
                 findings.append(Finding(name, lineno, "NHS-number-shaped string"))

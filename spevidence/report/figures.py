@@ -25,19 +25,22 @@ from matplotlib.figure import Figure
 
 from spevidence.errors import ReportError
 from spevidence.report import style
+from spevidence.report._labels import OUTCOME_LABELS, outcome_label
 
-OUTCOME_LABELS = {
-    "gp": "GP appointments",
-    "ae": "A&E attendances",
-    "admissions": "Unplanned admissions",
-    "wellbeing": "Wellbeing score",
-}
-
-
-def outcome_label(name: object) -> str:
-    """Plain-English label of an outcome column name."""
-    text = str(name)
-    return OUTCOME_LABELS.get(text, text.replace("_", " ").capitalize())
+__all__ = [
+    "FIGURES",
+    "OUTCOME_LABELS",
+    "cohort_flow",
+    "event_study",
+    "forest",
+    "love_plot",
+    "make_figures",
+    "outcome_label",
+    "simulation",
+    "tornado",
+    "trends",
+    "value_map",
+]
 
 
 def _col(df: pd.DataFrame, candidates: Sequence[str], table: str, *, required: bool = True) -> str:

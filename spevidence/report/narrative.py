@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from spevidence.report.figures import outcome_label
+from spevidence.report._labels import outcome_label
 from spevidence.report.sections import ReportBundle, markdown_table, not_run
 
 SMD_BAR = 0.1

@@ -13,11 +13,13 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 NOT_RUN = "This analysis was not run in this evaluation (the bundle holds no `{name}` table)."
 
@@ -176,26 +178,33 @@ class ReportBundle:
         table: str | None = None,
     ) -> str:
         """A figure as Markdown: the bundle's own ``figures/NAME.png`` if present, else one
-        drawn by ``draw`` from the released ``table``; else the "not run" sentence.
+        drawn by ``draw`` (default: the function registered for NAME in
+        :data:`spevidence.report.figures.FIGURES`) from the released ``table``; else "".
 
         The PNG is copied or written (deterministic bytes) into ``figure_dir`` next to the
-        document being rendered.
+        document being rendered. matplotlib is imported only if a figure must be drawn.
         """
-        from spevidence.report.style import figure_bytes
-
         self.figure_dir.mkdir(parents=True, exist_ok=True)
         target = self.figure_dir / f"{name}.png"
         src = self.bundle_figure(name)
         if src is not None:
             target.write_bytes(src.read_bytes())
-        elif draw is not None and table is not None and self.has(table):
-            df = self.table(table)
-            if df is None:
+            meta = (self.manifest.get("figures") or {}).get(name) or {}
+            alt = str(meta.get("alt") or alt)
+        else:
+            from spevidence.report.figures import FIGURES
+            from spevidence.report.style import figure_bytes
+
+            default_table, default_draw = FIGURES.get(name, (None, None))
+            table = table or default_table
+            draw = draw or default_draw
+            df = self.table(table) if table is not None else None
+            if draw is None or df is None or df.empty:
                 return ""
             fig = draw(df)
             target.write_bytes(figure_bytes(fig, "png"))
-        else:
-            return ""
+            own = getattr(fig, "spevidence_alt", None)
+            alt = own if isinstance(own, str) and own else alt
         rel = target.as_posix()
         return f'\n![{caption}]({rel}){{#fig-{_slug(name)} fig-alt="{_attr(alt)}"}}\n'
 
