@@ -52,6 +52,36 @@ def _fmt_number(value: Any, digits: int) -> str:
     return str(value)
 
 
+COLUMN_LABELS: dict[str, str] = {
+    "outcome": "Outcome",
+    "model": "Model",
+    "term": "Term",
+    "estimate": "Estimate",
+    "std_error": "Std. error",
+    "statistic": "Statistic",
+    "p_value": "p value",
+    "conf_low": "95% CI low",
+    "conf_high": "95% CI high",
+    "n": "n",
+    "n_dropped": "n excluded",
+    "smd_before": "SMD before",
+    "smd_after": "SMD after",
+    "variance_ratio_after": "Variance ratio after",
+    "event_time": "Months from referral",
+    "df": "df",
+    "analysis": "Analysis",
+}
+"""Plain-English column headings used by :func:`markdown_table` unless overridden."""
+
+
+def _heading(col: object) -> str:
+    text = str(col)
+    if text in COLUMN_LABELS:
+        return COLUMN_LABELS[text]
+    text = text.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
 def _escape(text: str) -> str:
     return text.replace("|", r"\|").replace("\n", " ")
 
@@ -66,10 +96,22 @@ def markdown_table(
     max_rows: int = 60,
 ) -> str:
     """A pandoc pipe table (numbers right-aligned), with caption and ``#tbl-`` label."""
-    frame = df.head(max_rows)
+    from spevidence.report._labels import outcome_label
+
+    frame = df.head(max_rows).copy()
+    if "outcome" in frame.columns:
+        frame["outcome"] = [outcome_label(v) for v in frame["outcome"]]
     cols = list(frame.columns)
-    names = [(rename or {}).get(c, str(c).replace("_", " ")) for c in cols]
+    names = [(rename or {}).get(str(c), _heading(c)) for c in cols]
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in cols]
+    # a float column is shown with fixed decimals unless every value is a whole number
+    whole = {
+        str(c): bool(
+            pd.api.types.is_numeric_dtype(frame[c])
+            and (pd.to_numeric(frame[c], errors="coerce").dropna() % 1 == 0).all()
+        )
+        for c in cols
+    }
     head = "| " + " | ".join(_escape(n) for n in names) + " |"
     rule = "|" + "|".join("---:" if num else ":---" for num in numeric) + "|"
     rows = []
@@ -81,6 +123,10 @@ def markdown_table(
                 v = None
             if hasattr(v, "item"):
                 v = v.item()
+            if isinstance(v, float) and not whole[str(c)]:
+                text = f"{v:,.{d}f}"
+                cells.append(_escape("−" + text[1:] if text.startswith("-") else text))
+                continue
             cells.append(_escape(_fmt_number(v, d)))
         rows.append("| " + " | ".join(cells) + " |")
     lines = [head, rule, *rows]
@@ -176,6 +222,7 @@ class ReportBundle:
         alt: str,
         draw: Callable[[pd.DataFrame], Figure] | None = None,
         table: str | None = None,
+        width: str | None = None,
     ) -> str:
         """A figure as Markdown: the bundle's own ``figures/NAME.png`` if present, else one
         drawn by ``draw`` (default: the function registered for NAME in
@@ -206,7 +253,8 @@ class ReportBundle:
             own = getattr(fig, "spevidence_alt", None)
             alt = own if isinstance(own, str) and own else alt
         rel = target.as_posix()
-        return f'\n![{caption}]({rel}){{#fig-{_slug(name)} fig-alt="{_attr(alt)}"}}\n'
+        size = f" width={width}" if width else ""
+        return f'\n![{caption}]({rel}){{#fig-{_slug(name)} fig-alt="{_attr(alt)}"{size}}}\n'
 
 
 def _slug(name: str) -> str:
