@@ -573,10 +573,11 @@ class Narrative:
             )
         versions = m.get("versions", {}) or {}
         if versions:
-            vt = pd.DataFrame(
-                {"package": list(versions), "version": [str(v) for v in versions.values()]}
-            )
-            out += markdown_table(vt, caption="Software versions", label="tbl-versions")
+            listed = ", ".join(f"{k} {v}" for k, v in versions.items())
+            out += f"\n**Software versions:** {listed}.\n"
+        plat = m.get("platform", {}) or {}
+        if plat:
+            out += f"\n**Platform:** {plat.get('system', '')} {plat.get('machine', '')}.\n"
         return out
 
 

@@ -112,9 +112,7 @@ def markdown_table(
         )
         for c in cols
     }
-    head = "| " + " | ".join(_escape(n) for n in names) + " |"
-    rule = "|" + "|".join("---:" if num else ":---" for num in numeric) + "|"
-    rows = []
+    body: list[list[str]] = []
     for rec in frame.itertuples(index=False, name=None):
         cells = []
         for c, v in zip(cols, rec, strict=True):
@@ -123,12 +121,32 @@ def markdown_table(
                 v = None
             if hasattr(v, "item"):
                 v = v.item()
+            if str(c) in ("p_value", "p") and isinstance(v, float) and 0 <= v < 0.001:
+                cells.append("<0.001")
+                continue
             if isinstance(v, float) and not whole[str(c)]:
                 text = f"{v:,.{d}f}"
                 cells.append(_escape("−" + text[1:] if text.startswith("-") else text))
                 continue
             cells.append(_escape(_fmt_number(v, d)))
-        rows.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
+    # column widths in proportion to content (pandoc reads them from the dashes when a
+    # table is wider than the page): long labels get room, numbers stay narrow
+    widths = []
+    for j, name in enumerate(names):
+        longest_word = max((len(w) for w in name.split()), default=3)
+        content = max((len(r[j]) for r in body), default=0)
+        widths.append(max(3, min(40, max(content, longest_word))))
+    head = "| " + " | ".join(_escape(n) for n in names) + " |"
+    rule = (
+        "|"
+        + "|".join(
+            ("-" * w + ":") if num else (":" + "-" * w)
+            for w, num in zip(widths, numeric, strict=True)
+        )
+        + "|"
+    )
+    rows = ["| " + " | ".join(r) + " |" for r in body]
     lines = [head, rule, *rows]
     out = "\n".join(lines) + "\n"
     if len(df) > max_rows:
