@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from spevidence._version import __version__
 from spevidence.bundle._hashing import canonical_json, sha256_file, sha256_json
-from spevidence.bundle.scan import Finding, scan_paths, scan_text
+from spevidence.bundle.scan import Finding, scan_paths, scan_text, small_count_findings
 from spevidence.errors import DisclosureError, ReportError
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "read_table",
     "scan_paths",
     "scan_text",
+    "small_count_findings",
     "verify_bundle",
     "write_bundle",
 ]

@@ -25,8 +25,10 @@ class Reproduction:
 
 
 def _default_runner() -> Runner:
+    import importlib
+
     try:
-        from spevidence import pipeline
+        pipeline = importlib.import_module("spevidence.pipeline")
     except ImportError:
         pipeline = None
     runner = getattr(pipeline, "run_protocol", None) if pipeline is not None else None

@@ -19,9 +19,8 @@ from pathlib import Path
 _NHS = re.compile(r"(?<![0-9A-Za-z.+/])(\d{3})[ -]?(\d{3})[ -]?(\d{4})(?![0-9A-Za-z]|\.\d)")
 _TOKEN = re.compile(r"(?<![0-9A-Za-z_\-])[0-9A-Za-z_\-]{20,}(?![0-9A-Za-z_\-])")
 _DATA_URI = re.compile(r"data:[a-z]+/[a-z0-9.+\-]+;base64,[A-Za-z0-9+/=]+")
-# SVG geometry (path data, polygon points) is numbers only and no place for an identifier;
-# its runs of coordinates ("544 659 1381") would otherwise look like NHS numbers.
-_SVG_GEOMETRY = re.compile(r"""\s(?:d|points)=("[^"]*"|'[^']*')""", re.DOTALL)
+# SVG geometry (path data, point lists, transforms) is numbers, not text
+_SVG_GEOMETRY = re.compile(r"""\s(?:d|points|transform|viewBox)\s*=\s*("[^"]*"|'[^']*')""", re.S)
 _TEXT_SUFFIXES = {".csv", ".json", ".yaml", ".yml", ".md", ".html", ".txt", ".typ", ".svg", ".qmd"}
 
 
@@ -65,13 +64,15 @@ def scan_text(text: str, *, name: str = "<text>", allow: Iterable[str] = ()) -> 
     """Return findings for NHS-number-shaped or pseudonym-shaped strings in ``text``."""
     allowed = set(allow)
     findings: list[Finding] = []
-    for lineno, line in enumerate(_DATA_URI.sub("data:", text).splitlines(), start=1):
+    text = _DATA_URI.sub("data:", text)
+    text = _SVG_GEOMETRY.sub(lambda m: " " + "\n" * m.group(0).count("\n"), text)
+    for lineno, line in enumerate(text.splitlines(), start=1):
         for m in _NHS.finditer(line):
             if nhs_number_valid("".join(m.groups())):
                 findings.append(Finding(name, lineno, "NHS-number-shaped string"))
         for m in _TOKEN.finditer(line):
             tok = m.group(0)
-            if tok in allowed:
+            if tok in allowed or (len(tok) >= 16 and any(a.startswith(tok) for a in allowed)):
                 continue
             if _looks_like_token(tok):
                 findings.append(Finding(name, lineno, "pseudonym-shaped token"))
@@ -88,8 +89,30 @@ def scan_paths(paths: Iterable[Path], *, allow: Iterable[str] = ()) -> list[Find
             if f.suffix.lower() not in _TEXT_SUFFIXES:
                 continue
             text = f.read_text(encoding="utf-8", errors="replace")
-            if f.suffix.lower() == ".svg":
-                # keep line numbers: replace geometry by as many newlines as it spanned
-                text = _SVG_GEOMETRY.sub(lambda m: " " + "\n" * m.group(0).count("\n"), text)
             findings.extend(scan_text(text, name=f.name, allow=allowed))
+    return findings
+
+
+def small_count_findings(
+    table: object, *, name: str, count_columns: Iterable[str], threshold: int = 7, rounding: int = 5
+) -> list[Finding]:
+    """Cells of ``count_columns`` that break the rule: 1..threshold, or not a multiple of
+    ``rounding``. Missing (redacted) cells and zeros pass. ``table`` is a pandas DataFrame.
+    """
+    import pandas as pd
+
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError("table must be a pandas DataFrame")
+    findings: list[Finding] = []
+    for col in count_columns:
+        if col not in table.columns:
+            continue
+        values = pd.to_numeric(table[col], errors="coerce")
+        for row, v in enumerate(values, start=1):
+            if pd.isna(v) or v == 0:
+                continue
+            if 0 < abs(v) <= threshold:
+                findings.append(Finding(name, row, f"small count in column {col!r}"))
+            elif rounding > 1 and float(v) % rounding != 0:
+                findings.append(Finding(name, row, f"unrounded count in column {col!r}"))
     return findings

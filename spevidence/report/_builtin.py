@@ -283,8 +283,10 @@ def convert(doc: QmdDocument, md_path: Path, fmt: str, out_path: Path, template_
         if tpl:
             args += ["--template", str((template_dir / tpl).resolve())]
         for key in ("papersize", "fontsize", "mainfont", "section-numbering", "page-numbering"):
-            if key in opts:
+            if opts.get(key) is not None:
                 args += ["-V", f"{key}={opts[key]}"]
+        for flt in _as_list(opts.get("spevidence-lua-filters")):
+            args += ["--lua-filter", str((template_dir / flt).resolve())]
         for inc in _as_list(opts.get("include-in-header")):
             args += ["-H", str((template_dir / inc).resolve())]
         lang = doc.front_matter.get("lang")

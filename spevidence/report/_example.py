@@ -95,7 +95,7 @@ def example_tables(*, pretrend_fails: bool = False, seed: int = 7) -> dict[str, 
         "heart_failure",
     ]
     before = np.array([0.62, 0.21, -0.25, 0.55, 0.71, 0.98, 0.44, 0.39, 0.22, 0.18])
-    after = before * rng.uniform(0.02, 0.12, len(covs))
+    after = before * rng.uniform(0.02, 0.09, len(covs))
     tables["balance"] = pd.DataFrame(
         {
             "covariate": covs,

@@ -25,19 +25,22 @@ from matplotlib.figure import Figure
 
 from spevidence.errors import ReportError
 from spevidence.report import style
+from spevidence.report._labels import OUTCOME_LABELS, as_percent, effect_scale, outcome_label
 
-OUTCOME_LABELS = {
-    "gp": "GP appointments",
-    "ae": "A&E attendances",
-    "admissions": "Unplanned admissions",
-    "wellbeing": "Wellbeing score",
-}
-
-
-def outcome_label(name: object) -> str:
-    """Plain-English label of an outcome column name."""
-    text = str(name)
-    return OUTCOME_LABELS.get(text, text.replace("_", " ").capitalize())
+__all__ = [
+    "FIGURES",
+    "OUTCOME_LABELS",
+    "cohort_flow",
+    "event_study",
+    "forest",
+    "love_plot",
+    "make_figures",
+    "outcome_label",
+    "simulation",
+    "tornado",
+    "trends",
+    "value_map",
+]
 
 
 def _col(df: pd.DataFrame, candidates: Sequence[str], table: str, *, required: bool = True) -> str:
@@ -236,38 +239,65 @@ def trends(trends: pd.DataFrame) -> Figure:
 
 
 def forest(did: pd.DataFrame) -> Figure:
-    """Forest plot of difference-in-differences estimates with 95% confidence intervals."""
+    """Forest plot of difference-in-differences estimates with 95% confidence intervals.
+
+    Log-scale (Poisson) and rate-ratio estimates are shown as % change in the rate; linear
+    estimates as the change per person per period. Each kind gets its own panel.
+    """
     for c in ("estimate", "conf_low", "conf_high"):
         _col(did, [c], "did_estimates")
     df = did.reset_index(drop=True)
-    labels = []
-    for _, r in df.iterrows():
+    labels, kinds, est, lo, hi = [], [], [], [], []
+    for i, r in df.iterrows():
         parts = [outcome_label(r["outcome"])] if "outcome" in df.columns else []
-        if "model" in df.columns:
+        if "analysis" in df.columns and not _is_missing(r["analysis"]):
+            parts.append(str(r["analysis"]))
+        if "model" in df.columns and df["model"].nunique() > 1:
             parts.append(str(r["model"]))
         if "term" in df.columns and str(r["term"]) not in ("att", "ATT", "treated:post"):
             parts.append(str(r["term"]))
-        labels.append(" · ".join(parts) if parts else f"estimate {_}")
-    y = np.arange(len(df))[::-1]
+        labels.append(" · ".join(parts) if parts else f"estimate {i}")
+        kind = effect_scale(r.get("model", ""), r.get("scale"))
+        vals = [float(r["estimate"]), float(r["conf_low"]), float(r["conf_high"])]
+        if kind != "absolute":
+            vals = [as_percent(v, kind) for v in vals]
+        kinds.append("percent" if kind != "absolute" else "absolute")
+        est.append(vals[0])
+        lo.append(vals[1])
+        hi.append(vals[2])
+    frame = pd.DataFrame({"label": labels, "kind": kinds, "est": est, "lo": lo, "hi": hi})
+    panels = [k for k in ("percent", "absolute") if k in set(kinds)]
+    xlabels = {
+        "percent": "% change in the rate of use attributable to referral (95% CI)",
+        "absolute": "Change per person per month attributable to referral (95% CI)",
+    }
+    heights = [max(1.0, 0.42 * int((frame["kind"] == k).sum()) + 0.9) for k in panels]
     with style.context():
-        fig, ax = _new((7.0, max(2.2, 0.45 * len(df) + 1.2)))
-        ax.errorbar(
-            df["estimate"],
-            y,
-            xerr=[df["estimate"] - df["conf_low"], df["conf_high"] - df["estimate"]],
-            fmt="o",
-            color=style.EFFECT,
-            ecolor=style.EFFECT,
-            capsize=3,
-            lw=1.5,
-        )
-        ax.axvline(0, color=style.NEUTRAL, lw=1)
-        ax.set_yticks(y, labels)
-        ax.set_xlabel("Change per person per month attributable to referral (95% CI)")
-        ax.set_title("Estimated effect of social prescribing")
+        fig = Figure(figsize=(7.0, sum(heights) + 0.5), layout="constrained")
+        axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
+        for ax, kind in zip(axes, panels, strict=True):
+            sub = frame[frame["kind"] == kind].reset_index(drop=True)
+            y = np.arange(len(sub))[::-1]
+            ax.errorbar(
+                sub["est"],
+                y,
+                xerr=[sub["est"] - sub["lo"], sub["hi"] - sub["est"]],
+                fmt="o",
+                color=style.EFFECT,
+                ecolor=style.EFFECT,
+                capsize=3,
+                lw=1.5,
+            )
+            ax.axvline(0, color=style.NEUTRAL, lw=1)
+            ax.set_yticks(y, list(sub["label"]))
+            ax.set_ylim(-0.6, len(sub) - 0.4)
+            ax.set_xlabel(xlabels[kind])
+        axes[0].set_title("Estimated effect of social prescribing")
     fig.spevidence_alt = "Forest plot of " + "; ".join(  # type: ignore[attr-defined]
-        f"{lab}: {r.estimate:.3f} ({r.conf_low:.3f} to {r.conf_high:.3f})"
-        for lab, r in zip(labels, df.itertuples(), strict=True)
+        f"{lab}: {e:.1f}% ({a:.1f}% to {b:.1f}%)"
+        if k == "percent"
+        else f"{lab}: {e:.3f} ({a:.3f} to {b:.3f})"
+        for lab, k, e, a, b in zip(labels, kinds, est, lo, hi, strict=True)
     )
     return fig
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from spevidence.report.figures import outcome_label
+from spevidence.report._labels import as_percent, effect_scale, outcome_label
 from spevidence.report.sections import ReportBundle, markdown_table, not_run
 
 SMD_BAR = 0.1
+WARN = "\n::: {.callout-warning}\n"  # opens a warning box (Quarto callout syntax)
 ALPHA = 0.05
 
 
@@ -44,11 +45,6 @@ def _money(v: Any) -> str:
     return ("−" + s) if x < 0 else s
 
 
-def _is_ratio_model(model: Any) -> bool:
-    m = str(model).lower()
-    return "poisson" in m or "log" in m or "ratio" in m
-
-
 def _main_rows(did: pd.DataFrame) -> pd.DataFrame:
     df = did
     if "analysis" in df.columns:
@@ -60,15 +56,29 @@ def _main_rows(did: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def effect_size(row: pd.Series) -> str:
+    """An estimate with its 95% CI: a percentage for log-scale (Poisson) and ratio models."""
+    est, lo, hi = _num(row["estimate"]), _num(row["conf_low"]), _num(row["conf_high"])
+    scale = effect_scale(row.get("model", ""), row.get("scale"))
+    if scale != "absolute":
+        pct, plo, phi = (as_percent(x, scale) for x in (est, lo, hi))
+        return f"{_f(pct, 1)}% (95% CI {_f(plo, 1)}% to {_f(phi, 1)}%)"
+    return f"{_f(est, 3)} per person per month (95% CI {_f(lo, 3)} to {_f(hi, 3)})"
+
+
+def _ci_vs_null(row: pd.Series) -> tuple[float, float]:
+    """Confidence limits minus the null value (1 for rate ratios, else 0)."""
+    lo, hi = _num(row["conf_low"]), _num(row["conf_high"])
+    if effect_scale(row.get("model", ""), row.get("scale")) == "ratio":
+        return lo - 1, hi - 1
+    return lo, hi
+
+
 def effect_sentence(row: pd.Series) -> str:
     """One sentence for one estimate, with its interpretation."""
     outcome = outcome_label(row.get("outcome", "the outcome"))
-    est, lo, hi = _num(row["estimate"]), _num(row["conf_low"]), _num(row["conf_high"])
-    if _is_ratio_model(row.get("model", "")):
-        pct, plo, phi = ((math.exp(x) - 1) * 100 for x in (est, lo, hi))
-        size = f"{_f(pct, 1)}% (95% CI {_f(plo, 1)}% to {_f(phi, 1)}%)"
-    else:
-        size = f"{_f(est, 3)} per person per month (95% CI {_f(lo, 3)} to {_f(hi, 3)})"
+    lo, hi = _ci_vs_null(row)
+    size = effect_size(row)
     if lo > 0:
         verdict = "an increase relative to comparators that is unlikely to be due to chance"
     elif hi < 0:
@@ -127,8 +137,61 @@ class Narrative:
         return {str(k): v for k, v in s.iloc[0].items()}
 
     # -- sections -------------------------------------------------------------------
+    def synthetic_banner(self) -> str:
+        extra = self.rb.manifest.get("extra", {}) or {}
+        if isinstance(extra, dict) and extra.get("synthetic"):
+            return (
+                WARN + "**Synthetic example.** The numbers in this report are invented "
+                "for demonstration; they describe no real people or services.\n:::\n"
+            )
+        return ""
+
+    def key_numbers(self) -> str:
+        """A small table of the headline numbers (cohort, effects, SROI, checks)."""
+        rows: list[dict[str, str]] = []
+        n = self._final_count()
+        if n is not None:
+            rows.append({"item": "People in the matched study cohort", "value": n})
+        did = self.rb.table("did_estimates")
+        if did is not None and not did.empty:
+            for _, r in _main_rows(did).iterrows():
+                rows.append(
+                    {
+                        "item": f"Effect on {outcome_label(r.get('outcome', ''))}",
+                        "value": effect_size(r),
+                    }
+                )
+        sv = self._sroi_values()
+        ratio = sv.get("sroi_ratio", sv.get("ratio"))
+        if ratio is not None and not pd.isna(ratio):
+            rows.append({"item": "Social value per £1 invested", "value": f"£{_f(ratio)}"})
+        if self.rb.has("pretrend_test"):
+            bad = self._pretrend_failures()
+            rows.append(
+                {
+                    "item": "Parallel pre-referral trends",
+                    "value": "failed for " + ", ".join(bad) if bad else "passed",
+                }
+            )
+        if self.rb.has("balance"):
+            imb = self._imbalanced()
+            rows.append(
+                {
+                    "item": f"Balance after matching (all |SMD| < {SMD_BAR})",
+                    "value": "yes" if not imb else f"no ({len(imb)} imbalanced)",
+                }
+            )
+        if not rows:
+            return ""
+        return markdown_table(
+            pd.DataFrame(rows),
+            caption="Key numbers",
+            label="tbl-key",
+            rename={"item": "Measure", "value": "Result"},
+        )
+
     def summary(self) -> str:
-        lines: list[str] = []
+        lines: list[str] = [self.synthetic_banner()]
         did = self.rb.table("did_estimates")
         n = self._final_count()
         intro = "This report compares people referred to social prescribing with matched "
@@ -170,7 +233,7 @@ class Narrative:
                 f"{len(self._imbalanced())} characteristic(s) remained imbalanced after matching"
             )
         if caveats:
-            lines.append("\n::: warning\n**Read with care:** " + "; ".join(caveats) + ".\n:::")
+            lines.append(WARN + "**Read with care:** " + "; ".join(caveats) + ".\n:::")
         naive = self.rb.table("naive_before_after")
         if naive is not None and not naive.empty:
             lines.append(
@@ -180,6 +243,63 @@ class Narrative:
                 "(regression to the mean)."
             )
         return "\n".join(lines) + "\n"
+
+    def board_findings(self) -> str:
+        """Three or four plain-English bullets for a board: effects and value for money."""
+        lines: list[str] = []
+        did = self.rb.table("did_estimates")
+        n = self._final_count()
+        who = f"{n} people referred to link workers" if n else "People referred to link workers"
+        lines.append(
+            f"- {who} were compared with similar people not referred at the same time, "
+            "before and after referral."
+        )
+        if did is None or did.empty:
+            lines.append("- The main comparison was not run in this evaluation.")
+        else:
+            for _, r in _main_rows(did).iterrows():
+                lines.append(f"- {effect_sentence(r)}")
+        sv = self._sroi_values()
+        ratio = sv.get("sroi_ratio", sv.get("ratio"))
+        if ratio is not None and not pd.isna(ratio):
+            verdict = "more than" if _num(ratio) > 1 else "less than"
+            lines.append(
+                f"- **Value for money**: about £{_f(ratio)} of social value for each £1 spent "
+                f"({verdict} it cost)."
+            )
+        naive = self.rb.table("naive_before_after")
+        if naive is not None and not naive.empty and "change_pct" in naive.columns:
+            avg = pd.to_numeric(naive["change_pct"], errors="coerce").mean()
+            lines.append(
+                f"- A simple before-and-after count would have suggested changes of about "
+                f"{_f(avg, 0)}%; much of that is the natural fall after a peak of use, which the "
+                "comparison group removes."
+            )
+        return "\n".join(lines) + "\n"
+
+    def board_caveats(self) -> str:
+        """Short caveats for a board, drawn from the checks in the bundle."""
+        items: list[str] = []
+        bad = self._pretrend_failures()
+        if bad:
+            items.append(
+                "**Caution**: before referral, use was already diverging for "
+                + ", ".join(bad)
+                + "; those estimates may be biased."
+            )
+        elif self.rb.has("pretrend_test"):
+            items.append("Before referral the two groups followed parallel trends (a good sign).")
+        imb = self._imbalanced()
+        if imb:
+            items.append(f"{len(imb)} characteristic(s) stayed imbalanced after matching.")
+        elif self.rb.has("balance"):
+            items.append("The matched groups were similar on every measured characteristic.")
+        items.append(
+            "This is an observational study: unmeasured differences that change at the time of "
+            "referral cannot be ruled out."
+        )
+        items.append("Small numbers were suppressed and counts rounded to protect confidentiality.")
+        return "\n".join(f"- {i}" for i in items) + "\n"
 
     def protocol(self) -> str:
         proto = self.rb.protocol
@@ -205,7 +325,7 @@ class Narrative:
                 "groups were well balanced on what was measured.\n"
             )
         return (
-            f"\n::: warning\nAfter matching, {len(bad)} characteristic(s) still had an "
+            WARN + f"After matching, {len(bad)} characteristic(s) still had an "
             f"absolute SMD above {SMD_BAR}: {', '.join(bad)}. Estimates may partly reflect "
             "these differences.\n:::\n"
         )
@@ -241,7 +361,8 @@ class Narrative:
         bad = self._pretrend_failures()
         if bad:
             return (
-                "\n::: warning\nThe pre-trend test **failed** for "
+                WARN
+                + "The pre-trend test **failed** for "
                 + ", ".join(bad)
                 + f" (p < {ALPHA}): before referral the groups were already moving apart, so the "
                 "parallel-trends assumption behind difference-in-differences is doubtful.\n:::\n"
@@ -310,6 +431,24 @@ class Narrative:
                 "comparator group already accounts for what would have happened anyway "
                 "(deadweight), so no further deadweight is subtracted.\n"
             )
+        s = self.rb.table("sroi_summary")
+        if s is None:
+            return text
+        key = next((c for c in ("measure", "metric", "quantity", "name") if c in s.columns), None)
+        if key is not None and "value" in s.columns:
+            rows = [
+                {
+                    "measure": SROI_LABELS.get(str(k), str(k).replace("_", " ")),
+                    "value": _sroi_fmt(k, v),
+                }
+                for k, v in zip(s[key], s["value"], strict=True)
+            ]
+            return text + markdown_table(
+                pd.DataFrame(rows),
+                caption="SROI summary",
+                label="tbl-sroi_summary",
+                rename={"measure": "Measure", "value": "Value"},
+            )
         return text + self.rb.table_md("sroi_summary", caption="SROI summary")
 
     def simulation(self) -> str:
@@ -345,7 +484,7 @@ class Narrative:
             wide = [
                 outcome_label(r.get("outcome", ""))
                 for _, r in _main_rows(did).iterrows()
-                if _num(r["conf_low"]) <= 0 <= _num(r["conf_high"])
+                if _ci_vs_null(r)[0] <= 0 <= _ci_vs_null(r)[1]
             ]
             if wide:
                 items.append(
@@ -387,7 +526,12 @@ class Narrative:
         by = next((c for c in ("table", "table_name") if c in log.columns), None)
         act = next((c for c in ("action", "rule") if c in log.columns), None)
         if by and act:
-            summary = log.groupby([by, act], sort=True).size().reset_index(name="cells")
+            if "cells" in log.columns:
+                log = log.assign(cells=pd.to_numeric(log["cells"], errors="coerce").fillna(0))
+                summary = log.groupby([by, act], sort=True)["cells"].sum().reset_index()
+                summary["cells"] = summary["cells"].astype(int)
+            else:
+                summary = log.groupby([by, act], sort=True).size().reset_index(name="cells")
             return text + markdown_table(
                 summary,
                 caption="Disclosure control log (cells per table and action)",
@@ -429,11 +573,33 @@ class Narrative:
             )
         versions = m.get("versions", {}) or {}
         if versions:
-            vt = pd.DataFrame(
-                {"package": list(versions), "version": [str(v) for v in versions.values()]}
-            )
-            out += markdown_table(vt, caption="Software versions", label="tbl-versions")
+            listed = ", ".join(f"{k} {v}" for k, v in versions.items())
+            out += f"\n**Software versions:** {listed}.\n"
+        plat = m.get("platform", {}) or {}
+        if plat:
+            out += f"\n**Platform:** {plat.get('system', '')} {plat.get('machine', '')}.\n"
         return out
+
+
+SROI_LABELS = {
+    "total_inputs": "Value of inputs (present value)",
+    "inputs": "Value of inputs (present value)",
+    "present_value": "Present value of outcomes",
+    "npv": "Net present value",
+    "net_present_value": "Net present value",
+    "sroi_ratio": "SROI ratio (£ of value per £1 invested)",
+    "ratio": "SROI ratio (£ of value per £1 invested)",
+    "payback_years": "Payback period (years)",
+}
+
+
+def _sroi_fmt(key: Any, value: Any) -> str:
+    k = str(key)
+    if k in ("total_inputs", "inputs", "present_value", "npv", "net_present_value"):
+        return _money(value)
+    if k in ("sroi_ratio", "ratio"):
+        return f"£{_f(value)}"
+    return _f(value, 1)
 
 
 def _count_action(log: pd.DataFrame, word: str) -> int:

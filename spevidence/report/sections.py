@@ -13,11 +13,13 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 NOT_RUN = "This analysis was not run in this evaluation (the bundle holds no `{name}` table)."
 
@@ -50,6 +52,36 @@ def _fmt_number(value: Any, digits: int) -> str:
     return str(value)
 
 
+COLUMN_LABELS: dict[str, str] = {
+    "outcome": "Outcome",
+    "model": "Model",
+    "term": "Term",
+    "estimate": "Estimate",
+    "std_error": "Std. error",
+    "statistic": "Statistic",
+    "p_value": "p value",
+    "conf_low": "95% CI low",
+    "conf_high": "95% CI high",
+    "n": "n",
+    "n_dropped": "n excluded",
+    "smd_before": "SMD before",
+    "smd_after": "SMD after",
+    "variance_ratio_after": "Variance ratio after",
+    "event_time": "Months from referral",
+    "df": "df",
+    "analysis": "Analysis",
+}
+"""Plain-English column headings used by :func:`markdown_table` unless overridden."""
+
+
+def _heading(col: object) -> str:
+    text = str(col)
+    if text in COLUMN_LABELS:
+        return COLUMN_LABELS[text]
+    text = text.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
 def _escape(text: str) -> str:
     return text.replace("|", r"\|").replace("\n", " ")
 
@@ -64,13 +96,23 @@ def markdown_table(
     max_rows: int = 60,
 ) -> str:
     """A pandoc pipe table (numbers right-aligned), with caption and ``#tbl-`` label."""
-    frame = df.head(max_rows)
+    from spevidence.report._labels import outcome_label
+
+    frame = df.head(max_rows).copy()
+    if "outcome" in frame.columns:
+        frame["outcome"] = [outcome_label(v) for v in frame["outcome"]]
     cols = list(frame.columns)
-    names = [(rename or {}).get(c, str(c).replace("_", " ")) for c in cols]
+    names = [(rename or {}).get(str(c), _heading(c)) for c in cols]
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in cols]
-    head = "| " + " | ".join(_escape(n) for n in names) + " |"
-    rule = "|" + "|".join("---:" if num else ":---" for num in numeric) + "|"
-    rows = []
+    # a float column is shown with fixed decimals unless every value is a whole number
+    whole = {
+        str(c): bool(
+            pd.api.types.is_numeric_dtype(frame[c])
+            and (pd.to_numeric(frame[c], errors="coerce").dropna() % 1 == 0).all()
+        )
+        for c in cols
+    }
+    body: list[list[str]] = []
     for rec in frame.itertuples(index=False, name=None):
         cells = []
         for c, v in zip(cols, rec, strict=True):
@@ -79,8 +121,32 @@ def markdown_table(
                 v = None
             if hasattr(v, "item"):
                 v = v.item()
+            if str(c) in ("p_value", "p") and isinstance(v, float) and 0 <= v < 0.001:
+                cells.append("<0.001")
+                continue
+            if isinstance(v, float) and not whole[str(c)]:
+                text = f"{v:,.{d}f}"
+                cells.append(_escape("−" + text[1:] if text.startswith("-") else text))
+                continue
             cells.append(_escape(_fmt_number(v, d)))
-        rows.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
+    # column widths in proportion to content (pandoc reads them from the dashes when a
+    # table is wider than the page): long labels get room, numbers stay narrow
+    widths = []
+    for j, name in enumerate(names):
+        longest_word = max((len(w) for w in name.split()), default=3)
+        content = max((len(r[j]) for r in body), default=0)
+        widths.append(max(3, min(40, max(content, longest_word))))
+    head = "| " + " | ".join(_escape(n) for n in names) + " |"
+    rule = (
+        "|"
+        + "|".join(
+            ("-" * w + ":") if num else (":" + "-" * w)
+            for w, num in zip(widths, numeric, strict=True)
+        )
+        + "|"
+    )
+    rows = ["| " + " | ".join(r) + " |" for r in body]
     lines = [head, rule, *rows]
     out = "\n".join(lines) + "\n"
     if len(df) > max_rows:
@@ -174,30 +240,39 @@ class ReportBundle:
         alt: str,
         draw: Callable[[pd.DataFrame], Figure] | None = None,
         table: str | None = None,
+        width: str | None = None,
     ) -> str:
         """A figure as Markdown: the bundle's own ``figures/NAME.png`` if present, else one
-        drawn by ``draw`` from the released ``table``; else the "not run" sentence.
+        drawn by ``draw`` (default: the function registered for NAME in
+        :data:`spevidence.report.figures.FIGURES`) from the released ``table``; else "".
 
         The PNG is copied or written (deterministic bytes) into ``figure_dir`` next to the
-        document being rendered.
+        document being rendered. matplotlib is imported only if a figure must be drawn.
         """
-        from spevidence.report.style import figure_bytes
-
         self.figure_dir.mkdir(parents=True, exist_ok=True)
         target = self.figure_dir / f"{name}.png"
         src = self.bundle_figure(name)
         if src is not None:
             target.write_bytes(src.read_bytes())
-        elif draw is not None and table is not None and self.has(table):
-            df = self.table(table)
-            if df is None:
+            meta = (self.manifest.get("figures") or {}).get(name) or {}
+            alt = str(meta.get("alt") or alt)
+        else:
+            from spevidence.report.figures import FIGURES
+            from spevidence.report.style import figure_bytes
+
+            default_table, default_draw = FIGURES.get(name, (None, None))
+            table = table or default_table
+            draw = draw or default_draw
+            df = self.table(table) if table is not None else None
+            if draw is None or df is None or df.empty:
                 return ""
             fig = draw(df)
             target.write_bytes(figure_bytes(fig, "png"))
-        else:
-            return ""
+            own = getattr(fig, "spevidence_alt", None)
+            alt = own if isinstance(own, str) and own else alt
         rel = target.as_posix()
-        return f'\n![{caption}]({rel}){{#fig-{_slug(name)} fig-alt="{_attr(alt)}"}}\n'
+        size = f" width={width}" if width else ""
+        return f'\n![{caption}]({rel}){{#fig-{_slug(name)} fig-alt="{_attr(alt)}"{size}}}\n'
 
 
 def _slug(name: str) -> str:
