@@ -1,0 +1,140 @@
+"""All outputs together: no person identifiers in any table; the `activity` command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest_activity import gp_appointments, population, referrals, wellbeing
+from typer.testing import CliRunner
+
+from spevidence.activity.outputs import activity_outputs, read_extracts, write_outputs
+from spevidence.cli import app
+from spevidence.errors import DataError
+
+# ten digits not inside a longer number or a decimal (as in spevidence.bundle's scan)
+NHS_SHAPED = re.compile(r"(?<![0-9A-Za-z.+/])\d{10}(?![0-9A-Za-z]|\.\d)")
+TOKEN_SHAPED = re.compile(r"[0-9a-f]{32,}")
+
+
+def _extracts(ids: str) -> dict[str, pd.DataFrame]:
+    pop = population(300, seed=41, ids=ids)
+    ref = referrals(pop, m=220, seed=42)
+    return {
+        "population": pop,
+        "referrals": ref,
+        "gp_appointments": gp_appointments(pop, k=3000, seed=43),
+        "wellbeing": wellbeing(ref, seed=44),
+    }
+
+
+@pytest.mark.parametrize("ids", ["pseudonym", "nhs"])
+def test_no_person_identifier_in_any_output_table(ids, tmp_path):
+    ex = _extracts(ids)
+    tables, figures = activity_outputs(
+        ex["population"],
+        ex["referrals"],
+        gp_appointments=ex["gp_appointments"],
+        wellbeing=ex["wellbeing"],
+        start="2023-01-01",
+        end="2023-12-31",
+        at="2023-01-01",
+        wellby=True,
+    )
+    expected = {
+        "activity_referrals_by_period",
+        "activity_referrals_by_pcn_period",
+        "activity_referrals_by_practice",
+        "activity_outcomes",
+        "activity_time_to_contact",
+        "activity_time_to_contact_bands",
+        "activity_contacts",
+        "activity_contacts_bands",
+        "activity_caseload",
+        "activity_coding_audit",
+        "activity_codes_outside_codelist",
+        "activity_exclusions",
+        "equity_overall",
+        "equity_by_group",
+        "equity_practice_funnel",
+        "equity_funnel_limits",
+        "equity_exclusions",
+        "casefinding_by_pcn",
+        "casefinding_factors",
+        "casefinding_score_distribution",
+        "casefinding_exclusions",
+        "wellbeing_paired_change",
+        "wellbeing_followup_pattern",
+        "wellbeing_followup_by_group",
+        "wellbeing_baseline_by_followup",
+        "wellbeing_wellby",
+        "wellbeing_exclusions",
+    }
+    assert set(tables) == expected
+    person_ids = set(ex["population"]["person_id"]) | set(ex["referrals"]["person_id"])
+    for name, df in tables.items():
+        assert "person_id" not in df.columns, name
+        text = df.to_csv(index=False)
+        assert not any(p in text for p in person_ids), name
+        assert not NHS_SHAPED.search(text), name
+        assert not TOKEN_SHAPED.search(text), name
+    # the written folder holds nothing identifying either (CSV text and PNG bytes)
+    out = write_outputs(tmp_path / "out", tables, figures)
+    for f in out.rglob("*"):
+        if f.is_file():
+            blob = f.read_bytes().decode("latin-1")
+            assert not any(p in blob for p in person_ids), f.name
+    assert len(list((out / "figures").glob("*.png"))) == len(figures) >= 10
+
+
+def test_control_is_applied_before_figures():
+    ex = _extracts("pseudonym")
+    seen: list[str] = []
+
+    def control(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+        seen.extend(tables)
+        out = {k: v.copy() for k, v in tables.items()}
+        out["activity_contacts_bands"]["referrals"] = 5
+        return out
+
+    tables, figures = activity_outputs(
+        ex["population"], ex["referrals"], start="2023-01-01", end="2023-12-31", control=control
+    )
+    assert "activity_outcomes" in seen
+    assert (tables["activity_contacts_bands"]["referrals"] == 5).all()
+    heights = [p.get_height() for p in figures["activity_contacts"].axes[0].patches]
+    assert heights == [5] * len(heights)
+    assert "casefinding_by_pcn" not in tables  # no GP appointments given
+    assert "wellbeing_paired_change" not in tables
+
+
+def test_cli_activity(tmp_path):
+    ex = _extracts("pseudonym")
+    data = tmp_path / "data"
+    data.mkdir()
+    ex["population"].to_parquet(data / "population.parquet")
+    ex["referrals"].astype({"referral_date": "datetime64[ns]"}).to_parquet(
+        data / "referrals.parquet"
+    )
+    ex["wellbeing"].to_csv(data / "wellbeing.csv", index=False)
+    back = read_extracts(data)
+    assert set(back) == {"population", "referrals", "wellbeing"}
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app, ["activity", "--data", str(data), "--out", str(out), "--start", "2023-01-01"]
+    )
+    assert res.exit_code == 0, res.output
+    assert (out / "tables" / "activity_outcomes.csv").is_file()
+    assert (out / "tables" / "wellbeing_paired_change.csv").is_file()
+    assert (out / "figures" / "equity_funnel.png").is_file()
+    bad = CliRunner().invoke(app, ["activity", "--data", str(tmp_path / "nope")])
+    assert isinstance(bad.exception, DataError)
+    assert "not found" in str(bad.exception)
+
+
+def test_read_extracts_requires_referrals(tmp_path):
+    population(10).to_csv(tmp_path / "population.csv", index=False)
+    with pytest.raises(DataError, match="referrals"):
+        read_extracts(Path(tmp_path))
