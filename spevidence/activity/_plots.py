@@ -178,25 +178,26 @@ def equity_rates(tables: Tables) -> Figure:
     with figure_style():
         fig = Figure(figsize=(7.0, 1.6 + 0.32 * len(df) + 0.3 * len(chars)), layout="constrained")
         ax = fig.add_subplot()
-        ypos, labels, y = [], [], 0.0
+        ypos: list[float] = []
+        labels: list[str] = []
+        y = 0.0
         for i, ch in enumerate(chars):
             sub = df.loc[df["characteristic"] == ch]
-            for _, r in sub.iterrows():
-                est = float(r["rate_per_1000"])
-                lo, hi = float(r["conf_low"]), float(r["conf_high"])
-                ax.errorbar(
-                    est,
-                    y,
-                    xerr=[[max(est - lo, 0.0)], [max(hi - est, 0.0)]],
-                    fmt="o",
-                    color=PALETTE[i % 10],
-                    capsize=2,
-                    markersize=4,
-                )
-                ypos.append(y)
-                labels.append(f"{ch}: {r['group']}")
-                y += 1
-            y += 0.6
+            est = _num(sub["rate_per_1000"])
+            err = np.vstack([est - _num(sub["conf_low"]), _num(sub["conf_high"]) - est])
+            ys = y + np.arange(len(sub))
+            ax.errorbar(
+                est,
+                ys,
+                xerr=np.clip(np.nan_to_num(err), 0, None),
+                fmt="o",
+                color=PALETTE[i % 10],
+                capsize=2,
+                markersize=4,
+            )
+            ypos.extend(ys.tolist())
+            labels.extend(f"{ch}: {g}" for g in sub["group"])
+            y += len(sub) + 0.6
         overall = tables.get("equity_overall")
         if overall is not None and len(overall):
             ax.axvline(
@@ -208,8 +209,8 @@ def equity_rates(tables: Tables) -> Figure:
             ax.legend(loc="lower right")
         ax.set_yticks(ypos, labels)
         ax.invert_yaxis()
-        ax.set_title("Who is referred: people referred per 1,000 registered (95% CI)")
-        ax.set_xlabel("People referred per 1,000 registered")
+        ax.set_title("Who is referred, by group")
+        ax.set_xlabel("People referred per 1,000 registered (95% confidence interval)")
     return fig
 
 

@@ -67,6 +67,7 @@ def activity_outputs(
     wellby: bool = False,
     link_worker_wte: float | Mapping[str, float] | None = None,
     control: Control | None = None,
+    draw_figures: bool = True,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Figure]]:
     """Run service activity, equity, case finding and wellbeing; return tables and figures.
 
@@ -74,7 +75,7 @@ def activity_outputs(
     registered population is counted and the risk score taken) defaults to ``start``.
     Case finding runs when ``gp_appointments`` is given; wellbeing when ``wellbeing`` is.
     Returns aggregate tables only (checked for identifier columns) and figures drawn from
-    the (controlled, if ``control`` is given) tables.
+    the (controlled, if ``control`` is given) tables; ``draw_figures=False`` skips them.
     """
     from spevidence.wellbeing import paired_change
 
@@ -118,7 +119,7 @@ def activity_outputs(
     check_no_identifiers(tables)
     released = dict(control(tables)) if control is not None else tables
     figures: dict[str, Figure] = {}
-    for r in results:
+    for r in results if draw_figures else []:
         figures.update(r.figures(tables=released))
     return released, figures
 
