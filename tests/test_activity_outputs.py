@@ -10,9 +10,12 @@ import pytest
 from conftest_activity import gp_appointments, population, referrals, wellbeing
 from typer.testing import CliRunner
 
+from spevidence.activity import EquityOfAccess, RiskScore, ServiceActivity
+from spevidence.activity.catalogue import FIGURES, TABLES
 from spevidence.activity.outputs import activity_outputs, read_extracts
 from spevidence.cli import app
 from spevidence.errors import DataError
+from spevidence.wellbeing import PairedChange
 
 # ten digits not inside a longer number or a decimal (as in spevidence.bundle's scan)
 NHS_SHAPED = re.compile(r"(?<![0-9A-Za-z.+/])\d{10}(?![0-9A-Za-z]|\.\d)")
@@ -30,9 +33,9 @@ def _extracts(ids: str) -> dict[str, pd.DataFrame]:
     }
 
 
-@pytest.mark.parametrize("ids", ["pseudonym", "nhs"])
-def test_no_person_identifier_in_any_output_table(ids):
-    ex = _extracts(ids)
+@pytest.fixture(scope="module", params=["pseudonym", "nhs"])
+def full(request):
+    ex = _extracts(request.param)
     tables, figures = activity_outputs(
         ex["population"],
         ex["referrals"],
@@ -44,6 +47,11 @@ def test_no_person_identifier_in_any_output_table(ids):
         wellby=True,
         draw_figures=False,
     )
+    return ex, tables, figures
+
+
+def test_no_person_identifier_in_any_output_table(full):
+    ex, tables, figures = full
     assert figures == {}
     expected = {
         "activity_referrals_by_period",
@@ -138,3 +146,24 @@ def test_read_extracts_requires_referrals(tmp_path):
     population(10).to_csv(tmp_path / "population.csv", index=False)
     with pytest.raises(DataError, match="referrals"):
         read_extracts(Path(tmp_path))
+
+
+def test_catalogue_lists_every_table_and_its_count_columns(full):
+    _, tables, _ = full
+    not_counts = {"norm_low", "norm_high", "price_year"}
+    for name, df in tables.items():
+        info = TABLES[name]
+        assert info.description, name
+        for col in info.counts:
+            assert col in df.columns, (name, col)
+            assert pd.api.types.is_integer_dtype(df[col]), (name, col)
+        for col in info.derived:
+            assert col in df.columns, (name, col)
+        for col in df.columns:
+            if pd.api.types.is_integer_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col]):
+                assert col in info.counts or col in not_counts, (name, col)
+    assert set(FIGURES) == {
+        n
+        for cls in (ServiceActivity, EquityOfAccess, RiskScore, PairedChange)
+        for n in cls._PLOTTERS
+    }

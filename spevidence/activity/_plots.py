@@ -33,6 +33,18 @@ def _fig(width: float = 7.0, height: float = 4.2) -> tuple[Figure, Any]:
     return fig, ax
 
 
+SOURCE_LABELS = {
+    "gp": "GP",
+    "practice_staff": "Practice staff",
+    "other_agency": "Other agency",
+    "self": "Self-referral",
+}
+
+
+def _source(v: object) -> str:
+    return SOURCE_LABELS.get(str(v), str(v).replace("_", " "))
+
+
 def _num(s: pd.Series) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
@@ -50,7 +62,7 @@ def referrals_by_period(tables: Tables) -> Figure:
         bottom = np.zeros(len(wide))
         for i, col in enumerate(wide.columns):
             vals = wide[col].to_numpy(dtype=float)
-            ax.bar(x, vals, bottom=bottom, color=PALETTE[i % 10], label=str(col).replace("_", " "))
+            ax.bar(x, vals, bottom=bottom, color=PALETTE[i % 10], label=_source(col))
             bottom += vals
         labels = [pd.Timestamp(p).strftime("%b %Y") for p in wide.index]
         step = max(1, len(labels) // 12)
@@ -85,7 +97,7 @@ def outcomes(tables: Tables) -> Figure:
                 capsize=2,
                 error_kw={"elinewidth": 0.8},
             )
-        ax.set_xticks(x, [str(s).replace("_", " ") for s in sources], rotation=20, ha="right")
+        ax.set_xticks(x, [_source(s) for s in sources], rotation=20, ha="right")
         ax.set_ylim(0, 100)
         ax.set_title("What happened to referrals, by source (95% CI)")
         ax.set_xlabel("Referred by")
@@ -261,6 +273,7 @@ def funnel(tables: Tables) -> Figure:
 @_needs("casefinding_by_pcn")
 def casefinding(tables: Tables) -> Figure:
     df = tables["casefinding_by_pcn"]
+    df = df.loc[df["pcn_code"] != "All PCNs"]
     with figure_style():
         fig, ax = _fig()
         x = np.arange(len(df))
@@ -298,8 +311,8 @@ def wellbeing_change(tables: Tables) -> Figure:
         ax.axvline(0, color=NEUTRAL, linewidth=1)
         ax.set_yticks(y, [f"{a} (n={b})" for a, b in zip(df["label"], df["people"], strict=True)])
         ax.invert_yaxis()
-        ax.set_title("Change in wellbeing score, referral to follow-up (95% CI)")
-        ax.set_xlabel("Mean change in score (points; no comparison group)")
+        ax.set_title("Change in wellbeing, referral to follow-up")
+        ax.set_xlabel("Mean change in score, points (95% CI; no comparison group)")
     return fig
 
 
@@ -319,7 +332,7 @@ def wellbeing_missing(tables: Tables) -> Figure:
         ax.set_yticks(np.arange(len(insts)), insts)
         ax.invert_yaxis()
         ax.set_xlim(0, 100)
-        ax.set_title("Who has wellbeing measures (people with an accepted referral)")
-        ax.set_xlabel("Percent of people")
+        ax.set_title("Who has wellbeing measures")
+        ax.set_xlabel("Percent of people with an accepted referral")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     return fig
