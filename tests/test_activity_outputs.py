@@ -62,6 +62,7 @@ def test_no_person_identifier_in_any_output_table(full):
         "activity_time_to_contact_bands",
         "activity_contacts",
         "activity_contacts_bands",
+        "activity_support_duration",
         "activity_caseload",
         "activity_coding_audit",
         "activity_codes_outside_codelist",

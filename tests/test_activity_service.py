@@ -124,6 +124,20 @@ def test_contacts_against_norm(data, result):
     assert b2["4-8 contacts (norm)"] == int(c.between(4, 8).sum())
 
 
+def test_support_duration(data, result):
+    _, ref = data
+    acc = _in_window(ref).query("outcome == 'accepted'")
+    fc = pd.to_datetime(acc["first_contact_date"])
+    start = fc.where(fc.notna() & (fc >= acc["_d"]), acc["_d"])
+    days = (pd.to_datetime(acc["discharge_date"]) - start).dt.days
+    t = result.tables()["activity_support_duration"].set_index("support_duration")
+    assert t.loc["Up to 4 weeks", "referrals"] == int(days.between(0, 28).sum())
+    assert t.loc["1-3 months", "referrals"] == int(days.between(29, 91).sum())
+    assert t.loc["3-6 months", "referrals"] == int(days.between(92, 182).sum())
+    assert t["referrals"].sum() == len(acc)
+    assert t["median_days"].iloc[0] == pytest.approx(days.median())
+
+
 def test_caseload_per_wte(data):
     _, ref = data
     kept = _in_window(ref)

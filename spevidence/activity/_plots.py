@@ -142,6 +142,17 @@ def contacts(tables: Tables) -> Figure:
     )
 
 
+@_needs("activity_support_duration")
+def support_duration(tables: Tables) -> Figure:
+    return _bar_bands(
+        tables["activity_support_duration"],
+        "support_duration",
+        "How long people were supported (expected: about 3 months)",
+        "Time from first contact to discharge",
+        highlight="1-3 months",
+    )
+
+
 @_needs("activity_caseload")
 def caseload(tables: Tables) -> Figure:
     df = tables["activity_caseload"]

@@ -67,6 +67,12 @@ TABLES: dict[str, TableInfo] = {
         ("referrals",),
         ("percent",),
     ),
+    "activity_support_duration": TableInfo(
+        "Accepted referrals by length of support (first contact, else referral, to "
+        "discharge) against about 3 months; median days.",
+        ("referrals",),
+        ("percent", "median_days"),
+    ),
     "activity_caseload": TableInfo(
         "Caseload per link worker (anonymised labels): people supported per year and per "
         "WTE against 200-250.",
@@ -198,6 +204,7 @@ FIGURES: dict[str, str] = {
     "activity_outcomes": "Accepted/declined/did-not-engage percentages by source, 95% CI.",
     "activity_time_to_contact": "Referrals by days from referral to first contact.",
     "activity_contacts": "Accepted referrals by number of contacts, norm highlighted.",
+    "activity_support_duration": "Accepted referrals by length of support.",
     "activity_caseload": "Caseload per full-time link worker against 200-250 a year.",
     "activity_coding_audit": "SNOMED CT coding of referrals by outcome (percent).",
     "equity_rates": "People referred per 1,000 registered by group, 95% CI.",

@@ -53,6 +53,7 @@ class ServiceActivity(TableResult):
         "activity_outcomes": _plots.outcomes,
         "activity_time_to_contact": _plots.time_to_contact,
         "activity_contacts": _plots.contacts,
+        "activity_support_duration": _plots.support_duration,
         "activity_caseload": _plots.caseload,
         "activity_coding_audit": _plots.coding_audit,
     }
@@ -201,6 +202,38 @@ def _contacts(
     return summary, bands, n_bad
 
 
+DURATION_BANDS: tuple[tuple[str, int, int | None], ...] = (
+    ("Up to 4 weeks", 0, 28),
+    ("1-3 months", 29, 91),
+    ("3-6 months", 92, 182),
+    ("Over 6 months", 183, None),
+)
+
+
+def _support_duration(ref: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Days from first contact (else referral) to discharge, for accepted referrals."""
+    if "discharge_date" not in ref.columns:
+        return pd.DataFrame(), 0
+    acc = ref.loc[ref["outcome"] == "accepted"]
+    startd = acc["_date"]
+    if "first_contact_date" in acc.columns:
+        fc = as_dates(acc["first_contact_date"])
+        startd = fc.where(fc.notna() & (fc >= acc["_date"]), acc["_date"])
+    days = (as_dates(acc["discharge_date"]) - startd).dt.days
+    negative = days < 0
+    valid = days[days.notna() & ~negative].astype(int)
+    rows = []
+    for label, lo, hi in DURATION_BANDS:
+        inside = (valid >= lo) & (valid <= hi) if hi is not None else valid >= lo
+        rows.append((label, int(inside.sum())))
+    rows.append(("No discharge recorded", int(days.isna().sum())))
+    out = pd.DataFrame(rows, columns=["support_duration", "referrals"])
+    total = out["referrals"].sum()
+    out["percent"] = 100.0 * out["referrals"] / total if total else np.nan
+    out["median_days"] = float(valid.median()) if len(valid) else np.nan
+    return out, int(negative.sum())
+
+
 def _caseload(
     ref: pd.DataFrame,
     *,
@@ -336,7 +369,9 @@ def service_activity(
         Tables ``activity_referrals_by_period``, ``activity_referrals_by_pcn_period``,
         ``activity_referrals_by_practice``, ``activity_outcomes``,
         ``activity_time_to_contact``, ``activity_time_to_contact_bands``,
-        ``activity_contacts``, ``activity_contacts_bands``, ``activity_caseload``,
+        ``activity_contacts``, ``activity_contacts_bands``, ``activity_support_duration``
+        (first contact, else referral, to discharge, against about 3 months),
+        ``activity_caseload``,
         ``activity_coding_audit``, ``activity_codes_outside_codelist`` and
         ``activity_exclusions`` (each only when its inputs are present). Caseload is the
         number of distinct people with an accepted referral in the window, annualised
@@ -425,6 +460,10 @@ def service_activity(
         drops.append(("referrals", "kept, negative contacts ignored", n_bad))
         tables["activity_contacts"] = summary
         tables["activity_contacts_bands"] = bands
+    duration, n_neg = _support_duration(ref)
+    if len(duration):
+        drops.append(("referrals", "kept, discharge_date before first contact ignored", n_neg))
+        tables["activity_support_duration"] = duration
     days = int((t1 - t0).days) + 1
     cl_table = _caseload(ref, days=days, wte=link_worker_wte, norm=caseload_norm)
     if len(cl_table):
