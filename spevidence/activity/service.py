@@ -58,6 +58,7 @@ class ServiceActivity(TableResult):
         "activity_coding_audit": _plots.coding_audit,
     }
     _TITLE: ClassVar[str] = "Service activity"
+    _PRIMARY: ClassVar[str] = "activity_outcomes"
 
 
 def _attach_practice(ref: pd.DataFrame, population: pd.DataFrame) -> tuple[pd.DataFrame, int]:
