@@ -127,11 +127,25 @@ def test_cli_activity(tmp_path):
     assert set(back) == {"population", "referrals", "wellbeing"}
     out = tmp_path / "out"
     res = CliRunner().invoke(
-        app, ["activity", "--data", str(data), "--out", str(out), "--start", "2023-01-01"]
+        app,
+        [
+            "activity",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--start",
+            "2023-01-01",
+            "--wte",
+            "0.5",
+        ],
     )
     assert res.exit_code == 0, res.output
     assert (out / "tables" / "activity_outcomes.csv").is_file()
-    assert (out / "tables" / "wellbeing_paired_change.csv").is_file()
+    wb = pd.read_csv(out / "tables" / "wellbeing_paired_change.csv")
+    assert set(wb["instrument"]) == {"wemwbs", "ons4_life_satisfaction"}  # those present
+    assert not (out / "tables" / "wellbeing_wellby.csv").exists()  # --wellby not given
+    assert (pd.read_csv(out / "tables" / "activity_caseload.csv")["wte"] == 0.5).all()
     assert len(list((out / "figures").glob("*.png"))) >= 10
     person_ids = set(ex["population"]["person_id"])
     for f in (out / "tables").glob("*.csv"):
