@@ -209,6 +209,24 @@ def test_coding_audit(data, result):
     assert len(a2["activity_codes_outside_codelist"]) == 0
 
 
+def test_codes_outside_codelist_never_release_identifier_shaped_values():
+    ref = pd.DataFrame(
+        {
+            "person_id": [pid(i) for i in range(5)],
+            "referral_date": "2024-01-10",
+            "referral_source": "gp",
+            "outcome": "accepted",
+            # a valid NHS number, free text, a pseudonym, a real-looking SNOMED id, agreed code
+            "snomed_code": ["9434765919", "see notes", pid(99), "1234567", "871731000000106"],
+        }
+    )
+    t = service_activity(ref, start="2024-01-01", end="2024-01-31").tables()
+    other = t["activity_codes_outside_codelist"].set_index("snomed_code")["referrals"]
+    assert other.to_dict() == {"withheld: not a SNOMED CT identifier": 3, "1234567": 1}
+    text = "".join(df.to_csv() for df in t.values())
+    assert "9434765919" not in text and pid(99) not in text and "see notes" not in text
+
+
 def test_shipped_codelist_csv_matches_builtin():
     csv = read_codelist(ROOT / "protocols" / "codelists" / "social_prescribing_snomed_v1.csv")
     assert list(csv.columns) == ["code", "term", "source", "version", "notes"]

@@ -102,7 +102,7 @@ def outcomes(tables: Tables) -> Figure:
         ax.set_title("What happened to referrals, by source (95% CI)")
         ax.set_xlabel("Referred by")
         ax.set_ylabel("Percent of referrals")
-        ax.legend(title="Outcome")
+        ax.legend(title="Outcome", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 

@@ -290,6 +290,19 @@ def _caseload(
     return out
 
 
+WITHHELD_CODE = "withheld: not a SNOMED CT identifier"
+
+
+def _nhs_shaped(code: str) -> bool:
+    """Ten digits passing the NHS-number modulus-11 check (DOMAIN.md)."""
+    if len(code) != 10 or not code.isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(code[:9], range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    check = 0 if check == 11 else check
+    return check != 10 and check == int(code[9])
+
+
 def _coding_audit(ref: pd.DataFrame, codelist: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "snomed_code" not in ref.columns:
         return pd.DataFrame(), pd.DataFrame()
@@ -315,6 +328,10 @@ def _coding_audit(ref: pd.DataFrame, codelist: pd.DataFrame) -> tuple[pd.DataFra
     with np.errstate(divide="ignore", invalid="ignore"):
         audit["percent"] = 100.0 * audit["n"] / audit["referrals"]
     outside = code[(code != "") & ~code.isin(list(terms))]
+    # release only values shaped like SNOMED CT identifiers (6-18 digits) that are not
+    # also shaped like an NHS number: a free-text or mis-keyed field must not leak
+    shaped = outside.str.fullmatch(r"\d{6,18}") & ~outside.map(_nhs_shaped).astype(bool)
+    outside = outside.where(shaped, WITHHELD_CODE)
     other = (
         outside.value_counts()
         .rename_axis("snomed_code")
