@@ -185,6 +185,10 @@ def activity(
     wellby: Annotated[
         bool, typer.Option("--wellby", help="Add the WELLBY valuation (no comparator).")
     ] = False,
+    wte: Annotated[
+        float | None,
+        typer.Option(help="Whole-time equivalent of every link worker (default 1.0)."),
+    ] = None,
 ) -> None:
     """Service activity, equity of access, case finding and wellbeing: tables and figures."""
     from spevidence.activity.outputs import activity_outputs, read_extracts, write_outputs
@@ -202,6 +206,7 @@ def activity(
         at=at,
         period=period,
         wellby=wellby,
+        link_worker_wte=wte,
     )
     folder = write_outputs(out_dir, tables, figures)
     out.print(

@@ -11,20 +11,29 @@ Every result offers ``.tables()`` (aggregate tables only, never identifiers),
 be redrawn from disclosure-controlled copies (``.figures(tables=controlled)``).
 """
 
+from spevidence.activity.catalogue import FIGURES, TABLES, count_columns, derived_columns
 from spevidence.activity.codelist import default_codelist, read_codelist
 from spevidence.activity.equity import EquityOfAccess, equity_of_access
+from spevidence.activity.outputs import activity_outputs, read_extracts, write_outputs
 from spevidence.activity.risk import FACTORS, RiskScore, RiskScoreSpec, risk_score
 from spevidence.activity.service import ServiceActivity, service_activity
 
 __all__ = [
     "FACTORS",
+    "FIGURES",
+    "TABLES",
     "EquityOfAccess",
     "RiskScore",
     "RiskScoreSpec",
     "ServiceActivity",
+    "activity_outputs",
+    "count_columns",
     "default_codelist",
+    "derived_columns",
     "equity_of_access",
     "read_codelist",
+    "read_extracts",
     "risk_score",
     "service_activity",
+    "write_outputs",
 ]

@@ -137,7 +137,6 @@ def figure_style() -> Iterator[None]:
             "axes.spines.top": False,
             "axes.spines.right": False,
             "axes.titlesize": 12,
-            "axes.titlelocation": "left",
             "axes.labelsize": 10,
             "legend.frameon": False,
             "font.family": "DejaVu Sans",

@@ -33,6 +33,18 @@ def _fig(width: float = 7.0, height: float = 4.2) -> tuple[Figure, Any]:
     return fig, ax
 
 
+SOURCE_LABELS = {
+    "gp": "GP",
+    "practice_staff": "Practice staff",
+    "other_agency": "Other agency",
+    "self": "Self-referral",
+}
+
+
+def _source(v: object) -> str:
+    return SOURCE_LABELS.get(str(v), str(v).replace("_", " "))
+
+
 def _num(s: pd.Series) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
@@ -50,7 +62,7 @@ def referrals_by_period(tables: Tables) -> Figure:
         bottom = np.zeros(len(wide))
         for i, col in enumerate(wide.columns):
             vals = wide[col].to_numpy(dtype=float)
-            ax.bar(x, vals, bottom=bottom, color=PALETTE[i % 10], label=str(col).replace("_", " "))
+            ax.bar(x, vals, bottom=bottom, color=PALETTE[i % 10], label=_source(col))
             bottom += vals
         labels = [pd.Timestamp(p).strftime("%b %Y") for p in wide.index]
         step = max(1, len(labels) // 12)
@@ -85,12 +97,12 @@ def outcomes(tables: Tables) -> Figure:
                 capsize=2,
                 error_kw={"elinewidth": 0.8},
             )
-        ax.set_xticks(x, [str(s).replace("_", " ") for s in sources], rotation=20, ha="right")
+        ax.set_xticks(x, [_source(s) for s in sources], rotation=20, ha="right")
         ax.set_ylim(0, 100)
         ax.set_title("What happened to referrals, by source (95% CI)")
         ax.set_xlabel("Referred by")
         ax.set_ylabel("Percent of referrals")
-        ax.legend(title="Outcome")
+        ax.legend(title="Outcome", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
@@ -127,6 +139,17 @@ def contacts(tables: Tables) -> Figure:
         "Contacts per accepted referral (green: the expected range)",
         "Contacts with the link worker",
         highlight="(norm)",
+    )
+
+
+@_needs("activity_support_duration")
+def support_duration(tables: Tables) -> Figure:
+    return _bar_bands(
+        tables["activity_support_duration"],
+        "support_duration",
+        "How long people were supported (expected: about 3 months)",
+        "Time from first contact to discharge",
+        highlight="1-3 months",
     )
 
 
@@ -178,25 +201,26 @@ def equity_rates(tables: Tables) -> Figure:
     with figure_style():
         fig = Figure(figsize=(7.0, 1.6 + 0.32 * len(df) + 0.3 * len(chars)), layout="constrained")
         ax = fig.add_subplot()
-        ypos, labels, y = [], [], 0.0
+        ypos: list[float] = []
+        labels: list[str] = []
+        y = 0.0
         for i, ch in enumerate(chars):
             sub = df.loc[df["characteristic"] == ch]
-            for _, r in sub.iterrows():
-                est = float(r["rate_per_1000"])
-                lo, hi = float(r["conf_low"]), float(r["conf_high"])
-                ax.errorbar(
-                    est,
-                    y,
-                    xerr=[[max(est - lo, 0.0)], [max(hi - est, 0.0)]],
-                    fmt="o",
-                    color=PALETTE[i % 10],
-                    capsize=2,
-                    markersize=4,
-                )
-                ypos.append(y)
-                labels.append(f"{ch}: {r['group']}")
-                y += 1
-            y += 0.6
+            est = _num(sub["rate_per_1000"])
+            err = np.vstack([est - _num(sub["conf_low"]), _num(sub["conf_high"]) - est])
+            ys = y + np.arange(len(sub))
+            ax.errorbar(
+                est,
+                ys,
+                xerr=np.clip(np.nan_to_num(err), 0, None),
+                fmt="o",
+                color=PALETTE[i % 10],
+                capsize=2,
+                markersize=4,
+            )
+            ypos.extend(ys.tolist())
+            labels.extend(f"{ch}: {g}" for g in sub["group"])
+            y += len(sub) + 0.6
         overall = tables.get("equity_overall")
         if overall is not None and len(overall):
             ax.axvline(
@@ -208,8 +232,8 @@ def equity_rates(tables: Tables) -> Figure:
             ax.legend(loc="lower right")
         ax.set_yticks(ypos, labels)
         ax.invert_yaxis()
-        ax.set_title("Who is referred: people referred per 1,000 registered (95% CI)")
-        ax.set_xlabel("People referred per 1,000 registered")
+        ax.set_title("Who is referred, by group")
+        ax.set_xlabel("People referred per 1,000 registered (95% confidence interval)")
     return fig
 
 
@@ -260,6 +284,7 @@ def funnel(tables: Tables) -> Figure:
 @_needs("casefinding_by_pcn")
 def casefinding(tables: Tables) -> Figure:
     df = tables["casefinding_by_pcn"]
+    df = df.loc[df["pcn_code"] != "All PCNs"]
     with figure_style():
         fig, ax = _fig()
         x = np.arange(len(df))
@@ -297,8 +322,8 @@ def wellbeing_change(tables: Tables) -> Figure:
         ax.axvline(0, color=NEUTRAL, linewidth=1)
         ax.set_yticks(y, [f"{a} (n={b})" for a, b in zip(df["label"], df["people"], strict=True)])
         ax.invert_yaxis()
-        ax.set_title("Change in wellbeing score, referral to follow-up (95% CI)")
-        ax.set_xlabel("Mean change in score (points; no comparison group)")
+        ax.set_title("Change in wellbeing, referral to follow-up")
+        ax.set_xlabel("Mean change in score, points (95% CI; no comparison group)")
     return fig
 
 
@@ -318,7 +343,7 @@ def wellbeing_missing(tables: Tables) -> Figure:
         ax.set_yticks(np.arange(len(insts)), insts)
         ax.invert_yaxis()
         ax.set_xlim(0, 100)
-        ax.set_title("Who has wellbeing measures (people with an accepted referral)")
-        ax.set_xlabel("Percent of people")
+        ax.set_title("Who has wellbeing measures")
+        ax.set_xlabel("Percent of people with an accepted referral")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     return fig

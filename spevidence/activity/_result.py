@@ -28,6 +28,12 @@ class TableResult:
 
     _PLOTTERS: ClassVar[dict[str, Plotter]] = {}
     _TITLE: ClassVar[str] = "Results"
+    _PRIMARY: ClassVar[str] = ""
+
+    def tidy(self) -> pd.DataFrame:
+        """The headline table of this result (a copy)."""
+        name = self._PRIMARY if self._PRIMARY in self.results else next(iter(self.results))
+        return self.results[name].copy()
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Aggregate tables by name (copies; safe to modify)."""

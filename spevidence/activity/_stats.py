@@ -57,7 +57,8 @@ def funnel_limits(
     For the upper limit with tail probability ``p = 1 - (1 - level)/2``: ``r`` is the
     smallest count with ``F(r) >= p``, ``a = (F(r) - p) / (F(r) - F(r - 1))`` and the limit
     is ``(r - a) / n`` (Spiegelhalter 2005, appendix A.1.1); the lower limit uses
-    ``p = (1 - level)/2`` the same way. Limits are clipped to [0, 1].
+    ``p = (1 - level)/2`` the same way. Limits are clipped to [0, 1] and kept on their own
+    side of the target (the interpolation can cross it when ``n * target`` is tiny).
     """
     n_arr = np.atleast_1d(np.asarray(n, dtype=float))
     out: list[np.ndarray] = []
@@ -69,4 +70,6 @@ def funnel_limits(
             a = np.where(f_r > f_r1, (f_r - p) / (f_r - f_r1), 0.0)
             lim = np.where(n_arr > 0, (r - a) / n_arr, np.nan)
         out.append(np.clip(lim, 0.0, 1.0))
-    return out[0], out[1]
+    # with very small expected counts the interpolation can cross the target: keep the
+    # limits on their own side of it
+    return np.minimum(out[0], target), np.maximum(out[1], target)

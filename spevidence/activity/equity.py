@@ -51,6 +51,7 @@ class EquityOfAccess(TableResult):
         "equity_funnel": _plots.funnel,
     }
     _TITLE: ClassVar[str] = "Equity of access"
+    _PRIMARY: ClassVar[str] = "equity_by_group"
 
 
 def registered_at(population: pd.DataFrame, at: pd.Timestamp) -> tuple[pd.DataFrame, list]:

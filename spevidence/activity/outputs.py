@@ -67,16 +67,18 @@ def activity_outputs(
     wellby: bool = False,
     link_worker_wte: float | Mapping[str, float] | None = None,
     control: Control | None = None,
+    draw_figures: bool = True,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Figure]]:
     """Run service activity, equity, case finding and wellbeing; return tables and figures.
 
     ``start``/``end`` default to the first and last referral dates; ``at`` (the date the
     registered population is counted and the risk score taken) defaults to ``start``.
-    Case finding runs when ``gp_appointments`` is given; wellbeing when ``wellbeing`` is.
+    Case finding runs when ``gp_appointments`` is given; wellbeing when ``wellbeing`` is
+    (for the instruments present in it; the WELLBY table only with ONS4 life satisfaction).
     Returns aggregate tables only (checked for identifier columns) and figures drawn from
-    the (controlled, if ``control`` is given) tables.
+    the (controlled, if ``control`` is given) tables; ``draw_figures=False`` skips them.
     """
-    from spevidence.wellbeing import paired_change
+    from spevidence.wellbeing import INSTRUMENTS, paired_change
 
     dates = as_dates(referrals["referral_date"]) if "referral_date" in referrals else None
     if (start is None or end is None) and (dates is None or dates.notna().sum() == 0):
@@ -109,8 +111,21 @@ def activity_outputs(
         results.append(rs)
         need = rs
     results.append(equity_of_access(population, referrals, at=t_at, start=t0, end=t1, need=need))
-    if wellbeing is not None and len(wellbeing):
-        results.append(paired_change(wellbeing, referrals, start=t0, end=t1, wellby=wellby))
+    if wellbeing is not None and len(wellbeing) and "instrument" in wellbeing.columns:
+        present = set(wellbeing["instrument"].astype(str).str.strip().str.lower())
+        instruments = tuple(i for i in INSTRUMENTS if i in present)
+        if instruments:
+            results.append(
+                paired_change(
+                    wellbeing,
+                    referrals,
+                    instruments=instruments,
+                    start=t0,
+                    end=t1,
+                    population=population,
+                    wellby=wellby and "ons4_life_satisfaction" in instruments,
+                )
+            )
 
     tables: dict[str, pd.DataFrame] = {}
     for r in results:
@@ -118,7 +133,7 @@ def activity_outputs(
     check_no_identifiers(tables)
     released = dict(control(tables)) if control is not None else tables
     figures: dict[str, Figure] = {}
-    for r in results:
+    for r in results if draw_figures else []:
         figures.update(r.figures(tables=released))
     return released, figures
 

@@ -142,6 +142,7 @@ class RiskScore(TableResult):
 
     _PLOTTERS: ClassVar[dict[str, Plotter]] = {"casefinding_by_pcn": _plots.casefinding}
     _TITLE: ClassVar[str] = "Risk-score case finding"
+    _PRIMARY: ClassVar[str] = "casefinding_by_pcn"
 
     def flagged_ids(self) -> list[str]:
         """Pseudonymised ids of flagged people (secure use only)."""

@@ -53,10 +53,12 @@ class ServiceActivity(TableResult):
         "activity_outcomes": _plots.outcomes,
         "activity_time_to_contact": _plots.time_to_contact,
         "activity_contacts": _plots.contacts,
+        "activity_support_duration": _plots.support_duration,
         "activity_caseload": _plots.caseload,
         "activity_coding_audit": _plots.coding_audit,
     }
     _TITLE: ClassVar[str] = "Service activity"
+    _PRIMARY: ClassVar[str] = "activity_outcomes"
 
 
 def _attach_practice(ref: pd.DataFrame, population: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -201,6 +203,38 @@ def _contacts(
     return summary, bands, n_bad
 
 
+DURATION_BANDS: tuple[tuple[str, int, int | None], ...] = (
+    ("Up to 4 weeks", 0, 28),
+    ("1-3 months", 29, 91),
+    ("3-6 months", 92, 182),
+    ("Over 6 months", 183, None),
+)
+
+
+def _support_duration(ref: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Days from first contact (else referral) to discharge, for accepted referrals."""
+    if "discharge_date" not in ref.columns:
+        return pd.DataFrame(), 0
+    acc = ref.loc[ref["outcome"] == "accepted"]
+    startd = acc["_date"]
+    if "first_contact_date" in acc.columns:
+        fc = as_dates(acc["first_contact_date"])
+        startd = fc.where(fc.notna() & (fc >= acc["_date"]), acc["_date"])
+    days = (as_dates(acc["discharge_date"]) - startd).dt.days
+    negative = days < 0
+    valid = days[days.notna() & ~negative].astype(int)
+    rows = []
+    for label, lo, hi in DURATION_BANDS:
+        inside = (valid >= lo) & (valid <= hi) if hi is not None else valid >= lo
+        rows.append((label, int(inside.sum())))
+    rows.append(("No discharge recorded", int(days.isna().sum())))
+    out = pd.DataFrame(rows, columns=["support_duration", "referrals"])
+    total = out["referrals"].sum()
+    out["percent"] = 100.0 * out["referrals"] / total if total else np.nan
+    out["median_days"] = float(valid.median()) if len(valid) else np.nan
+    return out, int(negative.sum())
+
+
 def _caseload(
     ref: pd.DataFrame,
     *,
@@ -256,6 +290,19 @@ def _caseload(
     return out
 
 
+WITHHELD_CODE = "withheld: not a SNOMED CT identifier"
+
+
+def _nhs_shaped(code: str) -> bool:
+    """Ten digits passing the NHS-number modulus-11 check (DOMAIN.md)."""
+    if len(code) != 10 or not code.isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(code[:9], range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    check = 0 if check == 11 else check
+    return check != 10 and check == int(code[9])
+
+
 def _coding_audit(ref: pd.DataFrame, codelist: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "snomed_code" not in ref.columns:
         return pd.DataFrame(), pd.DataFrame()
@@ -281,6 +328,10 @@ def _coding_audit(ref: pd.DataFrame, codelist: pd.DataFrame) -> tuple[pd.DataFra
     with np.errstate(divide="ignore", invalid="ignore"):
         audit["percent"] = 100.0 * audit["n"] / audit["referrals"]
     outside = code[(code != "") & ~code.isin(list(terms))]
+    # release only values shaped like SNOMED CT identifiers (6-18 digits) that are not
+    # also shaped like an NHS number: a free-text or mis-keyed field must not leak
+    shaped = outside.str.fullmatch(r"\d{6,18}") & ~outside.map(_nhs_shaped).astype(bool)
+    outside = outside.where(shaped, WITHHELD_CODE)
     other = (
         outside.value_counts()
         .rename_axis("snomed_code")
@@ -336,7 +387,9 @@ def service_activity(
         Tables ``activity_referrals_by_period``, ``activity_referrals_by_pcn_period``,
         ``activity_referrals_by_practice``, ``activity_outcomes``,
         ``activity_time_to_contact``, ``activity_time_to_contact_bands``,
-        ``activity_contacts``, ``activity_contacts_bands``, ``activity_caseload``,
+        ``activity_contacts``, ``activity_contacts_bands``, ``activity_support_duration``
+        (first contact, else referral, to discharge, against about 3 months),
+        ``activity_caseload``,
         ``activity_coding_audit``, ``activity_codes_outside_codelist`` and
         ``activity_exclusions`` (each only when its inputs are present). Caseload is the
         number of distinct people with an accepted referral in the window, annualised
@@ -425,6 +478,10 @@ def service_activity(
         drops.append(("referrals", "kept, negative contacts ignored", n_bad))
         tables["activity_contacts"] = summary
         tables["activity_contacts_bands"] = bands
+    duration, n_neg = _support_duration(ref)
+    if len(duration):
+        drops.append(("referrals", "kept, discharge_date before first contact ignored", n_neg))
+        tables["activity_support_duration"] = duration
     days = int((t1 - t0).days) + 1
     cl_table = _caseload(ref, days=days, wte=link_worker_wte, norm=caseload_norm)
     if len(cl_table):

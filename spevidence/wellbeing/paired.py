@@ -95,6 +95,7 @@ class PairedChange(TableResult):
         "wellbeing_followup_pattern": _plots.wellbeing_missing,
     }
     _TITLE: ClassVar[str] = "Wellbeing: paired before/after change (no comparator)"
+    _PRIMARY: ClassVar[str] = "wellbeing_paired_change"
 
 
 def _index_referrals(
