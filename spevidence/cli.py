@@ -312,6 +312,9 @@ def link(
     out.print(qa.summary(), highlight=False)
     out.print((attrition + panel.attrition).summary(), highlight=False)
     out.print(f"Written: {panel_out}", highlight=False)
+
+
+@app.command()
 def sroi(
     effects: Annotated[
         Path, typer.Argument(help="CSV of DiD estimates: outcome, estimate, std_error.")
