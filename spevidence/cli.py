@@ -385,6 +385,73 @@ def sroi(
     out.print(f"Tables and figures written to {out_dir}")
 
 
+@app.command()
+def run(
+    protocol: Annotated[Path, typer.Argument(help="Protocol YAML (see 'spevidence init').")],
+    data: Annotated[Path, typer.Option("--data", help="Folder of extracts (Parquet or CSV).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/run"),
+    engine: Annotated[
+        str, typer.Option(help="duckdb (embedded, default) or spark (PySpark local mode).")
+    ] = "duckdb",
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", help="Pseudonymisation key file (protocol ids: nhs_number)."),
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Report formats, e.g. html,pdf,docx.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run an evaluation protocol end to end: bundle and report."""
+    from spevidence.pipeline import run as _run
+
+    if engine not in ("duckdb", "spark"):
+        raise SpevidenceError(f"--engine must be duckdb or spark, not {engine!r}.")
+    formats = tuple(f.strip() for f in fmt.split(",") if f.strip()) if fmt else None
+    res = _run(
+        protocol,
+        data,
+        out_dir,
+        engine=engine,  # type: ignore[arg-type]
+        key_file=key_file,
+        formats=formats,
+        progress=progress,
+    )
+    out.print("[bold green]Evaluation finished.[/]")
+    out.print(f"  bundle: {res.bundle}")
+    for label, path in res.reports.items():
+        out.print(f"  report ({label}): {path}")
+
+
+@app.command()
+def check(
+    protocol: Annotated[Path, typer.Argument(help="Protocol YAML to validate.")],
+) -> None:
+    """Validate a protocol file and print its hash."""
+    from spevidence.protocol import load_protocol, protocol_hash
+
+    p = load_protocol(protocol)
+    out.print(f"[bold green]Protocol is valid:[/] {p.name} ({p.start} to {p.end}, {p.period})")
+    out.print(f"  sha256: {protocol_hash(p)}")
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the protocol.")] = Path(
+        "protocol.yaml"
+    ),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a fully commented protocol to edit."""
+    from importlib.resources import files
+
+    if path.exists() and not force:
+        raise SpevidenceError(f"{path} already exists; choose another path or pass --force.")
+    text = files("spevidence.protocol").joinpath("template.yaml").read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    out.print(f"Wrote {path}. Edit it, then check it with: spevidence check {path}")
+
+
 def main() -> None:
     """Entry point: user errors exit 1 with a message, never a traceback; usage errors exit 2."""
     try:
