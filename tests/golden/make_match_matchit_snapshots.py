@@ -33,7 +33,8 @@ SECTIONS = (
 
 
 def main(path: str) -> None:
-    text = open(path, encoding="utf-8").read()
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
     parts = re.split(r"^# (.+)$", text, flags=re.MULTILINE)
     sections = dict(zip(parts[1::2], parts[2::2], strict=True))
     out = {}
