@@ -281,7 +281,11 @@ def risk_set(
     MatchIt's ``nearest`` with ``exact`` would do per stratum. A not-yet-referred
     comparator may be referred later: they can then also be matched as a case at
     their own referral (``diagnostics['comparators_later_referred']`` counts them),
-    and their comparator follow-up stops before their referral.
+    and their comparator follow-up stops before their referral. Candidates are held
+    in (index period, person id) order, so ties in the distance are broken by person
+    id and the result does not depend on the row order of ``panel``. The caliper is
+    in SDs of the logit over all candidate person-periods (MatchIt's convention:
+    the SD of the distance over all units).
     """
     exact = tuple(exact)
     if not isinstance(ratio, int | np.integer) or ratio < 1:
@@ -637,9 +641,9 @@ def risk_set(
         pairs=pairs,
         units=units,
         attrition=attrition,
-        pool=pool.drop(columns=["_p", "_row", *exact_code_cols]).assign(
-            person_id=person_ids[pperson]
-        ),
+        pool=pool.drop(columns=["_p", "_row", *exact_code_cols])
+        .rename(columns={"_stratum": "stratum"})
+        .assign(person_id=person_ids[pperson]),
         covariates=tuple(covs),
         exact=exact,
         caliper=cal,
