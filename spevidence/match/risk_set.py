@@ -223,6 +223,8 @@ def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int, recen
             f"risk_set: panel is missing column(s) {missing} ({len(panel)} rows); build "
             "the panel with spevidence.link (docs/contracts.md 'Panel')."
         )
+    if len(panel) == 0:
+        raise DataError("risk_set: the panel has 0 rows; build it with spevidence.link first.")
     if panel.duplicated(["person_id", "t"]).any():
         n = int(panel.duplicated(["person_id", "t"]).sum())
         raise DataError(
