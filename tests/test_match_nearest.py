@@ -195,6 +195,52 @@ def test_mahalanobis_with_replacement_equals_matchit_readme(lalonde, readme):
     assert round(wc.sum() ** 2 / (wc**2).sum(), 2) == readme["sample_sizes"]["control_matched_ess"]
 
 
+# --------------------------------------------------------------------------- MatchIt snapshots
+
+SNAPSHOTS = json.loads((GOLDEN / "match_matchit_snapshots.json").read_text())["cases"]
+PS_CASES = [k for k, v in SNAPSHOTS.items() if "mahvars" not in v]
+
+
+def _as_ids(lalonde, mm):
+    ids = np.asarray(lalonde.index, dtype=object)
+    return np.where(mm >= 0, ids[np.maximum(mm, 0)], None)
+
+
+@pytest.mark.parametrize("case", PS_CASES)
+def test_pairs_equal_matchit_snapshot(lalonde, case):
+    """Every pair (and its column) equals MatchIt's own snapshot test output."""
+    g = SNAPSHOTS[case]
+    gold = np.array(g["match_matrix"], dtype=object).reshape(g["ncol"], 185).T
+    m = _quiet(data=lalonde, treat="treat", covariates=COVS, **g["kwargs"])
+    ours = _as_ids(lalonde, m.match_matrix)
+    assert ours.shape == gold.shape
+    assert (ours == gold).all(), np.argwhere(ours != gold)[:5]
+
+
+def test_mahalanobis_port_equals_matchit_snapshot_up_to_one_exact_tie(lalonde):
+    """MatchIt's mahvars path (Mahalanobis on age, educ, re74, re75; order "data",
+    no replacement) through our port of nn_matchC_mahcovs: 183 of 185 pairs equal.
+    NSW58 (age 41, educ 4) is exactly equidistant from PSID415 (43, 6) and PSID420
+    (39, 2); rounding decides, R took PSID415, and NSW69 then took PSID354 instead
+    of PSID415."""
+    from spevidence.match._design import mahalanobis_transform
+    from spevidence.match._nn import nn_match_mahcovs
+
+    g = SNAPSHOTS["baseline: Mahalanobis, m.order='data'"]
+    t = lalonde["treat"].to_numpy()
+    mah = mahalanobis_transform(lalonde, g["mahvars"], t)
+    mm = nn_match_mahcovs(t, np.arange(185), np.ones(185, int), np.zeros(len(t), bool), 1, mah)
+    ours = _as_ids(lalonde, mm)[:, 0]
+    gold = np.array(g["match_matrix"], dtype=object)
+    diff = {f"NSW{i + 1}": (ours[i], gold[i]) for i in np.flatnonzero(ours != gold)}
+    assert diff == {"NSW58": ("PSID420", "PSID415"), "NSW69": ("PSID415", "PSID354")}
+    ids = list(lalonde.index)
+    row = mah[ids.index("NSW58")]
+    d415 = np.sum((row - mah[ids.index("PSID415")]) ** 2)
+    d420 = np.sum((row - mah[ids.index("PSID420")]) ** 2)
+    assert d415 == pytest.approx(d420, rel=1e-12)
+
+
 # --------------------------------------------------------------------------- hand-worked
 
 
@@ -490,7 +536,15 @@ def test_att_pair_clustered_equals_pyfixest(lalonde):
     assert res["estimate"] == pytest.approx(float(fit.coef()["treat"]), abs=1e-8)
     assert res["std_error"] == pytest.approx(float(fit.se()["treat"]), rel=1e-8)
     adj = m.att("re78", adjust=True).iloc[0]
-    assert adj["adjusted"] and np.isfinite(adj["std_error"])
+    fit_adj = pf.feols(
+        "re78 ~ treat + age + educ + C(race) + married + nodegree + re74 + re75",
+        data=md,
+        weights="weights",
+        vcov={"CRV1": "subclass"},
+    )
+    assert adj["adjusted"]
+    assert adj["estimate"] == pytest.approx(float(fit_adj.coef()["treat"]), rel=1e-8)
+    assert adj["std_error"] == pytest.approx(float(fit_adj.se()["treat"]), rel=1e-6)
 
 
 def test_input_errors(lalonde):

@@ -16,6 +16,7 @@ from spevidence.match.risk_set import (
     REASON_CALIPER,
     REASON_LOOKBACK,
     REASON_NO_STRATUM,
+    REASON_OUTSIDE,
     REASON_USED,
 )
 
@@ -40,7 +41,9 @@ def _person(pid, *, start=0, end=N_T - 1, ref=None, pcn="U1", sex="F", yob=1960,
             "sex": sex,
             "year_of_birth": yob,
             "imd_decile": imd,
-            "referral_date": PERIODS[ref].date() if ref is not None else None,
+            "referral_date": (PERIODS[0] + pd.DateOffset(months=ref)).date()
+            if ref is not None
+            else None,
             "referral_t": pd.array([ref] * len(ts), dtype="Int64"),
         }
     )
@@ -155,16 +158,18 @@ def test_attrition_reasons_and_reconciliation():
         _person("Y", ref=3, gp=2),  # too early for a 12-month look-back
         _person("W", ref=15, gp=9),  # far from every comparator
         _person("V", gp=1),
+        _person("X", ref=N_T + 2, gp=2),  # referred after the study window
     )
     rs = _rs(panel, caliper=0.05)
     att = rs.attrition.set_index("reason")["n"]
     assert att[REASON_NO_STRATUM] == 1
     assert att[REASON_LOOKBACK] == 1
     assert att[REASON_CALIPER] == 1
+    assert att[REASON_OUTSIDE] == 1
     n_in = rs.attrition.iloc[0]["n"]
     dropped = rs.attrition.loc[rs.attrition["step"] == "dropped", "n"].sum()
     matched = rs.attrition.iloc[-1]["n"]
-    assert n_in == 4 and matched == 1 and n_in == matched + dropped
+    assert n_in == 5 and matched == 1 and n_in == matched + dropped
     assert (rs.pairs["distance_diff"] <= rs.caliper).all()
 
 
@@ -238,6 +243,16 @@ def test_balance_and_parallel_pre_trends_on_synthetic():
     pool = rs.pool
     naive = pool.groupby("treated")["recent_gp"].mean()
     assert (naive[1] - naive[0]) / 3 > 0.3
+
+
+def test_exact_on_recent_use_matches_its_value():
+    panel = make_panel(n_people=1500, n_periods=30, seed=6)
+    rs = _rs(panel, lookback=6, caliper=0.5, covariates=None, exact=("sex", "recent_gp"))
+    u = rs.units.pivot_table(
+        index="subclass", columns="treated", values="recent_gp", aggfunc="first"
+    )
+    assert (u[0] == u[1]).all() and len(u) > 20
+    assert set(rs.coefficients.index) >= {"prior_gp", "log1p(prior_gp)"}
 
 
 def test_input_errors():

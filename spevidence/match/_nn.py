@@ -12,9 +12,9 @@ Porting notes (what makes the pairs identical to MatchIt's):
   (everyone's first match, then everyone's second, ...); a control is used once; a
   treated unit with no control in round 1 is dropped;
 * with replacement each treated unit takes its ``ratio`` nearest at once;
-* ties between candidates found on the two sides are broken as libstdc++'s
-  ``std::partial_sort`` (heap select) / ``std::sort`` (insertion sort for short
-  ranges) break them, i.e. as R builds on Linux and Windows do.
+* ties between candidates found on the two sides are broken as libc++'s
+  ``std::partial_sort`` breaks them (the library MatchIt's snapshot tests were
+  produced with); for 1:1 matching every standard library gives the same answer.
 
 Indices are 0-based; the returned match matrix uses -1 for "no match".
 """
@@ -23,58 +23,98 @@ from __future__ import annotations
 
 import numpy as np
 
-# --------------------------------------------------------------------------- libstdc++ heap
+# --------------------------------------------------------------------------- libc++ heap
+# MatchIt keeps the `ratio` closest candidates with std::partial_sort. Which of
+# several *tied* candidates survive, and in which column they land, depends on the
+# C++ standard library. MatchIt's own snapshot tests (tests/testthat/_snaps/
+# nearest_snapshots.md) were produced with LLVM's libc++, so that is what is
+# ported here; a libstdc++ (GCC) build can order exact ties differently.
 
 
-def _adjust_heap(a: list[int], key: list[float], hole: int, length: int, value: int) -> None:
-    top = hole
-    second = hole
-    while second < (length - 1) // 2:
-        second = 2 * (second + 1)
-        if key[a[second]] < key[a[second - 1]]:
-            second -= 1
-        a[hole] = a[second]
-        hole = second
-    if (length & 1) == 0 and second == (length - 2) // 2:
-        second = 2 * (second + 1)
-        a[hole] = a[second - 1]
-        hole = second - 1
-    parent = (hole - 1) // 2
-    while hole > top and key[a[parent]] < key[value]:
-        a[hole] = a[parent]
-        hole = parent
-        parent = (hole - 1) // 2
-    a[hole] = value
+def _sift_down(a: list[int], key: list[float], n: int, start: int) -> None:
+    child = start
+    if n < 2 or (n - 2) // 2 < child:
+        return
+    child = 2 * child + 1
+    if child + 1 < n and key[a[child]] < key[a[child + 1]]:
+        child += 1
+    if key[a[child]] < key[a[start]]:
+        return
+    top = a[start]
+    while True:
+        a[start] = a[child]
+        start = child
+        if (n - 2) // 2 < child:
+            break
+        child = 2 * child + 1
+        if child + 1 < n and key[a[child]] < key[a[child + 1]]:
+            child += 1
+        if key[a[child]] < key[top]:
+            break
+    a[start] = top
+
+
+def _pop_heap(a: list[int], key: list[float], n: int) -> None:
+    if n <= 1:
+        return
+    top = a[0]
+    # Floyd's sift-down: move the hole to a leaf
+    hole = 0
+    child = 0
+    while True:
+        child = 2 * child + 1
+        if child + 1 < n and key[a[child]] < key[a[child + 1]]:
+            child += 1
+        a[hole] = a[child]
+        hole = child
+        if child > (n - 2) // 2:
+            break
+    last = n - 1
+    if hole == last:
+        a[hole] = top
+        return
+    a[hole] = a[last]
+    a[last] = top
+    # sift up the element now at `hole`
+    length = hole + 1
+    if length > 1:
+        length = (length - 2) // 2
+        ptr = length
+        pos = hole
+        if key[a[ptr]] < key[a[pos]]:
+            t = a[pos]
+            while True:
+                a[pos] = a[ptr]
+                pos = ptr
+                if length == 0:
+                    break
+                length = (length - 1) // 2
+                ptr = length
+                if not key[a[ptr]] < key[t]:
+                    break
+            a[pos] = t
 
 
 def _partial_sort(a: list[int], key: list[float], middle: int) -> None:
-    """std::partial_sort(a.begin(), a.begin() + middle, a.end(), key-less-than)."""
-    n = len(a)
-    # make_heap(first, middle)
-    if middle >= 2:
-        parent = (middle - 2) // 2
-        while True:
-            _adjust_heap(a, key, parent, middle, a[parent])
-            if parent == 0:
-                break
-            parent -= 1
-    for i in range(middle, n):
+    """libc++ std::partial_sort(a.begin(), a.begin() + middle, a.end(), key-less)."""
+    if middle == 0:
+        return
+    for start in range((middle - 2) // 2, -1, -1):
+        _sift_down(a, key, middle, start)
+    for i in range(middle, len(a)):
         if key[a[i]] < key[a[0]]:
-            value = a[i]
-            a[i] = a[0]
-            _adjust_heap(a, key, 0, middle, value)
-    # sort_heap(first, middle)
-    last = middle
-    while last > 1:
-        last -= 1
-        value = a[last]
-        a[last] = a[0]
-        _adjust_heap(a, key, 0, last, value)
+            a[i], a[0] = a[0], a[i]
+            _sift_down(a, key, middle, 0)
+    n = middle
+    while n > 1:
+        _pop_heap(a, key, n)
+        n -= 1
 
 
 def _std_sort(a: list[int], key: list[float]) -> None:
-    """std::sort for the short ranges used here (<= 16 elements: insertion sort,
-    which is stable); longer ranges fall back to a stable sort too."""
+    """std::sort on the short ranges used here (at most 2 x ratio candidates, all
+    already <= ratio): equal keys keep their order, as libc++'s small-range sorts
+    and insertion sort do."""
     a.sort(key=lambda i: key[i])
 
 

@@ -47,9 +47,11 @@ Comparators = Literal["not-yet-referred", "never-referred"]
 Order = Literal["largest", "smallest", "random", "data"]
 
 OUTCOMES = ("gp", "ae", "admissions")
+DERIVED_USE = tuple(f"{w}_{o}" for w in ("prior", "recent") for o in OUTCOMES)
 REQUIRED = ("person_id", "t", "period", "referral_t")
 DEFAULT_AGE_BREAKS = (18, 30, 40, 50, 60, 70, 80)
 
+REASON_OUTSIDE = "referral period outside the panel's study window"
 REASON_NO_ROW = "no panel row in the referral period (not registered then)"
 REASON_LOOKBACK = "registered for less than the look-back window before referral"
 REASON_MISSING = "missing covariate or exact-matching value at referral"
@@ -57,6 +59,7 @@ REASON_NO_STRATUM = "no eligible comparator in the exact-matching stratum"
 REASON_USED = "all eligible comparators in the stratum already used by earlier matches"
 REASON_CALIPER = "no unused comparator within the caliper"
 REASON_ORDER = (
+    REASON_OUTSIDE,
     REASON_NO_ROW,
     REASON_LOOKBACK,
     REASON_MISSING,
@@ -197,9 +200,21 @@ class RiskSetMatched:
         return self.balance(warn=False).plot()
 
 
+def _ps_design(pool: pd.DataFrame, covs: Sequence[str]) -> np.ndarray:
+    """Propensity-model design: counts of use enter as log(1 + x) and x (use is
+    heavily skewed, and referral depends on it strongly), other covariates as is."""
+    cols = []
+    for c in covs:
+        x = pool[c].to_numpy(dtype=float)
+        cols.append(x)
+        if c.startswith(("prior_", "recent_")):
+            cols.append(np.log1p(np.maximum(x, 0.0)))
+    return np.column_stack(cols)
+
+
 def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int, recent: int) -> None:
     need = [*REQUIRED, *OUTCOMES]
-    need += [c for c in exact if c != "age_band"]
+    need += [c for c in exact if c != "age_band" and c not in DERIVED_USE]
     if "age_band" in exact:
         need.append("year_of_birth")
     missing = [c for c in dict.fromkeys(need) if c not in panel.columns]
@@ -208,6 +223,8 @@ def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int, recen
             f"risk_set: panel is missing column(s) {missing} ({len(panel)} rows); build "
             "the panel with spevidence.link (docs/contracts.md 'Panel')."
         )
+    if len(panel) == 0:
+        raise DataError("risk_set: the panel has 0 rows; build it with spevidence.link first.")
     if panel.duplicated(["person_id", "t"]).any():
         n = int(panel.duplicated(["person_id", "t"]).sum())
         raise DataError(
@@ -250,7 +267,9 @@ def risk_set(
     panel : person x period frame (docs/contracts.md "Panel").
     exact : columns matched exactly, measured in the index period; ``"age_band"``
         is derived from ``year_of_birth`` and the index period's calendar year
-        (bands from ``age_breaks``). The index period is always an exact stratum.
+        (bands from ``age_breaks``); a derived count of use (e.g. ``"recent_gp"``)
+        matches its integer value exactly, which makes pre-referral trajectories
+        closer still. The index period is always an exact stratum.
     covariates : matching covariates. Default: ``prior_gp``, ``prior_ae``,
         ``prior_admissions`` (sums over the ``lookback`` periods before the index),
         ``recent_gp`` (sum over the last ``recent`` periods before the index: people
@@ -281,7 +300,11 @@ def risk_set(
     MatchIt's ``nearest`` with ``exact`` would do per stratum. A not-yet-referred
     comparator may be referred later: they can then also be matched as a case at
     their own referral (``diagnostics['comparators_later_referred']`` counts them),
-    and their comparator follow-up stops before their referral.
+    and their comparator follow-up stops before their referral. Candidates are held
+    in (index period, person id) order, so ties in the distance are broken by person
+    id and the result does not depend on the row order of ``panel``. The caliper is
+    in SDs of the logit over all candidate person-periods (MatchIt's convention:
+    the SD of the distance over all units).
     """
     exact = tuple(exact)
     if not isinstance(ratio, int | np.integer) or ratio < 1:
@@ -347,7 +370,7 @@ def risk_set(
     drop_reason: dict[int, str] = {}
     index_periods = np.unique(case_t)
     # categorical columns as integer codes (-1 = missing), numeric ones as floats
-    cat_cols = [c for c in exact if c != "age_band"]
+    cat_cols = [c for c in exact if c != "age_band" and c not in DERIVED_USE]
     if "sex" in panel.columns and "sex" not in cat_cols:
         cat_cols.append("sex")
     cat_codes: dict[str, np.ndarray] = {}
@@ -373,8 +396,12 @@ def risk_set(
     parts: dict[str, list[np.ndarray]] = {"_row": [], "treated": [], "index_t": []}
     for s in index_periods:
         s = int(s)
-        a, b = np.searchsorted(t_sorted, [s, s + 1])
         cases_s = case_people[case_t == s]
+        if s < 0 or s >= n_t:
+            for p in cases_s:
+                drop_reason[int(p)] = REASON_OUTSIDE
+            continue
+        a, b = np.searchsorted(t_sorted, [s, s + 1])
         r_at = rsel[a:b]
         p_at = pcode[r_at]
         lo = s - lookback
@@ -425,6 +452,10 @@ def risk_set(
         band_codes, band_levels = pd.factorize(band, sort=False)
         cols["_code_age_band"] = np.where(np.isnan(cols["age"]), -1, band_codes)
         cat_levels["age_band"] = pd.Index(band_levels)
+    for c in exact:
+        if c in DERIVED_USE:  # exact on a count of prior use: its integer value
+            v = cols[c]
+            cols[f"_code_{c}"] = np.where(np.isnan(v), -1, np.round(v)).astype(np.int64)
     pool = pd.DataFrame(cols)
     if int(pool["treated"].sum()) == 0:
         raise EstimationError(
@@ -459,7 +490,7 @@ def risk_set(
         pool[c] = pd.Series(levels.take(np.maximum(codes, 0)), index=pool.index).where(codes >= 0)
 
     # ---------------------------------------------------------------- propensity score
-    X = np.column_stack([np.ones(len(pool)), pool[covs].to_numpy(dtype=float)])
+    X = np.column_stack([np.ones(len(pool)), _ps_design(pool, covs)])
     coef, eta, _ = fit_glm(
         X, pool["treated"].to_numpy(dtype=float), link="logit", solver="cholesky"
     )
@@ -631,15 +662,20 @@ def risk_set(
         "comparator_rows_censored_at_own_referral": rows_censored,
         "candidate_comparator_person_periods": int((pool["treated"] == 0).sum()),
     }
-    coef_s = pd.Series(coef, index=["(Intercept)", *covs], name="coefficient")
+    coef_names = ["(Intercept)"]
+    for c in covs:
+        coef_names.append(c)
+        if c.startswith(("prior_", "recent_")):
+            coef_names.append(f"log1p({c})")
+    coef_s = pd.Series(coef, index=coef_names, name="coefficient")
     return RiskSetMatched(
         panel=panel,
         pairs=pairs,
         units=units,
         attrition=attrition,
-        pool=pool.drop(columns=["_p", "_row", *exact_code_cols]).assign(
-            person_id=person_ids[pperson]
-        ),
+        pool=pool.drop(columns=["_p", "_row", *exact_code_cols])
+        .rename(columns={"_stratum": "stratum"})
+        .assign(person_id=person_ids[pperson]),
         covariates=tuple(covs),
         exact=exact,
         caliper=cal,
