@@ -15,7 +15,13 @@ from spevidence.activity.catalogue import FIGURES, TABLES, count_columns, derive
 from spevidence.activity.codelist import default_codelist, read_codelist
 from spevidence.activity.equity import EquityOfAccess, equity_of_access
 from spevidence.activity.outputs import activity_outputs, read_extracts, write_outputs
-from spevidence.activity.risk import FACTORS, RiskScore, RiskScoreSpec, risk_score
+from spevidence.activity.risk import (
+    FACTORS,
+    RiskScore,
+    RiskScoreSpec,
+    risk_score,
+    risk_score_panel,
+)
 from spevidence.activity.service import ServiceActivity, service_activity
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "read_codelist",
     "read_extracts",
     "risk_score",
+    "risk_score_panel",
     "service_activity",
     "write_outputs",
 ]
