@@ -109,6 +109,7 @@ def test_spec_changes_weights_threshold_and_roles():
     assert set(older.loc[older["flagged"], "person_id"]) == {ids[0], ids[3]}
     spec2 = RiskScoreSpec.from_dict({"threshold": 4, "gp_roles": ["gp"], "deprived_deciles": [1]})
     assert spec2.gp_roles == ("gp",) and spec2.deprived_deciles == (1,)
+    assert RiskScoreSpec.from_dict(spec2.to_dict()) == spec2
     with pytest.raises(ProtocolError, match="unknown factor"):
         RiskScoreSpec(weights={"loneliness": 1.0})
     with pytest.raises(ProtocolError):

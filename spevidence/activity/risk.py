@@ -116,6 +116,19 @@ class RiskScoreSpec:
                 "not negative."
             )
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping (for the protocol file and the bundle manifest)."""
+        return {
+            "weights": {k: float(v) for k, v in self.weights.items()},
+            "threshold": float(self.threshold),
+            "frequent_attender_visits": int(self.frequent_attender_visits),
+            "lookback_days": int(self.lookback_days),
+            "gp_roles": None if self.gp_roles is None else list(self.gp_roles),
+            "deprived_deciles": [int(d) for d in self.deprived_deciles],
+            "older_age": int(self.older_age),
+            "min_age": None if self.min_age is None else int(self.min_age),
+        }
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RiskScoreSpec:
         """Build from a protocol mapping (lists become tuples)."""
