@@ -182,3 +182,22 @@ def test_catalogue_lists_every_table_and_its_count_columns(full):
         for cls in (ServiceActivity, EquityOfAccess, RiskScore, PairedChange)
         for n in cls._PLOTTERS
     }
+
+
+def test_row_order_does_not_change_any_table(full):
+    ex, tables, _ = full
+    shuffled = {k: v.sample(frac=1.0, random_state=3).reset_index(drop=True) for k, v in ex.items()}
+    again, _ = activity_outputs(
+        shuffled["population"],
+        shuffled["referrals"],
+        gp_appointments=shuffled["gp_appointments"],
+        wellbeing=shuffled["wellbeing"],
+        start="2023-01-01",
+        end="2023-12-31",
+        at="2023-01-01",
+        wellby=True,
+        draw_figures=False,
+    )
+    assert again.keys() == tables.keys()
+    for name in tables:
+        pd.testing.assert_frame_equal(again[name], tables[name], obj=name)
