@@ -153,6 +153,8 @@ def test_person_rows_stay_out_of_tables_and_feed_equity_and_matching():
     for name, df in r.tables().items():
         assert "person_id" not in df.columns, name
         assert not df.astype(str).isin(ids).any().any(), name
+    shown = repr(r) + str(r) + r.summary()
+    assert not any(p in shown for p in ids)
     cov = r.covariate()
     assert list(cov.columns) == ["person_id", "risk_score", "risk_flagged"]
     assert cov["risk_flagged"].sum() == len(r.flagged_ids())

@@ -5,6 +5,10 @@ Public API::
     service_activity(referrals, *, start, end, ...)          -> ServiceActivity
     equity_of_access(population, referrals, *, at, ...)     -> EquityOfAccess
     risk_score(population, gp_appointments, *, at, spec=RiskScoreSpec(...)) -> RiskScore
+    risk_score_panel(panel, population, *, spec=..., lookback_periods=12) -> panel + score
+    activity_outputs(population, referrals, *, gp_appointments=, wellbeing=, ...,
+                     control=None) -> (tables, figures)    # everything, for reports/CLI
+    TABLES / FIGURES / count_columns(name) / derived_columns(name)   # catalogue
 
 Every result offers ``.tables()`` (aggregate tables only, never identifiers),
 ``.figures()`` and ``.plot(name)``; figures are drawn from the tables only, so they can
