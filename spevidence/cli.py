@@ -62,6 +62,112 @@ def demo(
 
 
 @app.command()
+def synth(
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="Scenario name (synthetic/NAME.yaml) or YAML path.")
+    ] = "demo",
+    persons: Annotated[
+        int | None, typer.Option(help="People in the population (default: the scenario's).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same arguments => same files).")] = 1,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/synth"),
+    fmt: Annotated[
+        str, typer.Option("--format", help="parquet or csv.", case_sensitive=False)
+    ] = "parquet",
+    start: Annotated[
+        str | None, typer.Option(help="Override the window start (YYYY-MM-DD).")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Override the window end (YYYY-MM-DD).")] = None,
+    identifiers: Annotated[
+        str | None, typer.Option(help="Override identifiers: nhs_number or pseudonym.")
+    ] = None,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="List the shipped scenarios and exit.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Generate a synthetic ICB (extracts + truth.json) from a scenario."""
+    from spevidence.synthetic import generate, list_scenarios
+
+    if list_only:
+        for name in list_scenarios():
+            out.print(name)
+        return
+    if fmt.lower() not in ("parquet", "csv"):
+        raise SpevidenceError(f"--format must be parquet or csv, not {fmt!r}.")
+    if identifiers is not None and identifiers not in ("nhs_number", "pseudonym"):
+        raise SpevidenceError(
+            f"--identifiers must be nhs_number or pseudonym, not {identifiers!r}."
+        )
+    res = generate(
+        scenario,
+        persons=persons,
+        seed=seed,
+        out=out_dir,
+        format=fmt.lower(),  # type: ignore[arg-type]
+        start=start,
+        end=end,
+        identifiers=identifiers,  # type: ignore[arg-type]
+        progress=progress,
+    )
+    out.print(res.summary(), highlight=False)
+
+
+@app.command()
+def report(
+    bundle: Annotated[Path, typer.Argument(help="Results bundle folder (from 'spevidence run').")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: BUNDLE_report).")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="Comma-separated formats: html, pdf, docx.")
+    ] = "html,pdf",
+    engine: Annotated[
+        str, typer.Option(help="auto (Quarto if installed), quarto, or builtin.")
+    ] = "auto",
+    template: Annotated[
+        str, typer.Option(help="report (full evaluation) or summary (one page).")
+    ] = "report",
+) -> None:
+    """Render the evaluation report (HTML, PDF, Word) from a results bundle."""
+    from spevidence.report import render
+
+    target = out_dir if out_dir is not None else bundle.parent / (bundle.name + "_report")
+    paths = render(bundle, target, formats=fmt, engine=engine, template=template)  # type: ignore[arg-type]
+    out.print("[bold green]Report rendered.[/]")
+    for label, path in paths.items():
+        out.print(f"  {label}: {path}")
+
+
+@app.command()
+def reproduce(
+    bundle: Annotated[Path, typer.Argument(help="Results bundle folder to check.")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: BUNDLE_reproduced).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Formats to re-render.")] = "html",
+    engine: Annotated[str, typer.Option(help="auto, quarto or builtin.")] = "auto",
+    data: Annotated[
+        Path | None, typer.Option(help="Extracts folder: re-run the protocol and compare results.")
+    ] = None,
+    key_file: Annotated[
+        Path | None, typer.Option("--key-file", help="Pseudonymisation key file (with --data).")
+    ] = None,
+) -> None:
+    """Check every hash in a bundle and re-render its report; with --data, re-run it too."""
+    from spevidence.bundle.reproduce import reproduce as _reproduce
+
+    res = _reproduce(
+        bundle, out_dir=out_dir, formats=fmt, engine=engine, data=data, key_file=key_file
+    )
+    out.print(f"[bold green]Bundle verified:[/] {res.files_checked} files match manifest.json.")
+    for label, path in res.outputs.items():
+        out.print(f"  re-rendered {label}: {path}")
+    if res.results_compared:
+        out.print("[bold green]Re-run from data gives identical results.[/]")
+
+
+@app.command()
 def activity(
     data: Annotated[Path, typer.Option("--data", help="Folder of extracts (Parquet or CSV).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/activity"),
@@ -111,6 +217,239 @@ def activity(
         "[yellow]Note:[/] tables are aggregate but not yet disclosure-controlled; "
         "apply disclosure control before release."
     )
+
+
+@app.command()
+def pseudonymise(
+    src: Annotated[Path, typer.Argument(help="Extract file with raw NHS numbers (.csv/.parquet).")],
+    dst: Annotated[Path, typer.Argument(help="Output file (.csv/.parquet), same rows and order.")],
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", help="File holding the key (else $SPEVIDENCE_KEY)."),
+    ] = None,
+    column: Annotated[
+        list[str] | None, typer.Option("--column", help="Identifier column(s).")
+    ] = None,
+) -> None:
+    """Pseudonymise NHS numbers at source with HMAC-SHA256 (streaming; the key is never shown)."""
+    from spevidence.identity import load_key, pseudonymise_file
+
+    key = load_key(key_file)
+    report = pseudonymise_file(src, dst, key, columns=tuple(column or ["person_id"]))
+    out.print(report.summary(), highlight=False)
+    out.print(f"Written: {dst}", highlight=False)
+
+
+@app.command()
+def validate(
+    data: Annotated[Path, typer.Option("--data", help="Folder of extracts or a .duckdb file.")],
+    start: Annotated[str, typer.Option(help="Study window start, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option(help="Study window end, YYYY-MM-DD.")],
+    ids: Annotated[
+        str, typer.Option(help="person_id holds 'pseudonym' tokens or raw 'nhs_number's.")
+    ] = "pseudonym",
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", help="Key for ids=nhs_number (else $SPEVIDENCE_KEY)."),
+    ] = None,
+    date_format: Annotated[
+        str | None, typer.Option("--date-format", help="e.g. %d/%m/%Y for text dates.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for qa.csv and attrition.csv.")
+    ] = None,
+) -> None:
+    """Check the extracts against their contracts: QA findings and the row attrition."""
+    from spevidence.data import read_extracts
+    from spevidence.data import validate as _validate
+
+    key = None
+    if ids == "nhs_number":
+        from spevidence.identity import load_key
+
+        key = load_key(key_file)
+    ex = read_extracts(data, date_format=date_format)
+    _, qa, attrition = _validate(ex, start=start, end=end, ids=ids, key=key)  # type: ignore[arg-type]
+    out.print(qa.summary(), highlight=False)
+    out.print(attrition.summary(), highlight=False)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        qa.table().to_csv(out_dir / "qa.csv", index=False)
+        attrition.table().to_csv(out_dir / "attrition.csv", index=False)
+        out.print(f"Written: {out_dir / 'qa.csv'}, {out_dir / 'attrition.csv'}", highlight=False)
+
+
+@app.command()
+def link(
+    data: Annotated[Path, typer.Option("--data", help="Folder of extracts or a .duckdb file.")],
+    start: Annotated[str, typer.Option(help="Study window start, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option(help="Study window end, YYYY-MM-DD.")],
+    panel_out: Annotated[Path, typer.Option("--out", help="Panel file (.parquet).")],
+    period: Annotated[str, typer.Option(help="month or quarter.")] = "month",
+    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+    ids: Annotated[str, typer.Option(help="'pseudonym' or 'nhs_number'.")] = "pseudonym",
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", help="Key for ids=nhs_number (else $SPEVIDENCE_KEY)."),
+    ] = None,
+    date_format: Annotated[str | None, typer.Option("--date-format")] = None,
+) -> None:
+    """Validate the extracts and build the person x period panel (Parquet)."""
+    from spevidence.data import read_extracts
+    from spevidence.data import validate as _validate
+    from spevidence.link import build_panel
+
+    key = None
+    if ids == "nhs_number":
+        from spevidence.identity import load_key
+
+        key = load_key(key_file)
+    ex = read_extracts(data, date_format=date_format)
+    clean, qa, attrition = _validate(ex, start=start, end=end, ids=ids, key=key)  # type: ignore[arg-type]
+    panel = build_panel(clean, start=start, end=end, period=period, backend=engine)  # type: ignore[arg-type]
+    panel_out.parent.mkdir(parents=True, exist_ok=True)
+    panel.to_parquet(panel_out)
+    out.print(qa.summary(), highlight=False)
+    out.print((attrition + panel.attrition).summary(), highlight=False)
+    out.print(f"Written: {panel_out}", highlight=False)
+
+
+@app.command()
+def sroi(
+    effects: Annotated[
+        Path, typer.Argument(help="CSV of DiD estimates: outcome, estimate, std_error.")
+    ],
+    persons: Annotated[int, typer.Option(help="People supported (the referred cohort).")],
+    wte: Annotated[float, typer.Option(help="Whole-time-equivalent link workers.")] = 1.0,
+    price_year: Annotated[
+        str, typer.Option(help="Price year of the link-worker cost.")
+    ] = "2022/23",
+    salary: Annotated[
+        float | None, typer.Option(help="£ per WTE a year incl. on-costs (default ARRS max).")
+    ] = None,
+    salary_source: Annotated[str | None, typer.Option(help="Source of --salary.")] = None,
+    management_rate: Annotated[float, typer.Option(help="Management/overheads x pay.")] = 0.15,
+    vcse_funding: Annotated[float, typer.Option(help="VCSE activity funding, £ a year.")] = 0.0,
+    years: Annotated[int, typer.Option(help="Years the service is funded.")] = 1,
+    duration: Annotated[int, typer.Option(help="Years the effect lasts.")] = 1,
+    drop_off: Annotated[float, typer.Option(help="Yearly drop-off of the effect.")] = 0.0,
+    attribution: Annotated[float, typer.Option(help="Share due to others.")] = 0.0,
+    effect_period: Annotated[
+        str, typer.Option(help="Unit of the estimates: year, quarter or month.")
+    ] = "year",
+    model: Annotated[str | None, typer.Option(help="Keep rows with this 'model'.")] = None,
+    term: Annotated[str | None, typer.Option(help="Keep rows with this 'term'.")] = None,
+    discount: Annotated[float, typer.Option(help="Annual discount rate.")] = 0.035,
+    n_sims: Annotated[int, typer.Option(help="Monte Carlo draws (0 = none).")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/sroi"),
+) -> None:
+    """Value DiD estimates: SROI ratio, NPV, sensitivity and Monte Carlo, with figures."""
+    import pandas as pd
+
+    from spevidence.sroi import evaluate, from_did, link_worker_inputs
+
+    if not effects.is_file():
+        raise SpevidenceError(f"{effects}: no such file; give the CSV of DiD estimates.")
+    eff = pd.read_csv(effects)
+    for col, value in (("model", model), ("term", term)):
+        if value is not None:
+            if col not in eff.columns:
+                raise SpevidenceError(f"{effects.name} has no column {col!r} to filter on.")
+            eff = eff[eff[col].astype(str) == value]
+    outcomes = from_did(
+        eff,
+        persons=persons,
+        duration_years=duration,
+        drop_off=drop_off,
+        attribution=attribution,
+        effect_period=effect_period,  # type: ignore[arg-type]
+    )
+    inputs = link_worker_inputs(
+        wte=wte,
+        years=years,
+        price_year=price_year,
+        salary_with_oncosts=salary,
+        management_rate=management_rate,
+        vcse_activity_funding=vcse_funding,
+        source=salary_source,
+    )
+    res = evaluate(outcomes, inputs, discount=discount, n_sims=n_sims, seed=seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, table in res.tables().items():
+        table.to_csv(out_dir / f"{name}.csv", index=False)
+    kinds = ["waterfall", "tornado"] + (["simulation"] if n_sims else [])
+    for kind in kinds:
+        res.plot(kind=kind).savefig(out_dir / f"sroi_{kind}.png", dpi=150)  # type: ignore[arg-type]
+    out.print(res.summary(), highlight=False)
+    out.print(f"Tables and figures written to {out_dir}")
+
+
+@app.command()
+def run(
+    protocol: Annotated[Path, typer.Argument(help="Protocol YAML (see 'spevidence init').")],
+    data: Annotated[Path, typer.Option("--data", help="Folder of extracts (Parquet or CSV).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/run"),
+    engine: Annotated[
+        str, typer.Option(help="duckdb (embedded, default) or spark (PySpark local mode).")
+    ] = "duckdb",
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", help="Pseudonymisation key file (protocol ids: nhs_number)."),
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Report formats, e.g. html,pdf,docx.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run an evaluation protocol end to end: bundle and report."""
+    from spevidence.pipeline import run as _run
+
+    if engine not in ("duckdb", "spark"):
+        raise SpevidenceError(f"--engine must be duckdb or spark, not {engine!r}.")
+    formats = tuple(f.strip() for f in fmt.split(",") if f.strip()) if fmt else None
+    res = _run(
+        protocol,
+        data,
+        out_dir,
+        engine=engine,  # type: ignore[arg-type]
+        key_file=key_file,
+        formats=formats,
+        progress=progress,
+    )
+    out.print("[bold green]Evaluation finished.[/]")
+    out.print(f"  bundle: {res.bundle}")
+    for label, path in res.reports.items():
+        out.print(f"  report ({label}): {path}")
+
+
+@app.command()
+def check(
+    protocol: Annotated[Path, typer.Argument(help="Protocol YAML to validate.")],
+) -> None:
+    """Validate a protocol file and print its hash."""
+    from spevidence.protocol import load_protocol, protocol_hash
+
+    p = load_protocol(protocol)
+    out.print(f"[bold green]Protocol is valid:[/] {p.name} ({p.start} to {p.end}, {p.period})")
+    out.print(f"  sha256: {protocol_hash(p)}")
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the protocol.")] = Path(
+        "protocol.yaml"
+    ),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a fully commented protocol to edit."""
+    from importlib.resources import files
+
+    if path.exists() and not force:
+        raise SpevidenceError(f"{path} already exists; choose another path or pass --force.")
+    text = files("spevidence.protocol").joinpath("template.yaml").read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    out.print(f"Wrote {path}. Edit it, then check it with: spevidence check {path}")
 
 
 def main() -> None:

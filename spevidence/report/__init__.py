@@ -1,1 +1,178 @@
-"""report stage (DESIGN.md section 2)."""
+"""Render the evaluation report from a bundle (DESIGN.md section 8).
+
+The report reads only the bundle. ``render`` uses the Quarto CLI when it is installed
+(``engine="auto"`` or ``"quarto"``) and otherwise a built-in renderer that runs the same
+``.qmd`` template with a Jupyter kernel (nbclient) and converts it with pandoc (HTML,
+DOCX) and typst (PDF, A4).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from spevidence.errors import ReportError
+from spevidence.report._qmd import QmdDocument
+
+__all__ = ["find_quarto", "render", "template_dir"]
+
+Format = Literal["html", "pdf", "docx"]
+Engine = Literal["auto", "quarto", "builtin"]
+_FORMATS = ("html", "pdf", "docx")
+
+
+def template_dir() -> Path:
+    """The folder holding the report templates (``quarto/`` in a checkout, packaged otherwise)."""
+    here = Path(__file__).resolve().parent.parent
+    for cand in (here / "_quarto", here.parent / "quarto"):
+        if (cand / "report.qmd").is_file():
+            return cand
+    raise ReportError(
+        "the report templates (quarto/report.qmd) were not found next to the spevidence "
+        "package; reinstall spevidence."
+    )
+
+
+def find_quarto() -> Path | None:
+    """Path of the Quarto CLI if installed (``QUARTO_PATH``, ``quarto-cli`` package, PATH)."""
+    from spevidence.report._quarto import find_quarto as _find
+
+    return _find()
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _merge(base.get(k), v) if k in base else v
+        return out
+    return over
+
+
+def _with_project_options(doc: QmdDocument, tdir: Path) -> QmdDocument:
+    """Apply ``_quarto.yml`` under the document's own header, as Quarto does."""
+    proj = tdir / "_quarto.yml"
+    if not proj.is_file():
+        return doc
+    try:
+        base = yaml.safe_load(proj.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ReportError(f"{proj.name} is not valid YAML: {exc}") from None
+    base = {k: v for k, v in base.items() if k != "project"}
+    return replace(doc, front_matter=_merge(base, doc.front_matter))
+
+
+def _formats(formats: Iterable[str] | str) -> tuple[str, ...]:
+    items = [formats] if isinstance(formats, str) else list(formats)
+    out: list[str] = []
+    for item in items:
+        for f in str(item).split(","):
+            f = f.strip().lower()
+            if not f:
+                continue
+            if f not in _FORMATS:
+                raise ReportError(f"unknown report format {f!r}: choose from html, pdf, docx.")
+            if f not in out:
+                out.append(f)
+    if not out:
+        raise ReportError("no report format given: choose one or more of html, pdf, docx.")
+    return tuple(out)
+
+
+def render(
+    bundle_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    formats: Iterable[Format] | str = ("html", "pdf"),
+    engine: Engine = "auto",
+    template: str = "report",
+    timeout: int = 600,
+) -> dict[str, Path]:
+    """Render a report template from a bundle to HTML, PDF and/or DOCX.
+
+    Parameters
+    ----------
+    bundle_dir
+        A bundle written by :func:`spevidence.bundle.write_bundle`. It is verified first:
+        a file that differs from the manifest stops the render.
+    out_dir
+        Folder for the outputs, named ``{template}.{format}``.
+    formats
+        Any of ``"html"`` (self-contained), ``"pdf"`` (A4, typst) and ``"docx"``.
+    engine
+        ``"quarto"`` runs the Quarto CLI; ``"builtin"`` the built-in renderer (Jupyter kernel
+        + pandoc + typst); ``"auto"`` uses Quarto if found, else the built-in renderer.
+    template
+        Template name in the templates folder: ``"report"`` (full evaluation report) or
+        ``"summary"`` (one-page board summary).
+    timeout
+        Seconds allowed for executing the template (per format with Quarto).
+
+    Returns
+    -------
+    dict
+        Format to output path.
+
+    Raises
+    ------
+    ReportError
+        The bundle is missing or was changed, the template is unknown, or a tool failed.
+    """
+    from spevidence.bundle import verify_bundle
+    from spevidence.report._qmd import parse_qmd
+
+    bundle = Path(bundle_dir).resolve()
+    fmts = _formats(formats)
+    problems = verify_bundle(bundle)
+    if problems:
+        raise ReportError(
+            f"the bundle does not match its manifest ({len(problems)} problem(s)); first: "
+            f"{problems[0]}. Re-create the bundle or restore the original files."
+        )
+    tdir = template_dir()
+    qmd = tdir / f"{template}.qmd"
+    if not qmd.is_file():
+        known = sorted(p.stem for p in tdir.glob("*.qmd"))
+        raise ReportError(f"unknown report template {template!r}: choose from {known}.")
+    if engine not in ("auto", "quarto", "builtin"):
+        raise ReportError(f"unknown engine {engine!r}: choose auto, quarto or builtin.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    params = {"bundle": str(bundle)}
+
+    quarto = find_quarto() if engine in ("auto", "quarto") else None
+    if engine == "quarto" and quarto is None:
+        raise ReportError(
+            "engine 'quarto' was asked for but no quarto executable was found (QUARTO_PATH, "
+            "the quarto-cli package, PATH). Install Quarto or use --engine builtin."
+        )
+    with tempfile.TemporaryDirectory(prefix="spevidence-report-") as tmp:
+        work = Path(tmp) / "work"
+        if quarto is not None:
+            from spevidence.report._quarto import render_quarto
+
+            return render_quarto(
+                quarto, tdir, template, params, fmts, out, timeout=timeout, workdir=work
+            )
+        from spevidence.report import _builtin
+
+        work.mkdir()
+        doc = _with_project_options(parse_qmd(qmd), tdir)
+        nb, cells = _builtin.execute(doc, params, work, timeout=timeout)
+        md = _builtin.assemble_markdown(doc, nb, cells, work)
+        md_path = work / f"{template}.md"
+        md_path.write_text(md, encoding="utf-8")
+        results: dict[str, Path] = {}
+        for fmt in fmts:
+            produced = work / f"{template}.{fmt}"
+            _builtin.convert(doc, md_path, fmt, produced, tdir)
+            dest = out / produced.name
+            shutil.copyfile(produced, dest)
+            results[fmt] = dest
+        return results

@@ -1,0 +1,103 @@
+"""Benchmark: spevidence.did (moments path) vs pyfixest on growing panels.
+
+Usage (from the repository root)::
+
+    python benchmarks/bench_did.py                 # 10k, 50k, 200k persons x 24 months
+    python benchmarks/bench_did.py --persons 1000000 --months 24
+
+Model: ``y ~ D | person + month``, clustered by person; linear (feols) and Poisson (fepois).
+Each (library, model, size) runs in its own subprocess so that peak memory (max RSS above
+the RSS after the data were generated) is measured separately. Output: a table of wall
+times, the speed-up ratio and the largest absolute difference in the estimate and SE.
+This is a benchmark, not a test: nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+WORKER = r"""
+import json, resource, sys, time, warnings
+sys.path.insert(0, {root!r})
+warnings.simplefilter("ignore")
+import numpy as np, pandas as pd
+
+def make(n, months, seed=1):
+    rng = np.random.default_rng(seed)
+    pid = np.repeat(np.arange(n, dtype=np.int64), months)
+    t = np.tile(np.arange(months, dtype=np.int64), n)
+    g = rng.choice([-1, months // 4, months // 2, 3 * months // 4], n)[pid]
+    d = ((g >= 0) & (t >= g)).astype(np.int8)
+    frail = rng.gamma(2.0, 0.5, n)[pid]
+    y = rng.poisson(frail * np.exp(0.01 * t - 0.2 * d))
+    return pd.DataFrame({{"pid": pid, "t": t, "y": y, "D": d}})
+
+lib, model, n, months = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+df = make(n, months)
+if lib == "pyfixest":
+    import pyfixest as pf
+    fn = pf.feols if model == "linear" else pf.fepois
+    fn("y ~ D | pid + t", data=df.iloc[: 50 * months], vcov={{"CRV1": "pid"}})
+else:
+    from spevidence.did import twfe
+    twfe(df.iloc[: 50 * months], yname="y", idname="pid", tname="t", dname="D", model=model)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+if lib == "pyfixest":
+    fit = fn("y ~ D | pid + t", data=df, vcov={{"CRV1": "pid"}})
+    est, se, path = float(fit.coef()["D"]), float(fit.se()["D"]), "-"
+else:
+    r = twfe(df, yname="y", idname="pid", tname="t", dname="D", model=model)
+    est, se, path = r.coef(), r.se(), r.path
+sec = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+mem = (peak - base) / 1024
+print(json.dumps({{"sec": sec, "est": est, "se": se, "path": path, "mem_mb": mem}}))
+"""
+
+
+def run(lib: str, model: str, n: int, months: int) -> dict[str, float | str]:
+    code = WORKER.format(root=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, "-c", code, lib, model, str(n), str(months)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--persons", type=int, nargs="*", default=[10_000, 50_000, 200_000])
+    ap.add_argument("--months", type=int, default=24)
+    ap.add_argument("--models", nargs="*", default=["linear", "poisson"])
+    args = ap.parse_args()
+    header = (
+        "| model | persons | rows | spevidence s | pyfixest s | speed-up | "
+        "spevidence MB | pyfixest MB | path | max abs diff est | max abs diff se |"
+    )
+    print(header)
+    print("|---" * 11 + "|")
+    for model in args.models:
+        for n in args.persons:
+            ours = run("spevidence", model, n, args.months)
+            peer = run("pyfixest", model, n, args.months)
+            print(
+                f"| {model} | {n:,} | {n * args.months:,} | {ours['sec']:.2f} | "
+                f"{peer['sec']:.2f} | {float(peer['sec']) / float(ours['sec']):.1f}x | "
+                f"{float(ours['mem_mb']):.0f} | {float(peer['mem_mb']):.0f} | {ours['path']} | "
+                f"{abs(float(ours['est']) - float(peer['est'])):.1e} | "
+                f"{abs(float(ours['se']) - float(peer['se'])):.1e} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Benchmark: Callaway-Sant'Anna (and ETWFE) against the Python peers.
+
+Side by side on one simulated balanced panel (default 50,000 units x 24
+periods, never-treated controls, doubly robust, no covariates, analytic SEs,
+simple + dynamic aggregation): ``spevidence`` (pandas input and DuckDB
+engine input), ``diff-diff``, ``moderndid`` and ``csdid``. Each peer runs in
+its own subprocess with a time limit; the table gives wall time, the ratio to
+spevidence, and the largest absolute difference from spevidence in ATT(g, t),
+their SEs and the simple ATT -- the estimates must be identical.
+
+``--national N`` also writes a Wilding-scale panel (N persons x 22 quarters,
+Parquet, generated inside DuckDB) and times the engine path (simple and
+dynamic ATT with analytic SEs) on it; ``--national 15700000`` is the
+national design.
+
+Run::
+
+    python benchmarks/bench_staggered.py                     # 50k x 24, all peers
+    python benchmarks/bench_staggered.py --units 5000 --peers diff-diff moderndid
+    python benchmarks/bench_staggered.py --national 1000000 --peers
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PEERS = ["diff-diff", "moderndid", "csdid"]
+
+
+def simulate(n_units: int, n_periods: int, seed: int = 0) -> pd.DataFrame:
+    """Balanced staggered panel: ~30% never treated, cohorts 3..T-2, dynamic effects."""
+    rng = np.random.default_rng(seed)
+    cohorts = np.arange(3, n_periods - 1)
+    g = np.where(rng.random(n_units) < 0.3, 0, rng.choice(cohorts, size=n_units))
+    a = rng.normal(size=n_units)
+    t = np.arange(1, n_periods + 1)
+    e = t[None, :] - g[:, None]
+    eff = np.where((g[:, None] > 0) & (e >= 0), 0.05 * (e + 1), 0.0)
+    y = a[:, None] + 0.02 * t[None, :] + eff + rng.normal(scale=0.5, size=(n_units, n_periods))
+    return pd.DataFrame(
+        {
+            "id": np.repeat(np.arange(n_units), n_periods),
+            "t": np.tile(t, n_units),
+            "g": np.repeat(g, n_periods),
+            "y": y.ravel(),
+        }
+    )
+
+
+def _out(t0: float, att: np.ndarray, se: np.ndarray, simple: float, simple_se: float) -> dict:
+    return {
+        "seconds": time.perf_counter() - t0,
+        "att": [float(x) for x in att],
+        "se": [float(x) for x in se],
+        "simple": float(simple),
+        "simple_se": float(simple_se),
+    }
+
+
+def run_worker(name: str, path: str) -> dict:
+    warnings.simplefilter("ignore")
+    df = pd.read_parquet(path)
+    if name == "spevidence":
+        from spevidence.did._staggered import staggered
+
+        t0 = time.perf_counter()
+        r = staggered(df, yname="y", idname="id", tname="t", gname="g")
+        s = r.aggregate("simple")
+        r.aggregate("dynamic")
+        return _out(t0, r.att, r.se, s.overall_att, s.overall_se)
+    if name == "spevidence-duckdb":
+        import ibis
+
+        from spevidence.did._staggered import staggered
+
+        con = ibis.duckdb.connect()
+        tbl = con.read_parquet(path)
+        t0 = time.perf_counter()
+        r = staggered(tbl, yname="y", idname="id", tname="t", gname="g")
+        s = r.aggregate("simple")
+        r.aggregate("dynamic")
+        return _out(t0, r.att, r.se, s.overall_att, s.overall_se)
+    if name == "diff-diff":
+        import diff_diff as dd
+
+        t0 = time.perf_counter()
+        res = dd.CallawaySantAnna(control_group="never_treated", estimation_method="dr").fit(
+            df, outcome="y", unit="id", time="t", first_treat="g", aggregate="all"
+        )
+        gt = res.group_time_effects
+        keys = sorted(gt)
+        return _out(
+            t0,
+            np.array([gt[k]["effect"] for k in keys]),
+            np.array([gt[k]["se"] for k in keys]),
+            res.overall_att,
+            res.overall_se,
+        )
+    if name == "moderndid":
+        import moderndid as md
+
+        t0 = time.perf_counter()
+        res = md.att_gt(df, yname="y", tname="t", idname="id", gname="g", boot=False, cband=False)
+        s = md.aggte(res, type="simple", boot=False, cband=False)
+        md.aggte(res, type="dynamic", boot=False, cband=False)
+        return _out(t0, res.att_gt, res.se_gt, s.overall_att, s.overall_se)
+    if name == "csdid":
+        from csdid.att_gt import ATTgt
+
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            out = ATTgt(yname="y", gname="g", idname="id", tname="t", xformla="y~1", data=df).fit(
+                est_method="dr", bstrap=False
+            )
+            out.aggte("simple", bstrap=False)
+            simple = (out.atte["overall_att"], out.atte["overall_se"])
+            out.aggte("dynamic", bstrap=False)
+        return _out(t0, np.asarray(out.results["att"]), np.asarray(out.results["se"]), *simple)
+    raise SystemExit(f"unknown worker {name}")
+
+
+def national(n_persons: int, workdir: Path, threads: int) -> None:
+    """Write an n_persons x 22-quarter Parquet panel in DuckDB and time the engine path."""
+    import duckdb
+    import ibis
+
+    from spevidence.did._staggered import staggered
+
+    path = workdir / "national.parquet"
+    t0 = time.perf_counter()
+    con = duckdb.connect()
+    con.execute(f"SET threads={threads}")
+    con.execute(
+        f"""
+        COPY (
+          WITH p AS (
+            SELECT range AS pid,
+                   CASE WHEN hash(range) % 100 < 70 THEN 0 ELSE 3 + hash(range * 7) % 18 END AS g,
+                   (hash(range * 13) % 1000) / 250.0 AS a
+            FROM range({n_persons})
+          )
+          SELECT pid, q.range + 1 AS quarter, g,
+                 a + 0.02 * (q.range + 1)
+                   + CASE WHEN g > 0 AND q.range + 1 >= g THEN 0.05 * (q.range + 2 - g) ELSE 0 END
+                   + ((hash(pid * 31 + q.range) % 10000) / 10000.0 - 0.5) AS gp
+          FROM p CROSS JOIN range(22) q
+        ) TO '{path}' (FORMAT parquet)
+        """
+    )
+    gen = time.perf_counter() - t0
+    icon = ibis.duckdb.connect(threads=threads)
+    tbl = icon.read_parquet(str(path))
+    t0 = time.perf_counter()
+    r = staggered(tbl, yname="gp", idname="pid", tname="quarter", gname="g")
+    s = r.aggregate("simple")
+    d = r.aggregate("dynamic")
+    fit = time.perf_counter() - t0
+    truth = np.where(d.levels >= 0, 0.05 * (d.levels + 1), 0.0)
+    print(
+        f"\nNational-scale engine path: {n_persons:,} persons x 22 quarters "
+        f"({n_persons * 22:,} rows)"
+    )
+    print(f"  generate Parquet in DuckDB: {gen:.1f} s; staggered + simple + dynamic: {fit:.1f} s")
+    print(f"  simple ATT {s.overall_att:.5f} (SE {s.overall_se:.5f}); path={r.path}")
+    print(f"  dynamic: max |estimate - truth| = {np.max(np.abs(d.att - truth)):.4f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--units", type=int, default=50_000)
+    ap.add_argument("--periods", type=int, default=24)
+    ap.add_argument("--peers", nargs="*", default=PEERS, help=f"subset of {PEERS}")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per peer")
+    ap.add_argument("--national", type=int, default=0, help="persons for the Wilding-scale run")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(run_worker(*args.worker)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.units:
+            path = work / "panel.parquet"
+            simulate(args.units, args.periods).to_parquet(path)
+            results: dict[str, dict | str] = {}
+            for name in ["spevidence", "spevidence-duckdb", *args.peers]:
+                try:
+                    proc = subprocess.run(
+                        [sys.executable, __file__, "--worker", name, str(path)],
+                        capture_output=True,
+                        text=True,
+                        timeout=args.timeout,
+                        check=True,
+                    )
+                    results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+                except subprocess.TimeoutExpired:
+                    results[name] = f"timeout > {args.timeout:.0f} s"
+                except subprocess.CalledProcessError as err:
+                    results[name] = "failed: " + (err.stderr.strip().splitlines() or ["?"])[-1][:80]
+                print(f"  {name}: done", file=sys.stderr, flush=True)
+            ref = results["spevidence"]
+            assert isinstance(ref, dict)
+            print(
+                f"\nCallaway-Sant'Anna, {args.units:,} units x {args.periods} periods "
+                "(never-treated controls, dr, analytic SEs, simple + dynamic aggregation)\n"
+            )
+            print(
+                "| implementation | seconds | x spevidence "
+                "| max abs diff ATT(g,t) | SE | simple ATT |"
+            )
+            print("|---|---:|---:|---:|---:|---:|")
+            for name, res in results.items():
+                if isinstance(res, str):
+                    print(f"| {name} | {res} | | | | |")
+                    continue
+                same = len(res["att"]) == len(ref["att"])
+                da = np.max(np.abs(np.subtract(res["att"], ref["att"]))) if same else float("nan")
+                ds = np.max(np.abs(np.subtract(res["se"], ref["se"]))) if same else float("nan")
+                print(
+                    f"| {name} | {res['seconds']:.2f} | {res['seconds'] / ref['seconds']:.1f} | "
+                    f"{da:.1e} | {ds:.1e} | {abs(res['simple'] - ref['simple']):.1e} |"
+                )
+        if args.national:
+            national(args.national, work, args.threads)
+
+
+if __name__ == "__main__":
+    main()

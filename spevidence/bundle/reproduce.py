@@ -1,0 +1,99 @@
+"""``spevidence reproduce``: verify a bundle, re-render it, and optionally re-run it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spevidence.bundle import compare_bundles, verify_bundle
+from spevidence.errors import ReportError
+
+Runner = Callable[..., Path]
+"""``runner(protocol_path, *, data=DIR, out=DIR, key_file=PATH|None) -> bundle Path``."""
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """What ``reproduce`` checked and produced."""
+
+    bundle: Path
+    files_checked: int
+    outputs: dict[str, Path] = field(default_factory=dict)
+    rerun: Path | None = None
+    results_compared: bool = False
+
+
+def _default_runner() -> Runner:
+    import importlib
+
+    try:
+        pipeline = importlib.import_module("spevidence.pipeline")
+    except ImportError:
+        pipeline = None
+    runner = getattr(pipeline, "run_protocol", None) if pipeline is not None else None
+    if runner is None:
+        raise ReportError(
+            "re-running from data needs spevidence.pipeline.run_protocol, which this build "
+            "does not provide; verify and re-render without --data."
+        )
+    return runner
+
+
+def reproduce(
+    bundle_dir: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    formats: Iterable[str] | str = ("html",),
+    engine: str = "auto",
+    data: str | Path | None = None,
+    key_file: str | Path | None = None,
+    runner: Runner | None = None,
+) -> Reproduction:
+    """Verify every file hash of a bundle, re-render its report, and with ``data`` re-run.
+
+    Raises
+    ------
+    ReportError
+        A bundle file differs from the manifest (the message names it), rendering failed,
+        or the re-run gives different results (the message names the table).
+    """
+    from spevidence.bundle import read_manifest
+    from spevidence.report import render
+
+    bundle = Path(bundle_dir)
+    manifest = read_manifest(bundle)
+    problems = verify_bundle(bundle)
+    if problems:
+        raise ReportError(
+            f"the bundle has been changed since it was made: {len(problems)} file(s) differ "
+            f"from manifest.json: " + "; ".join(problems)
+        )
+    out = Path(out_dir) if out_dir is not None else bundle.parent / (bundle.name + "_reproduced")
+    outputs = render(bundle, out, formats=formats, engine=engine)  # type: ignore[arg-type]
+    rerun_path: Path | None = None
+    compared = False
+    if data is not None:
+        run = runner if runner is not None else _default_runner()
+        rerun_path = Path(
+            run(
+                bundle / "protocol.yaml",
+                data=Path(data),
+                out=out / "rerun_bundle",
+                key_file=Path(key_file) if key_file else None,
+            )
+        )
+        diffs = compare_bundles(bundle, rerun_path)
+        if diffs:
+            raise ReportError(
+                f"re-running the protocol on {Path(data).name} did not reproduce the bundle: "
+                + "; ".join(diffs)
+            )
+        compared = True
+    return Reproduction(
+        bundle=bundle,
+        files_checked=len(manifest.get("files", {})),
+        outputs=outputs,
+        rerun=rerun_path,
+        results_compared=compared,
+    )

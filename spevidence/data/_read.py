@@ -1,0 +1,337 @@
+"""Readers: CSV, Parquet, a DuckDB database file or any Ibis connection -> ``Extracts``."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+from uuid import uuid4
+
+import ibis
+import ibis.expr.types as ir
+from ibis.backends import BaseBackend
+
+from spevidence.data.schema import TABLES, Table
+from spevidence.errors import DataError
+
+SourceFormat = Literal["csv", "parquet", "duckdb", "ibis"]
+ROW = "_row"  # 1-based row number in the source (1 = first data row)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """Where one extract table came from."""
+
+    table: str
+    format: SourceFormat
+    location: str  # file name (no folder) or "database table"
+    sha256: str | None  # of the file; None for tables in a database/connection
+    rows: int
+
+
+@dataclass(frozen=True)
+class Extracts:
+    """The extract tables as Ibis tables on one connection (frozen).
+
+    Attributes
+    ----------
+    con
+        The Ibis connection the tables live on (DuckDB in memory by default).
+    tables
+        Table name -> Ibis table with the canonical column names of ``schema.py``.
+        Raw extracts also carry ``_row``, the 1-based row number in the source.
+    sources
+        Table name -> :class:`SourceInfo` (format, file name, SHA-256, row count).
+    stage
+        ``"raw"`` from :func:`read_extracts`, ``"clean"`` from ``validate``.
+    ids
+        For clean extracts: ``"pseudonym"`` (person_id is a pseudonym token).
+    """
+
+    con: BaseBackend
+    tables: Mapping[str, ir.Table]
+    sources: Mapping[str, SourceInfo]
+    date_format: str | None = None
+    stage: Literal["raw", "clean"] = "raw"
+    ids: Literal["nhs_number", "pseudonym"] | None = None
+    study_window: tuple[Any, Any] | None = None
+    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __getitem__(self, name: str) -> ir.Table:
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise DataError(
+                f"There is no {name!r} extract (have: {', '.join(self.tables)})."
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.tables
+
+    @property
+    def row_counts(self) -> dict[str, int]:
+        """Rows per table as read from the source."""
+        return {name: s.rows for name, s in self.sources.items()}
+
+    @property
+    def file_hashes(self) -> dict[str, str | None]:
+        """SHA-256 of each source file (``None`` for database tables)."""
+        return {name: s.sha256 for name, s in self.sources.items()}
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{n}={s.rows}" for n, s in self.sources.items())
+        return f"Extracts(stage={self.stage!r}, {parts})"
+
+
+def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _csv_header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        row = next(csv.reader(fh), None)
+    if not row:
+        raise DataError(f"{path.name}: the file is empty (no header row). Fix: re-export it.")
+    return [c.strip() for c in row]
+
+
+def _read_csv(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = _csv_header(path)
+    if len(set(names)) != len(names):
+        raise DataError(
+            f"{path.name}: the header repeats a column name. Fix: give each column a unique name."
+        )
+    try:
+        tab = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding="utf8"),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=True,
+                null_values=["", "NULL", "null", "NA", "N/A"],
+                quoted_strings_can_be_null=True,
+            ),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        # pyarrow's message can quote a data line; do not repeat it.
+        kind = (
+            "a row has the wrong number of fields"
+            if "columns" in str(exc)
+            else "it cannot be parsed"
+        )
+        raise DataError(
+            f"{path.name}: the CSV cannot be read ({kind}). Fix: re-export it as UTF-8 CSV "
+            "with one header row and the same number of fields on every row."
+        ) from None
+    tab = tab.append_column(ROW, pa.array(range(1, tab.num_rows + 1), type=pa.int64()))
+    return con.create_table(f"_spe_src_{uuid4().hex}", tab, temp=True), tab.num_rows
+
+
+def _read_parquet(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
+    import pyarrow.parquet as pq
+
+    try:
+        n = pq.ParquetFile(path).metadata.num_rows
+    except Exception:
+        raise DataError(f"{path.name}: not a readable Parquet file. Fix: re-export it.") from None
+    sql = (
+        f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS {ROW} "
+        f"FROM read_parquet({_sql_str(str(path))}, file_row_number = true)"
+    )
+    return con.sql(sql), n
+
+
+def upload_arrow(con: BaseBackend, data: Any) -> ir.Table:
+    """Put an Arrow table on ``con`` as a temporary table (or temp view on Spark)."""
+    name = f"spe_{uuid4().hex}"
+    if con.name == "pyspark":
+        # ibis's memtable path on PySpark loses values of nullable integer columns
+        # (ibis 12); Spark 4 converts Arrow tables itself, exactly.
+        session = con._session
+        session.createDataFrame(data).createOrReplaceTempView(name)
+        return con.table(name)
+    return con.create_table(name, data, temp=True)
+
+
+def _with_row_numbers(t: ir.Table) -> ir.Table:
+    if ROW in t.columns:
+        return t
+    return t.mutate(**{ROW: (ibis.row_number() + 1).cast("int64")})
+
+
+def _apply_mapping(name: str, t: ir.Table, mapping: Mapping[str, str], spec: Table) -> ir.Table:
+    renames: dict[str, str] = {}
+    for local, canonical in mapping.items():
+        if local not in t.columns:
+            raise DataError(
+                f"{name}: the mapping renames column {local!r}, which is not in the extract "
+                f"(columns found: {', '.join(c for c in t.columns if c != ROW)}). "
+                "Fix: correct the mapping."
+            )
+        renames[canonical] = local
+    lower = {c.lower(): c for c in t.columns}
+    for col in spec.names:
+        if col not in t.columns and col not in renames and col.lower() in lower:
+            renames[col] = lower[col.lower()]
+    return t.rename(renames) if renames else t
+
+
+def read_extracts(
+    source: str | os.PathLike[str] | BaseBackend,
+    *,
+    mapping: Mapping[str, Mapping[str, str]] | None = None,
+    date_format: str | None = None,
+    tables: Mapping[str, str] | None = None,
+) -> Extracts:
+    """Read the extracts into Ibis tables.
+
+    Parameters
+    ----------
+    source
+        A folder holding ``population``, ``referrals``, ``gp_appointments``,
+        ``ae_attendances``, ``admissions`` (and optionally ``wellbeing``) as
+        ``.parquet`` or ``.csv`` files; a DuckDB database file (``.duckdb``/``.db``)
+        with tables of those names; or any Ibis connection (Postgres, SQL Server,
+        Databricks, Spark ...) holding them.
+    mapping
+        Local column names per table, ``{"gp_appointments": {"appt_dt":
+        "appointment_date"}}``: local name -> canonical name. Column names that
+        differ only in case are matched automatically.
+    date_format
+        Format of dates written as text, e.g. ``"%d/%m/%Y"``. Default: ISO
+        ``YYYY-MM-DD`` and UK ``DD/MM/YYYY`` are both read. Applied by ``validate``.
+    tables
+        Table name -> file or database-table name, where they differ from the
+        canonical names.
+
+    Returns
+    -------
+    Extracts
+        Frozen: Ibis tables, source formats, file SHA-256 hashes and row counts.
+
+    Raises
+    ------
+    DataError
+        A required extract or column is missing, or a file cannot be read. The
+        message names the table, the column and the fix; never a data value.
+    """
+    mapping = mapping or {}
+    table_names = dict(tables or {})
+    unknown = sorted(set(mapping) - set(TABLES))
+    if unknown:
+        raise DataError(
+            f"mapping names unknown tables {unknown}; the tables are {', '.join(TABLES)}."
+        )
+    raw: dict[str, ir.Table] = {}
+    sources: dict[str, SourceInfo] = {}
+
+    if isinstance(source, BaseBackend):
+        con = source
+        available = set(con.list_tables())
+        for name, spec in TABLES.items():
+            local = table_names.get(name, name)
+            if local not in available:
+                if spec.optional:
+                    continue
+                raise _missing_table(name, f"the connection has no table {local!r}")
+            raw[name] = _with_row_numbers(con.table(local))
+            sources[name] = SourceInfo(name, "ibis", local, None, 0)
+    else:
+        path = Path(source)
+        con = ibis.duckdb.connect()
+        con.raw_sql("SET enable_progress_bar = false")
+        if path.is_file() and path.suffix.lower() in {".duckdb", ".db", ".ddb"}:
+            alias = "spe_src"
+            con.attach(str(path), name=alias, read_only=True)
+            available = set(con.list_tables(database=(alias, "main")))
+            digest = sha256_file(path)
+            for name, spec in TABLES.items():
+                local = table_names.get(name, name)
+                if local not in available:
+                    if spec.optional:
+                        continue
+                    raise _missing_table(name, f"{path.name} has no table {local!r}")
+                raw[name] = _with_row_numbers(con.table(local, database=(alias, "main")))
+                sources[name] = SourceInfo(name, "duckdb", f"{path.name}:{local}", digest, 0)
+        elif path.is_dir():
+            for name, spec in TABLES.items():
+                stem = table_names.get(name, name)
+                found: tuple[Path, str] | None = None
+                for suffix, kind in ((".parquet", "parquet"), (".csv", "csv")):
+                    candidate = path / f"{stem}{suffix}"
+                    if candidate.is_file():
+                        found = (candidate, kind)
+                        break
+                if found is None:
+                    if spec.optional:
+                        continue
+                    raise _missing_table(name, f"{path} has no {stem}.parquet or {stem}.csv")
+                f, fmt = found
+                t, n = _read_parquet(con, f) if fmt == "parquet" else _read_csv(con, f)
+                raw[name] = t
+                sources[name] = SourceInfo(name, fmt, f.name, sha256_file(f), n)  # type: ignore[arg-type]
+        elif not path.exists():
+            raise DataError(f"The extracts path {str(path)!r} does not exist. Fix: check --data.")
+        else:
+            raise DataError(
+                f"{path.name}: expected a folder of CSV/Parquet extracts or a DuckDB database "
+                "file (.duckdb). Fix: point at the folder that holds population.parquet etc."
+            )
+
+    problems: list[str] = []
+    for name in list(raw):
+        spec = TABLES[name]
+        t = _apply_mapping(name, raw[name], mapping.get(name, {}), spec)
+        missing = [c for c in spec.required if c not in t.columns]
+        if missing:
+            have = ", ".join(c for c in t.columns if c != ROW)
+            cols = ", ".join(repr(c) for c in missing)
+            problems.append(
+                f"{name}: required column{'s' if len(missing) > 1 else ''} {cols} "
+                f"{'are' if len(missing) > 1 else 'is'} missing (columns found: {have}). "
+                f"Fix: add {'them' if len(missing) > 1 else 'it'} to the extract, or map your "
+                f"local name onto it, e.g. mapping={{{name!r}: {{'your_name': {missing[0]!r}}}}}."
+            )
+        raw[name] = t
+    if problems:
+        raise DataError(" ".join(problems))
+
+    counts = {
+        name: s.rows if s.format in ("csv", "parquet") else int(raw[name].count().execute())
+        for name, s in sources.items()
+    }
+    sources = {
+        name: SourceInfo(s.table, s.format, s.location, s.sha256, counts[name])
+        for name, s in sources.items()
+    }
+    return Extracts(
+        con=con,
+        tables=MappingProxyType(raw),
+        sources=MappingProxyType(sources),
+        date_format=date_format,
+    )
+
+
+def _missing_table(name: str, detail: str) -> DataError:
+    return DataError(
+        f"The {name} extract is missing: {detail}. Fix: export it (columns: "
+        f"{', '.join(TABLES[name].required)}), or name the file with tables={{{name!r}: ...}}."
+    )

@@ -1,0 +1,206 @@
+"""Descriptive tables for the report: cohort flow, cohort characteristics (Table 1),
+trends by event time, and the naive before/after comparison the matched design corrects.
+
+Inputs are matched data (docs/contracts.md, "Matched data") or the panel; outputs are
+aggregate tables only, with their counts in columns named ``n*`` so that disclosure
+control (``spevidence.disclosure.control``) can round and redact them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+OUTCOME_LABELS = {
+    "gp": "GP appointments",
+    "ae": "A&E attendances",
+    "admissions": "Unplanned admissions",
+}
+
+
+def _int(x: object) -> int:
+    """A groupby key as a Python int (pandas-stubs types keys as Hashable)."""
+    return int(x)  # type: ignore[call-overload]
+
+
+def _group(treated: object) -> str:
+    return "referred" if _int(treated) == 1 else "comparators"
+
+
+def cohort_characteristics(
+    matched: pd.DataFrame, pool: pd.DataFrame | None, *, outcomes: tuple[str, ...]
+) -> pd.DataFrame:
+    """Table 1 (long form): one row per characteristic, level and group.
+
+    ``matched`` holds the matched units; rows at ``event_time == 0`` describe them at
+    the index month. ``pool`` (optional) holds one row per eligible comparator at a
+    sampled index month, to show who the comparators were chosen from. Columns:
+    ``characteristic, level, group, n_group, n, value`` where ``value`` is a mean
+    (``n`` empty) or a percentage of ``n_group`` (``n`` people in the level).
+    """
+    at_index = matched.loc[matched["event_time"] == 0].copy()
+    at_index["group"] = [_group(v) for v in at_index["treated"]]
+    frames = [at_index]
+    if pool is not None and len(pool):
+        p = pool.copy()
+        p["group"] = "comparator_pool"
+        frames.append(p)
+    data = pd.concat(frames, ignore_index=True)
+    data["age"] = pd.to_datetime(data["period"]).dt.year - data["year_of_birth"].astype(float)
+    rows: list[dict[str, object]] = []
+    for group, g in data.groupby("group", sort=False):
+        n_group = len(g)
+        rows.append(_row("People", "", group, n_group, n_group, float("nan")))
+        rows.append(
+            _row("Age at index (years), mean", "", group, n_group, None, float(g["age"].mean()))
+        )
+        female = int((g["sex"] == "F").sum())
+        rows.append(_row("Female (%)", "", group, n_group, female, 100.0 * female / n_group))
+        if "imd_decile" in g and g["imd_decile"].notna().any():
+            deprived = int((g["imd_decile"].astype(float) <= 2).sum())
+            rows.append(
+                _row(
+                    "IMD decile 1-2, most deprived (%)",
+                    "",
+                    group,
+                    n_group,
+                    deprived,
+                    100.0 * deprived / n_group,
+                )
+            )
+        for o in outcomes:
+            col = f"prior_{o}"
+            if col in g:
+                rows.append(
+                    _row(
+                        f"{OUTCOME_LABELS[o]}, prior 12 months (mean)",
+                        "",
+                        group,
+                        n_group,
+                        None,
+                        g[col].astype(float).mean(),
+                    )
+                )
+    return pd.DataFrame(rows)
+
+
+def _row(
+    characteristic: str, level: str, group: object, n_group: int, n: int | None, value: float
+) -> dict[str, object]:
+    return {
+        "characteristic": characteristic,
+        "level": level,
+        "group": str(group),
+        "n_group": n_group,
+        "n": pd.NA if n is None else n,
+        "value": float(value),
+    }
+
+
+def characteristics_wide(long: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 as the report shows it: a row per characteristic, a column per group.
+
+    Takes the *disclosure-controlled* long table. The "People" row shows the (rounded)
+    group sizes; redacted cells stay missing.
+    """
+    t = long.copy()
+    is_people = t["characteristic"] == "People"
+    t.loc[is_people, "value"] = t.loc[is_people, "n"].astype("Float64")
+    wide = t.pivot_table(
+        index="characteristic",
+        columns="group",
+        values="value",
+        aggfunc="first",
+        sort=False,
+        dropna=False,
+    )
+    wide = wide.reindex(
+        columns=[c for c in ("referred", "comparators", "comparator_pool") if c in wide.columns]
+    )
+    order = list(dict.fromkeys(t["characteristic"]))
+    wide = wide.reindex(order).reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def trends(matched: pd.DataFrame, *, outcomes: tuple[str, ...]) -> pd.DataFrame:
+    """Mean events per person-month by event time and group (weighted by the matching
+    weights): ``outcome, group, event_time, n, mean``."""
+    rows = []
+    w = matched["weights"].astype(float) if "weights" in matched else pd.Series(1.0, matched.index)
+    for (treated, e), g in matched.groupby(["treated", "event_time"], sort=True):
+        wg = w.loc[g.index]
+        for o in outcomes:
+            rows.append(
+                {
+                    "outcome": o,
+                    "group": _group(treated),
+                    "event_time": _int(e),
+                    "n": len(g),
+                    "mean": float(np.average(g[o].astype(float), weights=wg)),
+                }
+            )
+    return pd.DataFrame(rows).sort_values(["outcome", "group", "event_time"], ignore_index=True)
+
+
+def naive_before_after(
+    matched: pd.DataFrame, *, outcomes: tuple[str, ...], pre: int, post: int
+) -> pd.DataFrame:
+    """The before/after comparison most published evaluations report, for the referred
+    only: events per person-year in the ``pre`` months before the index month and in the
+    ``post`` months from it; ``change_pct`` is (after - before) / before. The same
+    comparison in the matched comparators is added as ``comparator_change_pct``.
+    """
+    rows = []
+    for o in outcomes:
+        res: dict[str, dict[str, float]] = {}
+        for treated, g in matched.groupby("treated", sort=True):
+            before = g[(g["event_time"] >= -pre) & (g["event_time"] < 0)]
+            after = g[(g["event_time"] >= 0) & (g["event_time"] < post)]
+            b = 12.0 * before[o].sum() / max(len(before), 1)
+            a = 12.0 * after[o].sum() / max(len(after), 1)
+            res[_group(treated)] = {
+                "n": float(g.loc[g["event_time"] == 0].shape[0]),
+                "before": b,
+                "after": a,
+                "change": 100.0 * (a - b) / b if b > 0 else np.nan,
+            }
+        r = res.get("referred", {"n": 0, "before": np.nan, "after": np.nan, "change": np.nan})
+        c = res.get("comparators", {"change": np.nan})
+        rows.append(
+            {
+                "outcome": o,
+                "n": int(r["n"]),
+                "mean_before": r["before"],
+                "mean_after": r["after"],
+                "change_pct": r["change"],
+                "comparator_change_pct": c["change"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def lagged_sums(
+    panel: pd.DataFrame, column: str, windows: dict[str, tuple[int, int]]
+) -> pd.DataFrame:
+    """Add, for each person-period, the sum of ``column`` over earlier periods.
+
+    ``windows`` maps a new column name to ``(a, b)``: the sum over periods t-b .. t-a
+    (e.g. ``(1, 3)`` = the three months before). Periods without a panel row count as
+    zero. Used to match on the *trajectory* of use before referral, not only its total.
+    """
+    wide = panel.pivot_table(
+        index="person_id", columns="t", values=column, aggfunc="sum", fill_value=0
+    )
+    wide = wide.reindex(columns=range(int(panel["t"].max()) + 1), fill_value=0)
+    arr = wide.to_numpy(dtype=np.float64)
+    cum = np.zeros((arr.shape[0], arr.shape[1] + 1))
+    np.cumsum(arr, axis=1, out=cum[:, 1:])
+    out = panel.copy()
+    pidx = wide.index.get_indexer(pd.Index(out["person_id"]))
+    t = out["t"].to_numpy(dtype=np.int64)
+    for name, (a, b) in windows.items():
+        hi = np.clip(t - a + 1, 0, None)
+        lo = np.clip(t - b, 0, None)
+        out[name] = cum[pidx, hi] - cum[pidx, lo]
+    return out

@@ -1,0 +1,312 @@
+"""Result classes and small inference helpers shared by the DiD estimators.
+
+Helpers other DiD modules may reuse: :func:`coef_table` (the tidy columns from estimates,
+standard errors and degrees of freedom), :func:`wald_test` (joint chi-square test) and
+:class:`DiDResult` / :class:`EventStudyResult` (frozen results with ``tidy``, ``glance``,
+``summary``, ``plot``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+Model = Literal["linear", "poisson"]
+
+TIDY_COLUMNS = (
+    "term",
+    "estimate",
+    "std_error",
+    "statistic",
+    "p_value",
+    "conf_low",
+    "conf_high",
+    "n",
+)
+
+
+def coef_table(
+    terms: tuple[str, ...] | list[str],
+    estimate: np.ndarray,
+    std_error: np.ndarray,
+    *,
+    df: int | None,
+    n: int,
+    conf_level: float = 0.95,
+) -> pd.DataFrame:
+    """Tidy coefficient table: t(df) inference when ``df`` is given, normal otherwise."""
+    est = np.asarray(estimate, dtype=float)
+    se = np.asarray(std_error, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = est / se
+    dist: Any = stats.t(df) if df is not None else stats.norm()
+    crit = float(dist.ppf(0.5 + conf_level / 2))
+    return pd.DataFrame(
+        {
+            "term": list(terms),
+            "estimate": est,
+            "std_error": se,
+            "statistic": stat,
+            "p_value": 2 * dist.sf(np.abs(stat)),
+            "conf_low": est - crit * se,
+            "conf_high": est + crit * se,
+            "n": np.full(est.size, n, dtype=np.int64),
+        }
+    )
+
+
+def wald_test(b: np.ndarray, V: np.ndarray) -> tuple[float, int, float]:
+    """Joint Wald chi-square test that all of ``b`` are zero: (statistic, df, p-value)."""
+    b = np.asarray(b, dtype=float)
+    if b.size == 0:
+        return float("nan"), 0, float("nan")
+    stat = float(b @ np.linalg.solve(V, b))
+    return stat, int(b.size), float(stats.chi2.sf(stat, b.size))
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class DiDResult:
+    """A fitted two-way fixed-effects DiD (2×2 or TWFE), linear or Poisson.
+
+    Attributes
+    ----------
+    method : {"two_by_two", "twfe", "event_study"}
+    model : {"linear", "poisson"}
+    terms, estimate, vcov : coefficient names, estimates and clustered covariance
+        (log rate ratios for Poisson).
+    main_term : the term that carries the treatment effect.
+    df : degrees of freedom of the t reference distribution (``G - 1``) or ``None``
+        (normal reference, used for Poisson as in fixest/pyfixest).
+    n_obs, n_units, n_clusters : rows, units and clusters used in the fit.
+    path : {"rows", "moments"} which engine computed the fit.
+    formula : the exact model that was fitted, in words/formula notation.
+    attrition : (reason, rows) pairs for every row dropped before fitting.
+    settings : the options of the call.
+    level : Poisson only: (estimate, conf_low, conf_high, unit) of the level effect.
+    """
+
+    method: str
+    model: Model
+    terms: tuple[str, ...]
+    estimate: np.ndarray
+    vcov: np.ndarray
+    main_term: str
+    df: int | None
+    n_obs: int
+    n_units: int
+    n_clusters: int
+    path: Literal["rows", "moments"]
+    formula: str
+    yname: str
+    conf_level: float = 0.95
+    dropped_terms: tuple[str, ...] = ()
+    attrition: tuple[tuple[str, int], ...] = ()
+    settings: tuple[tuple[str, Any], ...] = ()
+    level: tuple[float, float, float, str] | None = None
+    small_sample: float = 1.0
+    iterations: int = 1
+    extra: tuple[tuple[str, Any], ...] = field(default=())
+
+    # ------------------------------------------------------------------ accessors
+    @property
+    def std_error(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.vcov))
+
+    def coef(self, term: str | None = None) -> float:
+        """Estimate of ``term`` (default: the treatment term)."""
+        return float(self.estimate[self.terms.index(term or self.main_term)])
+
+    def se(self, term: str | None = None) -> float:
+        """Clustered standard error of ``term`` (default: the treatment term)."""
+        return float(self.std_error[self.terms.index(term or self.main_term)])
+
+    # ------------------------------------------------------------------ tables
+    def tidy(self) -> pd.DataFrame:
+        """One row per term: ``term, estimate, std_error, statistic, p_value, conf_low,
+        conf_high, n`` (+ ``rate_ratio, rr_conf_low, rr_conf_high`` and the level effect
+        of the main term for Poisson)."""
+        out = coef_table(
+            self.terms,
+            self.estimate,
+            self.std_error,
+            df=self.df,
+            n=self.n_obs,
+            conf_level=self.conf_level,
+        )
+        if self.model == "poisson":
+            out["rate_ratio"] = np.exp(out["estimate"])
+            out["rr_conf_low"] = np.exp(out["conf_low"])
+            out["rr_conf_high"] = np.exp(out["conf_high"])
+            lev = np.full(len(out), np.nan)
+            lo, hi = lev.copy(), lev.copy()
+            if self.level is not None:
+                i = self.terms.index(self.main_term)
+                lev[i], lo[i], hi[i] = self.level[:3]
+            out["level_effect"] = lev
+            out["level_conf_low"] = lo
+            out["level_conf_high"] = hi
+        return out
+
+    def glance(self) -> pd.DataFrame:
+        """One-row model summary."""
+        row: dict[str, Any] = {
+            "method": self.method,
+            "model": self.model,
+            "outcome": self.yname,
+            "estimate": self.coef(),
+            "std_error": self.se(),
+            "n_obs": self.n_obs,
+            "n_units": self.n_units,
+            "n_clusters": self.n_clusters,
+            "path": self.path,
+            "small_sample_factor": self.small_sample,
+            "iterations": self.iterations,
+            "rows_dropped": int(sum(n for _, n in self.attrition)),
+        }
+        if self.model == "poisson":
+            row["rate_ratio"] = float(np.exp(self.coef()))
+            if self.level is not None:
+                row["level_effect"] = self.level[0]
+                row["level_unit"] = self.level[3]
+        row.update(dict(self.extra))
+        return pd.DataFrame([row])
+
+    def attrition_table(self) -> pd.DataFrame:
+        """Rows dropped before fitting, by reason."""
+        return pd.DataFrame(list(self.attrition), columns=["reason", "rows"])
+
+    def summary(self) -> str:
+        """Plain-text summary: model, fit path, coefficient table."""
+        lines = [
+            f"{self.method} difference-in-differences ({self.model}), outcome '{self.yname}'",
+            f"Model: {self.formula}",
+            f"Observations: {self.n_obs}  units: {self.n_units}  clusters: {self.n_clusters}"
+            f"  path: {self.path}",
+        ]
+        if self.dropped_terms:
+            lines.append(f"Collinear terms dropped: {', '.join(self.dropped_terms)}")
+        for reason, n in self.attrition:
+            if n:
+                lines.append(f"Rows dropped ({reason}): {n}")
+        tab = self.tidy()
+        lines.append(tab.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+        if self.level is not None:
+            est, lo, hi, unit = self.level
+            lines.append(f"Level effect ({unit}): {est:.4g} [{lo:.4g}, {hi:.4g}]")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + self.summary().replace("&", "&amp;").replace("<", "&lt;") + "</pre>"
+
+    # ------------------------------------------------------------------ plot
+    def plot(self) -> Figure:
+        """Coefficient plot with confidence intervals (rate ratios for Poisson)."""
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        tab = self.tidy()
+        pal = sns.color_palette("colorblind")
+        fig, ax = plt.subplots(figsize=(6, 1.2 + 0.5 * len(tab)))
+        if self.model == "poisson":
+            est, lo, hi, ref = tab["rate_ratio"], tab["rr_conf_low"], tab["rr_conf_high"], 1.0
+            xlabel = "Rate ratio (1 = no change)"
+        else:
+            est, lo, hi, ref = tab["estimate"], tab["conf_low"], tab["conf_high"], 0.0
+            xlabel = f"Change in {self.yname} (0 = no change)"
+        ypos = np.arange(len(tab))[::-1]
+        ax.errorbar(
+            est, ypos, xerr=[est - lo, hi - est], fmt="o", color=pal[0], ecolor=pal[0], capsize=3
+        )
+        ax.axvline(ref, color="grey", linestyle="--", linewidth=1)
+        ax.set_yticks(ypos, list(tab["term"]))
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"Estimated effect on {self.yname} ({int(self.conf_level * 100)}% CI)")
+        fig.tight_layout()
+        return fig
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class EventStudyResult(DiDResult):
+    """Event-study result: one coefficient per event time, with a pre-trend test.
+
+    ``event_times[j]`` is the event time of ``terms[j]``; ``reference`` is the omitted
+    event time (normalised to zero). ``pretrend`` is the joint Wald chi-square test that all
+    pre-period coefficients (event time < 0, reference excluded) are zero.
+    """
+
+    event_times: tuple[int, ...] = ()
+    reference: int = -1
+    pretrend: tuple[float, int, float] = (float("nan"), 0, float("nan"))
+
+    def tidy(self) -> pd.DataFrame:
+        out = super().tidy()
+        out.insert(1, "event_time", list(self.event_times))
+        return out
+
+    def pretrend_test(self) -> pd.DataFrame:
+        """Joint Wald test of the pre-period coefficients (H0: all zero)."""
+        stat, df, p = self.pretrend
+        return pd.DataFrame(
+            [{"test": "pre-trend (joint Wald)", "statistic": stat, "df": df, "p_value": p}]
+        )
+
+    def glance(self) -> pd.DataFrame:
+        out = super().glance()
+        out["pretrend_statistic"], out["pretrend_df"], out["pretrend_p_value"] = self.pretrend
+        return out
+
+    def plot(self) -> Figure:
+        """Event-study plot: effect by period relative to the index date, with CIs."""
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        tab = self.tidy()
+        pal = sns.color_palette("colorblind")
+        ref_val = 1.0 if self.model == "poisson" else 0.0
+        if self.model == "poisson":
+            est, lo, hi = tab["rate_ratio"], tab["rr_conf_low"], tab["rr_conf_high"]
+            ylabel = "Rate ratio vs comparators (1 = no difference)"
+        else:
+            est, lo, hi = tab["estimate"], tab["conf_low"], tab["conf_high"]
+            ylabel = f"Difference in {self.yname} vs comparators"
+        e = np.asarray(tab["event_time"], dtype=float)
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        pre = e < 0
+        for sel, colour, label in ((pre, pal[0], "before index"), (~pre, pal[1], "after index")):
+            ax.errorbar(
+                e[sel],
+                np.asarray(est)[sel],
+                yerr=[np.asarray(est - lo)[sel], np.asarray(hi - est)[sel]],
+                fmt="o",
+                color=colour,
+                capsize=2,
+                label=label,
+            )
+        ax.plot(
+            [self.reference],
+            [ref_val],
+            marker="D",
+            color="grey",
+            linestyle="none",
+            label="reference",
+        )
+        ax.axhline(ref_val, color="grey", linewidth=1)
+        ax.axvline(-0.5, color="grey", linestyle="--", linewidth=1)
+        stat, df, p = self.pretrend
+        subtitle = f"pre-trend test: chi2({df}) = {stat:.2f}, p = {p:.3f}" if df else ""
+        ax.set_title(f"Event study: {self.yname} relative to the index period\n{subtitle}")
+        ax.set_xlabel("Periods relative to the index (referral) period")
+        ax.set_ylabel(ylabel)
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        return fig

@@ -1,0 +1,397 @@
+"""Numerical core of the Callaway-Sant'Anna estimator (private).
+
+Two interchangeable paths compute the same group-time ATTs and the same
+covariance of their influence functions:
+
+* the **row path** runs the panel two-by-two estimators of Sant'Anna and Zhao
+  (2020) -- doubly robust (``dr``), standardised inverse-probability weighting
+  (``ipw``) and outcome regression (``reg``) -- unit by unit, exactly as R
+  ``DRDID`` / ``did`` do;
+* the **moment path** (no covariates) uses that, with an intercept-only
+  propensity score and outcome model, all three estimators reduce to a
+  difference of weighted cohort means and every influence function is, within
+  a cohort, an affine function of the unit's weight and weighted outcome
+  vector. Then the estimates need only per-cohort sums and the variance only
+  per-cohort ``(T+2) x (T+2)`` cross-product matrices (DESIGN.md section 6).
+
+Both paths return a :class:`CellSet`: the ATTs and the ``P x P`` covariance
+``sigma`` of the stacked influence functions ``[cells | cohort shares]``,
+scaled so that ``sigma[k, k]`` is the squared standard error. Aggregation and
+the bootstrap only ever need ``sigma``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+TRIM_LEVEL = 0.995
+OVERLAP_LEVEL = 0.999
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """One group-time cell: which periods and which cohorts enter it."""
+
+    group: float
+    time: float
+    t_idx: int
+    base_idx: int
+    control_cohorts: tuple[float, ...]
+    reference: bool  # universal base period row with ATT 0 by construction
+
+
+@dataclass(frozen=True)
+class CellSet:
+    """Estimated cells and the covariance of their influence functions."""
+
+    plans: tuple[CellPlan, ...]
+    att: FloatArray
+    n_cell: NDArray[np.int64]
+    sigma: FloatArray  # (K + G) x (K + G); G = number of treated cohorts
+    skipped: tuple[tuple[float, float, str], ...]
+
+
+def plan_cells(
+    times: FloatArray,
+    cohorts: FloatArray,
+    *,
+    control: str,
+    base_period: str,
+    anticipation: float,
+) -> list[CellPlan]:
+    """Enumerate the (g, t) cells as R ``did::att_gt`` does.
+
+    ``cohorts`` are the finite treatment cohorts present; never-treated units
+    carry ``inf``.
+    """
+    plans: list[CellPlan] = []
+    universal = base_period == "universal"
+    tf = 0 if universal else 1
+    n_t = len(times)
+    all_cohorts = np.append(cohorts, np.inf)
+    for g in cohorts:
+        pre = np.flatnonzero(times < g - anticipation)
+        if len(pre) == 0:
+            continue
+        for ti in range(n_t - tf):
+            t_idx = ti + tf
+            post = g <= times[t_idx]
+            base = int(pre[-1]) if (universal or post) else ti
+            if universal and base == t_idx:
+                plans.append(CellPlan(float(g), float(times[t_idx]), t_idx, base, (), True))
+                continue
+            ctrl: tuple[float, ...]
+            if control == "never":
+                ctrl = (np.inf,)
+            else:
+                relevant = max(times[t_idx], times[base]) + anticipation
+                ctrl = tuple(float(c) for c in all_cohorts if c > relevant and c != g)
+            plans.append(CellPlan(float(g), float(times[t_idx]), t_idx, base, ctrl, False))
+    return plans
+
+
+# ----------------------------------------------------------------------------- row path
+
+
+def _logit(d: FloatArray, X: FloatArray, w: FloatArray) -> FloatArray:
+    """Weighted logistic regression by Newton-Raphson; returns fitted probabilities."""
+    beta = np.zeros(X.shape[1])
+    p = np.full(len(d), 0.5)
+    for _ in range(100):
+        eta = X @ beta
+        p = 1.0 / (1.0 + np.exp(-eta))
+        W = w * p * (1.0 - p)
+        grad = X.T @ (w * (d - p))
+        H = X.T @ (W[:, None] * X)
+        step = np.linalg.solve(H, grad)
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-13 * (1.0 + np.max(np.abs(beta))):
+            break
+    eta = X @ beta
+    return np.asarray(1.0 / (1.0 + np.exp(-eta)))
+
+
+def _wls(y: FloatArray, X: FloatArray, w: FloatArray) -> FloatArray:
+    Xw = X * w[:, None]
+    return np.asarray(np.linalg.solve(X.T @ Xw, Xw.T @ y))
+
+
+def two_by_two_panel(
+    dy: FloatArray, d: FloatArray, X: FloatArray, w_in: FloatArray, method: str
+) -> tuple[float, FloatArray] | None:
+    """Panel 2x2 DiD ATT and influence function (Sant'Anna and Zhao, 2020).
+
+    ``dr`` is ``DRDID::drdid_panel`` (traditional doubly robust), ``ipw`` is
+    ``DRDID::std_ipw_did_panel`` and ``reg`` is ``DRDID::reg_did_panel``. The
+    influence function is on the subset's own scale (``se = sd/sqrt(n)``).
+    Returns ``None`` when the cell cannot be estimated (as ``did`` skips it).
+    """
+    n = len(d)
+    w = w_in / w_in.mean()
+    ctrl = d == 0
+    if method in ("dr", "ipw"):
+        ps = np.clip(_logit(d, X, w), 1e-6, 1 - 1e-6)
+        trim = np.ones(n, dtype=bool)
+        trim[ctrl] = ps[ctrl] < TRIM_LEVEL
+        w_treat = trim * w * d
+        w_cont = trim * w * ps * (1 - d) / (1 - ps)
+        mw1 = w_treat.mean()
+        mw0 = w_cont.mean()
+        if mw1 == 0 or mw0 == 0:
+            return None
+        Wps = ps * (1 - ps) * w
+        hess = np.linalg.inv(X.T @ (Wps[:, None] * X)) * n
+        asy_ps = ((w * (d - ps))[:, None] * X) @ hess
+    if method in ("dr", "reg"):
+        beta = _wls(dy[ctrl], X[ctrl], w[ctrl])
+        out = X @ beta
+        w_ols = w * (1 - d)
+        gram = X.T @ (w_ols[:, None] * X) / n
+        asy_or = ((w_ols * (dy - out))[:, None] * X) @ np.linalg.inv(gram)
+    if method == "dr":
+        att_t = w_treat * (dy - out)
+        att_c = w_cont * (dy - out)
+        eta_t = att_t.mean() / mw1
+        eta_c = att_c.mean() / mw0
+        inf_t = (att_t - w_treat * eta_t - asy_or @ (w_treat[:, None] * X).mean(axis=0)) / mw1
+        m2 = ((att_c - w_cont * eta_c)[:, None] * X).mean(axis=0)
+        m3 = (w_cont[:, None] * X).mean(axis=0)
+        inf_c = (att_c - w_cont * eta_c + asy_ps @ m2 - asy_or @ m3) / mw0
+        return float(eta_t - eta_c), inf_t - inf_c
+    if method == "ipw":
+        e_t = w_treat * dy / mw1
+        e_c = w_cont * dy / mw0
+        a_t = e_t.mean()
+        a_c = e_c.mean()
+        inf_t = e_t - w_treat * a_t / mw1
+        inf_c = e_c - w_cont * a_c / mw0
+        mom = ((w_cont * (dy - a_c))[:, None] * X).mean(axis=0) / mw0
+        return float(a_t - a_c), inf_t - (inf_c + asy_ps @ mom)
+    # reg
+    w1 = w * d
+    mw1 = w1.mean()
+    if mw1 == 0 or not ctrl.any():
+        return None
+    eta_t = (w1 * dy).mean() / mw1
+    eta_c = (w1 * out).mean() / mw1
+    inf_t = (w1 * dy - w1 * eta_t) / mw1
+    inf_c = (w1 * out - w1 * eta_c + asy_or @ (w1[:, None] * X).mean(axis=0)) / mw1
+    return float(eta_t - eta_c), inf_t - inf_c
+
+
+def _cell_feasible(d: FloatArray, X: FloatArray, method: str) -> str | None:
+    """The pre-checks of ``did::compute.att_gt``: overlap and a solvable regression."""
+    if method in ("dr", "ipw"):
+        ps = _logit(d, X, np.ones(len(d)))
+        if np.max(ps) >= OVERLAP_LEVEL:
+            return "overlap violated (propensity score >= 0.999)"
+    if method in ("dr", "reg"):
+        Xc = X[d == 0]
+        gram = Xc.T @ Xc
+        if np.linalg.cond(gram) > 1.0 / np.finfo(float).eps:
+            return "too few control units to fit the outcome regression"
+    return None
+
+
+def estimate_rows(
+    Y: FloatArray,
+    G: FloatArray,
+    w: FloatArray,
+    Xt: FloatArray | None,
+    cohorts: FloatArray,
+    plans: list[CellPlan],
+    method: str,
+    cluster: NDArray[np.int64] | None,
+) -> CellSet:
+    """Row path: every cell from unit-level data. ``Y`` is units x periods.
+
+    ``Xt`` is periods x units x k (intercept included), or ``None`` for an
+    intercept only. ``w`` are unit weights normalised to mean one.
+    """
+    n = Y.shape[0]
+    kept: list[CellPlan] = []
+    atts: list[float] = []
+    ncell: list[int] = []
+    cols: list[FloatArray] = []
+    skipped: list[tuple[float, float, str]] = []
+    ones = np.ones((n, 1))
+    for p in plans:
+        if p.reference:
+            kept.append(p)
+            atts.append(0.0)
+            ncell.append(int(np.sum(np.equal(G, p.group))))
+            cols.append(np.zeros(n))
+            continue
+        treat = np.equal(G, p.group)
+        ctl = np.isin(G, np.asarray(p.control_cohorts))
+        sub = treat | ctl
+        if not treat.any() or not ctl.any():
+            skipped.append((p.group, p.time, "no treated or no control units"))
+            continue
+        d = treat[sub].astype(float)
+        X = ones[sub] if Xt is None else Xt[min(p.base_idx, p.t_idx)][sub]
+        reason = _cell_feasible(d, X, method)
+        if reason is not None:
+            skipped.append((p.group, p.time, reason))
+            continue
+        dy = Y[sub, p.t_idx] - Y[sub, p.base_idx]
+        res = two_by_two_panel(dy, d, X, w[sub], method)
+        if res is None:
+            skipped.append((p.group, p.time, "no effective control units after trimming"))
+            continue
+        att, inf = res
+        full = np.zeros(n)
+        full[sub] = inf * (n / sub.sum())
+        kept.append(p)
+        atts.append(att)
+        ncell.append(int(sub.sum()))
+        cols.append(full)
+    pg = np.array([np.mean(w * np.equal(G, g)) for g in cohorts])
+    E = w[:, None] * (G[:, None] == cohorts[None, :]) - pg[None, :]
+    B = np.column_stack([*cols, E]) if cols else E
+    if cluster is not None:
+        ncl = int(cluster.max()) + 1
+        S = np.zeros((ncl, B.shape[1]))
+        np.add.at(S, cluster, B)
+        sigma = S.T @ S / n**2
+    else:
+        sigma = B.T @ B / n**2
+    return CellSet(
+        tuple(kept),
+        np.asarray(atts, dtype=float),
+        np.asarray(ncell, dtype=np.int64),
+        sigma,
+        tuple(skipped),
+    )
+
+
+# -------------------------------------------------------------------------- moment path
+
+
+@dataclass(frozen=True)
+class CohortMoments:
+    """Per-cohort sufficient statistics of a balanced panel (no covariates).
+
+    With ``u_i = [1, w_i, w_i * y_i1, ..., w_i * y_iT]`` (weights normalised to
+    mean one over all units): ``count[c]`` units, ``wsum[c] = sum w``,
+    ``wy[c] = sum w * y`` (length T) and ``M[c] = sum u u'``. With clusters,
+    ``U[cl, c] = sum of u over the units of cohort c in cluster cl``.
+    """
+
+    cohorts: FloatArray  # sorted, inf (never treated) last if present
+    count: NDArray[np.int64]
+    wsum: FloatArray
+    wy: FloatArray  # C x T
+    M: FloatArray  # C x (T+2) x (T+2)
+    U: FloatArray | None  # n_clusters x C x (T+2)
+    n: int
+
+
+def moments_from_wide(
+    Y: FloatArray, G: FloatArray, w: FloatArray, cluster: NDArray[np.int64] | None
+) -> CohortMoments:
+    """Cohort moments from a wide units x periods array (weights mean one)."""
+    cohorts = np.unique(G)
+    n, T = Y.shape
+    C = len(cohorts)
+    code = np.searchsorted(cohorts, G)
+    count = np.bincount(code, minlength=C).astype(np.int64)
+    u = np.empty((n, T + 2))
+    u[:, 0] = 1.0
+    u[:, 1] = w
+    u[:, 2:] = w[:, None] * Y
+    M = np.zeros((C, T + 2, T + 2))
+    order = np.argsort(code, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(count)])
+    us = u[order]
+    for c in range(C):
+        uc = us[bounds[c] : bounds[c + 1]]
+        M[c] = uc.T @ uc
+    wsum = M[:, 0, 1].copy()
+    wy = M[:, 0, 2:].copy()
+    U = None
+    if cluster is not None:
+        ncl = int(cluster.max()) + 1
+        U = np.zeros((ncl, C, T + 2))
+        np.add.at(U, (cluster, code), u)
+    return CohortMoments(cohorts, count, wsum, wy, M, U, n)
+
+
+def estimate_moments(
+    mom: CohortMoments, cohorts: FloatArray, plans: list[CellPlan], method: str
+) -> CellSet:
+    """Moment path: the cells and their influence-function covariance from cohort sums."""
+    C = len(mom.cohorts)
+    T = mom.wy.shape[1]
+    n = mom.n
+    pos = {float(c): i for i, c in enumerate(mom.cohorts)}
+    kept: list[CellPlan] = []
+    atts: list[float] = []
+    ncell: list[int] = []
+    thetas: list[FloatArray] = []  # each C x (T+2)
+    skipped: list[tuple[float, float, str]] = []
+    for p in plans:
+        theta = np.zeros((C, T + 2))
+        gi = pos.get(p.group)
+        if p.reference:
+            kept.append(p)
+            atts.append(0.0)
+            ncell.append(int(mom.count[gi]) if gi is not None else 0)
+            thetas.append(theta)
+            continue
+        ci = [pos[c] for c in p.control_cohorts if c in pos]
+        n1 = int(mom.count[gi]) if gi is not None else 0
+        n0 = int(sum(mom.count[i] for i in ci))
+        if gi is None or n1 == 0 or n0 == 0:
+            skipped.append((p.group, p.time, "no treated or no control units"))
+            continue
+        if method in ("dr", "ipw") and n1 / (n1 + n0) >= OVERLAP_LEVEL:
+            skipped.append((p.group, p.time, "overlap violated (propensity score >= 0.999)"))
+            continue
+        W1 = mom.wsum[gi]
+        W0 = float(sum(mom.wsum[i] for i in ci))
+        if method in ("dr", "ipw"):
+            ps = min(max(W1 / (W1 + W0), 1e-6), 1 - 1e-6)
+            if ps >= TRIM_LEVEL:
+                skipped.append((p.group, p.time, "no effective control units after trimming"))
+                continue
+        m1 = (mom.wy[gi, p.t_idx] - mom.wy[gi, p.base_idx]) / W1
+        m0 = float(sum(mom.wy[i, p.t_idx] - mom.wy[i, p.base_idx] for i in ci)) / W0
+        theta[gi, 1] = -n * m1 / W1
+        theta[gi, 2 + p.t_idx] = n / W1
+        theta[gi, 2 + p.base_idx] = -n / W1
+        for i in ci:
+            theta[i, 1] = n * m0 / W0
+            theta[i, 2 + p.t_idx] = -n / W0
+            theta[i, 2 + p.base_idx] = n / W0
+        kept.append(p)
+        atts.append(m1 - m0)
+        ncell.append(n1 + n0)
+        thetas.append(theta)
+    pg = np.array([mom.wsum[pos[float(g)]] / n if float(g) in pos else 0.0 for g in cohorts])
+    for j, g in enumerate(cohorts):
+        theta = np.zeros((C, T + 2))
+        theta[:, 0] = -pg[j]
+        if float(g) in pos:
+            theta[pos[float(g)], 1] = 1.0
+        thetas.append(theta)
+    Theta = np.stack(thetas, axis=-1)  # C x (T+2) x P
+    if mom.U is not None:
+        S = mom.U.reshape(mom.U.shape[0], -1) @ Theta.reshape(-1, Theta.shape[2])
+        sigma = S.T @ S / n**2
+    else:
+        sigma = np.zeros((Theta.shape[2], Theta.shape[2]))
+        for c in range(C):
+            sigma += Theta[c].T @ (mom.M[c] @ Theta[c])
+        sigma /= n**2
+    return CellSet(
+        tuple(kept),
+        np.asarray(atts, dtype=float),
+        np.asarray(ncell, dtype=np.int64),
+        sigma,
+        tuple(skipped),
+    )

@@ -1,0 +1,282 @@
+"""Engine-side cohort moments (Ibis: DuckDB, Spark, ...) for national-scale panels.
+
+One pass pivots the long panel to one row per unit (``sum(y) filter (t = k)``
+for each period), a second aggregates units to cohorts (and clusters): counts,
+weight sums, weighted outcome sums and the ``T x T`` cross-products. Only
+these few kilobytes come back to Python (DESIGN.md section 6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from spevidence.did._staggered_core import CohortMoments
+from spevidence.errors import DataError, EstimationError
+
+FloatArray = NDArray[np.float64]
+
+
+def is_ibis_table(data: Any) -> bool:
+    """True for an Ibis table expression (without importing ibis for pandas input)."""
+    mod = type(data).__module__
+    return mod.startswith("ibis.") and hasattr(data, "group_by") and hasattr(data, "execute")
+
+
+@dataclass(frozen=True)
+class EnginePanel:
+    """Unit-level pivot of a long panel, still in the engine, and its bookkeeping."""
+
+    units: Any  # ibis table: one row per kept unit with g, w, cl, y0..y{T-1}[, e0..]
+    times: FloatArray
+    attrition: pd.DataFrame
+    n_rows_in: int
+
+
+def pivot_units(
+    t: Any,
+    *,
+    yname: str,
+    idname: str,
+    tname: str,
+    gname: str,
+    weights: str | None,
+    cluster: str | None,
+    exposure: str | None,
+    anticipation: float,
+    control: str,
+) -> EnginePanel:
+    """Clean and pivot an Ibis long panel to one row per unit, counting every drop."""
+    import ibis
+
+    needed = [c for c in (yname, idname, tname, gname, weights, cluster, exposure) if c]
+    missing = [c for c in dict.fromkeys(needed) if c not in t.columns]
+    if missing:
+        raise DataError(f"staggered: column(s) {missing} not found in the engine table.")
+    attr: list[dict[str, Any]] = []
+    t = t.select(*dict.fromkeys(needed))
+    notnull = t[yname].notnull() & t[tname].notnull() & t[idname].notnull()
+    for c in (weights, cluster, exposure):
+        if c:
+            notnull = notnull & t[c].notnull()
+    cnt = t.aggregate(n_in=t.count(), n_ok=notnull.sum()).execute().iloc[0]
+    n_in, n_ok = int(cnt["n_in"]), int(cnt["n_ok"] or 0)
+    if n_ok < n_in:
+        attr.append(
+            {
+                "reason": "missing outcome, period, unit, weight, cluster or exposure",
+                "rows": n_in - n_ok,
+                "units": 0,
+            }
+        )
+    t = t.filter(notnull)
+    t = t.mutate(_g=t[gname].cast("float64").fill_null(0.0), _t=t[tname].cast("float64"))
+    tg = t.select("_t", "_g").distinct().execute()
+    times = np.unique(tg["_t"].to_numpy(dtype=float))
+    tmax, tmin = float(times.max()), float(times.min())
+    t = t.mutate(_g=ibis.ifelse((t._g == 0) | (t._g > tmax), ibis.literal(np.inf), t._g))
+    graw = np.unique(tg["_g"].to_numpy(dtype=float))
+    gvals = np.unique(np.where((graw == 0) | (graw > tmax), np.inf, graw))
+    finite = gvals[np.isfinite(gvals) & (gvals > tmin + anticipation)]
+    if len(finite) == 0:
+        raise EstimationError(f"staggered: no treated cohort after the first period in {gname!r}.")
+    if not np.isinf(gvals).any():
+        latest = float(finite.max())
+        cut = t._t >= latest - anticipation
+        k = int(t.filter(cut).count().execute())
+        attr.append(
+            {
+                "reason": "no never-treated units: periods from the last cohort on dropped",
+                "rows": k,
+                "units": 0,
+            }
+        )
+        t = t.filter(~cut)
+        times = times[times < latest - anticipation]
+        if control == "never":
+            t = t.mutate(_g=ibis.ifelse(t._g == latest, ibis.literal(np.inf), t._g))
+    T = len(times)
+    aggs: dict[str, Any] = {
+        "_g": t._g.max(),
+        "_gmin": t._g.min(),
+        "_nt": t.count(),
+        "_w": (t[weights].cast("float64").max() if weights else ibis.literal(1.0)),
+        "_wmin": (t[weights].cast("float64").min() if weights else ibis.literal(1.0)),
+    }
+    if cluster:
+        aggs["_cl"] = t[cluster].max()
+        aggs["_clmin"] = t[cluster].min()
+    for k, tk in enumerate(times):
+        aggs[f"y{k}"] = t[yname].cast("float64").sum(where=t._t == float(tk))
+        if exposure:
+            aggs[f"e{k}"] = t[exposure].cast("float64").sum(where=t._t == float(tk))
+    u = t.group_by(idname).aggregate(**aggs)
+    if hasattr(u, "cache"):
+        u = u.cache()  # the unit pivot is scanned several times: materialise it once
+    checks = (
+        u.aggregate(
+            vary_g=(u._g != u._gmin).sum(),
+            vary_w=(u._w != u._wmin).sum(),
+            vary_cl=((u._cl != u._clmin).sum() if cluster else ibis.literal(0)),
+            dup=(u._nt > T).sum(),
+            unbalanced=(u._nt < T).sum(),
+            unbalanced_rows=u._nt.sum(where=u._nt < T),
+            early=(u._g <= tmin + anticipation).sum(),
+            early_rows=u._nt.sum(where=u._g <= tmin + anticipation),
+        )
+        .execute()
+        .iloc[0]
+    )
+    for col, what, key in (
+        (gname, "treatment cohort", "vary_g"),
+        (weights, "weight", "vary_w"),
+        (cluster, "cluster", "vary_cl"),
+    ):
+        if col and int(checks[key] or 0) > 0:
+            raise DataError(
+                f"staggered: column {col!r} ({what}) varies within {int(checks[key])} units; "
+                "it must be constant for each unit."
+            )
+    if int(checks["dup"] or 0) > 0:
+        raise DataError(
+            f"staggered: {int(checks['dup'])} units have more than one row in some period "
+            f"({idname}, {tname}); one row per unit and period is needed."
+        )
+    if int(checks["early"] or 0) > 0:
+        attr.append(
+            {
+                "reason": "unit already treated in the first period",
+                "rows": int(checks["early_rows"] or 0),
+                "units": int(checks["early"]),
+            }
+        )
+    if int(checks["unbalanced"] or 0) > 0:
+        attr.append(
+            {
+                "reason": "unit not observed in every period (balanced panel required)",
+                "rows": int(checks["unbalanced_rows"] or 0),
+                "units": int(checks["unbalanced"]),
+            }
+        )
+    u = u.filter((u._nt == T) & (u._g > tmin + anticipation))
+    return EnginePanel(u, times, pd.DataFrame(attr, columns=["reason", "rows", "units"]), n_in)
+
+
+def cs_moments(ep: EnginePanel, *, weighted: bool, clustered: bool) -> CohortMoments:
+    """Callaway-Sant'Anna cohort moments (``u = [1, w, w y]``) computed in the engine."""
+    u = ep.units
+    T = len(ep.times)
+    ys = [u[f"y{k}"] for k in range(T)]
+    w = u._w
+    aggs: dict[str, Any] = {"n": u.count(), "sw": w.sum(), "sw2": (w * w).sum()}
+    for k in range(T):
+        aggs[f"wy{k}"] = (w * ys[k]).sum()
+        aggs[f"w2y{k}"] = (w * w * ys[k]).sum()
+        for j in range(k + 1):
+            aggs[f"yy{j}_{k}"] = (w * w * ys[j] * ys[k]).sum()
+    res = u.group_by("_g").aggregate(**aggs).execute().sort_values("_g").reset_index(drop=True)
+    cohorts = res["_g"].to_numpy(dtype=float)
+    C = len(cohorts)
+    count = res["n"].to_numpy(dtype=np.int64)
+    n = int(count.sum())
+    wbar = float(res["sw"].sum()) / n if weighted else 1.0
+    M = np.zeros((C, T + 2, T + 2))
+    M[:, 0, 0] = count
+    M[:, 0, 1] = M[:, 1, 0] = res["sw"].to_numpy() / wbar
+    M[:, 1, 1] = res["sw2"].to_numpy() / wbar**2
+    for k in range(T):
+        M[:, 0, 2 + k] = M[:, 2 + k, 0] = res[f"wy{k}"].to_numpy() / wbar
+        M[:, 1, 2 + k] = M[:, 2 + k, 1] = res[f"w2y{k}"].to_numpy() / wbar**2
+        for j in range(k + 1):
+            M[:, 2 + j, 2 + k] = M[:, 2 + k, 2 + j] = res[f"yy{j}_{k}"].to_numpy() / wbar**2
+    U = None
+    if clustered:
+        cagg: dict[str, Any] = {"n": u.count(), "sw": w.sum()}
+        for k in range(T):
+            cagg[f"wy{k}"] = (w * ys[k]).sum()
+        cr = u.group_by(["_cl", "_g"]).aggregate(**cagg).execute()
+        clcode = pd.factorize(cr["_cl"], sort=True)[0]
+        ccode = np.searchsorted(cohorts, cr["_g"].to_numpy(dtype=float))
+        U = np.zeros((int(clcode.max()) + 1, C, T + 2))
+        U[clcode, ccode, 0] = cr["n"].to_numpy()
+        U[clcode, ccode, 1] = cr["sw"].to_numpy() / wbar
+        for k in range(T):
+            U[clcode, ccode, 2 + k] = cr[f"wy{k}"].to_numpy() / wbar
+    return CohortMoments(cohorts, count, M[:, 0, 1].copy(), M[:, 0, 2:].copy(), M, U, n)
+
+
+def etwfe_moments(ep: EnginePanel, *, exposure: bool, clustered: bool) -> dict[str, Any]:
+    """Extended-TWFE cohort moments: sums and cross-products of outcome and exposure."""
+    u = ep.units
+    T = len(ep.times)
+    ys = [u[f"y{k}"] for k in range(T)]
+    es = [u[f"e{k}"] for k in range(T)] if exposure else None
+    aggs: dict[str, Any] = {"n": u.count()}
+    for k in range(T):
+        aggs[f"y{k}"] = ys[k].sum()
+        for j in range(k + 1):
+            aggs[f"yy{j}_{k}"] = (ys[j] * ys[k]).sum()
+        if es is not None:
+            aggs[f"e{k}"] = es[k].sum()
+            for j in range(T):
+                aggs[f"ye{j}_{k}"] = (ys[j] * es[k]).sum()
+            for j in range(k + 1):
+                aggs[f"ee{j}_{k}"] = (es[j] * es[k]).sum()
+    res = u.group_by("_g").aggregate(**aggs).execute().sort_values("_g").reset_index(drop=True)
+    C = len(res)
+    count = res["n"].to_numpy(dtype=np.int64)
+    ysum = np.column_stack([res[f"y{k}"].to_numpy(dtype=float) for k in range(T)])
+    Myy = np.zeros((C, T, T))
+    for k in range(T):
+        for j in range(k + 1):
+            Myy[:, j, k] = Myy[:, k, j] = res[f"yy{j}_{k}"].to_numpy(dtype=float)
+    if es is not None:
+        esum = np.column_stack([res[f"e{k}"].to_numpy(dtype=float) for k in range(T)])
+        Mye = np.zeros((C, T, T))
+        Mee = np.zeros((C, T, T))
+        for k in range(T):
+            for j in range(T):
+                Mye[:, j, k] = res[f"ye{j}_{k}"].to_numpy(dtype=float)
+            for j in range(k + 1):
+                Mee[:, j, k] = Mee[:, k, j] = res[f"ee{j}_{k}"].to_numpy(dtype=float)
+    else:
+        esum = np.repeat(count[:, None].astype(float), T, axis=1)
+        Mye = ysum[:, :, None] * np.ones((1, 1, T))
+        Mee = count[:, None, None] * np.ones((1, T, T))
+    out: dict[str, Any] = {
+        "cohorts": res["_g"].to_numpy(dtype=float),
+        "count": count,
+        "ysum": ysum,
+        "esum": esum,
+        "Myy": Myy,
+        "Mye": Mye,
+        "Mee": Mee,
+        "Ucl_y": None,
+        "Ucl_e": None,
+        "n_clusters": int(count.sum()),
+    }
+    if clustered:
+        cagg: dict[str, Any] = {"n": u.count()}
+        for k in range(T):
+            cagg[f"y{k}"] = ys[k].sum()
+            if es is not None:
+                cagg[f"e{k}"] = es[k].sum()
+        cr = u.group_by(["_cl", "_g"]).aggregate(**cagg).execute()
+        clcode = pd.factorize(cr["_cl"], sort=True)[0]
+        ccode = np.searchsorted(out["cohorts"], cr["_g"].to_numpy(dtype=float))
+        ncl = int(clcode.max()) + 1
+        Uy = np.zeros((ncl, C, T))
+        Ue = np.zeros((ncl, C, T))
+        for k in range(T):
+            Uy[clcode, ccode, k] = cr[f"y{k}"].to_numpy(dtype=float)
+            Ue[clcode, ccode, k] = (
+                cr[f"e{k}"].to_numpy(dtype=float)
+                if es is not None
+                else cr["n"].to_numpy(dtype=float)
+            )
+        out.update(Ucl_y=Uy, Ucl_e=Ue, n_clusters=ncl)
+    return out

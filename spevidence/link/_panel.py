@@ -1,0 +1,330 @@
+"""Person x period outcome panel, one Ibis expression for DuckDB and Spark (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+import pyarrow as pa
+from ibis.backends import BaseBackend
+
+from spevidence.data._read import Extracts, upload_arrow
+from spevidence.data._results import Attrition, AttritionEntry
+from spevidence.data._validate import FAR, _merged_spells, study_window
+from spevidence.data.schema import UNPLANNED_METHODS_DEFAULT
+from spevidence.errors import DataError
+
+Period = Literal["month", "quarter"]
+PANEL_COLUMNS: tuple[str, ...] = (
+    "person_id",
+    "period",
+    "t",
+    "gp",
+    "ae",
+    "admissions",
+    "exposure_days",
+    "practice_code",
+    "pcn_code",
+    "sex",
+    "year_of_birth",
+    "imd_decile",
+    "referral_date",
+    "referral_t",
+)
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """Outcome definitions used to build the panel (recorded with the result)."""
+
+    gp_staff_roles: tuple[str, ...] = ("gp",)
+    gp_statuses: tuple[str, ...] = ("attended",)
+    ae_department_types: tuple[str, ...] | None = None  # None = all types
+    admission_methods: tuple[str, ...] = UNPLANNED_METHODS_DEFAULT
+
+
+@dataclass(frozen=True)
+class Panel:
+    """The person x period panel (``table``: an Ibis table on the chosen engine).
+
+    Columns as in ``docs/contracts.md``: person_id (pseudonym), period (first day),
+    t, gp, ae, admissions, exposure_days, practice_code, pcn_code, sex,
+    year_of_birth, imd_decile, referral_date, referral_t. One row per person and
+    period with at least one day registered and alive inside the study window.
+    """
+
+    table: ir.Table
+    attrition: Attrition
+    start: dt.date
+    end: dt.date
+    period: Period
+    n_periods: int
+    engine: str
+    definitions: Definitions = field(default_factory=Definitions)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The panel as a pandas frame, sorted by person_id then t (deterministic)."""
+        df = self.table.to_pyarrow().to_pandas()
+        df = df.sort_values(["person_id", "t"], kind="stable").reset_index(drop=True)
+        for c in ("period", "referral_date"):
+            df[c] = pd.to_datetime(df[c]).astype("datetime64[s]")
+        for c in ("t", "gp", "ae", "admissions", "exposure_days"):
+            df[c] = df[c].astype("int64")
+        for c in ("year_of_birth", "imd_decile", "referral_t"):
+            df[c] = df[c].astype("Int64")
+        for c in ("person_id", "practice_code", "pcn_code", "sex"):
+            df[c] = df[c].astype("str")
+        return df[list(PANEL_COLUMNS)]
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> None:
+        """Write the panel (sorted) to a Parquet file."""
+        self.to_pandas().to_parquet(path, index=False)
+
+    def glance(self) -> pd.DataFrame:
+        agg = (
+            self.table.aggregate(
+                rows=self.table.count(),
+                persons=self.table.person_id.nunique(),
+                gp=self.table.gp.sum(),
+                ae=self.table.ae.sum(),
+                admissions=self.table.admissions.sum(),
+            )
+            .to_pyarrow()
+            .to_pylist()[0]
+        )
+        return pd.DataFrame(
+            [{**agg, "periods": self.n_periods, "period": self.period, "engine": self.engine}]
+        )
+
+
+def _periods(start: dt.date, end: dt.date, period: Period) -> list[tuple[dt.date, dt.date, int]]:
+    step = 1 if period == "month" else 3
+    m0 = (start.year * 12 + start.month - 1) // step * step
+    m1 = (end.year * 12 + end.month - 1) // step * step
+    out = []
+    for t, m in enumerate(range(m0, m1 + 1, step)):
+        p0 = dt.date(m // 12, m % 12 + 1, 1)
+        n = m + step
+        p1 = dt.date(n // 12, n % 12 + 1, 1) - dt.timedelta(days=1)
+        out.append((p0, p1, t))
+    return out
+
+
+def _period_index(d: ir.DateValue, start: dt.date, period: Period) -> ir.IntegerValue:
+    step = 1 if period == "month" else 3
+    base = (start.year * 12 + start.month - 1) // step
+    months = d.year().cast("int64") * 12 + d.month().cast("int64") - 1
+    if step == 1:
+        return months - base
+    # months >= 0 for any real date, so integer floor division is safe on both engines
+    q = ((months - months % 3) / 3).cast("int64")
+    return q - base
+
+
+def _connect(backend: str | BaseBackend, clean: Extracts) -> tuple[BaseBackend, str]:
+    if isinstance(backend, BaseBackend):
+        return backend, backend.name
+    if backend == "duckdb":
+        if clean.con.name == "duckdb":
+            return clean.con, "duckdb"
+        return ibis.duckdb.connect(), "duckdb"
+    if backend == "spark":
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError:
+            raise DataError(
+                "backend='spark' needs PySpark. Fix: pip install 'spevidence[spark]'."
+            ) from None
+        session = SparkSession.getActiveSession() or (
+            SparkSession.builder.appName("spevidence")
+            .config("spark.sql.session.timeZone", "UTC")
+            .getOrCreate()
+        )
+        return ibis.pyspark.connect(session), "pyspark"
+    raise DataError(f"backend must be 'duckdb', 'spark' or an Ibis connection, not {backend!r}.")
+
+
+def _move(t: ir.Table, con: BaseBackend, src: BaseBackend) -> ir.Table:
+    if con is src:
+        return t
+    return upload_arrow(con, t.to_pyarrow())
+
+
+def build_panel(
+    clean: Extracts,
+    *,
+    start: dt.date | str,
+    end: dt.date | str,
+    period: Period = "month",
+    backend: Literal["duckdb", "spark"] | BaseBackend = "duckdb",
+    gp_staff_roles: Sequence[str] = ("gp",),
+    ae_department_types: Sequence[str] | None = None,
+    admission_methods: Sequence[str] = UNPLANNED_METHODS_DEFAULT,
+    cache: bool = True,
+) -> Panel:
+    """Build the person x period outcome panel from validated extracts.
+
+    Parameters
+    ----------
+    clean
+        Validated extracts (``validate(...)[0]``); person_id is a pseudonym.
+    start, end
+        Study window, inclusive. Periods are calendar months (or quarters) from the
+        one holding ``start`` to the one holding ``end``; exposure is clipped to the
+        window.
+    period
+        ``"month"`` (default) or ``"quarter"``.
+    backend
+        ``"duckdb"`` (default, embedded), ``"spark"`` (the active SparkSession, else a
+        new local one) or any Ibis connection. The same Ibis expression runs on each.
+    gp_staff_roles
+        Staff roles counted as GP appointments (attended only). Default ``("gp",)``.
+    ae_department_types
+        A&E department types counted (``None`` = all; ``("1",)`` = major A&E only).
+    admission_methods
+        Admission methods counted as unplanned admissions (default: emergency
+        methods without 2B transfers, DOMAIN.md).
+    cache
+        Materialise the panel in the engine once (default), so later reads and
+        the attrition count do not recompute the linkage.
+
+    Returns
+    -------
+    Panel
+        ``.table`` (Ibis), ``.to_pandas()``, ``.attrition`` (people with no day
+        registered and alive in the window are counted out).
+
+    References
+    ----------
+    Wilding et al. (2025), BJGP: person x quarter panel of GP appointments for a
+    staggered difference-in-differences evaluation of social prescribing.
+    """
+    if clean.stage != "clean":
+        raise DataError(
+            "build_panel needs validated extracts. Fix: clean, qa, attrition = "
+            "validate(read_extracts(...), start=..., end=...), then build_panel(clean, ...)."
+        )
+    if period not in ("month", "quarter"):
+        raise DataError(f"period must be 'month' or 'quarter', not {period!r}.")
+    s, e = study_window(start, end)
+    con, engine = _connect(backend, clean)
+    src = clean.con
+    pop = _move(clean["population"], con, src)
+    gp = _move(clean["gp_appointments"], con, src)
+    ae = _move(clean["ae_attendances"], con, src)
+    adm = _move(clean["admissions"], con, src)
+    ref = _move(clean["referrals"], con, src)
+    defs = Definitions(
+        gp_staff_roles=tuple(gp_staff_roles),
+        ae_department_types=None if ae_department_types is None else tuple(ae_department_types),
+        admission_methods=tuple(admission_methods),
+    )
+
+    plist = _periods(s, e, period)
+    ptab = pa.table(
+        {
+            "period": pa.array([p[0] for p in plist], pa.date32()),
+            "period_end": pa.array([p[1] for p in plist], pa.date32()),
+            "t": pa.array([p[2] for p in plist], pa.int64()),
+        }
+    )
+    periods = upload_arrow(con, ptab)
+
+    # person-level attributes: latest registration spell; death: earliest recorded
+    w = ibis.window(
+        group_by=pop.person_id,
+        order_by=[
+            pop.registration_start.desc(),
+            pop.registration_end.desc(nulls_first=True),
+            pop.practice_code,
+            pop.pcn_code,
+        ],
+    )
+    latest = pop.mutate(_rn=ibis.row_number().over(w)).filter(lambda x: x._rn == 0)
+    deaths = pop.group_by("person_id").aggregate(_death=pop.death_date.min())
+    persons = latest.select(
+        "person_id", "practice_code", "pcn_code", "sex", "year_of_birth", "imd_decile"
+    )
+
+    # exposure: merged spells, ended by death, clipped to the window, split by period
+    sp = _merged_spells(pop)
+    sp = sp.inner_join(deaths, "person_id")
+    sp = sp.select(
+        person_id=sp.person_id,
+        s=ibis.greatest(sp.start, ibis.literal(s)),
+        e=ibis.least(sp.end, ibis.coalesce(sp._death, ibis.literal(FAR)), ibis.literal(e)),
+    )
+    sp = sp.filter(sp.e >= sp.s)
+    x = sp.inner_join(periods, [sp.s <= periods.period_end, sp.e >= periods.period])
+    x = x.mutate(
+        _days=ibis.least(x.e, x.period_end).delta(ibis.greatest(x.s, x.period), unit="day") + 1
+    )
+    expo = x.group_by(["person_id", "period", "t"]).aggregate(
+        exposure_days=x._days.sum().cast("int64")
+    )
+
+    def counts(tab: ir.Table, date_col: str, name: str) -> ir.Table:
+        d = tab[date_col]
+        tab = tab.filter(d.between(s, e))
+        tab = tab.mutate(_t=_period_index(tab[date_col], s, period))
+        return tab.group_by(["person_id", "_t"]).aggregate(**{name: tab.count().cast("int64")})
+
+    gp_f = gp.filter(
+        gp.status.isin(list(defs.gp_statuses))
+        & gp.staff_role.lower().isin([r.lower() for r in defs.gp_staff_roles])
+    )
+    ae_f = (
+        ae
+        if defs.ae_department_types is None
+        else ae.filter(ae.department_type.isin(list(defs.ae_department_types)))
+    )
+    adm_f = adm.filter(adm.admission_method.isin(list(defs.admission_methods)))
+    panel = expo
+    for tab, col, name in (
+        (gp_f, "appointment_date", "gp"),
+        (ae_f, "arrival_date", "ae"),
+        (adm_f, "admission_date", "admissions"),
+    ):
+        c = counts(tab, col, name).rename(_pid="person_id")
+        panel = panel.left_join(c, [panel.person_id == c._pid, panel.t == c._t]).drop("_pid", "_t")
+        panel = panel.mutate(**{name: panel[name].fill_null(0)})
+
+    acc = ref.filter(ref.outcome == "accepted")
+    first_ref = acc.group_by("person_id").aggregate(referral_date=acc.referral_date.min())
+    first_ref = first_ref.mutate(referral_t=_period_index(first_ref.referral_date, s, period))
+    first_ref = first_ref.rename(_rid="person_id")
+    persons = persons.rename(_qid="person_id")
+    panel = panel.inner_join(persons, panel.person_id == persons._qid).drop("_qid")
+    panel = panel.left_join(first_ref, panel.person_id == first_ref._rid).drop("_rid")
+    panel = panel.filter(panel.exposure_days > 0).select(*PANEL_COLUMNS)
+    if cache:
+        panel = panel.cache()
+
+    n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
+    n_in = int(panel.person_id.nunique().execute())
+    entries = (
+        AttritionEntry("panel_persons", "input", "people in the clean population", n_pop),
+        AttritionEntry(
+            "panel_persons",
+            "excluded",
+            "no day registered and alive in the study window",
+            n_pop - n_in,
+        ),
+        AttritionEntry("panel_persons", "kept", "people in the panel", n_in),
+    )
+    return Panel(
+        table=panel,
+        attrition=Attrition(entries),
+        start=s,
+        end=e,
+        period=period,
+        n_periods=len(plist),
+        engine=engine,
+        definitions=defs,
+    )

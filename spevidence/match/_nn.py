@@ -1,0 +1,545 @@
+"""Greedy nearest-neighbour matching on a scalar distance: a line-by-line port of
+MatchIt's ``nn_matchC_vec`` / ``find_control_vec`` (MatchIt 4.7, src/nn_matchC_vec.cpp,
+src/internal.cpp), for one treated group (focal = 1) and one control group.
+
+Porting notes (what makes the pairs identical to MatchIt's):
+
+* units are sorted by distance with a *stable* sort (R's ``order``) and each treated
+  unit searches outwards from its own position, alternating left then right, one
+  step at a time, skipping ineligible units, treated units and other exact strata;
+  a side stops at the caliper, or when ``ratio`` closer candidates are already held;
+* without replacement the treated units are visited in rounds ``r = 1..max(ratio)``
+  (everyone's first match, then everyone's second, ...); a control is used once; a
+  treated unit with no control in round 1 is dropped;
+* with replacement each treated unit takes its ``ratio`` nearest at once;
+* ties between candidates found on the two sides are broken as libstdc++'s
+  ``std::partial_sort`` (heap select) / ``std::sort`` (insertion sort for short
+  ranges) break them, i.e. as R builds on Linux and Windows do.
+
+Indices are 0-based; the returned match matrix uses -1 for "no match".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# --------------------------------------------------------------------------- libstdc++ heap
+
+
+def _adjust_heap(a: list[int], key: list[float], hole: int, length: int, value: int) -> None:
+    top = hole
+    second = hole
+    while second < (length - 1) // 2:
+        second = 2 * (second + 1)
+        if key[a[second]] < key[a[second - 1]]:
+            second -= 1
+        a[hole] = a[second]
+        hole = second
+    if (length & 1) == 0 and second == (length - 2) // 2:
+        second = 2 * (second + 1)
+        a[hole] = a[second - 1]
+        hole = second - 1
+    parent = (hole - 1) // 2
+    while hole > top and key[a[parent]] < key[value]:
+        a[hole] = a[parent]
+        hole = parent
+        parent = (hole - 1) // 2
+    a[hole] = value
+
+
+def _partial_sort(a: list[int], key: list[float], middle: int) -> None:
+    """std::partial_sort(a.begin(), a.begin() + middle, a.end(), key-less-than)."""
+    n = len(a)
+    # make_heap(first, middle)
+    if middle >= 2:
+        parent = (middle - 2) // 2
+        while True:
+            _adjust_heap(a, key, parent, middle, a[parent])
+            if parent == 0:
+                break
+            parent -= 1
+    for i in range(middle, n):
+        if key[a[i]] < key[a[0]]:
+            value = a[i]
+            a[i] = a[0]
+            _adjust_heap(a, key, 0, middle, value)
+    # sort_heap(first, middle)
+    last = middle
+    while last > 1:
+        last -= 1
+        value = a[last]
+        a[last] = a[0]
+        _adjust_heap(a, key, 0, last, value)
+
+
+def _std_sort(a: list[int], key: list[float]) -> None:
+    """std::sort for the short ranges used here (<= 16 elements: insertion sort,
+    which is stable); longer ranges fall back to a stable sort too."""
+    a.sort(key=lambda i: key[i])
+
+
+# --------------------------------------------------------------------------- search
+
+
+def _find_control_vec(
+    t_id: int,
+    ind_d_ord: list[int],
+    match_d_ord: list[int],
+    treat: list[int],
+    distance: list[float],
+    eligible: list[bool],
+    r: int,
+    mm_row: list[int],
+    caliper_dist: float,
+    exact: list[int] | None,
+    first_control: int,
+    last_control: int,
+    ratio: int = 1,
+) -> list[int]:
+    ii = match_d_ord[t_id]
+    mm_rowi: list[int] = []
+    possible_starts: list[int] = []
+    if r > 1:
+        mm_rowi = [m for m in mm_row if m >= 0 and treat[m] == 0]
+        possible_starts = [match_d_ord[m] for m in mm_rowi]
+    if not possible_starts:
+        iil = iir = ii
+        min_dist = 0.0
+    else:
+        possible_starts.append(ii)
+        iil = min(possible_starts)
+        iir = max(possible_starts)
+        if iil == ii:
+            min_dist = abs(distance[t_id] - distance[ind_d_ord[iir]])
+        elif iir == ii:
+            min_dist = abs(distance[t_id] - distance[ind_d_ord[iil]])
+        else:
+            min_dist = max(
+                abs(distance[t_id] - distance[ind_d_ord[iil]]),
+                abs(distance[t_id] - distance[ind_d_ord[iir]]),
+            )
+    min_ii = first_control
+    max_ii = last_control
+    di = distance[t_id]
+    ex_t = exact[t_id] if exact is not None else 0
+
+    l_stop = False
+    r_stop = False
+    left = False
+    pm_id: list[int] = []
+    pm_dist: list[float] = []
+    n_l = 0
+    n_r = 0
+    while not l_stop or not r_stop:
+        if l_stop:
+            left = False
+        elif r_stop:
+            left = True
+        else:
+            left = not left
+        if left:
+            if iil <= min_ii or n_l == ratio:
+                l_stop = True
+                continue
+            iil -= 1
+            iz = ind_d_ord[iil]
+        else:
+            if iir >= max_ii or n_r == ratio:
+                r_stop = True
+                continue
+            iir += 1
+            iz = ind_d_ord[iir]
+        if not eligible[iz] or treat[iz] != 0:
+            continue
+        if r > 1 and iz in mm_rowi:
+            continue
+        dist_c = abs(di - distance[iz])
+        if dist_c > caliper_dist:
+            if left:
+                l_stop = True
+            else:
+                r_stop = True
+            continue
+        if dist_c < min_dist:
+            continue
+        if len(pm_id) >= ratio:
+            closer = 0
+            for d in pm_dist:
+                if d < dist_c:
+                    closer += 1
+                    if closer == ratio:
+                        break
+            if closer >= ratio:
+                if left:
+                    l_stop = True
+                else:
+                    r_stop = True
+                continue
+        if exact is not None and exact[iz] != ex_t:
+            continue
+        pm_id.append(iz)
+        pm_dist.append(dist_c)
+        if left:
+            n_l += 1
+            if n_l == ratio:
+                l_stop = True
+        else:
+            n_r += 1
+            if n_r == ratio:
+                r_stop = True
+
+    n_pm = len(pm_id)
+    if n_pm <= 1:
+        return pm_id
+    if n_pm <= ratio and all(pm_dist[i] <= pm_dist[i + 1] for i in range(n_pm - 1)):
+        return pm_id
+    idx = list(range(n_pm))
+    if n_pm > ratio:
+        _partial_sort(idx, pm_dist, ratio)
+        return [pm_id[i] for i in idx[:ratio]]
+    _std_sort(idx, pm_dist)
+    return [pm_id[i] for i in idx]
+
+
+def _update_first_last(
+    first: int, last: int, ind_d_ord: list[int], eligible: list[bool], treat: list[int]
+) -> tuple[int, int]:
+    if not eligible[ind_d_ord[first]]:
+        for c in range(first + 1, last + 1):
+            u = ind_d_ord[c]
+            if eligible[u] and treat[u] == 0:
+                first = c
+                break
+    if not eligible[ind_d_ord[last]]:
+        for c in range(last - 1, first - 1, -1):
+            u = ind_d_ord[c]
+            if eligible[u] and treat[u] == 0:
+                last = c
+                break
+    return first, last
+
+
+def nn_match_vec(
+    treat: np.ndarray,
+    order: np.ndarray,
+    ratio: np.ndarray,
+    discarded: np.ndarray,
+    reuse_max: int,
+    distance: np.ndarray,
+    exact: np.ndarray | None = None,
+    caliper_dist: float | None = None,
+) -> np.ndarray:
+    """Port of MatchIt ``nn_matchC_vec``.
+
+    Parameters
+    ----------
+    treat : 0/1 array over all units.
+    order : 0-based positions among the treated units (in data order) giving the
+        matching order.
+    ratio : number of controls wanted per treated unit (length n1, data order).
+    discarded : units that may not be matched.
+    reuse_max : times a control may be used (1 = without replacement).
+    distance : the scalar distance (propensity score or linear predictor).
+    exact : integer stratum codes; matches only within a stratum.
+    caliper_dist : maximum absolute distance difference (raw units), or None.
+
+    Returns
+    -------
+    (n1, max(ratio)) integer array of matched control indices, -1 = none.
+    """
+    n = len(treat)
+    treat_l = np.asarray(treat, dtype=np.int64).tolist()
+    dist_l = np.asarray(distance, dtype=np.float64).tolist()
+    ind_focal = np.flatnonzero(np.asarray(treat) == 1).tolist()
+    nf = len(ind_focal)
+    ratio_l = np.asarray(ratio, dtype=np.int64).tolist()
+    max_ratio = max(ratio_l) if ratio_l else 1
+    mm = [[-1] * max_ratio for _ in range(nf)]
+    if nf == 0:
+        return np.asarray(mm, dtype=np.int64).reshape(0, max_ratio)
+    eligible = (~np.asarray(discarded, dtype=bool)).tolist()
+    elig_arr = ~np.asarray(discarded, dtype=bool)
+    t_arr = np.asarray(treat, dtype=np.int64)
+    n_eligible = [int((elig_arr & (t_arr == 0)).sum()), int((elig_arr & (t_arr == 1)).sum())]
+    times_matched = [0] * n
+    allowed = [reuse_max] * n
+    for i in range(nf):
+        allowed[ind_focal[i]] = ratio_l[i]
+
+    order_d = np.argsort(np.asarray(dist_l), kind="stable")
+    ind_d_ord = order_d.tolist()
+    inv = np.empty(n, dtype=np.int64)
+    inv[order_d] = np.arange(n)
+    match_d_ord = inv.tolist()
+    if caliper_dist is None:
+        dist_arr = np.asarray(distance, dtype=np.float64)
+        finite = dist_arr[np.isfinite(dist_arr)]
+        cal = float(finite.max() - finite.min() + 1)
+    else:
+        cal = float(caliper_dist)
+    exact_l = np.asarray(exact, dtype=np.int64).tolist() if exact is not None else None
+    first_c, last_c = 0, n - 1
+    order_l = np.asarray(order, dtype=np.int64).tolist()
+
+    if reuse_max < nf:
+        for r in range(1, max_ratio + 1):
+            for t in (o for o in order_l if ratio_l[o] >= r):
+                if n_eligible[0] == 0:
+                    break
+                ti = ind_focal[t]
+                if not eligible[ti]:
+                    continue
+                first_c, last_c = _update_first_last(first_c, last_c, ind_d_ord, eligible, treat_l)
+                k = _find_control_vec(
+                    ti, ind_d_ord, match_d_ord, treat_l, dist_l, eligible, r, mm[t],
+                    cal, exact_l, first_c, last_c,
+                )  # fmt: skip
+                if not k:
+                    eligible[ti] = False
+                    n_eligible[1] -= 1
+                    continue
+                row = mm[t]
+                row[sum(1 for v in row if v >= 0)] = k[0]
+                for ck in (k[0], ti):
+                    if not eligible[ck]:
+                        continue
+                    times_matched[ck] += 1
+                    if times_matched[ck] >= allowed[ck]:
+                        eligible[ck] = False
+                        n_eligible[treat_l[ck]] -= 1
+    else:
+        for t in order_l:
+            ti = ind_focal[t]
+            if not eligible[ti]:
+                continue
+            k = _find_control_vec(
+                ti, ind_d_ord, match_d_ord, treat_l, dist_l, eligible, 1, mm[t],
+                cal, exact_l, first_c, last_c, ratio_l[t],
+            )  # fmt: skip
+            if not k:
+                continue
+            for j, c in enumerate(k):
+                mm[t][j] = c
+    return np.asarray(mm, dtype=np.int64)
+
+
+def subclass_from_mm(mm: np.ndarray, treat: np.ndarray) -> np.ndarray:
+    """MatchIt ``mm2subclassC``: subclass ids 1..k numbered in data order of the
+    matched treated units; NaN for unmatched units."""
+    n = len(treat)
+    sub = np.full(n, np.nan)
+    ind_focal = np.flatnonzero(np.asarray(treat) == 1)
+    k = 0
+    for row_i in range(mm.shape[0]):
+        if mm[row_i, 0] < 0:
+            continue
+        k += 1
+        sub[ind_focal[row_i]] = k
+        for c in mm[row_i]:
+            if c >= 0:
+                sub[c] = k
+    return sub
+
+
+def weights_from_subclass(sub: np.ndarray, treat: np.ndarray) -> np.ndarray:
+    """MatchIt ``get_weights_from_subclass`` for the ATT (before normalisation)."""
+    w = np.zeros(len(treat))
+    ok = ~np.isnan(sub)
+    t1 = ok & (treat == 1)
+    t0 = ok & (treat == 0)
+    w[t1] = 1.0
+    if t0.any():
+        s0 = sub[t0].astype(np.int64)
+        s1 = sub[t1].astype(np.int64)
+        nlev = int(max(s0.max(), s1.max() if len(s1) else 0)) + 1
+        n1 = np.bincount(s1, minlength=nlev)
+        n0 = np.bincount(s0, minlength=nlev)
+        w[t0] = n1[s0] / n0[s0]
+    return w
+
+
+def weights_from_mm(mm: np.ndarray, treat: np.ndarray) -> np.ndarray:
+    """MatchIt ``weights_matrixC``: with replacement, each control gets 1/k for each
+    treated unit it serves (k = that unit's number of matches)."""
+    w = np.zeros(len(treat))
+    ind_focal = np.flatnonzero(np.asarray(treat) == 1)
+    for r in range(mm.shape[0]):
+        if mm[r, 0] < 0:
+            continue
+        row = mm[r][mm[r] >= 0]
+        for c in row:
+            w[c] += 1.0 / len(row)
+        w[ind_focal[r]] += 1.0
+    return w
+
+
+def normalize_weights(w: np.ndarray, treat: np.ndarray) -> np.ndarray:
+    """MatchIt ``.make_sum_to_n``: non-zero weights in each group rescaled to mean 1."""
+    out = w.copy()
+    for g in (0, 1):
+        idx = (w > 0) & (treat == g)
+        if idx.any():
+            out[idx] = idx.sum() * w[idx] / w[idx].sum()
+    return out
+
+
+# --------------------------------------------------------------------------- Mahalanobis
+
+
+def _find_control_mahcovs(
+    t_id: int,
+    ind_d_ord: list[int],
+    match_d_ord: list[int],
+    match_var: list[float],
+    treat: list[int],
+    eligible: list[bool],
+    r: int,
+    mm_row: list[int],
+    mah: np.ndarray,
+    exact: list[int] | None,
+    ratio: int = 1,
+) -> list[int]:
+    ii = match_d_ord[t_id]
+    iil = iir = ii
+    min_ii = 0
+    max_ii = len(match_d_ord) - 1
+    l_stop = r_stop = False
+    left = False
+    pm: list[tuple[int, float]] = []
+    n_l = n_r = 0
+    mv_i = match_var[t_id]
+    row_t = mah[t_id]
+    mm_rowi = [m for m in mm_row if m >= 0] if r > 1 else []
+    ex_t = exact[t_id] if exact is not None else 0
+    while not l_stop or not r_stop:
+        if l_stop:
+            left = False
+        elif r_stop:
+            left = True
+        else:
+            left = not left
+        if left:
+            if iil <= min_ii or n_l == ratio:
+                l_stop = True
+                continue
+            iil -= 1
+            iz = ind_d_ord[iil]
+        else:
+            if iir >= max_ii or n_r == ratio:
+                r_stop = True
+                continue
+            iir += 1
+            iz = ind_d_ord[iir]
+        if not eligible[iz] or treat[iz] != 0:
+            continue
+        if r > 1 and iz in mm_rowi:
+            continue
+        mv_dist = abs(mv_i - match_var[iz])
+        mv_dist = mv_dist * mv_dist
+        if len(pm) == ratio and pm[-1][1] < mv_dist:
+            if left:
+                l_stop = True
+            else:
+                r_stop = True
+            continue
+        if exact is not None and exact[iz] != ex_t:
+            continue
+        diff = row_t - mah[iz]
+        dist_c = float(np.dot(diff, diff))
+        if not np.isfinite(dist_c):
+            continue
+        new = (iz, dist_c)
+        if not pm:
+            pm.append(new)
+        elif dist_c > pm[-1][1]:
+            if len(pm) == ratio:
+                continue
+            pm.append(new)
+        elif ratio == 1:
+            pm[0] = new
+        else:
+            if len(pm) == ratio:
+                pm.pop()
+            if dist_c > pm[-1][1]:
+                pm.append(new)
+            else:
+                pos = 0
+                while pos < len(pm) and pm[pos][1] < dist_c:
+                    pos += 1
+                pm.insert(pos, new)
+        # NB: MatchIt counts a side's matches only through the ratio test above
+    return [p[0] for p in pm]
+
+
+def nn_match_mahcovs(
+    treat: np.ndarray,
+    order: np.ndarray,
+    ratio: np.ndarray,
+    discarded: np.ndarray,
+    reuse_max: int,
+    mah: np.ndarray,
+    exact: np.ndarray | None = None,
+) -> np.ndarray:
+    """Port of MatchIt ``nn_matchC_mahcovs`` (no calipers): nearest neighbours in the
+    Euclidean metric of the transformed covariates ``mah``, searching outwards along
+    the first transformed covariate."""
+    n = len(treat)
+    treat_l = np.asarray(treat, dtype=np.int64).tolist()
+    ind_focal = np.flatnonzero(np.asarray(treat) == 1).tolist()
+    nf = len(ind_focal)
+    ratio_l = np.asarray(ratio, dtype=np.int64).tolist()
+    max_ratio = max(ratio_l) if ratio_l else 1
+    mm = [[-1] * max_ratio for _ in range(nf)]
+    eligible = (~np.asarray(discarded, dtype=bool)).tolist()
+    elig_arr = ~np.asarray(discarded, dtype=bool)
+    t_arr = np.asarray(treat, dtype=np.int64)
+    n_eligible = [int((elig_arr & (t_arr == 0)).sum()), int((elig_arr & (t_arr == 1)).sum())]
+    times_matched = [0] * n
+    allowed = [reuse_max] * n
+    for i in range(nf):
+        allowed[ind_focal[i]] = ratio_l[i]
+    match_var = [float(v) for v in mah[:, 0]]
+    ind_d_ord = [int(v) for v in np.argsort(np.asarray(match_var), kind="stable")]
+    match_d_ord = [0] * n
+    for pos, unit in enumerate(ind_d_ord):
+        match_d_ord[unit] = pos
+    exact_l = np.asarray(exact, dtype=np.int64).tolist() if exact is not None else None
+    order_l = np.asarray(order, dtype=np.int64).tolist()
+    mah = np.asarray(mah, dtype=float)
+    if reuse_max < nf:
+        for r in range(1, max_ratio + 1):
+            for t in (o for o in order_l if ratio_l[o] >= r):
+                if n_eligible[0] == 0:
+                    break
+                ti = ind_focal[t]
+                if not eligible[ti]:
+                    continue
+                k = _find_control_mahcovs(
+                    ti, ind_d_ord, match_d_ord, match_var, treat_l, eligible, r, mm[t],
+                    mah, exact_l,
+                )  # fmt: skip
+                if not k:
+                    eligible[ti] = False
+                    n_eligible[1] -= 1
+                    continue
+                row = mm[t]
+                row[sum(1 for v in row if v >= 0)] = k[0]
+                for ck in (k[0], ti):
+                    if not eligible[ck]:
+                        continue
+                    times_matched[ck] += 1
+                    if times_matched[ck] >= allowed[ck]:
+                        eligible[ck] = False
+                        n_eligible[treat_l[ck]] -= 1
+    else:
+        for t in order_l:
+            ti = ind_focal[t]
+            if not eligible[ti]:
+                continue
+            k = _find_control_mahcovs(
+                ti, ind_d_ord, match_d_ord, match_var, treat_l, eligible, 1, mm[t],
+                mah, exact_l, ratio_l[t],
+            )  # fmt: skip
+            for j, c in enumerate(k):
+                mm[t][j] = c
+    return np.asarray(mm, dtype=np.int64).reshape(nf, max_ratio)

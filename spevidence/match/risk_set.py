@@ -1,0 +1,659 @@
+"""Risk-set (sequential) matching of referred people to comparators at the moment of
+referral.
+
+For every index period (a period in which somebody was referred) the comparators
+are the people who, in that period, were registered and alive, had been registered
+for the whole look-back window, and had not (yet) been referred. Each case is
+matched, within exact strata (by default PCN, sex, age band, and the index period
+itself), to the comparator(s) nearest on the logit of a propensity score for
+referral built from prior use of each outcome over the look-back window and the
+other covariates. Comparators inherit the case's index period as a pseudo index
+date, so cases and comparators share one event-time axis for difference-in-
+differences.
+
+References
+----------
+Li, Y. P., Propert, K. J., & Rosenbaum, P. R. (2001). Balanced risk set matching.
+Journal of the American Statistical Association 96(455), 870-882.
+Lu, B. (2005). Propensity score matching with time-dependent covariates.
+Biometrics 61(3), 721-728.
+Thomas, L. E., Yang, S., Wojdyla, D., & Schaubel, D. E. (2020). Matching with
+time-dependent treatments: a review and look forward. Statistics in Medicine
+39(17), 2350-2370.
+Austin, P. C. (2011). Optimal caliper widths for propensity-score matching.
+Pharmaceutical Statistics 10(2), 150-161.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from spevidence.errors import DataError, EstimationError
+from spevidence.match._design import fit_glm
+from spevidence.match._nn import nn_match_vec
+from spevidence.match.balance import Balance, compute_balance
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+Comparators = Literal["not-yet-referred", "never-referred"]
+Order = Literal["largest", "smallest", "random", "data"]
+
+OUTCOMES = ("gp", "ae", "admissions")
+REQUIRED = ("person_id", "t", "period", "referral_t")
+DEFAULT_AGE_BREAKS = (18, 30, 40, 50, 60, 70, 80)
+
+REASON_NO_ROW = "no panel row in the referral period (not registered then)"
+REASON_LOOKBACK = "registered for less than the look-back window before referral"
+REASON_MISSING = "missing covariate or exact-matching value at referral"
+REASON_NO_STRATUM = "no eligible comparator in the exact-matching stratum"
+REASON_USED = "all eligible comparators in the stratum already used by earlier matches"
+REASON_CALIPER = "no unused comparator within the caliper"
+REASON_ORDER = (
+    REASON_NO_ROW,
+    REASON_LOOKBACK,
+    REASON_MISSING,
+    REASON_NO_STRATUM,
+    REASON_USED,
+    REASON_CALIPER,
+)
+
+
+def _age_band(age: np.ndarray, breaks: Sequence[int]) -> np.ndarray:
+    edges = [int(b) for b in breaks]
+    labels = [f"<{edges[0]}"]
+    labels += [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(edges)]
+    labels.append(f"{edges[-1]}+")
+    idx = np.searchsorted(np.asarray(edges), age, side="right")
+    return np.asarray(labels, dtype=object)[idx]
+
+
+@dataclass(frozen=True)
+class RiskSetMatched:
+    """Result of :func:`risk_set`.
+
+    Attributes
+    ----------
+    pairs : one row per (case, comparator) pair: subclass, index_t, person ids,
+        stratum, distances.
+    units : one row per matched unit (case or comparator use): unit_id, person_id,
+        treated, subclass, index_t, weights, stratum, distance and the covariates.
+    attrition : referred people in, then those dropped by reason, then matched
+        (counts reconcile: in = matched + sum of dropped).
+    pool : every candidate person-period (cases and eligible comparators at each
+        index period) with covariates, distance and matching weight (0 = unused);
+        the basis of the before/after balance table. Contains identifiers: never
+        release it.
+    diagnostics : counts about comparators (used, later referred, censored rows).
+    """
+
+    panel: pd.DataFrame = field(repr=False)
+    pairs: pd.DataFrame = field(repr=False)
+    units: pd.DataFrame = field(repr=False)
+    attrition: pd.DataFrame = field(repr=False)
+    pool: pd.DataFrame = field(repr=False)
+    covariates: tuple[str, ...]
+    exact: tuple[str, ...]
+    caliper: float | None
+    coefficients: pd.Series = field(repr=False)
+    diagnostics: dict[str, int] = field(repr=False)
+    options: dict[str, object] = field(repr=False)
+
+    def matched_data(self, *, window: tuple[int, int] | None = None) -> pd.DataFrame:
+        """Panel rows of matched people, one copy per matched unit, plus ``unit_id``,
+        ``treated``, ``subclass``, ``weights``, ``index_t``, ``event_time`` (= t -
+        index_t) and ``post`` (event_time >= 0), as in docs/contracts.md.
+
+        A comparator who is referred later is followed only up to the period before
+        their own referral (their later rows are dropped from the comparator copy);
+        the same person may also appear as a case (a different ``unit_id``).
+        ``window=(lo, hi)`` keeps event times lo..hi.
+        """
+        u = self.units[["unit_id", "person_id", "treated", "subclass", "weights", "index_t"]]
+        md = self.panel.merge(u, on="person_id", how="inner", validate="many_to_many")
+        md["event_time"] = (md["t"] - md["index_t"]).astype("int64")
+        censor = (md["treated"] == 0) & md["referral_t"].notna()
+        ref_t = md["referral_t"].astype("float64").to_numpy(na_value=np.inf)
+        censor &= md["t"].to_numpy() >= ref_t
+        md = md.loc[~censor]
+        if window is not None:
+            lo, hi = window
+            md = md.loc[(md["event_time"] >= lo) & (md["event_time"] <= hi)]
+        md["post"] = (md["event_time"] >= 0).astype("int64")
+        md = md.sort_values(
+            ["subclass", "treated", "unit_id", "t"], ascending=[True, False, True, True]
+        )
+        return md.reset_index(drop=True)
+
+    def balance(self, *, warn: bool = True) -> Balance:
+        """Balance of the distance, the matching covariates, age and sex, cases vs
+        comparators: before = all cases vs all eligible comparator person-periods
+        at the same index periods; after = matched units with their weights."""
+        p = self.pool
+        cols = ["distance", *self.covariates]
+        if "age" not in cols and "age" in p.columns:
+            cols.append("age")
+        X = p[cols].to_numpy(dtype=float)
+        names = list(cols)
+        if "sex" in p.columns:
+            for lev in sorted(p["sex"].dropna().unique().tolist()):
+                X = np.column_stack([X, (p["sex"] == lev).to_numpy(dtype=float)])
+                names.append(f"sex{lev}")
+        return compute_balance(
+            X,
+            names,
+            p["treated"].to_numpy(dtype=int),
+            p["weights"].to_numpy(dtype=float),
+            warn=warn,
+        )
+
+    def glance(self) -> pd.DataFrame:
+        """Counts: cases in/matched, comparator units, strata, caliper."""
+        a = self.attrition
+        n_in = int(a.loc[a["step"] == "referred people in panel", "n"].iloc[0])
+        n_matched = int(a.loc[a["step"] == "matched cases", "n"].iloc[0])
+        return pd.DataFrame(
+            {
+                "n_cases": [n_in],
+                "n_matched_cases": [n_matched],
+                "n_unmatched_cases": [n_in - n_matched],
+                "n_comparator_units": [int((self.units["treated"] == 0).sum())],
+                "n_comparator_people": [
+                    int(self.units.loc[self.units["treated"] == 0, "person_id"].nunique())
+                ],
+                "n_subclasses": [int(self.units["subclass"].nunique())],
+                "caliper": [self.caliper],
+                **{k: [v] for k, v in self.diagnostics.items()},
+            }
+        )
+
+    def tidy(self) -> pd.DataFrame:
+        """The balance table (long form)."""
+        return self.balance(warn=False).tidy()
+
+    def summary(self) -> str:
+        g = self.glance().iloc[0]
+        return (
+            f"risk-set matching {self.options['ratio']}:1 "
+            f"{'with' if self.options['replace'] else 'without'} replacement, comparators "
+            f"{self.options['comparators']}, exact on {list(self.exact)} + index period, "
+            f"caliper {self.options['caliper']} SD of the logit propensity score\n"
+            f"cases: {g['n_cases']} referred, {g['n_matched_cases']} matched; comparator "
+            f"units: {g['n_comparator_units']}\n"
+            + self.attrition.to_string(index=False)
+            + "\n"
+            + self.balance(warn=False).summary()
+        )
+
+    def plot(self) -> Figure:
+        """Love plot of the balance before/after matching."""
+        return self.balance(warn=False).plot()
+
+
+def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int, recent: int) -> None:
+    need = [*REQUIRED, *OUTCOMES]
+    need += [c for c in exact if c != "age_band"]
+    if "age_band" in exact:
+        need.append("year_of_birth")
+    missing = [c for c in dict.fromkeys(need) if c not in panel.columns]
+    if missing:
+        raise DataError(
+            f"risk_set: panel is missing column(s) {missing} ({len(panel)} rows); build "
+            "the panel with spevidence.link (docs/contracts.md 'Panel')."
+        )
+    if panel.duplicated(["person_id", "t"]).any():
+        n = int(panel.duplicated(["person_id", "t"]).sum())
+        raise DataError(
+            f"risk_set: panel has {n} duplicated person_id x t row(s); the panel must have "
+            "one row per person and period."
+        )
+    if lookback < 1:
+        raise DataError(f"risk_set: lookback must be >= 1 period, got {lookback}.")
+    if not 1 <= recent <= lookback:
+        raise DataError(
+            f"risk_set: recent must be between 1 and lookback ({lookback}), got {recent}."
+        )
+    ref = panel.groupby("person_id", sort=False)["referral_t"].nunique(dropna=True)
+    if (ref > 1).any():
+        raise DataError(
+            f"risk_set: {int((ref > 1).sum())} person(s) have more than one referral_t in "
+            "the panel; referral_t must be constant per person (first accepted referral)."
+        )
+
+
+def risk_set(
+    panel: pd.DataFrame,
+    *,
+    exact: Sequence[str] = ("pcn_code", "sex", "age_band"),
+    covariates: Sequence[str] | None = None,
+    ratio: int = 1,
+    caliper: float | None = 0.2,
+    replace: bool = False,
+    comparators: Comparators = "not-yet-referred",
+    lookback: int = 12,
+    recent: int = 3,
+    order: Order = "largest",
+    age_breaks: Sequence[int] = DEFAULT_AGE_BREAKS,
+    seed: int | np.random.Generator = 0,
+) -> RiskSetMatched:
+    """Risk-set matching of referred people to comparators eligible at referral.
+
+    Parameters
+    ----------
+    panel : person x period frame (docs/contracts.md "Panel").
+    exact : columns matched exactly, measured in the index period; ``"age_band"``
+        is derived from ``year_of_birth`` and the index period's calendar year
+        (bands from ``age_breaks``). The index period is always an exact stratum.
+    covariates : matching covariates. Default: ``prior_gp``, ``prior_ae``,
+        ``prior_admissions`` (sums over the ``lookback`` periods before the index),
+        ``recent_gp`` (sum over the last ``recent`` periods before the index: people
+        are referred at a peak of use, so matching the recent level as well as the
+        year's total is what makes pre-referral trends parallel), ``age`` and
+        ``imd_decile`` (if in the panel). ``recent_ae`` and ``recent_admissions`` are
+        also available. Any other numeric panel column is taken at the index period.
+    ratio : comparators per case.
+    caliper : in standard deviations of the logit of the propensity score (Austin
+        2011 recommends 0.2); None for no caliper (a warning is given).
+    replace : allow a comparator person-period to serve several cases. Without
+        replacement a person is used as a comparator at most once overall
+        (earlier index periods are matched first).
+    comparators : ``"not-yet-referred"`` (referral later than the index, or never)
+        or ``"never-referred"``.
+    lookback : periods of registration required before the index, and the window
+        for the ``prior_*`` covariates (t in [index - lookback, index - 1]).
+    recent : window for the ``recent_*`` covariates (t in [index - recent, index - 1]).
+    order : order of matching within a stratum (MatchIt ``m.order``).
+    age_breaks : lower edges of the age bands after the first.
+    seed : seed or Generator (used only by ``order="random"``).
+
+    Notes
+    -----
+    The propensity score is one pooled logistic regression (R ``glm`` IRLS) of case
+    status on the covariates over every candidate person-period; matching is greedy
+    nearest-neighbour on its logit within each index period x stratum, exactly as
+    MatchIt's ``nearest`` with ``exact`` would do per stratum. A not-yet-referred
+    comparator may be referred later: they can then also be matched as a case at
+    their own referral (``diagnostics['comparators_later_referred']`` counts them),
+    and their comparator follow-up stops before their referral.
+    """
+    exact = tuple(exact)
+    if not isinstance(ratio, int | np.integer) or ratio < 1:
+        raise DataError(f"risk_set: ratio must be a positive integer, got {ratio!r}.")
+    if caliper is not None and not (np.isfinite(caliper) and caliper > 0):
+        raise DataError(f"risk_set: caliper must be a positive number or None, got {caliper!r}.")
+    if comparators not in ("not-yet-referred", "never-referred"):
+        raise DataError(
+            f"risk_set: comparators must be 'not-yet-referred' or 'never-referred', got "
+            f"{comparators!r}."
+        )
+    _check_panel(panel, exact, lookback, recent)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+    # ---------------------------------------------------------------- dense arrays
+    pcode, persons = pd.factorize(panel["person_id"], sort=True)
+    n_people = len(persons)
+    t = panel["t"].to_numpy(dtype=np.int64)
+    if t.min() < 0:
+        raise DataError("risk_set: panel column 't' has negative values; t must start at 0.")
+    n_t = int(t.max()) + 1
+    pres = np.zeros((n_people, n_t), dtype=np.int32)
+    pres[pcode, t] = 1
+    cum_p = np.zeros((n_people, n_t + 1), dtype=np.int32)
+    np.cumsum(pres, axis=1, out=cum_p[:, 1:])
+    cum_o: dict[str, np.ndarray] = {}
+    for o in OUTCOMES:
+        dense = np.zeros((n_people, n_t), dtype=np.float64)
+        dense[pcode, t] = panel[o].to_numpy(dtype=np.float64, na_value=0.0)
+        cum = np.zeros((n_people, n_t + 1), dtype=np.float64)
+        np.cumsum(dense, axis=1, out=cum[:, 1:])
+        cum_o[o] = cum
+    ref_person = np.full(n_people, np.nan)
+    rt = panel["referral_t"].to_numpy(dtype=np.float64, na_value=np.nan)
+    has = ~np.isnan(rt)
+    ref_person[pcode[has]] = rt[has]
+    period_year = (
+        pd.to_datetime(panel["period"]).dt.year.groupby(t).first().reindex(range(n_t)).to_numpy()
+    )
+
+    default_covs = ["prior_gp", "prior_ae", "prior_admissions", "recent_gp", "age"]
+    if "imd_decile" in panel.columns and panel["imd_decile"].notna().any():
+        default_covs.append("imd_decile")
+    covs = list(covariates) if covariates is not None else default_covs
+    derived = {"age"} | {f"prior_{o}" for o in OUTCOMES} | {f"recent_{o}" for o in OUTCOMES}
+    for c in covs:
+        if c not in derived and c not in panel.columns:
+            raise DataError(
+                f"risk_set: covariate {c!r} is neither a derived covariate "
+                f"({sorted(derived)}) nor a panel column."
+            )
+        if c not in derived and not pd.api.types.is_numeric_dtype(panel[c]):
+            raise DataError(
+                f"risk_set: covariate {c!r} is not numeric; put categorical variables in "
+                "`exact` instead."
+            )
+    if ("age" in covs or "age_band" in exact) and "year_of_birth" not in panel.columns:
+        raise DataError("risk_set: 'age' needs the panel column 'year_of_birth'.")
+
+    # ---------------------------------------------------------------- candidate pool
+    case_people = np.flatnonzero(~np.isnan(ref_person))
+    case_t = ref_person[case_people].astype(np.int64)
+    drop_reason: dict[int, str] = {}
+    index_periods = np.unique(case_t)
+    # categorical columns as integer codes (-1 = missing), numeric ones as floats
+    cat_cols = [c for c in exact if c != "age_band"]
+    if "sex" in panel.columns and "sex" not in cat_cols:
+        cat_cols.append("sex")
+    cat_codes: dict[str, np.ndarray] = {}
+    cat_levels: dict[str, pd.Index] = {}
+    for c in cat_cols:
+        codes, levels = pd.factorize(panel[c], sort=True)
+        cat_codes[c] = np.asarray(codes, dtype=np.int64)
+        cat_levels[c] = pd.Index(levels)
+    num_panel = {
+        c: panel[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in covs if c not in derived
+    }
+    yob = (
+        panel["year_of_birth"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if "year_of_birth" in panel.columns
+        else None
+    )
+    # canonical order (index period, person id) so that ties in the distance are
+    # broken the same way whatever the row order of the input panel
+    rsel = np.flatnonzero(np.isin(t, index_periods))
+    rsel = rsel[np.lexsort((pcode[rsel], t[rsel]))]
+    t_sorted = t[rsel]
+
+    parts: dict[str, list[np.ndarray]] = {"_row": [], "treated": [], "index_t": []}
+    for s in index_periods:
+        s = int(s)
+        a, b = np.searchsorted(t_sorted, [s, s + 1])
+        cases_s = case_people[case_t == s]
+        r_at = rsel[a:b]
+        p_at = pcode[r_at]
+        lo = s - lookback
+        if lo >= 0:
+            full = (cum_p[p_at, s + 1] - cum_p[p_at, lo]) == lookback + 1
+        else:
+            full = np.zeros(len(p_at), dtype=bool)
+        ref_at = ref_person[p_at]
+        is_case = ref_at == s
+        if comparators == "never-referred":
+            comp_ok = np.isnan(ref_at)
+        else:
+            comp_ok = np.isnan(ref_at) | (ref_at > s)
+        present_cases = set(p_at[is_case].tolist())
+        for p in cases_s:
+            if int(p) not in present_cases:
+                drop_reason[int(p)] = REASON_NO_ROW
+        for p in p_at[is_case & ~full]:
+            drop_reason[int(p)] = REASON_LOOKBACK
+        sel = full & (is_case | comp_ok)
+        if not sel.any():
+            continue
+        rows_s = r_at[sel]
+        ps = p_at[sel]
+        parts["_row"].append(rows_s)
+        parts["treated"].append(is_case[sel].astype(np.int64))
+        parts["index_t"].append(np.full(len(rows_s), s, dtype=np.int64))
+        for o in OUTCOMES:
+            parts.setdefault(f"prior_{o}", []).append(cum_o[o][ps, s] - cum_o[o][ps, lo])
+            parts.setdefault(f"recent_{o}", []).append(cum_o[o][ps, s] - cum_o[o][ps, s - recent])
+        if yob is not None:
+            parts.setdefault("age", []).append(float(period_year[s]) - yob[rows_s])
+
+    if not parts["_row"]:
+        raise EstimationError(
+            f"risk_set: none of the {len(case_people)} referred people has a panel row "
+            f"and {lookback} periods of registration before referral; nothing to match."
+        )
+    cols: dict[str, np.ndarray] = {k: np.concatenate(v) for k, v in parts.items()}
+    row = cols["_row"]
+    cols["_p"] = pcode[row]
+    for c, arr in num_panel.items():
+        cols[c] = arr[row]
+    for c, codes in cat_codes.items():
+        cols[f"_code_{c}"] = codes[row]
+    if "age_band" in exact:
+        band = _age_band(cols["age"], age_breaks)
+        band_codes, band_levels = pd.factorize(band, sort=False)
+        cols["_code_age_band"] = np.where(np.isnan(cols["age"]), -1, band_codes)
+        cat_levels["age_band"] = pd.Index(band_levels)
+    pool = pd.DataFrame(cols)
+    if int(pool["treated"].sum()) == 0:
+        raise EstimationError(
+            f"risk_set: none of the {len(case_people)} referred people has a panel row "
+            f"and {lookback} periods of registration before referral; nothing to match."
+        )
+
+    # missing covariates / exact values
+    exact_code_cols = [f"_code_{c}" for c in exact]
+    miss = pool[covs].isna().any(axis=1).to_numpy().copy()
+    if exact:
+        miss |= (pool[exact_code_cols].to_numpy() < 0).any(axis=1)
+    for p in pool.loc[miss & (pool["treated"].to_numpy() == 1), "_p"]:
+        drop_reason[int(p)] = REASON_MISSING
+    pool = pool.loc[~miss].reset_index(drop=True)
+    n_cases_pool = int(pool["treated"].sum())
+    if n_cases_pool == 0:
+        raise EstimationError(
+            f"risk_set: no referred person (of {len(case_people)}) is eligible for "
+            "matching; see the attrition reasons (look-back, registration, covariates)."
+        )
+    if int((pool["treated"] == 0).sum()) == 0:
+        raise EstimationError(
+            "risk_set: there are no eligible comparators at any index period; use "
+            "comparators='not-yet-referred' or a shorter lookback."
+        )
+    # decoded values of the exact-matching columns and sex, for the outputs
+    for c, levels in cat_levels.items():
+        codes = (
+            pool.pop(f"_code_{c}").to_numpy() if c not in exact else pool[f"_code_{c}"].to_numpy()
+        )
+        pool[c] = pd.Series(levels.take(np.maximum(codes, 0)), index=pool.index).where(codes >= 0)
+
+    # ---------------------------------------------------------------- propensity score
+    X = np.column_stack([np.ones(len(pool)), pool[covs].to_numpy(dtype=float)])
+    coef, eta, _ = fit_glm(
+        X, pool["treated"].to_numpy(dtype=float), link="logit", solver="cholesky"
+    )
+    pool["distance"] = eta
+    cal: float | None = None
+    if caliper is not None:
+        cal = float(caliper) * float(np.std(eta, ddof=1))
+    else:
+        warnings.warn(
+            "risk_set: matching without a caliper; poor matches are kept. Consider "
+            "caliper=0.2 (SD of the logit of the propensity score, Austin 2011).",
+            UserWarning,
+            stacklevel=2,
+        )
+
+    # ---------------------------------------------------------------- matching
+    strata_cols = ["index_t", *exact_code_cols]
+    pool["_stratum"] = pool.groupby(strata_cols, sort=True).ngroup().to_numpy()
+    reuse_max = np.iinfo(np.int32).max if replace else 1
+    used_person = np.zeros(n_people, dtype=bool)
+    pool_w = np.zeros(len(pool))
+    pair_rows: list[tuple[int, int, int, int, int]] = []  # subclass, case row, comp row, k, s
+    subclass = 0
+    treated_arr = pool["treated"].to_numpy()
+    pperson = pool["_p"].to_numpy()
+    dist_arr = pool["distance"].to_numpy()
+    strat_arr = pool["_stratum"].to_numpy()
+    index_arr = pool["index_t"].to_numpy()
+
+    for s in np.unique(index_arr):
+        in_s = np.flatnonzero(index_arr == s)
+        st = strat_arr[in_s]
+        order_in = np.argsort(st, kind="stable")
+        in_s = in_s[order_in]
+        st = st[order_in]
+        bounds = np.flatnonzero(np.diff(st)) + 1
+        for grp in np.split(in_s, bounds):
+            tr = treated_arr[grp]
+            if not tr.any():
+                continue
+            n_comp_all = int((tr == 0).sum())
+            if not replace:
+                avail = (tr == 1) | ~used_person[pperson[grp]]
+                g2 = grp[avail]
+            else:
+                g2 = grp
+            tr2 = treated_arr[g2]
+            cases_here = g2[tr2 == 1]
+            if (tr2 == 0).sum() == 0:
+                reason = REASON_NO_STRATUM if n_comp_all == 0 else REASON_USED
+                for r in cases_here:
+                    drop_reason[int(pperson[r])] = reason
+                continue
+            d = dist_arr[g2]
+            dt = d[tr2 == 1]
+            if order == "largest":
+                ord_ = np.argsort(-dt, kind="stable")
+            elif order == "smallest":
+                ord_ = np.argsort(dt, kind="stable")
+            elif order == "random":
+                ord_ = rng.permutation(len(dt))
+            else:
+                ord_ = np.arange(len(dt))
+            n1 = len(dt)
+            eff_reuse = reuse_max
+            if eff_reuse >= n1 and order != "data":
+                ord_ = np.arange(n1)  # MatchIt: with enough reuse the order is "data"
+            mm = nn_match_vec(
+                tr2,
+                ord_,
+                np.full(n1, int(ratio)),
+                np.zeros(len(g2), dtype=bool),
+                eff_reuse,
+                d,
+                None,
+                cal,
+            )
+            for r_i, case_row in enumerate(cases_here):
+                ctrl = mm[r_i][mm[r_i] >= 0]
+                if len(ctrl) == 0:
+                    drop_reason[int(pperson[case_row])] = REASON_CALIPER
+                    continue
+                subclass += 1
+                for k, c in enumerate(ctrl):
+                    pair_rows.append((subclass, int(case_row), int(g2[c]), k + 1, int(s)))
+                    if not replace:
+                        used_person[pperson[g2[c]]] = True
+
+    if not pair_rows:
+        raise EstimationError(
+            f"risk_set: none of the {n_cases_pool} eligible cases found a comparator; "
+            "widen the caliper, coarsen the exact strata or use more comparators."
+        )
+
+    pr = pd.DataFrame(pair_rows, columns=["subclass", "_case", "_comp", "match", "index_t"])
+    k_sub = pr.groupby("subclass")["_comp"].transform("size").to_numpy()
+    comp_w = 1.0 / k_sub
+    comp_w = comp_w * len(comp_w) / comp_w.sum()  # MatchIt normalisation (mean 1)
+    np.add.at(pool_w, pr["_comp"].to_numpy(), comp_w)
+    pool_w[pr["_case"].unique()] = 1.0
+    pool["weights"] = pool_w
+
+    person_ids = np.asarray(persons, dtype=object)
+    pairs = pd.DataFrame(
+        {
+            "subclass": pr["subclass"].to_numpy(),
+            "match": pr["match"].to_numpy(),
+            "index_t": pr["index_t"].to_numpy(),
+            "case_person_id": person_ids[pperson[pr["_case"].to_numpy()]],
+            "comparator_person_id": person_ids[pperson[pr["_comp"].to_numpy()]],
+            "stratum": pool["_stratum"].to_numpy()[pr["_case"].to_numpy()],
+            "distance_case": dist_arr[pr["_case"].to_numpy()],
+            "distance_comparator": dist_arr[pr["_comp"].to_numpy()],
+        }
+    )
+    pairs["distance_diff"] = (pairs["distance_case"] - pairs["distance_comparator"]).abs()
+
+    unit_cols = ["index_t", "_stratum", "distance", *covs]
+    for c in exact:
+        if c not in unit_cols:
+            unit_cols.append(c)
+    case_units = pool.loc[pr.drop_duplicates("subclass")["_case"].to_numpy(), unit_cols].copy()
+    case_units.insert(0, "subclass", pr.drop_duplicates("subclass")["subclass"].to_numpy())
+    case_units.insert(1, "treated", 1)
+    case_units.insert(2, "weights", 1.0)
+    case_units.insert(
+        0, "person_id", person_ids[pperson[pr.drop_duplicates("subclass")["_case"].to_numpy()]]
+    )
+    comp_units = pool.loc[pr["_comp"].to_numpy(), unit_cols].copy()
+    comp_units.insert(0, "subclass", pr["subclass"].to_numpy())
+    comp_units.insert(1, "treated", 0)
+    comp_units.insert(2, "weights", comp_w)
+    comp_units.insert(0, "person_id", person_ids[pperson[pr["_comp"].to_numpy()]])
+    units = pd.concat([case_units, comp_units], ignore_index=True)
+    units = units.sort_values(["subclass", "treated"], ascending=[True, False], kind="stable")
+    units = units.rename(columns={"_stratum": "stratum"}).reset_index(drop=True)
+    units.insert(0, "unit_id", np.arange(1, len(units) + 1))
+
+    # ---------------------------------------------------------------- attrition
+    n_in = len(case_people)
+    counts = pd.Series(list(drop_reason.values()), dtype=object).value_counts()
+    n_matched = int(pr["subclass"].nunique())
+    att_rows = [{"step": "referred people in panel", "reason": "", "n": n_in}]
+    for reason in REASON_ORDER:
+        att_rows.append({"step": "dropped", "reason": reason, "n": int(counts.get(reason, 0))})
+    att_rows.append({"step": "matched cases", "reason": "", "n": n_matched})
+    attrition = pd.DataFrame(att_rows)
+    if n_in != n_matched + sum(drop_reason_count for drop_reason_count in counts.to_numpy()):
+        raise EstimationError(  # pragma: no cover - internal consistency check
+            "risk_set: internal error, attrition counts do not reconcile."
+        )
+
+    comp_people = np.unique(pperson[pr["_comp"].to_numpy()])
+    later = comp_people[~np.isnan(ref_person[comp_people])]
+    matched_case_people = set(pperson[pr["_case"].unique()].tolist())
+    rows_censored = 0
+    if len(later):
+        comp_ref = pd.Series(ref_person[comp_people], index=person_ids[comp_people])
+        later_ids = set(person_ids[later].tolist())
+        sub = panel.loc[panel["person_id"].isin(later_ids), ["person_id", "t"]]
+        rows_censored = int(
+            (sub["t"].to_numpy() >= comp_ref.loc[sub["person_id"]].to_numpy()).sum()
+        )
+    diagnostics = {
+        "comparators_later_referred": len(later),
+        "comparators_later_matched_as_cases": int(
+            sum(1 for p in later.tolist() if p in matched_case_people)
+        ),
+        "comparator_rows_censored_at_own_referral": rows_censored,
+        "candidate_comparator_person_periods": int((pool["treated"] == 0).sum()),
+    }
+    coef_s = pd.Series(coef, index=["(Intercept)", *covs], name="coefficient")
+    return RiskSetMatched(
+        panel=panel,
+        pairs=pairs,
+        units=units,
+        attrition=attrition,
+        pool=pool.drop(columns=["_p", "_row", *exact_code_cols]).assign(
+            person_id=person_ids[pperson]
+        ),
+        covariates=tuple(covs),
+        exact=exact,
+        caliper=cal,
+        coefficients=coef_s,
+        diagnostics=diagnostics,
+        options={
+            "ratio": int(ratio),
+            "caliper": caliper,
+            "replace": replace,
+            "comparators": comparators,
+            "lookback": lookback,
+            "recent": recent,
+            "order": order,
+            "age_breaks": tuple(age_breaks),
+            "seed": seed if not isinstance(seed, np.random.Generator) else "Generator",
+        },
+    )

@@ -1,0 +1,472 @@
+"""Run the stages of an evaluation for a protocol (DESIGN.md section 2).
+
+:func:`run` reads the extracts, validates and pseudonymises them, links them into a
+person × month panel, matches referred people to comparators at the referral month,
+estimates the effect by difference-in-differences, values it by SROI, applies disclosure
+control to every released table, writes the bundle and renders the report from the bundle
+alone. :func:`run_demo` does the same on a freshly generated synthetic ICB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from spevidence import describe
+from spevidence.errors import SpevidenceError
+from spevidence.protocol import Protocol, load_protocol
+
+STEPS = (
+    "Read, validate and pseudonymise extracts",
+    "Link person × month panel",
+    "Match comparators at referral",
+    "Estimate difference-in-differences",
+    "Social return on investment",
+    "Disclosure control and bundle",
+    "Render report",
+)
+TRAJECTORY = {"gp_m1_3": (1, 3), "gp_m4_6": (4, 6), "gp_m7_12": (7, 12)}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where an evaluation's outputs were written."""
+
+    bundle: Path
+    reports: dict[str, Path]
+
+
+class _Steps:
+    """One rich progress bar over the stages (stderr; off with progress=False)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    @contextmanager
+    def run(self) -> Iterator[_Steps]:
+        if not self.enabled:
+            yield self
+            return
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        ) as progress:
+            self._progress = progress
+            self._task = progress.add_task(STEPS[0], total=len(STEPS))
+            yield self
+
+    def step(self, done: int) -> None:
+        if self._progress is not None:
+            label = STEPS[done] if done < len(STEPS) else "Done"
+            self._progress.update(self._task, completed=done, description=label)
+
+
+def _count_columns(df: pd.DataFrame) -> list[str]:
+    """Columns of a table that hold counts of people or events."""
+    names = {"n", "rows", "count", "n_dropped", "rows_failing", "rows_checked", "n_group"}
+    return [c for c in df.columns if c in names or (c.startswith("n_") and c != "n_sims")]
+
+
+def _release(
+    tables: dict[str, pd.DataFrame], proto: Protocol
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Disclosure control of every table that leaves the secure environment."""
+    from spevidence.disclosure import control
+
+    safe: dict[str, pd.DataFrame] = {}
+    logs = []
+    for name, table in tables.items():
+        # SROI tables hold money and simulation draws, not counts of people or events
+        counts = [] if name.startswith("sroi_") else _count_columns(table)
+        derived: dict[str, list[str]] | None = None
+        if name == "cohort_characteristics":
+            derived = {"n": ["value"]}
+        if not counts:
+            safe[name] = table
+            continue
+        s, log = control(
+            table,
+            count_columns=counts,
+            table_name=name,
+            threshold=proto.disclosure.threshold,
+            rounding=proto.disclosure.rounding,
+            derived=derived,
+        )
+        safe[name] = s
+        logs.append(log)
+    log = pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()
+    return safe, log
+
+
+def run(
+    protocol: Protocol | str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    engine: Literal["duckdb", "spark"] = "duckdb",
+    key_file: str | Path | None = None,
+    formats: tuple[str, ...] | None = None,
+    report_engine: str | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Run an evaluation end to end.
+
+    Parameters
+    ----------
+    protocol
+        A :class:`~spevidence.protocol.Protocol` or the path of a protocol YAML.
+    data
+        Folder of extracts (``docs/contracts.md``).
+    out
+        Output folder: ``OUT/bundle/`` and ``OUT/report.*`` are written there.
+    engine
+        ``"duckdb"`` (default, embedded) or ``"spark"`` (PySpark local mode).
+    key_file
+        File with the pseudonymisation key when the protocol's ``ids`` is ``nhs_number``
+        (else the ``SPEVIDENCE_KEY`` environment variable). The key is never written.
+    formats, report_engine
+        Override the protocol's report formats and rendering engine.
+    """
+    from spevidence.bundle import write_bundle
+    from spevidence.data import read_extracts, validate
+    from spevidence.did import event_study, two_by_two
+    from spevidence.identity import load_key
+    from spevidence.link import build_panel
+    from spevidence.match import risk_set
+    from spevidence.report import render
+    from spevidence.report.figures import make_figures
+    from spevidence.sroi import evaluate, from_did, link_worker_inputs
+
+    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    out = Path(out)
+    data = Path(data)
+    if not data.is_dir():
+        raise SpevidenceError(
+            f"Extracts folder {data} not found. Give the folder holding population, "
+            "referrals, gp_appointments, ae_attendances and admissions (.parquet or .csv)."
+        )
+    outcomes = proto.outcomes
+    steps = _Steps(progress)
+    with steps.run():
+        # 1. read, validate, pseudonymise ------------------------------------------
+        key = load_key(key_file) if proto.ids == "nhs_number" else None
+        extracts = read_extracts(data)
+        clean, qa, attrition = validate(
+            extracts, start=proto.start, end=proto.end, ids=proto.ids, key=key
+        )
+        steps.step(1)
+        # 2. link ------------------------------------------------------------------
+        panel_obj = build_panel(
+            clean,
+            start=proto.start,
+            end=proto.end,
+            period=proto.period,
+            backend=engine,
+        )
+        panel = describe.lagged_sums(panel_obj.to_pandas(), "gp", TRAJECTORY)
+        steps.step(2)
+        # 3. match -----------------------------------------------------------------
+        covariates = list(proto.match.covariates) if proto.match.covariates else None
+        matched_obj = risk_set(
+            panel,
+            exact=proto.match.exact,
+            covariates=covariates,
+            ratio=proto.match.ratio,
+            caliper=proto.match.caliper,
+            replace=proto.match.replace,
+            comparators=proto.match.comparators,
+            lookback=proto.match.lookback,
+            seed=proto.seed,
+        )
+        matched = matched_obj.matched_data()
+        window = matched.loc[
+            (matched["event_time"] >= -proto.did.pre) & (matched["event_time"] < proto.did.post)
+        ]
+        steps.step(3)
+        # 4. difference-in-differences ---------------------------------------------
+        est_rows, es_rows, pre_rows = [], [], []
+        for o in outcomes:
+            for model in proto.did.models:
+                res = two_by_two(
+                    window,
+                    yname=o,
+                    idname="unit_id",
+                    tname="event_time",
+                    treat="treated",
+                    post="post",
+                    model=model,
+                    exposure="exposure_days" if model == "poisson" else None,
+                    cluster=proto.did.cluster,
+                    weights="weights",
+                )
+                td = res.tidy().iloc[[0]].copy()
+                td.insert(0, "model", model)
+                td.insert(0, "outcome", o)
+                est_rows.append(td)
+            es = event_study(
+                matched,
+                yname=o,
+                idname="unit_id",
+                tname="t",
+                index="index_t",
+                treat="treated",
+                window=proto.did.window,
+                reference=-1,
+                cluster=proto.did.cluster,
+                weights="weights",
+            )
+            et = es.tidy()
+            et.insert(0, "outcome", o)
+            es_rows.append(et)
+            pt = es.pretrend_test()
+            pre_rows.append({"outcome": o, **_pretrend_dict(pt)})
+        did_est = pd.concat(est_rows, ignore_index=True)
+        steps.step(4)
+        # 5. SROI ------------------------------------------------------------------
+        linear = did_est.loc[did_est["model"] == "linear"]
+        effects = pd.DataFrame(
+            {
+                "outcome": linear["outcome"].to_numpy(),
+                "estimate": 12.0 * linear["estimate"].to_numpy(),  # per person-year
+                "std_error": 12.0 * linear["std_error"].to_numpy(),
+            }
+        )
+        n_referred = int(matched.loc[matched["treated"] == 1, "unit_id"].nunique())
+        sroi_outcomes = from_did(
+            effects,
+            persons=n_referred,
+            duration_years=proto.sroi.duration_years,
+            drop_off=proto.sroi.drop_off,
+            attribution=proto.sroi.attribution,
+        )
+        inputs = link_worker_inputs(
+            wte=proto.sroi.link_worker_wte,
+            salary_with_oncosts=proto.sroi.link_worker_cost,
+            source=proto.sroi.link_worker_cost_source,
+            management_rate=proto.sroi.management_overhead,
+            vcse_activity_funding=proto.sroi.activity_costs,
+        )
+        sroi = evaluate(
+            sroi_outcomes,
+            inputs,
+            discount=proto.sroi.discount,
+            n_sims=proto.sroi.n_sims,
+            seed=proto.seed,
+        )
+        steps.step(5)
+        # 6. disclosure control and bundle -----------------------------------------
+        tables: dict[str, pd.DataFrame] = {
+            "qa": qa.table(),
+            "attrition": _attrition(attrition.table(), panel_obj, matched_obj),
+            "cohort_characteristics": describe.cohort_characteristics(
+                window, None, outcomes=outcomes
+            ),
+            "balance": _balance(matched_obj.balance(warn=False).table()),
+            "trends": describe.trends(window, outcomes=outcomes),
+            "naive_before_after": describe.naive_before_after(
+                window, outcomes=outcomes, pre=proto.did.pre, post=proto.did.post
+            ),
+            "did_estimates": did_est,
+            "event_study": pd.concat(es_rows, ignore_index=True),
+            "pretrend_test": pd.DataFrame(pre_rows),
+            **_sroi_tables(sroi),
+        }
+        safe, disclosure_log = _release(tables, proto)
+        safe["cohort_characteristics"] = describe.characteristics_wide(
+            safe["cohort_characteristics"]
+        )
+        figures = make_figures(safe)
+        bundle = write_bundle(
+            out / "bundle",
+            tables=safe,
+            figures=figures,
+            protocol=proto.to_dict(),
+            inputs={
+                name: data / s.location
+                for name, s in extracts.sources.items()
+                if s.sha256 is not None
+            },
+            seed=proto.seed,
+            engine=engine,
+            disclosure_log=disclosure_log,
+            extra={"synthetic": (data / "truth.json").is_file()},
+        )
+        steps.step(6)
+        # 7. report ----------------------------------------------------------------
+        fmts = formats or proto.report.formats
+        reports = render(
+            bundle,
+            out,
+            formats=tuple(fmts),  # type: ignore[arg-type]
+            engine=(report_engine or proto.report.engine),  # type: ignore[arg-type]
+        )
+        steps.step(7)
+    return RunResult(bundle=bundle, reports=reports)
+
+
+def _pretrend_dict(pt: Any) -> dict[str, float]:
+    if isinstance(pt, pd.DataFrame):
+        row = pt.iloc[0]
+        return {k: float(row[k]) for k in ("statistic", "df", "p_value") if k in row}
+    if isinstance(pt, dict):
+        return {k: float(pt[k]) for k in ("statistic", "df", "p_value") if k in pt}
+    return {
+        "statistic": float(pt.statistic),
+        "df": float(pt.df),
+        "p_value": float(pt.p_value),
+    }
+
+
+def _attrition(linkage: pd.DataFrame, panel: Any, matched: Any) -> pd.DataFrame:
+    """Cohort flow: one row per step with the people remaining and dropped."""
+    rows = []
+    att = matched.attrition
+    att_table = att.table() if hasattr(att, "table") else att
+    prev = None
+    for _, r in att_table.iterrows():
+        step = str(r.get("step", ""))
+        n = int(r["n"])
+        if step == "dropped":
+            rows.append(
+                {"step": "", "n": pd.NA, "n_dropped": n, "reason": str(r.get("reason", ""))}
+            )
+        else:
+            rows.append({"step": step, "n": n, "n_dropped": pd.NA, "reason": ""})
+            prev = n
+    del prev
+    out = pd.DataFrame(rows)
+    # collapse "dropped" rows onto the following step
+    steps, pending = [], []
+    for _, r in out.iterrows():
+        if r["step"] == "":
+            if int(r["n_dropped"]) > 0:
+                pending.append(r)
+        else:
+            for p in pending:
+                steps.append(
+                    {
+                        "step": f"Excluded: {p['reason']}",
+                        "n": pd.NA,
+                        "n_dropped": int(p["n_dropped"]),
+                        "reason": p["reason"],
+                    }
+                )
+            pending = []
+            steps.append({"step": r["step"], "n": int(r["n"]), "n_dropped": pd.NA, "reason": ""})
+    flow = pd.DataFrame(steps)
+    flow["n"] = flow["n"].astype("Int64")
+    flow["n_dropped"] = flow["n_dropped"].astype("Int64")
+    del linkage, panel
+    return flow
+
+
+def _balance(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.rename(columns={"variable": "covariate", "var_ratio_after": "variance_ratio_after"})
+    keep = ["covariate", "type", "smd_before", "smd_after", "variance_ratio_after"]
+    return out[[c for c in keep if c in out.columns]]
+
+
+def _sroi_tables(sroi: Any) -> dict[str, pd.DataFrame]:
+    g = sroi.glance().iloc[0]
+    summary = pd.DataFrame(
+        {
+            "measure": [
+                "total_inputs",
+                "present_value",
+                "npv",
+                "sroi_ratio",
+                "payback_years",
+                "cashable_pv",
+            ],
+            "value": [
+                g["pv_inputs"],
+                g["pv_benefits"],
+                g["npv"],
+                g["sroi_ratio"],
+                g["payback_years"],
+                g["cashable_pv"],
+            ],
+        }
+    )
+    for k in ("sroi_ratio_low", "sroi_ratio_high", "p_ratio_above_1"):
+        if k in g:
+            summary.loc[len(summary)] = [k, g[k]]
+    by = sroi.outcomes
+    by_outcome = pd.DataFrame(
+        {
+            "outcome": by["outcome"],
+            "quantity": by["quantity"],
+            "proxy_gbp": by["unit_value_uprated"]
+            if "unit_value_uprated" in by
+            else by["unit_value"],
+            "proxy_source": by["source"],
+            "cashable": by["cashable"],
+        }
+    )
+    pv = sroi.tidy().groupby("outcome", sort=False)["present_value"].sum()
+    by_outcome["present_value"] = by_outcome["outcome"].map(pv)
+    sens = sroi.sensitivity()
+    sensitivity = pd.DataFrame(
+        {
+            "parameter": sens["parameter"] + " (" + sens["outcome"] + ")",
+            "ratio_low": sens["ratio_at_low"],
+            "ratio_high": sens["ratio_at_high"],
+            "ratio_base": sens["base_ratio"],
+        }
+    )
+    tables = {
+        "sroi_summary": summary,
+        "sroi_by_outcome": by_outcome,
+        "sroi_sensitivity": sensitivity,
+    }
+    sims = sroi.simulations
+    if sims is not None and len(sims):
+        import numpy as np
+
+        r = sims["sroi_ratio"].to_numpy()
+        edges = np.histogram_bin_edges(r, bins=20)
+        counts, _ = np.histogram(r, bins=edges)
+        tables["sroi_simulation"] = pd.DataFrame(
+            {"bin_low": edges[:-1], "bin_high": edges[1:], "count": counts}
+        )
+    return tables
+
+
+def demo_key(seed: int) -> bytes:
+    """The demo's pseudonymisation key: derived from the seed, for synthetic data only."""
+    return hashlib.sha256(f"spevidence-demo-key-{seed}".encode()).hexdigest().encode()
+
+
+def run_demo(out_dir: str | Path, *, persons: int = 5000, seed: int = 20260101) -> dict[str, Path]:
+    """Generate the synthetic ICB of the ``demo`` scenario and evaluate it end to end."""
+    from spevidence.synthetic import generate
+
+    out = Path(out_dir)
+    data = out / "data"
+    generate("demo", persons=persons, seed=seed, out=data, progress=True)
+    key_file = out / "demo.key"
+    key_file.write_bytes(demo_key(seed))
+    os.chmod(key_file, 0o600)
+    root = Path(__file__).resolve().parent
+    proto_path = root.parent / "protocols" / "demo.yaml"
+    if not proto_path.is_file():
+        proto_path = root / "_protocols" / "demo.yaml"
+    res = run(proto_path, data, out, key_file=key_file)
+    paths = {f"report ({fmt})": p for fmt, p in res.reports.items()}
+    paths["bundle manifest"] = res.bundle / "manifest.json"
+    return paths

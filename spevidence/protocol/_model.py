@@ -1,0 +1,150 @@
+"""Pydantic model of an evaluation protocol."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from spevidence.errors import ProtocolError
+
+Outcome = Literal["gp", "ae", "admissions"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MatchSpec(_Frozen):
+    """Risk-set matching of referred people to comparators at the moment of referral."""
+
+    comparators: Literal["not-yet-referred", "never-referred"] = "not-yet-referred"
+    exact: tuple[str, ...] = ("pcn_code", "sex", "age_band")
+    covariates: tuple[str, ...] | None = Field(
+        None, description="matching covariates; default: prior use of each outcome, age, IMD"
+    )
+    ratio: int = Field(1, ge=1, le=10)
+    caliper: float | None = Field(0.2, gt=0)
+    lookback: int = Field(12, ge=1, le=60, description="months of prior use matched on")
+    replace: bool = False
+
+
+class DidSpec(_Frozen):
+    """Difference-in-differences options."""
+
+    models: tuple[Literal["linear", "poisson"], ...] = ("linear", "poisson")
+    pre: int = Field(12, ge=1, description="periods before the index date in the 2x2")
+    post: int = Field(12, ge=1, description="periods after the index date in the 2x2")
+    window: tuple[int, int] = (-12, 12)
+    cluster: str = "person_id"
+
+
+class SroiSpec(_Frozen):
+    """Social return on investment options."""
+
+    link_worker_wte: float = Field(1.0, gt=0)
+    link_worker_cost: float = Field(
+        36428.0, gt=0, description="per WTE per year (ARRS max 2022/23)"
+    )
+    link_worker_cost_source: str = Field(
+        "NHS England Network Contract DES: ARRS maximum reimbursement, band 5, 2022/23",
+        min_length=3,
+    )
+    management_overhead: float = Field(0.15, ge=0, le=2)
+    activity_costs: float = Field(0.0, ge=0)
+    duration_years: int = Field(1, ge=1, le=10)
+    drop_off: float = Field(0.0, ge=0, le=1)
+    attribution: float = Field(0.0, ge=0, le=1)
+    discount: float = Field(0.035, ge=0, le=0.2)
+    n_sims: int = Field(1000, ge=0)
+
+
+class DisclosureSpec(_Frozen):
+    """Statistical disclosure control on every released table."""
+
+    threshold: int = Field(7, ge=0, description="counts 1..threshold are redacted")
+    rounding: int = Field(5, ge=1, description="other counts rounded to this base")
+
+
+class ReportSpec(_Frozen):
+    formats: tuple[Literal["html", "pdf", "docx"], ...] = ("html", "pdf")
+    engine: Literal["auto", "quarto", "builtin"] = "auto"
+
+
+class Protocol(_Frozen):
+    """A pre-specified evaluation protocol."""
+
+    name: str
+    title: str
+    description: str = ""
+    start: dt.date
+    end: dt.date
+    period: Literal["month", "quarter"] = "month"
+    ids: Literal["pseudonym", "nhs_number"] = "pseudonym"
+    outcomes: tuple[Outcome, ...] = ("gp", "ae", "admissions")
+    match: MatchSpec = MatchSpec()
+    did: DidSpec = DidSpec()
+    sroi: SroiSpec = SroiSpec()
+    disclosure: DisclosureSpec = DisclosureSpec()
+    report: ReportSpec = ReportSpec()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _window(self) -> Protocol:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def protocol_hash(protocol: Protocol) -> str:
+    """SHA-256 of the protocol's canonical JSON (sorted keys): what the bundle records."""
+    blob = json.dumps(protocol.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def load_protocol(source: str | Path | dict[str, Any]) -> Protocol:
+    """Read and validate a protocol from a YAML file (or a dict).
+
+    Raises
+    ------
+    ProtocolError
+        If the file is missing or not YAML, or a field fails validation; the message
+        lists each field, what is wrong and how to fix it.
+    """
+    if isinstance(source, dict):
+        raw: Any = source
+        where = "protocol"
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise ProtocolError(
+                f"Protocol file {where} not found. Give the path to a protocol YAML "
+                "(see protocols/ for examples)."
+            )
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ProtocolError(f"Protocol file {where} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"Protocol {where} must be a YAML mapping of fields to values.")
+    try:
+        return Protocol.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for e in exc.errors():
+            loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+            lines.append(f"  - {loc}: {e['msg']}")
+        raise ProtocolError(
+            f"Protocol {where} has {len(lines)} problem(s):\n"
+            + "\n".join(lines)
+            + "\nFix these fields and run again."
+        ) from None

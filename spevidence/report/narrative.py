@@ -1,0 +1,617 @@
+"""Plain-English text written from the released results (summary, limitations, appendix).
+
+Every sentence is generated from bundle tables, so the words always match the numbers:
+a failed pre-trend test, residual imbalance, wide confidence intervals or redacted small
+numbers each produce their own caveat. Missing tables produce "not run" sentences.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from spevidence.report._labels import as_percent, effect_scale, outcome_label
+from spevidence.report.sections import ReportBundle, markdown_table, not_run
+
+SMD_BAR = 0.1
+WARN = "\n::: {.callout-warning}\n"  # opens a warning box (Quarto callout syntax)
+ALPHA = 0.05
+
+
+def _num(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+    return f
+
+
+def _f(v: Any, digits: int = 2) -> str:
+    x = _num(v)
+    if math.isnan(x):
+        return "–"
+    s = f"{abs(x):,.{digits}f}"
+    return ("−" + s) if x < 0 else s
+
+
+def _money(v: Any) -> str:
+    x = _num(v)
+    if math.isnan(x):
+        return "–"
+    s = f"£{abs(x):,.0f}"
+    return ("−" + s) if x < 0 else s
+
+
+def _main_rows(did: pd.DataFrame) -> pd.DataFrame:
+    df = did
+    if "analysis" in df.columns:
+        main = df[df["analysis"].isna() | (df["analysis"].astype(str).str.lower() == "main")]
+        if len(main):
+            df = main
+    if "outcome" in df.columns:
+        df = df.groupby("outcome", sort=False).head(1)
+    return df.reset_index(drop=True)
+
+
+def effect_size(row: pd.Series) -> str:
+    """An estimate with its 95% CI: a percentage for log-scale (Poisson) and ratio models."""
+    est, lo, hi = _num(row["estimate"]), _num(row["conf_low"]), _num(row["conf_high"])
+    scale = effect_scale(row.get("model", ""), row.get("scale"))
+    if scale != "absolute":
+        pct, plo, phi = (as_percent(x, scale) for x in (est, lo, hi))
+        return f"{_f(pct, 1)}% (95% CI {_f(plo, 1)}% to {_f(phi, 1)}%)"
+    return f"{_f(est, 3)} per person per month (95% CI {_f(lo, 3)} to {_f(hi, 3)})"
+
+
+def _ci_vs_null(row: pd.Series) -> tuple[float, float]:
+    """Confidence limits minus the null value (1 for rate ratios, else 0)."""
+    lo, hi = _num(row["conf_low"]), _num(row["conf_high"])
+    if effect_scale(row.get("model", ""), row.get("scale")) == "ratio":
+        return lo - 1, hi - 1
+    return lo, hi
+
+
+def effect_sentence(row: pd.Series) -> str:
+    """One sentence for one estimate, with its interpretation."""
+    outcome = outcome_label(row.get("outcome", "the outcome"))
+    lo, hi = _ci_vs_null(row)
+    size = effect_size(row)
+    if lo > 0:
+        verdict = "an increase relative to comparators that is unlikely to be due to chance"
+    elif hi < 0:
+        verdict = "a reduction relative to comparators that is unlikely to be due to chance"
+    else:
+        verdict = (
+            "no clear evidence of a change relative to comparators (the interval includes zero)"
+        )
+    return f"**{outcome}**: {size}, {verdict}."
+
+
+@dataclass
+class Narrative:
+    """Sections of text for the templates, written from a :class:`ReportBundle`."""
+
+    rb: ReportBundle
+
+    # -- pieces reused by several sections ----------------------------------------
+    def _final_count(self) -> str | None:
+        att = self.rb.table("attrition")
+        if att is None or att.empty:
+            return None
+        for c in ("n_remaining", "n", "remaining", "persons", "people", "rows"):
+            if c in att.columns:
+                v = att[c].iloc[-1]
+                return _f(v, 0) if not pd.isna(v) else None
+        return None
+
+    def _pretrend_failures(self) -> list[str]:
+        pt = self.rb.table("pretrend_test")
+        if pt is None or "p_value" not in pt.columns:
+            return []
+        bad = pt[pd.to_numeric(pt["p_value"], errors="coerce") < ALPHA]
+        if "outcome" in pt.columns:
+            return [outcome_label(o) for o in bad["outcome"]]
+        return ["the outcome"] * len(bad)
+
+    def _imbalanced(self) -> list[str]:
+        bal = self.rb.table("balance")
+        if bal is None:
+            return []
+        after = next((c for c in ("smd_after", "smd_matched", "smd") if c in bal.columns), None)
+        var = next((c for c in ("covariate", "variable", "term") if c in bal.columns), None)
+        if after is None or var is None:
+            return []
+        vals = pd.to_numeric(bal[after], errors="coerce").abs()
+        return [str(v).replace("_", " ") for v in bal.loc[vals > SMD_BAR, var]]
+
+    def _sroi_values(self) -> dict[str, Any]:
+        s = self.rb.table("sroi_summary")
+        if s is None or s.empty:
+            return {}
+        key = next((c for c in ("measure", "metric", "quantity", "name") if c in s.columns), None)
+        if key is not None and "value" in s.columns:
+            return dict(zip(s[key].astype(str), s["value"], strict=True))
+        return {str(k): v for k, v in s.iloc[0].items()}
+
+    # -- sections -------------------------------------------------------------------
+    def synthetic_banner(self) -> str:
+        extra = self.rb.manifest.get("extra", {}) or {}
+        if isinstance(extra, dict) and extra.get("synthetic"):
+            return (
+                WARN + "**Synthetic example.** The numbers in this report are invented "
+                "for demonstration; they describe no real people or services.\n:::\n"
+            )
+        return ""
+
+    def key_numbers(self) -> str:
+        """A small table of the headline numbers (cohort, effects, SROI, checks)."""
+        rows: list[dict[str, str]] = []
+        n = self._final_count()
+        if n is not None:
+            rows.append({"item": "People in the matched study cohort", "value": n})
+        did = self.rb.table("did_estimates")
+        if did is not None and not did.empty:
+            for _, r in _main_rows(did).iterrows():
+                rows.append(
+                    {
+                        "item": f"Effect on {outcome_label(r.get('outcome', ''))}",
+                        "value": effect_size(r),
+                    }
+                )
+        sv = self._sroi_values()
+        ratio = sv.get("sroi_ratio", sv.get("ratio"))
+        if ratio is not None and not pd.isna(ratio):
+            rows.append({"item": "Social value per £1 invested", "value": f"£{_f(ratio)}"})
+        if self.rb.has("pretrend_test"):
+            bad = self._pretrend_failures()
+            rows.append(
+                {
+                    "item": "Parallel pre-referral trends",
+                    "value": "failed for " + ", ".join(bad) if bad else "passed",
+                }
+            )
+        if self.rb.has("balance"):
+            imb = self._imbalanced()
+            rows.append(
+                {
+                    "item": f"Balance after matching (all |SMD| < {SMD_BAR})",
+                    "value": "yes" if not imb else f"no ({len(imb)} imbalanced)",
+                }
+            )
+        if not rows:
+            return ""
+        return markdown_table(
+            pd.DataFrame(rows),
+            caption="Key numbers",
+            label="tbl-key",
+            rename={"item": "Measure", "value": "Result"},
+        )
+
+    def summary(self) -> str:
+        lines: list[str] = [self.synthetic_banner()]
+        did = self.rb.table("did_estimates")
+        n = self._final_count()
+        intro = "This report compares people referred to social prescribing with matched "
+        intro += "people who had not been referred at the same moment, before and after referral "
+        intro += "(difference-in-differences). "
+        if n is not None:
+            intro += (
+                f"The final study cohort held {n} people (after rounding for disclosure control). "
+            )
+        lines.append(intro)
+        if did is None or did.empty:
+            lines.append("\n" + not_run("did_estimates"))
+        else:
+            lines.append(
+                "\nKey findings (change in NHS use caused by referral, relative to comparators):\n"
+            )
+            for _, row in _main_rows(did).iterrows():
+                lines.append(f"- {effect_sentence(row)}")
+        sv = self._sroi_values()
+        ratio = sv.get("sroi_ratio", sv.get("ratio"))
+        if ratio is not None and not pd.isna(ratio):
+            txt = (
+                f"\nEach £1 invested returned an estimated **£{_f(ratio)}** of social value "
+                f"(social return on investment)"
+            )
+            npv = sv.get("npv", sv.get("net_present_value"))
+            if npv is not None and not pd.isna(npv):
+                txt += f"; net present value {_money(npv)}"
+            lines.append(txt + ".")
+        caveats = []
+        if self._pretrend_failures():
+            caveats.append(
+                "before referral, the referred group's use was already diverging from the "
+                f"comparators' ({', '.join(self._pretrend_failures())}), "
+                "so the estimates may be biased"
+            )
+        if self._imbalanced():
+            caveats.append(
+                f"{len(self._imbalanced())} characteristic(s) remained imbalanced after matching"
+            )
+        if caveats:
+            lines.append(WARN + "**Read with care:** " + "; ".join(caveats) + ".\n:::")
+        naive = self.rb.table("naive_before_after")
+        if naive is not None and not naive.empty:
+            lines.append(
+                "\nA simple before-and-after comparison of the referred group alone (the method "
+                "of most published evaluations) is shown for contrast in the trends section; it "
+                "mixes the effect of the service with the natural fall in use after a peak "
+                "(regression to the mean)."
+            )
+        return "\n".join(lines) + "\n"
+
+    def board_findings(self) -> str:
+        """Three or four plain-English bullets for a board: effects and value for money."""
+        lines: list[str] = []
+        did = self.rb.table("did_estimates")
+        n = self._final_count()
+        who = f"{n} people referred to link workers" if n else "People referred to link workers"
+        lines.append(
+            f"- {who} were compared with similar people not referred at the same time, "
+            "before and after referral."
+        )
+        if did is None or did.empty:
+            lines.append("- The main comparison was not run in this evaluation.")
+        else:
+            for _, r in _main_rows(did).iterrows():
+                lines.append(f"- {effect_sentence(r)}")
+        sv = self._sroi_values()
+        ratio = sv.get("sroi_ratio", sv.get("ratio"))
+        if ratio is not None and not pd.isna(ratio):
+            verdict = "more than" if _num(ratio) > 1 else "less than"
+            lines.append(
+                f"- **Value for money**: about £{_f(ratio)} of social value for each £1 spent "
+                f"({verdict} it cost)."
+            )
+        naive = self.rb.table("naive_before_after")
+        if naive is not None and not naive.empty and "change_pct" in naive.columns:
+            avg = pd.to_numeric(naive["change_pct"], errors="coerce").mean()
+            lines.append(
+                f"- A simple before-and-after count would have suggested changes of about "
+                f"{_f(avg, 0)}%; much of that is the natural fall after a peak of use, which the "
+                "comparison group removes."
+            )
+        return "\n".join(lines) + "\n"
+
+    def board_caveats(self) -> str:
+        """Short caveats for a board, drawn from the checks in the bundle."""
+        items: list[str] = []
+        bad = self._pretrend_failures()
+        if bad:
+            items.append(
+                "**Caution**: before referral, use was already diverging for "
+                + ", ".join(bad)
+                + "; those estimates may be biased."
+            )
+        elif self.rb.has("pretrend_test"):
+            items.append("Before referral the two groups followed parallel trends (a good sign).")
+        imb = self._imbalanced()
+        if imb:
+            items.append(f"{len(imb)} characteristic(s) stayed imbalanced after matching.")
+        elif self.rb.has("balance"):
+            items.append("The matched groups were similar on every measured characteristic.")
+        items.append(
+            "This is an observational study: unmeasured differences that change at the time of "
+            "referral cannot be ruled out."
+        )
+        items.append("Small numbers were suppressed and counts rounded to protect confidentiality.")
+        return "\n".join(f"- {i}" for i in items) + "\n"
+
+    def protocol(self) -> str:
+        proto = self.rb.protocol
+        if not proto:
+            return "\n*The protocol was not included in the bundle.*\n"
+        rows = []
+        for k in sorted(proto):
+            v = proto[k]
+            if isinstance(v, dict):
+                text = "; ".join(f"{kk}: {_short(vv)}" for kk, vv in sorted(v.items()))
+            else:
+                text = _short(v)
+            rows.append({"setting": str(k).replace("_", " "), "value": text})
+        return markdown_table(pd.DataFrame(rows), caption="Protocol settings", label="tbl-protocol")
+
+    def balance(self) -> str:
+        if not self.rb.has("balance"):
+            return not_run("balance")
+        bad = self._imbalanced()
+        if not bad:
+            return (
+                f"\nAfter matching every characteristic had an absolute SMD below {SMD_BAR}: the "
+                "groups were well balanced on what was measured.\n"
+            )
+        return (
+            WARN + f"After matching, {len(bad)} characteristic(s) still had an "
+            f"absolute SMD above {SMD_BAR}: {', '.join(bad)}. Estimates may partly reflect "
+            "these differences.\n:::\n"
+        )
+
+    def naive(self) -> str:
+        if not self.rb.has("naive_before_after"):
+            return ""
+        return (
+            "\nFor contrast, the simple before-and-after change in the referred group alone. "
+            "It is **not** an estimate of effect: people are often referred at a peak of use, "
+            "which falls afterwards anyway.\n"
+            + self.rb.table_md(
+                "naive_before_after",
+                caption="Naive before-and-after comparison (referred group only)",
+            )
+        )
+
+    def did(self) -> str:
+        did = self.rb.table("did_estimates")
+        if did is None or did.empty:
+            return not_run("did_estimates")
+        lines = [
+            "\nThe estimates below are the difference between the change in the referred "
+            "group and the change in matched comparators over the same months.\n"
+        ]
+        for _, row in _main_rows(did).iterrows():
+            lines.append(f"- {effect_sentence(row)}")
+        return "\n".join(lines) + "\n"
+
+    def pretrend(self) -> str:
+        if not self.rb.has("event_study") and not self.rb.has("pretrend_test"):
+            return not_run("event_study")
+        bad = self._pretrend_failures()
+        if bad:
+            return (
+                WARN
+                + "The pre-trend test **failed** for "
+                + ", ".join(bad)
+                + f" (p < {ALPHA}): before referral the groups were already moving apart, so the "
+                "parallel-trends assumption behind difference-in-differences is doubtful.\n:::\n"
+            )
+        if self.rb.has("pretrend_test"):
+            return (
+                "\nBefore referral the referred group and comparators moved in parallel: the "
+                f"joint pre-trend test did not reject (p ≥ {ALPHA}). This supports, but cannot "
+                "prove, the parallel-trends assumption.\n"
+            )
+        return "\n*The joint pre-trend test was not run in this evaluation.*\n"
+
+    def sensitivity(self) -> str:
+        sens = self.rb.table("sensitivity")
+        if sens is None or sens.empty:
+            did = self.rb.table("did_estimates")
+            if did is not None and "analysis" in did.columns:
+                sens = did[
+                    did["analysis"].notna() & (did["analysis"].astype(str).str.lower() != "main")
+                ]
+        if sens is None or sens.empty:
+            return not_run("sensitivity")
+        cols = [
+            c
+            for c in (
+                "analysis",
+                "outcome",
+                "model",
+                "estimate",
+                "conf_low",
+                "conf_high",
+                "p_value",
+            )
+            if c in sens.columns
+        ]
+        return markdown_table(
+            sens[cols] if cols else sens,
+            caption="Sensitivity analyses: the main estimate under alternative choices",
+            label="tbl-sensitivity",
+            digits=3,
+        )
+
+    def staggered(self) -> str:
+        if not self.rb.has("staggered"):
+            return not_run("staggered")
+        return (
+            "\nReferrals happened at different times; the staggered-adoption estimator "
+            "(Callaway and Sant'Anna 2021) compares each referral cohort only with people not yet "
+            "or never referred, avoiding the bias of two-way fixed effects with staggered timing.\n"
+            + self.rb.table_md(
+                "staggered", caption="Staggered difference-in-differences estimates", digits=3
+            )
+        )
+
+    def sroi(self) -> str:
+        sv = self._sroi_values()
+        if not sv:
+            return not_run("sroi_summary")
+        ratio = sv.get("sroi_ratio", sv.get("ratio"))
+        text = ""
+        if ratio is not None and not pd.isna(ratio):
+            verdict = "more" if _num(ratio) > 1 else "less"
+            text = (
+                f"\nThe estimated social return is **£{_f(ratio)} per £1** invested: the "
+                f"service created {verdict} value than it cost, under the assumptions below. The "
+                "comparator group already accounts for what would have happened anyway "
+                "(deadweight), so no further deadweight is subtracted.\n"
+            )
+        s = self.rb.table("sroi_summary")
+        if s is None:
+            return text
+        key = next((c for c in ("measure", "metric", "quantity", "name") if c in s.columns), None)
+        if key is not None and "value" in s.columns:
+            rows = [
+                {
+                    "measure": SROI_LABELS.get(str(k), str(k).replace("_", " ")),
+                    "value": _sroi_fmt(k, v),
+                }
+                for k, v in zip(s[key], s["value"], strict=True)
+            ]
+            return text + markdown_table(
+                pd.DataFrame(rows),
+                caption="SROI summary",
+                label="tbl-sroi_summary",
+                rename={"measure": "Measure", "value": "Value"},
+            )
+        return text + self.rb.table_md("sroi_summary", caption="SROI summary")
+
+    def simulation(self) -> str:
+        sim = self.rb.table("sroi_simulation")
+        if sim is None or sim.empty:
+            return ""
+        if "prob_above_1" in sim.columns:
+            p = _num(sim["prob_above_1"].iloc[0])
+            return (
+                f"\nIn {_f(p * 100, 0)}% of simulations the SROI ratio exceeded 1 (break-even).\n"
+            )
+        return ""
+
+    def limitations(self) -> str:
+        items = [
+            "This is an observational study. Matching and difference-in-differences remove "
+            "differences in measured characteristics and in stable unmeasured ones, but not "
+            "unmeasured factors that change at the time of referral.",
+        ]
+        bad = self._pretrend_failures()
+        if bad:
+            items.append(
+                "The pre-trend test failed for " + ", ".join(bad) + "; estimates for these "
+                "outcomes should be treated as unreliable."
+            )
+        imb = self._imbalanced()
+        if imb:
+            items.append(
+                f"Residual imbalance after matching ({', '.join(imb)}) may bias the estimates."
+            )
+        did = self.rb.table("did_estimates")
+        if did is not None and not did.empty:
+            wide = [
+                outcome_label(r.get("outcome", ""))
+                for _, r in _main_rows(did).iterrows()
+                if _ci_vs_null(r)[0] <= 0 <= _ci_vs_null(r)[1]
+            ]
+            if wide:
+                items.append(
+                    "The confidence intervals for " + ", ".join(wide) + " include zero: the data "
+                    "cannot distinguish a small effect from none."
+                )
+        log = self.rb.disclosure_log()
+        if log is not None and not log.empty:
+            n_red = _count_action(log, "redact")
+            if n_red:
+                items.append(
+                    f"{n_red} small number(s) were redacted for disclosure control; some "
+                    "subgroups are too small to report."
+                )
+        missing = [t for t in ("event_study", "staggered", "sroi_summary") if not self.rb.has(t)]
+        if missing:
+            items.append("Not run in this evaluation: " + ", ".join(missing) + ".")
+        items.append(
+            "Outcomes come from routinely recorded data; activity not coded, or delivered "
+            "outside the linked services, is not counted."
+        )
+        return "\n" + "\n".join(f"- {i}" for i in items) + "\n"
+
+    def disclosure(self) -> str:
+        log = self.rb.disclosure_log()
+        extra = self.rb.manifest.get("extra", {}) or {}
+        rules = extra.get("disclosure", {}) if isinstance(extra, dict) else {}
+        threshold = rules.get("threshold", 7) if isinstance(rules, dict) else 7
+        rounding = rules.get("rounding", 5) if isinstance(rules, dict) else 5
+        text = (
+            "\nAll tables and the numbers behind every figure passed statistical disclosure "
+            f"control before leaving the secure environment: counts from 1 to {threshold} were "
+            f"redacted and other counts rounded to the nearest {rounding}, with secondary "
+            "suppression so that a redacted count cannot be recovered from totals. Counts may "
+            "therefore not add up exactly. The report holds no patient-level data.\n"
+        )
+        if log is None or log.empty:
+            return text + "\n*The disclosure log is empty.*\n"
+        by = next((c for c in ("table", "table_name") if c in log.columns), None)
+        act = next((c for c in ("action", "rule") if c in log.columns), None)
+        if by and act:
+            if "cells" in log.columns:
+                log = log.assign(cells=pd.to_numeric(log["cells"], errors="coerce").fillna(0))
+                summary = log.groupby([by, act], sort=True)["cells"].sum().reset_index()
+                summary["cells"] = summary["cells"].astype(int)
+            else:
+                summary = log.groupby([by, act], sort=True).size().reset_index(name="cells")
+            return text + markdown_table(
+                summary,
+                caption="Disclosure control log (cells per table and action)",
+                label="tbl-disclosure",
+            )
+        return text + markdown_table(log, caption="Disclosure control log", label="tbl-disclosure")
+
+    def reproducibility(self) -> str:
+        m = self.rb.manifest
+        if not m:
+            return "\n*The bundle has no manifest.*\n"
+        lines = [
+            "\nEverything in this report was rendered from the results bundle alone. To check "
+            "that no file has changed and re-render, run `spevidence reproduce BUNDLE`; with "
+            "access to the data, `spevidence reproduce BUNDLE --data DIR` re-runs the protocol and "
+            "compares every result.\n",
+            f"- spevidence version: {m.get('spevidence_version', '–')}",
+            f"- Protocol hash (SHA-256): `{m.get('protocol_sha256', '–')}`",
+            f"- Random seed: {m.get('seed', '–')}",
+            f"- Data engine: {m.get('engine', '–')}",
+            f"- Files in the bundle: {len(m.get('files', {}))}",
+        ]
+        out = "\n".join(lines) + "\n"
+        inputs = m.get("inputs", {}) or {}
+        if inputs:
+            rows = [
+                {
+                    "input": k,
+                    "file": v.get("file"),
+                    "rows": v.get("rows"),
+                    "sha256 (first 16)": str(v.get("sha256", ""))[:16],
+                }
+                for k, v in sorted(inputs.items())
+            ]
+            out += markdown_table(
+                pd.DataFrame(rows),
+                caption="Input extracts (full hashes in manifest.json)",
+                label="tbl-inputs",
+            )
+        versions = m.get("versions", {}) or {}
+        if versions:
+            listed = ", ".join(f"{k} {v}" for k, v in versions.items())
+            out += f"\n**Software versions:** {listed}.\n"
+        plat = m.get("platform", {}) or {}
+        if plat:
+            out += f"\n**Platform:** {plat.get('system', '')} {plat.get('machine', '')}.\n"
+        return out
+
+
+SROI_LABELS = {
+    "total_inputs": "Value of inputs (present value)",
+    "inputs": "Value of inputs (present value)",
+    "present_value": "Present value of outcomes",
+    "npv": "Net present value",
+    "net_present_value": "Net present value",
+    "sroi_ratio": "SROI ratio (£ of value per £1 invested)",
+    "ratio": "SROI ratio (£ of value per £1 invested)",
+    "payback_years": "Payback period (years)",
+}
+
+
+def _sroi_fmt(key: Any, value: Any) -> str:
+    k = str(key)
+    if k in ("total_inputs", "inputs", "present_value", "npv", "net_present_value"):
+        return _money(value)
+    if k in ("sroi_ratio", "ratio"):
+        return f"£{_f(value)}"
+    return _f(value, 1)
+
+
+def _count_action(log: pd.DataFrame, word: str) -> int:
+    act = next((c for c in ("action", "rule") if c in log.columns), None)
+    if act is None:
+        return 0
+    hits = log[act].astype(str).str.lower().str.contains(word)
+    if "cells" in log.columns:
+        return int(pd.to_numeric(log.loc[hits, "cells"], errors="coerce").fillna(0).sum())
+    return int(hits.sum())
+
+
+def _short(v: Any, limit: int = 90) -> str:
+    text = ", ".join(str(x) for x in v) if isinstance(v, list | tuple) else str(v)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

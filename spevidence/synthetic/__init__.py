@@ -1,0 +1,23 @@
+"""Synthetic ICB generator: extracts with a known truth (DESIGN.md section 4, issue 4).
+
+>>> from spevidence.synthetic import generate, list_scenarios
+>>> res = generate("demo", persons=5000, seed=1, out="out/demo-data")  # doctest: +SKIP
+"""
+
+from spevidence.synthetic._generate import SyntheticICB, arrow_schema, generate
+from spevidence.synthetic._ids import is_valid_nhs_number
+from spevidence.synthetic._plot import around_referral, plot_around_referral
+from spevidence.synthetic._scenario import Scenario, ScenarioError, list_scenarios, load_scenario
+
+__all__ = [
+    "Scenario",
+    "ScenarioError",
+    "SyntheticICB",
+    "around_referral",
+    "arrow_schema",
+    "generate",
+    "is_valid_nhs_number",
+    "list_scenarios",
+    "load_scenario",
+    "plot_around_referral",
+]

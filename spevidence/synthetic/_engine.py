@@ -1,0 +1,590 @@
+"""Simulate one chunk of persons: population, referrals and events (row arrays)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spevidence.synthetic._scenario import OUTCOMES, Scenario
+from spevidence.synthetic._structure import (
+    ETHNICITY_P,
+    IMD_SLOPE,
+    Month,
+    Structure,
+    age_sex_multiplier,
+    days,
+    gamma_power_mean,
+)
+
+NEVER = np.iinfo(np.int64).max // 4  # "no date" sentinel (day number)
+DAYS_PER_MONTH = 365.25 / 12
+BURN_IN_MONTHS = 12
+MAX_EVENT_MONTH = 120
+
+# Appointment marks: attended appointments with a GP are the outcome; the rest are extra rows.
+STATUS = ("attended", "dna", "cancelled")
+STATUS_P = np.array([0.92, 0.05, 0.03])
+ROLE = ("gp", "nurse", "other")
+ROLE_P = np.array([0.60, 0.30, 0.10])
+MODE = ("face_to_face", "telephone", "video", "home_visit")
+MODE_P = np.array([0.62, 0.30, 0.03, 0.05])
+DEPT = ("1", "2", "3", "4")
+DEPT_P = np.array([0.68, 0.02, 0.27, 0.03])
+UNPLANNED = ("21", "22", "23", "24", "25", "28", "2A", "2C", "2D")
+UNPLANNED_P = np.array([0.72, 0.06, 0.02, 0.03, 0.01, 0.08, 0.04, 0.01, 0.03])
+ELECTIVE = ("11", "12", "13")
+ELECTIVE_P = np.array([0.45, 0.10, 0.45])
+TRANSFER_SHARE = 0.03  # emergency spells followed by a 2B transfer spell (not an outcome)
+SOURCES = ("gp", "practice_staff", "other_agency", "self")
+REF_OUTCOMES = ("accepted", "declined", "did_not_engage")
+SNOMED_REFERRAL = "871731000000106"
+SNOMED_DECLINED = "871711000000103"
+
+
+def _ep_length(rng: np.random.Generator, mean: float, n: int) -> np.ndarray:
+    """Episode length in months: 1 + Binomial(2 (mean - 1), 1/2), so little spread."""
+    k = max(0, round(2 * (mean - 1)))
+    return 1 + rng.binomial(k, 0.5, n).astype(np.int64)
+
+
+def _logistic(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
+    """Poisson draws by sequential inversion (one uniform each; exact).
+
+    Several times faster than ``Generator.poisson`` for the small means of monthly
+    counts; means above 30 fall back to ``Generator.poisson``.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    out = np.zeros(lam.shape, dtype=np.int64)
+    u = rng.random(lam.shape)
+    big = lam > 30.0
+    any_big = bool(big.any())
+    p = np.exp(-np.where(big, 0.0, lam) if any_big else -lam)
+    hit = u > p
+    if any_big:
+        hit &= ~big
+    idx = np.flatnonzero(hit)
+    pj, fj, uj, lj = p[idx], p[idx], u[idx], lam[idx]
+    j = 0
+    while idx.size and j < 400:
+        j += 1
+        out[idx] = j
+        pj = pj * lj / j
+        fj = fj + pj
+        more = uj > fj
+        idx, pj, fj, uj, lj = idx[more], pj[more], fj[more], uj[more], lj[more]
+    if any_big:
+        out[big] = rng.poisson(lam[big])
+    return out
+
+
+_DAY_BITS = 20  # day offsets from BASE_DAY fit in 20 bits (2,800 years)
+BASE_DAY = -365 * 100  # 1870
+
+
+@dataclass
+class Events:
+    """Event rows kept as sortable int64 keys: person, day and a one-bit tag."""
+
+    keys: list[np.ndarray] = field(default_factory=list)
+
+    def add(
+        self,
+        counts: np.ndarray,
+        who: np.ndarray,
+        a: np.ndarray,
+        length: np.ndarray,
+        rng: np.random.Generator,
+        tag: int = 0,
+    ) -> None:
+        tot = int(counts.sum())
+        if tot == 0:
+            return
+        rep = np.repeat(np.arange(len(counts)), counts)
+        day = a[rep] + (rng.random(tot) * length[rep]).astype(np.int64)
+        self.keys.append((who[rep] << (_DAY_BITS + 1)) | ((day - BASE_DAY) << 1) | tag)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Person, day and tag, sorted by person then day."""
+        if not self.keys:
+            z = np.zeros(0, np.int64)
+            return z, z, z
+        k = np.sort(np.concatenate(self.keys))
+        self.keys = []
+        return (
+            k >> (_DAY_BITS + 1),
+            ((k >> 1) & ((1 << _DAY_BITS) - 1)) + BASE_DAY,
+            k & 1,
+        )
+
+
+@dataclass
+class Truth:
+    """Accumulators for the true effect among accepted referred people (post referral)."""
+
+    mu0: dict[str, float]
+    mu1: dict[str, float]
+    exposure_days: float
+    by_month_mu0: dict[str, np.ndarray]
+    by_month_mu1: dict[str, np.ndarray]
+    by_month_days: np.ndarray
+    expected_all: dict[str, float]  # expected events, whole population in window
+    exposure_all: float
+    referred: dict[str, int]
+    deaths: int
+    joiners: int
+    leavers: int
+    by_cohort: dict[str, dict[str, float]]
+
+    @classmethod
+    def empty(cls) -> Truth:
+        z = {o: 0.0 for o in OUTCOMES}
+        return cls(
+            dict(z),
+            dict(z),
+            0.0,
+            {o: np.zeros(MAX_EVENT_MONTH + 1) for o in OUTCOMES},
+            {o: np.zeros(MAX_EVENT_MONTH + 1) for o in OUTCOMES},
+            np.zeros(MAX_EVENT_MONTH + 1),
+            dict(z),
+            0.0,
+            {k: 0 for k in REF_OUTCOMES},
+            0,
+            0,
+            0,
+            {},
+        )
+
+    def merge(self, other: Truth) -> None:
+        for o in OUTCOMES:
+            self.mu0[o] += other.mu0[o]
+            self.mu1[o] += other.mu1[o]
+            self.by_month_mu0[o] += other.by_month_mu0[o]
+            self.by_month_mu1[o] += other.by_month_mu1[o]
+            self.expected_all[o] += other.expected_all[o]
+        self.exposure_days += other.exposure_days
+        self.by_month_days += other.by_month_days
+        self.exposure_all += other.exposure_all
+        for k in REF_OUTCOMES:
+            self.referred[k] += other.referred[k]
+        self.deaths += other.deaths
+        self.joiners += other.joiners
+        self.leavers += other.leavers
+        for c, d in other.by_cohort.items():
+            mine = self.by_cohort.setdefault(c, {})
+            for k, v in d.items():
+                mine[k] = mine.get(k, 0.0) + v
+
+
+@dataclass
+class Chunk:
+    """Row arrays of one chunk; person columns index into the chunk (0..n-1)."""
+
+    n: int
+    pop: dict[str, np.ndarray]
+    ref: dict[str, np.ndarray]
+    gp: dict[str, np.ndarray]
+    ae: dict[str, np.ndarray]
+    adm: dict[str, np.ndarray]
+    wb: dict[str, np.ndarray] | None
+    truth: Truth
+
+
+def simulate_chunk(
+    sc: Scenario,
+    st: Structure,
+    norms: dict[str, float],
+    months: list[Month],
+    window: tuple[dt.date, dt.date],
+    n: int,
+    rng: np.random.Generator,
+    wb_rng: np.random.Generator,
+) -> Chunk:
+    w0, w1 = days(window[0]), days(window[1])
+    truth = Truth.empty()
+
+    # ---------------------------------------------------------------- persons
+    from spevidence.synthetic._structure import AGE_PMF, p_female
+
+    age = rng.choice(len(AGE_PMF), size=n, p=AGE_PMF).astype(np.int64)
+    male = rng.random(n) >= p_female(age)
+    yob = window[0].year - age - (rng.random(n) < 0.5)
+    practice = rng.choice(len(st.practice_codes), size=n, p=st.practice_weight)
+    pcn = st.practice_pcn[practice]
+    cum = np.cumsum(st.imd_probs[practice], axis=1)
+    imd = 1 + (rng.random(n)[:, None] > cum[:, :-1]).sum(axis=1).astype(np.int64)
+    lsoa = st.lsoa_offset[practice] + (rng.random(n) * st.lsoa_count[practice]).astype(np.int64)
+    eth = rng.choice(len(ETHNICITY_P), size=n, p=ETHNICITY_P)
+    k = sc.frailty.shape
+    z = rng.gamma(k, 1.0 / k, size=n)
+    lz = np.log(z)
+    ks = sc.frailty.specific_shape
+    adult = age >= 18
+    living_alone = adult & (rng.random(n) < _logistic(-2.2 + 0.025 * (age - 18) + 0.2 * lz))
+    widowed = (age >= 30) & (rng.random(n) < _logistic(-7.5 + 0.085 * age))
+    falls = (age >= 60) & (rng.random(n) < _logistic(-3.5 + 0.06 * (age - 60) + 0.6 * lz))
+    stroke = adult & (rng.random(n) < _logistic(-6.0 + 0.065 * (age - 20) + 0.4 * lz))
+    copd = (age >= 35) & (rng.random(n) < _logistic(-5.0 + 0.055 * (age - 35) + 0.5 * lz))
+    hf = adult & (rng.random(n) < _logistic(-8.0 + 0.08 * (age - 20) + 0.5 * lz))
+    efi_score = 0.04 * (age - 65) + 0.8 * lz + rng.normal(0, 0.6, n)
+    efi = np.where(age < 65, -1, np.digitize(efi_score, [0.3, 1.0, 1.6]))
+    n_flags = (living_alone.astype(int) + widowed + falls + stroke + copd + hf + (efi >= 2)).astype(
+        np.float64
+    )
+
+    # registration and death
+    joiner = rng.random(n) < sc.population.churn_in
+    span_before = np.maximum(2, 365 * np.minimum(age, 30))
+    reg_start = np.where(
+        joiner,
+        w0 + 1 + (rng.random(n) * (w1 - w0)).astype(np.int64),
+        w0 - 1 - (rng.random(n) * span_before).astype(np.int64),
+    )
+    leaver = rng.random(n) < sc.population.churn_out
+    first_in = np.maximum(reg_start, w0)
+    reg_end = np.where(
+        leaver & (first_in < w1),
+        first_in + (rng.random(n) * (w1 - first_in)).astype(np.int64),
+        NEVER,
+    )
+    mort = (
+        np.exp(-10.3 + 0.094 * (age + 0.5))
+        * z**0.5
+        / gamma_power_mean(k, 0.5)
+        * sc.population.mortality_multiplier
+    )
+    t_death = rng.exponential(1.0, n) / np.maximum(mort / 365.25, 1e-12)
+    death_day = first_in + t_death.astype(np.int64)
+    dies = death_day <= np.minimum(w1, reg_end)
+    death = np.where(dies, death_day, NEVER)
+    reg_end = np.where(dies, death_day, reg_end)
+    act_start = np.maximum(reg_start, w0)
+    act_end = np.minimum(reg_end, w1)  # reg_end already includes death
+    truth.deaths = int(dies.sum())
+    truth.joiners = int(joiner.sum())
+    truth.leavers = int((reg_end < NEVER).sum() - dies.sum())
+
+    # rates per day (outcome-specific multipliers, mean 1 in the population)
+    base: dict[str, np.ndarray] = {}
+    for o in OUTCOMES:
+        c = sc.frailty.loadings.get(o)
+        imd_mult = 1 + sc.deprivation_gradient * IMD_SLOPE[o] * (5.5 - imd) / 4.5
+        base[o] = (
+            sc.rates.get(o)
+            / 365.25
+            / norms[o]
+            * age_sex_multiplier(o, age, male, sc.age_gradient)
+            * imd_mult
+            * st.practice_effect[practice]
+            * z**c
+            * rng.gamma(ks, 1.0 / ks, size=n)
+        )
+    elective_base = (
+        sc.elective_admissions_per_year
+        / 365.25
+        * age_sex_multiplier("admissions", age, male, sc.age_gradient)
+        / 1.6
+    )
+    p_att_gp = STATUS_P[0] * ROLE_P[0]
+    other_ratio = (1 - p_att_gp) / p_att_gp if sc.other_appointments else 0.0
+
+    # effect per person (cohort of their PCN)
+    rr = {o: np.full(n, sc.effects.rate_ratio.get(o)) for o in OUTCOMES}
+    if sc.effects.cohort_scale:
+        scale_pcn = np.array([sc.effects.cohort_scale.get(c, 1.0) for c in st.pcn_cohort])
+        for o in OUTCOMES:
+            rr[o] = rr[o] ** scale_pcn[pcn]
+    ramp_days = sc.effects.ramp_up_months * DAYS_PER_MONTH
+    service_start = st.pcn_service_start[pcn]
+
+    # episodes: stationary start
+    ep = sc.episodes
+    p_start = 1 - np.exp(-ep.rate_per_year / 12)
+    m_in = ep.rate_per_year / 12 * ep.mean_months
+    in_ep = rng.random(n) < m_in / (1 + m_in)
+    remaining = np.where(in_ep, _ep_length(rng, ep.mean_months, n), 0)
+
+    ref = sc.referral
+    hist = np.zeros((12, n), dtype=np.int64)  # attended GP appointments, last 12 months
+    ref_day = np.full(n, NEVER)
+    ref_month = np.full(n, -1)
+    accepted_day = np.full(n, NEVER)
+    ev_gp, ev_ae, ev_adm = Events(), Events(), Events()
+    everyone = np.arange(n)
+
+    n_burn = BURN_IN_MONTHS
+    for mi in range(-n_burn, len(months)):
+        if mi < 0:
+            # burn-in: only attended GP history and episode state matter
+            mo = months[0]
+            a = np.full(n, mo.start)
+            b = np.full(n, mo.end)
+            season = 1 + sc.seasonality.gp * np.cos(
+                2 * np.pi * ((mo.calendar_month - 1 + mi) % 12) / 12
+            )
+            length = np.where(reg_start < mo.start, b - a + 1, 0)  # history only if registered
+            lam = base["gp"] * length
+            lam *= season
+            lam[in_ep] *= ep.multiplier.gp
+            cnt = poisson(rng, lam)
+            hist[mi % 12] = cnt
+        else:
+            mo = months[mi]
+            a = np.maximum(mo.start, act_start)
+            b = np.minimum(mo.end, act_end)
+            length = np.maximum(b - a + 1, 0)
+            active = length > 0
+            mlen = mo.end - mo.start + 1
+            mult: dict[str, float] = {}
+            for o in OUTCOMES:
+                s = 1 + sc.seasonality.get(o) * np.cos(2 * np.pi * (mo.calendar_month - 1) / 12)
+                for sh in sc.shocks:
+                    ov = min(mo.end, days(sh.end)) - max(mo.start, days(sh.start)) + 1
+                    if ov > 0:
+                        s *= 1 + (sh.multiplier.get(o) - 1) * ov / mlen
+                mult[o] = s
+
+            # --- referral decisions (history up to last month)
+            gp3 = hist[(mi - 1) % 12] + hist[(mi - 2) % 12] + hist[(mi - 3) % 12]
+            seg_a = np.maximum(a, service_start)
+            seg_len = np.maximum(b - seg_a + 1, 0)
+            elig = (ref_day == NEVER) & (seg_len > 0) & (age + mi // 12 >= ref.min_age)
+            if ref.eligibility_gp_last_12m is not None:
+                elig &= hist.sum(axis=0) > ref.eligibility_gp_last_12m
+            if ref.monthly_hazard > 0 and elig.any():
+                idx = np.flatnonzero(elig)
+                usual3 = 3 * DAYS_PER_MONTH * base["gp"][idx]
+                h = ref.monthly_hazard * np.exp(
+                    ref.recent_gp_weight * np.log1p(gp3[idx])
+                    + ref.spike_weight * np.log((1 + gp3[idx]) / (1 + usual3))
+                    + ref.episode_weight * in_ep[idx]
+                    + ref.risk_flag_weight * n_flags[idx]
+                )
+                p = 1 - np.exp(-h * seg_len[idx] / DAYS_PER_MONTH)
+                hit = idx[rng.random(len(idx)) < p]
+                if len(hit):
+                    rday = seg_a[hit] + (rng.random(len(hit)) * seg_len[hit]).astype(np.int64)
+                    ref_day[hit] = rday
+                    ref_month[hit] = mi
+                    is_acc = rng.random(len(hit)) < ref.outcomes.get("accepted", 0.0)
+                    accepted_day[hit[is_acc]] = rday[is_acc]
+
+            # --- events: segment before and after an accepted referral
+            b1 = np.minimum(b, accepted_day - 1)
+            len1 = np.maximum(b1 - a + 1, 0)
+            a2 = np.maximum(a, accepted_day)
+            len2 = np.maximum(b - a2 + 1, 0)
+            post = np.flatnonzero(len2 > 0)
+            ep_idx = np.flatnonzero(in_ep)
+            mu_pre = {}
+            for o in OUTCOMES:
+                m = base[o] * len1
+                m *= mult[o]
+                m[ep_idx] *= ep.multiplier.get(o)
+                mu_pre[o] = m
+            epm_post = {o: np.where(in_ep[post], ep.multiplier.get(o), 1.0) for o in OUTCOMES}
+            mid = (a2[post] + b[post]) / 2.0
+            ramp = (
+                np.minimum(1.0, np.maximum(mid - accepted_day[post], 0) / ramp_days)
+                if ramp_days > 0
+                else np.ones(len(post))
+            )
+            mu_post0 = {o: base[o][post] * mult[o] * epm_post[o] * len2[post] for o in OUTCOMES}
+            eff = {o: 1 + (rr[o][post] - 1) * ramp for o in OUTCOMES}
+            mu_post = {o: mu_post0[o] * eff[o] for o in OUTCOMES}
+
+            c_gp = poisson(rng, mu_pre["gp"])
+            c_gp2 = poisson(rng, mu_post["gp"])
+            ev_gp.add(c_gp, everyone, a, len1, rng)
+            ev_gp.add(c_gp2, post, a2[post], len2[post], rng)
+            cnt = c_gp.copy()
+            cnt[post] += c_gp2
+            hist[mi % 12] = cnt
+            if other_ratio > 0:
+                ev_gp.add(poisson(rng, mu_pre["gp"] * other_ratio), everyone, a, len1, rng, tag=1)
+                ev_gp.add(
+                    poisson(rng, mu_post["gp"] * other_ratio),
+                    post,
+                    a2[post],
+                    len2[post],
+                    rng,
+                    tag=1,
+                )
+            ev_ae.add(poisson(rng, mu_pre["ae"]), everyone, a, len1, rng)
+            ev_ae.add(poisson(rng, mu_post["ae"]), post, a2[post], len2[post], rng)
+            ev_adm.add(poisson(rng, mu_pre["admissions"]), everyone, a, len1, rng)
+            ev_adm.add(poisson(rng, mu_post["admissions"]), post, a2[post], len2[post], rng)
+
+            # truth accumulators
+            truth.exposure_all += float(length[active].sum())
+            for o in OUTCOMES:
+                truth.expected_all[o] += float(mu_pre[o].sum() + mu_post[o].sum())
+            if len(post):
+                ek = np.minimum(mi - ref_month[post], MAX_EVENT_MONTH)
+                truth.exposure_days += float(len2[post].sum())
+                np.add.at(truth.by_month_days, ek, len2[post])
+                for o in OUTCOMES:
+                    truth.mu0[o] += float(mu_post0[o].sum())
+                    truth.mu1[o] += float(mu_post[o].sum())
+                    np.add.at(truth.by_month_mu0[o], ek, mu_post0[o])
+                    np.add.at(truth.by_month_mu1[o], ek, mu_post[o])
+                if sc.effects.cohort_scale:
+                    coh = np.array(st.pcn_cohort)[pcn[post]]
+                    for c in np.unique(coh):
+                        sel = coh == c
+                        d = truth.by_cohort.setdefault(str(c), {})
+                        d["exposure_days"] = d.get("exposure_days", 0.0) + float(
+                            len2[post][sel].sum()
+                        )
+                        for o in OUTCOMES:
+                            d[f"mu0_{o}"] = d.get(f"mu0_{o}", 0.0) + float(mu_post0[o][sel].sum())
+                            d[f"mu1_{o}"] = d.get(f"mu1_{o}", 0.0) + float(mu_post[o][sel].sum())
+
+        # episode transitions at the end of the month
+        remaining = np.where(in_ep, remaining - 1, remaining)
+        in_ep = in_ep & (remaining > 0)
+        start_ep = (~in_ep) & (rng.random(n) < p_start)
+        starters = np.flatnonzero(start_ep)
+        remaining[starters] = _ep_length(rng, ep.mean_months, len(starters))
+        in_ep = in_ep | start_ep
+
+    # ---------------------------------------------------------------- referrals
+    referred = np.flatnonzero(ref_day < NEVER)
+    nr = len(referred)
+    rday = ref_day[referred]
+    # the non-accepted are split into declined / did not engage
+    not_acc = accepted_day[referred] == NEVER
+    pd_ = ref.outcomes.get("declined", 0.0)
+    pn_ = ref.outcomes.get("did_not_engage", 0.0)
+    split = rng.random(nr) < (pd_ / (pd_ + pn_) if pd_ + pn_ > 0 else 1.0)
+    outcome = np.where(not_acc, np.where(split, 1, 2), 0)
+    for i, key in enumerate(REF_OUTCOMES):
+        truth.referred[key] = int((outcome == i).sum())
+    src_p: dict[str, float] = {str(k): float(v) for k, v in ref.sources.items()}
+    source = rng.choice(len(SOURCES), size=nr, p=[src_p.get(s, 0.0) for s in SOURCES])
+    first_contact = np.where(outcome == 0, rday + rng.integers(3, 29, nr), NEVER)
+    contacts = np.where(outcome == 0, rng.integers(3, 13, nr), np.where(outcome == 2, 0, -1))
+    discharge = np.where(
+        outcome == 0,
+        first_contact + rng.integers(60, 121, nr),
+        np.where(outcome == 2, rday + rng.integers(30, 61, nr), NEVER),
+    )
+    # contacts and discharges stop when the person leaves or dies (or at the data cut)
+    last = act_end[referred]
+    first_contact = np.where(first_contact > last, NEVER, first_contact)
+    planned_discharge = discharge
+    discharge = np.where(discharge > last, np.where(last < w1, last, NEVER), discharge)
+    lw = rng.integers(1, 4, nr)
+    ref_cols = {
+        "person": referred,
+        "referral_date": rday,
+        "referral_source": source,
+        "outcome": outcome,
+        "first_contact_date": first_contact,
+        "contacts": contacts,
+        "discharge_date": discharge,
+        "snomed": (outcome == 1).astype(np.int64),
+        "link_worker": pcn[referred] * 10 + lw,
+    }
+
+    # ---------------------------------------------------------------- GP rows
+    person, day, tag = ev_gp.arrays()
+    other = np.flatnonzero(tag == 1)
+    # marks of the "other" rows: joint (status, role) excluding (attended, gp)
+    joint = np.outer(STATUS_P, ROLE_P).ravel()
+    joint[0] = 0.0
+    joint /= joint.sum()
+    sr = rng.choice(len(joint), size=len(other), p=joint)
+    status = np.zeros(len(person), np.int64)
+    role = np.zeros(len(person), np.int64)
+    status[other] = sr // len(ROLE_P)
+    role[other] = sr % len(ROLE_P)
+    mode = rng.choice(len(MODE_P), size=len(person), p=MODE_P)
+    gp = {"person": person, "day": day, "status": status, "role": role, "mode": mode}
+
+    # ---------------------------------------------------------------- A&E rows
+    pa_, da_, _ = ev_ae.arrays()
+    ae = {"person": pa_, "day": da_, "dept": rng.choice(len(DEPT_P), size=len(pa_), p=DEPT_P)}
+
+    # ---------------------------------------------------------------- admissions
+    pu, du, _ = ev_adm.arrays()
+    # elective admissions: constant rate over each person's registration in the window
+    act_len = np.maximum(act_end - act_start + 1, 0)
+    ev_el = Events()
+    ev_el.add(poisson(rng, elective_base * act_len), everyone, act_start, act_len, rng)
+    pe, de, _ = ev_el.arrays()
+    nu, ne = len(pu), len(pe)
+    meth_u = rng.choice(len(UNPLANNED_P), size=nu, p=UNPLANNED_P)
+    mean_los = 3.0 + 0.08 * np.maximum(age[pu] - 50, 0)
+    los_u = np.where(rng.random(nu) < 0.3, 0, rng.geometric(1 / mean_los))
+    meth_e = rng.choice(len(ELECTIVE_P), size=ne, p=ELECTIVE_P) + len(UNPLANNED)
+    los_e = np.where(rng.random(ne) < 0.7, 0, rng.geometric(0.5, ne))
+    tr = np.flatnonzero((los_u > 0) & (rng.random(nu) < TRANSFER_SHARE))
+    p_t = pu[tr]
+    d_t = du[tr] + los_u[tr]
+    los_t = rng.geometric(1 / 4.0, len(tr))
+    keep_t = d_t <= act_end[p_t]
+    code_2b = len(UNPLANNED) + len(ELECTIVE)
+    person = np.concatenate([pu, pe, p_t[keep_t]])
+    day = np.concatenate([du, de, d_t[keep_t]])
+    los = np.concatenate([los_u, los_e, los_t[keep_t]])
+    meth = np.concatenate([meth_u, meth_e, np.full(int(keep_t.sum()), code_2b)])
+    dis = day + los
+    dis = np.minimum(dis, death[person])  # died in hospital
+    dis = np.where(dis > w1, NEVER, dis)  # still in hospital at the data cut
+    order = np.lexsort((meth, day, person))
+    adm = {
+        "person": person[order],
+        "day": day[order],
+        "discharge": dis[order],
+        "method": meth[order],
+    }
+
+    # ---------------------------------------------------------------- wellbeing
+    wb = None
+    if sc.wellbeing is not None:
+        wbs = sc.wellbeing
+        lo, hi = {"swemwbs": (7, 35), "wemwbs": (14, 70), "ons4_life_satisfaction": (0, 10)}[
+            wbs.instrument
+        ]
+        sel = np.flatnonzero((outcome == 0) & (first_contact < NEVER))
+        who = referred[sel]
+        fc = first_contact[sel]
+        base_score = wb_rng.normal(wbs.baseline_mean, wbs.baseline_sd, len(sel))
+        change = wbs.natural_change + wbs.effect + wb_rng.normal(0, wbs.change_sd, len(sel))
+        dd = planned_discharge[sel]
+        ok2 = (dd < NEVER) & (dd <= act_end[who])
+        wp = np.concatenate([who, who[ok2]])
+        wd = np.concatenate([fc, dd[ok2]])
+        ws = np.concatenate([base_score, (base_score + change)[ok2]])
+        ws = np.clip(np.rint(ws), lo, hi).astype(np.float64)
+        order = np.lexsort((wd, wp))
+        wb = {"person": wp[order], "day": wd[order], "score": ws[order]}
+
+    pop = {
+        "practice": practice,
+        "pcn": pcn,
+        "male": male,
+        "yob": yob,
+        "reg_start": reg_start,
+        "reg_end": reg_end,
+        "death": death,
+        "imd": imd,
+        "lsoa": lsoa,
+        "eth": eth,
+        "living_alone": living_alone,
+        "widowed": widowed,
+        "efi": efi,
+        "falls": falls,
+        "stroke": stroke,
+        "copd": copd,
+        "hf": hf,
+        "act_start": act_start,
+        "act_end": act_end,
+    }
+    return Chunk(n, pop, ref_cols, gp, ae, adm, wb, truth)
