@@ -185,6 +185,12 @@ def activity(
     wellby: Annotated[
         bool, typer.Option("--wellby", help="Add the WELLBY valuation (no comparator).")
     ] = False,
+    no_disclosure: Annotated[
+        bool,
+        typer.Option(
+            "--no-disclosure", help="Skip disclosure control (secure environment use only)."
+        ),
+    ] = False,
     wte: Annotated[
         float | None,
         typer.Option(help="Whole-time equivalent of every link worker (default 1.0)."),
@@ -192,10 +198,18 @@ def activity(
 ) -> None:
     """Service activity, equity of access, case finding and wellbeing: tables and figures."""
     from spevidence.activity.outputs import activity_outputs, read_extracts, write_outputs
+    from spevidence.activity.release import release_tables
 
     if period not in ("month", "quarter"):
         raise SpevidenceError(f"--period must be 'month' or 'quarter', got {period!r}.")
     ex = read_extracts(data)
+    logs: list = []
+
+    def _control(t: dict) -> dict:
+        safe, log = release_tables(t)
+        logs.append(log)
+        return safe
+
     tables, figures = activity_outputs(
         ex["population"],
         ex["referrals"],
@@ -207,16 +221,20 @@ def activity(
         period=period,
         wellby=wellby,
         link_worker_wte=wte,
+        control=None if no_disclosure else _control,
     )
-    folder = write_outputs(out_dir, tables, figures)
+    folder = write_outputs(
+        out_dir, tables, figures, disclosure_log=None if no_disclosure else logs[0]
+    )
     out.print(
         f"[bold green]Activity outputs written:[/] {len(tables)} tables, "
         f"{len(figures)} figures in {folder}"
     )
-    err.print(
-        "[yellow]Note:[/] tables are aggregate but not yet disclosure-controlled; "
-        "apply disclosure control before release."
-    )
+    if no_disclosure:
+        err.print(
+            "[yellow]Note:[/] --no-disclosure: tables are aggregate but NOT disclosure-"
+            "controlled; do not release them outside the secure environment."
+        )
 
 
 @app.command()

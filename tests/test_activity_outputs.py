@@ -146,6 +146,10 @@ def test_cli_activity(tmp_path):
     assert set(wb["instrument"]) == {"wemwbs", "ons4_life_satisfaction"}  # those present
     assert not (out / "tables" / "wellbeing_wellby.csv").exists()  # --wellby not given
     assert (pd.read_csv(out / "tables" / "activity_caseload.csv")["wte"] == 0.5).all()
+    # disclosure control is on by default: a log, and redactions marked in the CSVs
+    log = pd.read_csv(out / "disclosure_log.csv")
+    assert log["action"].str.startswith("redacted").any()
+    assert "[REDACTED]" in (out / "tables" / "activity_referrals_by_period.csv").read_text()
     assert len(list((out / "figures").glob("*.png"))) >= 10
     person_ids = set(ex["population"]["person_id"])
     for f in (out / "tables").glob("*.csv"):
@@ -165,7 +169,7 @@ def test_read_extracts_requires_referrals(tmp_path):
 
 def test_catalogue_lists_every_table_and_its_count_columns(full):
     _, tables, _ = full
-    not_counts = {"norm_low", "norm_high", "price_year"}
+    not_counts = {"norm_low", "norm_high", "price_year", "window_days"}
     for name, df in tables.items():
         info = TABLES[name]
         assert info.description, name
@@ -182,3 +186,22 @@ def test_catalogue_lists_every_table_and_its_count_columns(full):
         for cls in (ServiceActivity, EquityOfAccess, RiskScore, PairedChange)
         for n in cls._PLOTTERS
     }
+
+
+def test_row_order_does_not_change_any_table(full):
+    ex, tables, _ = full
+    shuffled = {k: v.sample(frac=1.0, random_state=3).reset_index(drop=True) for k, v in ex.items()}
+    again, _ = activity_outputs(
+        shuffled["population"],
+        shuffled["referrals"],
+        gp_appointments=shuffled["gp_appointments"],
+        wellbeing=shuffled["wellbeing"],
+        start="2023-01-01",
+        end="2023-12-31",
+        at="2023-01-01",
+        wellby=True,
+        draw_figures=False,
+    )
+    assert again.keys() == tables.keys()
+    for name in tables:
+        pd.testing.assert_frame_equal(again[name], tables[name], obj=name)

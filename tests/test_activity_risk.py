@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest_activity import gp_appointments, pid, population, referrals
 
-from spevidence.activity import FACTORS, RiskScoreSpec, equity_of_access, risk_score
+from spevidence.activity import (
+    FACTORS,
+    RiskScoreSpec,
+    equity_of_access,
+    risk_score,
+    risk_score_panel,
+)
 from spevidence.errors import DataError, ProtocolError
 
 AT = "2024-01-01"
@@ -102,6 +109,7 @@ def test_spec_changes_weights_threshold_and_roles():
     assert set(older.loc[older["flagged"], "person_id"]) == {ids[0], ids[3]}
     spec2 = RiskScoreSpec.from_dict({"threshold": 4, "gp_roles": ["gp"], "deprived_deciles": [1]})
     assert spec2.gp_roles == ("gp",) and spec2.deprived_deciles == (1,)
+    assert RiskScoreSpec.from_dict(spec2.to_dict()) == spec2
     with pytest.raises(ProtocolError, match="unknown factor"):
         RiskScoreSpec(weights={"loneliness": 1.0})
     with pytest.raises(ProtocolError):
@@ -145,6 +153,8 @@ def test_person_rows_stay_out_of_tables_and_feed_equity_and_matching():
     for name, df in r.tables().items():
         assert "person_id" not in df.columns, name
         assert not df.astype(str).isin(ids).any().any(), name
+    shown = repr(r) + str(r) + r.summary()
+    assert not any(p in shown for p in ids)
     cov = r.covariate()
     assert list(cov.columns) == ["person_id", "risk_score", "risk_flagged"]
     assert cov["risk_flagged"].sum() == len(r.flagged_ids())
@@ -162,3 +172,57 @@ def test_missing_columns():
     assert fac.loc[FACTORS["stroke"], "missing"] == 5
     with pytest.raises(DataError, match="gp_appointments"):
         risk_score(pop, gp.drop(columns="status"), at=AT)
+
+
+def test_risk_score_panel_matches_brute_force():
+    rng = np.random.default_rng(5)
+    ids = [pid(i) for i in range(4)]
+    rows = []
+    for i, p in enumerate(ids):
+        ts = sorted(rng.choice(np.arange(30), size=22, replace=False))  # gaps = not registered
+        for t in ts:
+            rows.append(
+                (
+                    p,
+                    pd.Timestamp("2021-01-01") + pd.DateOffset(months=int(t)),
+                    int(t),
+                    int(rng.poisson(1.5 + i)),
+                    1950 + 20 * i,
+                    [1, 5, 2, 9][i],
+                )
+            )
+    panel = pd.DataFrame(
+        rows, columns=["person_id", "period", "t", "gp", "year_of_birth", "imd_decile"]
+    )
+    panel = panel.sample(frac=1.0, random_state=1).reset_index(drop=True)  # order kept
+    pop = pd.DataFrame(
+        {
+            "person_id": ids,
+            "living_alone": [True, False, True, False],
+            "frailty": ["severe", None, "fit", "moderate"],
+        }
+    )
+    spec = RiskScoreSpec(frequent_attender_visits=20, threshold=3)
+    out = risk_score_panel(panel, pop, spec=spec, lookback_periods=12)
+    assert list(out["person_id"]) == list(panel["person_id"])
+    for _, r in out.iterrows():
+        same = panel.loc[
+            (panel["person_id"] == r["person_id"]) & panel["t"].between(r["t"] - 12, r["t"] - 1)
+        ]
+        visits = same["gp"].sum()
+        assert r["risk_gp_lookback"] == visits
+        i = ids.index(r["person_id"])
+        age = r["period"].year - r["year_of_birth"]
+        expected = (
+            2 * (visits > 20)
+            + [1, 0, 1, 0][i]  # living alone
+            + [2, 0, 0, 1][i]  # frailty severe / moderate
+            + (r["imd_decile"] in (1, 2))
+            + (age >= 75)
+        )
+        assert r["risk_score"] == expected
+        assert r["risk_flagged"] == int(expected >= 3)
+    q = risk_score_panel(panel, pop, spec=spec, lookback_periods=4)
+    assert (q["risk_gp_lookback"] <= out["risk_gp_lookback"]).all()
+    with pytest.raises(DataError, match="panel"):
+        risk_score_panel(panel.drop(columns="gp"), pop)

@@ -139,15 +139,30 @@ def activity_outputs(
 
 
 def write_outputs(
-    out_dir: str | Path, tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Figure]
+    out_dir: str | Path,
+    tables: Mapping[str, pd.DataFrame],
+    figures: Mapping[str, Figure],
+    *,
+    disclosure_log: pd.DataFrame | None = None,
 ) -> Path:
-    """Write ``tables/NAME.csv`` and ``figures/NAME.png`` under ``out_dir``."""
+    """Write ``tables/NAME.csv``, ``figures/NAME.png`` and ``disclosure_log.csv``.
+
+    Redacted cells (missing counts after disclosure control) are written as
+    ``[REDACTED]`` when a disclosure log is given.
+    """
+    from spevidence.disclosure import REDACTED
+
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    na_rep = REDACTED if disclosure_log is not None else ""
     for name, df in sorted(tables.items()):
         (out / "tables" / f"{name}.csv").write_text(
-            df.to_csv(index=False, lineterminator="\n"), encoding="utf-8"
+            df.to_csv(index=False, lineterminator="\n", na_rep=na_rep), encoding="utf-8"
+        )
+    if disclosure_log is not None:
+        (out / "disclosure_log.csv").write_text(
+            disclosure_log.to_csv(index=False, lineterminator="\n"), encoding="utf-8"
         )
     for name, fig in sorted(figures.items()):
         fig.savefig(out / "figures" / f"{name}.png", dpi=150, metadata={"Software": None})

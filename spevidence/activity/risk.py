@@ -116,6 +116,19 @@ class RiskScoreSpec:
                 "not negative."
             )
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping (for the protocol file and the bundle manifest)."""
+        return {
+            "weights": {k: float(v) for k, v in self.weights.items()},
+            "threshold": float(self.threshold),
+            "frequent_attender_visits": int(self.frequent_attender_visits),
+            "lookback_days": int(self.lookback_days),
+            "gp_roles": None if self.gp_roles is None else list(self.gp_roles),
+            "deprived_deciles": [int(d) for d in self.deprived_deciles],
+            "older_age": int(self.older_age),
+            "min_age": None if self.min_age is None else int(self.min_age),
+        }
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RiskScoreSpec:
         """Build from a protocol mapping (lists become tuples)."""
@@ -369,3 +382,90 @@ def risk_score(
         "min_age": spec.min_age,
     }
     return RiskScore(results=tables, settings=settings, scores=scores)
+
+
+def _static_flags(pop: pd.DataFrame) -> pd.DataFrame:
+    """Person-level factor flags that do not depend on the date (one row per person)."""
+    out = pd.DataFrame({"person_id": pop["person_id"].astype(str)})
+    for f in ("living_alone", "widowed", "falls", "stroke", "copd", "heart_failure"):
+        out[f] = bool_flag(pop[f])[0].to_numpy() if f in pop.columns else False
+    if "frailty" in pop.columns:
+        fr = pop["frailty"].astype("object").where(pop["frailty"].notna(), "").astype(str)
+        fr = fr.str.strip().str.lower()
+        out["frailty_moderate"] = (fr == "moderate").to_numpy()
+        out["frailty_severe"] = (fr == "severe").to_numpy()
+    else:
+        out["frailty_moderate"] = out["frailty_severe"] = False
+    return out.drop_duplicates("person_id", keep="last")
+
+
+def risk_score_panel(
+    panel: pd.DataFrame,
+    population: pd.DataFrame,
+    *,
+    spec: RiskScoreSpec | None = None,
+    lookback_periods: int = 12,
+) -> pd.DataFrame:
+    """Add a time-varying risk score to a person x period panel (a matching covariate).
+
+    For use as a matching covariate measured before the index period (docs/contracts.md
+    panel: ``person_id``, ``period``, ``t``, ``gp``, ``year_of_birth``, ``imd_decile``).
+    ``frequent_attender`` uses the attended GP appointments (``gp``) in the
+    ``lookback_periods`` periods *before* each period (12 months by default; use 4 for a
+    quarterly panel) and compares them with ``spec.frequent_attender_visits``; periods
+    missing from the panel (not registered) count as zero. ``older_age`` uses the calendar
+    year of ``period``; ``deprived`` uses ``imd_decile``; the other factors come from the
+    population extract (last spell per person). ``spec.min_age`` applies to the flag.
+
+    Returns a copy of ``panel`` with ``risk_gp_lookback`` (GP attendances in the
+    look-back), ``risk_score`` and ``risk_flagged`` added (row order kept).
+    """
+    spec = spec if spec is not None else RiskScoreSpec()
+    require(panel, "panel", ("person_id", "period", "t", "gp"))
+    require(population, "population", ("person_id",))
+    if lookback_periods < 1:
+        raise DataError(f"lookback_periods must be at least 1, got {lookback_periods}.")
+    out = panel.copy()
+    pid = out["person_id"].astype(str)
+    p = pd.DataFrame(
+        {
+            "person_id": pid,
+            "t": pd.to_numeric(out["t"]).astype("int64"),
+            "gp": pd.to_numeric(out["gp"]).fillna(0).astype(float),
+            "_row": np.arange(len(out)),
+        }
+    ).sort_values(["person_id", "t"], kind="stable")
+    p["cs"] = p.groupby("person_id", sort=False)["gp"].cumsum()
+    right = p[["person_id", "t", "cs"]].rename(columns={"t": "k"}).sort_values("k")
+
+    def cs_at(offset: int) -> pd.Series:
+        left = p[["person_id", "t", "_row"]].assign(k=p["t"] - offset).sort_values("k")
+        m = pd.merge_asof(left, right, on="k", by="person_id", direction="backward")
+        return m.set_index("_row")["cs"].reindex(np.arange(len(out))).fillna(0.0)
+
+    visits = (cs_at(1) - cs_at(lookback_periods + 1)).to_numpy()
+    flags = pd.DataFrame({"frequent_attender": visits > spec.frequent_attender_visits})
+    static = _static_flags(population).set_index("person_id")
+    for f in static.columns:
+        flags[f] = pid.map(static[f]).fillna(False).astype(bool).to_numpy()
+    year = pd.to_datetime(out["period"]).dt.year
+    if "year_of_birth" in out.columns:
+        age = year - pd.to_numeric(out["year_of_birth"], errors="coerce")
+    else:
+        age = pd.Series(np.nan, index=out.index)
+    flags["older_age"] = (age >= spec.older_age).fillna(False).astype(bool).to_numpy()
+    if "imd_decile" in out.columns:
+        dec = pd.to_numeric(out["imd_decile"], errors="coerce")
+        flags["deprived"] = dec.isin(spec.deprived_deciles).to_numpy()
+    else:
+        flags["deprived"] = False
+    score = np.zeros(len(out))
+    for f, w in spec.weights.items():
+        score = score + float(w) * flags[f].to_numpy(dtype=float)
+    flagged = score >= spec.threshold
+    if spec.min_age is not None:
+        flagged = flagged & (age >= spec.min_age).fillna(False).astype(bool).to_numpy()
+    out["risk_gp_lookback"] = visits
+    out["risk_score"] = score
+    out["risk_flagged"] = flagged.astype("int64")
+    return out

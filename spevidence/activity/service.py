@@ -275,6 +275,7 @@ def _caseload(
                 "people": people,
                 "wte": w,
                 "wte_source": src,
+                "window_days": days,
                 "caseload_per_year": per_year,
                 "caseload_per_wte_year": per_year / w if not np.isnan(w) else np.nan,
             }

@@ -6,8 +6,8 @@ is the last (or first) measurement inside a follow-up window. People with both g
 paired change: mean with a paired-t interval (Student 1908), the standardised change
 d_z = mean / SD (Lakens 2013, *Frontiers in Psychology* 4:863) and the share reaching a
 meaningful change (WEMWBS 3 points: Maheswaran et al. 2012, *Health and Quality of Life
-Outcomes* 10:156; SWEMWBS 1 point: Shah et al. 2021, *Quality of Life Research*
-30:2281; ONS4 1 point by convention). The missing-data pattern (who has a follow-up
+Outcomes* 10:156; SWEMWBS 1 point: Shah et al. 2021, *Health and Quality of Life Outcomes*
+19:260; ONS4 1 point by convention). The missing-data pattern (who has a follow-up
 measure, and how their baseline compares) is reported beside it.
 
 **No comparator**: a before/after change includes natural recovery and regression to the
