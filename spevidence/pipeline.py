@@ -403,7 +403,7 @@ def _sroi_tables(sroi: Any) -> dict[str, pd.DataFrame]:
             ],
         }
     )
-    for k in ("sroi_ratio_low", "sroi_ratio_high", "p_ratio_above_1"):
+    for k in ("ratio_conf_low", "ratio_conf_high", "p_ratio_gt_1"):
         if k in g:
             summary.loc[len(summary)] = [k, g[k]]
     by = sroi.outcomes

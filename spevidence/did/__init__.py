@@ -5,8 +5,7 @@ Public API: :func:`two_by_two`, :func:`twfe`, :func:`event_study` and their resu
 """
 
 from spevidence.did._results import DiDResult, EventStudyResult
-from spevidence.did._staggered import ATTAggregate, ATTgt
-from spevidence.did._staggered_api import staggered
+from spevidence.did._staggered import ATTAggregate, ATTgt, staggered
 from spevidence.did._twfe import event_study, twfe, two_by_two
 
 __all__ = [
