@@ -287,10 +287,14 @@ def run(
             **_sroi_tables(sroi),
         }
         safe, disclosure_log = _release(tables, proto)
+        act_tables, act_figures, act_log = _activity(clean, proto)
+        safe.update(act_tables)
+        if len(act_log):
+            disclosure_log = pd.concat([disclosure_log, act_log], ignore_index=True)
         safe["cohort_characteristics"] = describe.characteristics_wide(
             safe["cohort_characteristics"]
         )
-        figures = make_figures(safe)
+        figures = {**make_figures(safe), **act_figures}
         bundle = write_bundle(
             out / "bundle",
             tables=safe,
@@ -317,6 +321,48 @@ def run(
         )
         steps.step(7)
     return RunResult(bundle=bundle, reports=reports)
+
+
+def _activity(
+    clean: Any, proto: Protocol
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any], pd.DataFrame]:
+    """Service activity, equity of access, case finding and wellbeing (aggregates only),
+    disclosure-controlled, with figures drawn from the controlled tables."""
+    from spevidence.activity.outputs import activity_outputs
+    from spevidence.activity.release import release_tables
+
+    def frame(name: str) -> pd.DataFrame | None:
+        if name not in clean:
+            return None
+        df = clean[name].to_pandas()
+        return df.drop(columns=[c for c in df.columns if c.startswith("_")])
+
+    logs: list[pd.DataFrame] = []
+
+    def control(t: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+        safe, log = release_tables(
+            t, threshold=proto.disclosure.threshold, rounding=proto.disclosure.rounding
+        )
+        logs.append(log)
+        return safe
+
+    population, referrals = frame("population"), frame("referrals")
+    if population is None or referrals is None or referrals.empty:
+        return {}, {}, pd.DataFrame()
+    tables, figures = activity_outputs(
+        population,
+        referrals,
+        gp_appointments=frame("gp_appointments"),
+        wellbeing=frame("wellbeing"),
+        start=proto.start,
+        end=proto.end,
+        at=proto.start,
+        period=proto.period,
+        link_worker_wte=proto.sroi.link_worker_wte,
+        control=control,
+    )
+    log = pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()
+    return tables, figures, log
 
 
 def _pretrend_dict(pt: Any) -> dict[str, float]:
