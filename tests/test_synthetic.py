@@ -148,7 +148,7 @@ def test_nhs_numbers_valid_unique_test_range(demo):
 def test_pseudonym_tokens(tmp_path):
     res = generate("kent-ae", persons=1200, seed=1, out=tmp_path)
     ids = read(res, "population")["person_id"]
-    assert ids.is_unique
+    assert ids.nunique() == 1200  # kent-ae has re-registrations: one row per spell
     assert ids.str.fullmatch(r"[0-9a-f]{32}").all()
 
 
@@ -633,6 +633,10 @@ def test_staggered_national_shocks_and_cohorts(tmp_path):
     starts = sorted(set(t["service_start_by_pcn"].values()))
     assert len(starts) >= 2 and starts[0] >= "2019-04-01" and starts[-1] <= "2024-01-01"
     ref = read(res, "referrals").merge(read(res, "population"), on="person_id")
+    inside = (ref["referral_date"] >= ref["registration_start"]) & (
+        ref["registration_end"].isna() | (ref["referral_date"] <= ref["registration_end"])
+    )
+    ref = ref[inside]  # the registration spell the referral falls in
     first = ref.groupby("pcn_code")["referral_date"].min()
     for pcn, d in first.items():
         assert str(d) >= t["service_start_by_pcn"][pcn]  # no referral before the service
@@ -676,3 +680,33 @@ def test_truth_holds_no_identifiers(demo, tmp_path):
     assert not re.search(r"\b999\d{7}\b", text)
     kent = generate("kent-ae", persons=300, seed=1, out=tmp_path)
     assert not re.search(r"\b[0-9a-f]{32}\b", kent.files["truth"].read_text())
+
+
+def test_re_registration_spells(tmp_path):
+    res = generate("kent-ae", persons=4000, seed=2, out=tmp_path)
+    pop = read(res, "population")
+    n_re = res.truth["population"]["rejoiners"]
+    assert n_re > 20
+    assert len(pop) == 4000 + n_re == res.truth["population"]["population_rows"]
+    assert pop["person_id"].nunique() == 4000
+    pop = pop.assign(
+        start=pd.to_datetime(pop["registration_start"]),
+        end=pd.to_datetime(pop["registration_end"]).fillna(pd.Timestamp("2200-01-01")),
+    )
+    multi = pop[pop["person_id"].duplicated(keep=False)].sort_values(["person_id", "start"])
+    gaps = multi.groupby("person_id").apply(
+        lambda d: (d["start"].iloc[1] - d["end"].iloc[0]).days, include_groups=False
+    )
+    assert (gaps > 30).all() and (gaps <= 366).all()
+    # every event falls inside one of the person's spells
+    spells = pop[["person_id", "start", "end"]]
+    for name in ["referrals", "gp_appointments", "ae_attendances", "admissions"]:
+        df = read(res, name)
+        df = df.assign(d=pd.to_datetime(df[TABLES[name].date_column]), row=np.arange(len(df)))
+        m = df[["row", "person_id", "d"]].merge(spells, on="person_id")
+        inside = ((m["d"] >= m["start"]) & (m["d"] <= m["end"])).groupby(m["row"]).any()
+        assert inside.all() and len(inside) == len(df), name
+    # people who rejoin are out of the data during the gap
+    re_ids = set(multi["person_id"])
+    gp = read(res, "gp_appointments")
+    assert gp["person_id"].isin(re_ids).any()

@@ -67,6 +67,13 @@ class PopulationOpts(_Model):
     churn_out: float = Field(
         default=0.10, ge=0, le=0.9, description="Share leaving during the window."
     )
+    rejoin_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of leavers who register again 1-12 months later (a second "
+        "population row, at a practice of the same PCN).",
+    )
     mortality_multiplier: float = Field(default=1.0, ge=0, le=10)
 
 
