@@ -710,3 +710,52 @@ def test_re_registration_spells(tmp_path):
     re_ids = set(multi["person_id"])
     gp = read(res, "gp_appointments")
     assert gp["person_id"].isin(re_ids).any()
+
+
+def test_poisson_sampler_matches_numpy():
+    from scipy import stats
+
+    from spevidence.synthetic._engine import poisson
+
+    rng = np.random.default_rng(11)
+    for lam in (0.0, 0.05, 0.7, 4.0, 25.0, 60.0):
+        x = poisson(rng, np.full(40_000, lam))
+        assert x.mean() == pytest.approx(lam, abs=4 * np.sqrt(max(lam, 1e-9) / 40_000) + 1e-12)
+        if lam > 0:
+            assert x.var() == pytest.approx(lam, rel=0.05)
+    lam = 2.5
+    x = poisson(rng, np.full(100_000, lam))
+    k = np.arange(10)
+    observed = np.array([(x == i).sum() for i in k])
+    expected = stats.poisson.pmf(k, lam) * len(x)
+    assert stats.chisquare(observed, expected * observed.sum() / expected.sum()).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_event_placement_avoids_registration_gap(seed):
+    from spevidence.synthetic._engine import place, span
+
+    rng = np.random.default_rng(seed)
+    m = 20_000
+    a = rng.integers(0, 40, m)
+    b = a + rng.integers(-2, 40, m)
+    g0 = rng.integers(-5, 60, m)
+    g1 = g0 + rng.integers(-1, 30, m)  # g1 < g0 means no gap
+    n_ok = span(a, b, g0, g1)
+    brute = np.array(
+        [
+            sum(1 for d in range(x, y + 1) if not g <= d <= h)
+            for x, y, g, h in zip(a[:500], b[:500], g0[:500], g1[:500], strict=True)
+        ]
+    )
+    assert (n_ok[:500] == brute).all()
+    has = n_ok > 0
+    day = place(a[has], b[has], rng.random(has.sum()), g0[has], g1[has])
+    assert ((day >= a[has]) & (day <= b[has])).all()
+    assert not ((day >= g0[has]) & (day <= g1[has])).any()
+    # uniform over the allowed days: one specific case checked exactly
+    aa, bb, gg0, gg1 = (np.full(60_000, v) for v in (0, 9, 3, 5))
+    d = place(aa, bb, rng.random(60_000), gg0, gg1)
+    counts = np.bincount(d, minlength=10)
+    assert (counts[3:6] == 0).all()
+    assert counts[[0, 1, 2, 6, 7, 8, 9]].min() > 0.9 * 60_000 / 7
