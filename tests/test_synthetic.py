@@ -85,13 +85,17 @@ def test_result_files_and_rows(demo):
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_same_arguments_give_identical_files(tmp_path, fmt):
     a = generate("demo", persons=1500, seed=7, out=tmp_path / "a", format=fmt)
-    b = generate("demo", persons=1500, seed=7, out=tmp_path / "b", format=fmt)
+    generate("null-effect", persons=300, seed=1, out=tmp_path / "b", format="csv")
+    b = generate("demo", persons=1500, seed=7, out=tmp_path / "b", format=fmt)  # over it
     c = generate("demo", persons=1500, seed=8, out=tmp_path / "c", format=fmt)
     assert {k: sha(p) for k, p in a.files.items()} == {k: sha(p) for k, p in b.files.items()}
     assert sha(a.files["gp_appointments"]) != sha(c.files["gp_appointments"])
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted(
+        p.name for p in (tmp_path / "a").iterdir()
+    )
 
 
-def test_output_does_not_depend_on_chunking_of_ids(tmp_path, monkeypatch):
+def test_small_chunks_keep_ids_unique(tmp_path, monkeypatch):
     import spevidence.synthetic._generate as gen
 
     monkeypatch.setattr(gen, "CHUNK_PERSONS", 700)

@@ -248,7 +248,8 @@ def generate(
     seed
         Random seed; same arguments give byte-identical files.
     out
-        Output folder (created).
+        Output folder (created). Extract files and ``truth.json`` of an earlier run in it
+        are replaced; other files are left alone.
     format
         ``"parquet"`` (dates as date32) or ``"csv"`` (ISO dates unless a defect says not).
     start, end
@@ -304,6 +305,11 @@ def generate(
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # remove our own outputs of an earlier run (either format), so no stale table remains
+    for stale in [*EXTRACTS, "wellbeing"]:
+        for suffix in ("parquet", "csv"):
+            (out_dir / f"{stale}.{suffix}").unlink(missing_ok=True)
+    (out_dir / "truth.json").unlink(missing_ok=True)
     names = list(EXTRACTS) + (["wellbeing"] if sc.wellbeing is not None else [])
     ext = "parquet" if format == "parquet" else "csv"
     sinks = {
