@@ -532,6 +532,7 @@ def simulate_chunk(
         rday < g0[referred], np.minimum(act_end[referred], g0[referred] - 1), act_end[referred]
     )
     first_contact = np.where(first_contact > last, NEVER, first_contact)
+    contacts = np.where((outcome == 0) & (first_contact == NEVER), 0, contacts)
     planned_discharge = discharge
     discharge = np.where(discharge > last, np.where(last < w1, last, NEVER), discharge)
     lw = rng.integers(1, 4, nr)
