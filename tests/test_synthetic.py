@@ -763,3 +763,24 @@ def test_event_placement_avoids_registration_gap(seed):
     counts = np.bincount(d, minlength=10)
     assert (counts[3:6] == 0).all()
     assert counts[[0, 1, 2, 6, 7, 8, 9]].min() > 0.9 * 60_000 / 7
+
+
+def test_repeat_referrals(tmp_path):
+    base = load_scenario("demo")
+    sc = base.model_copy(
+        update={"referral": base.referral.model_copy(update={"repeat_after_months": 4})}
+    )
+    res = generate(sc, persons=6000, seed=4, out=tmp_path)
+    ref = read(res, "referrals").sort_values(["person_id", "referral_date"])
+    c = res.truth["cohort"]
+    assert c["referral_rows"] == len(ref) > c["referred"] == ref["person_id"].nunique()
+    acc = ref.groupby("person_id")["outcome"].apply(lambda s: (s == "accepted").sum())
+    assert acc.max() == 1 and acc.sum() == c["accepted"]
+    # nobody is referred again after being accepted, nor within 4 months
+    rd = pd.to_datetime(ref["referral_date"])
+    same = ref["person_id"].eq(ref["person_id"].shift())
+    assert (rd.diff()[same].dt.days >= 3 * 28).all()
+    prev_acc = ref["outcome"].shift().eq("accepted") & same
+    assert not prev_acc.any()
+    # the truth's event months count from the accepted referral
+    assert res.truth["att_by_event_month"][6]["rate_ratio_gp"] == pytest.approx(0.85, abs=1e-9)

@@ -160,6 +160,7 @@ class Truth:
     expected_all: dict[str, float]  # expected events, whole population in window
     exposure_all: float
     referred: dict[str, int]
+    referred_persons: int
     deaths: int
     joiners: int
     leavers: int
@@ -183,6 +184,7 @@ class Truth:
             0,
             0,
             0,
+            0,
             {},
         )
 
@@ -198,6 +200,7 @@ class Truth:
         self.exposure_all += other.exposure_all
         for k in REF_OUTCOMES:
             self.referred[k] += other.referred[k]
+        self.referred_persons += other.referred_persons
         self.deaths += other.deaths
         self.joiners += other.joiners
         self.leavers += other.leavers
@@ -363,9 +366,14 @@ def simulate_chunk(
 
     ref = sc.referral
     hist = np.zeros((12, n), dtype=np.int64)  # attended GP appointments, last 12 months
-    ref_day = np.full(n, NEVER)
-    ref_month = np.full(n, -1)
+    last_ref_month = np.full(n, -(10**6))  # month index of the person's latest referral
+    n_refs = np.zeros(n, dtype=np.int64)
+    ref_month = np.full(n, -1)  # month of the accepted referral
     accepted_day = np.full(n, NEVER)
+    rows_p: list[np.ndarray] = []  # referral rows: person, day, accepted
+    rows_d: list[np.ndarray] = []
+    rows_a: list[np.ndarray] = []
+    repeat = ref.repeat_after_months
     ev_gp, ev_ae, ev_adm = Events(g0, g1), Events(g0, g1), Events(g0, g1)
     everyone = np.arange(n)
 
@@ -405,7 +413,11 @@ def simulate_chunk(
             gp3 = hist[(mi - 1) % 12] + hist[(mi - 2) % 12] + hist[(mi - 3) % 12]
             seg_a = np.maximum(a, service_start)
             seg_len = span(seg_a, b, g0, g1)
-            elig = (ref_day == NEVER) & (seg_len > 0) & (age + mi // 12 >= ref.min_age)
+            if repeat is None:
+                free = n_refs == 0
+            else:  # people not yet helped may be referred again after a while
+                free = (accepted_day == NEVER) & (mi - last_ref_month >= repeat)
+            elig = free & (seg_len > 0) & (age + mi // 12 >= ref.min_age)
             if ref.eligibility_gp_last_12m is not None:
                 elig &= hist.sum(axis=0) > ref.eligibility_gp_last_12m
             if ref.monthly_hazard > 0 and elig.any():
@@ -421,10 +433,14 @@ def simulate_chunk(
                 hit = idx[rng.random(len(idx)) < p]
                 if len(hit):
                     rday = place(seg_a[hit], b[hit], rng.random(len(hit)), g0[hit], g1[hit])
-                    ref_day[hit] = rday
-                    ref_month[hit] = mi
+                    last_ref_month[hit] = mi
+                    n_refs[hit] += 1
                     is_acc = rng.random(len(hit)) < ref.outcomes.get("accepted", 0.0)
                     accepted_day[hit[is_acc]] = rday[is_acc]
+                    ref_month[hit[is_acc]] = mi
+                    rows_p.append(hit)
+                    rows_d.append(rday)
+                    rows_a.append(is_acc)
 
             # --- events: segment before and after an accepted referral
             b1 = np.minimum(b, accepted_day - 1)
@@ -506,11 +522,18 @@ def simulate_chunk(
         in_ep = in_ep | start_ep
 
     # ---------------------------------------------------------------- referrals
-    referred = np.flatnonzero(ref_day < NEVER)
+    if rows_p:
+        referred = np.concatenate(rows_p)
+        rday = np.concatenate(rows_d)
+        acc = np.concatenate(rows_a)
+    else:
+        referred, rday, acc = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+    order = np.lexsort((rday, referred))
+    referred, rday, acc = referred[order], rday[order], acc[order]
     nr = len(referred)
-    rday = ref_day[referred]
+    truth.referred_persons = len(np.unique(referred))
     # the non-accepted are split into declined / did not engage
-    not_acc = accepted_day[referred] == NEVER
+    not_acc = ~acc
     pd_ = ref.outcomes.get("declined", 0.0)
     pn_ = ref.outcomes.get("did_not_engage", 0.0)
     split = rng.random(nr) < (pd_ / (pd_ + pn_) if pd_ + pn_ > 0 else 1.0)

@@ -754,7 +754,8 @@ def _truth_doc(
             + " (2B transfers and elective/other methods excluded)",
         },
         "cohort": {
-            "referred": referred,
+            "referred": t.referred_persons,
+            "referral_rows": referred,
             "accepted": t.referred["accepted"],
             "declined": t.referred["declined"],
             "did_not_engage": t.referred["did_not_engage"],

@@ -120,6 +120,12 @@ class Referral(_Model):
     )
     risk_flag_weight: float = Field(default=0.3, description="Log-hazard per risk flag.")
     min_age: int = Field(default=18, ge=0, le=120)
+    repeat_after_months: int | None = Field(
+        default=None,
+        ge=1,
+        description="If set, people referred but not accepted may be referred again this "
+        "many months later (several referral rows; the effect starts at the accepted one).",
+    )
     eligibility_gp_last_12m: int | None = Field(
         default=None, ge=0, description="Only people with more attended GP appointments than this."
     )
