@@ -101,7 +101,23 @@ def _bool(x: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
 
 @dataclass(frozen=True)
 class SyntheticICB:
-    """Result of :func:`generate`: where the extracts are, their row counts and the truth."""
+    """Result of :func:`generate`: where the extracts are, their row counts and the truth.
+
+    Attributes
+    ----------
+    out : Path
+        The output folder.
+    files : dict[str, Path]
+        Table name (and ``"truth"``) -> file written.
+    truth : dict
+        The contents of ``truth.json``: every parameter, the true effects (nominal rate
+        ratios and the realised ATT among accepted referrals), cohort sizes and the
+        defects injected.
+    rows : dict[str, int]
+        Rows written per table.
+    scenario, seed, persons, format
+        The arguments that produced it.
+    """
 
     out: Path
     files: dict[str, Path]

@@ -226,7 +226,17 @@ class Defects(_Model):
 
 
 class Scenario(_Model):
-    """A synthetic ICB scenario (see ``synthetic/README.md``)."""
+    """A synthetic ICB scenario (see ``synthetic/README.md``).
+
+    Top-level fields: ``name``, ``description``, ``window`` (start/end dates),
+    ``persons`` (default size), ``identifiers`` (``nhs_number`` from the 999 test range
+    or ``pseudonym`` tokens), ``structure`` (PCNs and practices), ``population`` (churn,
+    re-registration, mortality), ``rates`` (population-average events per person-year),
+    ``frailty`` (shared gamma frailty), ``seasonality``, ``shocks`` (e.g. a pandemic
+    dip), ``episodes`` (transient bad patches), ``referral`` (who is referred, when, and
+    the outcome), ``effects`` (true rate ratios, ramp-up, cohort scaling), ``wellbeing``
+    and ``defects``. Unknown fields are errors.
+    """
 
     name: str
     description: str = ""
