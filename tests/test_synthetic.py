@@ -85,13 +85,17 @@ def test_result_files_and_rows(demo):
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_same_arguments_give_identical_files(tmp_path, fmt):
     a = generate("demo", persons=1500, seed=7, out=tmp_path / "a", format=fmt)
-    b = generate("demo", persons=1500, seed=7, out=tmp_path / "b", format=fmt)
+    generate("null-effect", persons=300, seed=1, out=tmp_path / "b", format="csv")
+    b = generate("demo", persons=1500, seed=7, out=tmp_path / "b", format=fmt)  # over it
     c = generate("demo", persons=1500, seed=8, out=tmp_path / "c", format=fmt)
     assert {k: sha(p) for k, p in a.files.items()} == {k: sha(p) for k, p in b.files.items()}
     assert sha(a.files["gp_appointments"]) != sha(c.files["gp_appointments"])
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted(
+        p.name for p in (tmp_path / "a").iterdir()
+    )
 
 
-def test_output_does_not_depend_on_chunking_of_ids(tmp_path, monkeypatch):
+def test_small_chunks_keep_ids_unique(tmp_path, monkeypatch):
     import spevidence.synthetic._generate as gen
 
     monkeypatch.setattr(gen, "CHUNK_PERSONS", 700)
@@ -148,7 +152,7 @@ def test_nhs_numbers_valid_unique_test_range(demo):
 def test_pseudonym_tokens(tmp_path):
     res = generate("kent-ae", persons=1200, seed=1, out=tmp_path)
     ids = read(res, "population")["person_id"]
-    assert ids.is_unique
+    assert ids.nunique() == 1200  # kent-ae has re-registrations: one row per spell
     assert ids.str.fullmatch(r"[0-9a-f]{32}").all()
 
 
@@ -633,6 +637,10 @@ def test_staggered_national_shocks_and_cohorts(tmp_path):
     starts = sorted(set(t["service_start_by_pcn"].values()))
     assert len(starts) >= 2 and starts[0] >= "2019-04-01" and starts[-1] <= "2024-01-01"
     ref = read(res, "referrals").merge(read(res, "population"), on="person_id")
+    inside = (ref["referral_date"] >= ref["registration_start"]) & (
+        ref["registration_end"].isna() | (ref["referral_date"] <= ref["registration_end"])
+    )
+    ref = ref[inside]  # the registration spell the referral falls in
     first = ref.groupby("pcn_code")["referral_date"].min()
     for pcn, d in first.items():
         assert str(d) >= t["service_start_by_pcn"][pcn]  # no referral before the service
@@ -676,3 +684,103 @@ def test_truth_holds_no_identifiers(demo, tmp_path):
     assert not re.search(r"\b999\d{7}\b", text)
     kent = generate("kent-ae", persons=300, seed=1, out=tmp_path)
     assert not re.search(r"\b[0-9a-f]{32}\b", kent.files["truth"].read_text())
+
+
+def test_re_registration_spells(tmp_path):
+    res = generate("kent-ae", persons=4000, seed=2, out=tmp_path)
+    pop = read(res, "population")
+    n_re = res.truth["population"]["rejoiners"]
+    assert n_re > 20
+    assert len(pop) == 4000 + n_re == res.truth["population"]["population_rows"]
+    assert pop["person_id"].nunique() == 4000
+    pop = pop.assign(
+        start=pd.to_datetime(pop["registration_start"]),
+        end=pd.to_datetime(pop["registration_end"]).fillna(pd.Timestamp("2200-01-01")),
+    )
+    multi = pop[pop["person_id"].duplicated(keep=False)].sort_values(["person_id", "start"])
+    gaps = multi.groupby("person_id").apply(
+        lambda d: (d["start"].iloc[1] - d["end"].iloc[0]).days, include_groups=False
+    )
+    assert (gaps > 30).all() and (gaps <= 366).all()
+    # every event falls inside one of the person's spells
+    spells = pop[["person_id", "start", "end"]]
+    for name in ["referrals", "gp_appointments", "ae_attendances", "admissions"]:
+        df = read(res, name)
+        df = df.assign(d=pd.to_datetime(df[TABLES[name].date_column]), row=np.arange(len(df)))
+        m = df[["row", "person_id", "d"]].merge(spells, on="person_id")
+        inside = ((m["d"] >= m["start"]) & (m["d"] <= m["end"])).groupby(m["row"]).any()
+        assert inside.all() and len(inside) == len(df), name
+    # people who rejoin are out of the data during the gap
+    re_ids = set(multi["person_id"])
+    gp = read(res, "gp_appointments")
+    assert gp["person_id"].isin(re_ids).any()
+
+
+def test_poisson_sampler_matches_numpy():
+    from scipy import stats
+
+    from spevidence.synthetic._engine import poisson
+
+    rng = np.random.default_rng(11)
+    for lam in (0.0, 0.05, 0.7, 4.0, 25.0, 60.0):
+        x = poisson(rng, np.full(40_000, lam))
+        assert x.mean() == pytest.approx(lam, abs=4 * np.sqrt(max(lam, 1e-9) / 40_000) + 1e-12)
+        if lam > 0:
+            assert x.var() == pytest.approx(lam, rel=0.05)
+    lam = 2.5
+    x = poisson(rng, np.full(100_000, lam))
+    k = np.arange(10)
+    observed = np.array([(x == i).sum() for i in k])
+    expected = stats.poisson.pmf(k, lam) * len(x)
+    assert stats.chisquare(observed, expected * observed.sum() / expected.sum()).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_event_placement_avoids_registration_gap(seed):
+    from spevidence.synthetic._engine import place, span
+
+    rng = np.random.default_rng(seed)
+    m = 20_000
+    a = rng.integers(0, 40, m)
+    b = a + rng.integers(-2, 40, m)
+    g0 = rng.integers(-5, 60, m)
+    g1 = g0 + rng.integers(-1, 30, m)  # g1 < g0 means no gap
+    n_ok = span(a, b, g0, g1)
+    brute = np.array(
+        [
+            sum(1 for d in range(x, y + 1) if not g <= d <= h)
+            for x, y, g, h in zip(a[:500], b[:500], g0[:500], g1[:500], strict=True)
+        ]
+    )
+    assert (n_ok[:500] == brute).all()
+    has = n_ok > 0
+    day = place(a[has], b[has], rng.random(has.sum()), g0[has], g1[has])
+    assert ((day >= a[has]) & (day <= b[has])).all()
+    assert not ((day >= g0[has]) & (day <= g1[has])).any()
+    # uniform over the allowed days: one specific case checked exactly
+    aa, bb, gg0, gg1 = (np.full(60_000, v) for v in (0, 9, 3, 5))
+    d = place(aa, bb, rng.random(60_000), gg0, gg1)
+    counts = np.bincount(d, minlength=10)
+    assert (counts[3:6] == 0).all()
+    assert counts[[0, 1, 2, 6, 7, 8, 9]].min() > 0.9 * 60_000 / 7
+
+
+def test_repeat_referrals(tmp_path):
+    base = load_scenario("demo")
+    sc = base.model_copy(
+        update={"referral": base.referral.model_copy(update={"repeat_after_months": 4})}
+    )
+    res = generate(sc, persons=6000, seed=4, out=tmp_path)
+    ref = read(res, "referrals").sort_values(["person_id", "referral_date"])
+    c = res.truth["cohort"]
+    assert c["referral_rows"] == len(ref) > c["referred"] == ref["person_id"].nunique()
+    acc = ref.groupby("person_id")["outcome"].apply(lambda s: (s == "accepted").sum())
+    assert acc.max() == 1 and acc.sum() == c["accepted"]
+    # nobody is referred again after being accepted, nor within 4 months
+    rd = pd.to_datetime(ref["referral_date"])
+    same = ref["person_id"].eq(ref["person_id"].shift())
+    assert (rd.diff()[same].dt.days >= 3 * 28).all()
+    prev_acc = ref["outcome"].shift().eq("accepted") & same
+    assert not prev_acc.any()
+    # the truth's event months count from the accepted referral
+    assert res.truth["att_by_event_month"][6]["rate_ratio_gp"] == pytest.approx(0.85, abs=1e-9)

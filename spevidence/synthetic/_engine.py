@@ -87,10 +87,33 @@ _DAY_BITS = 20  # day offsets from BASE_DAY fit in 20 bits (2,800 years)
 BASE_DAY = -365 * 100  # 1870
 
 
+def span(a: np.ndarray, b: np.ndarray, g0: np.ndarray, g1: np.ndarray) -> np.ndarray:
+    """Days in [a, b] outside the gap [g0, g1] (all inclusive)."""
+    gap = np.maximum(np.minimum(b, g1) - np.maximum(a, g0) + 1, 0)
+    return np.maximum(b - a + 1, 0) - gap
+
+
+def place(
+    a: np.ndarray, b: np.ndarray, u: np.ndarray, g0: np.ndarray, g1: np.ndarray
+) -> np.ndarray:
+    """A uniform day in [a, b] outside the gap [g0, g1], from uniforms ``u`` in [0, 1)."""
+    start = np.where((a >= g0) & (a <= g1), g1 + 1, a)
+    gap = np.maximum(np.minimum(b, g1) - np.maximum(start, g0) + 1, 0)
+    eff = np.maximum(b - start + 1, 0) - gap
+    day = start + (u * eff).astype(np.int64)
+    return np.where((gap > 0) & (day >= g0), day + gap, day)
+
+
 @dataclass
 class Events:
-    """Event rows kept as sortable int64 keys: person, day and a one-bit tag."""
+    """Event rows kept as sortable int64 keys: person, day and a one-bit tag.
 
+    ``g0``/``g1`` hold each person's registration gap (empty when g0 > g1): events are
+    placed uniformly over a segment's registered days only.
+    """
+
+    g0: np.ndarray
+    g1: np.ndarray
     keys: list[np.ndarray] = field(default_factory=list)
 
     def add(
@@ -98,7 +121,7 @@ class Events:
         counts: np.ndarray,
         who: np.ndarray,
         a: np.ndarray,
-        length: np.ndarray,
+        b: np.ndarray,
         rng: np.random.Generator,
         tag: int = 0,
     ) -> None:
@@ -106,8 +129,9 @@ class Events:
         if tot == 0:
             return
         rep = np.repeat(np.arange(len(counts)), counts)
-        day = a[rep] + (rng.random(tot) * length[rep]).astype(np.int64)
-        self.keys.append((who[rep] << (_DAY_BITS + 1)) | ((day - BASE_DAY) << 1) | tag)
+        w = who[rep]
+        day = place(a[rep], b[rep], rng.random(tot), self.g0[w], self.g1[w])
+        self.keys.append((w << (_DAY_BITS + 1)) | ((day - BASE_DAY) << 1) | tag)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Person, day and tag, sorted by person then day."""
@@ -136,9 +160,11 @@ class Truth:
     expected_all: dict[str, float]  # expected events, whole population in window
     exposure_all: float
     referred: dict[str, int]
+    referred_persons: int
     deaths: int
     joiners: int
     leavers: int
+    rejoiners: int
     by_cohort: dict[str, dict[str, float]]
 
     @classmethod
@@ -157,6 +183,8 @@ class Truth:
             0,
             0,
             0,
+            0,
+            0,
             {},
         )
 
@@ -172,9 +200,11 @@ class Truth:
         self.exposure_all += other.exposure_all
         for k in REF_OUTCOMES:
             self.referred[k] += other.referred[k]
+        self.referred_persons += other.referred_persons
         self.deaths += other.deaths
         self.joiners += other.joiners
         self.leavers += other.leavers
+        self.rejoiners += other.rejoiners
         for c, d in other.by_cohort.items():
             mine = self.by_cohort.setdefault(c, {})
             for k, v in d.items():
@@ -263,11 +293,36 @@ def simulate_chunk(
     dies = death_day <= np.minimum(w1, reg_end)
     death = np.where(dies, death_day, NEVER)
     reg_end = np.where(dies, death_day, reg_end)
+    # some leavers register again later (a second spell, at another practice)
+    g0 = np.full(n, NEVER)
+    g1 = np.full(n, NEVER - 1)
+    practice2 = np.full(n, -1)
+    if sc.population.rejoin_share > 0:
+        back = reg_end + 1 + rng.integers(30, 366, n)
+        rejoin = (
+            (reg_end < w1)
+            & ~dies
+            & (back <= w1)
+            & (death_day >= back)
+            & (rng.random(n) < sc.population.rejoin_share)
+        )
+        g0 = np.where(rejoin, reg_end + 1, g0)
+        g1 = np.where(rejoin, back - 1, g1)
+        # a practice in the same PCN (so the person's service start and cohort stay put)
+        first_prac = np.searchsorted(st.practice_pcn, np.arange(len(st.pcn_codes)))
+        n_prac = np.bincount(st.practice_pcn, minlength=len(st.pcn_codes))
+        pick = first_prac[pcn] + (rng.random(n) * n_prac[pcn]).astype(np.int64)
+        practice2 = np.where(rejoin, pick, -1)
+        dies2 = rejoin & (death_day <= w1)
+        death = np.where(dies2, death_day, death)
+        reg_end = np.where(rejoin, np.where(dies2, death_day, NEVER), reg_end)
+        dies = dies | dies2
+        truth.rejoiners = int(rejoin.sum())
     act_start = np.maximum(reg_start, w0)
     act_end = np.minimum(reg_end, w1)  # reg_end already includes death
     truth.deaths = int(dies.sum())
     truth.joiners = int(joiner.sum())
-    truth.leavers = int((reg_end < NEVER).sum() - dies.sum())
+    truth.leavers = int(((reg_end < NEVER) & ~dies).sum() + truth.rejoiners)
 
     # rates per day (outcome-specific multipliers, mean 1 in the population)
     base: dict[str, np.ndarray] = {}
@@ -311,10 +366,15 @@ def simulate_chunk(
 
     ref = sc.referral
     hist = np.zeros((12, n), dtype=np.int64)  # attended GP appointments, last 12 months
-    ref_day = np.full(n, NEVER)
-    ref_month = np.full(n, -1)
+    last_ref_month = np.full(n, -(10**6))  # month index of the person's latest referral
+    n_refs = np.zeros(n, dtype=np.int64)
+    ref_month = np.full(n, -1)  # month of the accepted referral
     accepted_day = np.full(n, NEVER)
-    ev_gp, ev_ae, ev_adm = Events(), Events(), Events()
+    rows_p: list[np.ndarray] = []  # referral rows: person, day, accepted
+    rows_d: list[np.ndarray] = []
+    rows_a: list[np.ndarray] = []
+    repeat = ref.repeat_after_months
+    ev_gp, ev_ae, ev_adm = Events(g0, g1), Events(g0, g1), Events(g0, g1)
     everyone = np.arange(n)
 
     n_burn = BURN_IN_MONTHS
@@ -337,7 +397,7 @@ def simulate_chunk(
             mo = months[mi]
             a = np.maximum(mo.start, act_start)
             b = np.minimum(mo.end, act_end)
-            length = np.maximum(b - a + 1, 0)
+            length = span(a, b, g0, g1)
             active = length > 0
             mlen = mo.end - mo.start + 1
             mult: dict[str, float] = {}
@@ -352,8 +412,12 @@ def simulate_chunk(
             # --- referral decisions (history up to last month)
             gp3 = hist[(mi - 1) % 12] + hist[(mi - 2) % 12] + hist[(mi - 3) % 12]
             seg_a = np.maximum(a, service_start)
-            seg_len = np.maximum(b - seg_a + 1, 0)
-            elig = (ref_day == NEVER) & (seg_len > 0) & (age + mi // 12 >= ref.min_age)
+            seg_len = span(seg_a, b, g0, g1)
+            if repeat is None:
+                free = n_refs == 0
+            else:  # people not yet helped may be referred again after a while
+                free = (accepted_day == NEVER) & (mi - last_ref_month >= repeat)
+            elig = free & (seg_len > 0) & (age + mi // 12 >= ref.min_age)
             if ref.eligibility_gp_last_12m is not None:
                 elig &= hist.sum(axis=0) > ref.eligibility_gp_last_12m
             if ref.monthly_hazard > 0 and elig.any():
@@ -368,17 +432,21 @@ def simulate_chunk(
                 p = 1 - np.exp(-h * seg_len[idx] / DAYS_PER_MONTH)
                 hit = idx[rng.random(len(idx)) < p]
                 if len(hit):
-                    rday = seg_a[hit] + (rng.random(len(hit)) * seg_len[hit]).astype(np.int64)
-                    ref_day[hit] = rday
-                    ref_month[hit] = mi
+                    rday = place(seg_a[hit], b[hit], rng.random(len(hit)), g0[hit], g1[hit])
+                    last_ref_month[hit] = mi
+                    n_refs[hit] += 1
                     is_acc = rng.random(len(hit)) < ref.outcomes.get("accepted", 0.0)
                     accepted_day[hit[is_acc]] = rday[is_acc]
+                    ref_month[hit[is_acc]] = mi
+                    rows_p.append(hit)
+                    rows_d.append(rday)
+                    rows_a.append(is_acc)
 
             # --- events: segment before and after an accepted referral
             b1 = np.minimum(b, accepted_day - 1)
-            len1 = np.maximum(b1 - a + 1, 0)
+            len1 = span(a, b1, g0, g1)
             a2 = np.maximum(a, accepted_day)
-            len2 = np.maximum(b - a2 + 1, 0)
+            len2 = span(a2, b, g0, g1)
             post = np.flatnonzero(len2 > 0)
             ep_idx = np.flatnonzero(in_ep)
             mu_pre = {}
@@ -400,25 +468,25 @@ def simulate_chunk(
 
             c_gp = poisson(rng, mu_pre["gp"])
             c_gp2 = poisson(rng, mu_post["gp"])
-            ev_gp.add(c_gp, everyone, a, len1, rng)
-            ev_gp.add(c_gp2, post, a2[post], len2[post], rng)
+            ev_gp.add(c_gp, everyone, a, b1, rng)
+            ev_gp.add(c_gp2, post, a2[post], b[post], rng)
             cnt = c_gp.copy()
             cnt[post] += c_gp2
             hist[mi % 12] = cnt
             if other_ratio > 0:
-                ev_gp.add(poisson(rng, mu_pre["gp"] * other_ratio), everyone, a, len1, rng, tag=1)
+                ev_gp.add(poisson(rng, mu_pre["gp"] * other_ratio), everyone, a, b1, rng, tag=1)
                 ev_gp.add(
                     poisson(rng, mu_post["gp"] * other_ratio),
                     post,
                     a2[post],
-                    len2[post],
+                    b[post],
                     rng,
                     tag=1,
                 )
-            ev_ae.add(poisson(rng, mu_pre["ae"]), everyone, a, len1, rng)
-            ev_ae.add(poisson(rng, mu_post["ae"]), post, a2[post], len2[post], rng)
-            ev_adm.add(poisson(rng, mu_pre["admissions"]), everyone, a, len1, rng)
-            ev_adm.add(poisson(rng, mu_post["admissions"]), post, a2[post], len2[post], rng)
+            ev_ae.add(poisson(rng, mu_pre["ae"]), everyone, a, b1, rng)
+            ev_ae.add(poisson(rng, mu_post["ae"]), post, a2[post], b[post], rng)
+            ev_adm.add(poisson(rng, mu_pre["admissions"]), everyone, a, b1, rng)
+            ev_adm.add(poisson(rng, mu_post["admissions"]), post, a2[post], b[post], rng)
 
             # truth accumulators
             truth.exposure_all += float(length[active].sum())
@@ -454,11 +522,18 @@ def simulate_chunk(
         in_ep = in_ep | start_ep
 
     # ---------------------------------------------------------------- referrals
-    referred = np.flatnonzero(ref_day < NEVER)
+    if rows_p:
+        referred = np.concatenate(rows_p)
+        rday = np.concatenate(rows_d)
+        acc = np.concatenate(rows_a)
+    else:
+        referred, rday, acc = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+    order = np.lexsort((rday, referred))
+    referred, rday, acc = referred[order], rday[order], acc[order]
     nr = len(referred)
-    rday = ref_day[referred]
+    truth.referred_persons = len(np.unique(referred))
     # the non-accepted are split into declined / did not engage
-    not_acc = accepted_day[referred] == NEVER
+    not_acc = ~acc
     pd_ = ref.outcomes.get("declined", 0.0)
     pn_ = ref.outcomes.get("did_not_engage", 0.0)
     split = rng.random(nr) < (pd_ / (pd_ + pn_) if pd_ + pn_ > 0 else 1.0)
@@ -475,8 +550,12 @@ def simulate_chunk(
         np.where(outcome == 2, rday + rng.integers(30, 61, nr), NEVER),
     )
     # contacts and discharges stop when the person leaves or dies (or at the data cut)
-    last = act_end[referred]
+    # the last registered day of the spell the referral falls in
+    last = np.where(
+        rday < g0[referred], np.minimum(act_end[referred], g0[referred] - 1), act_end[referred]
+    )
     first_contact = np.where(first_contact > last, NEVER, first_contact)
+    contacts = np.where((outcome == 0) & (first_contact == NEVER), 0, contacts)
     planned_discharge = discharge
     discharge = np.where(discharge > last, np.where(last < w1, last, NEVER), discharge)
     lw = rng.integers(1, 4, nr)
@@ -514,9 +593,9 @@ def simulate_chunk(
     # ---------------------------------------------------------------- admissions
     pu, du, _ = ev_adm.arrays()
     # elective admissions: constant rate over each person's registration in the window
-    act_len = np.maximum(act_end - act_start + 1, 0)
-    ev_el = Events()
-    ev_el.add(poisson(rng, elective_base * act_len), everyone, act_start, act_len, rng)
+    act_len = span(act_start, act_end, g0, g1)
+    ev_el = Events(g0, g1)
+    ev_el.add(poisson(rng, elective_base * act_len), everyone, act_start, act_end, rng)
     pe, de, _ = ev_el.arrays()
     nu, ne = len(pu), len(pe)
     meth_u = rng.choice(len(UNPLANNED_P), size=nu, p=UNPLANNED_P)
@@ -528,7 +607,7 @@ def simulate_chunk(
     p_t = pu[tr]
     d_t = du[tr] + los_u[tr]
     los_t = rng.geometric(1 / 4.0, len(tr))
-    keep_t = d_t <= act_end[p_t]
+    keep_t = (d_t <= act_end[p_t]) & ~((d_t >= g0[p_t]) & (d_t <= g1[p_t]))
     code_2b = len(UNPLANNED) + len(ELECTIVE)
     person = np.concatenate([pu, pe, p_t[keep_t]])
     day = np.concatenate([du, de, d_t[keep_t]])
@@ -558,7 +637,7 @@ def simulate_chunk(
         base_score = wb_rng.normal(wbs.baseline_mean, wbs.baseline_sd, len(sel))
         change = wbs.natural_change + wbs.effect + wb_rng.normal(0, wbs.change_sd, len(sel))
         dd = planned_discharge[sel]
-        ok2 = (dd < NEVER) & (dd <= act_end[who])
+        ok2 = (dd < NEVER) & (dd <= last[sel])
         wp = np.concatenate([who, who[ok2]])
         wd = np.concatenate([fc, dd[ok2]])
         ws = np.concatenate([base_score, (base_score + change)[ok2]])
@@ -586,5 +665,8 @@ def simulate_chunk(
         "hf": hf,
         "act_start": act_start,
         "act_end": act_end,
+        "g0": g0,
+        "g1": g1,
+        "practice2": practice2,
     }
     return Chunk(n, pop, ref_cols, gp, ae, adm, wb, truth)

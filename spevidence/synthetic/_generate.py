@@ -101,7 +101,23 @@ def _bool(x: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
 
 @dataclass(frozen=True)
 class SyntheticICB:
-    """Result of :func:`generate`: where the extracts are, their row counts and the truth."""
+    """Result of :func:`generate`: where the extracts are, their row counts and the truth.
+
+    Attributes
+    ----------
+    out : Path
+        The output folder.
+    files : dict[str, Path]
+        Table name (and ``"truth"``) -> file written.
+    truth : dict
+        The contents of ``truth.json``: every parameter, the true effects (nominal rate
+        ratios and the realised ATT among accepted referrals), cohort sizes and the
+        defects injected.
+    rows : dict[str, int]
+        Rows written per table.
+    scenario, seed, persons, format
+        The arguments that produced it.
+    """
 
     out: Path
     files: dict[str, Path]
@@ -248,7 +264,8 @@ def generate(
     seed
         Random seed; same arguments give byte-identical files.
     out
-        Output folder (created).
+        Output folder (created). Extract files and ``truth.json`` of an earlier run in it
+        are replaced; other files are left alone.
     format
         ``"parquet"`` (dates as date32) or ``"csv"`` (ISO dates unless a defect says not).
     start, end
@@ -304,6 +321,11 @@ def generate(
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # remove our own outputs of an earlier run (either format), so no stale table remains
+    for stale in [*EXTRACTS, "wellbeing"]:
+        for suffix in ("parquet", "csv"):
+            (out_dir / f"{stale}.{suffix}").unlink(missing_ok=True)
+    (out_dir / "truth.json").unlink(missing_ok=True)
     names = list(EXTRACTS) + (["wellbeing"] if sc.wellbeing is not None else [])
     ext = "parquet" if format == "parquet" else "csv"
     sinks = {
@@ -462,14 +484,20 @@ def _to_tables(
     if dfx.events_outside_registration > 0:
         before = p["reg_start"] > w0
         after = (p["reg_end"] < w1) & (p["death"] == NEVER)
-        elig = np.flatnonzero(before | after)
+        gap = p["g0"] < NEVER
+        elig = np.flatnonzero(before | after | gap)
         sel = elig[drng.random(len(elig)) < dfx.events_outside_registration]
         u = drng.random(len(sel))
         rs, re_ = p["reg_start"][sel], p["reg_end"][sel]
+        g0, g1 = p["g0"][sel], p["g1"][sel]
         d = np.where(
-            before[sel],
-            w0 + (u * (rs - w0)).astype(np.int64),
-            re_ + 1 + (u * (w1 - np.minimum(re_, w1))).astype(np.int64),
+            gap[sel],
+            g0 + (u * (np.minimum(g1, w1) - g0 + 1)).astype(np.int64),
+            np.where(
+                before[sel],
+                w0 + (u * (rs - w0)).astype(np.int64),
+                re_ + 1 + (u * (w1 - np.minimum(re_, w1))).astype(np.int64),
+            ),
         )
         extra_p.append(sel)
         extra_d.append(d)
@@ -505,28 +533,36 @@ def _to_tables(
         )
         _bump(injected, "negative_length_of_stay", rows=int(neg.sum()), eligible=int(has.sum()))
 
-    # --- tables
+    # --- tables: one population row per registration spell (a re-registration adds a row)
     sex = np.where(p["male"], 1, 0)
+    two = p["g0"] < NEVER
+    row = np.repeat(np.arange(n), 1 + two.astype(np.int64))
+    second = np.zeros(len(row), dtype=bool)
+    second[1:] = row[1:] == row[:-1]
+    first_of_two = two[row] & ~second
+    practice = np.where(second, p["practice2"][row], p["practice"][row])
+    reg_start = np.where(second, p["g1"][row] + 1, p["reg_start"][row])
+    reg_end = np.where(first_of_two, p["g0"][row] - 1, p["reg_end"][row])
     pop = pa.table(
         {
-            "person_id": pid,
-            "practice_code": _cat(tuple(st.practice_codes), p["practice"]),
-            "pcn_code": _cat(tuple(st.pcn_codes), p["pcn"]),
-            "sex": _cat(("F", "M"), sex),
-            "year_of_birth": pa.array(p["yob"].astype(np.int64)),
-            "registration_start": _dates(p["reg_start"]),
-            "registration_end": _dates(p["reg_end"]),
-            "death_date": _dates(p["death"]),
-            "imd_decile": pa.array(p["imd"].astype(np.int64)),
-            "lsoa": _cat(lsoa_dict, p["lsoa"]),
-            "ethnicity_group": _cat(ETHNICITY, p["eth"]),
-            "living_alone": _bool(p["living_alone"]),
-            "widowed": _bool(p["widowed"]),
-            "frailty": _cat(FRAILTY, p["efi"]),
-            "falls": _bool(p["falls"]),
-            "stroke": _bool(p["stroke"]),
-            "copd": _bool(p["copd"]),
-            "heart_failure": _bool(p["hf"]),
+            "person_id": pid.take(pa.array(row)) if two.any() else pid,
+            "practice_code": _cat(tuple(st.practice_codes), practice),
+            "pcn_code": _cat(tuple(st.pcn_codes), st.practice_pcn[practice]),
+            "sex": _cat(("F", "M"), sex[row]),
+            "year_of_birth": pa.array(p["yob"][row].astype(np.int64)),
+            "registration_start": _dates(reg_start),
+            "registration_end": _dates(reg_end),
+            "death_date": _dates(p["death"][row]),
+            "imd_decile": pa.array(p["imd"][row].astype(np.int64)),
+            "lsoa": _cat(lsoa_dict, p["lsoa"][row]),
+            "ethnicity_group": _cat(ETHNICITY, p["eth"][row]),
+            "living_alone": _bool(p["living_alone"][row]),
+            "widowed": _bool(p["widowed"][row]),
+            "frailty": _cat(FRAILTY, p["efi"][row]),
+            "falls": _bool(p["falls"][row]),
+            "stroke": _bool(p["stroke"][row]),
+            "copd": _bool(p["copd"][row]),
+            "heart_failure": _bool(p["hf"][row]),
         }
     )
 
@@ -734,7 +770,8 @@ def _truth_doc(
             + " (2B transfers and elective/other methods excluded)",
         },
         "cohort": {
-            "referred": referred,
+            "referred": t.referred_persons,
+            "referral_rows": referred,
             "accepted": t.referred["accepted"],
             "declined": t.referred["declined"],
             "did_not_engage": t.referred["did_not_engage"],
@@ -745,6 +782,8 @@ def _truth_doc(
             "deaths": t.deaths,
             "joiners": t.joiners,
             "leavers": t.leavers,
+            "rejoiners": t.rejoiners,
+            "population_rows": rows.get("population", 0),
             "person_years": years,
             "pcns": len(st.pcn_codes),
             "practices": len(st.practice_codes),

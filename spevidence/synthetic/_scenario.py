@@ -67,6 +67,13 @@ class PopulationOpts(_Model):
     churn_out: float = Field(
         default=0.10, ge=0, le=0.9, description="Share leaving during the window."
     )
+    rejoin_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of leavers who register again 1-12 months later (a second "
+        "population row, at a practice of the same PCN).",
+    )
     mortality_multiplier: float = Field(default=1.0, ge=0, le=10)
 
 
@@ -113,6 +120,12 @@ class Referral(_Model):
     )
     risk_flag_weight: float = Field(default=0.3, description="Log-hazard per risk flag.")
     min_age: int = Field(default=18, ge=0, le=120)
+    repeat_after_months: int | None = Field(
+        default=None,
+        ge=1,
+        description="If set, people referred but not accepted may be referred again this "
+        "many months later (several referral rows; the effect starts at the accepted one).",
+    )
     eligibility_gp_last_12m: int | None = Field(
         default=None, ge=0, description="Only people with more attended GP appointments than this."
     )
@@ -213,7 +226,17 @@ class Defects(_Model):
 
 
 class Scenario(_Model):
-    """A synthetic ICB scenario (see ``synthetic/README.md``)."""
+    """A synthetic ICB scenario (see ``synthetic/README.md``).
+
+    Top-level fields: ``name``, ``description``, ``window`` (start/end dates),
+    ``persons`` (default size), ``identifiers`` (``nhs_number`` from the 999 test range
+    or ``pseudonym`` tokens), ``structure`` (PCNs and practices), ``population`` (churn,
+    re-registration, mortality), ``rates`` (population-average events per person-year),
+    ``frailty`` (shared gamma frailty), ``seasonality``, ``shocks`` (e.g. a pandemic
+    dip), ``episodes`` (transient bad patches), ``referral`` (who is referred, when, and
+    the outcome), ``effects`` (true rate ratios, ramp-up, cohort scaling), ``wellbeing``
+    and ``defects``. Unknown fields are errors.
+    """
 
     name: str
     description: str = ""
