@@ -366,3 +366,44 @@ def test_qmd_parser() -> None:
         parse_qmd_text("```{python}\nx = 1\n")
     with pytest.raises(ReportError, match="YAML header"):
         parse_qmd_text("---\ntitle: [unclosed\n---\n")
+
+
+def test_assemble_honours_cell_options(tmp_path: Path) -> None:
+    """Cell outputs become markdown as Quarto would place them (echo, include, output, figures)."""
+    import base64
+
+    import nbformat
+
+    from spevidence.report._builtin import assemble_markdown, build_notebook
+
+    doc = parse_qmd_text(
+        "---\ntitle: T\nformat: html\nexecute:\n  echo: false\n---\n\nIntro.\n\n"
+        "```{python}\n#| tags: [parameters]\nbundle = 'b'\n```\n\n"
+        "```{python}\n#| include: false\nhidden = 1\n```\n\n"
+        "```{python}\n#| echo: true\nx = 2\n```\n\n"
+        "```{python}\n#| output: asis\nprint('**raw** markdown')\n```\n\n"
+        "```{python}\n#| output: false\nprint('never shown')\n```\n\n"
+        "```{python}\n#| label: fig-one\n#| fig-cap: A caption\n"
+        "#| fig-alt: Alt words\nplot()\n```\n"
+    )
+    nb, cells = build_notebook(doc, {"bundle": "/abs/bundle"})
+    sources = [c.source for c in nb.cells]
+    assert sources[1] == "bundle = '/abs/bundle'"  # injected after the parameters cell
+    assert [c["id"] for c in nb.cells] == [f"cell-{i:04d}" for i in range(len(nb.cells))]
+    png = base64.b64encode(b"\x89PNG fake bytes").decode()
+    out = nbformat.v4
+    nb.cells[2].outputs = [out.new_output("stream", name="stdout", text="hidden output")]
+    nb.cells[4].outputs = [out.new_output("stream", name="stdout", text="**raw** markdown\n")]
+    nb.cells[5].outputs = [out.new_output("stream", name="stdout", text="never shown")]
+    nb.cells[6].outputs = [
+        out.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
+        out.new_output("stream", name="stderr", text="a warning"),
+    ]
+    md = assemble_markdown(doc, nb, cells, tmp_path)
+    assert md.startswith("---\ntitle: T\n---\n")  # format/execute options are not metadata
+    assert "Intro." in md
+    assert "hidden" not in md and "never shown" not in md and "a warning" not in md
+    assert "```python\nx = 2\n```" in md and "bundle = " not in md
+    assert "\n**raw** markdown\n" in md
+    assert '![A caption](_figures/fig-001.png){#fig-one fig-alt="Alt words"}' in md
+    assert (tmp_path / "_figures" / "fig-001.png").read_bytes() == b"\x89PNG fake bytes"
