@@ -407,3 +407,39 @@ def test_assemble_honours_cell_options(tmp_path: Path) -> None:
     assert "\n**raw** markdown\n" in md
     assert '![A caption](_figures/fig-001.png){#fig-one fig-alt="Alt words"}' in md
     assert (tmp_path / "_figures" / "fig-001.png").read_bytes() == b"\x89PNG fake bytes"
+
+
+def test_cohort_flow_reads_both_attrition_layouts() -> None:
+    from spevidence.report.figures import _flow_steps, cohort_flow
+
+    on_step = pd.DataFrame(
+        {
+            "step": ["All", "Referred", "Matched"],
+            "n": [1000, 300, 250],
+            "n_dropped": [None, 700, 50],
+            "reason": [None, "not referred", "no match"],
+        }
+    )
+    separate = pd.DataFrame(
+        {
+            "step": ["All", "Excluded: not referred", "Referred", "Excluded: no match", "Matched"],
+            "n": pd.array([1000, None, 300, None, 250], dtype="Int64"),
+            "n_dropped": pd.array([None, 700, None, 50, None], dtype="Int64"),
+            "reason": ["", "not referred", "", "no match", ""],
+        }
+    )
+    expected = [
+        {"label": "All", "n": 1000, "excluded": []},
+        {"label": "Referred", "n": 300, "excluded": [("not referred", 700)]},
+        {"label": "Matched", "n": 250, "excluded": [("no match", 50)]},
+    ]
+    for table in (on_step, separate):
+        steps = _flow_steps(table)
+        assert [(s["label"], int(s["n"])) for s in steps] == [
+            (e["label"], e["n"]) for e in expected
+        ]
+        assert [[(w, int(c)) for w, c in s["excluded"]] for s in steps] == [
+            e["excluded"] for e in expected
+        ]
+        alt = cohort_flow(table).spevidence_alt  # type: ignore[attr-defined]
+        assert "Matched, n = 250 (excluded: no match, n = 50)" in alt
