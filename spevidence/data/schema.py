@@ -79,14 +79,8 @@ POPULATION = Table(
         Column("ethnicity_group", "str", required=False, nullable=True),
         Column("living_alone", "bool", required=False, nullable=True),
         Column("widowed", "bool", required=False, nullable=True),
-        Column(
-            "frailty",
-            "str",
-            required=False,
-            nullable=True,
-            allowed=("fit", "mild", "moderate", "severe"),
-            description="eFI category",
-        ),
+        Column("frailty", "str", required=False, nullable=True,
+               allowed=("fit", "mild", "moderate", "severe"), description="eFI category"),
         Column("falls", "bool", required=False, nullable=True),
         Column("stroke", "bool", required=False, nullable=True),
         Column("copd", "bool", required=False, nullable=True),
@@ -130,7 +124,8 @@ AE_ATTENDANCES = Table(
     (
         Column("person_id", "id"),
         Column("arrival_date", "date"),
-        Column("department_type", "str", allowed=("1", "2", "3", "4"), description="1 = major A&E"),
+        Column("department_type", "str", allowed=("1", "2", "3", "4"),
+               description="1 = major A&E"),
     ),
     date_column="arrival_date",
 )
@@ -153,18 +148,9 @@ WELLBEING = Table(
     (
         Column("person_id", "id"),
         Column("measured_date", "date"),
-        Column(
-            "instrument",
-            "str",
-            allowed=(
-                "ons4_life_satisfaction",
-                "ons4_worthwhile",
-                "ons4_happiness",
-                "ons4_anxiety",
-                "wemwbs",
-                "swemwbs",
-            ),
-        ),
+        Column("instrument", "str",
+               allowed=("ons4_life_satisfaction", "ons4_worthwhile", "ons4_happiness",
+                        "ons4_anxiety", "wemwbs", "swemwbs")),
         Column("score", "float"),
     ),
     date_column="measured_date",
