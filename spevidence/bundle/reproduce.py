@@ -10,7 +10,9 @@ from spevidence.bundle import compare_bundles, verify_bundle
 from spevidence.errors import ReportError
 
 Runner = Callable[..., Path]
-"""``runner(protocol_path, *, data=DIR, out=DIR, key_file=PATH|None) -> bundle Path``."""
+"""``runner(protocol_path, *, data=DIR, out=DIR, key_file=PATH|None) -> bundle Path``.
+
+The default runs ``spevidence.pipeline.run`` with the engine recorded in the manifest."""
 
 
 @dataclass(frozen=True)
@@ -24,19 +26,33 @@ class Reproduction:
     results_compared: bool = False
 
 
-def _default_runner() -> Runner:
+def _default_runner(engine: str) -> Runner:
+    """Adapter to ``spevidence.pipeline.run`` (the ``spevidence run`` command)."""
     import importlib
 
     try:
         pipeline = importlib.import_module("spevidence.pipeline")
     except ImportError:
         pipeline = None
-    runner = getattr(pipeline, "run_protocol", None) if pipeline is not None else None
-    if runner is None:
+    run = getattr(pipeline, "run", None) if pipeline is not None else None
+    if run is None:
         raise ReportError(
-            "re-running from data needs spevidence.pipeline.run_protocol, which this build "
+            "re-running from data needs spevidence.pipeline.run, which this installation "
             "does not provide; verify and re-render without --data."
         )
+
+    def runner(protocol: Path, *, data: Path, out: Path, key_file: Path | None) -> Path:
+        result = run(
+            protocol,
+            data,
+            out,
+            engine=engine,
+            key_file=key_file,
+            formats=("html",),
+            progress=False,
+        )
+        return Path(getattr(result, "bundle", result))
+
     return runner
 
 
@@ -74,7 +90,9 @@ def reproduce(
     rerun_path: Path | None = None
     compared = False
     if data is not None:
-        run = runner if runner is not None else _default_runner()
+        run = (
+            runner if runner is not None else _default_runner(str(manifest.get("engine", "duckdb")))
+        )
         rerun_path = Path(
             run(
                 bundle / "protocol.yaml",
