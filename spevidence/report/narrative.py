@@ -151,7 +151,7 @@ class Narrative:
         rows: list[dict[str, str]] = []
         n = self._final_count()
         if n is not None:
-            rows.append({"item": "People in the matched study cohort", "value": n})
+            rows.append({"item": "Referred people in the final analysis", "value": n})
         did = self.rb.table("did_estimates")
         if did is not None and not did.empty:
             for _, r in _main_rows(did).iterrows():
@@ -199,7 +199,8 @@ class Narrative:
         intro += "(difference-in-differences). "
         if n is not None:
             intro += (
-                f"The final study cohort held {n} people (after rounding for disclosure control). "
+                f"The final analysis included {n} referred people, the last step of the cohort "
+                "flow (rounded for disclosure control). "
             )
         lines.append(intro)
         if did is None or did.empty:
