@@ -443,3 +443,38 @@ def test_cohort_flow_reads_both_attrition_layouts() -> None:
         ]
         alt = cohort_flow(table).spevidence_alt  # type: ignore[attr-defined]
         assert "Matched, n = 250 (excluded: no match, n = 50)" in alt
+
+
+def test_disclosure_statement_follows_the_rules_used(tmp_path: Path) -> None:
+    from spevidence.bundle import write_bundle
+    from spevidence.report.narrative import Narrative
+    from spevidence.report.sections import ReportBundle
+
+    log = pd.DataFrame(
+        {
+            "table": ["attrition", "attrition", "qa"],
+            "column": ["n", "n", "rows"],
+            "row": ["1", "all", "0"],
+            "action": ["redacted_primary", "rounded", "redacted_secondary"],
+            "reason": ["count between 1 and 10", "2 rounded", "would reveal row 1"],
+        }
+    )
+    att = pd.DataFrame({"step": ["All", "Matched"], "n": [1000.0, None]})
+    b = write_bundle(
+        tmp_path / "b",
+        tables={"attrition": att},
+        figures={},
+        protocol={"disclosure": {"threshold": 10, "rounding": 10}},
+        inputs={},
+        seed=1,
+        engine="duckdb",
+        disclosure_log=log,
+    )
+    rb = ReportBundle(b)
+    text = Narrative(rb).disclosure()
+    assert "counts from 1 to 10 were redacted" in text and "nearest 10" in text
+    assert "| attrition | redacted_primary | 1 |" in text
+    assert "| qa | redacted_secondary | 1 |" in text
+    assert rb.redactions("attrition") == 1 and rb.redactions("qa") == 1
+    assert "marks a cell redacted" in rb.table_md("attrition", caption="Flow")
+    assert "2 small number(s) were redacted" in Narrative(rb).limitations()

@@ -514,7 +514,9 @@ class Narrative:
     def disclosure(self) -> str:
         log = self.rb.disclosure_log()
         extra = self.rb.manifest.get("extra", {}) or {}
-        rules = extra.get("disclosure", {}) if isinstance(extra, dict) else {}
+        rules = extra.get("disclosure") if isinstance(extra, dict) else None
+        if not isinstance(rules, dict):
+            rules = self.rb.protocol.get("disclosure", {})
         threshold = rules.get("threshold", 7) if isinstance(rules, dict) else 7
         rounding = rules.get("rounding", 5) if isinstance(rules, dict) else 5
         text = (
