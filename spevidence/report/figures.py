@@ -55,6 +55,13 @@ def _col(df: pd.DataFrame, candidates: Sequence[str], table: str, *, required: b
     return ""
 
 
+def _figure_legend(fig: Figure, ax: Axes) -> None:
+    """One legend for the figure, below the plots, so it never hides data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(handles)))
+
+
 def _new(figsize: tuple[float, float] = style.FIGSIZE) -> tuple[Figure, Axes]:
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot()
@@ -207,7 +214,7 @@ def love_plot(balance: pd.DataFrame, *, threshold: float = 0.1) -> Figure:
         ax.set_yticks(y, [str(v).replace("_", " ") for v in df[var]])
         ax.set_xlabel("Absolute standardised mean difference (referred vs comparators)")
         ax.set_title("Covariate balance before and after matching")
-        ax.legend(loc="lower right")
+        _figure_legend(fig, ax)
         ax.set_xlim(left=0)
     worst = float(df["_after"].max()) if len(df) else float("nan")
     fig.spevidence_alt = (  # type: ignore[attr-defined]
@@ -244,7 +251,7 @@ def trends(trends: pd.DataFrame) -> Figure:
             ax.axvline(-0.5, color=style.NEUTRAL, ls=":", lw=1)
             ax.set_ylabel("Mean per person")
             ax.set_title(outcome_label(outcome) if outcome is not None else "Outcome")
-            ax.legend(loc="upper right")
+        _figure_legend(fig, axes[0])
         axes[-1].set_xlabel("Months from referral (0 = month of referral)")
     fig.spevidence_alt = (  # type: ignore[attr-defined]
         "Line chart of mean use per person by month from referral for referred people and "
@@ -354,7 +361,7 @@ def event_study(es: pd.DataFrame) -> Figure:
             ax.axvline(-0.5, color=style.NEUTRAL, ls=":", lw=1)
             ax.set_ylabel("Difference vs\ncomparators")
             ax.set_title(outcome_label(outcome) if outcome is not None else "Event study")
-            ax.legend(loc="lower left")
+        _figure_legend(fig, axes[0])
         axes[-1].set_xlabel("Months from referral (reference: month before referral)")
     fig.spevidence_alt = (  # type: ignore[attr-defined]
         "Event-study chart: difference between referred people and comparators in each month "
@@ -389,7 +396,7 @@ def tornado(sens: pd.DataFrame, *, base: float | None = None) -> Figure:
         ax.set_yticks(y, [str(v).replace("_", " ") for v in df[par]])
         ax.set_xlabel("Social value per £1 invested (SROI ratio)")
         ax.set_title("Which assumptions matter most")
-        ax.legend(loc="lower right")
+        _figure_legend(fig, ax)
     fig.spevidence_alt = (  # type: ignore[attr-defined]
         f"Tornado chart of {len(df)} assumptions around a central SROI ratio of {centre:.2f}"
     )
