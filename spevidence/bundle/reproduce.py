@@ -26,6 +26,12 @@ class Reproduction:
     results_compared: bool = False
 
 
+def _listing(problems: list[str], limit: int = 8) -> str:
+    shown = "; ".join(problems[:limit])
+    more = len(problems) - limit
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
 def _default_runner(engine: str) -> Runner:
     """Adapter to ``spevidence.pipeline.run`` (the ``spevidence run`` command)."""
     import importlib
@@ -83,7 +89,7 @@ def reproduce(
     if problems:
         raise ReportError(
             f"the bundle has been changed since it was made: {len(problems)} file(s) differ "
-            f"from manifest.json: " + "; ".join(problems)
+            "from manifest.json: " + _listing(problems)
         )
     out = Path(out_dir) if out_dir is not None else bundle.parent / (bundle.name + "_reproduced")
     outputs = render(bundle, out, formats=formats, engine=engine)  # type: ignore[arg-type]
@@ -105,7 +111,7 @@ def reproduce(
         if diffs:
             raise ReportError(
                 f"re-running the protocol on {Path(data).name} did not reproduce the bundle: "
-                + "; ".join(diffs)
+                + _listing(diffs)
             )
         compared = True
     return Reproduction(
