@@ -366,3 +366,115 @@ def test_qmd_parser() -> None:
         parse_qmd_text("```{python}\nx = 1\n")
     with pytest.raises(ReportError, match="YAML header"):
         parse_qmd_text("---\ntitle: [unclosed\n---\n")
+
+
+def test_assemble_honours_cell_options(tmp_path: Path) -> None:
+    """Cell outputs become markdown as Quarto would place them (echo, include, output, figures)."""
+    import base64
+
+    import nbformat
+
+    from spevidence.report._builtin import assemble_markdown, build_notebook
+
+    doc = parse_qmd_text(
+        "---\ntitle: T\nformat: html\nexecute:\n  echo: false\n---\n\nIntro.\n\n"
+        "```{python}\n#| tags: [parameters]\nbundle = 'b'\n```\n\n"
+        "```{python}\n#| include: false\nhidden = 1\n```\n\n"
+        "```{python}\n#| echo: true\nx = 2\n```\n\n"
+        "```{python}\n#| output: asis\nprint('**raw** markdown')\n```\n\n"
+        "```{python}\n#| output: false\nprint('never shown')\n```\n\n"
+        "```{python}\n#| label: fig-one\n#| fig-cap: A caption\n"
+        "#| fig-alt: Alt words\nplot()\n```\n"
+    )
+    nb, cells = build_notebook(doc, {"bundle": "/abs/bundle"})
+    sources = [c.source for c in nb.cells]
+    assert sources[1] == "bundle = '/abs/bundle'"  # injected after the parameters cell
+    assert [c["id"] for c in nb.cells] == [f"cell-{i:04d}" for i in range(len(nb.cells))]
+    png = base64.b64encode(b"\x89PNG fake bytes").decode()
+    out = nbformat.v4
+    nb.cells[2].outputs = [out.new_output("stream", name="stdout", text="hidden output")]
+    nb.cells[4].outputs = [out.new_output("stream", name="stdout", text="**raw** markdown\n")]
+    nb.cells[5].outputs = [out.new_output("stream", name="stdout", text="never shown")]
+    nb.cells[6].outputs = [
+        out.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
+        out.new_output("stream", name="stderr", text="a warning"),
+    ]
+    md = assemble_markdown(doc, nb, cells, tmp_path)
+    assert md.startswith("---\ntitle: T\n---\n")  # format/execute options are not metadata
+    assert "Intro." in md
+    assert "hidden" not in md and "never shown" not in md and "a warning" not in md
+    assert "```python\nx = 2\n```" in md and "bundle = " not in md
+    assert "\n**raw** markdown\n" in md
+    assert '![A caption](_figures/fig-001.png){#fig-one fig-alt="Alt words"}' in md
+    assert (tmp_path / "_figures" / "fig-001.png").read_bytes() == b"\x89PNG fake bytes"
+
+
+def test_cohort_flow_reads_both_attrition_layouts() -> None:
+    from spevidence.report.figures import _flow_steps, cohort_flow
+
+    on_step = pd.DataFrame(
+        {
+            "step": ["All", "Referred", "Matched"],
+            "n": [1000, 300, 250],
+            "n_dropped": [None, 700, 50],
+            "reason": [None, "not referred", "no match"],
+        }
+    )
+    separate = pd.DataFrame(
+        {
+            "step": ["All", "Excluded: not referred", "Referred", "Excluded: no match", "Matched"],
+            "n": pd.array([1000, None, 300, None, 250], dtype="Int64"),
+            "n_dropped": pd.array([None, 700, None, 50, None], dtype="Int64"),
+            "reason": ["", "not referred", "", "no match", ""],
+        }
+    )
+    expected = [
+        {"label": "All", "n": 1000, "excluded": []},
+        {"label": "Referred", "n": 300, "excluded": [("not referred", 700)]},
+        {"label": "Matched", "n": 250, "excluded": [("no match", 50)]},
+    ]
+    for table in (on_step, separate):
+        steps = _flow_steps(table)
+        assert [(s["label"], int(s["n"])) for s in steps] == [
+            (e["label"], e["n"]) for e in expected
+        ]
+        assert [[(w, int(c)) for w, c in s["excluded"]] for s in steps] == [
+            e["excluded"] for e in expected
+        ]
+        alt = cohort_flow(table).spevidence_alt  # type: ignore[attr-defined]
+        assert "Matched, n = 250 (excluded: no match, n = 50)" in alt
+
+
+def test_disclosure_statement_follows_the_rules_used(tmp_path: Path) -> None:
+    from spevidence.bundle import write_bundle
+    from spevidence.report.narrative import Narrative
+    from spevidence.report.sections import ReportBundle
+
+    log = pd.DataFrame(
+        {
+            "table": ["attrition", "attrition", "qa"],
+            "column": ["n", "n", "rows"],
+            "row": ["1", "all", "0"],
+            "action": ["redacted_primary", "rounded", "redacted_secondary"],
+            "reason": ["count between 1 and 10", "2 rounded", "would reveal row 1"],
+        }
+    )
+    att = pd.DataFrame({"step": ["All", "Matched"], "n": [1000.0, None]})
+    b = write_bundle(
+        tmp_path / "b",
+        tables={"attrition": att},
+        figures={},
+        protocol={"disclosure": {"threshold": 10, "rounding": 10}},
+        inputs={},
+        seed=1,
+        engine="duckdb",
+        disclosure_log=log,
+    )
+    rb = ReportBundle(b)
+    text = Narrative(rb).disclosure()
+    assert "counts from 1 to 10 were redacted" in text and "nearest 10" in text
+    assert "| attrition | redacted_primary | 1 |" in text
+    assert "| qa | redacted_secondary | 1 |" in text
+    assert rb.redactions("attrition") == 1 and rb.redactions("qa") == 1
+    assert "marks a cell redacted" in rb.table_md("attrition", caption="Flow")
+    assert "2 small number(s) were redacted" in Narrative(rb).limitations()

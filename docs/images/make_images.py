@@ -24,8 +24,19 @@ def _pdf_pages(pdf: Path, pages: dict[int, str], dpi: int = 70) -> None:
         for page, name in pages.items():
             stem = Path(tmp) / name
             subprocess.run(
-                ["pdftoppm", "-r", str(dpi), "-png", "-f", str(page), "-l", str(page),
-                 "-singlefile", str(pdf), str(stem)],
+                [
+                    "pdftoppm",
+                    "-r",
+                    str(dpi),
+                    "-png",
+                    "-f",
+                    str(page),
+                    "-l",
+                    str(page),
+                    "-singlefile",
+                    str(pdf),
+                    str(stem),
+                ],
                 check=True,
             )
             Image.open(stem.with_suffix(".png")).convert("P", palette=Image.Palette.ADAPTIVE).save(
@@ -38,18 +49,29 @@ def main() -> None:
         root = Path(tmp)
         bundle = write_example_bundle(root / "bundle", pretrend_fails=True)
         report = render(bundle, root / "out", formats=("html", "pdf"), engine="builtin")
-        summary = render(bundle, root / "out", formats=("pdf",), template="summary",
-                         engine="builtin")
-        _pdf_pages(report["pdf"], {1: "report-pdf-page1", 6: "report-pdf-results"})
+        summary = render(
+            bundle, root / "out", formats=("pdf",), template="summary", engine="builtin"
+        )
+        _pdf_pages(
+            report["pdf"], {1: "report-pdf-page1", 3: "report-pdf-cohort", 6: "report-pdf-results"}
+        )
         _pdf_pages(summary["pdf"], {1: "summary-pdf"})
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         if chromium:
             shot = root / "html.png"
             subprocess.run(
-                [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                 "--window-size=1100,1500", f"--screenshot={shot}",
-                 report["html"].resolve().as_uri()],
-                check=True, capture_output=True,
+                [
+                    chromium,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--hide-scrollbars",
+                    "--window-size=1100,1500",
+                    f"--screenshot={shot}",
+                    report["html"].resolve().as_uri(),
+                ],
+                check=True,
+                capture_output=True,
             )
             Image.open(shot).convert("P", palette=Image.Palette.ADAPTIVE).save(
                 HERE / "report-html.png", optimize=True

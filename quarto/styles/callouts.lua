@@ -1,4 +1,4 @@
--- Built-in renderer only (Quarto has its own callouts): draw ::: {.callout-warning}
+-- Built-in renderer only (Quarto draws its own callouts): draw ::: {.callout-warning}
 -- and ::: {.callout-note} blocks as shaded boxes in typst (PDF) output.
 local colours = {
   ["callout-warning"] = { fill = "#fdf1ea", stroke = "#d55e00" },
@@ -6,7 +6,8 @@ local colours = {
 }
 
 function Div(el)
-  if not FORMAT:match("typst") then
+  -- under Quarto (which defines the global `quarto`) its own callouts are used
+  if quarto ~= nil or not FORMAT:match("typst") then
     return nil
   end
   for cls, c in pairs(colours) do

@@ -10,7 +10,9 @@ from spevidence.bundle import compare_bundles, verify_bundle
 from spevidence.errors import ReportError
 
 Runner = Callable[..., Path]
-"""``runner(protocol_path, *, data=DIR, out=DIR, key_file=PATH|None) -> bundle Path``."""
+"""``runner(protocol_path, *, data=DIR, out=DIR, key_file=PATH|None) -> bundle Path``.
+
+The default runs ``spevidence.pipeline.run`` with the engine recorded in the manifest."""
 
 
 @dataclass(frozen=True)
@@ -24,19 +26,39 @@ class Reproduction:
     results_compared: bool = False
 
 
-def _default_runner() -> Runner:
+def _listing(problems: list[str], limit: int = 8) -> str:
+    shown = "; ".join(problems[:limit])
+    more = len(problems) - limit
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def _default_runner(engine: str) -> Runner:
+    """Adapter to ``spevidence.pipeline.run`` (the ``spevidence run`` command)."""
     import importlib
 
     try:
         pipeline = importlib.import_module("spevidence.pipeline")
     except ImportError:
         pipeline = None
-    runner = getattr(pipeline, "run_protocol", None) if pipeline is not None else None
-    if runner is None:
+    run = getattr(pipeline, "run", None) if pipeline is not None else None
+    if run is None:
         raise ReportError(
-            "re-running from data needs spevidence.pipeline.run_protocol, which this build "
+            "re-running from data needs spevidence.pipeline.run, which this installation "
             "does not provide; verify and re-render without --data."
         )
+
+    def runner(protocol: Path, *, data: Path, out: Path, key_file: Path | None) -> Path:
+        result = run(
+            protocol,
+            data,
+            out,
+            engine=engine,
+            key_file=key_file,
+            formats=("html",),
+            progress=False,
+        )
+        return Path(getattr(result, "bundle", result))
+
     return runner
 
 
@@ -67,14 +89,16 @@ def reproduce(
     if problems:
         raise ReportError(
             f"the bundle has been changed since it was made: {len(problems)} file(s) differ "
-            f"from manifest.json: " + "; ".join(problems)
+            "from manifest.json: " + _listing(problems)
         )
     out = Path(out_dir) if out_dir is not None else bundle.parent / (bundle.name + "_reproduced")
     outputs = render(bundle, out, formats=formats, engine=engine)  # type: ignore[arg-type]
     rerun_path: Path | None = None
     compared = False
     if data is not None:
-        run = runner if runner is not None else _default_runner()
+        run = (
+            runner if runner is not None else _default_runner(str(manifest.get("engine", "duckdb")))
+        )
         rerun_path = Path(
             run(
                 bundle / "protocol.yaml",
@@ -87,7 +111,7 @@ def reproduce(
         if diffs:
             raise ReportError(
                 f"re-running the protocol on {Path(data).name} did not reproduce the bundle: "
-                + "; ".join(diffs)
+                + _listing(diffs)
             )
         compared = True
     return Reproduction(

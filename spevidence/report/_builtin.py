@@ -28,7 +28,16 @@ from spevidence.report._qmd import CodeCell, Markdown, QmdDocument
 # Fixed dates so that two renders give the same bytes (2000-01-01T00:00:00Z).
 FIXED_EPOCH = 946684800
 _KERNEL_NAME = "spevidence-python"
-_DROP_META = {"format", "execute", "params", "jupyter", "engine", "editor", "crossref"}
+_DROP_META = {
+    "format",
+    "execute",
+    "params",
+    "jupyter",
+    "engine",
+    "editor",
+    "crossref",
+    "filters",
+}
 
 
 def _pandoc() -> str:
@@ -75,7 +84,14 @@ def _write_kernelspec(workdir: Path) -> Path:
     kdir = workdir / ".kernels" / _KERNEL_NAME
     kdir.mkdir(parents=True, exist_ok=True)
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+            "--IPKernelApp.log_level=ERROR",
+        ],
         "display_name": "spevidence (Python)",
         "language": "python",
         "env": {},
@@ -250,6 +266,8 @@ def convert(doc: QmdDocument, md_path: Path, fmt: str, out_path: Path, template_
     opts = _format_options(doc, fmt)
     resource = os.pathsep.join([str(workdir), str(template_dir)])
     common = ["-f", "markdown-citations", "--resource-path", resource, str(md_path.name)]
+    for flt in _as_list(doc.front_matter.get("filters")):
+        common += ["--lua-filter", str((template_dir / flt).resolve())]
     toc = _truthy(opts.get("toc"), False)
     if fmt == "html":
         args = [*common, "-t", "html5", "--standalone", "--embed-resources", "--wrap=none"]
@@ -285,8 +303,6 @@ def convert(doc: QmdDocument, md_path: Path, fmt: str, out_path: Path, template_
         for key in ("papersize", "fontsize", "mainfont", "section-numbering", "page-numbering"):
             if opts.get(key) is not None:
                 args += ["-V", f"{key}={opts[key]}"]
-        for flt in _as_list(opts.get("spevidence-lua-filters")):
-            args += ["--lua-filter", str((template_dir / flt).resolve())]
         for inc in _as_list(opts.get("include-in-header")):
             args += ["-H", str((template_dir / inc).resolve())]
         lang = doc.front_matter.get("lang")

@@ -55,17 +55,25 @@ def _col(df: pd.DataFrame, candidates: Sequence[str], table: str, *, required: b
     return ""
 
 
+def _figure_legend(fig: Figure, ax: Axes) -> None:
+    """One legend for the figure, below the plots, so it never hides data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(handles)))
+
+
 def _new(figsize: tuple[float, float] = style.FIGSIZE) -> tuple[Figure, Axes]:
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot()
     return fig, ax
 
 
-def cohort_flow(attrition: pd.DataFrame) -> Figure:
-    """Cohort flow diagram (STROBE/RECORD style) from the attrition table.
+def _flow_steps(attrition: pd.DataFrame) -> list[dict[str, Any]]:
+    """Main steps, each with the exclusions that led to it.
 
-    Uses ``step`` (label), ``n``/``n_remaining`` (people remaining after the step) and,
-    if present, ``n_dropped`` with ``reason``.
+    Two layouts are read: a drop count on the step it leads to (``n_dropped`` and
+    ``reason`` on a step row), or separate exclusion rows (``n`` missing, ``n_dropped``
+    given) placed before the step they lead to.
     """
     label = _col(attrition, ["step", "stage", "description"], "attrition")
     count = _col(
@@ -73,67 +81,81 @@ def cohort_flow(attrition: pd.DataFrame) -> Figure:
     )
     dropped = _col(attrition, ["n_dropped", "dropped", "excluded"], "attrition", required=False)
     reason = _col(attrition, ["reason", "drop_reason"], "attrition", required=False)
-    rows = attrition.reset_index(drop=True)
-    n = len(rows)
+    steps: list[dict[str, Any]] = []
+    pending: list[tuple[str, Any]] = []
+    for rec in attrition.reset_index(drop=True).to_dict("records"):
+        why = str(rec[reason]) if reason and not _is_missing(rec[reason]) else ""
+        is_exclusion = _is_missing(rec[count]) and dropped and not _is_missing(rec[dropped])
+        if is_exclusion:
+            text = why or str(rec[label]).removeprefix("Excluded: ") or "Excluded"
+            pending.append((text, rec[dropped]))
+            continue
+        excl = list(pending)
+        pending = []
+        if dropped and steps and not _is_missing(rec[dropped]):
+            excl.append((why or "Excluded", rec[dropped]))
+        steps.append({"label": str(rec[label]), "n": rec[count], "excluded": excl})
+    if pending and steps:  # exclusions after the last step
+        steps.append({"label": "After exclusions", "n": None, "excluded": pending})
+    return steps
+
+
+def cohort_flow(attrition: pd.DataFrame) -> Figure:
+    """Cohort flow diagram (STROBE/RECORD style) from the attrition table.
+
+    Main boxes show each step with the people remaining (``n``); side boxes show the
+    people excluded on the way to it, with the reason (``n_dropped``, ``reason``).
+    """
+    steps = _flow_steps(attrition)
+    n = len(steps)
+    gaps = [max(1, len(st["excluded"])) for st in steps[1:]]
+    ys = [0.0]
+    for g in gaps:
+        ys.append(ys[-1] - (0.9 + 0.95 * g))
+    height = -ys[-1] + 1.2 if n else 1.0
+    main_box = {"boxstyle": "round,pad=0.45", "fc": "#eef4fa", "ec": style.TREATED, "lw": 1.2}
+    side_box = {"boxstyle": "round,pad=0.35", "fc": "#fdf1ea", "ec": style.COMPARATOR, "lw": 1}
+    arrow = {"arrowstyle": "-|>", "color": style.NEUTRAL, "lw": 1.1}
     with style.context():
-        fig = Figure(figsize=(7.0, max(2.2, 1.05 * n + 0.4)), layout="constrained")
+        fig = Figure(figsize=(7.0, max(2.0, 0.55 * height + 0.5)), layout="constrained")
         ax = fig.add_subplot()
         ax.set_xlim(0, 10)
-        ax.set_ylim(-n + 0.3, 0.9)
+        ax.set_ylim(ys[-1] - 0.6 if n else -1, 0.6)
         ax.axis("off")
-        for i, rec in enumerate(rows.to_dict("records")):
-            y = -i
-            txt = f"{rec[label]}\nn = {_count_text(rec[count])}"
+        for i, st in enumerate(steps):
             ax.text(
-                3.3,
-                y,
-                txt,
+                3.0,
+                ys[i],
+                f"{st['label']}\nn = {_count_text(st['n'])}",
                 ha="center",
                 va="center",
-                fontsize=9,
-                bbox={
-                    "boxstyle": "round,pad=0.45",
-                    "fc": "#eef4fa",
-                    "ec": style.TREATED,
-                    "lw": 1.2,
-                },
+                fontsize=9.5,
+                bbox=main_box,
+                wrap=True,
             )
-            if i < n - 1:
-                ax.annotate(
-                    "",
-                    xy=(3.3, y - 0.62),
-                    xytext=(3.3, y - 0.38),
-                    arrowprops={"arrowstyle": "-|>", "color": style.NEUTRAL, "lw": 1.2},
-                )
-            if dropped and i > 0 and not _is_missing(rec[dropped]):
-                why = (
-                    f"{rec[reason]}: " if reason and not _is_missing(rec[reason]) else "Excluded: "
-                )
+            if i == 0:
+                continue
+            top, bottom = ys[i - 1] - 0.32, ys[i] + 0.32
+            ax.annotate("", xy=(3.0, bottom), xytext=(3.0, top), arrowprops=arrow)
+            k = len(st["excluded"])
+            for j, (why, count) in enumerate(st["excluded"]):
+                y = top - (top - bottom) * (j + 1) / (k + 1)
+                ax.annotate("", xy=(5.55, y), xytext=(3.0, y), arrowprops=arrow)
                 ax.text(
-                    7.9,
-                    y + 0.5,
-                    f"{why}{_count_text(rec[dropped])}",
-                    ha="center",
+                    5.75,
+                    y,
+                    f"{why}\nn = {_count_text(count)}",
+                    ha="left",
                     va="center",
-                    fontsize=8,
+                    fontsize=8.5,
+                    bbox=side_box,
                     wrap=True,
-                    bbox={
-                        "boxstyle": "round,pad=0.35",
-                        "fc": "#fdf1ea",
-                        "ec": style.COMPARATOR,
-                        "lw": 1,
-                    },
-                )
-                ax.annotate(
-                    "",
-                    xy=(6.0, y + 0.5),
-                    xytext=(3.3, y + 0.5),
-                    arrowprops={"arrowstyle": "-|>", "color": style.NEUTRAL, "lw": 0.9},
                 )
         ax.set_title("How the study cohort was formed")
-    fig.spevidence_alt = (  # type: ignore[attr-defined]
-        "Cohort flow diagram: "
-        + "; ".join(f"{r[label]}, n = {_count_text(r[count])}" for _, r in rows.iterrows())
+    fig.spevidence_alt = "Cohort flow diagram: " + "; ".join(  # type: ignore[attr-defined]
+        f"{st['label']}, n = {_count_text(st['n'])}"
+        + "".join(f" (excluded: {w}, n = {_count_text(c)})" for w, c in st["excluded"])
+        for st in steps
     )
     return fig
 
@@ -192,7 +214,7 @@ def love_plot(balance: pd.DataFrame, *, threshold: float = 0.1) -> Figure:
         ax.set_yticks(y, [str(v).replace("_", " ") for v in df[var]])
         ax.set_xlabel("Absolute standardised mean difference (referred vs comparators)")
         ax.set_title("Covariate balance before and after matching")
-        ax.legend(loc="lower right")
+        _figure_legend(fig, ax)
         ax.set_xlim(left=0)
     worst = float(df["_after"].max()) if len(df) else float("nan")
     fig.spevidence_alt = (  # type: ignore[attr-defined]
@@ -229,7 +251,7 @@ def trends(trends: pd.DataFrame) -> Figure:
             ax.axvline(-0.5, color=style.NEUTRAL, ls=":", lw=1)
             ax.set_ylabel("Mean per person")
             ax.set_title(outcome_label(outcome) if outcome is not None else "Outcome")
-            ax.legend(loc="upper right")
+        _figure_legend(fig, axes[0])
         axes[-1].set_xlabel("Months from referral (0 = month of referral)")
     fig.spevidence_alt = (  # type: ignore[attr-defined]
         "Line chart of mean use per person by month from referral for referred people and "
@@ -339,7 +361,7 @@ def event_study(es: pd.DataFrame) -> Figure:
             ax.axvline(-0.5, color=style.NEUTRAL, ls=":", lw=1)
             ax.set_ylabel("Difference vs\ncomparators")
             ax.set_title(outcome_label(outcome) if outcome is not None else "Event study")
-            ax.legend(loc="lower left")
+        _figure_legend(fig, axes[0])
         axes[-1].set_xlabel("Months from referral (reference: month before referral)")
     fig.spevidence_alt = (  # type: ignore[attr-defined]
         "Event-study chart: difference between referred people and comparators in each month "
@@ -374,7 +396,7 @@ def tornado(sens: pd.DataFrame, *, base: float | None = None) -> Figure:
         ax.set_yticks(y, [str(v).replace("_", " ") for v in df[par]])
         ax.set_xlabel("Social value per £1 invested (SROI ratio)")
         ax.set_title("Which assumptions matter most")
-        ax.legend(loc="lower right")
+        _figure_legend(fig, ax)
     fig.spevidence_alt = (  # type: ignore[attr-defined]
         f"Tornado chart of {len(df)} assumptions around a central SROI ratio of {centre:.2f}"
     )

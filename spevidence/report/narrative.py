@@ -103,8 +103,8 @@ class Narrative:
             return None
         for c in ("n_remaining", "n", "remaining", "persons", "people", "rows"):
             if c in att.columns:
-                v = att[c].iloc[-1]
-                return _f(v, 0) if not pd.isna(v) else None
+                vals = pd.to_numeric(att[c], errors="coerce").dropna()
+                return _f(vals.iloc[-1], 0) if len(vals) else None
         return None
 
     def _pretrend_failures(self) -> list[str]:
@@ -151,7 +151,7 @@ class Narrative:
         rows: list[dict[str, str]] = []
         n = self._final_count()
         if n is not None:
-            rows.append({"item": "People in the matched study cohort", "value": n})
+            rows.append({"item": "Referred people in the final analysis", "value": n})
         did = self.rb.table("did_estimates")
         if did is not None and not did.empty:
             for _, r in _main_rows(did).iterrows():
@@ -199,7 +199,8 @@ class Narrative:
         intro += "(difference-in-differences). "
         if n is not None:
             intro += (
-                f"The final study cohort held {n} people (after rounding for disclosure control). "
+                f"The final analysis included {n} referred people, the last step of the cohort "
+                "flow (rounded for disclosure control). "
             )
         lines.append(intro)
         if did is None or did.empty:
@@ -455,12 +456,14 @@ class Narrative:
         sim = self.rb.table("sroi_simulation")
         if sim is None or sim.empty:
             return ""
+        p = float("nan")
         if "prob_above_1" in sim.columns:
             p = _num(sim["prob_above_1"].iloc[0])
-            return (
-                f"\nIn {_f(p * 100, 0)}% of simulations the SROI ratio exceeded 1 (break-even).\n"
-            )
-        return ""
+        else:
+            p = _num(self._sroi_values().get("p_ratio_above_1"))
+        if math.isnan(p):
+            return ""
+        return f"\nIn {_f(p * 100, 0)}% of simulations the SROI ratio exceeded 1 (break-even).\n"
 
     def limitations(self) -> str:
         items = [
@@ -511,7 +514,9 @@ class Narrative:
     def disclosure(self) -> str:
         log = self.rb.disclosure_log()
         extra = self.rb.manifest.get("extra", {}) or {}
-        rules = extra.get("disclosure", {}) if isinstance(extra, dict) else {}
+        rules = extra.get("disclosure") if isinstance(extra, dict) else None
+        if not isinstance(rules, dict):
+            rules = self.rb.protocol.get("disclosure", {})
         threshold = rules.get("threshold", 7) if isinstance(rules, dict) else 7
         rounding = rules.get("rounding", 5) if isinstance(rules, dict) else 5
         text = (
@@ -590,15 +595,21 @@ SROI_LABELS = {
     "sroi_ratio": "SROI ratio (£ of value per £1 invested)",
     "ratio": "SROI ratio (£ of value per £1 invested)",
     "payback_years": "Payback period (years)",
+    "cashable_pv": "Cashable savings (present value)",
+    "sroi_ratio_low": "SROI ratio, lower simulation bound",
+    "sroi_ratio_high": "SROI ratio, upper simulation bound",
+    "p_ratio_above_1": "Chance the ratio exceeds 1 (simulation)",
 }
 
 
 def _sroi_fmt(key: Any, value: Any) -> str:
     k = str(key)
-    if k in ("total_inputs", "inputs", "present_value", "npv", "net_present_value"):
+    if k in ("total_inputs", "inputs", "present_value", "npv", "net_present_value", "cashable_pv"):
         return _money(value)
-    if k in ("sroi_ratio", "ratio"):
+    if k in ("sroi_ratio", "ratio", "sroi_ratio_low", "sroi_ratio_high"):
         return f"£{_f(value)}"
+    if k.startswith("p_") or k.startswith("prob_"):
+        return f"{_f(_num(value) * 100, 0)}%"
     return _f(value, 1)
 
 

@@ -228,9 +228,29 @@ class ReportBundle:
             keep = [c for c in columns if c in df.columns]
             if keep:
                 df = df[keep]
-        return markdown_table(
+        out = markdown_table(
             df, caption=caption, label=label or f"tbl-{name}", digits=digits, rename=rename
         )
+        if self.redactions(name):
+            out += (
+                "\n*– marks a cell redacted by disclosure control (a count from 1 to 7, or a "
+                "cell from which one could be worked out).*\n"
+            )
+        return out
+
+    def redactions(self, name: str) -> int:
+        """How many cells of table ``name`` the disclosure log says were redacted."""
+        log = self.disclosure_log()
+        if log is None or log.empty:
+            return 0
+        by = next((c for c in ("table", "table_name") if c in log.columns), None)
+        act = next((c for c in ("action", "rule") if c in log.columns), None)
+        if by is None or act is None:
+            return 0
+        hit = (log[by].astype(str) == name) & log[act].astype(str).str.lower().str.contains(
+            "redact"
+        )
+        return int(hit.sum())
 
     def figure_md(
         self,
