@@ -14,6 +14,12 @@ install: $(STAMP)
 
 $(STAMP): requirements/dev.txt requirements/bootstrap.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed: install it or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
+	@# poppler-utils (pdftoppm, pdftotext): the tests look at the rendered PDF pages
+	@command -v pdftoppm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null) \
+	      || echo "warning: could not install poppler-utils; the PDF page tests will fail"; \
+	  else echo "warning: install poppler-utils (pdftoppm) for the PDF page tests"; fi; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/bootstrap.txt
 	$(UV) pip sync --python $(PY) --quiet requirements/dev.txt

@@ -271,7 +271,8 @@ def run(
         steps.step(5)
         # 6. disclosure control and bundle -----------------------------------------
         tables: dict[str, pd.DataFrame] = {
-            "qa": qa.table(),
+            # the QA messages quote exact row counts and row numbers: keep them inside
+            "qa": qa.table().drop(columns=["message"], errors="ignore"),
             "attrition": _attrition(attrition.table(), panel_obj, matched_obj),
             "cohort_characteristics": describe.cohort_characteristics(
                 window, None, outcomes=outcomes
