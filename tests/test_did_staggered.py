@@ -444,3 +444,62 @@ def test_spark_engine_moments_equal_pandas() -> None:
     assert b.path == "moments"
     np.testing.assert_allclose(b.att, a.att, rtol=0, atol=1e-10)
     np.testing.assert_allclose(b.se, a.se, rtol=0, atol=1e-10)
+
+
+# ------------------------------------------------------------------ property: moments = rows
+
+
+def test_moment_path_equals_row_path_property() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=25, deadline=None, derandomize=True)
+    @given(
+        seed=st.integers(0, 10_000),
+        n=st.integers(30, 90),
+        T=st.integers(4, 7),
+        control=st.sampled_from(["never", "notyet"]),
+        method=st.sampled_from(["dr", "ipw", "reg"]),
+        base=st.sampled_from(["varying", "universal"]),
+        weighted=st.booleans(),
+        anticipation=st.integers(0, 1),
+    )
+    def check(seed, n, T, control, method, base, weighted, anticipation) -> None:
+        rng = np.random.default_rng(seed)
+        g = rng.choice([0, *range(2, T + 2)], size=n)
+        y = rng.normal(size=(n, T)) + rng.normal(size=(n, 1))
+        df = pd.DataFrame(
+            {
+                "id": np.repeat(np.arange(n), T),
+                "t": np.tile(np.arange(1, T + 1), n),
+                "g": np.repeat(g, T),
+                "y": y.ravel(),
+                "w": np.repeat(rng.uniform(0.5, 2.0, n), T),
+            }
+        )
+        kw = dict(
+            yname="y",
+            idname="id",
+            tname="t",
+            gname="g",
+            control=control,
+            method=method,
+            base_period=base,
+            anticipation=anticipation,
+            weights="w" if weighted else None,
+        )
+        try:
+            m = staggered(df, **kw, path="moments")
+        except EstimationError:
+            with pytest.raises(EstimationError):
+                staggered(df, **kw, path="rows")
+            return
+        r = staggered(df, **kw, path="rows")
+        np.testing.assert_array_equal(m.groups, r.groups)
+        np.testing.assert_array_equal(m.times, r.times)
+        np.testing.assert_allclose(m.att, r.att, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(
+            m._sigma, r._sigma, rtol=0, atol=1e-10 * max(1.0, np.abs(r._sigma).max())
+        )
+
+    check()
