@@ -145,6 +145,8 @@ def test_mpdta_matches_csdid(mpdta, control, method, xf) -> None:
     a = r.aggregate("simple")
     assert a.overall_att == pytest.approx(float(out.atte["overall_att"]), abs=1e-9)
     assert a.overall_se == pytest.approx(float(out.atte["overall_se"]), abs=1e-9)
+    stat, _, _ = r.pretrend_test()  # R did's pre-test Wald statistic
+    assert stat == pytest.approx(float(out.MP["W"]), rel=1e-8)
 
 
 # ------------------------------------------------------------------ scale path = row path
@@ -503,3 +505,33 @@ def test_moment_path_equals_row_path_property() -> None:
         )
 
     check()
+
+
+@pytest.mark.parametrize(
+    ("control", "base", "xf"), [("notyet", "universal", None), ("never", "varying", "~lpop")]
+)
+def test_anticipation_matches_moderndid(mpdta, control, base, xf) -> None:
+    import moderndid as md
+
+    warnings.simplefilter("ignore")
+    ref = md.att_gt(
+        mpdta,
+        yname="lemp",
+        tname="year",
+        idname="countyreal",
+        gname="first.treat",
+        anticipation=1,
+        control_group="notyettreated" if control == "notyet" else "nevertreated",
+        base_period=base,
+        xformla=xf,
+        boot=False,
+        cband=False,
+    )
+    r = staggered(mpdta, **MPDTA, anticipation=1, control=control, base_period=base, xformla=xf)
+    np.testing.assert_allclose(r.att, ref.att_gt, atol=1e-9)
+    np.testing.assert_allclose(np.nan_to_num(r.se), np.nan_to_num(ref.se_gt), atol=1e-9)
+    for kind in ["simple", "dynamic", "group", "calendar"]:
+        a = md.aggte(ref, type=kind, boot=False, cband=False)
+        o = r.aggregate(kind)
+        assert o.overall_att == pytest.approx(a.overall_att, abs=1e-9)
+        assert o.overall_se == pytest.approx(a.overall_se, abs=1e-9)

@@ -25,6 +25,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
 
+from spevidence._version import __version__
 from spevidence.did._staggered_core import (
     CellSet,
     estimate_moments,
@@ -127,6 +128,9 @@ class ATTAggregate:
         if len(self.levels):
             lines.append(self.tidy().iloc[1:].to_string(index=False))
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return self.tidy().to_html(index=False)
 
     def plot(self) -> Figure:
         """Event-study style figure: each level with its confidence interval."""
@@ -951,6 +955,7 @@ def staggered(
             "bootstrap": bootstrap,
             "alpha": alpha,
             "seed": seed,
+            "spevidence_version": __version__,
         },
     )
 
