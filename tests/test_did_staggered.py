@@ -271,6 +271,24 @@ def test_balance_e_and_window(mpdta) -> None:
     full = r.aggregate("dynamic")
     # e = 0 with balance_e=1 excludes the 2007 cohort (observed only at e = 0)
     assert b.att[b.levels == 0][0] != pytest.approx(full.att[full.levels == 0][0])
+    import moderndid as md
+
+    warnings.simplefilter("ignore")
+    ref = md.att_gt(
+        mpdta,
+        yname="lemp",
+        tname="year",
+        idname="countyreal",
+        gname="first.treat",
+        boot=False,
+        cband=False,
+    )
+    for ours, kw in ((a, {"min_e": -2, "max_e": 2}), (b, {"balance_e": 1})):
+        theirs = md.aggte(ref, type="dynamic", boot=False, cband=False, **kw)
+        np.testing.assert_array_equal(ours.levels, theirs.event_times)
+        np.testing.assert_allclose(ours.att, theirs.att_by_event, atol=1e-9)
+        np.testing.assert_allclose(ours.se, theirs.se_by_event, atol=1e-9)
+        assert ours.overall_se == pytest.approx(theirs.overall_se, abs=1e-9)
 
 
 # ------------------------------------------------------------------ bootstrap

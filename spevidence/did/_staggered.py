@@ -153,8 +153,8 @@ class ATTAggregate:
         else:
             pre = self.levels < 0 if self.kind == "dynamic" else np.zeros(len(self.levels), bool)
             for mask, colour, label in (
-                (pre, pal[0], "Before referral"),
-                (~pre, pal[1], "After referral"),
+                (pre, pal[0], "Before treatment"),
+                (~pre, pal[1], "From first treated period"),
             ):
                 if not mask.any():
                     continue
