@@ -553,3 +553,50 @@ def test_anticipation_matches_moderndid(mpdta, control, base, xf) -> None:
         o = r.aggregate(kind)
         assert o.overall_att == pytest.approx(a.overall_att, abs=1e-9)
         assert o.overall_se == pytest.approx(a.overall_se, abs=1e-9)
+
+
+# ------------------------------------------------------------------ unbalanced panels
+
+
+@pytest.mark.parametrize("control", ["never", "notyet"])
+def test_unbalanced_panel_matches_csdid(control) -> None:
+    """allow_unbalanced=True = R did's allow_unbalanced_panel (checked against csdid)."""
+    from csdid.att_gt import ATTgt as CsATTgt
+
+    warnings.simplefilter("ignore")
+    df = sim_panel(n=300, T=6, seed=8)
+    df = df[np.random.default_rng(1).random(len(df)) > 0.15].reset_index(drop=True)
+    r = staggered(
+        df, yname="y", idname="id", tname="t", gname="g", allow_unbalanced=True, control=control
+    )
+    bal = staggered(df, yname="y", idname="id", tname="t", gname="g", control=control)
+    assert r.n_units == 300 and bal.n_units < 200  # balancing would drop most units
+    with contextlib.redirect_stdout(io.StringIO()):
+        out = CsATTgt(
+            yname="y",
+            gname="g",
+            idname="id",
+            tname="t",
+            xformla="y~1",
+            data=df,
+            allow_unbalanced_panel=True,
+            control_group="nevertreated" if control == "never" else "notyettreated",
+        ).fit(est_method="dr", bstrap=False)
+        out.aggte("simple", bstrap=False)
+    np.testing.assert_allclose(r.att, np.asarray(out.results["att"], float), atol=1e-9)
+    np.testing.assert_allclose(r.se, np.asarray(out.results["se"], float), atol=1e-9)
+    a = r.aggregate("simple")
+    assert a.overall_att == pytest.approx(float(out.atte["overall_att"]), abs=1e-9)
+    assert a.overall_se == pytest.approx(float(out.atte["overall_se"]), abs=1e-9)
+
+
+def test_unbalanced_option_on_balanced_panel_is_the_panel_estimator() -> None:
+    df = sim_panel(n=200, T=6, seed=3)
+    a = staggered(df, yname="y", idname="id", tname="t", gname="g", allow_unbalanced=True)
+    b = staggered(df, yname="y", idname="id", tname="t", gname="g")
+    np.testing.assert_array_equal(a.att, b.att)
+    np.testing.assert_array_equal(a.se, b.se)
+    with pytest.raises(EstimationError, match="covariates"):
+        staggered(
+            df, yname="y", idname="id", tname="t", gname="g", xformla="~x", allow_unbalanced=True
+        )

@@ -586,6 +586,7 @@ class _Panel:
     times: FloatArray
     cluster: NDArray[np.int64] | None
     attrition: pd.DataFrame
+    obs: NDArray[np.bool_] | None = None
 
 
 def _parse_formula(xformla: str | list[str] | None) -> list[str]:
@@ -618,6 +619,7 @@ def _prepare(
     cluster: str | None,
     anticipation: float,
     control: str,
+    allow_unbalanced: bool = False,
 ) -> _Panel:
     if not isinstance(data, pd.DataFrame):
         if hasattr(data, "to_pandas"):
@@ -709,6 +711,9 @@ def _prepare(
     in_t = keep_t[tcode]
     cnt = np.bincount(uid[in_t], minlength=nU)
     unb = keep_u & (cnt != T)
+    obs_needed = bool(allow_unbalanced and unb.any())
+    if obs_needed:
+        unb = keep_u & (cnt == 0)
     if unb.any():
         record(
             "unit not observed in every period (balanced panel required)",
@@ -727,9 +732,14 @@ def _prepare(
     n = int(keep_u.sum())
 
     def wide(v: NDArray[Any]) -> FloatArray:
-        out = np.empty((n, T))
+        out = np.full((n, T), np.nan)
         out[ri, ci] = v[sel]
         return out
+
+    obs = None
+    if obs_needed:
+        obs = np.zeros((n, T), dtype=bool)
+        obs[ri, ci] = True
 
     Y = wide(df[yname].to_numpy(dtype=float))
     G = g_u[keep_u]
@@ -762,7 +772,7 @@ def _prepare(
         Xt = np.concatenate([np.ones((T, n, 1)), arr.transpose(1, 0, 2)], axis=2)
     record_df = pd.DataFrame(attr, columns=["reason", "rows", "units"])
     record_df.attrs["rows_in"] = n_rows0
-    return _Panel(Y, G, w, Xt, xnames, times, cl, record_df)
+    return _Panel(Y, G, w, Xt, xnames, times, cl, record_df, obs)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -824,7 +834,11 @@ def staggered(
     weights : str, optional
         Unit-constant sampling weights.
     allow_unbalanced : bool
-        Not supported yet: units missing periods are dropped (and counted).
+        Keep units not observed in every period (R ``did``'s
+        ``allow_unbalanced_panel``: each cell uses every observed row, the
+        repeated cross-section estimators, influence functions summed by
+        unit). Without covariates only. Default: such units are dropped and
+        counted in ``attrition``.
     bootstrap : int, optional
         Number of Gaussian multiplier bootstrap draws: bootstrap SEs and
         uniform (sup-t) bands. Needs ``seed``.
@@ -853,11 +867,13 @@ def staggered(
         raise EstimationError(f"base_period={base_period!r}: use 'varying' or 'universal'.")
     if path not in ("auto", "moments", "rows"):
         raise EstimationError(f"path={path!r}: use 'auto', 'moments' or 'rows'.")
-    if allow_unbalanced:
+    if allow_unbalanced and xformla is not None and _parse_formula(xformla):
         raise EstimationError(
-            "allow_unbalanced=True is not supported yet; with the default, units not observed in "
-            "every period are dropped and counted in .attrition."
+            "allow_unbalanced=True is supported without covariates only (xformla=None); "
+            "with covariates, units not observed in every period are dropped by default."
         )
+    if allow_unbalanced and is_ibis_table(data):
+        data = data.to_pandas()
     if not 0 < alpha < 1:
         raise EstimationError(f"alpha={alpha}: must be between 0 and 1.")
     if bootstrap is not None and (bootstrap < 2 or seed is None):
@@ -913,13 +929,19 @@ def staggered(
             cluster=cluster,
             anticipation=anticipation,
             control=control,
+            allow_unbalanced=allow_unbalanced,
         )
+        if pan.obs is not None and use == "rows":
+            raise EstimationError(
+                "allow_unbalanced=True with an unbalanced panel needs the moment path "
+                "(path='auto' or 'moments', no covariates)."
+            )
         cohorts = np.unique(pan.G[np.isfinite(pan.G)])
         plans = plan_cells(
             pan.times, cohorts, control=control, base_period=base_period, anticipation=anticipation
         )
         if use == "moments":
-            mom = moments_from_wide(pan.Y, pan.G, pan.w, pan.cluster)
+            mom = moments_from_wide(pan.Y, pan.G, pan.w, pan.cluster, pan.obs)
             cells = estimate_moments(mom, cohorts, plans, method)
         else:
             cells = estimate_rows(pan.Y, pan.G, pan.w, pan.Xt, cohorts, plans, method, pan.cluster)
