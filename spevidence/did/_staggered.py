@@ -872,8 +872,6 @@ def staggered(
             "allow_unbalanced=True is supported without covariates only (xformla=None); "
             "with covariates, units not observed in every period are dropped by default."
         )
-    if allow_unbalanced and is_ibis_table(data):
-        data = data.to_pandas()
     if not 0 < alpha < 1:
         raise EstimationError(f"alpha={alpha}: must be between 0 and 1.")
     if bootstrap is not None and (bootstrap < 2 or seed is None):
@@ -902,6 +900,7 @@ def staggered(
             exposure=None,
             anticipation=anticipation,
             control=control,
+            allow_unbalanced=allow_unbalanced,
         )
         mom = cs_moments(
             ep, weighted=weights is not None, clustered=cluster is not None and cluster != idname
