@@ -147,6 +147,11 @@ def test_mpdta_matches_csdid(mpdta, control, method, xf) -> None:
     assert a.overall_se == pytest.approx(float(out.atte["overall_se"]), abs=1e-9)
     stat, _, _ = r.pretrend_test()  # R did's pre-test Wald statistic
     assert stat == pytest.approx(float(out.MP["W"]), rel=1e-8)
+    with contextlib.redirect_stdout(io.StringIO()):
+        out.aggte("group", bstrap=False)  # corrected group SE (did PR #223)
+    g = r.aggregate("group")
+    assert g.overall_att == pytest.approx(float(out.atte["overall_att"]), abs=1e-9)
+    assert g.overall_se == pytest.approx(float(out.atte["overall_se"]), abs=1e-9)
 
 
 # ------------------------------------------------------------------ scale path = row path

@@ -9,8 +9,8 @@ Differences from R ``did`` (2.1.2), by design:
 
 * ``aggregate("group")``: the overall standard error uses the corrected
   weight influence function of did PR #223 (did 2.1.2 indexes it by the
-  group-time cells instead of the groups); ``moderndid``, ``csdid`` and
-  ``diff-diff`` agree with the corrected value.
+  group-time cells instead of the groups); ``moderndid`` and ``csdid``
+  agree with the corrected value (tested).
 * ``cluster=``: analytic cluster-robust SEs (influence functions summed
   within cluster). R ``did`` clusters only through its bootstrap, which
   averages influence functions within clusters; the two agree when clusters
