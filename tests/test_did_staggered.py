@@ -145,6 +145,13 @@ def test_mpdta_matches_csdid(mpdta, control, method, xf) -> None:
     a = r.aggregate("simple")
     assert a.overall_att == pytest.approx(float(out.atte["overall_att"]), abs=1e-9)
     assert a.overall_se == pytest.approx(float(out.atte["overall_se"]), abs=1e-9)
+    stat, _, _ = r.pretrend_test()  # R did's pre-test Wald statistic
+    assert stat == pytest.approx(float(out.MP["W"]), rel=1e-8)
+    with contextlib.redirect_stdout(io.StringIO()):
+        out.aggte("group", bstrap=False)  # corrected group SE (did PR #223)
+    g = r.aggregate("group")
+    assert g.overall_att == pytest.approx(float(out.atte["overall_att"]), abs=1e-9)
+    assert g.overall_se == pytest.approx(float(out.atte["overall_se"]), abs=1e-9)
 
 
 # ------------------------------------------------------------------ scale path = row path
@@ -269,6 +276,24 @@ def test_balance_e_and_window(mpdta) -> None:
     full = r.aggregate("dynamic")
     # e = 0 with balance_e=1 excludes the 2007 cohort (observed only at e = 0)
     assert b.att[b.levels == 0][0] != pytest.approx(full.att[full.levels == 0][0])
+    import moderndid as md
+
+    warnings.simplefilter("ignore")
+    ref = md.att_gt(
+        mpdta,
+        yname="lemp",
+        tname="year",
+        idname="countyreal",
+        gname="first.treat",
+        boot=False,
+        cband=False,
+    )
+    for ours, kw in ((a, {"min_e": -2, "max_e": 2}), (b, {"balance_e": 1})):
+        theirs = md.aggte(ref, type="dynamic", boot=False, cband=False, **kw)
+        np.testing.assert_array_equal(ours.levels, theirs.event_times)
+        np.testing.assert_allclose(ours.att, theirs.att_by_event, atol=1e-9)
+        np.testing.assert_allclose(ours.se, theirs.se_by_event, atol=1e-9)
+        assert ours.overall_se == pytest.approx(theirs.overall_se, abs=1e-9)
 
 
 # ------------------------------------------------------------------ bootstrap
@@ -399,6 +424,7 @@ def test_tidy_glance_summary_plot(mpdta) -> None:
         {},
         {"weights": "w", "control": "notyet"},
         {"weights": "w", "cluster": "practice", "base_period": "universal", "method": "ipw"},
+        {"weights": "w", "cluster": "practice", "control": "notyet", "allow_unbalanced": True},
     ],
 )
 def test_duckdb_engine_moments_equal_pandas(kw) -> None:
@@ -411,7 +437,9 @@ def test_duckdb_engine_moments_equal_pandas(kw) -> None:
     tbl = con.create_table("panel", df)
     a = staggered(df, yname="y", idname="id", tname="t", gname="g", **kw)
     b = staggered(tbl, yname="y", idname="id", tname="t", gname="g", **kw)
-    assert b.path == "moments" and b.n_units == a.n_units == 298
+    assert b.path == "moments" and b.n_units == a.n_units == (
+        299 if kw.get("allow_unbalanced") else 298
+    )
     np.testing.assert_allclose(b.att, a.att, rtol=0, atol=1e-10)
     np.testing.assert_allclose(b.se, a.se, rtol=0, atol=1e-10)
     pd.testing.assert_frame_equal(a.attrition, b.attrition)
@@ -444,3 +472,139 @@ def test_spark_engine_moments_equal_pandas() -> None:
     assert b.path == "moments"
     np.testing.assert_allclose(b.att, a.att, rtol=0, atol=1e-10)
     np.testing.assert_allclose(b.se, a.se, rtol=0, atol=1e-10)
+
+
+# ------------------------------------------------------------------ property: moments = rows
+
+
+def test_moment_path_equals_row_path_property() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=25, deadline=None, derandomize=True)
+    @given(
+        seed=st.integers(0, 10_000),
+        n=st.integers(30, 90),
+        T=st.integers(4, 7),
+        control=st.sampled_from(["never", "notyet"]),
+        method=st.sampled_from(["dr", "ipw", "reg"]),
+        base=st.sampled_from(["varying", "universal"]),
+        weighted=st.booleans(),
+        anticipation=st.integers(0, 1),
+    )
+    def check(seed, n, T, control, method, base, weighted, anticipation) -> None:
+        rng = np.random.default_rng(seed)
+        g = rng.choice([0, *range(2, T + 2)], size=n)
+        y = rng.normal(size=(n, T)) + rng.normal(size=(n, 1))
+        df = pd.DataFrame(
+            {
+                "id": np.repeat(np.arange(n), T),
+                "t": np.tile(np.arange(1, T + 1), n),
+                "g": np.repeat(g, T),
+                "y": y.ravel(),
+                "w": np.repeat(rng.uniform(0.5, 2.0, n), T),
+            }
+        )
+        kw = dict(
+            yname="y",
+            idname="id",
+            tname="t",
+            gname="g",
+            control=control,
+            method=method,
+            base_period=base,
+            anticipation=anticipation,
+            weights="w" if weighted else None,
+        )
+        try:
+            m = staggered(df, **kw, path="moments")
+        except EstimationError:
+            with pytest.raises(EstimationError):
+                staggered(df, **kw, path="rows")
+            return
+        r = staggered(df, **kw, path="rows")
+        np.testing.assert_array_equal(m.groups, r.groups)
+        np.testing.assert_array_equal(m.times, r.times)
+        np.testing.assert_allclose(m.att, r.att, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(
+            m._sigma, r._sigma, rtol=0, atol=1e-10 * max(1.0, np.abs(r._sigma).max())
+        )
+
+    check()
+
+
+@pytest.mark.parametrize(
+    ("control", "base", "xf"), [("notyet", "universal", None), ("never", "varying", "~lpop")]
+)
+def test_anticipation_matches_moderndid(mpdta, control, base, xf) -> None:
+    import moderndid as md
+
+    warnings.simplefilter("ignore")
+    ref = md.att_gt(
+        mpdta,
+        yname="lemp",
+        tname="year",
+        idname="countyreal",
+        gname="first.treat",
+        anticipation=1,
+        control_group="notyettreated" if control == "notyet" else "nevertreated",
+        base_period=base,
+        xformla=xf,
+        boot=False,
+        cband=False,
+    )
+    r = staggered(mpdta, **MPDTA, anticipation=1, control=control, base_period=base, xformla=xf)
+    np.testing.assert_allclose(r.att, ref.att_gt, atol=1e-9)
+    np.testing.assert_allclose(np.nan_to_num(r.se), np.nan_to_num(ref.se_gt), atol=1e-9)
+    for kind in ["simple", "dynamic", "group", "calendar"]:
+        a = md.aggte(ref, type=kind, boot=False, cband=False)
+        o = r.aggregate(kind)
+        assert o.overall_att == pytest.approx(a.overall_att, abs=1e-9)
+        assert o.overall_se == pytest.approx(a.overall_se, abs=1e-9)
+
+
+# ------------------------------------------------------------------ unbalanced panels
+
+
+@pytest.mark.parametrize("control", ["never", "notyet"])
+def test_unbalanced_panel_matches_csdid(control) -> None:
+    """allow_unbalanced=True = R did's allow_unbalanced_panel (checked against csdid)."""
+    from csdid.att_gt import ATTgt as CsATTgt
+
+    warnings.simplefilter("ignore")
+    df = sim_panel(n=300, T=6, seed=8)
+    df = df[np.random.default_rng(1).random(len(df)) > 0.15].reset_index(drop=True)
+    r = staggered(
+        df, yname="y", idname="id", tname="t", gname="g", allow_unbalanced=True, control=control
+    )
+    bal = staggered(df, yname="y", idname="id", tname="t", gname="g", control=control)
+    assert r.n_units == 300 and bal.n_units < 200  # balancing would drop most units
+    with contextlib.redirect_stdout(io.StringIO()):
+        out = CsATTgt(
+            yname="y",
+            gname="g",
+            idname="id",
+            tname="t",
+            xformla="y~1",
+            data=df,
+            allow_unbalanced_panel=True,
+            control_group="nevertreated" if control == "never" else "notyettreated",
+        ).fit(est_method="dr", bstrap=False)
+        out.aggte("simple", bstrap=False)
+    np.testing.assert_allclose(r.att, np.asarray(out.results["att"], float), atol=1e-9)
+    np.testing.assert_allclose(r.se, np.asarray(out.results["se"], float), atol=1e-9)
+    a = r.aggregate("simple")
+    assert a.overall_att == pytest.approx(float(out.atte["overall_att"]), abs=1e-9)
+    assert a.overall_se == pytest.approx(float(out.atte["overall_se"]), abs=1e-9)
+
+
+def test_unbalanced_option_on_balanced_panel_is_the_panel_estimator() -> None:
+    df = sim_panel(n=200, T=6, seed=3)
+    a = staggered(df, yname="y", idname="id", tname="t", gname="g", allow_unbalanced=True)
+    b = staggered(df, yname="y", idname="id", tname="t", gname="g")
+    np.testing.assert_array_equal(a.att, b.att)
+    np.testing.assert_array_equal(a.se, b.se)
+    with pytest.raises(EstimationError, match="covariates"):
+        staggered(
+            df, yname="y", idname="id", tname="t", gname="g", xformla="~x", allow_unbalanced=True
+        )

@@ -36,6 +36,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
 
+from spevidence._version import __version__
 from spevidence.did._staggered import ATTAggregate, _fmt, _row
 from spevidence.did._staggered_engine import etwfe_moments, is_ibis_table, pivot_units
 from spevidence.errors import DataError, EstimationError
@@ -455,6 +456,7 @@ def etwfe(
             "cluster": cluster,
             "control": control,
             "alpha": alpha,
+            "spevidence_version": __version__,
         },
         attr,
     )

@@ -5,6 +5,23 @@ average treatment effects on the treated with influence-function standard
 errors); :meth:`ATTgt.aggregate` gives the ``simple`` / ``dynamic`` (event
 study) / ``group`` / ``calendar`` summaries of R ``did::aggte``.
 
+Differences from R ``did`` (2.1.2), by design:
+
+* ``aggregate("group")``: the overall standard error uses the corrected
+  weight influence function of did PR #223 (did 2.1.2 indexes it by the
+  group-time cells instead of the groups); ``moderndid`` and ``csdid``
+  agree with the corrected value (tested).
+* ``cluster=``: analytic cluster-robust SEs (influence functions summed
+  within cluster). R ``did`` clusters only through its bootstrap, which
+  averages influence functions within clusters; the two agree when clusters
+  have equal sizes.
+* ``bootstrap=``: a Gaussian multiplier bootstrap computed from the
+  influence-function covariance (R uses Mammen multipliers); seeded, and the
+  same draws on the moment and row paths.
+
+Tests check every control x method x base-period x covariate combination on
+``mpdta`` against R ``did`` (via moderndid and csdid) to 1e-9.
+
 References
 ----------
 Callaway, B. and Sant'Anna, P. H. C. (2021). Difference-in-differences with
@@ -25,6 +42,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
 
+from spevidence._version import __version__
 from spevidence.did._staggered_core import (
     CellSet,
     estimate_moments,
@@ -128,6 +146,9 @@ class ATTAggregate:
             lines.append(self.tidy().iloc[1:].to_string(index=False))
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        return self.tidy().to_html(index=False)
+
     def plot(self) -> Figure:
         """Event-study style figure: each level with its confidence interval."""
         import matplotlib.pyplot as plt
@@ -149,8 +170,8 @@ class ATTAggregate:
         else:
             pre = self.levels < 0 if self.kind == "dynamic" else np.zeros(len(self.levels), bool)
             for mask, colour, label in (
-                (pre, pal[0], "Before referral"),
-                (~pre, pal[1], "After referral"),
+                (pre, pal[0], "Before treatment"),
+                (~pre, pal[1], "From first treated period"),
             ):
                 if not mask.any():
                     continue
@@ -582,6 +603,7 @@ class _Panel:
     times: FloatArray
     cluster: NDArray[np.int64] | None
     attrition: pd.DataFrame
+    obs: NDArray[np.bool_] | None = None
 
 
 def _parse_formula(xformla: str | list[str] | None) -> list[str]:
@@ -614,6 +636,7 @@ def _prepare(
     cluster: str | None,
     anticipation: float,
     control: str,
+    allow_unbalanced: bool = False,
 ) -> _Panel:
     if not isinstance(data, pd.DataFrame):
         if hasattr(data, "to_pandas"):
@@ -705,6 +728,9 @@ def _prepare(
     in_t = keep_t[tcode]
     cnt = np.bincount(uid[in_t], minlength=nU)
     unb = keep_u & (cnt != T)
+    obs_needed = bool(allow_unbalanced and unb.any())
+    if obs_needed:
+        unb = keep_u & (cnt == 0)
     if unb.any():
         record(
             "unit not observed in every period (balanced panel required)",
@@ -723,9 +749,14 @@ def _prepare(
     n = int(keep_u.sum())
 
     def wide(v: NDArray[Any]) -> FloatArray:
-        out = np.empty((n, T))
+        out = np.full((n, T), np.nan)
         out[ri, ci] = v[sel]
         return out
+
+    obs = None
+    if obs_needed:
+        obs = np.zeros((n, T), dtype=bool)
+        obs[ri, ci] = True
 
     Y = wide(df[yname].to_numpy(dtype=float))
     G = g_u[keep_u]
@@ -758,7 +789,7 @@ def _prepare(
         Xt = np.concatenate([np.ones((T, n, 1)), arr.transpose(1, 0, 2)], axis=2)
     record_df = pd.DataFrame(attr, columns=["reason", "rows", "units"])
     record_df.attrs["rows_in"] = n_rows0
-    return _Panel(Y, G, w, Xt, xnames, times, cl, record_df)
+    return _Panel(Y, G, w, Xt, xnames, times, cl, record_df, obs)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -820,7 +851,11 @@ def staggered(
     weights : str, optional
         Unit-constant sampling weights.
     allow_unbalanced : bool
-        Not supported yet: units missing periods are dropped (and counted).
+        Keep units not observed in every period (R ``did``'s
+        ``allow_unbalanced_panel``: each cell uses every observed row, the
+        repeated cross-section estimators, influence functions summed by
+        unit). Without covariates only. Default: such units are dropped and
+        counted in ``attrition``.
     bootstrap : int, optional
         Number of Gaussian multiplier bootstrap draws: bootstrap SEs and
         uniform (sup-t) bands. Needs ``seed``.
@@ -849,10 +884,10 @@ def staggered(
         raise EstimationError(f"base_period={base_period!r}: use 'varying' or 'universal'.")
     if path not in ("auto", "moments", "rows"):
         raise EstimationError(f"path={path!r}: use 'auto', 'moments' or 'rows'.")
-    if allow_unbalanced:
+    if allow_unbalanced and xformla is not None and _parse_formula(xformla):
         raise EstimationError(
-            "allow_unbalanced=True is not supported yet; with the default, units not observed in "
-            "every period are dropped and counted in .attrition."
+            "allow_unbalanced=True is supported without covariates only (xformla=None); "
+            "with covariates, units not observed in every period are dropped by default."
         )
     if not 0 < alpha < 1:
         raise EstimationError(f"alpha={alpha}: must be between 0 and 1.")
@@ -882,6 +917,7 @@ def staggered(
             exposure=None,
             anticipation=anticipation,
             control=control,
+            allow_unbalanced=allow_unbalanced,
         )
         mom = cs_moments(
             ep, weighted=weights is not None, clustered=cluster is not None and cluster != idname
@@ -909,13 +945,19 @@ def staggered(
             cluster=cluster,
             anticipation=anticipation,
             control=control,
+            allow_unbalanced=allow_unbalanced,
         )
+        if pan.obs is not None and use == "rows":
+            raise EstimationError(
+                "allow_unbalanced=True with an unbalanced panel needs the moment path "
+                "(path='auto' or 'moments', no covariates)."
+            )
         cohorts = np.unique(pan.G[np.isfinite(pan.G)])
         plans = plan_cells(
             pan.times, cohorts, control=control, base_period=base_period, anticipation=anticipation
         )
         if use == "moments":
-            mom = moments_from_wide(pan.Y, pan.G, pan.w, pan.cluster)
+            mom = moments_from_wide(pan.Y, pan.G, pan.w, pan.cluster, pan.obs)
             cells = estimate_moments(mom, cohorts, plans, method)
         else:
             cells = estimate_rows(pan.Y, pan.G, pan.w, pan.Xt, cohorts, plans, method, pan.cluster)
@@ -951,6 +993,7 @@ def staggered(
             "bootstrap": bootstrap,
             "alpha": alpha,
             "seed": seed,
+            "spevidence_version": __version__,
         },
     )
 

@@ -289,22 +289,39 @@ class CohortMoments:
     M: FloatArray  # C x (T+2) x (T+2)
     U: FloatArray | None  # n_clusters x C x (T+2)
     n: int
+    # unbalanced panels: u_i = [1, w, w*y*obs (T), w*obs (T)]; wobs = sum w*obs (C x T),
+    # nobs = number of observed rows (C x T)
+    wobs: FloatArray | None = None
+    nobs: FloatArray | None = None
 
 
 def moments_from_wide(
-    Y: FloatArray, G: FloatArray, w: FloatArray, cluster: NDArray[np.int64] | None
+    Y: FloatArray,
+    G: FloatArray,
+    w: FloatArray,
+    cluster: NDArray[np.int64] | None,
+    obs: NDArray[np.bool_] | None = None,
 ) -> CohortMoments:
-    """Cohort moments from a wide units x periods array (weights mean one)."""
+    """Cohort moments from a wide units x periods array (weights mean one).
+
+    ``obs`` (units x periods) marks observed cells of an unbalanced panel;
+    missing cells of ``Y`` are ignored.
+    """
     cohorts = np.unique(G)
     n, T = Y.shape
     C = len(cohorts)
     code = np.searchsorted(cohorts, G)
     count = np.bincount(code, minlength=C).astype(np.int64)
-    u = np.empty((n, T + 2))
+    width = T + 2 if obs is None else 2 * T + 2
+    u = np.empty((n, width))
     u[:, 0] = 1.0
     u[:, 1] = w
-    u[:, 2:] = w[:, None] * Y
-    M = np.zeros((C, T + 2, T + 2))
+    if obs is None:
+        u[:, 2:] = w[:, None] * Y
+    else:
+        u[:, 2 : T + 2] = np.where(obs, w[:, None] * np.nan_to_num(Y), 0.0)
+        u[:, T + 2 :] = w[:, None] * obs
+    M = np.zeros((C, width, width))
     order = np.argsort(code, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(count)])
     us = u[order]
@@ -312,13 +329,17 @@ def moments_from_wide(
         uc = us[bounds[c] : bounds[c + 1]]
         M[c] = uc.T @ uc
     wsum = M[:, 0, 1].copy()
-    wy = M[:, 0, 2:].copy()
+    wy = M[:, 0, 2 : T + 2].copy()
     U = None
     if cluster is not None:
         ncl = int(cluster.max()) + 1
-        U = np.zeros((ncl, C, T + 2))
+        U = np.zeros((ncl, C, width))
         np.add.at(U, (cluster, code), u)
-    return CohortMoments(cohorts, count, wsum, wy, M, U, n)
+    if obs is None:
+        return CohortMoments(cohorts, count, wsum, wy, M, U, n)
+    nobs = np.zeros((C, T))
+    np.add.at(nobs, code, obs.astype(float))
+    return CohortMoments(cohorts, count, wsum, wy, M, U, n, M[:, 0, T + 2 :].copy(), nobs)
 
 
 def estimate_moments(
@@ -326,7 +347,6 @@ def estimate_moments(
 ) -> CellSet:
     """Moment path: the cells and their influence-function covariance from cohort sums."""
     C = len(mom.cohorts)
-    T = mom.wy.shape[1]
     n = mom.n
     pos = {float(c): i for i, c in enumerate(mom.cohorts)}
     kept: list[CellPlan] = []
@@ -334,8 +354,10 @@ def estimate_moments(
     ncell: list[int] = []
     thetas: list[FloatArray] = []  # each C x (T+2)
     skipped: list[tuple[float, float, str]] = []
+    ub = mom.wobs is not None and mom.nobs is not None
+    width = mom.M.shape[1]
     for p in plans:
-        theta = np.zeros((C, T + 2))
+        theta = np.zeros((C, width))
         gi = pos.get(p.group)
         if p.reference:
             kept.append(p)
@@ -348,6 +370,17 @@ def estimate_moments(
         n0 = int(sum(mom.count[i] for i in ci))
         if gi is None or n1 == 0 or n0 == 0:
             skipped.append((p.group, p.time, "no treated or no control units"))
+            continue
+        if ub:
+            res = _rc_cell(mom, gi, ci, p.t_idx, p.base_idx, method, n)
+            if isinstance(res, str):
+                skipped.append((p.group, p.time, res))
+                continue
+            att, th, ncount = res
+            kept.append(p)
+            atts.append(att)
+            ncell.append(ncount)
+            thetas.append(th)
             continue
         if method in ("dr", "ipw") and n1 / (n1 + n0) >= OVERLAP_LEVEL:
             skipped.append((p.group, p.time, "overlap violated (propensity score >= 0.999)"))
@@ -374,12 +407,12 @@ def estimate_moments(
         thetas.append(theta)
     pg = np.array([mom.wsum[pos[float(g)]] / n if float(g) in pos else 0.0 for g in cohorts])
     for j, g in enumerate(cohorts):
-        theta = np.zeros((C, T + 2))
+        theta = np.zeros((C, width))
         theta[:, 0] = -pg[j]
         if float(g) in pos:
             theta[pos[float(g)], 1] = 1.0
         thetas.append(theta)
-    Theta = np.stack(thetas, axis=-1)  # C x (T+2) x P
+    Theta = np.stack(thetas, axis=-1)  # C x width x P
     if mom.U is not None:
         S = mom.U.reshape(mom.U.shape[0], -1) @ Theta.reshape(-1, Theta.shape[2])
         sigma = S.T @ S / n**2
@@ -395,3 +428,46 @@ def estimate_moments(
         sigma,
         tuple(skipped),
     )
+
+
+def _rc_cell(
+    mom: CohortMoments, gi: int, ci: list[int], t: int, b: int, method: str, n: int
+) -> tuple[float, FloatArray, int] | str:
+    """One cell of an unbalanced panel: R ``did``'s ``allow_unbalanced_panel`` estimator.
+
+    Without covariates the repeated cross-section estimators of ``DRDID``
+    (``drdid_rc``, ``std_ipw_did_rc``, ``reg_did_rc``) all reduce to a
+    difference of four weighted means over the observed rows, and the unit's
+    influence function is the sum of its rows' contributions.
+    """
+    wobs = mom.wobs if mom.wobs is not None else np.zeros_like(mom.wy)
+    nobs = mom.nobs if mom.nobs is not None else np.zeros_like(mom.wy)
+    C, T = mom.wy.shape[0], mom.wy.shape[1]
+    W1t, W1b = wobs[gi, t], wobs[gi, b]
+    W0t = float(sum(wobs[i, t] for i in ci))
+    W0b = float(sum(wobs[i, b] for i in ci))
+    r1 = nobs[gi, t] + nobs[gi, b]
+    r0 = float(sum(nobs[i, t] + nobs[i, b] for i in ci))
+    if min(W1t, W1b, W0t, W0b) <= 0:
+        return "no treated or no control observations in the period or its base period"
+    if method in ("dr", "ipw"):
+        if r1 / (r1 + r0) >= OVERLAP_LEVEL:
+            return "overlap violated (propensity score >= 0.999)"
+        ps = min(max((W1t + W1b) / (W1t + W1b + W0t + W0b), 1e-6), 1 - 1e-6)
+        if ps >= TRIM_LEVEL:
+            return "no effective control units after trimming"
+    m1t, m1b = mom.wy[gi, t] / W1t, mom.wy[gi, b] / W1b
+    m0t = float(sum(mom.wy[i, t] for i in ci)) / W0t
+    m0b = float(sum(mom.wy[i, b] for i in ci)) / W0b
+    th = np.zeros((C, 2 * T + 2))
+    for rows, sign, (Wt, Wb, mt, mb) in (
+        ([gi], 1.0, (W1t, W1b, m1t, m1b)),
+        (ci, -1.0, (W0t, W0b, m0t, m0b)),
+    ):
+        for i in rows:
+            th[i, 2 + t] = sign * n / Wt
+            th[i, 2 + b] = -sign * n / Wb
+            th[i, 2 + T + t] = -sign * n * mt / Wt
+            th[i, 2 + T + b] = sign * n * mb / Wb
+    n_units = int(mom.count[gi] + sum(mom.count[i] for i in ci))
+    return float((m1t - m1b) - (m0t - m0b)), th, n_units

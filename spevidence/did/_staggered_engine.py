@@ -35,6 +35,7 @@ class EnginePanel:
     times: FloatArray
     attrition: pd.DataFrame
     n_rows_in: int
+    unbalanced: bool = False
 
 
 def pivot_units(
@@ -49,6 +50,7 @@ def pivot_units(
     exposure: str | None,
     anticipation: float,
     control: str,
+    allow_unbalanced: bool = False,
 ) -> EnginePanel:
     """Clean and pivot an Ibis long panel to one row per unit, counting every drop."""
     import ibis
@@ -111,7 +113,9 @@ def pivot_units(
         aggs["_cl"] = t[cluster].max()
         aggs["_clmin"] = t[cluster].min()
     for k, tk in enumerate(times):
-        aggs[f"y{k}"] = t[yname].cast("float64").sum(where=t._t == float(tk))
+        aggs[f"y{k}"] = t[yname].cast("float64").sum(where=t._t == float(tk)).fill_null(0.0)
+        if allow_unbalanced:
+            aggs[f"o{k}"] = (t._t == float(tk)).cast("float64").sum()
         if exposure:
             aggs[f"e{k}"] = t[exposure].cast("float64").sum(where=t._t == float(tk))
     u = t.group_by(idname).aggregate(**aggs)
@@ -154,7 +158,8 @@ def pivot_units(
                 "units": int(checks["early"]),
             }
         )
-    if int(checks["unbalanced"] or 0) > 0:
+    unbalanced = int(checks["unbalanced"] or 0) > 0
+    if unbalanced and not allow_unbalanced:
         attr.append(
             {
                 "reason": "unit not observed in every period (balanced panel required)",
@@ -162,51 +167,69 @@ def pivot_units(
                 "units": int(checks["unbalanced"]),
             }
         )
-    u = u.filter((u._nt == T) & (u._g > tmin + anticipation))
-    return EnginePanel(u, times, pd.DataFrame(attr, columns=["reason", "rows", "units"]), n_in)
+    keep = u._g > tmin + anticipation
+    u = u.filter(keep if (allow_unbalanced and unbalanced) else keep & (u._nt == T))
+    return EnginePanel(
+        u,
+        times,
+        pd.DataFrame(attr, columns=["reason", "rows", "units"]),
+        n_in,
+        bool(allow_unbalanced and unbalanced),
+    )
 
 
 def cs_moments(ep: EnginePanel, *, weighted: bool, clustered: bool) -> CohortMoments:
-    """Callaway-Sant'Anna cohort moments (``u = [1, w, w y]``) computed in the engine."""
+    """Callaway-Sant'Anna cohort moments computed in the engine.
+
+    ``u = [1, w, w y_1..T]`` (balanced) or ``[1, w, w y_t obs_t, w obs_t]``
+    (unbalanced); the engine returns ``sum u u'`` per cohort (and ``sum u``
+    per cluster x cohort).
+    """
     u = ep.units
     T = len(ep.times)
-    ys = [u[f"y{k}"] for k in range(T)]
     w = u._w
-    aggs: dict[str, Any] = {"n": u.count(), "sw": w.sum(), "sw2": (w * w).sum()}
-    for k in range(T):
-        aggs[f"wy{k}"] = (w * ys[k]).sum()
-        aggs[f"w2y{k}"] = (w * w * ys[k]).sum()
-        for j in range(k + 1):
-            aggs[f"yy{j}_{k}"] = (w * w * ys[j] * ys[k]).sum()
+    v: list[Any] = [None, w] + [w * u[f"y{k}"] for k in range(T)]
+    if ep.unbalanced:
+        v += [w * u[f"o{k}"] for k in range(T)]
+    width = len(v)
+    aggs: dict[str, Any] = {"n": u.count()}
+    for b in range(1, width):
+        aggs[f"s{b}"] = v[b].sum()
+        for a in range(1, b + 1):
+            aggs[f"m{a}_{b}"] = (v[a] * v[b]).sum()
     res = u.group_by("_g").aggregate(**aggs).execute().sort_values("_g").reset_index(drop=True)
     cohorts = res["_g"].to_numpy(dtype=float)
     C = len(cohorts)
     count = res["n"].to_numpy(dtype=np.int64)
     n = int(count.sum())
-    wbar = float(res["sw"].sum()) / n if weighted else 1.0
-    M = np.zeros((C, T + 2, T + 2))
+    wbar = float(res["s1"].sum()) / n if weighted else 1.0
+    scale = np.array([1.0] + [1.0 / wbar] * (width - 1))
+    M = np.zeros((C, width, width))
     M[:, 0, 0] = count
-    M[:, 0, 1] = M[:, 1, 0] = res["sw"].to_numpy() / wbar
-    M[:, 1, 1] = res["sw2"].to_numpy() / wbar**2
-    for k in range(T):
-        M[:, 0, 2 + k] = M[:, 2 + k, 0] = res[f"wy{k}"].to_numpy() / wbar
-        M[:, 1, 2 + k] = M[:, 2 + k, 1] = res[f"w2y{k}"].to_numpy() / wbar**2
-        for j in range(k + 1):
-            M[:, 2 + j, 2 + k] = M[:, 2 + k, 2 + j] = res[f"yy{j}_{k}"].to_numpy() / wbar**2
+    for b in range(1, width):
+        M[:, 0, b] = M[:, b, 0] = res[f"s{b}"].to_numpy(dtype=float)
+        for a in range(1, b + 1):
+            M[:, a, b] = M[:, b, a] = res[f"m{a}_{b}"].to_numpy(dtype=float)
+    M = M * scale[None, :, None] * scale[None, None, :]
     U = None
     if clustered:
-        cagg: dict[str, Any] = {"n": u.count(), "sw": w.sum()}
-        for k in range(T):
-            cagg[f"wy{k}"] = (w * ys[k]).sum()
+        cagg: dict[str, Any] = {"n": u.count()}
+        for b in range(1, width):
+            cagg[f"s{b}"] = v[b].sum()
         cr = u.group_by(["_cl", "_g"]).aggregate(**cagg).execute()
         clcode = pd.factorize(cr["_cl"], sort=True)[0]
         ccode = np.searchsorted(cohorts, cr["_g"].to_numpy(dtype=float))
-        U = np.zeros((int(clcode.max()) + 1, C, T + 2))
-        U[clcode, ccode, 0] = cr["n"].to_numpy()
-        U[clcode, ccode, 1] = cr["sw"].to_numpy() / wbar
-        for k in range(T):
-            U[clcode, ccode, 2 + k] = cr[f"wy{k}"].to_numpy() / wbar
-    return CohortMoments(cohorts, count, M[:, 0, 1].copy(), M[:, 0, 2:].copy(), M, U, n)
+        U = np.zeros((int(clcode.max()) + 1, C, width))
+        U[clcode, ccode, 0] = cr["n"].to_numpy(dtype=float)
+        for b in range(1, width):
+            U[clcode, ccode, b] = cr[f"s{b}"].to_numpy(dtype=float) / wbar
+    wsum, wy = M[:, 0, 1].copy(), M[:, 0, 2 : T + 2].copy()
+    if not ep.unbalanced:
+        return CohortMoments(cohorts, count, wsum, wy, M, U, n)
+    oagg = {f"o{k}": u[f"o{k}"].sum() for k in range(T)}
+    ores = u.group_by("_g").aggregate(**oagg).execute().sort_values("_g")
+    nobs = np.column_stack([ores[f"o{k}"].to_numpy(dtype=float) for k in range(T)])
+    return CohortMoments(cohorts, count, wsum, wy, M, U, n, M[:, 0, T + 2 :].copy(), nobs)
 
 
 def etwfe_moments(ep: EnginePanel, *, exposure: bool, clustered: bool) -> dict[str, Any]:
