@@ -42,6 +42,7 @@ _LAZY = {
     "twfe": "spevidence.did",
     "event_study": "spevidence.did",
     "staggered": "spevidence.did",
+    "etwfe": "spevidence.did",
     "sroi_evaluate": "spevidence.sroi",
     "control": "spevidence.disclosure",
     "write_bundle": "spevidence.bundle",
