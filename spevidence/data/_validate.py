@@ -415,9 +415,22 @@ def _table_rules(name: str, typed: ir.Table, end: dt.date) -> list[_Rule]:
     return rules
 
 
-def _duplicate_rule(name: str, typed: ir.Table, spec: Table) -> _Rule:
+def _duplicate_rule(name: str, typed: ir.Table, spec: Table, *, keep: bool = False) -> _Rule:
     w = ibis.window(group_by=[typed[c] for c in spec.names], order_by=typed[ROW])
     dup = ibis.row_number().over(w) > 0
+    if keep:
+        return _Rule(
+            "duplicate:*",
+            "duplicate_row",
+            "*",
+            dup,
+            "warning",
+            lambda n, rows: (
+                f"{name}: {n} rows repeat an earlier row exactly ({rows}). They were kept "
+                "(duplicates='keep'). Fix: if they are extraction duplicates, use "
+                "duplicates='exclude'."
+            ),
+        )
     return _Rule(
         "duplicate:*",
         "duplicate_row",
@@ -427,7 +440,8 @@ def _duplicate_rule(name: str, typed: ir.Table, spec: Table) -> _Rule:
         lambda n, rows: (
             f"{name}: {n} rows repeat an earlier row exactly ({rows}). The repeats "
             "were excluded and the first copy kept. Fix: none needed if they are extraction "
-            "duplicates; otherwise de-duplicate at source."
+            "duplicates; if identical rows can be genuine (two appointments on one day), use "
+            "duplicates='keep'."
         ),
     )
 
@@ -719,6 +733,7 @@ def validate(
     end: dt.date | str,
     ids: Ids = "pseudonym",
     key: Any = None,
+    duplicates: Literal["exclude", "keep"] = "exclude",
 ) -> tuple[Extracts, QAReport, Attrition]:
     """Check the extracts against their contracts; exclude and count bad rows.
 
@@ -736,6 +751,11 @@ def validate(
     key
         The pseudonymisation key (:func:`spevidence.identity.load_key`), needed when
         ``ids="nhs_number"``; when ``None`` it is read from ``SPEVIDENCE_KEY``.
+    duplicates
+        Event rows identical in every column: ``"exclude"`` (default) drops the
+        repeats and counts them; ``"keep"`` keeps them (two appointments on one day
+        with no appointment id are indistinguishable from a repeated row) and
+        reports a warning. Repeated population rows are always merged.
 
     Returns
     -------
@@ -758,6 +778,8 @@ def validate(
         raise DataError(
             "These extracts are already validated. Fix: pass read_extracts(...) output."
         )
+    if duplicates not in ("exclude", "keep"):
+        raise DataError(f"duplicates must be 'exclude' or 'keep', not {duplicates!r}.")
     if ids not in ("nhs_number", "pseudonym"):
         raise DataError(f"ids must be 'nhs_number' or 'pseudonym', not {ids!r}.")
     s, e = study_window(start, end)
@@ -806,7 +828,7 @@ def validate(
         x, ev_rules = _event_rules(name, typed, spec, persons, spells, s, e)
         rules = _base_rules(name, x, spec, ids, fmt)
         rules += _table_rules(name, x, e)
-        rules.append(_duplicate_rule(name, x, spec))
+        rules.append(_duplicate_rule(name, x, spec, keep=duplicates == "keep"))
         rules += ev_rules
         tab, iss, ent, err = _process(name, x, rules, fmt_cols, spec, fmt)
         clean[name] = tab
