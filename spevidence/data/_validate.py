@@ -553,7 +553,8 @@ def _event_rules(
     return x, rules
 
 
-def _annotate(x: ir.Table, rules: list[_Rule]) -> ir.Table:
+def _annotate(x: ir.Table, rules: list[_Rule], spec: Table) -> ir.Table:
+    """Schema columns + row number + exclusion reason + flags (only what is read later)."""
     excl = [r for r in rules if r.action == "excluded"]
     reason = ibis.cases(
         *[(r.cond.fill_null(False), r.key) for r in excl], else_=ibis.null("string")
@@ -561,7 +562,8 @@ def _annotate(x: ir.Table, rules: list[_Rule]) -> ir.Table:
     flags = {
         f"_sm_{i}": r.cond.fill_null(False) for i, r in enumerate(rules) if r.action != "excluded"
     }
-    return x.mutate(_reason=reason, **flags)
+    fmts = [c for c in x.columns if c.startswith(("_fmt_", "_us_"))]
+    return x.select(ROW, *spec.names, *fmts, _reason=reason, **flags)
 
 
 def _summarise(
@@ -668,7 +670,7 @@ def _process(
     spec: Table,
     date_format: str | None,
 ) -> tuple[ir.Table, list[QAIssue], list[AttritionEntry], list[str]]:
-    annot = _annotate(x, rules).cache()
+    annot = _annotate(x, rules, spec).cache()
     counts, first_rows, sm_counts, sm_rows, fmt_warnings, us = _summarise(
         name, annot, rules, fmt_cols
     )
