@@ -102,7 +102,9 @@ def test_panel_equals_independent_pandas_computation(tmp_path):
     folder = write_extracts(tmp_path / "w", tables)
     clean, _, att = _pipeline(folder, start="2021-01-01", end="2021-09-30")
     assert att.reconciles()
-    got = build_panel(clean, start="2021-01-01", end="2021-09-30").to_pandas()
+    panel = build_panel(clean, start="2021-01-01", end="2021-09-30")
+    got = panel.to_pandas()
+    assert panel.attrition.kept("panel_persons") == got["person_id"].nunique()
     exp = reference_panel(tables, dt.date(2021, 1, 1), dt.date(2021, 9, 30))
     pd.testing.assert_frame_equal(got, exp)
     assert got["gp"].sum() > 20 and got["admissions"].sum() > 5  # the test has teeth

@@ -307,7 +307,9 @@ def build_panel(
         panel = panel.cache()
 
     n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
-    n_in = int(panel.person_id.nunique().execute())
+    # people with at least one day registered and alive in the window = people in the
+    # panel (cheap: no events; the panel test checks the two agree)
+    n_in = int(sp.person_id.nunique().execute())
     entries = (
         AttritionEntry("panel_persons", "input", "people in the clean population", n_pop),
         AttritionEntry(
