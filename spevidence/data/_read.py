@@ -6,7 +6,7 @@ import csv
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -60,7 +60,6 @@ class Extracts:
     stage: Literal["raw", "clean"] = "raw"
     ids: Literal["nhs_number", "pseudonym"] | None = None
     study_window: tuple[Any, Any] | None = None
-    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __getitem__(self, name: str) -> ir.Table:
         try:

@@ -483,7 +483,8 @@ def _event_rules(
 ) -> tuple[ir.Table, list[_Rule]]:
     t = name
     date_col = spec.date_column
-    assert date_col is not None
+    if date_col is None:  # schema invariant: every event table declares its date column
+        raise DataError(f"{name}: the schema declares no event date column.")
     p = persons.select(
         _p_id=persons.person_id, _p_death=persons.death_date, _p_in=ibis.literal(True)
     )
