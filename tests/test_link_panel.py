@@ -51,6 +51,9 @@ def test_tiny_monthly_panel_matches_hand_computation(tiny):
     assert panel.attrition.kept("panel_persons") == 4
     assert panel.attrition.reconciles()
     assert panel.n_periods == 6
+    g = panel.glance().iloc[0]
+    assert (g["rows"], g["persons"], g["gp"], g["ae"], g["admissions"]) == (17, 4, 6, 3, 2)
+    assert "4 people x 6 months" in panel.summary()
 
 
 def test_tiny_quarterly_panel_sums_the_months(tiny):

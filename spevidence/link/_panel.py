@@ -86,6 +86,15 @@ class Panel:
         """Write the panel (sorted) to a Parquet file."""
         self.to_pandas().to_parquet(path, index=False)
 
+    def summary(self) -> str:
+        g = self.glance().iloc[0]
+        return (
+            f"Panel: {int(g['persons'])} people x {self.n_periods} {self.period}s "
+            f"({self.start} to {self.end}), {int(g['rows'])} person-periods on {self.engine}; "
+            f"GP {int(g['gp'])}, A&E {int(g['ae'])}, unplanned admissions "
+            f"{int(g['admissions'])}."
+        )
+
     def glance(self) -> pd.DataFrame:
         agg = (
             self.table.aggregate(
