@@ -52,7 +52,7 @@ def test_tiny_monthly_panel_matches_hand_computation(tiny):
     assert panel.attrition.reconciles()
     assert panel.n_periods == 6
     g = panel.glance().iloc[0]
-    assert (g["rows"], g["persons"], g["gp"], g["ae"], g["admissions"]) == (17, 4, 6, 3, 2)
+    assert (g["rows"], g["persons"], g["gp"], g["ae"], g["admissions"]) == (17, 4, 7, 3, 2)
     assert "4 people x 6 months" in panel.summary()
 
 
