@@ -88,7 +88,7 @@ def contracts_markdown() -> str:
         "| # | check | tables | action |",
         "|---|---|---|---|",
         "| 1 | person_id missing | all | excluded |",
-        "| 2 | invalid NHS number (modulus 11; `ids=\"nhs_number\"` only) | all | excluded |",
+        '| 2 | invalid NHS number (modulus 11; `ids="nhs_number"` only) | all | excluded |',
         "| 3 | unreadable date / number in a required column | all | excluded |",
         "| 3b | unreadable value in an optional column | all | set to missing |",
         "| 4 | empty required column | all | excluded |",
@@ -97,7 +97,7 @@ def contracts_markdown() -> str:
         "| 6 | registration ends before it starts; registration starts after death;"
         " year of birth before 1880 or after the window | population | excluded |",
         "| 6 | negative length of stay (discharge before admission) | admissions | excluded |",
-        "| 7 | exact duplicate row (first copy kept; `duplicates=\"keep\"` to keep) | all |"
+        '| 7 | exact duplicate row (first copy kept; `duplicates="keep"` to keep) | all |'
         " excluded |",
         "| 8 | person not in the population | events, referrals | excluded |",
         "| 9 | event after the person's death | events, referrals | excluded |",
@@ -109,7 +109,7 @@ def contracts_markdown() -> str:
         "values that only make sense as US month/day order (pass `date_format=`).",
         "Warnings (rows kept): dates in more than one format; overlapping registration",
         "spells (merged, so no day counts twice); people whose spells disagree on sex, year",
-        "of birth or death date; `ids=\"pseudonym\"` but the identifiers look like NHS",
+        'of birth or death date; `ids="pseudonym"` but the identifiers look like NHS',
         "numbers.",
         "",
         "## Panel (`spevidence.link.build_panel`)",
