@@ -165,6 +165,8 @@ def test_cli_validate_and_link(tmp_path, parquet_dir, capsys):
     assert res.exit_code == 0, res.output
     att = pd.read_csv(out / "attrition.csv")
     assert set(att.columns) == {"table", "stage", "reason", "rows"}
+    written = (out / "attrition.csv").read_text() + (out / "qa.csv").read_text() + res.output
+    assert not re.search(r"\bp[1-5]\b", written)  # identifiers never leave the engine
     panel_file = tmp_path / "panel.parquet"
     res = runner.invoke(
         app,

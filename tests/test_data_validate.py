@@ -282,3 +282,16 @@ def test_ids_that_look_like_nhs_numbers_are_flagged(tmp_path):
     i = _one(qa, "looks_like_nhs_number", "population")
     assert i.rows == 25 and "ids='nhs_number'" in i.message
     assert not any(v in i.message for v in valid)
+
+
+def test_duplicates_can_be_kept(tmp_path):
+    w = tiny_world()
+    gp = w["gp_appointments"]
+    w["gp_appointments"] = pd.concat([gp, gp.iloc[[0]]], ignore_index=True)  # row 10 = row 1
+    folder = write_extracts(tmp_path / "w", w)
+    clean, qa, att = validate(read_extracts(folder), start=START, end=END, duplicates="keep")
+    i = _one(qa, "duplicate_row", "gp_appointments")
+    assert (i.rows, i.first_rows, i.action) == (1, (10,), "warning")
+    assert att.excluded("gp_appointments") == {}
+    p = build_panel(clean, start=START, end=END).to_pandas()
+    assert p.loc[(p.person_id == "p1") & (p.t == 0), "gp"].item() == 3  # 2 + the repeat

@@ -18,6 +18,8 @@ from conftest_link import (
     tiny_world,
     write_extracts,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from spevidence.data import read_extracts, validate
 from spevidence.errors import DataError
@@ -49,6 +51,9 @@ def test_tiny_monthly_panel_matches_hand_computation(tiny):
     assert panel.attrition.kept("panel_persons") == 4
     assert panel.attrition.reconciles()
     assert panel.n_periods == 6
+    g = panel.glance().iloc[0]
+    assert (g["rows"], g["persons"], g["gp"], g["ae"], g["admissions"]) == (17, 4, 7, 3, 2)
+    assert "4 people x 6 months" in panel.summary()
 
 
 def test_tiny_quarterly_panel_sums_the_months(tiny):
@@ -100,7 +105,9 @@ def test_panel_equals_independent_pandas_computation(tmp_path):
     folder = write_extracts(tmp_path / "w", tables)
     clean, _, att = _pipeline(folder, start="2021-01-01", end="2021-09-30")
     assert att.reconciles()
-    got = build_panel(clean, start="2021-01-01", end="2021-09-30").to_pandas()
+    panel = build_panel(clean, start="2021-01-01", end="2021-09-30")
+    got = panel.to_pandas()
+    assert panel.attrition.kept("panel_persons") == got["person_id"].nunique()
     exp = reference_panel(tables, dt.date(2021, 1, 1), dt.date(2021, 9, 30))
     pd.testing.assert_frame_equal(got, exp)
     assert got["gp"].sum() > 20 and got["admissions"].sum() > 5  # the test has teeth
@@ -176,3 +183,61 @@ def test_raw_nhs_numbers_never_reach_the_panel(tmp_path):
     pd.testing.assert_frame_equal(panel, expected)
     text = panel.to_csv() + qa.table().to_csv() + att.table().to_csv()
     assert not re.search(r"\d{10}", text)
+
+
+# ---- small hypothesis-generated worlds against the brute-force reference ---------------
+
+_days = st.integers(min_value=-120, max_value=300)
+_BASE = dt.date(2021, 1, 1)
+
+
+@st.composite
+def _worlds(draw):
+    from conftest_link import ADM_COLS, AE_COLS, GP_COLS, POP_COLS, REF_COLS
+
+    n = draw(st.integers(1, 4))
+    pop = []
+    for i in range(n):
+        death = draw(st.one_of(st.none(), _days.map(lambda d: _BASE + dt.timedelta(d))))
+        starts = sorted(set(draw(st.lists(_days, min_size=1, max_size=2))))
+        for s in starts:
+            start = _BASE + dt.timedelta(s)
+            end = draw(st.one_of(st.none(), st.integers(0, 200)))
+            end = None if end is None else start + dt.timedelta(end)
+            pop.append((f"h{i}", "P1", "N1", "F", 1960, start, end, death, None))
+    ids = [f"h{i}" for i in range(n)] + ["ghost"]
+    ev = st.tuples(st.sampled_from(ids), _days.map(lambda d: _BASE + dt.timedelta(d)))
+    gp = [(p, d, draw(st.sampled_from(["attended", "dna"])), "gp", "telephone")
+          for p, d in draw(st.lists(ev, max_size=8))]  # fmt: skip
+    ae = [(p, d, "1") for p, d in draw(st.lists(ev, max_size=4))]
+    adm = [(p, d, d, draw(st.sampled_from(["21", "2B", "11"])))
+           for p, d in draw(st.lists(ev, max_size=4))]  # fmt: skip
+    ref = [(p, d, "gp", draw(st.sampled_from(["accepted", "declined"])))
+           for p, d in draw(st.lists(ev, max_size=3))]  # fmt: skip
+
+    def f(rows, cols):
+        return pd.DataFrame(rows, columns=pd.Index(cols), dtype=object)
+
+    return {"population": f(pop, POP_COLS), "referrals": f(ref, REF_COLS),
+            "gp_appointments": f(gp, GP_COLS), "ae_attendances": f(ae, AE_COLS),
+            "admissions": f(adm, ADM_COLS)}  # fmt: skip
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(world=_worlds())
+def test_hypothesis_worlds_match_reference(world, tmp_path_factory):
+    folder = write_extracts(tmp_path_factory.mktemp("h"), world)
+    pop = world["population"]
+    usable = [
+        d is None or d >= s for d, s in zip(pop.death_date, pop.registration_start, strict=True)
+    ]
+    if not any(usable):  # every spell starts after death: nothing to link, a clear error
+        with pytest.raises(DataError, match="population: no rows are left"):
+            _pipeline(folder)
+        return
+    clean, _, att = _pipeline(folder)
+    assert att.reconciles()
+    got = build_panel(clean, start=START, end=END).to_pandas()
+    pd.testing.assert_frame_equal(got, reference_panel(world, START, END))

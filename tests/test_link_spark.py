@@ -85,3 +85,22 @@ def test_random_world_identical_on_spark_quarterly(tmp_path, spark_con):
     ).to_pandas()
     assert len(duck) > 50 and duck["gp"].sum() > 10
     pd.testing.assert_frame_equal(spark, duck)
+
+
+def test_extracts_on_a_spark_connection_validate_and_link_on_spark(tmp_path, spark_con):
+    """Warehouse path: tables already in Spark; validation and linkage both run there."""
+    import pyarrow.parquet as pq
+
+    folder = write_extracts(tmp_path / "w", tiny_world())
+    session = spark_con._session
+    for name in tiny_world():
+        session.createDataFrame(pq.read_table(folder / f"{name}.parquet")).createOrReplaceTempView(
+            name
+        )
+    ex = read_extracts(spark_con)
+    assert {s.format for s in ex.sources.values()} == {"ibis"}
+    assert ex.row_counts == {n: len(df) for n, df in tiny_world().items()}
+    clean, qa, att = validate(ex, start=START, end=END)
+    assert att.reconciles() and qa.ok
+    panel = build_panel(clean, start=START, end=END, backend=spark_con)
+    pd.testing.assert_frame_equal(panel.to_pandas(), as_panel_frame(TINY_EXPECTED_MONTHLY))

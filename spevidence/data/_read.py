@@ -6,7 +6,7 @@ import csv
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -60,7 +60,6 @@ class Extracts:
     stage: Literal["raw", "clean"] = "raw"
     ids: Literal["nhs_number", "pseudonym"] | None = None
     study_window: tuple[Any, Any] | None = None
-    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __getitem__(self, name: str) -> ir.Table:
         try:
@@ -171,10 +170,16 @@ def upload_arrow(con: BaseBackend, data: Any) -> ir.Table:
     return con.create_table(name, data, temp=True)
 
 
-def _with_row_numbers(t: ir.Table) -> ir.Table:
+def _with_row_numbers(t: ir.Table, con: BaseBackend) -> ir.Table:
+    """Row numbers for database tables: scan order on DuckDB; elsewhere (engines that need
+    an ordered window, e.g. Spark) the order of all columns, so they are deterministic."""
     if ROW in t.columns:
         return t
-    return t.mutate(**{ROW: (ibis.row_number() + 1).cast("int64")})
+    if con.name == "duckdb":
+        rn = ibis.row_number()
+    else:
+        rn = ibis.row_number().over(order_by=[t[c] for c in t.columns])
+    return t.mutate(**{ROW: (rn + 1).cast("int64")})
 
 
 def _apply_mapping(name: str, t: ir.Table, mapping: Mapping[str, str], spec: Table) -> ir.Table:
@@ -252,7 +257,7 @@ def read_extracts(
                 if spec.optional:
                     continue
                 raise _missing_table(name, f"the connection has no table {local!r}")
-            raw[name] = _with_row_numbers(con.table(local))
+            raw[name] = _with_row_numbers(con.table(local), con)
             sources[name] = SourceInfo(name, "ibis", local, None, 0)
     else:
         path = Path(source)
@@ -269,7 +274,7 @@ def read_extracts(
                     if spec.optional:
                         continue
                     raise _missing_table(name, f"{path.name} has no table {local!r}")
-                raw[name] = _with_row_numbers(con.table(local, database=(alias, "main")))
+                raw[name] = _with_row_numbers(con.table(local, database=(alias, "main")), con)
                 sources[name] = SourceInfo(name, "duckdb", f"{path.name}:{local}", digest, 0)
         elif path.is_dir():
             for name, spec in TABLES.items():

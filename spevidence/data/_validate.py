@@ -415,9 +415,22 @@ def _table_rules(name: str, typed: ir.Table, end: dt.date) -> list[_Rule]:
     return rules
 
 
-def _duplicate_rule(name: str, typed: ir.Table, spec: Table) -> _Rule:
+def _duplicate_rule(name: str, typed: ir.Table, spec: Table, *, keep: bool = False) -> _Rule:
     w = ibis.window(group_by=[typed[c] for c in spec.names], order_by=typed[ROW])
     dup = ibis.row_number().over(w) > 0
+    if keep:
+        return _Rule(
+            "duplicate:*",
+            "duplicate_row",
+            "*",
+            dup,
+            "warning",
+            lambda n, rows: (
+                f"{name}: {n} rows repeat an earlier row exactly ({rows}). They were kept "
+                "(duplicates='keep'). Fix: if they are extraction duplicates, use "
+                "duplicates='exclude'."
+            ),
+        )
     return _Rule(
         "duplicate:*",
         "duplicate_row",
@@ -427,7 +440,8 @@ def _duplicate_rule(name: str, typed: ir.Table, spec: Table) -> _Rule:
         lambda n, rows: (
             f"{name}: {n} rows repeat an earlier row exactly ({rows}). The repeats "
             "were excluded and the first copy kept. Fix: none needed if they are extraction "
-            "duplicates; otherwise de-duplicate at source."
+            "duplicates; if identical rows can be genuine (two appointments on one day), use "
+            "duplicates='keep'."
         ),
     )
 
@@ -469,7 +483,8 @@ def _event_rules(
 ) -> tuple[ir.Table, list[_Rule]]:
     t = name
     date_col = spec.date_column
-    assert date_col is not None
+    if date_col is None:  # schema invariant: every event table declares its date column
+        raise DataError(f"{name}: the schema declares no event date column.")
     p = persons.select(
         _p_id=persons.person_id, _p_death=persons.death_date, _p_in=ibis.literal(True)
     )
@@ -539,7 +554,8 @@ def _event_rules(
     return x, rules
 
 
-def _annotate(x: ir.Table, rules: list[_Rule]) -> ir.Table:
+def _annotate(x: ir.Table, rules: list[_Rule], spec: Table) -> ir.Table:
+    """Schema columns + row number + exclusion reason + flags (only what is read later)."""
     excl = [r for r in rules if r.action == "excluded"]
     reason = ibis.cases(
         *[(r.cond.fill_null(False), r.key) for r in excl], else_=ibis.null("string")
@@ -547,7 +563,8 @@ def _annotate(x: ir.Table, rules: list[_Rule]) -> ir.Table:
     flags = {
         f"_sm_{i}": r.cond.fill_null(False) for i, r in enumerate(rules) if r.action != "excluded"
     }
-    return x.mutate(_reason=reason, **flags)
+    fmts = [c for c in x.columns if c.startswith(("_fmt_", "_us_"))]
+    return x.select(ROW, *spec.names, *fmts, _reason=reason, **flags)
 
 
 def _summarise(
@@ -654,7 +671,7 @@ def _process(
     spec: Table,
     date_format: str | None,
 ) -> tuple[ir.Table, list[QAIssue], list[AttritionEntry], list[str]]:
-    annot = _annotate(x, rules).cache()
+    annot = _annotate(x, rules, spec).cache()
     counts, first_rows, sm_counts, sm_rows, fmt_warnings, us = _summarise(
         name, annot, rules, fmt_cols
     )
@@ -719,6 +736,7 @@ def validate(
     end: dt.date | str,
     ids: Ids = "pseudonym",
     key: Any = None,
+    duplicates: Literal["exclude", "keep"] = "exclude",
 ) -> tuple[Extracts, QAReport, Attrition]:
     """Check the extracts against their contracts; exclude and count bad rows.
 
@@ -736,6 +754,11 @@ def validate(
     key
         The pseudonymisation key (:func:`spevidence.identity.load_key`), needed when
         ``ids="nhs_number"``; when ``None`` it is read from ``SPEVIDENCE_KEY``.
+    duplicates
+        Event rows identical in every column: ``"exclude"`` (default) drops the
+        repeats and counts them; ``"keep"`` keeps them (two appointments on one day
+        with no appointment id are indistinguishable from a repeated row) and
+        reports a warning. Repeated population rows are always merged.
 
     Returns
     -------
@@ -758,6 +781,8 @@ def validate(
         raise DataError(
             "These extracts are already validated. Fix: pass read_extracts(...) output."
         )
+    if duplicates not in ("exclude", "keep"):
+        raise DataError(f"duplicates must be 'exclude' or 'keep', not {duplicates!r}.")
     if ids not in ("nhs_number", "pseudonym"):
         raise DataError(f"ids must be 'nhs_number' or 'pseudonym', not {ids!r}.")
     s, e = study_window(start, end)
@@ -806,7 +831,7 @@ def validate(
         x, ev_rules = _event_rules(name, typed, spec, persons, spells, s, e)
         rules = _base_rules(name, x, spec, ids, fmt)
         rules += _table_rules(name, x, e)
-        rules.append(_duplicate_rule(name, x, spec))
+        rules.append(_duplicate_rule(name, x, spec, keep=duplicates == "keep"))
         rules += ev_rules
         tab, iss, ent, err = _process(name, x, rules, fmt_cols, spec, fmt)
         clean[name] = tab

@@ -86,6 +86,15 @@ class Panel:
         """Write the panel (sorted) to a Parquet file."""
         self.to_pandas().to_parquet(path, index=False)
 
+    def summary(self) -> str:
+        g = self.glance().iloc[0]
+        return (
+            f"Panel: {int(g['persons'])} people x {self.n_periods} {self.period}s "
+            f"({self.start} to {self.end}), {int(g['rows'])} person-periods on {self.engine}; "
+            f"GP {int(g['gp'])}, A&E {int(g['ae'])}, unplanned admissions "
+            f"{int(g['admissions'])}."
+        )
+
     def glance(self) -> pd.DataFrame:
         agg = (
             self.table.aggregate(
@@ -307,7 +316,9 @@ def build_panel(
         panel = panel.cache()
 
     n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
-    n_in = int(panel.person_id.nunique().execute())
+    # people with at least one day registered and alive in the window = people in the
+    # panel (cheap: no events; the panel test checks the two agree)
+    n_in = int(sp.person_id.nunique().execute())
     entries = (
         AttritionEntry("panel_persons", "input", "people in the clean population", n_pop),
         AttritionEntry(

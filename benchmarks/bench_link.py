@@ -1,0 +1,166 @@
+"""Benchmark: extracts -> validated -> monthly person x period panel (DuckDB; Spark optional).
+
+    python benchmarks/bench_link.py --persons 1000000 --years 5 [--spark]
+
+Writes synthetic Parquet extracts (vectorised numpy, pseudonymised ids; GP ~6, A&E ~0.4,
+admissions ~0.1 per person-year) to a temporary folder, then times read_extracts +
+validate + build_panel(...) written to Parquet, and reports wall time and peak resident
+memory (the process's ru_maxrss, which includes DuckDB's in-process memory). Timings
+live here, never in test assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def make_extracts(folder: Path, persons: int, years: int, seed: int = 1) -> dict[str, int]:
+    """Write the five extracts for ``persons`` people over ``years`` years from 2019."""
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2019-01-01")
+    span = int(365.25 * years)
+    ids = np.char.add("x", np.char.zfill(np.arange(persons).astype(str), 9))
+    reg_start = start + rng.integers(-3000, span // 2, persons).astype("timedelta64[D]")
+    has_end = rng.random(persons) < 0.15
+    reg_end = reg_start + rng.integers(30, 4000, persons).astype("timedelta64[D]")
+    dies = rng.random(persons) < 0.05
+    death = start + rng.integers(0, span, persons).astype("timedelta64[D]")
+    nat = np.datetime64("NaT")
+    pop = pa.table(
+        {
+            "person_id": ids,
+            "practice_code": np.char.add("P", (np.arange(persons) % 500).astype(str)),
+            "pcn_code": np.char.add("N", (np.arange(persons) % 60).astype(str)),
+            "sex": np.where(rng.random(persons) < 0.5, "F", "M"),
+            "year_of_birth": rng.integers(1925, 2015, persons),
+            "registration_start": pa.array(reg_start, pa.date32()),
+            "registration_end": pa.array(np.where(has_end, reg_end, nat), pa.date32()),
+            "death_date": pa.array(np.where(dies, death, nat), pa.date32()),
+            "imd_decile": rng.integers(1, 11, persons),
+        }
+    )
+    pq.write_table(pop, folder / "population.parquet")
+    rows = {"population": persons}
+
+    def events(rate: float) -> tuple[np.ndarray, np.ndarray]:
+        n = rng.poisson(rate * years, persons)
+        who = np.repeat(np.arange(persons), n)
+        when = start + rng.integers(0, span, len(who)).astype("timedelta64[D]")
+        return who, when
+
+    who, when = events(6.0)
+    m = len(who)
+    gp = pa.table(
+        {
+            "person_id": ids[who],
+            "appointment_date": pa.array(when, pa.date32()),
+            "status": np.where(rng.random(m) < 0.9, "attended", "dna"),
+            "staff_role": np.where(rng.random(m) < 0.6, "gp", "nurse"),
+            "mode": np.where(rng.random(m) < 0.7, "face_to_face", "telephone"),
+        }
+    )
+    pq.write_table(gp, folder / "gp_appointments.parquet")
+    rows["gp_appointments"] = m
+    del gp
+
+    who, when = events(0.4)
+    ae = pa.table(
+        {
+            "person_id": ids[who],
+            "arrival_date": pa.array(when, pa.date32()),
+            "department_type": rng.choice(np.array(["1", "2", "3", "4"]), len(who)),
+        }
+    )
+    pq.write_table(ae, folder / "ae_attendances.parquet")
+    rows["ae_attendances"] = len(who)
+
+    who, when = events(0.1)
+    los = rng.integers(0, 10, len(who)).astype("timedelta64[D]")
+    adm = pa.table(
+        {
+            "person_id": ids[who],
+            "admission_date": pa.array(when, pa.date32()),
+            "discharge_date": pa.array(when + los, pa.date32()),
+            "admission_method": rng.choice(np.array(["21", "22", "2B", "11", "12"]), len(who)),
+        }
+    )
+    pq.write_table(adm, folder / "admissions.parquet")
+    rows["admissions"] = len(who)
+
+    who = np.flatnonzero(rng.random(persons) < 0.02)
+    when = start + rng.integers(0, span, len(who)).astype("timedelta64[D]")
+    ref = pa.table(
+        {
+            "person_id": ids[who],
+            "referral_date": pa.array(when, pa.date32()),
+            "referral_source": np.full(len(who), "gp"),
+            "outcome": np.where(rng.random(len(who)) < 0.7, "accepted", "declined"),
+        }
+    )
+    pq.write_table(ref, folder / "referrals.parquet")
+    rows["referrals"] = len(who)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--persons", type=int, default=100_000)
+    ap.add_argument("--years", type=int, default=5)
+    ap.add_argument("--spark", action="store_true", help="also time the Spark (local) panel")
+    args = ap.parse_args()
+
+    from spevidence.data import read_extracts, validate
+    from spevidence.link import build_panel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        rows = make_extracts(folder, args.persons, args.years)
+        t_gen = time.perf_counter() - t0
+        start, end = dt.date(2019, 1, 1), dt.date(2019 + args.years - 1, 12, 31)
+
+        t0 = time.perf_counter()
+        clean, _, att = validate(read_extracts(folder), start=start, end=end)
+        t_val = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        panel = build_panel(clean, start=start, end=end, cache=False)
+        panel.table.to_parquet(folder / "panel.parquet")
+        t_panel = time.perf_counter() - t0
+        n_panel = pq.ParquetFile(folder / "panel.parquet").metadata.num_rows
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+        print(f"{args.persons:,} persons x {args.years} years; "
+              f"{sum(rows.values()):,} extract rows")  # fmt: skip
+        print("| step | seconds |\n|---|---|")
+        print(f"| generate extracts | {t_gen:.1f} |")
+        print(f"| read + validate (DuckDB) | {t_val:.1f} |")
+        print(f"| monthly panel, {n_panel:,} rows (DuckDB) | {t_panel:.1f} |")
+        print(f"| **total DuckDB** | {t_val + t_panel:.1f} |")
+        print(f"peak RSS {peak:.2f} GiB; attrition reconciles: {att.reconciles()}")
+        if args.spark:
+            import ibis
+            from pyspark.sql import SparkSession
+
+            session = (
+                SparkSession.builder.master("local[*]")
+                .config("spark.sql.session.timeZone", "UTC")
+                .config("spark.driver.memory", "4g")
+                .getOrCreate()
+            )
+            t0 = time.perf_counter()
+            sp = build_panel(clean, start=start, end=end, backend=ibis.pyspark.connect(session))
+            n = sp.table.count().execute()
+            print(f"| monthly panel, {n:,} rows (Spark local) | {time.perf_counter() - t0:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
