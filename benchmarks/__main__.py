@@ -119,6 +119,11 @@ def arguments(script: Path, *, quick: bool, tmp: Path) -> list[str]:
     return [a.replace("{tmp}", str(tmp)) for a in args]
 
 
+def shown_arguments(args: list[str], tmp: Path) -> list[str]:
+    """The arguments as shown in RESULTS.md: the temporary folder written as ``$TMP``."""
+    return [a.replace(str(tmp), "$TMP") for a in args]
+
+
 def run_one(script: Path, *, quick: bool, timeout: float) -> Outcome:
     """Run one script in its own process; measure wall time and peak RSS (incl. children)."""
     with tempfile.TemporaryDirectory(prefix=f"{script.stem}-") as tmpdir:
@@ -159,7 +164,7 @@ def run_one(script: Path, *, quick: bool, timeout: float) -> Outcome:
             payload = json.loads(json_file.read_text())
     return Outcome(
         name=script.stem,
-        args=args,
+        args=shown_arguments(args, tmp),
         status=status,
         seconds=seconds,
         peak_mib=rusage.ru_maxrss / 1024 if rusage is not None else float("nan"),
@@ -273,7 +278,7 @@ def render(
         "|---|---|---|---:|---:|",
     ]
     for o in outcomes:
-        args = " ".join(o.args).replace(str(tempfile.gettempdir()), "$TMP") or "(defaults)"
+        args = " ".join(o.args) or "(defaults)"
         lines.append(f"| `{o.name}` | `{args}` | {o.status} | {o.seconds:.1f} | {o.peak_mib:.0f} |")
     lines.append("")
     for o in outcomes:
@@ -282,7 +287,12 @@ def render(
         if doc:
             lines += [doc, ""]
         body = o.stdout.strip()
-        lines += [body if body else "(no output)", ""]
+        if not body:
+            lines += ["(no output)", ""]
+        elif any(line.startswith("|") for line in body.splitlines()):
+            lines += [body, ""]  # markdown tables: keep as they are
+        else:
+            lines += ["```text", body, "```", ""]
         if o.json is not None:
             lines += ["JSON written by the script:", "", "```json"]
             lines += [json.dumps(o.json, indent=2, sort_keys=True), "```", ""]
