@@ -225,6 +225,7 @@ def machine() -> dict[str, str]:
         "Python": f"{platform.python_implementation()} {platform.python_version()}",
         "load average (1, 5, 15 min)": ", ".join(f"{x:.2f}" for x in load),
         "_load1": f"{load[0]}",
+        "_commit": _git_commit(),
         "_usable": f"{usable}",
     }
 
@@ -245,7 +246,8 @@ def render(
         "# Benchmark results",
         "",
         f"Produced by `python -m benchmarks{' --quick' if quick else ''}` on "
-        f"{started:%Y-%m-%d %H:%M} UTC at commit `{_git_commit()}`. Do not edit by hand.",
+        f"{started:%Y-%m-%d %H:%M} UTC at commit `{facts.get('_commit', 'unknown')}`. "
+        "Do not edit by hand.",
         "",
     ]
     if quick:

@@ -93,3 +93,21 @@ def test_results_md_says_when_the_machine_was_loaded(load: float, flagged: bool)
     assert "| 1 | 2 |" in text
     for key in ("logical CPUs", "memory", "OS", "Python", "pyfixest", "csdid", "diff-diff"):
         assert key in text
+
+
+def test_plain_text_output_is_kept_verbatim_in_a_code_block() -> None:
+    facts = H.machine()
+    out = H.Outcome(
+        name="coverage_did",
+        args=[],
+        status="ok",
+        seconds=2.0,
+        peak_mib=50.0,
+        stdout="linear: coverage 0.950\n    poisson:  coverage 0.940\n",
+        stderr_tail="",
+    )
+    text = H.render([out], facts, (0.0, 0.0, 0.0), quick=False, started=dt.datetime.now(dt.UTC))
+    assert "```text\nlinear: coverage 0.950\n    poisson:  coverage 0.940\n```" in text
+    assert "| `coverage_did` | `(defaults)` | ok | 2.0 | 50 |" in text
+    assert "Quick mode" not in text
+    assert f"at commit `{facts['_commit']}`" in text
