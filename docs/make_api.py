@@ -124,7 +124,7 @@ def render() -> str:
         "",
     ]
     lines += ["Modules:", ""]
-    lines += [f"- [`{m}`](#{m.replace('.', '').replace('_', '')})" for m in MODULES]
+    lines += [f"- [`{m}`](#{m.replace('.', '')})" for m in MODULES]
     lines.append("")
     seen: dict[int, str] = {}
     for name in MODULES:
