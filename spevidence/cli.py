@@ -470,6 +470,21 @@ def init(
     out.print(f"Wrote {path}. Edit it, then check it with: spevidence check {path}")
 
 
+@app.command()
+def cite(
+    fmt: Annotated[
+        str, typer.Option("--format", help="text (one line) or bibtex.", case_sensitive=False)
+    ] = "text",
+) -> None:
+    """Print how to cite spevidence (from CITATION.cff)."""
+    from spevidence._cite import cite as _cite
+
+    fmt = fmt.lower()
+    if fmt not in ("text", "bibtex"):
+        raise SpevidenceError(f"--format must be text or bibtex, not {fmt!r}.")
+    out.print(_cite(format=fmt), highlight=False, soft_wrap=True, markup=False)  # type: ignore[arg-type]
+
+
 def main() -> None:
     """Entry point: user errors exit 1 with a message, never a traceback; usage errors exit 2."""
     try:
