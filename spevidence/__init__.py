@@ -28,6 +28,7 @@ from spevidence.errors import (
 # public name -> module that defines it
 _LAZY = {
     "run": "spevidence.pipeline",
+    "cite": "spevidence._cite",
     "load_protocol": "spevidence.protocol",
     "Protocol": "spevidence.protocol",
     "generate": "spevidence.synthetic",
