@@ -15,6 +15,7 @@ fixed-effects: the R package FENmlm. CREA Discussion Papers (fixest conventions)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -697,3 +698,55 @@ def event_study(
         conf_level=conf_level, event_times=kept_k, reference=reference, pretrend=pretrend,
     )  # fmt: skip
     return res
+
+
+def placebo(
+    data: Any,
+    *,
+    yname: str,
+    idname: str,
+    tname: str,
+    treat: str,
+    index: str,
+    shift: int = 6,
+    model: Model = "linear",
+    exposure: str | None = None,
+    cluster: str | None = None,
+    weights: str | None = None,
+    conf_level: float = 0.95,
+) -> DiDResult:
+    """Placebo 2×2: pretend the index came ``shift`` periods early, using pre-index data only.
+
+    Rows at or after each unit's real index are dropped; a fake post indicator
+    ``t >= index - shift`` replaces the real one and :func:`two_by_two` is fitted. With
+    parallel pre-trends (and no anticipation) the placebo effect should be near zero.
+
+    Returns
+    -------
+    DiDResult
+        ``method == "placebo"``; the settings record ``shift``.
+    """
+    if shift < 1:
+        raise EstimationError(f"shift must be a positive number of periods, got {shift}.")
+    cl = cluster or idname
+    cols = list(dict.fromkeys([yname, idname, tname, treat, index]))
+    cols += [c for c in (exposure, weights, cl) if c is not None and c not in cols]
+    df = _to_frame(data, cols)
+    t = pd.to_numeric(df[tname], errors="coerce")
+    idx = pd.to_numeric(df[index], errors="coerce")
+    pre = (t < idx).to_numpy()
+    if not pre.any():
+        raise EstimationError(f"No rows before the index period ('{index}'); no placebo possible.")
+    fake = "__spe_placebo_post__"
+    sub = df.loc[pre].assign(**{fake: (t[pre] >= idx[pre] - shift).astype(int)})
+    res = two_by_two(
+        sub, yname=yname, idname=idname, tname=tname, treat=treat, post=fake, model=model,
+        exposure=exposure, cluster=cl, weights=weights, conf_level=conf_level,
+    )  # fmt: skip
+    dropped = int((~pre).sum())
+    return replace(
+        res,
+        method="placebo",
+        attrition=(("at_or_after_real_index", dropped), *res.attrition),
+        settings=(*res.settings, ("shift", shift), ("index", index)),
+    )
