@@ -139,23 +139,27 @@ def moments_from_ibis(
         **{f"_x{j}": f(t).cast("float64") for j, f in enumerate(xexprs.values())},
     )
     k = len(xexprs)
-    sig = base._t.cast("string")
-    for c in ["_e", "_w", *[f"_x{j}" for j in range(k)]]:
-        sig = sig + "|" + base[c].cast("string")
+    design_cols = ["_t", "_e", "_w", *[f"_x{j}" for j in range(k)]]
     P = 2147483629  # prime < 2**31: the sums of T hashes stay far below 2**63
-    h1 = ((sig.hash() % P) + P) % P
-    h2 = ((("#" + sig).hash() % P) + P) % P
+    sig1 = ibis.struct({c: base[c] for c in design_cols}).hash()
+    sig2 = ibis.struct({"salt": ibis.literal(7), **{c: base[c] for c in design_cols}}).hash()
+    h1 = ((sig1 % P) + P) % P
+    h2 = ((sig2 % P) + P) % P
     base = base.mutate(_h1=h1, _h2=h2)
-    units = base.group_by("_id").aggregate(
-        nrow=base.count(),
-        nper=base._t.nunique(),
-        tot=base._y.sum(),
-        grp_min=base._grp.min(),
-        grp_max=base._grp.max(),
-        cl_n=base._cl.nunique(),
-        cl=base._cl.min(),
-        k1=base._h1.sum(),
-        k2=base._h2.sum(),
+    units = (
+        base.group_by("_id")
+        .aggregate(
+            nrow=base.count(),
+            nper=base._t.nunique(),
+            tot=base._y.sum(),
+            grp_min=base._grp.min(),
+            grp_max=base._grp.max(),
+            cl_n=base._cl.nunique(),
+            cl=base._cl.min(),
+            k1=base._h1.sum(),
+            k2=base._h2.sum(),
+        )
+        .cache()
     )
     uck = (
         units.aggregate(
