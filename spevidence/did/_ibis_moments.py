@@ -174,7 +174,8 @@ def moments_from_ibis(
     if uck["dup"] > 0:
         raise DataError(
             f"{int(uck['dup'])} rows repeat a ({idname}, {tname}) pair; the DiD needs "
-            "one row per unit and period. Aggregate the panel first."
+            "one row per unit and period. If a person sits in several match sets, use a "
+            "unit id per copy (e.g. person and subclass) as idname and cluster by person."
         )
     if uck["grp_vary"] > 0:
         return "the treatment group changes within a unit"

@@ -10,6 +10,20 @@ Wooldridge, J. M. (2023). Simple approaches to nonlinear difference-in-differenc
 panel data. *The Econometrics Journal* 26(3), C31–C66.
 Bergé, L. (2018). Efficient estimation of maximum likelihood models with multiple
 fixed-effects: the R package FENmlm. CREA Discussion Papers (fixest conventions).
+
+Computation paths (``result.path``; ``glance()['moments_computed_in']``)
+-----------------------------------------------------------------------
+* ``moments`` computed in the engine: an ibis table (DuckDB, Spark, ...) passed to
+  :func:`two_by_two` (no covariates) or :func:`twfe`. Cohort keys are hashes of each unit's
+  design path (verified exactly), cohort x period sums come from one GROUP BY, and the
+  clustered meat from one more scan with the per-cohort score loadings. Falls back to
+  pulling the needed columns (then the paths below) when: covariates are given, a period
+  is observed once, a Poisson period has no events, the treated flag changes within a
+  unit, or clusters split a unit. :func:`event_study` always pulls its columns.
+* ``moments`` computed in Python: designs without covariates whose clusters contain
+  whole units, chosen automatically when there are at most half as many cohorts as units.
+* ``rows``: everything else (covariates, clusters splitting units, few shared paths).
+All paths give the same estimates and standard errors (tests: 1e-10).
 """
 
 from __future__ import annotations
@@ -152,7 +166,9 @@ def _drop_singletons(
     if n_dup:
         raise DataError(
             f"{n_dup} rows repeat a ({idname}, {period}) pair; the DiD needs one row "
-            "per unit and period. Aggregate the panel first."
+            "per unit and period. If a person sits in several match sets (matching with "
+            "replacement, or a comparator later referred), use a unit id per copy (e.g. "
+            "person and subclass) as idname and cluster by person; otherwise aggregate."
         )
     keep = np.ones(len(df), dtype=bool)
     while True:
