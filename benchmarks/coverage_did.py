@@ -51,10 +51,12 @@ def panel(seed: int, model: str, n: int = 400, months: int = 12) -> pd.DataFrame
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=200)
+    ap.add_argument("--start", type=int, default=0, help="first seed")
+    ap.add_argument("--models", nargs="*", default=["linear", "poisson"])
     args = ap.parse_args()
-    for model in ("linear", "poisson"):
+    for model in args.models:
         hits, est = 0, []
-        for seed in range(args.seeds):
+        for seed in range(args.start, args.start + args.seeds):
             df = panel(seed, model)
             if model == "linear":
                 # the additive DGP is on the monthly count: no exposure scaling
