@@ -257,7 +257,11 @@ class DiDResult:
             est, ypos, xerr=[est - lo, hi - est], fmt="o", color=pal[0], ecolor=pal[0], capsize=3
         )
         ax.axvline(ref, color="grey", linestyle="--", linewidth=1)
-        ax.set_yticks(ypos, list(tab["term"]))
+        labels = {
+            "treat:post": "Effect of referral (DiD)",
+            "post": "Change after index, comparators",
+        }
+        ax.set_yticks(ypos, [labels.get(t, t) for t in tab["term"]])
         ax.set_xlabel(xlabel)
         ax.set_title(f"Estimated effect on {self.yname} ({int(self.conf_level * 100)}% CI)")
         fig.tight_layout()
