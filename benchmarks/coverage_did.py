@@ -69,7 +69,8 @@ def main() -> None:
                 )  # fmt: skip
                 truth = TRUE_LOG_RR
             row = r.tidy().set_index("term").loc["treat:post"]
-            hits += int(row["conf_low"] <= truth <= row["conf_high"])
+            lo, hi = float(row["conf_low"]), float(row["conf_high"])
+            hits += int(lo <= truth <= hi)
             est.append(row["estimate"])
         cov = hits / args.seeds
         mcse = np.sqrt(cov * (1 - cov) / args.seeds)
