@@ -68,10 +68,11 @@ def main() -> None:
                     model="poisson", exposure="days",
                 )  # fmt: skip
                 truth = TRUE_LOG_RR
-            row = r.tidy().set_index("term").loc["treat:post"]
-            lo, hi = float(row["conf_low"]), float(row["conf_high"])
+            tab = r.tidy()
+            i = list(tab["term"]).index("treat:post")
+            lo, hi = float(tab["conf_low"].iloc[i]), float(tab["conf_high"].iloc[i])
             hits += int(lo <= truth <= hi)
-            est.append(row["estimate"])
+            est.append(float(tab["estimate"].iloc[i]))
         cov = hits / args.seeds
         mcse = np.sqrt(cov * (1 - cov) / args.seeds)
         print(
