@@ -10,6 +10,23 @@ Each (library, model, size) runs in its own subprocess so that peak memory (max 
 the RSS after the data were generated) is measured separately. Output: a table of wall
 times, the speed-up ratio and the largest absolute difference in the estimate and SE.
 This is a benchmark, not a test: nothing here asserts a timing.
+
+Last run (2026-11-23, 2 cores shared with 7 other jobs, load average ~8-12, so absolute
+times are inflated and noisy; pyfixest 0.60, default tolerances), 24 months:
+
+| model | persons | spevidence s | pyfixest s | speed-up | MB ours / pyfixest | DuckDB path s |
+|---|---|---|---|---|---|---|
+| linear | 10,000 | 0.42 | 2.11 | 5.0x | 27 / 56 | 8.44 |
+| linear | 50,000 | 2.68 | 7.82 | 2.9x | 136 / 272 | 12.11 |
+| linear | 200,000 | 5.62 | 18.16 | 3.2x | 437 / 1036 | 23.83 |
+| poisson | 10,000 | 0.12 | 1.76 | 14.5x | 25 / 78 | 2.07 |
+| poisson | 50,000 | 0.68 | 8.97 | 13.2x | 136 / 400 | 7.43 |
+| poisson | 200,000 | 8.25 | 69.82 | 8.5x | 448 / 1407 | - |
+
+Estimates agree to <= 6e-14 (linear) and SEs to <= 2e-9 (Poisson: pyfixest's IRLS
+tolerance). The 20x target of the issue (1M persons) is not reached on this machine for
+the linear model; the DuckDB path (several scans, ibis compile overhead) is slower than
+pandas at these sizes, its point is that rows never enter Python.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ month length (Poisson). Linear: additive true effect -0.3 events/month on the Po
 mean; Poisson:
 multiplicative true effect, rate ratio exp(-0.25). Reports the share of CIs covering the
 truth (target 0.95; with 200 seeds the Monte Carlo SE is about 0.015).
+
+Last run (seeds 0-199): linear coverage 0.950 (MC s.e. 0.015), mean estimate -0.3010
+(truth -0.3); Poisson coverage 0.920 (MC s.e. 0.019), mean log RR -0.2527 (truth -0.25).
 """
 
 from __future__ import annotations
