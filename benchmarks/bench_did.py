@@ -10,6 +10,23 @@ Each (library, model, size) runs in its own subprocess so that peak memory (max 
 the RSS after the data were generated) is measured separately. Output: a table of wall
 times, the speed-up ratio and the largest absolute difference in the estimate and SE.
 This is a benchmark, not a test: nothing here asserts a timing.
+
+Last run (2026-11-23, 2 cores shared with 7 other jobs, load average ~8-12, so absolute
+times are inflated and noisy; pyfixest 0.60, default tolerances), 24 months:
+
+| model | persons | spevidence s | pyfixest s | speed-up | MB ours / pyfixest | DuckDB path s |
+|---|---|---|---|---|---|---|
+| linear | 10,000 | 0.42 | 2.11 | 5.0x | 27 / 56 | 8.44 |
+| linear | 50,000 | 2.68 | 7.82 | 2.9x | 136 / 272 | 12.11 |
+| linear | 200,000 | 5.62 | 18.16 | 3.2x | 437 / 1036 | 23.83 |
+| poisson | 10,000 | 0.12 | 1.76 | 14.5x | 25 / 78 | 2.07 |
+| poisson | 50,000 | 0.68 | 8.97 | 13.2x | 136 / 400 | 7.43 |
+| poisson | 200,000 | 8.25 | 69.82 | 8.5x | 448 / 1407 | - |
+
+Estimates agree to <= 6e-14 (linear) and SEs to <= 2e-9 (Poisson: pyfixest's IRLS
+tolerance). The 20x target of the issue (1M persons) is not reached on this machine for
+the linear model; the DuckDB path (several scans, ibis compile overhead) is slower than
+pandas at these sizes, its point is that rows never enter Python.
 """
 
 from __future__ import annotations
@@ -19,6 +36,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +62,13 @@ if lib == "pyfixest":
     import pyfixest as pf
     fn = pf.feols if model == "linear" else pf.fepois
     fn("y ~ D | pid + t", data=df.iloc[: 50 * months], vcov={{"CRV1": "pid"}})
+elif lib == "duckdb":
+    import ibis
+    from spevidence.did import twfe
+    con = ibis.duckdb.connect()
+    warm = con.create_table("warm", df.iloc[: 50 * months])
+    twfe(warm, yname="y", idname="pid", tname="t", dname="D", model=model)
+    tbl = con.create_table("panel", df)  # the data live in DuckDB; Python gets moments only
 else:
     from spevidence.did import twfe
     twfe(df.iloc[: 50 * months], yname="y", idname="pid", tname="t", dname="D", model=model)
@@ -52,6 +77,9 @@ t0 = time.perf_counter()
 if lib == "pyfixest":
     fit = fn("y ~ D | pid + t", data=df, vcov={{"CRV1": "pid"}})
     est, se, path = float(fit.coef()["D"]), float(fit.se()["D"]), "-"
+elif lib == "duckdb":
+    r = twfe(tbl, yname="y", idname="pid", tname="t", dname="D", model=model)
+    est, se, path = r.coef(), r.se(), "moments in duckdb"
 else:
     r = twfe(df, yname="y", idname="pid", tname="t", dname="D", model=model)
     est, se, path = r.coef(), r.se(), r.path
@@ -62,7 +90,7 @@ print(json.dumps({{"sec": sec, "est": est, "se": se, "path": path, "mem_mb": mem
 """
 
 
-def run(lib: str, model: str, n: int, months: int) -> dict[str, float | str]:
+def run(lib: str, model: str, n: int, months: int) -> dict[str, Any]:
     code = WORKER.format(root=str(ROOT))
     out = subprocess.run(
         [sys.executable, "-c", code, lib, model, str(n), str(months)],
@@ -78,6 +106,7 @@ def main() -> None:
     ap.add_argument("--persons", type=int, nargs="*", default=[10_000, 50_000, 200_000])
     ap.add_argument("--months", type=int, default=24)
     ap.add_argument("--models", nargs="*", default=["linear", "poisson"])
+    ap.add_argument("--duckdb", action="store_true", help="also time the in-DuckDB moments path")
     args = ap.parse_args()
     header = (
         "| model | persons | rows | spevidence s | pyfixest s | speed-up | "
@@ -87,16 +116,22 @@ def main() -> None:
     print("|---" * 11 + "|")
     for model in args.models:
         for n in args.persons:
-            ours = run("spevidence", model, n, args.months)
             peer = run("pyfixest", model, n, args.months)
-            print(
-                f"| {model} | {n:,} | {n * args.months:,} | {ours['sec']:.2f} | "
-                f"{peer['sec']:.2f} | {float(peer['sec']) / float(ours['sec']):.1f}x | "
-                f"{float(ours['mem_mb']):.0f} | {float(peer['mem_mb']):.0f} | {ours['path']} | "
-                f"{abs(float(ours['est']) - float(peer['est'])):.1e} | "
-                f"{abs(float(ours['se']) - float(peer['se'])):.1e} |",
-                flush=True,
-            )
+            libs = ["spevidence", "duckdb"] if args.duckdb else ["spevidence"]
+            for lib in libs:
+                ours = run(lib, model, n, args.months)
+                _row(model, n, args.months, ours, peer)
+
+
+def _row(model: str, n: int, months: int, ours: dict[str, Any], peer: dict[str, Any]) -> None:
+    print(
+        f"| {model} | {n:,} | {n * months:,} | {ours['sec']:.2f} | "
+        f"{peer['sec']:.2f} | {float(peer['sec']) / float(ours['sec']):.1f}x | "
+        f"{float(ours['mem_mb']):.0f} | {float(peer['mem_mb']):.0f} | {ours['path']} | "
+        f"{abs(float(ours['est']) - float(peer['est'])):.1e} | "
+        f"{abs(float(ours['se']) - float(peer['se'])):.1e} |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ month length (Poisson). Linear: additive true effect -0.3 events/month on the Po
 mean; Poisson:
 multiplicative true effect, rate ratio exp(-0.25). Reports the share of CIs covering the
 truth (target 0.95; with 200 seeds the Monte Carlo SE is about 0.015).
+
+Last run (seeds 0-199): linear coverage 0.950 (MC s.e. 0.015), mean estimate -0.3010
+(truth -0.3); Poisson coverage 0.920 (MC s.e. 0.019), mean log RR -0.2527 (truth -0.25).
+Poisson seeds 200-499: 0.947 (MC s.e. 0.013); pooled 500 seeds: 0.936.
 """
 
 from __future__ import annotations
@@ -51,10 +55,12 @@ def panel(seed: int, model: str, n: int = 400, months: int = 12) -> pd.DataFrame
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=200)
+    ap.add_argument("--start", type=int, default=0, help="first seed")
+    ap.add_argument("--models", nargs="*", default=["linear", "poisson"])
     args = ap.parse_args()
-    for model in ("linear", "poisson"):
+    for model in args.models:
         hits, est = 0, []
-        for seed in range(args.seeds):
+        for seed in range(args.start, args.start + args.seeds):
             df = panel(seed, model)
             if model == "linear":
                 # the additive DGP is on the monthly count: no exposure scaling
@@ -66,9 +72,11 @@ def main() -> None:
                     model="poisson", exposure="days",
                 )  # fmt: skip
                 truth = TRUE_LOG_RR
-            row = r.tidy().set_index("term").loc["treat:post"]
-            hits += int(row["conf_low"] <= truth <= row["conf_high"])
-            est.append(row["estimate"])
+            tab = r.tidy()
+            i = list(tab["term"]).index("treat:post")
+            lo, hi = float(tab["conf_low"].iloc[i]), float(tab["conf_high"].iloc[i])
+            hits += int(lo <= truth <= hi)
+            est.append(float(tab["estimate"].iloc[i]))
         cov = hits / args.seeds
         mcse = np.sqrt(cov * (1 - cov) / args.seeds)
         print(

@@ -460,3 +460,38 @@ def test_error_messages_do_not_leak_identifiers() -> None:
     with pytest.raises(DataError) as exc:
         two_by_two(df, model="poisson", exposure="exposure_days", **KW)  # type: ignore[arg-type]
     assert "p000" not in str(exc.value)
+
+
+@pytest.mark.parametrize("model", ["linear", "poisson"])
+def test_person_in_two_match_sets_unit_copies_clustered_by_person(model: str) -> None:
+    """Risk-set matching reuses people: one unit per (person, match set), cluster by person."""
+    df = synth_panel(40, n=200)
+    df["subclass"] = df["person_id"].str[1:].astype(int) // 2
+    reused = df[df["subclass"] < 10].copy()  # 20 people appear in a second match set
+    reused["subclass"] += 1000
+    reused["index_t"] = reused["index_t"] + 1
+    reused["post"] = (reused["t"] >= reused["index_t"]).astype(int)
+    both = pd.concat([df, reused], ignore_index=True)
+    both["unit"] = both["person_id"] + "/" + both["subclass"].astype(str)
+    with pytest.raises(DataError, match="several match sets"):
+        two_by_two(both, yname="gp", idname="person_id", tname="t", treat="treated", post="post")
+    r = two_by_two(
+        both, yname="gp", idname="unit", tname="t", treat="treated", post="post", model=model,
+        cluster="person_id",
+    )  # fmt: skip
+    d = both.assign(tp=both["treated"] * both["post"])
+    fml = "gp ~ post + tp | unit + t"
+    ref = (
+        pf.feols(fml, data=d, vcov={"CRV1": "person_id"})
+        if model == "linear"
+        else _fepois(fml, d, vcov={"CRV1": "person_id"})
+    )
+    assert _rel(r.coef(), ref.coef()["tp"]) < 1e-8
+    assert _rel(r.se(), ref.se()["tp"]) < 1e-6
+    assert (
+        r.n_clusters
+        == both.loc[
+            both.groupby("unit")["gp"].transform("sum") > 0 if model == "poisson" else slice(None),
+            "person_id",
+        ].nunique()
+    )

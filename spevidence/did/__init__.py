@@ -1,13 +1,15 @@
-"""did stage (DESIGN.md section 2): two-way difference-in-differences for count outcomes.
+"""did stage (DESIGN.md section 2): difference-in-differences for count outcomes.
 
-Public API: :func:`two_by_two`, :func:`twfe`, :func:`event_study` and their results
-:class:`DiDResult`, :class:`EventStudyResult`.
+Two-way designs: :func:`two_by_two`, :func:`twfe`, :func:`event_study`, :func:`placebo`
+(results :class:`DiDResult`, :class:`EventStudyResult`). Staggered adoption:
+:func:`staggered` (Callaway & Sant'Anna; results :class:`ATTgt`, :class:`ATTAggregate`)
+and :func:`etwfe` (Wooldridge's extended TWFE; result :class:`ETWFE`).
 """
 
 from spevidence.did._etwfe import ETWFE, etwfe
 from spevidence.did._results import DiDResult, EventStudyResult
 from spevidence.did._staggered import ATTAggregate, ATTgt, staggered
-from spevidence.did._twfe import event_study, twfe, two_by_two
+from spevidence.did._twfe import event_study, placebo, twfe, two_by_two
 
 __all__ = [
     "ETWFE",
@@ -17,6 +19,7 @@ __all__ = [
     "EventStudyResult",
     "etwfe",
     "event_study",
+    "placebo",
     "staggered",
     "twfe",
     "two_by_two",

@@ -24,6 +24,7 @@ on the data only through per-cohort period sums ``Y_gt`` and per-cohort cross-pr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -83,6 +84,10 @@ class Moments:
     cl_y: np.ndarray | None = None  # (M, T) sums of y in the cell
     cl_n: np.ndarray | None = None  # (M,) units in the cell
     cl_npos: np.ndarray | None = None  # (M,) units with a positive total in the cell
+    # alternative to S / cluster cells: an engine pass returning the meat for given
+    # loadings V (C, T, k) and constants b (C, k); used when moments live in a database
+    meat_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    n_clusters_known: int | None = None
 
 
 @dataclass(frozen=True)
@@ -541,6 +546,8 @@ def _meat(m: Moments, V: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     ``V``: (C, T, k) per-cohort score loadings; ``b``: (C, k) per-unit constant.
     """
+    if m.meat_fn is not None:
+        return m.meat_fn(V, b)
     if m.S is not None:
         VY = np.einsum("gtk,gt->gk", V, m.Y)
         meat = np.einsum("gtk,gts,gsl->kl", V, m.S, V)
@@ -557,6 +564,8 @@ def _meat(m: Moments, V: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _n_clusters(m: Moments, poisson: bool) -> int:
+    if m.n_clusters_known is not None:
+        return m.n_clusters_known
     if m.S is not None:
         return round(float(np.sum(m.n - m.nzero))) if poisson else round(float(m.n.sum()))
     if m.cl_code is None or m.cl_npos is None or m.cl_n is None:

@@ -123,137 +123,120 @@ def moments_from_ibis(
         return "a period is observed once (singleton)"
     periods = per[tname].tolist()
     T = len(periods)
-    # ---- stage 1: one row per unit, periods pivoted
+    # ---- stage 1: one row per unit with a hash of its whole design path
+    lin_rate = model == "linear" and exposure is not None
+    e_expr = t[exposure].cast("float64") if exposure else ibis.literal(1.0)
+    w_expr = t[weights].cast("float64") if weights else ibis.literal(1.0)
+    y_expr = t[yname].cast("float64")
     base = t.select(
         _id=t[idname],
         _t=t[tname],
-        _y=t[yname].cast("float64"),
-        _e=(t[exposure].cast("float64") if exposure else ibis.literal(1.0)),
-        _w=(t[weights].cast("float64") if weights else ibis.literal(1.0)),
+        _y=y_expr / e_expr * _DAYS_PER_YEAR if lin_rate else y_expr,
+        _e=e_expr,
+        _w=w_expr * e_expr if lin_rate else w_expr,
         _cl=t[cluster],
         _grp=group_expr(t).cast("float64"),
         **{f"_x{j}": f(t).cast("float64") for j, f in enumerate(xexprs.values())},
     )
     k = len(xexprs)
-    agg: dict[str, Any] = {
-        "nrow": base.count(),
-        "nper": base._t.nunique(),
-        "tot": base._y.sum(),
-        "grp_min": base._grp.min(),
-        "grp_max": base._grp.max(),
-        "cl_n": base._cl.nunique(),
-        "cl": base._cl.min(),
-    }
-    for i, p in enumerate(periods):
-        at = base._t == p
-        agg[f"o{i}"] = base._y.count(where=at)
-        agg[f"y{i}"] = base._y.sum(where=at)
-        agg[f"e{i}"] = base._e.max(where=at)
-        agg[f"w{i}"] = base._w.max(where=at)
-        for j in range(k):
-            agg[f"x{j}_{i}"] = base[f"_x{j}"].max(where=at)
-    units = base.group_by("_id").aggregate(**agg)
-    uck = units.aggregate(
-        n_units=units.count(),
-        dup=(units.nrow - units.nper).sum(),
-        single=(units.nrow == 1).sum(),
-        grp_vary=(units.grp_min != units.grp_max).sum(),
-        cl_split=(units.cl_n > 1).sum(),
-    ).to_pandas()
-    uck_row = uck.iloc[0]
-    if uck_row["dup"] > 0:
-        raise DataError(
-            f"{int(uck_row['dup'])} rows repeat a ({idname}, {tname}) pair; the DiD needs "
-            "one row per unit and period. Aggregate the panel first."
+    design_cols = ["_t", "_e", "_w", *[f"_x{j}" for j in range(k)]]
+    P = 2147483629  # prime < 2**31: the sums of T hashes stay far below 2**63
+    sig1 = ibis.struct({c: base[c] for c in design_cols}).hash()
+    sig2 = ibis.struct({"salt": ibis.literal(7), **{c: base[c] for c in design_cols}}).hash()
+    h1 = ((sig1 % P) + P) % P
+    h2 = ((sig2 % P) + P) % P
+    base = base.mutate(_h1=h1, _h2=h2)
+    units = (
+        base.group_by("_id")
+        .aggregate(
+            nrow=base.count(),
+            nper=base._t.nunique(),
+            tot=base._y.sum(),
+            grp_min=base._grp.min(),
+            grp_max=base._grp.max(),
+            cl_n=base._cl.nunique(),
+            cl=base._cl.min(),
+            k1=base._h1.sum(),
+            k2=base._h2.sum(),
         )
-    if uck_row["grp_vary"] > 0:
+        .cache()
+    )
+    uck = (
+        units.aggregate(
+            dup=(units.nrow - units.nper).sum(),
+            single=(units.nrow == 1).sum(),
+            grp_vary=(units.grp_min != units.grp_max).sum(),
+            cl_split=(units.cl_n > 1).sum(),
+        )
+        .to_pandas()
+        .iloc[0]
+    )
+    if uck["dup"] > 0:
+        raise DataError(
+            f"{int(uck['dup'])} rows repeat a ({idname}, {tname}) pair; the DiD needs "
+            "one row per unit and period. If a person sits in several match sets, use a "
+            "unit id per copy (e.g. person and subclass) as idname and cluster by person."
+        )
+    if uck["grp_vary"] > 0:
         return "the treatment group changes within a unit"
-    if uck_row["cl_split"] > 0:
+    if uck["cl_split"] > 0:
         return "clusters split a unit"
-    if uck_row["single"] > 0:
-        attrition.append(("singleton_unit_or_period", int(uck_row["single"])))
+    if uck["single"] > 0:
+        attrition.append(("singleton_unit_or_period", int(uck["single"])))
         units = units.filter(units.nrow > 1)
-    # ---- stage 2: cohorts
-    keys = [f"o{i}" for i in range(T)] + ["grp_min"]
-    keys += [f"e{i}" for i in range(T)] + [f"w{i}" for i in range(T)]
-    keys += [f"x{j}_{i}" for j in range(k) for i in range(T)]
-    unit_clusters = cluster == idname
-    if not unit_clusters:
-        keys = ["cl", *keys]
-    yv = {i: units[f"y{i}"].fill_null(0.0) for i in range(T)}
-    sums: dict[str, Any] = {
-        "n": units.count(),
-        "nzero": (units.tot <= 0).cast("int64").sum(),
-        "npos": (units.tot > 0).cast("int64").sum(),
-    }
-    for i in range(T):
-        sums[f"Y{i}"] = yv[i].sum()
-    if unit_clusters:
-        for a in range(T):
-            for b in range(a, T):
-                sums[f"S{a}_{b}"] = (yv[a] * yv[b]).sum()
-    res = units.group_by(keys).aggregate(**sums).to_pandas()
-    if len(res) == 0:
+    # ---- stage 2: cohort sizes, and cohort x period sums with design values (verified)
+    coh = units.group_by(["k1", "k2"]).aggregate(
+        n=units.count(),
+        nzero=(units.tot <= 0).cast("int64").sum(),
+        grp=units.grp_min.min(),
+        grp_hi=units.grp_min.max(),
+    )
+    ncl = units.aggregate(
+        all=units.cl.nunique(), pos=units.cl.nunique(where=units.tot > 0)
+    ).to_pandas()
+    rows = base.inner_join(units.select("_id", "k1", "k2", "cl"), "_id")
+    design = ["_e", "_w", *[f"_x{j}" for j in range(k)]]
+    aggs: dict[str, Any] = {"cnt": rows.count(), "Y": rows._y.sum()}
+    for c in design:
+        aggs[f"{c}_min"] = rows[c].min()
+        aggs[f"{c}_max"] = rows[c].max()
+    cell = rows.group_by(["k1", "k2", "_t"]).aggregate(**aggs).to_pandas()
+    cohorts = coh.to_pandas().sort_values(["k1", "k2"]).reset_index(drop=True)
+    if len(cohorts) == 0:
         raise DataError("The DiD input has no rows with complete data; nothing to estimate.")
-    # ---- numpy side: assemble Moments (cluster x cohort rows are merged into cohorts)
-    res = res.sort_values(keys, kind="stable", na_position="first").reset_index(drop=True)
-    dkeys = [c for c in keys if c != "cl"]
-    coh_code = pd.Series(
-        pd.MultiIndex.from_frame(res[dkeys].astype("float64").fillna(-1.0)).factorize()[0]
-    ).to_numpy()
-    C = int(coh_code.max()) + 1
-    first = np.zeros(C, dtype=np.int64)
-    first[coh_code[::-1]] = np.arange(len(res))[::-1]
-    rep = res.iloc[first]
-    mask = np.column_stack([rep[f"o{i}"].to_numpy() > 0 for i in range(T)])
+    # ---- numpy side
+    C, T = len(cohorts), len(periods)
+    gidx = pd.MultiIndex.from_frame(cohorts[["k1", "k2"]])
+    g_of_cell = gidx.get_indexer(pd.MultiIndex.from_frame(cell[["k1", "k2"]]))
+    t_of_cell = pd.Index(periods).get_indexer(cell["_t"])
+    n = cohorts["n"].to_numpy(float)
+    consistent = (cohorts["grp"] == cohorts["grp_hi"]).all() and np.array_equal(
+        cell["cnt"].to_numpy(float), n[g_of_cell]
+    )
+    for c in design:
+        consistent = consistent and np.array_equal(
+            cell[f"{c}_min"].to_numpy(float), cell[f"{c}_max"].to_numpy(float)
+        )
+    if not consistent:  # pragma: no cover - a 62-bit hash collision
+        return "cohort hash collision"
+    mask = np.zeros((C, T), dtype=bool)
+    mask[g_of_cell, t_of_cell] = True
+    Y = np.zeros((C, T))
+    Y[g_of_cell, t_of_cell] = cell["Y"].to_numpy(float)
+    E = np.ones((C, T))
+    E[g_of_cell, t_of_cell] = cell["_e_min"].to_numpy(float)
+    W = np.zeros((C, T))
+    W[g_of_cell, t_of_cell] = cell["_w_min"].to_numpy(float)
     X = np.zeros((C, T, k))
     for j in range(k):
-        X[:, :, j] = np.column_stack([rep[f"x{j}_{i}"].to_numpy(float) for i in range(T)])
-    E = np.column_stack([rep[f"e{i}"].to_numpy(float) for i in range(T)])
-    W = np.column_stack([rep[f"w{i}"].to_numpy(float) for i in range(T)])
-    X = np.nan_to_num(X) * mask[:, :, None]
-    E = np.where(mask, np.nan_to_num(E, nan=1.0), 1.0)
-    W = np.where(mask, np.nan_to_num(W, nan=0.0), 0.0)
-
-    def by_cohort(col: str) -> np.ndarray:
-        return np.bincount(coh_code, weights=res[col].to_numpy(float), minlength=C)
-
-    n = by_cohort("n")
-    nzero = by_cohort("nzero")
-    Y = np.column_stack([by_cohort(f"Y{i}") for i in range(T)])
-    scale = np.ones((C, T))
-    offset = np.zeros((C, T))
-    if exposure is not None:
-        if model == "poisson":
-            offset = np.log(E)
-        else:
-            scale = _DAYS_PER_YEAR / E
-            W = W * E
-    Y = Y * scale
-    S = None
-    cl_kw: dict[str, Any] = {}
-    if unit_clusters:
-        S = np.zeros((C, T, T))
-        for a in range(T):
-            for b in range(a, T):
-                v = by_cohort(f"S{a}_{b}") * scale[:, a] * scale[:, b]
-                S[:, a, b] = v
-                S[:, b, a] = v
-    else:
-        cl_kw = {
-            "cl_cohort": coh_code,
-            "cl_code": pd.factorize(res["cl"], sort=True)[0].astype(np.int64),
-            "cl_y": np.column_stack([res[f"Y{i}"].to_numpy(float) for i in range(T)])
-            * scale[coh_code],
-            "cl_n": res["n"].to_numpy(float),
-            "cl_npos": res["npos"].to_numpy(float),
-        }
+        X[g_of_cell, t_of_cell, j] = cell[f"_x{j}_min"].to_numpy(float)
+    offset = np.log(E) if (model == "poisson" and exposure is not None) else np.zeros((C, T))
+    nzero = cohorts["nzero"].to_numpy(float)
+    grp = cohorts["grp"].to_numpy(float)
     if model == "poisson":
         tot_t = (Y * W).sum(axis=0)
         if np.any(tot_t[mask.any(axis=0)] <= 0):
             return "a period has no events"
-    grp = rep["grp_min"].to_numpy(float)
-    if model == "poisson":
         for g, label in ((1.0, "treated"), (0.0, "comparison")):
             sel = grp == g
             if sel.any() and Y[sel].sum() == 0:
@@ -261,6 +244,47 @@ def moments_from_ibis(
                     f"Outcome '{yname}' is zero in every row of the {label} group; a rate "
                     "ratio cannot be estimated. Choose another outcome or a longer window."
                 )
+    keys_df = cohorts[["k1", "k2"]]
+    period_values = list(periods)
+
+    def meat_fn(V: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """One more scan: unit scores V_g' y_i - b_g, summed by cluster; returns sum s s'."""
+        kk = V.shape[2]
+        gi, ti = np.nonzero(mask)
+        vtab = pd.DataFrame(
+            {
+                "k1": keys_df["k1"].to_numpy()[gi],
+                "k2": keys_df["k2"].to_numpy()[gi],
+                "_t": np.asarray(period_values, dtype=object)[ti],
+                **{f"v{j}": V[gi, ti, j] for j in range(kk)},
+            }
+        )
+        vtab["_t"] = vtab["_t"].astype(cell["_t"].dtype)
+        btab = pd.DataFrame(
+            {"k1": keys_df["k1"], "k2": keys_df["k2"], **{f"b{j}": b[:, j] for j in range(kk)}}
+        )
+        vt = ibis.memtable(vtab)
+        bt = ibis.memtable(btab)
+        r2 = rows.inner_join(vt, ["k1", "k2", "_t"])
+        per_unit = r2.group_by(["_id", "cl", "k1", "k2"]).aggregate(
+            **{f"s{j}": (r2._y * r2[f"v{j}"]).sum() for j in range(kk)}
+        )
+        pu = per_unit.inner_join(bt, ["k1", "k2"])
+        per_cl = pu.group_by("cl").aggregate(
+            **{f"s{j}": (pu[f"s{j}"] - pu[f"b{j}"]).sum() for j in range(kk)}
+        )
+        prods = {
+            f"m{a}_{c}": (per_cl[f"s{a}"] * per_cl[f"s{c}"]).sum()
+            for a in range(kk)
+            for c in range(a, kk)
+        }
+        got = per_cl.aggregate(**prods).to_pandas().iloc[0]
+        meat = np.zeros((kk, kk))
+        for a in range(kk):
+            for c in range(a, kk):
+                meat[a, c] = meat[c, a] = float(got[f"m{a}_{c}"])
+        return meat
+
     m = Moments(
         n_periods=T,
         mask=mask,
@@ -271,7 +295,7 @@ def moments_from_ibis(
         nzero=nzero,
         Y=Y,
         xnames=tuple(xexprs),
-        S=S,
-        **cl_kw,
+        meat_fn=meat_fn,
+        n_clusters_known=int(ncl["pos" if model == "poisson" else "all"].iloc[0]),
     )
     return IbisMoments(moments=m, attrition=tuple(attrition), n_rows_in=n_in, group=grp)

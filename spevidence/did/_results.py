@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from spevidence.errors import EstimationError
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -178,6 +180,33 @@ class DiDResult:
         row.update(dict(self.extra))
         return pd.DataFrame([row])
 
+    def e_value(self, term: str | None = None) -> pd.DataFrame:
+        """E-value of the rate ratio (VanderWeele & Ding 2017, *Ann Intern Med* 167:268).
+
+        The minimum strength of association (risk-ratio scale) an unmeasured confounder
+        would need with both treatment and outcome to explain away the estimate (and the
+        CI limit nearest 1; 1 when the CI includes 1). Poisson models only; rate ratios
+        are treated as risk ratios (rare-outcome approximation not needed for rates).
+        """
+        if self.model != "poisson":
+            raise EstimationError(
+                "E-values are defined here for rate ratios: refit with model='poisson'."
+            )
+        i = self.terms.index(term or self.main_term)
+        tab = self.tidy()
+
+        def ev(rr: float) -> float:
+            rr = 1 / rr if rr < 1 else rr
+            return float(rr + np.sqrt(rr * (rr - 1)))
+
+        rr = float(tab["rate_ratio"].iloc[i])
+        lo, hi = float(tab["rr_conf_low"].iloc[i]), float(tab["rr_conf_high"].iloc[i])
+        near = 1.0 if lo <= 1 <= hi else (lo if rr > 1 else hi)
+        return pd.DataFrame(
+            [{"term": term or self.main_term, "rate_ratio": rr, "e_value": ev(rr),
+              "e_value_ci": ev(near)}]
+        )  # fmt: skip
+
     def attrition_table(self) -> pd.DataFrame:
         """Rows dropped before fitting, by reason."""
         return pd.DataFrame(list(self.attrition), columns=["reason", "rows"])
@@ -228,7 +257,11 @@ class DiDResult:
             est, ypos, xerr=[est - lo, hi - est], fmt="o", color=pal[0], ecolor=pal[0], capsize=3
         )
         ax.axvline(ref, color="grey", linestyle="--", linewidth=1)
-        ax.set_yticks(ypos, list(tab["term"]))
+        labels = {
+            "treat:post": "Effect of referral (DiD)",
+            "post": "Change after index, comparators",
+        }
+        ax.set_yticks(ypos, [labels.get(t, t) for t in tab["term"]])
         ax.set_xlabel(xlabel)
         ax.set_title(f"Estimated effect on {self.yname} ({int(self.conf_level * 100)}% CI)")
         fig.tight_layout()
@@ -252,6 +285,39 @@ class EventStudyResult(DiDResult):
         out = super().tidy()
         out.insert(1, "event_time", list(self.event_times))
         return out
+
+    def sensitivity(self, mbar: tuple[float, ...] = (0.5, 1.0, 2.0)) -> pd.DataFrame:
+        """Post-period effects under bounded violations of parallel trends.
+
+        Relative-magnitudes idea of Rambachan & Roth (2023, *Rev Econ Stud* 90:2555): the
+        post-period bias is assumed at most ``mbar`` times the largest pre-period deviation
+        ``D = max_{k<0} |beta_k|``. Reports the bounds ``beta_k -/+ mbar*D`` and the CI
+        widened by the same amount. A simplified version: unlike Rambachan & Roth's honest
+        CIs it treats ``D`` as known (no adjustment for its estimation), so it is a
+        sensitivity display, not a formal test. Scale: log rate ratio for Poisson.
+        """
+        tab = self.tidy()
+        pre = tab[tab["event_time"] < 0]
+        if pre.empty:
+            raise EstimationError("No pre-period coefficients: widen the window to the left.")
+        dev = float(np.max(np.abs(pre["estimate"])))
+        post = tab[tab["event_time"] >= 0]
+        rows = []
+        for m in mbar:
+            for _, r in post.iterrows():
+                rows.append(
+                    {
+                        "mbar": m,
+                        "event_time": int(r["event_time"]),
+                        "estimate": r["estimate"],
+                        "max_pre_deviation": dev,
+                        "lower_bound": r["estimate"] - m * dev,
+                        "upper_bound": r["estimate"] + m * dev,
+                        "conf_low": r["conf_low"] - m * dev,
+                        "conf_high": r["conf_high"] + m * dev,
+                    }
+                )
+        return pd.DataFrame(rows)
 
     def pretrend_test(self) -> pd.DataFrame:
         """Joint Wald test of the pre-period coefficients (H0: all zero)."""

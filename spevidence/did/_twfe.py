@@ -10,11 +10,26 @@ Wooldridge, J. M. (2023). Simple approaches to nonlinear difference-in-differenc
 panel data. *The Econometrics Journal* 26(3), C31–C66.
 Bergé, L. (2018). Efficient estimation of maximum likelihood models with multiple
 fixed-effects: the R package FENmlm. CREA Discussion Papers (fixest conventions).
+
+Computation paths (``result.path``; ``glance()['moments_computed_in']``)
+-----------------------------------------------------------------------
+* ``moments`` computed in the engine: an ibis table (DuckDB, Spark, ...) passed to
+  :func:`two_by_two` (no covariates) or :func:`twfe`. Cohort keys are hashes of each unit's
+  design path (verified exactly), cohort x period sums come from one GROUP BY, and the
+  clustered meat from one more scan with the per-cohort score loadings. Falls back to
+  pulling the needed columns (then the paths below) when: covariates are given, a period
+  is observed once, a Poisson period has no events, the treated flag changes within a
+  unit, or clusters split a unit. :func:`event_study` always pulls its columns.
+* ``moments`` computed in Python: designs without covariates whose clusters contain
+  whole units, chosen automatically when there are at most half as many cohorts as units.
+* ``rows``: everything else (covariates, clusters splitting units, few shared paths).
+All paths give the same estimates and standard errors (tests: 1e-10).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -151,7 +166,9 @@ def _drop_singletons(
     if n_dup:
         raise DataError(
             f"{n_dup} rows repeat a ({idname}, {period}) pair; the DiD needs one row "
-            "per unit and period. Aggregate the panel first."
+            "per unit and period. If a person sits in several match sets (matching with "
+            "replacement, or a comparator later referred), use a unit id per copy (e.g. "
+            "person and subclass) as idname and cluster by person; otherwise aggregate."
         )
     keep = np.ones(len(df), dtype=bool)
     while True:
@@ -697,3 +714,55 @@ def event_study(
         conf_level=conf_level, event_times=kept_k, reference=reference, pretrend=pretrend,
     )  # fmt: skip
     return res
+
+
+def placebo(
+    data: Any,
+    *,
+    yname: str,
+    idname: str,
+    tname: str,
+    treat: str,
+    index: str,
+    shift: int = 6,
+    model: Model = "linear",
+    exposure: str | None = None,
+    cluster: str | None = None,
+    weights: str | None = None,
+    conf_level: float = 0.95,
+) -> DiDResult:
+    """Placebo 2×2: pretend the index came ``shift`` periods early, using pre-index data only.
+
+    Rows at or after each unit's real index are dropped; a fake post indicator
+    ``t >= index - shift`` replaces the real one and :func:`two_by_two` is fitted. With
+    parallel pre-trends (and no anticipation) the placebo effect should be near zero.
+
+    Returns
+    -------
+    DiDResult
+        ``method == "placebo"``; the settings record ``shift``.
+    """
+    if shift < 1:
+        raise EstimationError(f"shift must be a positive number of periods, got {shift}.")
+    cl = cluster or idname
+    cols = list(dict.fromkeys([yname, idname, tname, treat, index]))
+    cols += [c for c in (exposure, weights, cl) if c is not None and c not in cols]
+    df = _to_frame(data, cols)
+    t = pd.to_numeric(df[tname], errors="coerce")
+    idx = pd.to_numeric(df[index], errors="coerce")
+    pre = (t < idx).to_numpy()
+    if not pre.any():
+        raise EstimationError(f"No rows before the index period ('{index}'); no placebo possible.")
+    fake = "__spe_placebo_post__"
+    sub = df.loc[pre].assign(**{fake: (t[pre] >= idx[pre] - shift).astype(int)})
+    res = two_by_two(
+        sub, yname=yname, idname=idname, tname=tname, treat=treat, post=fake, model=model,
+        exposure=exposure, cluster=cl, weights=weights, conf_level=conf_level,
+    )  # fmt: skip
+    dropped = int((~pre).sum())
+    return replace(
+        res,
+        method="placebo",
+        attrition=(("at_or_after_real_index", dropped), *res.attrition),
+        settings=(*res.settings, ("shift", shift), ("index", index)),
+    )
