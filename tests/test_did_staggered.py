@@ -450,19 +450,11 @@ def test_duckdb_engine_moments_equal_pandas(kw) -> None:
 
 @pytest.mark.spark
 @pytest.mark.xdist_group("spark")
-def test_spark_engine_moments_equal_pandas() -> None:
+def test_spark_engine_moments_equal_pandas(spark_session) -> None:  # type: ignore[no-untyped-def]
     """The same Ibis moment queries on PySpark give the DuckDB/pandas answer."""
     import ibis
-    from pyspark.sql import SparkSession
 
-    session = SparkSession.getActiveSession() or (
-        SparkSession.builder.master("local[1]")
-        .appName("spevidence-tests")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .getOrCreate()
-    )
+    session = spark_session
     con = ibis.pyspark.connect(session)
     df = sim_panel(n=120, T=5, seed=2)
     tbl = con.create_table("spevidence_staggered_panel", df, overwrite=True)

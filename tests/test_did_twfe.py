@@ -11,12 +11,11 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pandas as pd
+import pyfixest as pf
 import pytest
 
 from spevidence.did import event_study, twfe, two_by_two
 from spevidence.errors import DataError, EstimationError
-
-pf = pytest.importorskip("pyfixest")
 
 # fepois in pyfixest stops at iwls_tol=1e-8 by default; tighten it (DESIGN.md section 6).
 TIGHT = {"iwls_tol": 1e-13, "iwls_maxiter": 200, "fixef_tol": 1e-13}
@@ -357,7 +356,8 @@ def test_tidy_glance_summary_plot() -> None:
 
 @pytest.fixture(scope="module")
 def duck() -> object:
-    ibis = pytest.importorskip("ibis")
+    import ibis
+
     return ibis.duckdb.connect()
 
 

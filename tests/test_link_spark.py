@@ -25,24 +25,10 @@ pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark")]
 
 
 @pytest.fixture(scope="module")
-def spark_con():
-    pyspark = pytest.importorskip("pyspark")
+def spark_con(spark_session):
     import ibis
 
-    session = (
-        pyspark.sql.SparkSession.builder.master("local[1]")
-        .appName("spevidence-tests")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.default.parallelism", "1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.memory", "1g")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield ibis.pyspark.connect(session)
-    session.stop()
+    return ibis.pyspark.connect(spark_session)
 
 
 def test_tiny_panel_identical_on_spark(tmp_path, spark_con):

@@ -14,11 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest_link import reference_panel
 
+import spevidence.synthetic as synthetic
 from spevidence.data import read_extracts, validate
 from spevidence.identity import Key
 from spevidence.link import build_panel
-
-synthetic = pytest.importorskip("spevidence.synthetic")
 
 KEY = Key(b"synthetic-test-key-0123456789abcdef")
 

@@ -522,7 +522,8 @@ def test_no_caliper_warning():
 
 
 def test_att_pair_clustered_equals_pyfixest(lalonde):
-    pf = pytest.importorskip("pyfixest")
+    import pyfixest as pf
+
     m = _quiet(data=lalonde, treat="treat", covariates=COVS, caliper=0.2)
     res = m.att("re78").iloc[0]
     md = m.matched_data()
