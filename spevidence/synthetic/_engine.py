@@ -662,7 +662,18 @@ def simulate_chunk(
     dis = day + los
     dis = np.minimum(dis, death[person])  # died in hospital
     dis = np.where(dis > w1, NEVER, dis)  # still in hospital at the data cut
-    order = np.lexsort((meth, day, person))
+    order = np.lexsort((dis, meth, day, person))
+    # two spells of one person with the same dates and method would be exact duplicate
+    # rows (in practice one spell): collapse them
+    same = np.zeros(len(order), dtype=bool)
+    if len(order) > 1:
+        same[1:] = (
+            (person[order][1:] == person[order][:-1])
+            & (day[order][1:] == day[order][:-1])
+            & (meth[order][1:] == meth[order][:-1])
+            & (dis[order][1:] == dis[order][:-1])
+        )
+    order = order[~same]
     adm = {
         "person": person[order],
         "day": day[order],
