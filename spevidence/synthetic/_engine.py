@@ -49,6 +49,37 @@ def _ep_length(rng: np.random.Generator, mean: float, n: int) -> np.ndarray:
     return 1 + rng.binomial(k, 0.5, n).astype(np.int64)
 
 
+def _distinct_marks(
+    keys: list[np.ndarray], mark: np.ndarray, n_marks: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Make rows that agree on ``keys`` differ in ``mark`` (no exact duplicate rows).
+
+    Same-day repeats (two attended GP appointments for one person on one day) are real
+    but would be exact duplicates of each other; the k-th repeat in a group takes the
+    group's first mark + k (mod ``n_marks``), e.g. a second same-day GP appointment is
+    by another mode. Repeats beyond ``n_marks`` in one group (vanishingly rare) are
+    collapsed. Returns the new marks and a boolean mask of the rows to keep.
+    """
+    n = len(mark)
+    if n == 0:
+        return mark, np.ones(0, dtype=bool)
+    order = np.lexsort(tuple(reversed(keys)))
+    same = np.ones(n, dtype=bool)
+    same[0] = False
+    for k in keys:
+        ks = k[order]
+        same[1:] &= ks[1:] == ks[:-1]
+    start = np.flatnonzero(~same)
+    grp = np.cumsum(~same) - 1
+    rank = np.arange(n) - start[grp]
+    first = mark[order][start][grp]
+    new = mark.copy()
+    new[order] = (first + rank) % n_marks
+    keep = np.ones(n, dtype=bool)
+    keep[order] = rank < n_marks
+    return new, keep
+
+
 def _logistic(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -411,6 +442,7 @@ def simulate_chunk(
 
             # --- referral decisions (history up to last month)
             gp3 = hist[(mi - 1) % 12] + hist[(mi - 2) % 12] + hist[(mi - 3) % 12]
+            gp12 = hist.sum(axis=0)
             seg_a = np.maximum(a, service_start)
             seg_len = span(seg_a, b, g0, g1)
             if repeat is None:
@@ -419,12 +451,17 @@ def simulate_chunk(
                 free = (accepted_day == NEVER) & (mi - last_ref_month >= repeat)
             elig = free & (seg_len > 0) & (age + mi // 12 >= ref.min_age)
             if ref.eligibility_gp_last_12m is not None:
-                elig &= hist.sum(axis=0) > ref.eligibility_gp_last_12m
+                elig &= gp12 > ref.eligibility_gp_last_12m
             if ref.monthly_hazard > 0 and elig.any():
                 idx = np.flatnonzero(elig)
-                usual3 = 3 * DAYS_PER_MONTH * base["gp"][idx]
+                # the spike is judged against the person's *observed* earlier use
+                # (months 4-12 before, scaled to three months), as a GP would see it in
+                # the record; never against the latent rate, which no one observes
+                usual3 = (gp12[idx] - gp3[idx]) / 3.0
                 h = ref.monthly_hazard * np.exp(
                     ref.recent_gp_weight * np.log1p(gp3[idx])
+                    + ref.recent_gp_count_weight * gp3[idx]
+                    + ref.prior_gp_count_weight * gp12[idx]
                     + ref.spike_weight * np.log((1 + gp3[idx]) / (1 + usual3))
                     + ref.episode_weight * in_ep[idx]
                     + ref.risk_flag_weight * n_flags[idx]
@@ -584,11 +621,20 @@ def simulate_chunk(
     status[other] = sr // len(ROLE_P)
     role[other] = sr % len(ROLE_P)
     mode = rng.choice(len(MODE_P), size=len(person), p=MODE_P)
-    gp = {"person": person, "day": day, "status": status, "role": role, "mode": mode}
+    mode, keep = _distinct_marks([person, day, status, role], mode, len(MODE_P))
+    gp = {
+        "person": person[keep],
+        "day": day[keep],
+        "status": status[keep],
+        "role": role[keep],
+        "mode": mode[keep],
+    }
 
     # ---------------------------------------------------------------- A&E rows
     pa_, da_, _ = ev_ae.arrays()
-    ae = {"person": pa_, "day": da_, "dept": rng.choice(len(DEPT_P), size=len(pa_), p=DEPT_P)}
+    dept = rng.choice(len(DEPT_P), size=len(pa_), p=DEPT_P)
+    dept, keep = _distinct_marks([pa_, da_], dept, len(DEPT_P))
+    ae = {"person": pa_[keep], "day": da_[keep], "dept": dept[keep]}
 
     # ---------------------------------------------------------------- admissions
     pu, du, _ = ev_adm.arrays()
@@ -616,7 +662,18 @@ def simulate_chunk(
     dis = day + los
     dis = np.minimum(dis, death[person])  # died in hospital
     dis = np.where(dis > w1, NEVER, dis)  # still in hospital at the data cut
-    order = np.lexsort((meth, day, person))
+    order = np.lexsort((dis, meth, day, person))
+    # two spells of one person with the same dates and method would be exact duplicate
+    # rows (in practice one spell): collapse them
+    same = np.zeros(len(order), dtype=bool)
+    if len(order) > 1:
+        same[1:] = (
+            (person[order][1:] == person[order][:-1])
+            & (day[order][1:] == day[order][:-1])
+            & (meth[order][1:] == meth[order][:-1])
+            & (dis[order][1:] == dis[order][:-1])
+        )
+    order = order[~same]
     adm = {
         "person": person[order],
         "day": day[order],

@@ -249,8 +249,9 @@ def generate(
     so memory stays bounded at any scale. Each person has a gamma frailty shared by GP,
     A&E and emergency-admission rates (a correlated gamma-Poisson model, Lawless 1987),
     with age, sex and deprivation gradients, seasonality, transient episodes of high
-    use, registration churn and deaths. Referral hazards rise with recent GP use and
-    episodes, so referred people regress to the mean afterwards (Barnett, van der Pols &
+    use, registration churn and deaths. Referral hazards rise with *observed* recent GP
+    counts (as the GP sees them in the record), which are often transient, so referred
+    people regress to the mean afterwards (Barnett, van der Pols &
     Dobson 2005, Int J Epidemiol 34:215) even when link workers change nothing; the true
     effect multiplies the rates of accepted referrals from the referral date, with a
     linear ramp-up.

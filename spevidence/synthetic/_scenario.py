@@ -110,10 +110,22 @@ class Referral(_Model):
     recent_gp_weight: float = Field(
         default=0.3, description="Log-hazard per log(1 + GP last 3 months)."
     )
+    recent_gp_count_weight: float = Field(
+        default=0.0,
+        description="Log-hazard per attended GP appointment in the last 3 months (the "
+        "more often a frequent attender was seen lately, the likelier the referral; "
+        "log-linear in the observed count, like a propensity-score model).",
+    )
+    prior_gp_count_weight: float = Field(
+        default=0.0,
+        description="Log-hazard per attended GP appointment in the last 12 months (a "
+        "frequent attender by the year's count, as in the record).",
+    )
     spike_weight: float = Field(
         default=3.0,
-        description="Log-hazard per log of (1 + GP last 3 months) / (1 + the person's usual "
-        "3-month GP use): referral follows a transient spike.",
+        description="Log-hazard per log of (1 + GP last 3 months) / (1 + GP months 4-12 "
+        "before / 3): referral follows a spike above the person's own *observed* earlier "
+        "use (as seen in the record, never the latent rate).",
     )
     episode_weight: float = Field(
         default=0.0, description="Log-hazard when in a transient episode."
