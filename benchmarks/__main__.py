@@ -40,6 +40,7 @@ ROOT = HERE.parent
 # script stem -> (full arguments, quick arguments); "{tmp}" is a per-script temporary folder
 RUNS: dict[str, tuple[list[str], list[str]]] = {
     "bench_did": ([], ["--persons", "2000", "--months", "12"]),
+    "bench_link": ([], ["--persons", "2000", "--years", "1"]),
     "bench_staggered": (
         [],
         ["--units", "1000", "--periods", "8", "--timeout", "600"],
