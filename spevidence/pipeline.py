@@ -179,9 +179,11 @@ def run(
             backend=engine,
         )
         panel = describe.lagged_sums(panel_obj.to_pandas(), "gp", TRAJECTORY)
+        covariates = list(proto.match.covariates) if proto.match.covariates else None
+        if covariates and "risk_score" in covariates:
+            panel = _with_risk_score(panel, clean, proto)
         steps.step(2)
         # 3. match -----------------------------------------------------------------
-        covariates = list(proto.match.covariates) if proto.match.covariates else None
         matched_obj = risk_set(
             panel,
             exact=proto.match.exact,
@@ -322,6 +324,17 @@ def run(
         )
         steps.step(7)
     return RunResult(bundle=bundle, reports=reports)
+
+
+def _with_risk_score(panel: pd.DataFrame, clean: Any, proto: Protocol) -> pd.DataFrame:
+    """Add the case-finding risk score (measured before each month) as a panel column."""
+    from spevidence.activity import RiskScoreSpec, risk_score_panel
+
+    population = clean["population"].to_pandas()
+    spec = RiskScoreSpec.from_dict(proto.risk_score) if proto.risk_score else None
+    lookback = 12 if proto.period == "month" else 4
+    out = risk_score_panel(panel, population, spec=spec, lookback_periods=lookback)
+    return out.drop(columns=["risk_gp_lookback", "risk_flagged"], errors="ignore")
 
 
 def _activity(

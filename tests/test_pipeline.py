@@ -75,6 +75,13 @@ def test_estimates_cover_every_outcome_and_model(runs: tuple[Path, Path, Path]) 
     ).all()
 
 
+def test_case_finding_score_is_a_matching_covariate(runs: tuple[Path, Path, Path]) -> None:
+    a, _, _ = runs
+    bal = pd.read_csv(a / "bundle" / "tables" / "balance.csv").set_index("covariate")
+    assert "risk_score" in bal.index
+    assert abs(bal.loc["risk_score", "smd_after"]) < abs(bal.loc["risk_score", "smd_before"])
+
+
 def test_no_identifier_or_small_count_leaves(runs: tuple[Path, Path, Path]) -> None:
     a, _, data = runs
     files = [p for p in (a / "bundle").rglob("*") if p.is_file()] + [a / "report.html"]

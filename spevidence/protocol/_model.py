@@ -92,6 +92,11 @@ class Protocol(_Frozen):
     sroi: SroiSpec = SroiSpec()
     disclosure: DisclosureSpec = DisclosureSpec()
     report: ReportSpec = ReportSpec()
+    risk_score: dict[str, Any] | None = Field(
+        None,
+        description="case-finding risk score (spevidence.activity.RiskScoreSpec fields); "
+        "add 'risk_score' to match.covariates to match on it",
+    )
     seed: int = 0
 
     @model_validator(mode="after")
