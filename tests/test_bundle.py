@@ -21,8 +21,8 @@ from spevidence.bundle import (
     verify_bundle,
     write_bundle,
 )
-from spevidence.bundle.scan import nhs_number_valid
 from spevidence.errors import DisclosureError, ReportError
+from spevidence.identity import is_valid_nhs_number as nhs_number_valid
 from spevidence.report import style
 
 matplotlib.use("Agg")

@@ -669,7 +669,7 @@ def test_progress_bar_runs(tmp_path):
 
 
 def test_vectorised_nhs_check_matches_reference():
-    from spevidence.synthetic import is_valid_nhs_number
+    from spevidence.identity import is_valid_nhs_number
 
     rng = np.random.default_rng(0)
     values = [f"{x:010d}" for x in rng.integers(0, 10**10, size=3000)]

@@ -16,25 +16,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from spevidence.identity import is_valid_nhs_number
+
 _NHS = re.compile(r"(?<![0-9A-Za-z.+/])(\d{3})[ -]?(\d{3})[ -]?(\d{4})(?![0-9A-Za-z]|\.\d)")
 _TOKEN = re.compile(r"(?<![0-9A-Za-z_\-])[0-9A-Za-z_\-]{20,}(?![0-9A-Za-z_\-])")
 _DATA_URI = re.compile(r"data:[a-z]+/[a-z0-9.+\-]+;base64,[A-Za-z0-9+/=]+")
 # SVG geometry (path data, point lists, transforms) is numbers, not text
 _SVG_GEOMETRY = re.compile(r"""\s(?:d|points|transform|viewBox)\s*=\s*("[^"]*"|'[^']*')""", re.S)
 _TEXT_SUFFIXES = {".csv", ".json", ".yaml", ".yml", ".md", ".html", ".txt", ".typ", ".svg", ".qmd"}
-
-
-def nhs_number_valid(digits: str) -> bool:
-    """Modulus-11 check of a ten-digit NHS number (DOMAIN.md)."""
-    if len(digits) != 10 or not digits.isdigit():
-        return False
-    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
-    check = 11 - total % 11
-    if check == 11:
-        check = 0
-    if check == 10:
-        return False
-    return check == int(digits[9])
 
 
 def _looks_like_token(tok: str) -> bool:
@@ -68,7 +57,7 @@ def scan_text(text: str, *, name: str = "<text>", allow: Iterable[str] = ()) -> 
     text = _SVG_GEOMETRY.sub(lambda m: " " + "\n" * m.group(0).count("\n"), text)
     for lineno, line in enumerate(text.splitlines(), start=1):
         for m in _NHS.finditer(line):
-            if nhs_number_valid("".join(m.groups())):
+            if is_valid_nhs_number("".join(m.groups())):
                 findings.append(Finding(name, lineno, "NHS-number-shaped string"))
         for m in _TOKEN.finditer(line):
             tok = m.group(0)

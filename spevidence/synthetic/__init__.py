@@ -5,7 +5,6 @@
 """
 
 from spevidence.synthetic._generate import SyntheticICB, arrow_schema, generate
-from spevidence.synthetic._ids import is_valid_nhs_number
 from spevidence.synthetic._plot import around_referral, plot_around_referral
 from spevidence.synthetic._scenario import Scenario, ScenarioError, list_scenarios, load_scenario
 
@@ -16,7 +15,6 @@ __all__ = [
     "around_referral",
     "arrow_schema",
     "generate",
-    "is_valid_nhs_number",
     "list_scenarios",
     "load_scenario",
     "plot_around_referral",

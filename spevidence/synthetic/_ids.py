@@ -99,15 +99,3 @@ def _fixed_width_strings(chars: np.ndarray) -> pa.Array:
     offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
     data = np.ascontiguousarray(chars).ravel()
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
-
-
-def is_valid_nhs_number(values: np.ndarray) -> np.ndarray:
-    """Vectorised modulus-11 check of ten-character strings (for tests and defects)."""
-    s = np.asarray(values).astype(str)  # no fixed width: longer strings must not be cut
-    ok = (np.char.str_len(s) == 10) & np.char.isdigit(s)
-    out = np.zeros(len(s), dtype=bool)
-    if ok.any():
-        num = s[ok].astype(np.int64)
-        cd = check_digits(num // 10)
-        out[ok] = (cd != 10) & (cd == num % 10)
-    return out
