@@ -425,25 +425,12 @@ def risk_score_panel(
     require(population, "population", ("person_id",))
     if lookback_periods < 1:
         raise DataError(f"lookback_periods must be at least 1, got {lookback_periods}.")
-    out = panel.copy()
+    from spevidence.describe import lagged_sums
+
+    # GP attendances in the look-back periods before each period (missing periods = 0)
+    out = lagged_sums(panel, "gp", {"risk_gp_lookback": (1, lookback_periods)})
     pid = out["person_id"].astype(str)
-    p = pd.DataFrame(
-        {
-            "person_id": pid,
-            "t": pd.to_numeric(out["t"]).astype("int64"),
-            "gp": pd.to_numeric(out["gp"]).fillna(0).astype(float),
-            "_row": np.arange(len(out)),
-        }
-    ).sort_values(["person_id", "t"], kind="stable")
-    p["cs"] = p.groupby("person_id", sort=False)["gp"].cumsum()
-    right = p[["person_id", "t", "cs"]].rename(columns={"t": "k"}).sort_values("k")
-
-    def cs_at(offset: int) -> pd.Series:
-        left = p[["person_id", "t", "_row"]].assign(k=p["t"] - offset).sort_values("k")
-        m = pd.merge_asof(left, right, on="k", by="person_id", direction="backward")
-        return m.set_index("_row")["cs"].reindex(np.arange(len(out))).fillna(0.0)
-
-    visits = (cs_at(1) - cs_at(lookback_periods + 1)).to_numpy()
+    visits = out["risk_gp_lookback"].to_numpy()
     flags = pd.DataFrame({"frequent_attender": visits > spec.frequent_attender_visits})
     static = _static_flags(population).set_index("person_id")
     for f in static.columns:
@@ -465,7 +452,6 @@ def risk_score_panel(
     flagged = score >= spec.threshold
     if spec.min_age is not None:
         flagged = flagged & (age >= spec.min_age).fillna(False).astype(bool).to_numpy()
-    out["risk_gp_lookback"] = visits
     out["risk_score"] = score
     out["risk_flagged"] = flagged.astype("int64")
     return out
