@@ -166,7 +166,7 @@ def run(
         # 1. read, validate, pseudonymise ------------------------------------------
         key = load_key(key_file) if proto.ids == "nhs_number" else None
         extracts = read_extracts(data)
-        clean, qa, attrition = validate(
+        clean, qa, _ = validate(  # exclusions are also in qa (see issue notes)
             extracts, start=proto.start, end=proto.end, ids=proto.ids, key=key
         )
         steps.step(1)
@@ -275,7 +275,7 @@ def run(
         tables: dict[str, pd.DataFrame] = {
             # the QA messages quote exact row counts and row numbers: keep them inside
             "qa": qa.table().drop(columns=["message"], errors="ignore"),
-            "attrition": _attrition(attrition.table(), panel_obj, matched_obj),
+            "attrition": _attrition(matched_obj),
             "cohort_characteristics": describe.cohort_characteristics(
                 window, None, outcomes=outcomes
             ),
@@ -392,46 +392,28 @@ def _pretrend_dict(pt: Any) -> dict[str, float]:
     }
 
 
-def _attrition(linkage: pd.DataFrame, panel: Any, matched: Any) -> pd.DataFrame:
-    """Cohort flow: one row per step with the people remaining and dropped."""
-    rows = []
+def _attrition(matched: Any) -> pd.DataFrame:
+    """Cohort flow from the matching attrition: one row per step with the people remaining,
+    and before it one row per non-empty exclusion ("dropped") with its reason."""
     att = matched.attrition
-    att_table = att.table() if hasattr(att, "table") else att
-    prev = None
-    for _, r in att_table.iterrows():
-        step = str(r.get("step", ""))
+    table = att.table() if hasattr(att, "table") else att
+    steps: list[dict[str, object]] = []
+    pending: list[dict[str, object]] = []  # exclusions are shown just before the next step
+    for _, r in table.iterrows():
         n = int(r["n"])
-        if step == "dropped":
-            rows.append(
-                {"step": "", "n": pd.NA, "n_dropped": n, "reason": str(r.get("reason", ""))}
-            )
-        else:
-            rows.append({"step": step, "n": n, "n_dropped": pd.NA, "reason": ""})
-            prev = n
-    del prev
-    out = pd.DataFrame(rows)
-    # collapse "dropped" rows onto the following step
-    steps, pending = [], []
-    for _, r in out.iterrows():
-        if r["step"] == "":
-            if int(r["n_dropped"]) > 0:
-                pending.append(r)
-        else:
-            for p in pending:
-                steps.append(
-                    {
-                        "step": f"Excluded: {p['reason']}",
-                        "n": pd.NA,
-                        "n_dropped": int(p["n_dropped"]),
-                        "reason": p["reason"],
-                    }
+        if str(r.get("step", "")) == "dropped":
+            if n > 0:
+                reason = str(r.get("reason", ""))
+                pending.append(
+                    {"step": f"Excluded: {reason}", "n": pd.NA, "n_dropped": n, "reason": reason}
                 )
+        else:
+            steps += pending
             pending = []
-            steps.append({"step": r["step"], "n": int(r["n"]), "n_dropped": pd.NA, "reason": ""})
+            steps.append({"step": str(r["step"]), "n": n, "n_dropped": pd.NA, "reason": ""})
     flow = pd.DataFrame(steps)
     flow["n"] = flow["n"].astype("Int64")
     flow["n_dropped"] = flow["n_dropped"].astype("Int64")
-    del linkage, panel
     return flow
 
 
