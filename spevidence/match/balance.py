@@ -70,6 +70,16 @@ def _ecdf_stats(x: np.ndarray, t: np.ndarray, w: np.ndarray) -> tuple[float, flo
     return float(np.mean(ediff)), float(np.max(ediff))
 
 
+def _usable_sd(x: np.ndarray, i1: np.ndarray, i0: np.ndarray, binary: bool, sd: float) -> float:
+    """The standardising SD, or (MatchIt/cobalt) the pooled SD of this sample when
+    the treated SD is zero or not finite."""
+    if np.isfinite(sd) and sd >= _SQRT_EPS:
+        return sd
+    v1 = _wvar(x[i1], np.ones(int(i1.sum())), binary)
+    v0 = _wvar(x[i0], np.ones(int(i0.sum())), binary)
+    return float(np.sqrt((v1 + v0) / 2))
+
+
 def balance_row(
     x: np.ndarray, t: np.ndarray, w: np.ndarray | None, sd_denominator: float | None
 ) -> dict[str, float]:
@@ -107,11 +117,7 @@ def balance_row(
     if sd is None:
         sd = float(np.sqrt(_wvar(x[i1], np.ones(int(i1.sum())), binary)))
     if abs(diff) > _SQRT_EPS:
-        if not np.isfinite(sd) or sd < _SQRT_EPS:
-            # MatchIt/cobalt fall back to the pooled SD when the treated SD is zero
-            v1 = _wvar(x[i1], np.ones(int(i1.sum())), binary)
-            v0 = _wvar(x[i0], np.ones(int(i0.sum())), binary)
-            sd = float(np.sqrt((v1 + v0) / 2))
+        sd = _usable_sd(x, i1, i0, binary, sd)
         out["smd"] = diff / sd if sd > 0 else float("nan")
     else:
         out["smd"] = 0.0 if abs(diff) == 0 else diff
@@ -267,8 +273,14 @@ def compute_balance(
             row[f"{k}_after"] = v
         if pairs is not None:
             pdist = float(np.mean(np.abs(x[pairs[0]] - x[pairs[1]]))) if len(pairs[0]) else np.nan
-            if np.isfinite(sd) and sd > _SQRT_EPS and abs(pdist) > 1e-8:
-                pdist /= sd
+            # MatchIt (match.qoi): standardised only when the matched mean difference
+            # is itself standardised (|difference| > sqrt(eps)), by the same SD
+            diff = float(a["mean_diff"])
+            if np.isfinite(diff) and abs(diff) > _SQRT_EPS and abs(pdist) > 1e-8:
+                w = np.asarray(weights, dtype=float)
+                i1, i0 = (t == 1) & (w > 0), (t == 0) & (w > 0)
+                psd = _usable_sd(x, i1, i0, binary, sd)
+                pdist = pdist / psd if psd > 0 else float("nan")
             row["std_pair_dist"] = pdist
         rows.append(row)
     frame = pd.DataFrame(rows)
