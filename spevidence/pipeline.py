@@ -192,6 +192,7 @@ def run(
             caliper=proto.match.caliper,
             replace=proto.match.replace,
             comparators=proto.match.comparators,
+            comparator_pcns=proto.match.comparator_pcns,
             lookback=proto.match.lookback,
             seed=proto.seed,
         )

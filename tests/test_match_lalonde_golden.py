@@ -150,3 +150,29 @@ def test_mahalanobis_replace_equals_matchit_up_to_one_exact_tie(lalonde, golden)
     )
     assert (_ours_mm(lalonde, swapped) == gold).all()
     _check_all(lalonde, golden, case, swapped)
+
+
+def test_mahalanobis_within_ps_caliper_port_equals_matchit(lalonde, golden):
+    """MatchIt's ``mahvars`` matching (Mahalanobis on age, educ, re74, re75 within a
+    caliper of 0.2 SD of the propensity score, order "data"), which
+    ``risk_set(distance="mahalanobis", caliper=...)`` runs per stratum: our port
+    gives every one of R's pairs, including which treated units stay unmatched."""
+    from spevidence.match._design import mahalanobis_transform
+    from spevidence.match._nn import nn_match_mahcovs
+
+    case = "mahvars_caliper_ps"
+    ps = _match(lalonde, "caliper_ps")
+    t = lalonde["treat"].to_numpy()
+    mah = mahalanobis_transform(lalonde, ["age", "educ", "re74", "re75"], t)
+    n1 = int(t.sum())
+    mm = nn_match_mahcovs(
+        t, np.arange(n1), np.ones(n1, int), np.zeros(len(t), bool), 1, mah, None,
+        ps.distance, ps.caliper,
+    )  # fmt: skip
+    ids = np.asarray(lalonde.index, dtype=object)
+    ours = np.where(mm >= 0, ids[np.maximum(mm, 0)], "")
+    gold = _golden_mm(lalonde, golden, case)
+    assert (ours == gold).all(), np.argwhere(ours != gold)[:5]
+    ga = golden["att"].set_index("case").loc[case]
+    assert (mm[:, 0] >= 0).sum() == ga["n_matched_treated"] < n1
+    assert ps.caliper == pytest.approx(ga["caliper"], rel=RTOL)

@@ -438,6 +438,8 @@ def _find_control_mahcovs(
     mah: np.ndarray,
     exact: list[int] | None,
     ratio: int = 1,
+    distance: list[float] | None = None,
+    caliper_dist: float | None = None,
 ) -> list[int]:
     ii = match_d_ord[t_id]
     iil = iir = ii
@@ -484,6 +486,12 @@ def _find_control_mahcovs(
             continue
         if exact is not None and exact[iz] != ex_t:
             continue
+        if (
+            caliper_dist is not None
+            and distance is not None
+            and abs(distance[iz] - distance[t_id]) > caliper_dist
+        ):
+            continue
         diff = row_t - mah[iz]
         dist_c = float(np.dot(diff, diff))
         if not np.isfinite(dist_c):
@@ -519,10 +527,14 @@ def nn_match_mahcovs(
     reuse_max: int,
     mah: np.ndarray,
     exact: np.ndarray | None = None,
+    distance: np.ndarray | None = None,
+    caliper_dist: float | None = None,
 ) -> np.ndarray:
-    """Port of MatchIt ``nn_matchC_mahcovs`` (no calipers): nearest neighbours in the
-    Euclidean metric of the transformed covariates ``mah``, searching outwards along
-    the first transformed covariate."""
+    """Port of MatchIt ``nn_matchC_mahcovs``: nearest neighbours in the Euclidean
+    metric of the transformed covariates ``mah``, searching outwards along the first
+    transformed covariate. With ``distance`` and ``caliper_dist`` (raw units) a
+    control further than the caliper on ``distance`` is skipped: MatchIt's
+    ``mahvars`` matching (Mahalanobis within a propensity-score caliper)."""
     n = len(treat)
     treat_l = np.asarray(treat, dtype=np.int64).tolist()
     ind_focal = np.flatnonzero(np.asarray(treat) == 1).tolist()
@@ -546,6 +558,7 @@ def nn_match_mahcovs(
     exact_l = np.asarray(exact, dtype=np.int64).tolist() if exact is not None else None
     order_l = np.asarray(order, dtype=np.int64).tolist()
     mah = np.asarray(mah, dtype=float)
+    dist_l = np.asarray(distance, dtype=float).tolist() if distance is not None else None
     if reuse_max < nf:
         for r in range(1, max_ratio + 1):
             for t in (o for o in order_l if ratio_l[o] >= r):
@@ -556,7 +569,7 @@ def nn_match_mahcovs(
                     continue
                 k = _find_control_mahcovs(
                     ti, ind_d_ord, match_d_ord, match_var, treat_l, eligible, r, mm[t],
-                    mah, exact_l,
+                    mah, exact_l, 1, dist_l, caliper_dist,
                 )  # fmt: skip
                 if not k:
                     eligible[ti] = False
@@ -578,7 +591,7 @@ def nn_match_mahcovs(
                 continue
             k = _find_control_mahcovs(
                 ti, ind_d_ord, match_d_ord, match_var, treat_l, eligible, 1, mm[t],
-                mah, exact_l, ratio_l[t],
+                mah, exact_l, ratio_l[t], dist_l, caliper_dist,
             )  # fmt: skip
             for j, c in enumerate(k):
                 mm[t][j] = c

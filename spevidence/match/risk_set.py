@@ -36,20 +36,22 @@ import numpy as np
 import pandas as pd
 
 from spevidence.errors import DataError, EstimationError
-from spevidence.match._design import fit_glm
-from spevidence.match._nn import nn_match_vec
+from spevidence.match._design import fit_glm, mahalanobis_transform
+from spevidence.match._nn import nn_match_mahcovs, nn_match_vec
 from spevidence.match.balance import Balance, compute_balance
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-Comparators = Literal["not-yet-referred", "never-referred"]
+Comparators = Literal["not-yet-referred", "never-referred", "comparator-pcns"]
 Order = Literal["largest", "smallest", "random", "data"]
+Distance = Literal["glm", "mahalanobis"]
 
 OUTCOMES = ("gp", "ae", "admissions")
 DERIVED_USE = tuple(f"{w}_{o}" for w in ("prior", "recent") for o in OUTCOMES)
 REQUIRED = ("person_id", "t", "period", "referral_t")
 DEFAULT_AGE_BREAKS = (18, 30, 40, 50, 60, 70, 80)
+DEFAULT_EXACT = ("pcn_code", "sex", "age_band")
 
 REASON_OUTSIDE = "referral period outside the panel's study window"
 REASON_NO_ROW = "no panel row in the referral period (not registered then)"
@@ -58,10 +60,12 @@ REASON_MISSING = "missing covariate or exact-matching value at referral"
 REASON_NO_STRATUM = "no eligible comparator in the exact-matching stratum"
 REASON_USED = "all eligible comparators in the stratum already used by earlier matches"
 REASON_CALIPER = "no unused comparator within the caliper"
+REASON_IN_COMPARATOR_PCN = "referred while registered in a comparator PCN"
 REASON_ORDER = (
     REASON_OUTSIDE,
     REASON_NO_ROW,
     REASON_LOOKBACK,
+    REASON_IN_COMPARATOR_PCN,
     REASON_MISSING,
     REASON_NO_STRATUM,
     REASON_USED,
@@ -185,7 +189,9 @@ class RiskSetMatched:
         g = self.glance().iloc[0]
         return (
             f"risk-set matching {self.options['ratio']}:1 "
-            f"{'with' if self.options['replace'] else 'without'} replacement, comparators "
+            f"{'with' if self.options['replace'] else 'without'} replacement"
+            f"{', Mahalanobis distance' if self.options.get('distance') == 'mahalanobis' else ''}"
+            ", comparators "
             f"{self.options['comparators']}, exact on {list(self.exact)} + index period, "
             f"caliper {self.options['caliper']} SD of the logit propensity score\n"
             f"cases: {g['n_cases']} referred, {g['n_matched_cases']} matched; comparator "
@@ -245,15 +251,57 @@ def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int, recen
         )
 
 
+def _comparator_pcn_rows(
+    panel: pd.DataFrame,
+    comparators: str,
+    comparator_pcns: Sequence[str] | None,
+    exact: Sequence[str],
+) -> np.ndarray | None:
+    """Per panel row: registered in a comparator PCN (None unless comparator-pcns)."""
+    if comparators != "comparator-pcns":
+        if comparator_pcns:
+            raise DataError(
+                f"risk_set: comparator_pcns ({len(comparator_pcns)} PCN(s)) are only used "
+                "with comparators='comparator-pcns'; set it, or drop comparator_pcns."
+            )
+        return None
+    if isinstance(comparator_pcns, str) or not comparator_pcns:
+        raise DataError(
+            "risk_set: comparators='comparator-pcns' needs comparator_pcns, a list of the "
+            "PCN codes (panel column 'pcn_code') named in the protocol as comparators."
+        )
+    if "pcn_code" in exact:
+        raise DataError(
+            "risk_set: with comparators='comparator-pcns' a case and its comparators are "
+            "in different PCNs, so 'pcn_code' cannot be in exact; use e.g. "
+            "exact=('sex', 'age_band') (the default for this design)."
+        )
+    if "pcn_code" not in panel.columns:
+        raise DataError(
+            f"risk_set: comparators='comparator-pcns' needs the panel column 'pcn_code' "
+            f"({len(panel)} rows)."
+        )
+    wanted = {str(p) for p in comparator_pcns}
+    in_cp = panel["pcn_code"].isin(wanted).to_numpy(dtype=bool, na_value=False)
+    if not in_cp.any():
+        raise DataError(
+            f"risk_set: none of the {len(wanted)} comparator PCN(s) appears in the panel's "
+            f"'pcn_code' column ({len(panel)} rows); check the PCN codes in the protocol."
+        )
+    return in_cp
+
+
 def risk_set(
     panel: pd.DataFrame,
     *,
-    exact: Sequence[str] = ("pcn_code", "sex", "age_band"),
+    exact: Sequence[str] | None = None,
     covariates: Sequence[str] | None = None,
     ratio: int = 1,
     caliper: float | None = 0.2,
+    distance: Distance = "glm",
     replace: bool = False,
     comparators: Comparators = "not-yet-referred",
+    comparator_pcns: Sequence[str] | None = None,
     lookback: int = 12,
     recent: int = 3,
     order: Order = "largest",
@@ -265,7 +313,9 @@ def risk_set(
     Parameters
     ----------
     panel : person x period frame (docs/contracts.md "Panel").
-    exact : columns matched exactly, measured in the index period; ``"age_band"``
+    exact : columns matched exactly, measured in the index period. Default
+        ``("pcn_code", "sex", "age_band")``; with ``comparators="comparator-pcns"``
+        ``("sex", "age_band")`` (see Notes). ``"age_band"``
         is derived from ``year_of_birth`` and the index period's calendar year
         (bands from ``age_breaks``); a derived count of use (e.g. ``"recent_gp"``)
         matches its integer value exactly, which makes pre-referral trajectories
@@ -280,11 +330,24 @@ def risk_set(
     ratio : comparators per case.
     caliper : in standard deviations of the logit of the propensity score (Austin
         2011 recommends 0.2); None for no caliper (a warning is given).
+    distance : ``"glm"`` (nearest on the logit of the propensity score) or
+        ``"mahalanobis"``: nearest in the Mahalanobis distance on the covariates
+        (pooled within-group covariance over all candidates, as MatchIt), within the
+        propensity-score caliper when ``caliper`` is set. This is MatchIt's
+        ``matchit(distance = "glm", mahvars = ~ covariates, caliper = ...)``; the
+        order of matching still follows the propensity score.
     replace : allow a comparator person-period to serve several cases. Without
         replacement a person is used as a comparator at most once overall
         (earlier index periods are matched first).
-    comparators : ``"not-yet-referred"`` (referral later than the index, or never)
-        or ``"never-referred"``.
+    comparators : ``"not-yet-referred"`` (referral later than the index, or never),
+        ``"never-referred"``, or ``"comparator-pcns"``: not-yet-referred people
+        registered, in the index period, with one of the ``comparator_pcns`` (PCNs
+        named in the protocol as comparators, e.g. PCNs without the service).
+    comparator_pcns : PCN codes (panel column ``pcn_code``) that supply the
+        comparators when ``comparators="comparator-pcns"``. Cases are the referred
+        people registered elsewhere; a person referred while registered in a
+        comparator PCN is not a case (attrition reason "referred while registered in
+        a comparator PCN").
     lookback : periods of registration required before the index, and the window
         for the ``prior_*`` covariates (t in [index - lookback, index - 1]).
     recent : window for the ``recent_*`` covariates (t in [index - recent, index - 1]).
@@ -305,18 +368,36 @@ def risk_set(
     id and the result does not depend on the row order of ``panel``. The caliper is
     in SDs of the logit over all candidate person-periods (MatchIt's convention:
     the SD of the distance over all units).
+
+    With ``comparators="comparator-pcns"`` a case and its comparators are by
+    construction in different PCNs, so PCN cannot be an exact stratum (passing
+    ``"pcn_code"`` in ``exact`` is an error). The default strata are then sex, age
+    band and the index period: what a PCN-level comparison must hold fixed at the
+    person level. Differences between PCNs (deprivation, list size, access) are
+    confounders that person-level strata do not remove: match on ``imd_decile``
+    (a default covariate when present) and on prior use, choose comparator PCNs
+    similar to the intervention PCNs (same ICB place, similar deprivation), and,
+    when the panel carries a PCN-level grouping column (e.g. locality or an
+    intervention-comparator PCN pairing), add it to ``exact``. Comparators who are
+    referred later (rare where the service is not offered) are handled as with
+    ``"not-yet-referred"``.
     """
+    if exact is None:
+        exact = ("sex", "age_band") if comparators == "comparator-pcns" else DEFAULT_EXACT
     exact = tuple(exact)
     if not isinstance(ratio, int | np.integer) or ratio < 1:
         raise DataError(f"risk_set: ratio must be a positive integer, got {ratio!r}.")
     if caliper is not None and not (np.isfinite(caliper) and caliper > 0):
         raise DataError(f"risk_set: caliper must be a positive number or None, got {caliper!r}.")
-    if comparators not in ("not-yet-referred", "never-referred"):
+    if distance not in ("glm", "mahalanobis"):
+        raise DataError(f"risk_set: distance must be 'glm' or 'mahalanobis', got {distance!r}.")
+    if comparators not in ("not-yet-referred", "never-referred", "comparator-pcns"):
         raise DataError(
-            f"risk_set: comparators must be 'not-yet-referred' or 'never-referred', got "
-            f"{comparators!r}."
+            "risk_set: comparators must be 'not-yet-referred', 'never-referred' or "
+            f"'comparator-pcns', got {comparators!r}."
         )
     _check_panel(panel, exact, lookback, recent)
+    in_comparator_pcn = _comparator_pcn_rows(panel, comparators, comparator_pcns, exact)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
     # ---------------------------------------------------------------- dense arrays
@@ -421,6 +502,12 @@ def risk_set(
                 drop_reason[int(p)] = REASON_NO_ROW
         for p in p_at[is_case & ~full]:
             drop_reason[int(p)] = REASON_LOOKBACK
+        if in_comparator_pcn is not None:
+            in_cp = in_comparator_pcn[r_at]
+            comp_ok &= in_cp
+            for p in p_at[is_case & in_cp]:
+                drop_reason[int(p)] = REASON_IN_COMPARATOR_PCN
+            is_case = is_case & ~in_cp
         sel = full & (is_case | comp_ok)
         if not sel.any():
             continue
@@ -519,6 +606,9 @@ def risk_set(
     dist_arr = pool["distance"].to_numpy()
     strat_arr = pool["_stratum"].to_numpy()
     index_arr = pool["index_t"].to_numpy()
+    mah: np.ndarray | None = None
+    if distance == "mahalanobis":
+        mah = mahalanobis_transform(pool, covs, treated_arr)
 
     for s in np.unique(index_arr):
         in_s = np.flatnonzero(index_arr == s)
@@ -558,16 +648,29 @@ def risk_set(
             eff_reuse = reuse_max
             if eff_reuse >= n1 and order != "data":
                 ord_ = np.arange(n1)  # MatchIt: with enough reuse the order is "data"
-            mm = nn_match_vec(
-                tr2,
-                ord_,
-                np.full(n1, int(ratio)),
-                np.zeros(len(g2), dtype=bool),
-                eff_reuse,
-                d,
-                None,
-                cal,
-            )
+            if mah is not None:
+                mm = nn_match_mahcovs(
+                    tr2,
+                    ord_,
+                    np.full(n1, int(ratio)),
+                    np.zeros(len(g2), dtype=bool),
+                    eff_reuse,
+                    mah[g2],
+                    None,
+                    d,
+                    cal,
+                )
+            else:
+                mm = nn_match_vec(
+                    tr2,
+                    ord_,
+                    np.full(n1, int(ratio)),
+                    np.zeros(len(g2), dtype=bool),
+                    eff_reuse,
+                    d,
+                    None,
+                    cal,
+                )
             for r_i, case_row in enumerate(cases_here):
                 ctrl = mm[r_i][mm[r_i] >= 0]
                 if len(ctrl) == 0:
@@ -635,6 +738,8 @@ def risk_set(
     n_matched = int(pr["subclass"].nunique())
     att_rows = [{"step": "referred people in panel", "reason": "", "n": n_in}]
     for reason in REASON_ORDER:
+        if reason == REASON_IN_COMPARATOR_PCN and in_comparator_pcn is None:
+            continue  # only a step of the comparator-PCN design
         att_rows.append({"step": "dropped", "reason": reason, "n": int(counts.get(reason, 0))})
     att_rows.append({"step": "matched cases", "reason": "", "n": n_matched})
     attrition = pd.DataFrame(att_rows)
@@ -684,8 +789,10 @@ def risk_set(
         options={
             "ratio": int(ratio),
             "caliper": caliper,
+            "distance": distance,
             "replace": replace,
             "comparators": comparators,
+            "comparator_pcns": tuple(comparator_pcns) if comparator_pcns else None,
             "lookback": lookback,
             "recent": recent,
             "order": order,

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from spevidence.errors import ProtocolError
 
@@ -23,7 +30,13 @@ class _Frozen(BaseModel):
 class MatchSpec(_Frozen):
     """Risk-set matching of referred people to comparators at the moment of referral."""
 
-    comparators: Literal["not-yet-referred", "never-referred"] = "not-yet-referred"
+    comparators: Literal["not-yet-referred", "never-referred", "comparator-pcns"] = (
+        "not-yet-referred"
+    )
+    comparator_pcns: tuple[str, ...] | None = Field(
+        None,
+        description="PCN codes that supply the comparators (comparators: comparator-pcns)",
+    )
     exact: tuple[str, ...] = ("pcn_code", "sex", "age_band")
     covariates: tuple[str, ...] | None = Field(
         None, description="matching covariates; default: prior use of each outcome, age, IMD"
@@ -32,6 +45,45 @@ class MatchSpec(_Frozen):
     caliper: float | None = Field(0.2, gt=0)
     lookback: int = Field(12, ge=1, le=60, description="months of prior use matched on")
     replace: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _comparator_pcn_exact(cls, data: Any) -> Any:
+        # PCN cannot be an exact stratum when comparators come from other PCNs: the
+        # default strata of that design are sex and age band (risk_set's default)
+        if (
+            isinstance(data, dict)
+            and data.get("comparators") == "comparator-pcns"
+            and "exact" not in data
+        ):
+            data = {**data, "exact": ("sex", "age_band")}
+        return data
+
+    @model_validator(mode="after")
+    def _comparator_pcns(self) -> MatchSpec:
+        if self.comparators == "comparator-pcns":
+            if not self.comparator_pcns:
+                raise ValueError(
+                    "comparators: comparator-pcns needs comparator_pcns, the list of PCN "
+                    "codes that supply the comparators"
+                )
+            if "pcn_code" in self.exact:
+                raise ValueError(
+                    "with comparators: comparator-pcns, pcn_code cannot be in exact (a case "
+                    "and its comparators are in different PCNs); use e.g. [sex, age_band]"
+                )
+        elif self.comparator_pcns:
+            raise ValueError("comparator_pcns is only used with comparators: comparator-pcns")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # leave comparator_pcns out when unset, so the hash of protocols written
+        # before the option existed does not change
+        out: dict[str, Any] = handler(self)
+        if out.get("comparator_pcns") is None:
+            out.pop("comparator_pcns", None)
+        return out
 
 
 class DidSpec(_Frozen):

@@ -39,7 +39,11 @@ cases <- list(
   ratio2 = list(ratio = 2),
   ratio2_caliper_linear_logit = list(ratio = 2, link = "linear.logit", caliper = 0.2),
   replace = list(replace = TRUE),
-  mahalanobis_replace = list(distance = "mahalanobis", replace = TRUE)
+  mahalanobis_replace = list(distance = "mahalanobis", replace = TRUE),
+  # Mahalanobis on four covariates within a caliper of 0.2 SD of the propensity
+  # score (what risk_set(distance="mahalanobis", caliper=...) does per stratum)
+  mahvars_caliper_ps = list(mahvars = ~ age + educ + re74 + re75, caliper = 0.2,
+                            m.order = "data")
 )
 pairs <- list()
 bal <- list()
