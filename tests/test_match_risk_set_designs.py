@@ -236,3 +236,47 @@ def test_mahalanobis_within_caliper_closer_pairs():
     assert a.iloc[0]["n"] == a.iloc[-1]["n"] + a.loc[a["step"] == "dropped", "n"].sum()
     with pytest.raises(DataError, match="distance must be"):
         _rs(panel, distance="euclidean")
+
+
+# --------------------------------------------------------------------------- strata blocks
+
+
+@pytest.mark.parametrize("mahal", [False, True])
+@pytest.mark.parametrize(("ratio", "reuse", "caliper"), [(1, 1, None), (2, 1, 0.3), (2, 99, 0.3)])
+def test_strata_blocks_equal_one_call_per_stratum(mahal, ratio, reuse, caliper):
+    """nn_match_vec / nn_match_mahcovs with ``strata`` (one call, searches kept
+    inside each stratum's block) give exactly the pairs of one call per stratum."""
+    from spevidence.match._nn import nn_match_mahcovs, nn_match_vec
+
+    rng = np.random.default_rng(ratio * 10 + reuse + int(mahal))
+    n = 600
+    strata = rng.integers(0, 25, n)
+    treat = (rng.random(n) < 0.25).astype(int)
+    d = np.round(rng.normal(size=n), 2)  # rounded: plenty of exact ties
+    mah = np.column_stack([d, rng.normal(size=n)])
+
+    def run(idx, st):
+        t = treat[idx]
+        n1 = int(t.sum())
+        order = np.argsort(-d[idx][t == 1], kind="stable")
+        args = (t, order, np.full(n1, ratio), np.zeros(len(idx), bool), reuse)
+        if mahal:
+            return nn_match_mahcovs(*args, mah[idx], None, d[idx], caliper, st)
+        return nn_match_vec(*args, d[idx], None, caliper, st)
+
+    whole = run(np.arange(n), strata)
+    treated_rows = np.flatnonzero(treat == 1)
+    got = {
+        int(treated_rows[i]): sorted(int(c) for c in row if c >= 0) for i, row in enumerate(whole)
+    }
+    want = {}
+    for s in np.unique(strata):
+        idx = np.flatnonzero(strata == s)
+        if treat[idx].sum() == 0:
+            continue
+        mm = run(idx, None)
+        rows = idx[treat[idx] == 1]
+        for i, row in enumerate(mm):
+            want[int(rows[i])] = sorted(int(idx[c]) for c in row if c >= 0)
+    assert got == want
+    assert sum(len(v) for v in got.values()) > 100

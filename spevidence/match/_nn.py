@@ -121,6 +121,26 @@ def _std_sort(a: list[int], key: list[float]) -> None:
 # --------------------------------------------------------------------------- search
 
 
+def _sorted_blocks(
+    key: np.ndarray, strata: np.ndarray | None
+) -> tuple[list[int], list[int], list[int] | None, list[int] | None]:
+    """Units sorted by ``key`` (stable, R's ``order``), within blocks of ``strata``
+    when given. Returns (ind_d_ord, match_d_ord, lo, hi): lo/hi[u] are the first and
+    last sorted positions of unit u's stratum block (None without strata). Searching
+    only inside the block is the same as matching each stratum on its own."""
+    n = len(key)
+    order_d = np.argsort(key, kind="stable") if strata is None else np.lexsort((key, strata))
+    inv = np.empty(n, dtype=np.int64)
+    inv[order_d] = np.arange(n)
+    if strata is None:
+        return order_d.tolist(), inv.tolist(), None, None
+    st = np.asarray(strata)[order_d]
+    starts = np.flatnonzero(np.r_[True, st[1:] != st[:-1]])
+    ends = np.r_[starts[1:], n] - 1
+    block = np.searchsorted(starts, inv, side="right") - 1
+    return order_d.tolist(), inv.tolist(), starts[block].tolist(), ends[block].tolist()
+
+
 def _find_control_vec(
     t_id: int,
     ind_d_ord: list[int],
@@ -268,6 +288,7 @@ def nn_match_vec(
     distance: np.ndarray,
     exact: np.ndarray | None = None,
     caliper_dist: float | None = None,
+    strata: np.ndarray | None = None,
 ) -> np.ndarray:
     """Port of MatchIt ``nn_matchC_vec``.
 
@@ -282,6 +303,10 @@ def nn_match_vec(
     distance : the scalar distance (propensity score or linear predictor).
     exact : integer stratum codes; matches only within a stratum.
     caliper_dist : maximum absolute distance difference (raw units), or None.
+    strata : integer stratum codes: the same result as one call per stratum (each
+        search stays inside its stratum's block of the sorted units), in one call.
+        Unlike ``exact`` (MatchIt's own, which walks past other strata's units) it
+        costs nothing when there are thousands of strata.
 
     Returns
     -------
@@ -306,11 +331,7 @@ def nn_match_vec(
     for i in range(nf):
         allowed[ind_focal[i]] = ratio_l[i]
 
-    order_d = np.argsort(np.asarray(dist_l), kind="stable")
-    ind_d_ord = order_d.tolist()
-    inv = np.empty(n, dtype=np.int64)
-    inv[order_d] = np.arange(n)
-    match_d_ord = inv.tolist()
+    ind_d_ord, match_d_ord, blo, bhi = _sorted_blocks(np.asarray(distance, dtype=float), strata)
     if caliper_dist is None:
         dist_arr = np.asarray(distance, dtype=np.float64)
         finite = dist_arr[np.isfinite(dist_arr)]
@@ -330,9 +351,12 @@ def nn_match_vec(
                 if not eligible[ti]:
                     continue
                 first_c, last_c = _update_first_last(first_c, last_c, ind_d_ord, eligible, treat_l)
+                lo_c, hi_c = first_c, last_c
+                if blo is not None and bhi is not None:
+                    lo_c, hi_c = max(lo_c, blo[ti]), min(hi_c, bhi[ti])
                 k = _find_control_vec(
                     ti, ind_d_ord, match_d_ord, treat_l, dist_l, eligible, r, mm[t],
-                    cal, exact_l, first_c, last_c,
+                    cal, exact_l, lo_c, hi_c,
                 )  # fmt: skip
                 if not k:
                     eligible[ti] = False
@@ -352,9 +376,12 @@ def nn_match_vec(
             ti = ind_focal[t]
             if not eligible[ti]:
                 continue
+            lo_c, hi_c = first_c, last_c
+            if blo is not None and bhi is not None:
+                lo_c, hi_c = blo[ti], bhi[ti]
             k = _find_control_vec(
                 ti, ind_d_ord, match_d_ord, treat_l, dist_l, eligible, 1, mm[t],
-                cal, exact_l, first_c, last_c, ratio_l[t],
+                cal, exact_l, lo_c, hi_c, ratio_l[t],
             )  # fmt: skip
             if not k:
                 continue
@@ -440,11 +467,11 @@ def _find_control_mahcovs(
     ratio: int = 1,
     distance: list[float] | None = None,
     caliper_dist: float | None = None,
+    bounds: tuple[int, int] | None = None,
 ) -> list[int]:
     ii = match_d_ord[t_id]
     iil = iir = ii
-    min_ii = 0
-    max_ii = len(match_d_ord) - 1
+    min_ii, max_ii = bounds if bounds is not None else (0, len(match_d_ord) - 1)
     l_stop = r_stop = False
     left = False
     pm: list[tuple[int, float]] = []
@@ -529,12 +556,14 @@ def nn_match_mahcovs(
     exact: np.ndarray | None = None,
     distance: np.ndarray | None = None,
     caliper_dist: float | None = None,
+    strata: np.ndarray | None = None,
 ) -> np.ndarray:
     """Port of MatchIt ``nn_matchC_mahcovs``: nearest neighbours in the Euclidean
     metric of the transformed covariates ``mah``, searching outwards along the first
     transformed covariate. With ``distance`` and ``caliper_dist`` (raw units) a
     control further than the caliper on ``distance`` is skipped: MatchIt's
-    ``mahvars`` matching (Mahalanobis within a propensity-score caliper)."""
+    ``mahvars`` matching (Mahalanobis within a propensity-score caliper). ``strata``
+    as in :func:`nn_match_vec` (one call for many strata)."""
     n = len(treat)
     treat_l = np.asarray(treat, dtype=np.int64).tolist()
     ind_focal = np.flatnonzero(np.asarray(treat) == 1).tolist()
@@ -551,10 +580,7 @@ def nn_match_mahcovs(
     for i in range(nf):
         allowed[ind_focal[i]] = ratio_l[i]
     match_var = [float(v) for v in mah[:, 0]]
-    ind_d_ord = [int(v) for v in np.argsort(np.asarray(match_var), kind="stable")]
-    match_d_ord = [0] * n
-    for pos, unit in enumerate(ind_d_ord):
-        match_d_ord[unit] = pos
+    ind_d_ord, match_d_ord, blo, bhi = _sorted_blocks(np.asarray(mah[:, 0], dtype=float), strata)
     exact_l = np.asarray(exact, dtype=np.int64).tolist() if exact is not None else None
     order_l = np.asarray(order, dtype=np.int64).tolist()
     mah = np.asarray(mah, dtype=float)
@@ -570,6 +596,7 @@ def nn_match_mahcovs(
                 k = _find_control_mahcovs(
                     ti, ind_d_ord, match_d_ord, match_var, treat_l, eligible, r, mm[t],
                     mah, exact_l, 1, dist_l, caliper_dist,
+                    (blo[ti], bhi[ti]) if blo is not None and bhi is not None else None,
                 )  # fmt: skip
                 if not k:
                     eligible[ti] = False
@@ -592,6 +619,7 @@ def nn_match_mahcovs(
             k = _find_control_mahcovs(
                 ti, ind_d_ord, match_d_ord, match_var, treat_l, eligible, 1, mm[t],
                 mah, exact_l, ratio_l[t], dist_l, caliper_dist,
+                (blo[ti], bhi[ti]) if blo is not None and bhi is not None else None,
             )  # fmt: skip
             for j, c in enumerate(k):
                 mm[t][j] = c

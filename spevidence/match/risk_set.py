@@ -73,13 +73,16 @@ REASON_ORDER = (
 )
 
 
-def _age_band(age: np.ndarray, breaks: Sequence[int]) -> np.ndarray:
+def _age_band_codes(age: np.ndarray, breaks: Sequence[int]) -> tuple[np.ndarray, pd.Index]:
+    """Integer age-band codes (-1 where age is missing) and the band labels, in age
+    order (same bands as :func:`_age_band`)."""
     edges = [int(b) for b in breaks]
     labels = [f"<{edges[0]}"]
     labels += [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(edges)]
     labels.append(f"{edges[-1]}+")
-    idx = np.searchsorted(np.asarray(edges), age, side="right")
-    return np.asarray(labels, dtype=object)[idx]
+    codes = np.searchsorted(np.asarray(edges, dtype=float), age, side="right").astype(np.int64)
+    codes[np.isnan(age)] = -1
+    return codes, pd.Index(labels)
 
 
 @dataclass(frozen=True)
@@ -207,15 +210,21 @@ class RiskSetMatched:
 
 
 def _ps_design(pool: pd.DataFrame, covs: Sequence[str]) -> np.ndarray:
-    """Propensity-model design: counts of use enter as log(1 + x) and x (use is
-    heavily skewed, and referral depends on it strongly), other covariates as is."""
-    cols = []
+    """Propensity-model design, intercept first: counts of use enter as log(1 + x)
+    and x (use is heavily skewed, and referral depends on it strongly), other
+    covariates as is. Filled into one preallocated array (no stacking copies)."""
+    k = 1 + sum(2 if c.startswith(("prior_", "recent_")) else 1 for c in covs)
+    X = np.empty((len(pool), k))
+    X[:, 0] = 1.0
+    j = 1
     for c in covs:
         x = pool[c].to_numpy(dtype=float)
-        cols.append(x)
+        X[:, j] = x
+        j += 1
         if c.startswith(("prior_", "recent_")):
-            cols.append(np.log1p(np.maximum(x, 0.0)))
-    return np.column_stack(cols)
+            np.log1p(np.maximum(x, 0.0), out=X[:, j])
+            j += 1
+    return X
 
 
 def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int, recent: int) -> None:
@@ -535,15 +544,14 @@ def risk_set(
     for c, codes in cat_codes.items():
         cols[f"_code_{c}"] = codes[row]
     if "age_band" in exact:
-        band = _age_band(cols["age"], age_breaks)
-        band_codes, band_levels = pd.factorize(band, sort=False)
-        cols["_code_age_band"] = np.where(np.isnan(cols["age"]), -1, band_codes)
-        cat_levels["age_band"] = pd.Index(band_levels)
+        band_codes, band_levels = _age_band_codes(cols["age"], age_breaks)
+        cols["_code_age_band"] = band_codes
+        cat_levels["age_band"] = band_levels
     for c in exact:
         if c in DERIVED_USE:  # exact on a count of prior use: its integer value
             v = cols[c]
             cols[f"_code_{c}"] = np.where(np.isnan(v), -1, np.round(v)).astype(np.int64)
-    pool = pd.DataFrame(cols)
+    pool = pd.DataFrame(cols, copy=False)
     if int(pool["treated"].sum()) == 0:
         raise EstimationError(
             f"risk_set: none of the {len(case_people)} referred people has a panel row "
@@ -557,7 +565,8 @@ def risk_set(
         miss |= (pool[exact_code_cols].to_numpy() < 0).any(axis=1)
     for p in pool.loc[miss & (pool["treated"].to_numpy() == 1), "_p"]:
         drop_reason[int(p)] = REASON_MISSING
-    pool = pool.loc[~miss].reset_index(drop=True)
+    if miss.any():
+        pool = pool.loc[~miss].reset_index(drop=True)
     n_cases_pool = int(pool["treated"].sum())
     if n_cases_pool == 0:
         raise EstimationError(
@@ -577,7 +586,7 @@ def risk_set(
         pool[c] = pd.Series(levels.take(np.maximum(codes, 0)), index=pool.index).where(codes >= 0)
 
     # ---------------------------------------------------------------- propensity score
-    X = np.column_stack([np.ones(len(pool)), _ps_design(pool, covs)])
+    X = _ps_design(pool, covs)
     coef, eta, _ = fit_glm(
         X, pool["treated"].to_numpy(dtype=float), link="logit", solver="cholesky"
     )
@@ -610,77 +619,59 @@ def risk_set(
     if distance == "mahalanobis":
         mah = mahalanobis_transform(pool, covs, treated_arr)
 
+    n_strata = int(strat_arr.max()) + 1 if len(strat_arr) else 0
     for s in np.unique(index_arr):
+        # one call per index period; each search stays inside its exact stratum
+        # (nn_match_vec strata=), which equals matching every stratum on its own
         in_s = np.flatnonzero(index_arr == s)
         st = strat_arr[in_s]
-        order_in = np.argsort(st, kind="stable")
-        in_s = in_s[order_in]
-        st = st[order_in]
-        bounds = np.flatnonzero(np.diff(st)) + 1
-        for grp in np.split(in_s, bounds):
-            tr = treated_arr[grp]
-            if not tr.any():
+        tr = treated_arr[in_s]
+        has_case = np.bincount(st[tr == 1], minlength=n_strata) > 0
+        keep = has_case[st]
+        in_s, st, tr = in_s[keep], st[keep], tr[keep]
+        if not replace:
+            avail = (tr == 1) | ~used_person[pperson[in_s]]
+        else:
+            avail = np.ones(len(in_s), dtype=bool)
+        n_comp_all = np.bincount(st[tr == 0], minlength=n_strata)
+        n_comp_avail = np.bincount(st[(tr == 0) & avail], minlength=n_strata)
+        empty = (tr == 1) & (n_comp_avail[st] == 0)
+        for r in in_s[empty]:
+            no_st = n_comp_all[strat_arr[r]] == 0
+            drop_reason[int(pperson[r])] = REASON_NO_STRATUM if no_st else REASON_USED
+        sel = avail & ~empty
+        g2, st2, tr2 = in_s[sel], st[sel], tr[sel]
+        if not (tr2 == 1).any():
+            continue
+        d = dist_arr[g2]
+        dt = d[tr2 == 1]
+        n1 = len(dt)
+        if replace or order == "data":
+            ord_ = np.arange(n1)  # MatchIt: with enough reuse the order is "data"
+        elif order == "largest":
+            ord_ = np.argsort(-dt, kind="stable")
+        elif order == "smallest":
+            ord_ = np.argsort(dt, kind="stable")
+        else:
+            ord_ = rng.permutation(n1)
+        args = (tr2, ord_, np.full(n1, int(ratio)), np.zeros(len(g2), dtype=bool), reuse_max)
+        if mah is not None:
+            mm = nn_match_mahcovs(*args, mah[g2], None, d, cal, st2)
+        else:
+            mm = nn_match_vec(*args, d, None, cal, st2)
+        case_rows = g2[tr2 == 1]
+        # cases in (stratum, candidate) order: subclass numbers as stratum by stratum
+        for r_i in np.argsort(st2[tr2 == 1], kind="stable"):
+            case_row = case_rows[r_i]
+            ctrl = mm[r_i][mm[r_i] >= 0]
+            if len(ctrl) == 0:
+                drop_reason[int(pperson[case_row])] = REASON_CALIPER
                 continue
-            n_comp_all = int((tr == 0).sum())
-            if not replace:
-                avail = (tr == 1) | ~used_person[pperson[grp]]
-                g2 = grp[avail]
-            else:
-                g2 = grp
-            tr2 = treated_arr[g2]
-            cases_here = g2[tr2 == 1]
-            if (tr2 == 0).sum() == 0:
-                reason = REASON_NO_STRATUM if n_comp_all == 0 else REASON_USED
-                for r in cases_here:
-                    drop_reason[int(pperson[r])] = reason
-                continue
-            d = dist_arr[g2]
-            dt = d[tr2 == 1]
-            if order == "largest":
-                ord_ = np.argsort(-dt, kind="stable")
-            elif order == "smallest":
-                ord_ = np.argsort(dt, kind="stable")
-            elif order == "random":
-                ord_ = rng.permutation(len(dt))
-            else:
-                ord_ = np.arange(len(dt))
-            n1 = len(dt)
-            eff_reuse = reuse_max
-            if eff_reuse >= n1 and order != "data":
-                ord_ = np.arange(n1)  # MatchIt: with enough reuse the order is "data"
-            if mah is not None:
-                mm = nn_match_mahcovs(
-                    tr2,
-                    ord_,
-                    np.full(n1, int(ratio)),
-                    np.zeros(len(g2), dtype=bool),
-                    eff_reuse,
-                    mah[g2],
-                    None,
-                    d,
-                    cal,
-                )
-            else:
-                mm = nn_match_vec(
-                    tr2,
-                    ord_,
-                    np.full(n1, int(ratio)),
-                    np.zeros(len(g2), dtype=bool),
-                    eff_reuse,
-                    d,
-                    None,
-                    cal,
-                )
-            for r_i, case_row in enumerate(cases_here):
-                ctrl = mm[r_i][mm[r_i] >= 0]
-                if len(ctrl) == 0:
-                    drop_reason[int(pperson[case_row])] = REASON_CALIPER
-                    continue
-                subclass += 1
-                for k, c in enumerate(ctrl):
-                    pair_rows.append((subclass, int(case_row), int(g2[c]), k + 1, int(s)))
-                    if not replace:
-                        used_person[pperson[g2[c]]] = True
+            subclass += 1
+            for k, c in enumerate(ctrl):
+                pair_rows.append((subclass, int(case_row), int(g2[c]), k + 1, int(s)))
+                if not replace:
+                    used_person[pperson[g2[c]]] = True
 
     if not pair_rows:
         raise EstimationError(
