@@ -280,3 +280,17 @@ def test_strata_blocks_equal_one_call_per_stratum(mahal, ratio, reuse, caliper):
             want[int(rows[i])] = sorted(int(idx[c]) for c in row if c >= 0)
     assert got == want
     assert sum(len(v) for v in got.values()) > 100
+
+
+def test_panel_checks_count_duplicates_and_inconsistent_referrals():
+    panel = pd.concat([_person("A", ref=13), _person("B"), _person("C")], ignore_index=True)
+    dup = pd.concat([panel, panel.iloc[[3, 40]]], ignore_index=True)
+    with pytest.raises(DataError, match="2 duplicated person_id x t"):
+        _rs(dup)
+    two = panel.copy()
+    two.loc[(two["person_id"] == "A") & (two["t"] > 20), "referral_t"] = 21
+    two.loc[two["person_id"] == "C", "referral_t"] = np.where(
+        two.loc[two["person_id"] == "C", "t"] < 5, 14, 15
+    )
+    with pytest.raises(DataError, match="2 person\\(s\\) have more than one referral_t"):
+        _rs(two)

@@ -240,23 +240,11 @@ def _check_panel(panel: pd.DataFrame, exact: Sequence[str], lookback: int, recen
         )
     if len(panel) == 0:
         raise DataError("risk_set: the panel has 0 rows; build it with spevidence.link first.")
-    if panel.duplicated(["person_id", "t"]).any():
-        n = int(panel.duplicated(["person_id", "t"]).sum())
-        raise DataError(
-            f"risk_set: panel has {n} duplicated person_id x t row(s); the panel must have "
-            "one row per person and period."
-        )
     if lookback < 1:
         raise DataError(f"risk_set: lookback must be >= 1 period, got {lookback}.")
     if not 1 <= recent <= lookback:
         raise DataError(
             f"risk_set: recent must be between 1 and lookback ({lookback}), got {recent}."
-        )
-    ref = panel.groupby("person_id", sort=False)["referral_t"].nunique(dropna=True)
-    if (ref > 1).any():
-        raise DataError(
-            f"risk_set: {int((ref > 1).sum())} person(s) have more than one referral_t in "
-            "the panel; referral_t must be constant per person (first accepted referral)."
         )
 
 
@@ -420,6 +408,12 @@ def risk_set(
     pres[pcode, t] = 1
     cum_p = np.zeros((n_people, n_t + 1), dtype=np.int32)
     np.cumsum(pres, axis=1, out=cum_p[:, 1:])
+    n_dup = len(panel) - int(cum_p[:, -1].sum())  # rows beyond one per person x period
+    if n_dup:
+        raise DataError(
+            f"risk_set: panel has {n_dup} duplicated person_id x t row(s); the panel must "
+            "have one row per person and period."
+        )
     cum_o: dict[str, np.ndarray] = {}
     for o in OUTCOMES:
         dense = np.zeros((n_people, n_t), dtype=np.float64)
@@ -431,6 +425,13 @@ def risk_set(
     rt = panel["referral_t"].to_numpy(dtype=np.float64, na_value=np.nan)
     has = ~np.isnan(rt)
     ref_person[pcode[has]] = rt[has]
+    differs = rt[has] != ref_person[pcode[has]]  # another row of the person won
+    if differs.any():
+        n_bad = len(np.unique(pcode[has][differs]))
+        raise DataError(
+            f"risk_set: {n_bad} person(s) have more than one referral_t in the panel; "
+            "referral_t must be constant per person (first accepted referral)."
+        )
     period_year = (
         pd.to_datetime(panel["period"]).dt.year.groupby(t).first().reindex(range(n_t)).to_numpy()
     )
