@@ -41,6 +41,7 @@ ROOT = HERE.parent
 RUNS: dict[str, tuple[list[str], list[str]]] = {
     "bench_did": ([], ["--persons", "2000", "--months", "12"]),
     "bench_link": ([], ["--persons", "2000", "--years", "1"]),
+    "bench_match": ([], ["--quick"]),
     "bench_staggered": (
         [],
         ["--units", "1000", "--periods", "8", "--timeout", "600"],

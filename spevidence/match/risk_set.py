@@ -214,7 +214,7 @@ def _ps_design(pool: pd.DataFrame, covs: Sequence[str]) -> np.ndarray:
     and x (use is heavily skewed, and referral depends on it strongly), other
     covariates as is. Filled into one preallocated array (no stacking copies)."""
     k = 1 + sum(2 if c.startswith(("prior_", "recent_")) else 1 for c in covs)
-    X = np.empty((len(pool), k))
+    X = np.empty((len(pool), k), order="F")  # column by column: contiguous columns
     X[:, 0] = 1.0
     j = 1
     for c in covs:
