@@ -21,6 +21,8 @@ Indices are 0-based; the returned match matrix uses -1 for "no match".
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 # --------------------------------------------------------------------------- libc++ heap
@@ -315,79 +317,97 @@ def nn_match_vec(
     n = len(treat)
     treat_l = np.asarray(treat, dtype=np.int64).tolist()
     dist_l = np.asarray(distance, dtype=np.float64).tolist()
-    ind_focal = np.flatnonzero(np.asarray(treat) == 1).tolist()
-    nf = len(ind_focal)
-    ratio_l = np.asarray(ratio, dtype=np.int64).tolist()
-    max_ratio = max(ratio_l) if ratio_l else 1
-    mm = [[-1] * max_ratio for _ in range(nf)]
-    if nf == 0:
-        return np.asarray(mm, dtype=np.int64).reshape(0, max_ratio)
-    eligible = (~np.asarray(discarded, dtype=bool)).tolist()
-    elig_arr = ~np.asarray(discarded, dtype=bool)
-    t_arr = np.asarray(treat, dtype=np.int64)
-    n_eligible = [int((elig_arr & (t_arr == 0)).sum()), int((elig_arr & (t_arr == 1)).sum())]
-    times_matched = [0] * n
-    allowed = [reuse_max] * n
-    for i in range(nf):
-        allowed[ind_focal[i]] = ratio_l[i]
-
     ind_d_ord, match_d_ord, blo, bhi = _sorted_blocks(np.asarray(distance, dtype=float), strata)
     if caliper_dist is None:
         dist_arr = np.asarray(distance, dtype=np.float64)
         finite = dist_arr[np.isfinite(dist_arr)]
-        cal = float(finite.max() - finite.min() + 1)
+        cal = float(finite.max() - finite.min() + 1) if len(finite) else 1.0
     else:
         cal = float(caliper_dist)
     exact_l = np.asarray(exact, dtype=np.int64).tolist() if exact is not None else None
-    first_c, last_c = 0, n - 1
-    order_l = np.asarray(order, dtype=np.int64).tolist()
+    eligible = (~np.asarray(discarded, dtype=bool)).tolist()
+    first_last = [0, n - 1]
 
-    if reuse_max < nf:
-        for r in range(1, max_ratio + 1):
-            for t in (o for o in order_l if ratio_l[o] >= r):
-                if n_eligible[0] == 0:
-                    break
-                ti = ind_focal[t]
-                if not eligible[ti]:
-                    continue
-                first_c, last_c = _update_first_last(first_c, last_c, ind_d_ord, eligible, treat_l)
-                lo_c, hi_c = first_c, last_c
-                if blo is not None and bhi is not None:
-                    lo_c, hi_c = max(lo_c, blo[ti]), min(hi_c, bhi[ti])
-                k = _find_control_vec(
-                    ti, ind_d_ord, match_d_ord, treat_l, dist_l, eligible, r, mm[t],
-                    cal, exact_l, lo_c, hi_c,
-                )  # fmt: skip
-                if not k:
-                    eligible[ti] = False
-                    n_eligible[1] -= 1
-                    continue
-                row = mm[t]
-                row[sum(1 for v in row if v >= 0)] = k[0]
-                for ck in (k[0], ti):
-                    if not eligible[ck]:
-                        continue
-                    times_matched[ck] += 1
-                    if times_matched[ck] >= allowed[ck]:
-                        eligible[ck] = False
-                        n_eligible[treat_l[ck]] -= 1
-    else:
+    def find(ti: int, r: int, row: list[int], k: int, rounds: bool) -> list[int]:
+        if rounds:  # MatchIt narrows the search to the first/last eligible control
+            first_last[:] = _update_first_last(
+                first_last[0], first_last[1], ind_d_ord, eligible, treat_l
+            )
+            lo, hi = first_last
+            if blo is not None and bhi is not None:
+                lo, hi = max(lo, blo[ti]), min(hi, bhi[ti])
+        else:
+            lo, hi = (blo[ti], bhi[ti]) if blo is not None and bhi is not None else (0, n - 1)
+        return _find_control_vec(
+            ti, ind_d_ord, match_d_ord, treat_l, dist_l, eligible, r, row, cal, exact_l,
+            lo, hi, k,
+        )  # fmt: skip
+
+    return _greedy(treat_l, order, ratio, eligible, reuse_max, find)
+
+
+def _greedy(
+    treat_l: list[int],
+    order: np.ndarray,
+    ratio: np.ndarray,
+    eligible: list[bool],
+    reuse_max: int,
+    find: Callable[[int, int, list[int], int, bool], list[int]],
+) -> np.ndarray:
+    """MatchIt's greedy driver (``nn_matchC_vec`` / ``nn_matchC_mahcovs``), shared by
+    both distances; ``find(t, r, row, k, rounds)`` returns the k nearest eligible
+    controls of treated unit t (MatchIt's find_control_*).
+
+    When a control can be reused fewer times than there are treated units, treated
+    units are visited in rounds r = 1..max(ratio), one control each per round; a
+    control (and a treated unit with its ratio filled) becomes ineligible when used up,
+    and a treated unit with no control in its round is dropped. Otherwise each treated
+    unit takes its k nearest at once (nothing is ever used up). ``eligible`` is
+    updated in place.
+    """
+    ind_focal = [i for i, v in enumerate(treat_l) if v == 1]
+    nf = len(ind_focal)
+    ratio_l = np.asarray(ratio, dtype=np.int64).tolist()
+    max_ratio = max(ratio_l) if ratio_l else 1
+    mm = [[-1] * max_ratio for _ in range(nf)]
+    order_l = np.asarray(order, dtype=np.int64).tolist()
+    elig_arr = np.asarray(eligible, dtype=bool)
+    t_arr = np.asarray(treat_l, dtype=np.int64)
+    n_eligible = [int((elig_arr & (t_arr == 0)).sum()), int((elig_arr & (t_arr == 1)).sum())]
+    times_matched = [0] * len(treat_l)
+    allowed = [reuse_max] * len(treat_l)
+    for i in range(nf):
+        allowed[ind_focal[i]] = ratio_l[i]
+    at_once = reuse_max >= nf
+    for r in [1] if at_once else range(1, max_ratio + 1):
         for t in order_l:
             ti = ind_focal[t]
+            if at_once:
+                if eligible[ti]:
+                    k = find(ti, 1, mm[t], ratio_l[t], False)
+                    mm[t][: len(k)] = k
+                continue
+            if ratio_l[t] < r:
+                continue
+            if n_eligible[0] == 0:
+                break
             if not eligible[ti]:
                 continue
-            lo_c, hi_c = first_c, last_c
-            if blo is not None and bhi is not None:
-                lo_c, hi_c = blo[ti], bhi[ti]
-            k = _find_control_vec(
-                ti, ind_d_ord, match_d_ord, treat_l, dist_l, eligible, 1, mm[t],
-                cal, exact_l, lo_c, hi_c, ratio_l[t],
-            )  # fmt: skip
+            k = find(ti, r, mm[t], 1, True)
             if not k:
+                eligible[ti] = False
+                n_eligible[1] -= 1
                 continue
-            for j, c in enumerate(k):
-                mm[t][j] = c
-    return np.asarray(mm, dtype=np.int64)
+            row = mm[t]
+            row[sum(1 for v in row if v >= 0)] = k[0]
+            for ck in (k[0], ti):
+                if not eligible[ck]:
+                    continue
+                times_matched[ck] += 1
+                if times_matched[ck] >= allowed[ck]:
+                    eligible[ck] = False
+                    n_eligible[treat_l[ck]] -= 1
+    return np.asarray(mm, dtype=np.int64).reshape(nf, max_ratio)
 
 
 def subclass_from_mm(mm: np.ndarray, treat: np.ndarray) -> np.ndarray:
@@ -564,63 +584,19 @@ def nn_match_mahcovs(
     control further than the caliper on ``distance`` is skipped: MatchIt's
     ``mahvars`` matching (Mahalanobis within a propensity-score caliper). ``strata``
     as in :func:`nn_match_vec` (one call for many strata)."""
-    n = len(treat)
     treat_l = np.asarray(treat, dtype=np.int64).tolist()
-    ind_focal = np.flatnonzero(np.asarray(treat) == 1).tolist()
-    nf = len(ind_focal)
-    ratio_l = np.asarray(ratio, dtype=np.int64).tolist()
-    max_ratio = max(ratio_l) if ratio_l else 1
-    mm = [[-1] * max_ratio for _ in range(nf)]
-    eligible = (~np.asarray(discarded, dtype=bool)).tolist()
-    elig_arr = ~np.asarray(discarded, dtype=bool)
-    t_arr = np.asarray(treat, dtype=np.int64)
-    n_eligible = [int((elig_arr & (t_arr == 0)).sum()), int((elig_arr & (t_arr == 1)).sum())]
-    times_matched = [0] * n
-    allowed = [reuse_max] * n
-    for i in range(nf):
-        allowed[ind_focal[i]] = ratio_l[i]
     match_var = [float(v) for v in mah[:, 0]]
     ind_d_ord, match_d_ord, blo, bhi = _sorted_blocks(np.asarray(mah[:, 0], dtype=float), strata)
     exact_l = np.asarray(exact, dtype=np.int64).tolist() if exact is not None else None
-    order_l = np.asarray(order, dtype=np.int64).tolist()
     mah = np.asarray(mah, dtype=float)
     dist_l = np.asarray(distance, dtype=float).tolist() if distance is not None else None
-    if reuse_max < nf:
-        for r in range(1, max_ratio + 1):
-            for t in (o for o in order_l if ratio_l[o] >= r):
-                if n_eligible[0] == 0:
-                    break
-                ti = ind_focal[t]
-                if not eligible[ti]:
-                    continue
-                k = _find_control_mahcovs(
-                    ti, ind_d_ord, match_d_ord, match_var, treat_l, eligible, r, mm[t],
-                    mah, exact_l, 1, dist_l, caliper_dist,
-                    (blo[ti], bhi[ti]) if blo is not None and bhi is not None else None,
-                )  # fmt: skip
-                if not k:
-                    eligible[ti] = False
-                    n_eligible[1] -= 1
-                    continue
-                row = mm[t]
-                row[sum(1 for v in row if v >= 0)] = k[0]
-                for ck in (k[0], ti):
-                    if not eligible[ck]:
-                        continue
-                    times_matched[ck] += 1
-                    if times_matched[ck] >= allowed[ck]:
-                        eligible[ck] = False
-                        n_eligible[treat_l[ck]] -= 1
-    else:
-        for t in order_l:
-            ti = ind_focal[t]
-            if not eligible[ti]:
-                continue
-            k = _find_control_mahcovs(
-                ti, ind_d_ord, match_d_ord, match_var, treat_l, eligible, 1, mm[t],
-                mah, exact_l, ratio_l[t], dist_l, caliper_dist,
-                (blo[ti], bhi[ti]) if blo is not None and bhi is not None else None,
-            )  # fmt: skip
-            for j, c in enumerate(k):
-                mm[t][j] = c
-    return np.asarray(mm, dtype=np.int64).reshape(nf, max_ratio)
+    eligible = (~np.asarray(discarded, dtype=bool)).tolist()
+
+    def find(ti: int, r: int, row: list[int], k: int, rounds: bool) -> list[int]:
+        bounds = (blo[ti], bhi[ti]) if blo is not None and bhi is not None else None
+        return _find_control_mahcovs(
+            ti, ind_d_ord, match_d_ord, match_var, treat_l, eligible, r, row, mah, exact_l,
+            k, dist_l, caliper_dist, bounds,
+        )  # fmt: skip
+
+    return _greedy(treat_l, order, ratio, eligible, reuse_max, find)
