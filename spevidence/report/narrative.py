@@ -56,6 +56,33 @@ def _main_rows(did: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def wellbeing_display(df: pd.DataFrame) -> pd.DataFrame:
+    """The paired wellbeing table in a width that fits a page: one row per instrument,
+    means with SDs, the change with its 95% CI, and counts who improved or worsened."""
+
+    def n_pct(n: Any, pct: Any) -> str:
+        return "–" if math.isnan(_num(n)) else f"{_f(n, 0)} ({_f(pct, 0)}%)"
+
+    rows = []
+    for _, r in df.iterrows():
+        p = _num(r.get("p_value"))
+        rows.append(
+            {
+                "Measure": r.get("label", r.get("instrument")),
+                "People": _f(r.get("people"), 0),
+                "Baseline mean (SD)": f"{_f(r.get('baseline_mean'))} ({_f(r.get('baseline_sd'))})",
+                "Follow-up mean (SD)": f"{_f(r.get('followup_mean'))} ({_f(r.get('followup_sd'))})",
+                "Change (95% CI)": f"{_f(r.get('mean_change'))} "
+                f"({_f(r.get('conf_low'))} to {_f(r.get('conf_high'))})",
+                "p": "–" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}"),
+                "Effect size (dz)": _f(r.get("effect_size_dz")),
+                "Improved": n_pct(r.get("improved"), r.get("percent_improved")),
+                "Worsened": n_pct(r.get("worsened"), r.get("percent_worsened")),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def effect_size(row: pd.Series) -> str:
     """An estimate with its 95% CI: a percentage for log-scale (Poisson) and ratio models."""
     est, lo, hi = _num(row["estimate"]), _num(row["conf_low"]), _num(row["conf_high"])
@@ -502,7 +529,11 @@ class Narrative:
                     f"{n_red} small number(s) were redacted for disclosure control; some "
                     "subgroups are too small to report."
                 )
-        missing = [t for t in ("event_study", "staggered", "sroi_summary") if not self.rb.has(t)]
+        missing = []
+        if not (self.rb.has("event_study") or self.rb.has("staggered")):
+            missing.append("an event study with a pre-trend check")
+        if not self.rb.has("sroi_summary"):
+            missing.append("the social return on investment")
         if missing:
             items.append("Not run in this evaluation: " + ", ".join(missing) + ".")
         items.append(
