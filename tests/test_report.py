@@ -517,3 +517,13 @@ def test_wellbeing_display_fits_a_page() -> None:
     assert second["Improved"] == "–"
     assert second["Change (95% CI)"] == "−1.00 (−1.50 to −0.50)"
     assert second["p"] == "0.012"
+
+
+def test_table_cells_are_literal_text() -> None:
+    from spevidence.report.sections import markdown_table
+
+    md = markdown_table(
+        pd.DataFrame({"setting": ["title"], "value": ["Link workers in <PCN/ICB> | x"]})
+    )
+    row = next(line for line in md.splitlines() if "title" in line)
+    assert r"\<PCN/ICB\>" in row and r"\|" in row  # not an HTML tag, not a column break
