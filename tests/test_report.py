@@ -527,3 +527,28 @@ def test_table_cells_are_literal_text() -> None:
     )
     row = next(line for line in md.splitlines() if "title" in line)
     assert r"\<PCN/ICB\>" in row and r"\|" in row  # not an HTML tag, not a column break
+
+
+def test_did_display_shows_rate_ratios_for_poisson() -> None:
+    from spevidence.report.narrative import did_display
+
+    raw = pd.DataFrame(
+        {
+            "outcome": ["gp", "gp"],
+            "model": ["linear", "poisson"],
+            "estimate": [-0.17691, -0.34606],
+            "conf_low": [-0.28874, -0.55205],
+            "conf_high": [-0.06509, -0.14007],
+            "p_value": [0.00203, 0.00099],
+            "n": [6025, 5940],
+            "rate_ratio": [float("nan"), 0.70747],
+            "rr_conf_low": [float("nan"), 0.57577],
+            "rr_conf_high": [float("nan"), 0.86930],
+        }
+    )
+    out = did_display(raw)
+    assert list(out["Effect measure"]) == ["difference per person per period", "rate ratio"]
+    assert out.loc[0, "Estimate (95% CI)"] == "−0.177 (−0.289 to −0.065)"
+    assert out.loc[1, "Estimate (95% CI)"] == "0.707 (0.576 to 0.869)"
+    assert list(out["p value"]) == ["0.002", "<0.001"]
+    assert out.loc[0, "Outcome"] != "gp"  # a plain-English label

@@ -56,6 +56,40 @@ def _main_rows(did: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def did_display(df: pd.DataFrame) -> pd.DataFrame:
+    """The DiD table as a reader wants it: linear effects per person per period, Poisson
+    effects as rate ratios (not log coefficients), each with its 95% CI."""
+    rows = []
+    for _, r in df.iterrows():
+        poisson = str(r.get("model")) == "poisson" and not math.isnan(_num(r.get("rate_ratio")))
+        if poisson:
+            scale = "rate ratio"
+            est, lo, hi = r.get("rate_ratio"), r.get("rr_conf_low"), r.get("rr_conf_high")
+        else:
+            scale = "difference per person per period"
+            est, lo, hi = r.get("estimate"), r.get("conf_low"), r.get("conf_high")
+        p = _num(r.get("p_value"))
+        rows.append(
+            {
+                "Outcome": outcome_label(r.get("outcome", "")),
+                "Effect measure": scale,
+                "Estimate (95% CI)": f"{_f(est, 3)} ({_f(lo, 3)} to {_f(hi, 3)})",
+                "p value": "–" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}"),
+                "Observations": _f(r.get("n"), 0),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def table1_display(df: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 as text: whole numbers of people, one decimal for means and percentages."""
+    out = df.copy()
+    people = out["characteristic"].astype(str) == "People"
+    for c in out.columns[1:]:
+        out[c] = [_f(v, 0 if is_people else 1) for v, is_people in zip(out[c], people, strict=True)]
+    return out
+
+
 def wellbeing_display(df: pd.DataFrame) -> pd.DataFrame:
     """The paired wellbeing table in a width that fits a page: one row per instrument,
     means with SDs, the change with its 95% CI, and counts who improved or worsened."""
