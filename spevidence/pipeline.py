@@ -255,6 +255,8 @@ def run(
             duration_years=proto.sroi.duration_years,
             drop_off=proto.sroi.drop_off,
             attribution=proto.sroi.attribution,
+            # one A&E count over every type: priced at the all-type average (docs/methods.md)
+            ae_department_types=panel_obj.definitions.ae_department_types,
         )
         inputs = link_worker_inputs(
             wte=proto.sroi.link_worker_wte,
