@@ -508,6 +508,14 @@ def test_errors_name_the_row_and_the_fix():
         evaluate(one_outcome(), i, price_year="2030/31")
 
 
+@pytest.mark.parametrize("rate", ["deadweight", "displacement", "attribution", "drop_off"])
+@pytest.mark.parametrize("value", [-0.1, 1.2, float("nan")])
+def test_every_rate_outside_unit_interval_is_refused(rate, value):
+    o = pd.concat([one_outcome(), one_outcome(outcome="ae", **{rate: value})], ignore_index=True)
+    with pytest.raises(DataError, match=rf"outcomes row 1 \('ae'\): {rate} = .* outside \[0, 1\]"):
+        evaluate(o, inputs_table())
+
+
 # ---------------------------------------------------------------- figures and tables
 
 
