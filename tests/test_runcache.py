@@ -210,7 +210,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory):
     }  # fmt: skip
 
 
-pytestmark = pytest.mark.xdist_group("pipeline")
+pytestmark = pytest.mark.xdist_group("runcache")
 
 
 def test_rerun_reuses_every_stage_and_outputs_are_byte_identical(e2e):
