@@ -178,6 +178,22 @@ def run(
             period=proto.period,
             backend=engine,
         )
+        if proto.design == "staggered":  # whole-population staggered DiD: its own module
+            from spevidence import _pipeline_staggered
+
+            return _pipeline_staggered.finish(
+                proto,
+                panel_obj,
+                qa=qa,
+                extracts=extracts,
+                data=data,
+                out=out,
+                engine=engine,
+                formats=formats,
+                report_engine=report_engine,
+                step=steps.step,
+                release=_release,
+            )
         panel = describe.lagged_sums(panel_obj.to_pandas(), "gp", TRAJECTORY)
         covariates = list(proto.match.covariates) if proto.match.covariates else None
         if covariates and "risk_score" in covariates:
