@@ -381,7 +381,7 @@ def finish(
 
     step(2)
     spec = proto.staggered_spec
-    table = cohort_panel(panel.table, spec)
+    table = cohort_panel(panel.table, spec).cache()  # one linkage pass for every fit
     n_panel = int(table.person_id.nunique().execute())
     step(3)
     raw, notes, attrition, n_units = estimate(table, proto)
