@@ -40,16 +40,14 @@ def quarterly_truth(out: Path) -> dict[int, float]:
     by_month = {int(r["event_month"]): float(r["att_gp"]) for r in truth["att_by_event_month"]}
     ref = pd.read_parquet(out / "referrals.parquet")
     first = ref.loc[ref["outcome"] == "accepted"].groupby("person_id")["referral_date"].min()
-    r_share = pd.to_datetime(first).dt.month.sub(1).mod(3).value_counts(normalize=True)
-    return {
-        e: float(
-            sum(
-                share * sum(by_month.get(3 * e + j - int(r), 0.0) for j in range(3))
-                for r, share in r_share.items()
-            )
-        )
-        for e in range(0, 9)
-    }
+    months = pd.to_datetime(first).dt.month.to_numpy()
+    shares = {r: float(np.mean((months - 1) % 3 == r)) for r in range(3)}
+    out: dict[int, float] = {}
+    for e in range(9):
+        out[e] = 0.0
+        for r, share in shares.items():
+            out[e] += share * sum(by_month.get(3 * e + j - r, 0.0) for j in range(3))
+    return out
 
 
 def staggered_fit(
