@@ -42,12 +42,12 @@ def quarterly_truth(out: Path) -> dict[int, float]:
     first = ref.loc[ref["outcome"] == "accepted"].groupby("person_id")["referral_date"].min()
     months = pd.to_datetime(first).dt.month.to_numpy()
     shares = {r: float(np.mean((months - 1) % 3 == r)) for r in range(3)}
-    out: dict[int, float] = {}
+    per_quarter: dict[int, float] = {}
     for e in range(9):
-        out[e] = 0.0
+        per_quarter[e] = 0.0
         for r, share in shares.items():
-            out[e] += share * sum(by_month.get(3 * e + j - r, 0.0) for j in range(3))
-    return out
+            per_quarter[e] += share * sum(by_month.get(3 * e + j - r, 0.0) for j in range(3))
+    return per_quarter
 
 
 def staggered_fit(
