@@ -561,7 +561,9 @@ class Narrative:
         dyn = st.loc[st["aggregation"] == "dynamic"].copy()
         if len(dyn):
             dyn["cell"] = [
-                "–"
+                "0 (reference)"
+                if r["estimate"] == 0 and pd.isna(r["std_error"])
+                else "–"
                 if pd.isna(r["estimate"])
                 else f"{_f(r['estimate'], 3)} ({_f(r['conf_low'], 3)} to {_f(r['conf_high'], 3)})"
                 for _, r in dyn.iterrows()
