@@ -96,12 +96,13 @@ def figure(comp: pd.DataFrame, path: Path) -> None:
         ax.axvline(-0.5, color="grey", ls=":", lw=0.8)
         ax.set_title(titles[sc])
         ax.set_xlabel("Quarters since first accepted referral")
-    axes[0].set_ylabel("Change in GP appointments per person per quarter")
-    axes[0].legend(frameon=False, fontsize="small", loc="lower left")
+    axes[0].set_ylabel("Change in GP appointments\nper person per quarter")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, frameon=False, loc="lower center", ncol=3)
     fig.suptitle(
         "National staggered design (Wilding et al. 2025) on synthetic data: estimates vs truth"
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
