@@ -318,9 +318,7 @@ def event_study_figure(est: pd.DataFrame, *, period: str, cohort: str) -> Figure
             f"{period.capitalize()}s since {COHORT_LABELS.get(cohort, cohort)} "
             "(0 = first treated; left of the dotted line: before)"
         )
-        fig.suptitle(
-            "Effect on NHS use by time since referral (staggered difference-in-differences)"
-        )
+        fig.suptitle("Effect on NHS use by time since referral (staggered DiD)")
     fig.spevidence_alt = (  # type: ignore[attr-defined]
         f"Event-study chart: estimated change in NHS use per person per {period}, by {period}s "
         "before and after first treatment, with 95% confidence intervals, for each estimator"
