@@ -130,7 +130,7 @@ def spark_session() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb")
-    ap.add_argument("--persons", type=int, default=200_000)
+    ap.add_argument("--persons", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=2025)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--figure", type=Path, default=None, help="also copy the figure here")
