@@ -196,6 +196,30 @@ def run(
         )
         steps.step(1)
         # 2. link ------------------------------------------------------------------
+        if proto.design == "staggered":  # whole-population staggered DiD: its own module
+            from spevidence import _pipeline_staggered
+
+            panel_obj = build_panel(
+                clean,
+                start=proto.start,
+                end=proto.end,
+                period=proto.period,
+                backend=engine,
+            )
+
+            return _pipeline_staggered.finish(
+                proto,
+                panel_obj,
+                qa=qa,
+                extracts=extracts,
+                data=data,
+                out=out,
+                engine=engine,
+                formats=formats,
+                report_engine=report_engine,
+                step=steps.step,
+                release=_release,
+            )
         covariates = list(proto.match.covariates) if proto.match.covariates else None
         if (hit := run_cache.load("panel")) is None:
             panel_obj = build_panel(
