@@ -329,7 +329,7 @@ def link(
         start=start,
         end=end,
         period=period,  # type: ignore[arg-type]
-        backend=engine,  # type: ignore[arg-type]
+        backend=engine,
         cache=False,  # written once: nothing to keep
     )
     panel_out.parent.mkdir(parents=True, exist_ok=True)
