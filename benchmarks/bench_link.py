@@ -168,7 +168,8 @@ def main() -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
         print(f"{label} ({start} to {end}); {sum(rows.values()):,} extract rows; "
-              f"{os.cpu_count()} CPUs, DuckDB memory_limit {args.memory_limit}, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+              f"{os.cpu_count()} CPUs, DuckDB memory_limit {args.memory_limit}, "
+              f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
         print("| step | engine | wall s | CPU s |\n|---|---|---|---|")
         if t_gen:
             print(f"| generate extracts | numpy | {t_gen:.1f} | |")
