@@ -166,7 +166,7 @@ def run(
         # 1. read, validate, pseudonymise ------------------------------------------
         key = load_key(key_file) if proto.ids == "nhs_number" else None
         extracts = read_extracts(data)
-        clean, qa, _ = validate(  # exclusions are also in qa (see issue notes)
+        clean, qa, linkage = validate(
             extracts, start=proto.start, end=proto.end, ids=proto.ids, key=key
         )
         steps.step(1)
@@ -275,7 +275,8 @@ def run(
         tables: dict[str, pd.DataFrame] = {
             # the QA messages quote exact row counts and row numbers: keep them inside
             "qa": qa.table().drop(columns=["message"], errors="ignore"),
-            "attrition": _attrition(matched_obj),
+            "attrition": _cohort_flow(linkage, panel_obj.attrition, matched_obj),
+            "linkage_attrition": (linkage + panel_obj.attrition).table(),
             "cohort_characteristics": describe.cohort_characteristics(
                 window, None, outcomes=outcomes
             ),
@@ -390,6 +391,21 @@ def _pretrend_dict(pt: Any) -> dict[str, float]:
         "df": float(pt.df),
         "p_value": float(pt.p_value),
     }
+
+
+def _cohort_flow(linkage: Any, panel: Any, matched: Any) -> pd.DataFrame:
+    """Cohort flow from the registration records read, through every linkage exclusion,
+    to the matched cases (the matching flow follows the linkage flow directly)."""
+    from spevidence.data._flow import linkage_flow
+
+    match_flow = _attrition(matched)
+    referred = int(match_flow["n"].iloc[0])
+    flow = pd.concat(
+        [linkage_flow(linkage, panel, referred=referred), match_flow], ignore_index=True
+    )
+    flow["n"] = flow["n"].astype("Int64")
+    flow["n_dropped"] = flow["n_dropped"].astype("Int64")
+    return flow
 
 
 def _attrition(matched: Any) -> pd.DataFrame:
