@@ -155,28 +155,29 @@ def main() -> None:
             start, end = dt.date(2019, 1, 1), dt.date(2019 + args.years - 1, 12, 31)
             label = f"{args.persons:,} persons x {args.years} years"
 
-        t0, c0 = time.perf_counter(), _cpu()
-        ex = read_extracts(folder)
-        ex.con.raw_sql(f"SET memory_limit = '{args.memory_limit}'")
-        clean, _, att = validate(ex, start=start, end=end)
-        t_val, c_val = time.perf_counter() - t0, _cpu() - c0
-        t0, c0 = time.perf_counter(), _cpu()
-        panel = build_panel(clean, start=start, end=end, cache=False)
-        panel.to_parquet(work / "panel.parquet")
-        t_panel, c_panel = time.perf_counter() - t0, _cpu() - c0
-        n_panel = pq.ParquetFile(work / "panel.parquet").metadata.num_rows
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-
         print(f"{label} ({start} to {end}); {sum(rows.values()):,} extract rows; "
               f"{os.cpu_count()} CPUs, DuckDB memory_limit {args.memory_limit}, "
               f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
         print("| step | engine | wall s | CPU s |\n|---|---|---|---|")
         if t_gen:
             print(f"| generate extracts | numpy | {t_gen:.1f} | |")
-        print(f"| read + validate (all QA checks) | DuckDB | {t_val:.1f} | {c_val:.1f} |")
+        t0, c0 = time.perf_counter(), _cpu()
+        ex = read_extracts(folder)
+        ex.con.raw_sql(f"SET memory_limit = '{args.memory_limit}'")
+        clean, _, att = validate(ex, start=start, end=end)
+        t_val, c_val = time.perf_counter() - t0, _cpu() - c0
+        print(f"| read + validate (all QA checks) | DuckDB | {t_val:.1f} | {c_val:.1f} |",
+              flush=True)  # fmt: skip
+        t0, c0 = time.perf_counter(), _cpu()
+        panel = build_panel(clean, start=start, end=end, cache=False)
+        panel.to_parquet(work / "panel.parquet")
+        t_panel, c_panel = time.perf_counter() - t0, _cpu() - c0
+        n_panel = pq.ParquetFile(work / "panel.parquet").metadata.num_rows
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
         print(f"| panel ({n_panel:,} rows) -> sorted Parquet | DuckDB | {t_panel:.1f} | "
               f"{c_panel:.1f} |")  # fmt: skip
-        print(f"| **total** | DuckDB | **{t_val + t_panel:.1f}** | {c_val + c_panel:.1f} |")
+        print(f"| **total** | DuckDB | **{t_val + t_panel:.1f}** | {c_val + c_panel:.1f} |",
+              flush=True)  # fmt: skip
         if not args.no_spark:
             import ibis
             from pyspark.sql import SparkSession
