@@ -324,7 +324,14 @@ def link(
         key = load_key(key_file)
     ex = read_extracts(data, date_format=date_format)
     clean, qa, attrition = _validate(ex, start=start, end=end, ids=ids, key=key)  # type: ignore[arg-type]
-    panel = build_panel(clean, start=start, end=end, period=period, backend=engine)  # type: ignore[arg-type]
+    panel = build_panel(
+        clean,
+        start=start,
+        end=end,
+        period=period,  # type: ignore[arg-type]
+        backend=engine,
+        cache=False,  # written once: nothing to keep
+    )
     panel_out.parent.mkdir(parents=True, exist_ok=True)
     panel.to_parquet(panel_out)
     out.print(qa.summary(), highlight=False)

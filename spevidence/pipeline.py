@@ -179,7 +179,7 @@ def run(
         # 1. read, validate, pseudonymise ------------------------------------------
         key = load_key(key_file) if proto.ids == "nhs_number" else None
         extracts = read_extracts(data)
-        clean, qa, _ = validate(  # exclusions are also in qa (see issue notes)
+        clean, qa, linkage = validate(
             extracts, start=proto.start, end=proto.end, ids=proto.ids, key=key
         )
         hashes = extracts.file_hashes
@@ -233,9 +233,15 @@ def run(
             if covariates and "risk_score" in covariates:
                 panel = _with_risk_score(panel, clean, proto)
             ae_types = panel_obj.definitions.ae_department_types
-            run_cache.save("panel", {"panel": panel}, {"ae_department_types": ae_types})
+            panel_attrition = panel_obj.attrition
+            run_cache.save(
+                "panel",
+                {"panel": panel, "attrition": panel_attrition.table()},
+                {"ae_department_types": ae_types},
+            )
         else:
             panel, ae_types = hit.frames["panel"], hit.meta["ae_department_types"]
+            panel_attrition = _attrition_from_table(hit.frames["attrition"])
             steps.note(f"Reused the linked panel from {run_cache.root / 'panel'}")
         steps.step(2)
         # 3. match -----------------------------------------------------------------
@@ -350,7 +356,8 @@ def run(
         tables: dict[str, pd.DataFrame] = {
             # the QA messages quote exact row counts and row numbers: keep them inside
             "qa": qa.table().drop(columns=["message"], errors="ignore"),
-            "attrition": flow,
+            "attrition": _cohort_flow(linkage, panel_attrition, flow),
+            "linkage_attrition": (linkage + panel_attrition).table(),
             "cohort_characteristics": describe.cohort_characteristics(
                 window, None, outcomes=outcomes
             ),
@@ -465,6 +472,33 @@ def _pretrend_dict(pt: Any) -> dict[str, float]:
         "df": float(pt.df),
         "p_value": float(pt.p_value),
     }
+
+
+def _attrition_from_table(table: pd.DataFrame) -> Any:
+    """An ``Attrition`` back from its ``table()`` (the run cache stores tables)."""
+    from spevidence.data._results import Attrition, AttritionEntry
+
+    rows = table.to_dict("records")
+    return Attrition(
+        tuple(
+            AttritionEntry(str(r["table"]), r["stage"], str(r["reason"]), int(r["rows"]))
+            for r in rows
+        )
+    )
+
+
+def _cohort_flow(linkage: Any, panel: Any, match_flow: pd.DataFrame) -> pd.DataFrame:
+    """Cohort flow from the registration records read, through every linkage exclusion,
+    to the matched cases (the matching flow, from :func:`_attrition`, follows directly)."""
+    from spevidence.data._flow import linkage_flow
+
+    referred = int(match_flow["n"].iloc[0])
+    flow = pd.concat(
+        [linkage_flow(linkage, panel, referred=referred), match_flow], ignore_index=True
+    )
+    flow["n"] = flow["n"].astype("Int64")
+    flow["n_dropped"] = flow["n_dropped"].astype("Int64")
+    return flow
 
 
 def _attrition(matched: Any) -> pd.DataFrame:
