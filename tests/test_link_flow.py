@@ -17,7 +17,7 @@ from spevidence.data._flow import linkage_flow
 from spevidence.identity import Key
 from spevidence.link import build_panel
 from spevidence.match import risk_set
-from spevidence.pipeline import TRAJECTORY, _cohort_flow, _release
+from spevidence.pipeline import TRAJECTORY, _attrition, _cohort_flow, _release
 from spevidence.protocol import load_protocol
 from spevidence.report.figures import _flow_steps
 
@@ -61,7 +61,7 @@ def _reconcile(flow: pd.DataFrame) -> None:
 
 def test_flow_starts_from_records_read_and_reconciles(linked):
     raw, att, panel, matched, _ = linked
-    flow = _cohort_flow(att, panel.attrition, matched)
+    flow = _cohort_flow(att, panel.attrition, _attrition(matched))
     assert flow.loc[0, "step"] == "Registration records in the population extract"
     assert int(flow.loc[0, "n"]) == raw.row_counts["population"]
     _reconcile(flow)
@@ -85,7 +85,7 @@ def test_flow_starts_from_records_read_and_reconciles(linked):
 
 def test_flow_figure_starts_from_the_records_read(linked):
     _, att, panel, matched, _ = linked
-    flow = _cohort_flow(att, panel.attrition, matched)
+    flow = _cohort_flow(att, panel.attrition, _attrition(matched))
     steps = _flow_steps(flow)
     assert steps[0]["label"].startswith("Registration records")
     assert steps[1]["excluded"], "population exclusions shown beside the first arrow"
@@ -96,7 +96,7 @@ def test_released_flow_and_linkage_table_pass_disclosure_control(linked):
     _, att, panel, matched, _ = linked
     proto = load_protocol(ROOT / "protocols" / "demo.yaml")
     tables = {
-        "attrition": _cohort_flow(att, panel.attrition, matched),
+        "attrition": _cohort_flow(att, panel.attrition, _attrition(matched)),
         "linkage_attrition": (att + panel.attrition).table(),
     }
     safe, log = _release(tables, proto)
