@@ -164,8 +164,8 @@ def _finish(
     names_all: list[str],
     kept: list[int],
     n_period_cols: int,
-    bread: np.ndarray,
-    meat: np.ndarray,
+    bread: np.ndarray | None,
+    meat: np.ndarray | None,
     theta: np.ndarray,
     n_obs: int,
     n_units: int,
@@ -174,11 +174,17 @@ def _finish(
     path: Literal["rows", "moments"],
     iterations: int,
     dropped_rows: dict[str, int],
+    sandwich_x: np.ndarray | None = None,
 ) -> Fit:
+    """Assemble a :class:`Fit`; ``sandwich_x`` is ``(bread meat bread)`` of the X block
+    when already formed (moments path), else it is computed from ``bread`` and ``meat``."""
     df_k = len(kept) + (1 if nested else n_units)
     adj = _ssc(n_obs, df_k, n_clusters)
-    vcov_full = adj * bread @ meat @ bread
     xpos = [i for i, j in enumerate(kept) if j >= n_period_cols]
+    if sandwich_x is None:
+        if bread is None or meat is None:
+            raise EstimationError("internal: no sandwich")  # pragma: no cover
+        sandwich_x = (bread @ meat @ bread)[np.ix_(xpos, xpos)]
     names = tuple(names_all[kept[i]] for i in xpos)
     dropped = tuple(
         names_all[j] for j in range(n_period_cols, len(names_all)) if j not in set(kept)
@@ -192,7 +198,7 @@ def _finish(
     return Fit(
         names=names,
         coef=theta[xpos].copy(),
-        vcov=vcov_full[np.ix_(xpos, xpos)],
+        vcov=adj * sandwich_x,
         dropped_terms=dropped,
         n_obs=n_obs,
         n_units=n_units,
@@ -574,50 +580,86 @@ def _n_clusters(m: Moments, poisson: bool) -> int:
     return int(np.sum(cnt > 0))
 
 
-def _fit_moments_linear(m: Moments) -> Fit:
+def _moment_design(
+    m: Moments, unit_n: np.ndarray
+) -> tuple[np.ndarray, list[str], np.ndarray, list[int], np.ndarray]:
+    """Cohort design shared by both models: ``Z`` (period dummies, X), observation
+    weights, and the columns kept by the collinearity check on the within-unit weighted
+    Gram matrix (units counted by ``unit_n``), as the row path does."""
     Z, names_all = _cohort_z(m)
-    W = m.W * m.mask
+    mf = m.mask.astype(float)
+    W = m.W * mf
     sW = W.sum(axis=1)
-    Zt = (Z - (np.einsum("gt,gtk->gk", W, Z) / sW[:, None])[:, None, :]) * m.mask[:, :, None]
+    Zt = (Z - (np.einsum("gt,gtk->gk", W, Z) / sW[:, None])[:, None, :]) * mf[:, :, None]
     A = np.einsum("gt,gtk,gtl->gkl", W, Zt, Zt)
-    gram = np.einsum("g,gkl->kl", m.n, A)
+    gram = np.einsum("g,gkl->kl", unit_n, A)
     kept = _select_columns(gram)
-    Zt = Zt[:, :, kept]
-    A = A[:, kept][:, :, kept]
-    gk = gram[np.ix_(kept, kept)]
-    V = W[:, :, None] * Zt
-    theta = np.linalg.solve(gk, np.einsum("gtk,gt->k", V, m.Y))
-    b = np.einsum("gkl,l->gk", A, theta)
+    return Z, names_all, W, kept, Zt
+
+
+def _moments_fit(
+    m: Moments,
+    *,
+    names_all: list[str],
+    kept: list[int],
+    theta: np.ndarray,
+    bread: np.ndarray,
+    V: np.ndarray,
+    b: np.ndarray,
+    n_obs: int,
+    n_units: int,
+    poisson: bool,
+    iterations: int,
+    dropped_rows: dict[str, int],
+) -> Fit:
+    """Clustered sandwich of the X block only: the unit scores ``V_g' y_i - b_g`` are
+    projected on the X columns of the bread first (so the score pass has k columns, not
+    T - 1 + k)."""
+    n_period_cols = m.n_periods - 1
+    xpos = [i for i, j in enumerate(kept) if j >= n_period_cols]
+    P = bread[:, xpos]
+    sandwich = _meat(m, V @ P, b @ P)  # = P' meat P
     return _finish(
         names_all=names_all,
         kept=kept,
-        n_period_cols=m.n_periods - 1,
-        bread=np.linalg.inv(gk),
-        meat=_meat(m, V, b),
+        n_period_cols=n_period_cols,
+        bread=None,
+        meat=None,
         theta=theta,
-        n_obs=round(float(np.sum(m.n * m.mask.sum(axis=1)))),
-        n_units=round(float(m.n.sum())),
-        n_clusters=_n_clusters(m, poisson=False),
+        n_obs=n_obs,
+        n_units=n_units,
+        n_clusters=_n_clusters(m, poisson=poisson),
         nested=True,
         path="moments",
-        iterations=1,
-        dropped_rows={},
+        iterations=iterations,
+        dropped_rows=dropped_rows,
+        sandwich_x=sandwich,
     )
 
 
+def _fit_moments_linear(m: Moments) -> Fit:
+    _, names_all, W, kept, Zt = _moment_design(m, m.n)
+    Zt = Zt[:, :, kept]
+    A = np.einsum("gt,gtk,gtl->gkl", W, Zt, Zt)
+    gk = np.einsum("g,gkl->kl", m.n, A)
+    V = W[:, :, None] * Zt
+    theta = np.linalg.solve(gk, np.einsum("gtk,gt->k", V, m.Y))
+    b = np.einsum("gkl,l->gk", A, theta)
+    return _moments_fit(
+        m, names_all=names_all, kept=kept, theta=theta, bread=np.linalg.inv(gk), V=V, b=b,
+        n_obs=round(float(np.sum(m.n * m.mask.sum(axis=1)))), n_units=round(float(m.n.sum())),
+        poisson=False, iterations=1, dropped_rows={},
+    )  # fmt: skip
+
+
 def _fit_moments_poisson(m: Moments) -> Fit:
-    Z, names_all = _cohort_z(m)
     mk = m.mask
     mf = mk.astype(float)
-    W = m.W * mf
     Tg = mf.sum(axis=1)
-    if np.any(np.einsum("gt,gt->t", W, m.Y)[mk.any(axis=0)] <= 0):
+    if np.any(np.einsum("gt,gt->t", m.W * mf, m.Y)[mk.any(axis=0)] <= 0):
         raise EstimationError("moments path: a period has no events")
     n_inf = m.n - m.nzero
-    # collinearity on the within-unit weighted linear design (as the row path)
-    sW = W.sum(axis=1)
-    Zt0 = (Z - (np.einsum("gt,gtk->gk", W, Z) / sW[:, None])[:, None, :]) * mf[:, :, None]
-    kept = _select_columns(np.einsum("g,gt,gtk,gtl->kl", n_inf, W, Zt0, Zt0))
+    Z, names_all, W, kept, _ = _moment_design(m, n_inf)
     Z = Z[:, :, kept]
     WYt = W * m.Y  # (C, T)
     WY = WYt.sum(axis=1)
@@ -664,22 +706,12 @@ def _fit_moments_poisson(m: Moments) -> Fit:
         raise EstimationError(f"Poisson fit did not converge in {_MAX_ITER} iterations.")
     H, pz = hess(p)
     V = W[:, :, None] * (Z - pz[:, None, :]) * mf[:, :, None]
-    meat = _meat(m, V, np.zeros((V.shape[0], V.shape[2])))
-    return _finish(
-        names_all=names_all,
-        kept=kept,
-        n_period_cols=m.n_periods - 1,
-        bread=np.linalg.inv(H),
-        meat=meat,
-        theta=theta,
-        n_obs=round(float(np.sum(n_inf * Tg))),
-        n_units=round(float(n_inf.sum())),
-        n_clusters=_n_clusters(m, poisson=True),
-        nested=True,
-        path="moments",
-        iterations=n_iter,
+    return _moments_fit(
+        m, names_all=names_all, kept=kept, theta=theta, bread=np.linalg.inv(H), V=V,
+        b=np.zeros((V.shape[0], V.shape[2])), n_obs=round(float(np.sum(n_inf * Tg))),
+        n_units=round(float(n_inf.sum())), poisson=True, iterations=n_iter,
         dropped_rows={
             "unit_all_zero_outcome": round(float(np.sum(m.nzero * Tg))),
             "period_all_zero_outcome": 0,
         },
-    )
+    )  # fmt: skip
