@@ -79,7 +79,7 @@ def test_layouts_and_paths_agree(model: str, opts: dict[str, Any]) -> None:
 @pytest.mark.parametrize("model", ["linear", "poisson"])
 def test_balanced_integer_panel_vs_pyfixest(model: str) -> None:
     df = _staggered(800, 12, 4)
-    r = twfe(df, yname="y", idname="pid", tname="t", dname="D", model=model)
+    r = twfe(df, yname="y", idname="pid", tname="t", dname="D", model=model)  # type: ignore[arg-type]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if model == "linear":
@@ -133,7 +133,7 @@ def test_dense_errors() -> None:
     with pytest.raises(EstimationError, match="0 in all 240 rows"):
         twfe(df.assign(D=0), yname="y", idname="pid", tname="t", dname="D")
     z = df.assign(y=np.where(df.groupby("pid")["D"].transform("max") == 1, 0, df["y"]))
-    with pytest.raises(EstimationError, match="zero in all .* treated"):
+    with pytest.raises(EstimationError, match=r"zero in all .* treated"):
         twfe(z, yname="y", idname="pid", tname="t", dname="D", model="poisson")
     with pytest.raises(DataError, match="exposure <= 0"):
         twfe(df.assign(days=0.0), yname="y", idname="pid", tname="t", dname="D",

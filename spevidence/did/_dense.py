@@ -285,7 +285,7 @@ def dense_from_frame(
 class DenseDesign:
     """The two-way design on dense matrices: outcome, regressors, weights, offset."""
 
-    y: np.ndarray  # (n, T) float
+    y: np.ndarray  # (n, T) numeric (float or integer counts)
     X: list[np.ndarray]  # k matrices (n, T); 0/1 ones may be integer typed
     xnames: tuple[str, ...]
     weights: np.ndarray | None  # (n, T)
@@ -304,8 +304,9 @@ def design(
     weights: str | None,
 ) -> DenseDesign:
     """Outcome/weights/offset as in the frame path (rates per person-year for linear)."""
-    y = dp.cols[yname]
-    y = y if y.dtype == np.float64 else y.astype(np.float64)
+    y = dp.cols[yname]  # integer counts stay integer (converted block by block)
+    if y.dtype.kind not in "iuf":
+        y = y.astype(np.float64)
     w = None if weights is None else dp.cols[weights].astype(np.float64, copy=False)
     off = None
     if exposure is not None:
@@ -337,7 +338,7 @@ def rows_of(dd: DenseDesign, *, cluster_is_unit: bool) -> RowDesign:
     cl = unit if cluster_is_unit or dp.cluster is None else dp.cluster[unit]
     X = np.column_stack([flat(x).astype(np.float64) for x in dd.X])
     return RowDesign(
-        y=flat(dd.y),
+        y=flat(dd.y).astype(np.float64),
         unit=unit,
         period=per,
         X=X,
@@ -367,7 +368,8 @@ def _unit_paths(parts: list[np.ndarray]) -> tuple[np.ndarray, bool]:
     hashed: list[np.ndarray] = []
     for a in parts:
         if is_binary(a):
-            packed.append(np.packbits(a.astype(bool, copy=False), axis=1, bitorder="little"))
+            bits = a.view(bool) if a.dtype.itemsize == 1 else a.astype(bool)  # 0/1 checked
+            packed.append(np.packbits(bits, axis=1, bitorder="little"))
         else:
             hashed.append(a)
     n = parts[0].shape[0]
@@ -436,10 +438,16 @@ def cohort_moments(dd: DenseDesign, *, model: Model) -> Moments:
     Wc = np.where(mask, Wc, 0.0)
     y = dd.y
     cnt = np.bincount(cohort, minlength=C)
-    Y = np.empty((C, T))
-    for t in range(T):
-        Y[:, t] = np.bincount(cohort, weights=y[:, t], minlength=C)
-    tot = y.sum(axis=1)
+    # per-cohort period sums and unit totals in one pass over contiguous row blocks
+    Yf = np.zeros(C * T)
+    tot = np.empty(n)
+    cols_t = np.arange(T)
+    for lo in range(0, n, _BLOCK):
+        blk = y[lo : lo + _BLOCK]
+        idx = (cohort[lo : lo + _BLOCK, None] * T + cols_t).ravel()
+        Yf += np.bincount(idx, weights=blk.ravel(), minlength=C * T)
+        tot[lo : lo + _BLOCK] = blk.sum(axis=1)
+    Y = Yf.reshape(C, T)
     pos = tot > 0
     nzero = np.bincount(cohort, weights=(~pos).astype(float), minlength=C)
     cl = dp.cluster
@@ -456,7 +464,8 @@ def cohort_moments(dd: DenseDesign, *, model: Model) -> Moments:
         for lo in range(0, n, _BLOCK):
             hi = min(lo + _BLOCK, n)
             g = cohort[lo:hi]
-            s[lo:hi] = np.einsum("it,itk->ik", y[lo:hi], V[g]) - b[g]
+            yb = y[lo:hi].astype(np.float64, copy=False)
+            s[lo:hi] = np.einsum("it,itk->ik", yb, V[g]) - b[g]
         if cl is not None:
             m_cl = int(cl.max()) + 1
             s = np.column_stack([np.bincount(cl, weights=s[:, j], minlength=m_cl)

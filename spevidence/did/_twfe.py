@@ -338,13 +338,11 @@ def _fit_dense(
 ) -> tuple[Fit, RowDesign | Moments]:
     """Moments path when the design has shared paths (cohorts), else rows; as :func:`_fit`."""
     why_not = None
-    if model == "poisson":
-        tot_t = dd.y.sum(axis=0)
-        if np.any(tot_t[dd.panel.observed().any(axis=0)] <= 0):
-            why_not = "a period has no events"
-    if why_not is None and path != "rows":
+    if path != "rows":
         m = cohort_moments(dd, model=model)
-        if path == "moments" or m.n.size <= 0.5 * dd.panel.n_units:
+        if model == "poisson" and np.any(m.Y.sum(axis=0)[m.mask.any(axis=0)] <= 0):
+            why_not = "a period has no events"
+        elif path == "moments" or m.n.size <= 0.5 * dd.panel.n_units:
             return fit_moments(m, model), m
     if path == "moments":
         raise EstimationError(f"The moments path cannot express this design: {why_not}.")
@@ -732,7 +730,8 @@ def twfe(
             raise EstimationError(
                 f"'{dname}' is 0 in all {dp.n_rows} rows; no treated observations."
             )
-        _dense_groups_check(dp, yname, np.asarray(Dm.any(axis=1)), model)
+        if model == "poisson":
+            _dense_groups_check(dp, yname, np.asarray(Dm.any(axis=1)), model)
         dd = dense_design(
             dp, yname=yname, X=[Dm], xnames=(dname,), model=model, exposure=exposure,
             weights=weights,
