@@ -63,6 +63,8 @@ def make(n, months, seed=1):
 
 lib, model, n, months = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 df = make(n, months)
+if sys.argv[5] == "shuffled":  # rows in random order: no zero-copy layout for spevidence
+    df = df.sample(frac=1.0, random_state=2).reset_index(drop=True)
 if lib == "pyfixest":
     import pyfixest as pf
     fn = pf.feols if model == "linear" else pf.fepois
@@ -102,10 +104,10 @@ print(json.dumps({{"sec": sec, "est": est, "se": se, "path": path, "mem_mb": mem
 """
 
 
-def run(lib: str, model: str, n: int, months: int) -> dict[str, Any]:
+def run(lib: str, model: str, n: int, months: int, layout: str = "sorted") -> dict[str, Any]:
     code = WORKER.format(root=str(ROOT))
     out = subprocess.run(
-        [sys.executable, "-c", code, lib, model, str(n), str(months)],
+        [sys.executable, "-c", code, lib, model, str(n), str(months), layout],
         capture_output=True,
         text=True,
         check=True,
@@ -119,6 +121,12 @@ def main() -> None:
     ap.add_argument("--months", type=int, default=24)
     ap.add_argument("--models", nargs="*", default=["linear", "poisson"])
     ap.add_argument("--duckdb", action="store_true", help="also time the in-DuckDB moments path")
+    ap.add_argument(
+        "--layout",
+        choices=["sorted", "shuffled"],
+        default="sorted",
+        help="rows sorted by person then month (as a panel is built) or in random order",
+    )
     args = ap.parse_args()
     header = (
         "| model | persons | rows | spevidence s | pyfixest s | speed-up | "
@@ -128,10 +136,10 @@ def main() -> None:
     print("|---" * 12 + "|")
     for model in args.models:
         for n in args.persons:
-            peer = run("pyfixest", model, n, args.months)
+            peer = run("pyfixest", model, n, args.months, args.layout)
             libs = ["spevidence", "duckdb"] if args.duckdb else ["spevidence"]
             for lib in libs:
-                ours = run(lib, model, n, args.months)
+                ours = run(lib, model, n, args.months, args.layout)
                 _row(model, n, args.months, ours, peer)
 
 

@@ -20,9 +20,16 @@ Computation paths (``result.path``; ``glance()['moments_computed_in']``)
   pulling the needed columns (then the paths below) when: covariates are given, a period
   is observed once, a Poisson period has no events, the treated flag changes within a
   unit, or clusters split a unit. :func:`event_study` always pulls its columns.
-* ``moments`` computed in Python: designs without covariates whose clusters contain
-  whole units, chosen automatically when there are at most half as many cohorts as units.
+* ``moments`` computed in Python (pandas DataFrame input to :func:`twfe` or
+  :func:`two_by_two` without covariates): the columns are held as dense unit x period
+  matrices (:mod:`spevidence.did._dense`; zero-copy reshapes when the rows are sorted by
+  unit then period and the panel is balanced, else one scatter), cohorts are found by
+  packing/hashing each unit's design path, and the fit needs one blocked pass for the
+  cohort x period sums and one for the unit scores. Chosen automatically when there are at
+  most half as many cohorts as units; clusters must contain whole units.
 * ``rows``: everything else (covariates, clusters splitting units, few shared paths).
+  :func:`event_study` and other inputs (e.g. pulled ibis columns) prepare the row design
+  with pandas first, then choose between the cohort moments and rows the same way.
 All paths give the same estimates and standard errors (tests: 1e-10).
 """
 
