@@ -530,16 +530,6 @@ def _cohorts(
     return np.unique(R, axis=0, return_inverse=True)[1].ravel().astype(np.int64)
 
 
-def _cohort_z(m: Moments) -> tuple[np.ndarray, list[str]]:
-    C, T = m.mask.shape
-    D = np.zeros((C, T, max(T - 1, 0)))
-    for t in range(1, T):
-        D[:, t, t - 1] = 1.0
-    Z = np.concatenate([D, m.X], axis=2) * m.mask[:, :, None]
-    names = [f"period::{t}" for t in range(1, T)] + list(m.xnames)
-    return Z, names
-
-
 def fit_moments(m: Moments, model: Model) -> Fit:
     """Fit the two-way model from cohort moments."""
     if model == "linear":
@@ -580,47 +570,92 @@ def _n_clusters(m: Moments, poisson: bool) -> int:
     return int(np.sum(cnt > 0))
 
 
+class _CohortZ:
+    """The cohort design ``Z_gt = [period dummies (t >= 1), X_gt]`` used implicitly.
+
+    Products with ``Z`` exploit its structure (one dummy per period), so every pass is
+    O(C T k) for ``k`` regressors instead of O(C T K^2) with ``K = T - 1 + k`` columns.
+    """
+
+    def __init__(self, m: Moments) -> None:
+        self.mf = m.mask.astype(float)
+        self.X = m.X * self.mf[:, :, None]  # (C, T, k)
+        self.T = m.n_periods
+        self.k = self.X.shape[2]
+        self.K = self.T - 1 + self.k
+        self.names = [f"period::{t}" for t in range(1, self.T)] + list(m.xnames)
+
+    def dot(self, M: np.ndarray) -> np.ndarray:
+        """``Z_gt @ M`` for ``M`` of shape (K,) or (K, r); shape (C, T[, r])."""
+        T = self.T
+        if M.ndim == 1:
+            d = np.concatenate([[0.0], M[: T - 1]])
+            return (d[None, :] + np.einsum("gtj,j->gt", self.X, M[T - 1 :])) * self.mf
+        d2 = np.vstack([np.zeros((1, M.shape[1])), M[: T - 1]])
+        xm = np.einsum("gtj,jr->gtr", self.X, M[T - 1 :])
+        return (d2[None, :, :] + xm) * self.mf[:, :, None]
+
+    def tsum(self, a: np.ndarray) -> np.ndarray:
+        """Per cohort ``sum_t a_gt Z_gt``; shape (C, K)."""
+        am = a * self.mf
+        return np.concatenate([am[:, 1:], np.einsum("gt,gtj->gj", am, self.X)], axis=1)
+
+    def gram(self, a: np.ndarray) -> np.ndarray:
+        """``sum_g sum_t a_gt Z_gt Z_gt'``; shape (K, K)."""
+        T1 = self.T - 1
+        am = a * self.mf
+        out = np.zeros((self.K, self.K))
+        out[np.arange(T1), np.arange(T1)] = am.sum(axis=0)[1:]
+        dx = np.einsum("gt,gtj->tj", am, self.X)[1:]
+        out[:T1, T1:] = dx
+        out[T1:, :T1] = dx.T
+        out[T1:, T1:] = np.einsum("gt,gtj,gtl->jl", am, self.X, self.X)
+        return out
+
+
+def _full(kept: list[int], K: int, v: np.ndarray) -> np.ndarray:
+    """Embed kept-column values in a length-K (or K x r) array with zeros elsewhere."""
+    out = np.zeros((K, *v.shape[1:]))
+    out[kept] = v
+    return out
+
+
 def _moment_design(
     m: Moments, unit_n: np.ndarray
-) -> tuple[np.ndarray, list[str], np.ndarray, list[int], np.ndarray]:
-    """Cohort design shared by both models: ``Z`` (period dummies, X), observation
-    weights, and the columns kept by the collinearity check on the within-unit weighted
-    Gram matrix (units counted by ``unit_n``), as the row path does."""
-    Z, names_all = _cohort_z(m)
-    mf = m.mask.astype(float)
-    W = m.W * mf
+) -> tuple[_CohortZ, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Shared by both models: the cohort design, observation weights, the weighted
+    within-unit means of ``Z``, the within-unit Gram matrix (units counted by ``unit_n``)
+    and the columns kept by the collinearity check (as the row path does)."""
+    cz = _CohortZ(m)
+    W = m.W * cz.mf
     sW = W.sum(axis=1)
-    Zt = (Z - (np.einsum("gt,gtk->gk", W, Z) / sW[:, None])[:, None, :]) * mf[:, :, None]
-    A = np.einsum("gt,gtk,gtl->gkl", W, Zt, Zt)
-    gram = np.einsum("g,gkl->kl", unit_n, A)
-    kept = _select_columns(gram)
-    return Z, names_all, W, kept, Zt
+    zbar = cz.tsum(W) / sW[:, None]  # (C, K)
+    gram = cz.gram(unit_n[:, None] * W) - (zbar * (unit_n * sW)[:, None]).T @ zbar
+    return cz, W, zbar, gram, _select_columns(gram)
 
 
 def _moments_fit(
     m: Moments,
     *,
-    names_all: list[str],
+    cz: _CohortZ,
     kept: list[int],
     theta: np.ndarray,
     bread: np.ndarray,
-    V: np.ndarray,
-    b: np.ndarray,
+    load: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     n_obs: int,
     n_units: int,
     poisson: bool,
     iterations: int,
     dropped_rows: dict[str, int],
 ) -> Fit:
-    """Clustered sandwich of the X block only: the unit scores ``V_g' y_i - b_g`` are
-    projected on the X columns of the bread first (so the score pass has k columns, not
-    T - 1 + k)."""
+    """Clustered sandwich of the X block only. Unit scores are ``V_g' y_i - b_g``;
+    ``load(P)`` returns ``(V P, b P)`` for the X columns ``P`` of the bread, so the score
+    pass has k columns, not T - 1 + k."""
     n_period_cols = m.n_periods - 1
     xpos = [i for i, j in enumerate(kept) if j >= n_period_cols]
-    P = bread[:, xpos]
-    sandwich = _meat(m, V @ P, b @ P)  # = P' meat P
+    VP, bP = load(_full(kept, cz.K, bread[:, xpos]))
     return _finish(
-        names_all=names_all,
+        names_all=cz.names,
         kept=kept,
         n_period_cols=n_period_cols,
         bread=None,
@@ -633,20 +668,25 @@ def _moments_fit(
         path="moments",
         iterations=iterations,
         dropped_rows=dropped_rows,
-        sandwich_x=sandwich,
+        sandwich_x=_meat(m, VP, bP),  # = P' meat P
     )
 
 
 def _fit_moments_linear(m: Moments) -> Fit:
-    _, names_all, W, kept, Zt = _moment_design(m, m.n)
-    Zt = Zt[:, :, kept]
-    A = np.einsum("gt,gtk,gtl->gkl", W, Zt, Zt)
-    gk = np.einsum("g,gkl->kl", m.n, A)
-    V = W[:, :, None] * Zt
-    theta = np.linalg.solve(gk, np.einsum("gtk,gt->k", V, m.Y))
-    b = np.einsum("gkl,l->gk", A, theta)
+    cz, W, zbar, gram, kept = _moment_design(m, m.n)
+    WY = W * m.Y
+    rhs = cz.tsum(WY).sum(axis=0) - WY.sum(axis=1) @ zbar
+    gk = gram[np.ix_(kept, kept)]
+    theta = np.linalg.solve(gk, rhs[kept])
+    th_full = _full(kept, cz.K, theta)
+    fit = (cz.dot(th_full) - (zbar @ th_full)[:, None]) * cz.mf  # Zt theta, (C, T)
+
+    def load(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ZtP = (cz.dot(P) - (zbar @ P)[:, None, :]) * cz.mf[:, :, None]
+        return W[:, :, None] * ZtP, np.einsum("gt,gt,gtj->gj", W, fit, ZtP)
+
     return _moments_fit(
-        m, names_all=names_all, kept=kept, theta=theta, bread=np.linalg.inv(gk), V=V, b=b,
+        m, cz=cz, kept=kept, theta=theta, bread=np.linalg.inv(gk), load=load,
         n_obs=round(float(np.sum(m.n * m.mask.sum(axis=1)))), n_units=round(float(m.n.sum())),
         poisson=False, iterations=1, dropped_rows={},
     )  # fmt: skip
@@ -659,14 +699,14 @@ def _fit_moments_poisson(m: Moments) -> Fit:
     if np.any(np.einsum("gt,gt->t", m.W * mf, m.Y)[mk.any(axis=0)] <= 0):
         raise EstimationError("moments path: a period has no events")
     n_inf = m.n - m.nzero
-    Z, names_all, W, kept, _ = _moment_design(m, n_inf)
-    Z = Z[:, :, kept]
+    cz, W, _, _, kept = _moment_design(m, n_inf)
+    K = cz.K
     WYt = W * m.Y  # (C, T)
     WY = WYt.sum(axis=1)
     logW = np.log(np.where(mk, np.maximum(W, 1e-300), 1.0))
 
     def probs(theta: np.ndarray) -> np.ndarray:
-        eta = np.where(mk, Z @ theta + m.offset + logW, -np.inf)
+        eta = np.where(mk, cz.dot(_full(kept, K, theta)) + m.offset + logW, -np.inf)
         ex = np.exp(eta - eta.max(axis=1, keepdims=True))
         return ex / ex.sum(axis=1, keepdims=True)
 
@@ -676,18 +716,19 @@ def _fit_moments_poisson(m: Moments) -> Fit:
         return float(np.sum(WYt[pos] * np.log(p[pos])))
 
     def hess(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pz = np.einsum("gt,gtk->gk", p, Z)
-        H = np.einsum("g,gt,gtk,gtl->kl", WY, p, Z, Z) - np.einsum("g,gk,gl->kl", WY, pz, pz)
-        return H, pz
+        pz = cz.tsum(p)  # (C, K)
+        H = cz.gram(WY[:, None] * p) - (pz * WY[:, None]).T @ pz
+        return H[np.ix_(kept, kept)], pz
 
-    theta = np.zeros(Z.shape[2])
+    zy = cz.tsum(WYt).sum(axis=0)
+    theta = np.zeros(len(kept))
     p = probs(theta)
     ll = loglik(p)
     n_iter = 0
     for it in range(1, _MAX_ITER + 1):
         n_iter = it
         H, pz = hess(p)
-        grad = np.einsum("gt,gtk->k", WYt, Z) - np.einsum("g,gk->k", WY, pz)
+        grad = (zy - WY @ pz)[kept]
         step = np.linalg.solve(H, grad)
         t_new = theta + step
         p_new = probs(t_new)
@@ -705,11 +746,15 @@ def _fit_moments_poisson(m: Moments) -> Fit:
     else:  # pragma: no cover
         raise EstimationError(f"Poisson fit did not converge in {_MAX_ITER} iterations.")
     H, pz = hess(p)
-    V = W[:, :, None] * (Z - pz[:, None, :]) * mf[:, :, None]
+
+    def load(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        VP = W[:, :, None] * (cz.dot(P) - (pz @ P)[:, None, :]) * mf[:, :, None]
+        return VP, np.zeros((VP.shape[0], VP.shape[2]))
+
     return _moments_fit(
-        m, names_all=names_all, kept=kept, theta=theta, bread=np.linalg.inv(H), V=V,
-        b=np.zeros((V.shape[0], V.shape[2])), n_obs=round(float(np.sum(n_inf * Tg))),
-        n_units=round(float(n_inf.sum())), poisson=True, iterations=n_iter,
+        m, cz=cz, kept=kept, theta=theta, bread=np.linalg.inv(H), load=load,
+        n_obs=round(float(np.sum(n_inf * Tg))), n_units=round(float(n_inf.sum())),
+        poisson=True, iterations=n_iter,
         dropped_rows={
             "unit_all_zero_outcome": round(float(np.sum(m.nzero * Tg))),
             "period_all_zero_outcome": 0,
