@@ -135,6 +135,8 @@ def test_dense_errors() -> None:
     z = df.assign(y=np.where(df.groupby("pid")["D"].transform("max") == 1, 0, df["y"]))
     with pytest.raises(EstimationError, match=r"zero in all .* treated"):
         twfe(z, yname="y", idname="pid", tname="t", dname="D", model="poisson")
+    with pytest.raises(DataError, match="All 3 rows are singletons"):
+        twfe(df.iloc[[0, 7, 14]], yname="y", idname="pid", tname="t", dname="D")
     with pytest.raises(DataError, match="exposure <= 0"):
         twfe(df.assign(days=0.0), yname="y", idname="pid", tname="t", dname="D",
              model="poisson", exposure="days")  # fmt: skip

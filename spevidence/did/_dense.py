@@ -249,6 +249,12 @@ def dense_from_frame(
         keep_t &= ~bt
         m2 = mask & keep_u[:, None] & keep_t[None, :]
     n_single = int(mask.sum() - m2.sum())
+    if n_single == N:
+        raise DataError(
+            f"All {N} rows are singletons (their unit or period is observed only once), "
+            "so no unit can be compared over time. Check that the input holds several "
+            f"periods per '{idname}'."
+        )
     cl_unit = None
     if cluster != idname:
         cc, _ = _codes(arr[cluster])
@@ -262,18 +268,19 @@ def dense_from_frame(
         newu = np.cumsum(keep_u) - 1
         newt = np.cumsum(keep_t) - 1
         u, p = newu[u[rows_keep]], newt[p[rows_keep]]
-        arr = {c: arr[c][rows_keep] for c in vals} | {}
+        arr = {c: arr[c][rows_keep] for c in vals}
         if cluster != idname:
             cl_u = cl_u[keep_u]
         n, T = int(keep_u.sum()), int(keep_t.sum())
         mask = m2[keep_u][:, keep_t]
+        key = u * T + p
     if cluster != idname:
         cl_unit = _codes(cl_u)[0]
     for c in vals:
         a = arr[c]
-        M = np.zeros((n, T), dtype=a.dtype if a.dtype.kind in "biuf" else float)
-        M[u, p] = a
-        cols[c] = M
+        M = np.zeros(n * T, dtype=a.dtype if a.dtype.kind in "biuf" else float)
+        M[key] = a
+        cols[c] = M.reshape(n, T)
     full = bool(mask.all())
     return Dense(n, T, None if full else mask, cols, cl_unit, int(u.size))
 
