@@ -24,10 +24,10 @@ load column is the 1-minute load average when each fit started; during the linea
 pyfixest fit a test run of mine also competed for the CPUs, so that time is inflated by
 an unknown part; an earlier run at load ~8 gave 0.96 s vs 78.8 s, 82x), 24 months:
 
-| model | persons | layout | spevidence s | pyfixest s | speed-up | MiB ours / pyfixest | rel diff est / se | load |
+| model | persons | layout | ours s | pyfixest s | ratio | MiB ours/pf | rel diff est/se | load |
 |---|---|---|---|---|---|---|---|---|
-| linear | 1,000,000 | sorted | 0.65 | 52.79 | 81x | 40 / 6184 | 2.5e-12 / 2.2e-12 | 3.9 / 6.1 |
-| poisson | 1,000,000 | sorted | 0.96 | 198.96 | 208x | 39 / 7089 | 6.8e-14 / 2.6e-07 | 3.7 / 3.5 |
+| linear | 1,000,000 | sorted | 0.65 | 52.79 | 81x | 40/6184 | 2.5e-12/2.2e-12 | 3.9 / 6.1 |
+| poisson | 1,000,000 | sorted | 0.96 | 198.96 | 208x | 39/7089 | 6.8e-14/2.6e-07 | 3.7 / 3.5 |
 SHUFFLED_ROW
 
 A panel built by ``spevidence.link`` is sorted by person and month. Designs whose units do
