@@ -38,7 +38,18 @@ class EnginePanel:
     unbalanced: bool = False
 
 
-def pivot_units(
+@dataclass(frozen=True)
+class _Pivot:
+    """The unit pivot as an (uncached) engine expression and what scan 1 learnt."""
+
+    units: Any
+    times: FloatArray
+    attr: list[dict[str, Any]]
+    n_in: int
+    tmin: float
+
+
+def _pivot(
     t: Any,
     *,
     yname: str,
@@ -50,9 +61,9 @@ def pivot_units(
     exposure: str | None,
     anticipation: float,
     control: str,
-    allow_unbalanced: bool = False,
-) -> EnginePanel:
-    """Clean and pivot an Ibis long panel to one row per unit, counting every drop."""
+    allow_unbalanced: bool,
+) -> _Pivot:
+    """Scan 1 (periods, cohorts, row counts: one small group-by) and the pivot expression."""
     import ibis
 
     needed = [c for c in (yname, idname, tname, gname, weights, cluster, exposure) if c]
@@ -65,8 +76,15 @@ def pivot_units(
     for c in (weights, cluster, exposure):
         if c:
             notnull = notnull & t[c].notnull()
-    cnt = t.aggregate(n_in=t.count(), n_ok=notnull.sum()).execute().iloc[0]
-    n_in, n_ok = int(cnt["n_in"]), int(cnt["n_ok"] or 0)
+    t = t.mutate(
+        _ok=notnull, _g=t[gname].cast("float64").fill_null(0.0), _t=t[tname].cast("float64")
+    )
+    # one scan gives the row counts, the periods and the cohorts
+    tg = t.group_by(["_t", "_g", "_ok"]).aggregate(_n=t.count()).execute()
+    n_in = int(tg["_n"].sum())
+    ok = tg["_ok"].to_numpy(dtype=bool)
+    tg = tg[ok]
+    n_ok = int(tg["_n"].sum())
     if n_ok < n_in:
         attr.append(
             {
@@ -75,9 +93,9 @@ def pivot_units(
                 "units": 0,
             }
         )
-    t = t.filter(notnull)
-    t = t.mutate(_g=t[gname].cast("float64").fill_null(0.0), _t=t[tname].cast("float64"))
-    tg = t.select("_t", "_g").distinct().execute()
+    t = t.filter(t._ok)
+    if n_ok == 0:
+        raise EstimationError(f"staggered: no usable rows in the engine table ({n_in} rows).")
     times = np.unique(tg["_t"].to_numpy(dtype=float))
     tmax, tmin = float(times.max()), float(times.min())
     t = t.mutate(_g=ibis.ifelse((t._g == 0) | (t._g > tmax), ibis.literal(np.inf), t._g))
@@ -89,7 +107,7 @@ def pivot_units(
     if not np.isinf(gvals).any():
         latest = float(finite.max())
         cut = t._t >= latest - anticipation
-        k = int(t.filter(cut).count().execute())
+        k = int(tg["_n"].to_numpy()[tg["_t"].to_numpy(dtype=float) >= latest - anticipation].sum())
         attr.append(
             {
                 "reason": "no never-treated units: periods from the last cohort on dropped",
@@ -101,7 +119,6 @@ def pivot_units(
         times = times[times < latest - anticipation]
         if control == "never":
             t = t.mutate(_g=ibis.ifelse(t._g == latest, ibis.literal(np.inf), t._g))
-    T = len(times)
     aggs: dict[str, Any] = {
         "_g": t._g.max(),
         "_gmin": t._g.min(),
@@ -118,10 +135,96 @@ def pivot_units(
             aggs[f"o{k}"] = (t._t == float(tk)).cast("float64").sum()
         if exposure:
             aggs[f"e{k}"] = t[exposure].cast("float64").sum(where=t._t == float(tk))
-    u = t.group_by(idname).aggregate(**aggs)
+    return _Pivot(t.group_by(idname).aggregate(**aggs), times, attr, n_in, tmin)
+
+
+def _apply_checks(
+    checks: dict[str, int],
+    attr: list[dict[str, Any]],
+    *,
+    gname: str,
+    weights: str | None,
+    cluster: str | None,
+    idname: str,
+    tname: str,
+    allow_unbalanced: bool,
+) -> bool:
+    """Raise on unit-inconsistent columns or duplicates; record the dropped units.
+
+    Returns True when units not observed in every period are kept (unbalanced path).
+    """
+    for col, what, key in (
+        (gname, "treatment cohort", "vary_g"),
+        (weights, "weight", "vary_w"),
+        (cluster, "cluster", "vary_cl"),
+    ):
+        if col and checks[key] > 0:
+            raise DataError(
+                f"staggered: column {col!r} ({what}) varies within {checks[key]} units; "
+                "it must be constant for each unit."
+            )
+    if checks["dup"] > 0:
+        raise DataError(
+            f"staggered: {checks['dup']} units have more than one row in some period "
+            f"({idname}, {tname}); one row per unit and period is needed."
+        )
+    if checks["early"] > 0:
+        attr.append(
+            {
+                "reason": "unit already treated in the first period",
+                "rows": checks["early_rows"],
+                "units": checks["early"],
+            }
+        )
+    unbalanced = checks["unbalanced"] > 0
+    if unbalanced and not allow_unbalanced:
+        attr.append(
+            {
+                "reason": "unit not observed in every period (balanced panel required)",
+                "rows": checks["unbalanced_rows"],
+                "units": checks["unbalanced"],
+            }
+        )
+    return bool(allow_unbalanced and unbalanced)
+
+
+def pivot_units(
+    t: Any,
+    *,
+    yname: str,
+    idname: str,
+    tname: str,
+    gname: str,
+    weights: str | None,
+    cluster: str | None,
+    exposure: str | None,
+    anticipation: float,
+    control: str,
+    allow_unbalanced: bool = False,
+) -> EnginePanel:
+    """Clean and pivot an Ibis long panel to one row per unit, counting every drop.
+
+    The pivot is materialised in the engine (it is scanned by several queries).
+    """
+    import ibis
+
+    pv = _pivot(
+        t,
+        yname=yname,
+        idname=idname,
+        tname=tname,
+        gname=gname,
+        weights=weights,
+        cluster=cluster,
+        exposure=exposure,
+        anticipation=anticipation,
+        control=control,
+        allow_unbalanced=allow_unbalanced,
+    )
+    u, T, tmin = pv.units, len(pv.times), pv.tmin
     if hasattr(u, "cache"):
         u = u.cache()  # the unit pivot is scanned several times: materialise it once
-    checks = (
+    row = (
         u.aggregate(
             vary_g=(u._g != u._gmin).sum(),
             vary_w=(u._w != u._wmin).sum(),
@@ -135,46 +238,25 @@ def pivot_units(
         .execute()
         .iloc[0]
     )
-    for col, what, key in (
-        (gname, "treatment cohort", "vary_g"),
-        (weights, "weight", "vary_w"),
-        (cluster, "cluster", "vary_cl"),
-    ):
-        if col and int(checks[key] or 0) > 0:
-            raise DataError(
-                f"staggered: column {col!r} ({what}) varies within {int(checks[key])} units; "
-                "it must be constant for each unit."
-            )
-    if int(checks["dup"] or 0) > 0:
-        raise DataError(
-            f"staggered: {int(checks['dup'])} units have more than one row in some period "
-            f"({idname}, {tname}); one row per unit and period is needed."
-        )
-    if int(checks["early"] or 0) > 0:
-        attr.append(
-            {
-                "reason": "unit already treated in the first period",
-                "rows": int(checks["early_rows"] or 0),
-                "units": int(checks["early"]),
-            }
-        )
-    unbalanced = int(checks["unbalanced"] or 0) > 0
-    if unbalanced and not allow_unbalanced:
-        attr.append(
-            {
-                "reason": "unit not observed in every period (balanced panel required)",
-                "rows": int(checks["unbalanced_rows"] or 0),
-                "units": int(checks["unbalanced"]),
-            }
-        )
+    checks = {k: int(v) if pd.notna(v) else 0 for k, v in row.items()}
+    unbalanced = _apply_checks(
+        checks,
+        pv.attr,
+        gname=gname,
+        weights=weights,
+        cluster=cluster,
+        idname=idname,
+        tname=tname,
+        allow_unbalanced=allow_unbalanced,
+    )
     keep = u._g > tmin + anticipation
-    u = u.filter(keep if (allow_unbalanced and unbalanced) else keep & (u._nt == T))
+    u = u.filter(keep if unbalanced else keep & (u._nt == T))
     return EnginePanel(
         u,
-        times,
-        pd.DataFrame(attr, columns=["reason", "rows", "units"]),
-        n_in,
-        bool(allow_unbalanced and unbalanced),
+        pv.times,
+        pd.DataFrame(pv.attr, columns=["reason", "rows", "units"]),
+        pv.n_in,
+        unbalanced,
     )
 
 
