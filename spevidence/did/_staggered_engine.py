@@ -260,6 +260,169 @@ def pivot_units(
     )
 
 
+def streams_units(data: Any) -> bool:
+    """True when the engine runs in this process (DuckDB): stream the unit pivot.
+
+    An in-process engine hands its result to Python as Arrow batches without a
+    copy, and numpy forms the cohort cross-products (``X'X`` per cohort, BLAS)
+    far faster than the engine evaluates ``T (T + 1) / 2`` product aggregates.
+    A distributed engine (Spark) instead returns the small moment matrices.
+    """
+    try:
+        return str(data.get_backend().name) == "duckdb"
+    except Exception:
+        return False
+
+
+def cs_moments_stream(
+    t: Any,
+    *,
+    yname: str,
+    idname: str,
+    tname: str,
+    gname: str,
+    weights: str | None,
+    cluster: str | None,
+    anticipation: float,
+    control: str,
+    allow_unbalanced: bool = False,
+    batch_rows: int = 1 << 20,
+) -> tuple[CohortMoments, FloatArray, pd.DataFrame]:
+    """Callaway-Sant'Anna cohort moments from one streamed scan of the unit pivot.
+
+    The engine groups the long panel by unit (one row per unit, one column per
+    period) and streams it in Arrow batches; each batch adds its cohort
+    cross-products ``sum u u'`` (``u = [1, w, w y_1..T]``, plus ``w obs_t``
+    when unbalanced units are kept) and, with clusters, its cluster x cohort
+    sums. Memory is the engine's hash table plus one batch; the unit checks
+    (cohort/weight/cluster constant within unit, duplicates, balance) are made
+    on the same pass. Equal to :func:`cs_moments` up to floating-point
+    summation order.
+    """
+    pv = _pivot(
+        t,
+        yname=yname,
+        idname=idname,
+        tname=tname,
+        gname=gname,
+        weights=weights,
+        cluster=cluster,
+        exposure=None,
+        anticipation=anticipation,
+        control=control,
+        allow_unbalanced=allow_unbalanced,
+    )
+    import pyarrow.compute as pc
+
+    T, first = len(pv.times), pv.tmin + anticipation
+    width = 2 * T + 2 if allow_unbalanced else T + 2
+    checks = dict.fromkeys(
+        ("vary_g", "vary_w", "vary_cl", "dup", "unbalanced", "unbalanced_rows", "early"), 0
+    )
+    checks["early_rows"] = 0
+    acc: dict[float, FloatArray] = {}
+    nobs: dict[float, FloatArray] = {}
+    parts: list[pd.DataFrame] = []
+    reader = pv.units.to_pyarrow_batches(chunk_size=batch_rows)
+    for b in reader:
+        if b.num_rows == 0:
+            continue
+        g = b.column("_g").to_numpy(zero_copy_only=False).astype(float)
+        nt = b.column("_nt").to_numpy(zero_copy_only=False).astype(np.int64)
+        w = b.column("_w").to_numpy(zero_copy_only=False).astype(float)
+        checks["vary_g"] += int(np.sum(g != b.column("_gmin").to_numpy(zero_copy_only=False)))
+        checks["vary_w"] += int(np.sum(w != b.column("_wmin").to_numpy(zero_copy_only=False)))
+        if cluster:
+            checks["vary_cl"] += int(
+                pc.sum(pc.not_equal(b.column("_cl"), b.column("_clmin"))).as_py() or 0
+            )
+        checks["dup"] += int(np.sum(nt > T))
+        short = nt < T
+        checks["unbalanced"] += int(short.sum())
+        checks["unbalanced_rows"] += int(nt[short].sum())
+        early = g <= first
+        checks["early"] += int(early.sum())
+        checks["early_rows"] += int(nt[early].sum())
+        keep = ~early if allow_unbalanced else ~early & (nt == T)
+        idx = np.flatnonzero(keep)
+        if len(idx) == 0:
+            continue
+        X = np.empty((width, len(idx)))
+        X[0] = 1.0
+        X[1] = w[idx]
+        for k in range(T):
+            X[2 + k] = b.column(f"y{k}").to_numpy(zero_copy_only=False)[idx]
+        X[2 : T + 2] *= X[1]
+        if allow_unbalanced:
+            for k in range(T):
+                X[T + 2 + k] = b.column(f"o{k}").to_numpy(zero_copy_only=False)[idx]
+            obs = X[T + 2 :].copy()
+            X[T + 2 :] *= X[1]
+        gk = g[idx]
+        levels, code = np.unique(gk, return_inverse=True)
+        order = np.argsort(
+            code.astype(np.int16 if len(levels) < 2**15 else np.int64), kind="stable"
+        )
+        bounds = np.searchsorted(code[order], np.arange(len(levels) + 1))
+        Xs = X[:, order]
+        for i, lev in enumerate(levels):
+            blk = Xs[:, bounds[i] : bounds[i + 1]]
+            key = float(lev)
+            acc[key] = acc.get(key, 0.0) + blk @ blk.T
+            if allow_unbalanced:
+                nobs[key] = nobs.get(key, 0.0) + obs[:, order[bounds[i] : bounds[i + 1]]].sum(
+                    axis=1
+                )
+        if cluster:
+            cl = b.column("_cl").take(idx).to_pandas()
+            frame = pd.DataFrame(X.T, columns=[f"s{j}" for j in range(width)])
+            frame["_cl"] = cl.to_numpy()
+            frame["_g"] = gk
+            parts.append(frame.groupby(["_cl", "_g"], sort=False).sum())
+    unbalanced = _apply_checks(
+        checks,
+        pv.attr,
+        gname=gname,
+        weights=weights,
+        cluster=cluster,
+        idname=idname,
+        tname=tname,
+        allow_unbalanced=allow_unbalanced,
+    )
+    if not acc:
+        raise EstimationError(
+            f"staggered: no unit observed in every period ({pv.n_in} rows); "
+            "see the attrition or use allow_unbalanced=True."
+        )
+    cohorts = np.array(sorted(acc))
+    M = np.stack([acc[c] for c in cohorts])
+    U = None
+    if cluster:
+        cr = pd.concat(parts).groupby(level=[0, 1], sort=False).sum().reset_index()
+        clcode = pd.factorize(cr["_cl"], sort=True)[0]
+        ccode = np.searchsorted(cohorts, cr["_g"].to_numpy(dtype=float))
+        U = np.zeros((int(clcode.max()) + 1, len(cohorts), width))
+        U[clcode, ccode, :] = cr[[f"s{j}" for j in range(width)]].to_numpy(dtype=float)
+    keep_w = width if unbalanced else T + 2
+    M = M[:, :keep_w, :keep_w]
+    if U is not None:
+        U = U[:, :, :keep_w]
+    count = np.rint(M[:, 0, 0]).astype(np.int64)
+    n = int(count.sum())
+    wbar = float(M[:, 0, 1].sum()) / n if weights else 1.0
+    scale = np.array([1.0] + [1.0 / wbar] * (keep_w - 1))
+    M = M * scale[None, :, None] * scale[None, None, :]
+    if U is not None:
+        U = U * scale[None, None, :]
+    wsum, wy = M[:, 0, 1].copy(), M[:, 0, 2 : T + 2].copy()
+    attrition = pd.DataFrame(pv.attr, columns=["reason", "rows", "units"])
+    if not unbalanced:
+        return CohortMoments(cohorts, count, wsum, wy, M, U, n), pv.times, attrition
+    nob = np.stack([nobs[c] for c in cohorts])
+    mom = CohortMoments(cohorts, count, wsum, wy, M, U, n, M[:, 0, T + 2 :].copy(), nob)
+    return mom, pv.times, attrition
+
+
 def cs_moments(ep: EnginePanel, *, weighted: bool, clustered: bool) -> CohortMoments:
     """Callaway-Sant'Anna cohort moments computed in the engine.
 
