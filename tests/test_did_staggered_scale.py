@@ -113,3 +113,11 @@ def test_streamed_path_checks_units_on_the_same_pass() -> None:
     tbl = ibis.duckdb.connect().create_table("panel", dup)
     with pytest.raises(DataError, match="more than one row"):
         staggered(tbl, yname="y", idname="id", tname="t", gname="g")
+
+
+@pytest.mark.parametrize("n", [0, 5, 256, 1000])
+def test_blocked_crossprod_is_xtx(n) -> None:
+    from spevidence.did._staggered_engine import _crossprod
+
+    X = np.random.default_rng(n).normal(size=(n, 6))
+    np.testing.assert_allclose(_crossprod(X, block=256), X.T @ X, rtol=1e-13, atol=1e-12)

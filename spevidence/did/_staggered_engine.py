@@ -274,6 +274,21 @@ def streams_units(data: Any) -> bool:
         return False
 
 
+def _crossprod(X: FloatArray, block: int = 256) -> FloatArray:
+    """``X' X`` for a tall ``n x p`` array, as a sum of stacked ``block x p`` products.
+
+    Small products keep OpenBLAS on one thread: its threaded ``dgemm`` on a tall
+    thin matrix is many times slower on a shared, loaded machine (measured
+    3.2 s against 0.06 s for 1 M x 24) and no faster on an idle one.
+    """
+    n, p = X.shape
+    m = (n // block) * block
+    S = X[:m].reshape(-1, block, p)
+    out = np.matmul(S.transpose(0, 2, 1), S).sum(axis=0) if m else np.zeros((p, p))
+    rest = X[m:]
+    return np.asarray(out + rest.T @ rest, dtype=float)
+
+
 def cs_moments_stream(
     t: Any,
     *,
@@ -347,37 +362,33 @@ def cs_moments_stream(
         idx = np.flatnonzero(keep)
         if len(idx) == 0:
             continue
-        X = np.empty((width, len(idx)))
-        X[0] = 1.0
-        X[1] = w[idx]
-        for k in range(T):
-            X[2 + k] = b.column(f"y{k}").to_numpy(zero_copy_only=False)[idx]
-        X[2 : T + 2] *= X[1]
-        if allow_unbalanced:
-            for k in range(T):
-                X[T + 2 + k] = b.column(f"o{k}").to_numpy(zero_copy_only=False)[idx]
-            obs = X[T + 2 :].copy()
-            X[T + 2 :] *= X[1]
         gk = g[idx]
         levels, code = np.unique(gk, return_inverse=True)
-        order = np.argsort(
-            code.astype(np.int16 if len(levels) < 2**15 else np.int64), kind="stable"
-        )
-        bounds = np.searchsorted(code[order], np.arange(len(levels) + 1))
-        Xs = X[:, order]
+        small = code.astype(np.int16 if len(levels) < 2**15 else np.int64)
+        order = idx[np.argsort(small, kind="stable")]  # radix sort for int16
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(code, minlength=len(levels)))])
+        # units x width, rows sorted by cohort: u_i = [1, w, w y_1..T (, w obs_1..T)]
+        X = np.empty((len(idx), width))
+        X[:, 0] = 1.0
+        X[:, 1] = w[order]
+        for k in range(T):
+            X[:, 2 + k] = b.column(f"y{k}").to_numpy(zero_copy_only=False)[order]
+        if weights:
+            X[:, 2 : T + 2] *= X[:, 1:2]
+        if allow_unbalanced:
+            for k in range(T):
+                X[:, T + 2 + k] = b.column(f"o{k}").to_numpy(zero_copy_only=False)[order]
+            for i, lev in enumerate(levels):
+                o_sum = X[bounds[i] : bounds[i + 1], T + 2 :].sum(axis=0)
+                nobs[float(lev)] = nobs.get(float(lev), 0.0) + o_sum
+            X[:, T + 2 :] *= X[:, 1:2]
         for i, lev in enumerate(levels):
-            blk = Xs[:, bounds[i] : bounds[i + 1]]
             key = float(lev)
-            acc[key] = acc.get(key, 0.0) + blk @ blk.T
-            if allow_unbalanced:
-                nobs[key] = nobs.get(key, 0.0) + obs[:, order[bounds[i] : bounds[i + 1]]].sum(
-                    axis=1
-                )
+            acc[key] = acc.get(key, 0.0) + _crossprod(X[bounds[i] : bounds[i + 1]])
         if cluster:
-            cl = b.column("_cl").take(idx).to_pandas()
-            frame = pd.DataFrame(X.T, columns=[f"s{j}" for j in range(width)])
-            frame["_cl"] = cl.to_numpy()
-            frame["_g"] = gk
+            frame = pd.DataFrame(X, columns=[f"s{j}" for j in range(width)])
+            frame["_cl"] = b.column("_cl").take(order).to_numpy(zero_copy_only=False)
+            frame["_g"] = g[order]
             parts.append(frame.groupby(["_cl", "_g"], sort=False).sum())
     unbalanced = _apply_checks(
         checks,
