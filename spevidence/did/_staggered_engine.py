@@ -338,7 +338,8 @@ def cs_moments_stream(
     acc: dict[float, FloatArray] = {}
     nobs: dict[float, FloatArray] = {}
     parts: list[pd.DataFrame] = []
-    reader = pv.units.to_pyarrow_batches(chunk_size=batch_rows)
+    units = pv.units.cache() if hasattr(pv.units, "cache") else pv.units
+    reader = units.to_pyarrow_batches(chunk_size=batch_rows)
     for b in reader:
         if b.num_rows == 0:
             continue
