@@ -306,13 +306,15 @@ def cs_moments_stream(
     """Callaway-Sant'Anna cohort moments from one streamed scan of the unit pivot.
 
     The engine groups the long panel by unit (one row per unit, one column per
-    period) and streams it in Arrow batches; each batch adds its cohort
-    cross-products ``sum u u'`` (``u = [1, w, w y_1..T]``, plus ``w obs_t``
-    when unbalanced units are kept) and, with clusters, its cluster x cohort
-    sums. Memory is the engine's hash table plus one batch; the unit checks
-    (cohort/weight/cluster constant within unit, duplicates, balance) are made
-    on the same pass. Equal to :func:`cs_moments` up to floating-point
-    summation order.
+    period), materialises that pivot (DuckDB streams a stored table several
+    times faster than a group-by result) and streams it in Arrow batches; each
+    batch adds its cohort cross-products ``sum u u'`` (``u = [1, w, w
+    y_1..T]``, plus ``w obs_t`` when unbalanced units are kept) and, with
+    clusters, its cluster x cohort sums. Memory is the engine's pivot (about
+    ``units x (periods + 5) x 8`` bytes, spilled to disk by the engine if
+    needed) plus one batch; the unit checks (cohort/weight/cluster constant
+    within unit, duplicates, balance) are made on the same pass. Equal to
+    :func:`cs_moments` up to floating-point summation order.
     """
     pv = _pivot(
         t,
