@@ -160,6 +160,7 @@ def analyse(path: Path, threads: int, memory_limit: str, controls: list[str]) ->
                 "dynamic_events": len(d.att),
             }
         )
+        print(json.dumps(runs[-1]), file=sys.stderr, flush=True)  # progress
     return {"runs": runs}
 
 
@@ -206,6 +207,7 @@ def main() -> None:
         print(json.dumps(res))
         return
     n = 20_000 if args.quick else args.persons
+    print(f"generating/analysing {n:,} persons ({_uptime()})", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-national-") as tmp:
         folder = (args.data or Path(tmp)) / f"persons-{n}-seed-{args.seed}"
         meta_file = folder / "meta.json"
