@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -161,6 +162,8 @@ def analyse(path: Path, threads: int, memory_limit: str, controls: list[str]) ->
             }
         )
         print(json.dumps(runs[-1]), file=sys.stderr, flush=True)  # progress
+    con.disconnect()
+    shutil.rmtree(tmpdir, ignore_errors=True)
     return {"runs": runs}
 
 
