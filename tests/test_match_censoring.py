@@ -102,9 +102,7 @@ def test_ipcw_weights_are_the_inverse_probability_of_staying_unreferred(matched)
 
     def hazard(u):
         prior = gp_c[u - 12 : u].sum()  # t = u-12 .. u-1
-        eta = (
-            b["(Intercept)"] + b["prior_gp"] * prior + b["log1p(prior_gp)"] * np.log1p(prior)
-        )
+        eta = b["(Intercept)"] + b["prior_gp"] * prior + b["log1p(prior_gp)"] * np.log1p(prior)
         return 1.0 / (1.0 + np.exp(-eta))
 
     md = matched.matched_data(censoring="ipcw")

@@ -693,7 +693,7 @@ def risk_set(
         cu = units.loc[units["treated"] == 0, ["unit_id", "person_id", "index_t"]]
         ipcw = _censoring_weights(
             unit_id=cu["unit_id"].to_numpy(dtype=np.int64),
-            person=persons.get_indexer(cu["person_id"]),
+            person=persons.get_indexer(pd.Index(cu["person_id"])),
             index_t=cu["index_t"].to_numpy(dtype=np.int64),
             pres=pres,
             ref_person=ref_person,
