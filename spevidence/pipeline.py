@@ -195,7 +195,9 @@ def run(
             lookback=proto.match.lookback,
             seed=proto.seed,
         )
-        matched = matched_obj.matched_data()
+        matched = matched_obj.matched_data(
+            censoring=proto.match.censoring, washout=proto.match.washout
+        )
         window = matched.loc[
             (matched["event_time"] >= -proto.did.pre) & (matched["event_time"] < proto.did.post)
         ]

@@ -10,6 +10,7 @@ Every expectation here is computed by hand from the panel and the fitted coeffic
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -148,3 +149,30 @@ def test_bad_censoring_options_raise(matched):
         matched.matched_data(censoring="ipcw", washout=2)
     with pytest.raises(DataError, match="washout"):
         matched.matched_data(censoring="referral", washout=-1)
+
+
+def test_protocol_validates_the_censoring_options(tmp_path):
+    import yaml
+
+    from spevidence.errors import ProtocolError
+    from spevidence.protocol import load_protocol
+
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "protocols" / "frequent-attenders.yaml").read_text())
+    assert load_protocol(root / "protocols" / "frequent-attenders.yaml").match.censoring == "ipcw"
+    for match, ok in [
+        ({"censoring": "referral", "washout": 3}, True),
+        ({"censoring": "none"}, True),
+        ({"censoring": "ipcw", "washout": 3}, False),
+        ({"censoring": "later"}, False),
+        ({"censoring": "referral", "washout": -1}, False),
+    ]:
+        d = {**base, "match": {**base["match"], **match}}
+        f = tmp_path / "p.yaml"
+        f.write_text(yaml.safe_dump(d))
+        if ok:
+            p = load_protocol(f)
+            assert p.match.censoring == match["censoring"]
+        else:
+            with pytest.raises(ProtocolError):
+                load_protocol(f)

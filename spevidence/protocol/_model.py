@@ -32,6 +32,26 @@ class MatchSpec(_Frozen):
     caliper: float | None = Field(0.2, gt=0)
     lookback: int = Field(12, ge=1, le=60, description="months of prior use matched on")
     replace: bool = False
+    censoring: Literal["ipcw", "referral", "none"] = Field(
+        "ipcw",
+        description=(
+            "comparators referred later: cut at their referral and weight the rest by the "
+            "inverse probability of staying unreferred (ipcw), cut only (referral), or keep "
+            "(none)"
+        ),
+    )
+    washout: int = Field(
+        0, ge=0, le=24, description="with censoring: referral, cut this many periods earlier"
+    )
+
+    @model_validator(mode="after")
+    def _washout_needs_referral(self) -> MatchSpec:
+        if self.washout and self.censoring != "referral":
+            raise ValueError(
+                f"match.washout ({self.washout}) applies only with censoring: referral "
+                f"(got censoring: {self.censoring}); set washout: 0 or censoring: referral"
+            )
+        return self
 
 
 class DidSpec(_Frozen):
