@@ -82,6 +82,22 @@ def truth_window(truth: dict, post: int, outcome: str = "gp") -> float:  # type:
     return mu1 / mu0 if mu0 > 0 else float(truth["att"][outcome]["rate_ratio"])
 
 
+def with_prior_referral(panel: pd.DataFrame, data: Path, seed: int, proto) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """Add ``prior_referral``: 1 from the period after a person's first referral of any
+    outcome (accepted, declined, did not engage), else 0."""
+    from spevidence.identity import pseudonymise
+
+    r = pd.read_parquet(data / "referrals.parquet", columns=["person_id", "referral_date"])
+    if not str(r["person_id"].iloc[0]).startswith("P"):
+        r["person_id"] = pseudonymise(r["person_id"].astype(str), demo_key(seed))
+    d = pd.to_datetime(r["referral_date"])
+    start = pd.Timestamp(proto.start)
+    r["rt"] = (d.dt.year - start.year) * 12 + (d.dt.month - start.month)
+    first = r.groupby("person_id")["rt"].min()
+    f = panel["person_id"].map(first).astype("float64").to_numpy(na_value=np.inf)
+    return panel.assign(prior_referral=(panel["t"].to_numpy() > f).astype("int64"))
+
+
 def did(md: pd.DataFrame, pre: int, post: int, weights: str = "weights") -> tuple[float, float]:
     w = md.loc[(md["event_time"] >= -pre) & (md["event_time"] < post)]
     r = two_by_two(
@@ -150,6 +166,15 @@ def main() -> None:
             res["no-censor"] = did(m.matched_data(censoring="none"), proto.did.pre, proto.did.post)
         if "ipcw" in designs:
             res["ipcw"] = did(m.matched_data(censoring="ipcw"), proto.did.pre, proto.did.post)
+        if "prior-ref" in designs:
+            data = args.work / f"{args.scenario}-{args.persons}-{seed}"
+            pp = with_prior_referral(panel, data, seed, proto)
+            kw2 = {**kw, "exact": (*mp.exact, "prior_referral")}
+            mq = risk_set(pp, comparators="not-yet-referred", **kw2)
+            for cz in ("ipcw", "referral", "none"):
+                res[f"prior-ref-{cz}"] = did(
+                    mq.matched_data(censoring=cz), proto.did.pre, proto.did.post
+                )
         if "never" in designs:
             mn = risk_set(panel, comparators="never-referred", **kw)
             res["never"] = did(mn.matched_data(censoring="referral"), proto.did.pre, proto.did.post)
