@@ -175,6 +175,15 @@ def main() -> None:
                 res[f"prior-ref-{cz}"] = did(
                     mq.matched_data(censoring=cz), proto.did.pre, proto.did.post
                 )
+        if "exact3" in designs:
+            kw3 = {**kw, "exact": (*mp.exact, "gp_m1_3")}
+            me = risk_set(panel, comparators="not-yet-referred", **kw3)
+            for cz in ("ipcw", "none"):
+                res[f"exact3-{cz}"] = did(
+                    me.matched_data(censoring=cz), proto.did.pre, proto.did.post
+                )
+            bal = me.units.groupby("treated")["gp_m1_3"].mean()
+            print(f"  exact3: {len(me.units) // 2} pairs, gp_m1_3 {bal.round(2).to_dict()}")
         if "never" in designs:
             mn = risk_set(panel, comparators="never-referred", **kw)
             res["never"] = did(mn.matched_data(censoring="referral"), proto.did.pre, proto.did.post)
