@@ -193,6 +193,7 @@ def run(
             replace=proto.match.replace,
             comparators=proto.match.comparators,
             lookback=proto.match.lookback,
+            eligibility=proto.match.eligibility,
             seed=proto.seed,
         )
         matched = matched_obj.matched_data(

@@ -166,6 +166,8 @@ def test_protocol_validates_the_censoring_options(tmp_path):
         ({"censoring": "ipcw", "washout": 3}, False),
         ({"censoring": "later"}, False),
         ({"censoring": "referral", "washout": -1}, False),
+        ({"censoring": "ipcw", "eligibility": ["prior_gp > 15"]}, True),
+        ({"censoring": "ipcw", "eligibility": ["prior_gp >> 15"]}, False),
     ]:
         d = {**base, "match": {**base["match"], **match}}
         f = tmp_path / "p.yaml"
@@ -176,3 +178,35 @@ def test_protocol_validates_the_censoring_options(tmp_path):
         else:
             with pytest.raises(ProtocolError):
                 load_protocol(f)
+
+
+def test_eligibility_criteria_apply_to_cases_and_comparators():
+    from spevidence.match.risk_set import REASON_INELIGIBLE
+
+    people = [
+        _person("A", gp=_gp(2), ref=13),  # prior_gp at 13 = 24: eligible
+        _person("F", gp=_gp(1), ref=14),  # prior_gp at 14 = 12: not eligible -> dropped
+        _person("C", gp=_gp(1)),  # 12: the nearest on prior use, but not eligible
+        _person("D", gp=_gp(4)),  # 48: eligible
+    ]
+    panel = pd.concat(people, ignore_index=True)
+    kw = dict(exact=("sex",), covariates=["prior_gp"], caliper=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        free = risk_set(panel, **kw)
+        rs = risk_set(panel, eligibility=["prior_gp > 20"], **kw)
+    assert free.pairs["comparator_person_id"].tolist()[0] in ("C", "F")  # prior 12, tie
+    assert rs.pairs[["case_person_id", "comparator_person_id"]].values.tolist() == [["A", "D"]]
+    assert set(rs.pool["person_id"]) == {"A", "D"}
+    att = rs.attrition.set_index("reason")["n"]
+    assert att[REASON_INELIGIBLE] == 1
+    assert rs.attrition.iloc[-1]["n"] == 1
+    # a panel column works too, and a bad criterion names the accepted form
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_col = risk_set(panel.assign(x=panel["gp"]), eligibility=["x >= 2"], **kw)
+    assert by_col.pairs["comparator_person_id"].tolist() == ["D"]
+    with pytest.raises(DataError, match="<column> <op> <number>"):
+        risk_set(panel, eligibility=["prior_gp >> 20"], **kw)
+    with pytest.raises(DataError, match="neither a derived"):
+        risk_set(panel, eligibility=["nothing > 1"], **kw)

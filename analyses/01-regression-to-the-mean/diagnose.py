@@ -134,11 +134,14 @@ def main() -> None:
     ap.add_argument("--designs", default="censor,no-censor,ipcw,never")
     ap.add_argument("--work", type=Path, default=Path("/work/data/rtm"))
     ap.add_argument("--csv", type=Path, default=None)
+    ap.add_argument("--covariates", default=None, help="comma-separated; default: protocol")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     proto = load_protocol(ROOT / "protocols" / f"{args.protocol}.yaml")
     mp = proto.match
     covs = list(mp.covariates) if mp.covariates else None
+    if args.covariates:
+        covs = args.covariates.split(",")
     designs = args.designs.split(",")
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -184,6 +187,38 @@ def main() -> None:
                 )
             bal = me.units.groupby("treated")["gp_m1_3"].mean()
             print(f"  exact3: {len(me.units) // 2} pairs, gp_m1_3 {bal.round(2).to_dict()}")
+        for name, upd in (
+            ("cal05", {"caliper": 0.05}),
+            ("replace", {"replace": True}),
+            ("cal05-replace", {"caliper": 0.05, "replace": True}),
+        ):
+            if name in designs:
+                mv = risk_set(panel, comparators="not-yet-referred", **{**kw, **upd})
+                res[f"{name}-ipcw"] = did(mv.matched_data(), proto.did.pre, proto.did.post)
+                bal = mv.units.groupby("treated")["gp_m1_3"].mean()
+                print(
+                    f"  {name}: {(mv.units.treated == 1).sum()} cases, "
+                    f"gp_m1_3 {bal.round(2).to_dict()}"
+                )
+        if "elig" in designs:
+            # the scheme's own eligibility rule (> 15 GP appointments in 12 months) as an
+            # exact stratum: comparators must have been eligible for referral at the index
+            pe = panel.assign(
+                eligible=(panel["gp_m1_3"] + panel["gp_m4_6"] + panel["gp_m7_12"] > 15).astype(
+                    "int64"
+                )
+            )
+            mv = risk_set(
+                pe, comparators="not-yet-referred", **{**kw, "exact": (*mp.exact, "eligible")}
+            )
+            for cz in ("ipcw", "none", "referral"):
+                res[f"elig-{cz}"] = did(
+                    mv.matched_data(censoring=cz), proto.did.pre, proto.did.post
+                )
+            bal = mv.units.groupby("treated")["gp_m1_3"].mean()
+            print(
+                f"  elig: {(mv.units.treated == 1).sum()} cases, gp_m1_3 {bal.round(2).to_dict()}"
+            )
         if "never" in designs:
             mn = risk_set(panel, comparators="never-referred", **kw)
             res["never"] = did(mn.matched_data(censoring="referral"), proto.did.pre, proto.did.post)

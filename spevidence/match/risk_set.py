@@ -27,6 +27,8 @@ Pharmaceutical Statistics 10(2), 150-161.
 from __future__ import annotations
 
 import itertools
+import operator
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,6 +58,7 @@ REASON_OUTSIDE = "referral period outside the panel's study window"
 REASON_NO_ROW = "no panel row in the referral period (not registered then)"
 REASON_LOOKBACK = "registered for less than the look-back window before referral"
 REASON_MISSING = "missing covariate or exact-matching value at referral"
+REASON_INELIGIBLE = "did not meet the scheme's eligibility criteria at referral"
 REASON_NO_STRATUM = "no eligible comparator in the exact-matching stratum"
 REASON_USED = "all eligible comparators in the stratum already used by earlier matches"
 REASON_CALIPER = "no unused comparator within the caliper"
@@ -64,10 +67,34 @@ REASON_ORDER = (
     REASON_NO_ROW,
     REASON_LOOKBACK,
     REASON_MISSING,
+    REASON_INELIGIBLE,
     REASON_NO_STRATUM,
     REASON_USED,
     REASON_CALIPER,
 )
+
+
+_CRITERION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+_OPS = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def parse_criterion(text: str) -> tuple[str, str, float]:
+    """Split an eligibility criterion such as ``"prior_gp > 15"`` into (column,
+    operator, number); raise DataError naming the accepted form otherwise."""
+    m = _CRITERION.match(str(text))
+    if m is None:
+        raise DataError(
+            f"risk_set: eligibility criterion {text!r} is not of the form "
+            "'<column> <op> <number>' with op one of > >= < <= == != (e.g. 'prior_gp > 15')."
+        )
+    return m.group(1), m.group(2), float(m.group(3))
 
 
 def _age_band(age: np.ndarray, breaks: Sequence[int]) -> np.ndarray:
@@ -309,6 +336,7 @@ def risk_set(
     recent: int = 3,
     order: Order = "largest",
     age_breaks: Sequence[int] = DEFAULT_AGE_BREAKS,
+    eligibility: Sequence[str] = (),
     seed: int | np.random.Generator = 0,
 ) -> RiskSetMatched:
     """Risk-set matching of referred people to comparators eligible at referral.
@@ -341,6 +369,14 @@ def risk_set(
     recent : window for the ``recent_*`` covariates (t in [index - recent, index - 1]).
     order : order of matching within a stratum (MatchIt ``m.order``).
     age_breaks : lower edges of the age bands after the first.
+    eligibility : the scheme's own eligibility criteria, each ``"<column> <op>
+        <number>"`` (e.g. ``"prior_gp > 15"`` for a frequent-attender scheme), on a
+        derived covariate (``prior_*``, ``recent_*``, ``age``) or a numeric panel column
+        at the index period. Cases and comparators who do not meet them are not
+        candidates (cases are counted in the attrition): comparators must have been
+        eligible for referral when the case was referred, as in the target trial.
+        A threshold in the referral rule cannot be represented by a logistic propensity
+        score, which then trades the recent peak against other covariates.
     seed : seed or Generator (used only by ``order="random"``).
 
     Notes
@@ -412,6 +448,15 @@ def risk_set(
                 f"risk_set: covariate {c!r} is not numeric; put categorical variables in "
                 "`exact` instead."
             )
+    crit = [parse_criterion(c) for c in eligibility]
+    for col, _, _ in crit:
+        if col not in derived and col not in panel.columns:
+            raise DataError(
+                f"risk_set: eligibility criterion on {col!r}, which is neither a derived "
+                f"covariate ({sorted(derived)}) nor a panel column."
+            )
+        if col not in derived and not pd.api.types.is_numeric_dtype(panel[col]):
+            raise DataError(f"risk_set: eligibility column {col!r} is not numeric.")
     if ("age" in covs or "age_band" in exact) and "year_of_birth" not in panel.columns:
         raise DataError("risk_set: 'age' needs the panel column 'year_of_birth'.")
 
@@ -522,6 +567,18 @@ def risk_set(
     for p in pool.loc[miss & (pool["treated"].to_numpy() == 1), "_p"]:
         drop_reason[int(p)] = REASON_MISSING
     pool = pool.loc[~miss].reset_index(drop=True)
+    # the scheme's eligibility criteria at the index period
+    if crit:
+        ok = np.ones(len(pool), dtype=bool)
+        for col, op, value in crit:
+            if col in pool.columns and (col in derived or col in covs):
+                v = pool[col].to_numpy(dtype=float)
+            else:
+                v = panel[col].to_numpy(dtype=np.float64, na_value=np.nan)[pool["_row"]]
+            ok &= _OPS[op](np.nan_to_num(v, nan=-np.inf if op in (">", ">=") else np.inf), value)
+        for p in pool.loc[~ok & (pool["treated"].to_numpy() == 1), "_p"]:
+            drop_reason[int(p)] = REASON_INELIGIBLE
+        pool = pool.loc[ok].reset_index(drop=True)
     n_cases_pool = int(pool["treated"].sum())
     if n_cases_pool == 0:
         raise EstimationError(
@@ -770,6 +827,7 @@ def risk_set(
             "recent": recent,
             "order": order,
             "age_breaks": tuple(age_breaks),
+            "eligibility": tuple(eligibility),
             "seed": seed if not isinstance(seed, np.random.Generator) else "Generator",
         },
         ipcw=ipcw,

@@ -43,9 +43,24 @@ class MatchSpec(_Frozen):
     washout: int = Field(
         0, ge=0, le=24, description="with censoring: referral, cut this many periods earlier"
     )
+    eligibility: tuple[str, ...] = Field(
+        (),
+        description=(
+            "the scheme's eligibility criteria at referral, e.g. 'prior_gp > 15': "
+            "comparators must have met them too"
+        ),
+    )
 
     @model_validator(mode="after")
     def _washout_needs_referral(self) -> MatchSpec:
+        from spevidence.errors import DataError
+        from spevidence.match.risk_set import parse_criterion
+
+        for c in self.eligibility:
+            try:
+                parse_criterion(c)
+            except DataError as e:
+                raise ValueError(f"match.eligibility: {e}".replace("risk_set: ", "")) from None
         if self.washout and self.censoring != "referral":
             raise ValueError(
                 f"match.washout ({self.washout}) applies only with censoring: referral "
