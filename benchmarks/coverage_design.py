@@ -79,6 +79,7 @@ def one_seed(scenario: str, persons: int, seed: int, proto, censoring: str) -> d
             caliper=mp.caliper,
             replace=mp.replace,
             lookback=mp.lookback,
+            eligibility=mp.eligibility,
             seed=proto.seed,
         )
         md = m.matched_data(censoring=censoring)  # type: ignore[arg-type]
@@ -121,6 +122,10 @@ def main() -> None:
     ap.add_argument("--csv", type=Path, required=True)
     args = ap.parse_args()
     proto = load_protocol(ROOT / "protocols" / f"{args.protocol}.yaml")
+    if args.scenario != "frequent-attenders":  # the > 15 GP visits rule is that scheme's
+        proto = proto.model_copy(
+            update={"match": proto.match.model_copy(update={"eligibility": ()})}
+        )
     done: set[int] = set()
     if args.csv.is_file():
         done = set(pd.read_csv(args.csv)["seed"].tolist())
