@@ -255,9 +255,12 @@ def run(
                 replace=proto.match.replace,
                 comparators=proto.match.comparators,
                 lookback=proto.match.lookback,
+                eligibility=proto.match.eligibility,
                 seed=proto.seed,
             )
-            matched = matched_obj.matched_data()
+            matched = matched_obj.matched_data(
+                censoring=proto.match.censoring, washout=proto.match.washout
+            )
             flow = _attrition(matched_obj)
             balance = _balance(matched_obj.balance(warn=False).table())
             run_cache.save("matching", {"matched": matched, "flow": flow, "balance": balance})

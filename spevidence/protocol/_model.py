@@ -32,6 +32,41 @@ class MatchSpec(_Frozen):
     caliper: float | None = Field(0.2, gt=0)
     lookback: int = Field(12, ge=1, le=60, description="months of prior use matched on")
     replace: bool = False
+    censoring: Literal["ipcw", "referral", "none"] = Field(
+        "ipcw",
+        description=(
+            "comparators referred later: cut at their referral and weight the rest by the "
+            "inverse probability of staying unreferred (ipcw), cut only (referral), or keep "
+            "(none)"
+        ),
+    )
+    washout: int = Field(
+        0, ge=0, le=24, description="with censoring: referral, cut this many periods earlier"
+    )
+    eligibility: tuple[str, ...] = Field(
+        (),
+        description=(
+            "the scheme's eligibility criteria at referral, e.g. 'prior_gp > 15': "
+            "comparators must have met them too"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _washout_needs_referral(self) -> MatchSpec:
+        from spevidence.errors import DataError
+        from spevidence.match.risk_set import parse_criterion
+
+        for c in self.eligibility:
+            try:
+                parse_criterion(c)
+            except DataError as e:
+                raise ValueError(f"match.eligibility: {e}".replace("risk_set: ", "")) from None
+        if self.washout and self.censoring != "referral":
+            raise ValueError(
+                f"match.washout ({self.washout}) applies only with censoring: referral "
+                f"(got censoring: {self.censoring}); set washout: 0 or censoring: referral"
+            )
+        return self
 
 
 class DidSpec(_Frozen):
