@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python -m benchmarks            # full sizes (can take hours on 2 cores)
     python -m benchmarks --quick    # small sizes: checks that everything runs
     python -m benchmarks --only bench_did --timeout 600 --out /tmp/RESULTS.md
+    python -m benchmarks --only bench_national --national   # 15.7 M persons x 22 quarters
 
 Every ``benchmarks/bench_*.py`` (and the Monte Carlo ``coverage_did.py``) runs in its own
 subprocess, one after another, so their timings do not compete with each other. For each
@@ -42,6 +43,8 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
     "bench_did": ([], ["--persons", "2000", "--months", "12"]),
     "bench_link": ([], ["--persons", "2000", "--years", "1"]),
     "bench_match": ([], ["--quick"]),
+    # full mode: 1 M persons; the national size (15.7 M) is opt-in: --national
+    "bench_national": (["--persons", "1000000"], ["--quick"]),
     "bench_staggered": (
         [],
         ["--units", "1000", "--periods", "8", "--timeout", "600"],
@@ -106,9 +109,15 @@ def scripts(only: list[str] | None) -> list[Path]:
     return found
 
 
-def arguments(script: Path, *, quick: bool, tmp: Path) -> list[str]:
+# --national: the Wilding-scale run (15.7 M persons x 22 quarters, about 345 M rows)
+NATIONAL = ["--persons", "15700000"]
+
+
+def arguments(script: Path, *, quick: bool, tmp: Path, national: bool = False) -> list[str]:
     """The arguments for one script (see ``RUNS``)."""
-    if script.stem in RUNS:
+    if national and script.stem == "bench_national":
+        args = NATIONAL
+    elif script.stem in RUNS:
         full, small = RUNS[script.stem]
         args = small if quick else full
     elif quick:
@@ -126,11 +135,11 @@ def shown_arguments(args: list[str], tmp: Path) -> list[str]:
     return [a.replace(str(tmp), "$TMP") for a in args]
 
 
-def run_one(script: Path, *, quick: bool, timeout: float) -> Outcome:
+def run_one(script: Path, *, quick: bool, timeout: float, national: bool = False) -> Outcome:
     """Run one script in its own process; measure wall time and peak RSS (incl. children)."""
     with tempfile.TemporaryDirectory(prefix=f"{script.stem}-") as tmpdir:
         tmp = Path(tmpdir)
-        args = arguments(script, quick=quick, tmp=tmp)
+        args = arguments(script, quick=quick, tmp=tmp, national=national)
         out_path, err_path = tmp / "stdout.txt", tmp / "stderr.txt"
         env = {
             **os.environ,
@@ -323,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="Seconds per script (default 1800 quick, 86400 full).",
     )
+    ap.add_argument(
+        "--national",
+        action="store_true",
+        help="bench_national at the national size (15.7 M persons x 22 quarters; "
+        "about 3 GiB of Parquet in a temporary folder, minutes).",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md", help="Where to write.")
     args = ap.parse_args(argv)
     timeout = args.timeout or (1800.0 if args.quick else 86400.0)
@@ -331,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     for script in scripts(args.only):
         print(f"running {script.name} ...", file=sys.stderr, flush=True)
-        o = run_one(script, quick=args.quick, timeout=timeout)
+        o = run_one(script, quick=args.quick, timeout=timeout, national=args.national)
         print(f"  {o.status} in {o.seconds:.1f} s, peak {o.peak_mib:.0f} MiB", file=sys.stderr)
         outcomes.append(o)
     text = render(outcomes, facts, os.getloadavg(), quick=args.quick, started=started)

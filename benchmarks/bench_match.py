@@ -50,8 +50,10 @@ def make_panel(persons: int, months: int, cases: int, seed: int = 1) -> pd.DataF
     present = tt >= start[:, None]
     pid, t = np.nonzero(present)
     periods = pd.date_range("2021-01-01", periods=months, freq="MS")
-    pcn = pd.Categorical.from_codes(rng.integers(0, 60, persons), [f"U{k:05d}" for k in range(60)])
-    sex = pd.Categorical.from_codes(rng.integers(0, 2, persons), ["F", "M"])
+    pcn = pd.Categorical.from_codes(
+        rng.integers(0, 60, persons), pd.Index([f"U{k:05d}" for k in range(60)])
+    )
+    sex = pd.Categorical.from_codes(rng.integers(0, 2, persons), pd.Index(["F", "M"]))
     referral_t = pd.array(np.where(ref >= 0, ref, 0)[pid], dtype="Int64")
     referral_t[ref[pid] < 0] = pd.NA
     return pd.DataFrame(

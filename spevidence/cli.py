@@ -324,7 +324,14 @@ def link(
         key = load_key(key_file)
     ex = read_extracts(data, date_format=date_format)
     clean, qa, attrition = _validate(ex, start=start, end=end, ids=ids, key=key)  # type: ignore[arg-type]
-    panel = build_panel(clean, start=start, end=end, period=period, backend=engine)  # type: ignore[arg-type]
+    panel = build_panel(
+        clean,
+        start=start,
+        end=end,
+        period=period,  # type: ignore[arg-type]
+        backend=engine,
+        cache=False,  # written once: nothing to keep
+    )
     panel_out.parent.mkdir(parents=True, exist_ok=True)
     panel.to_parquet(panel_out)
     out.print(qa.summary(), highlight=False)
@@ -419,8 +426,19 @@ def run(
         str | None, typer.Option("--format", help="Report formats, e.g. html,pdf,docx.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache",
+            help="Recompute every stage; do not read or write OUT/.spevidence-cache "
+            "(the stage cache, which holds pseudonyms and never enters the bundle).",
+        ),
+    ] = False,
 ) -> None:
-    """Run an evaluation protocol end to end: bundle and report."""
+    """Run an evaluation protocol end to end: bundle and report.
+
+    Re-running with unchanged inputs reuses the finished panel, matching and
+    estimates from OUT/.spevidence-cache (use --no-cache to recompute them)."""
     from spevidence.pipeline import run as _run
 
     if engine not in ("duckdb", "spark"):
@@ -434,7 +452,10 @@ def run(
         key_file=key_file,
         formats=formats,
         progress=progress,
+        cache=not no_cache,
     )
+    if res.reused:
+        out.print(f"Reused from the run cache: {', '.join(res.reused)}")
     out.print("[bold green]Evaluation finished.[/]")
     out.print(f"  bundle: {res.bundle}")
     for label, path in res.reports.items():

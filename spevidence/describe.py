@@ -101,11 +101,20 @@ def characteristics_wide(long: pd.DataFrame) -> pd.DataFrame:
     """Table 1 as the report shows it: a row per characteristic, a column per group.
 
     Takes the *disclosure-controlled* long table. The "People" row shows the (rounded)
-    group sizes; redacted cells stay missing.
+    group sizes; percentages are recomputed from the rounded counts and means are given
+    to one decimal, so that no exact denominator can be worked back from a released
+    number (e.g. 59.46 % female is 88 of 148 people, when the released group size is 150);
+    redacted cells stay missing.
     """
     t = long.copy()
+    n = pd.to_numeric(t["n"], errors="coerce").astype("float64")
+    n_group = pd.to_numeric(t["n_group"], errors="coerce").astype("float64")
     is_people = t["characteristic"] == "People"
-    t.loc[is_people, "value"] = t.loc[is_people, "n"].astype("Float64")
+    is_share = t["n"].notna() & ~is_people
+    value = pd.to_numeric(t["value"], errors="coerce").astype("float64").round(1)
+    share = (100.0 * n / n_group.where(n_group > 0)).round(1)
+    value = value.where(~is_share, share)
+    t["value"] = value.where(~is_people, n)
     wide = t.pivot_table(
         index="characteristic",
         columns="group",

@@ -43,6 +43,7 @@ class RunResult:
 
     bundle: Path
     reports: dict[str, Path]
+    reused: tuple[str, ...] = ()  # stages taken from the run cache (spevidence._runcache)
 
 
 class _Steps:
@@ -69,6 +70,10 @@ class _Steps:
             self._progress = progress
             self._task = progress.add_task(STEPS[0], total=len(STEPS))
             yield self
+
+    def note(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(text)
 
     def step(self, done: int) -> None:
         if self._progress is not None:
@@ -123,6 +128,7 @@ def run(
     formats: tuple[str, ...] | None = None,
     report_engine: str | None = None,
     progress: bool = True,
+    cache: bool = True,
 ) -> RunResult:
     """Run an evaluation end to end.
 
@@ -141,7 +147,14 @@ def run(
         (else the ``SPEVIDENCE_KEY`` environment variable). The key is never written.
     formats, report_engine
         Override the protocol's report formats and rendering engine.
+    cache
+        Reuse the panel, matching and estimates stored in ``OUT/.spevidence-cache/``
+        by an earlier run whose inputs (file hashes, protocol, seed, engine, key,
+        package version) these stages read are unchanged; ``False`` neither reads nor
+        writes the cache. The cache holds pseudonyms and never enters the bundle
+        (:mod:`spevidence._runcache`).
     """
+    from spevidence._runcache import RunCache, key_fingerprint, stage_inputs
     from spevidence.bundle import write_bundle
     from spevidence.data import read_extracts, validate
     from spevidence.did import event_study, two_by_two
@@ -166,44 +179,103 @@ def run(
         # 1. read, validate, pseudonymise ------------------------------------------
         key = load_key(key_file) if proto.ids == "nhs_number" else None
         extracts = read_extracts(data)
-        clean, qa, _ = validate(  # exclusions are also in qa (see issue notes)
+        clean, qa, linkage = validate(
             extracts, start=proto.start, end=proto.end, ids=proto.ids, key=key
+        )
+        hashes = extracts.file_hashes
+        run_cache = RunCache(
+            out,
+            stage_inputs(
+                proto.to_dict(),
+                input_hashes=hashes,
+                engine=engine,
+                key_fingerprint=key_fingerprint(key),
+            ),
+            # tables read from a database have no file hash: their changes cannot be seen
+            enabled=cache and all(h is not None for h in hashes.values()),
         )
         steps.step(1)
         # 2. link ------------------------------------------------------------------
-        panel_obj = build_panel(
-            clean,
-            start=proto.start,
-            end=proto.end,
-            period=proto.period,
-            backend=engine,
-        )
-        panel = describe.lagged_sums(panel_obj.to_pandas(), "gp", TRAJECTORY)
+        if proto.design == "staggered":  # whole-population staggered DiD: its own module
+            from spevidence import _pipeline_staggered
+
+            panel_obj = build_panel(
+                clean,
+                start=proto.start,
+                end=proto.end,
+                period=proto.period,
+                backend=engine,
+            )
+
+            return _pipeline_staggered.finish(
+                proto,
+                panel_obj,
+                qa=qa,
+                extracts=extracts,
+                data=data,
+                out=out,
+                engine=engine,
+                formats=formats,
+                report_engine=report_engine,
+                step=steps.step,
+                release=_release,
+            )
         covariates = list(proto.match.covariates) if proto.match.covariates else None
-        if covariates and "risk_score" in covariates:
-            panel = _with_risk_score(panel, clean, proto)
+        if (hit := run_cache.load("panel")) is None:
+            panel_obj = build_panel(
+                clean,
+                start=proto.start,
+                end=proto.end,
+                period=proto.period,
+                backend=engine,
+            )
+            panel = describe.lagged_sums(panel_obj.to_pandas(), "gp", TRAJECTORY)
+            if covariates and "risk_score" in covariates:
+                panel = _with_risk_score(panel, clean, proto)
+            ae_types = panel_obj.definitions.ae_department_types
+            panel_attrition = panel_obj.attrition
+            run_cache.save(
+                "panel",
+                {"panel": panel, "attrition": panel_attrition.table()},
+                {"ae_department_types": ae_types},
+            )
+        else:
+            panel, ae_types = hit.frames["panel"], hit.meta["ae_department_types"]
+            panel_attrition = _attrition_from_table(hit.frames["attrition"])
+            steps.note(f"Reused the linked panel from {run_cache.root / 'panel'}")
         steps.step(2)
         # 3. match -----------------------------------------------------------------
-        matched_obj = risk_set(
-            panel,
-            exact=proto.match.exact,
-            covariates=covariates,
-            ratio=proto.match.ratio,
-            caliper=proto.match.caliper,
-            replace=proto.match.replace,
-            comparators=proto.match.comparators,
-            comparator_pcns=proto.match.comparator_pcns,
-            lookback=proto.match.lookback,
-            seed=proto.seed,
-        )
-        matched = matched_obj.matched_data()
+        if (hit := run_cache.load("matching")) is None:
+            matched_obj = risk_set(
+                panel,
+                exact=proto.match.exact,
+                covariates=covariates,
+                ratio=proto.match.ratio,
+                caliper=proto.match.caliper,
+                replace=proto.match.replace,
+                comparators=proto.match.comparators,
+                comparator_pcns=proto.match.comparator_pcns,
+                lookback=proto.match.lookback,
+                eligibility=proto.match.eligibility,
+                seed=proto.seed,
+            )
+            matched = matched_obj.matched_data(
+                censoring=proto.match.censoring, washout=proto.match.washout
+            )
+            flow = _attrition(matched_obj)
+            balance = _balance(matched_obj.balance(warn=False).table())
+            run_cache.save("matching", {"matched": matched, "flow": flow, "balance": balance})
+        else:
+            matched, flow, balance = (hit.frames[k] for k in ("matched", "flow", "balance"))
+            steps.note(f"Reused the matched cohort from {run_cache.root / 'matching'}")
         window = matched.loc[
             (matched["event_time"] >= -proto.did.pre) & (matched["event_time"] < proto.did.post)
         ]
         steps.step(3)
         # 4. difference-in-differences ---------------------------------------------
         est_rows, es_rows, pre_rows = [], [], []
-        for o in outcomes:
+        estimates = run_cache.load("estimates")
+        for o in outcomes if estimates is None else ():
             for model in proto.did.models:
                 res = two_by_two(
                     window,
@@ -238,7 +310,17 @@ def run(
             es_rows.append(et)
             pt = es.pretrend_test()
             pre_rows.append({"outcome": o, **_pretrend_dict(pt)})
-        did_est = pd.concat(est_rows, ignore_index=True)
+        if estimates is None:
+            did_est = pd.concat(est_rows, ignore_index=True)
+            es_table, pre_table = pd.concat(es_rows, ignore_index=True), pd.DataFrame(pre_rows)
+            run_cache.save(
+                "estimates", {"did": did_est, "event_study": es_table, "pretrend": pre_table}
+            )
+        else:
+            did_est, es_table, pre_table = (
+                estimates.frames[k] for k in ("did", "event_study", "pretrend")
+            )
+            steps.note(f"Reused the estimates from {run_cache.root / 'estimates'}")
         steps.step(4)
         # 5. SROI ------------------------------------------------------------------
         linear = did_est.loc[did_est["model"] == "linear"]
@@ -256,6 +338,8 @@ def run(
             duration_years=proto.sroi.duration_years,
             drop_off=proto.sroi.drop_off,
             attribution=proto.sroi.attribution,
+            # one A&E count over every type: priced at the all-type average (docs/methods.md)
+            ae_department_types=ae_types,
         )
         inputs = link_worker_inputs(
             wte=proto.sroi.link_worker_wte,
@@ -276,18 +360,19 @@ def run(
         tables: dict[str, pd.DataFrame] = {
             # the QA messages quote exact row counts and row numbers: keep them inside
             "qa": qa.table().drop(columns=["message"], errors="ignore"),
-            "attrition": _attrition(matched_obj),
+            "attrition": _cohort_flow(linkage, panel_attrition, flow),
+            "linkage_attrition": (linkage + panel_attrition).table(),
             "cohort_characteristics": describe.cohort_characteristics(
                 window, None, outcomes=outcomes
             ),
-            "balance": _balance(matched_obj.balance(warn=False).table()),
+            "balance": balance,
             "trends": describe.trends(window, outcomes=outcomes),
             "naive_before_after": describe.naive_before_after(
                 window, outcomes=outcomes, pre=proto.did.pre, post=proto.did.post
             ),
             "did_estimates": did_est,
-            "event_study": pd.concat(es_rows, ignore_index=True),
-            "pretrend_test": pd.DataFrame(pre_rows),
+            "event_study": es_table,
+            "pretrend_test": pre_table,
             **_sroi_tables(sroi),
         }
         safe, disclosure_log = _release(tables, proto)
@@ -324,7 +409,7 @@ def run(
             engine=(report_engine or proto.report.engine),  # type: ignore[arg-type]
         )
         steps.step(7)
-    return RunResult(bundle=bundle, reports=reports)
+    return RunResult(bundle=bundle, reports=reports, reused=tuple(run_cache.reused))
 
 
 def _with_risk_score(panel: pd.DataFrame, clean: Any, proto: Protocol) -> pd.DataFrame:
@@ -391,6 +476,33 @@ def _pretrend_dict(pt: Any) -> dict[str, float]:
         "df": float(pt.df),
         "p_value": float(pt.p_value),
     }
+
+
+def _attrition_from_table(table: pd.DataFrame) -> Any:
+    """An ``Attrition`` back from its ``table()`` (the run cache stores tables)."""
+    from spevidence.data._results import Attrition, AttritionEntry
+
+    rows = table.to_dict("records")
+    return Attrition(
+        tuple(
+            AttritionEntry(str(r["table"]), r["stage"], str(r["reason"]), int(r["rows"]))
+            for r in rows
+        )
+    )
+
+
+def _cohort_flow(linkage: Any, panel: Any, match_flow: pd.DataFrame) -> pd.DataFrame:
+    """Cohort flow from the registration records read, through every linkage exclusion,
+    to the matched cases (the matching flow, from :func:`_attrition`, follows directly)."""
+    from spevidence.data._flow import linkage_flow
+
+    referred = int(match_flow["n"].iloc[0])
+    flow = pd.concat(
+        [linkage_flow(linkage, panel, referred=referred), match_flow], ignore_index=True
+    )
+    flow["n"] = flow["n"].astype("Int64")
+    flow["n_dropped"] = flow["n_dropped"].astype("Int64")
+    return flow
 
 
 def _attrition(matched: Any) -> pd.DataFrame:

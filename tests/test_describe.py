@@ -57,3 +57,34 @@ def test_trends_weighted_mean() -> None:
     t = describe.trends(m, outcomes=("gp",)).set_index("group")
     assert t.loc["comparators", "mean"] == (3 * 1 + 1 * 4) / 4
     assert t.loc["referred", "mean"] == 2.0
+
+
+def test_table1_released_numbers_do_not_give_back_exact_counts() -> None:
+    from spevidence.disclosure import control
+
+    rng = np.random.default_rng(8)
+    n = 148
+    matched = pd.DataFrame(
+        {
+            "event_time": 0,
+            "treated": np.repeat([1, 0], n),
+            "period": "2022-03-01",
+            "year_of_birth": rng.integers(1940, 2000, 2 * n),
+            "sex": np.where(np.arange(2 * n) % 5 < 3, "F", "M"),  # 89 or 88 women of 148
+            "imd_decile": rng.integers(1, 11, 2 * n),
+            "prior_gp": rng.poisson(4, 2 * n),
+        }
+    )
+    long = describe.cohort_characteristics(matched, None, outcomes=("gp",))
+    safe, _ = control(
+        long, count_columns=["n_group", "n"], table_name="t1", derived={"n": ["value"]}
+    )
+    wide = describe.characteristics_wide(safe).set_index("characteristic")
+    referred = wide["referred"]
+    assert referred["People"] == 150  # 148 rounded to the nearest 5
+    women = int((matched.loc[matched["treated"] == 1, "sex"] == "F").sum())
+    rounded_women = 5 * np.floor(women / 5 + 0.5)
+    assert referred["Female (%)"] == round(100 * rounded_women / 150, 1)
+    assert referred["Female (%)"] != round(100 * women / n, 1)  # the exact share is not released
+    age = referred["Age at index (years), mean"]
+    assert age == round(age, 1)

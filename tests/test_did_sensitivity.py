@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from test_did_twfe import synth_panel
 
-from spevidence.did import DiDResult, event_study, placebo, two_by_two
+from spevidence.did import DiDResult, EventStudyResult, event_study, placebo, two_by_two
 from spevidence.errors import EstimationError
 
 
@@ -47,22 +47,58 @@ def test_e_value_needs_poisson() -> None:
         r.e_value()
 
 
-def test_relative_magnitude_bounds() -> None:
+def _event_study_poisson() -> EventStudyResult:
     df = synth_panel(31, n=300, periods=12)
-    es = event_study(
+    return event_study(
         df, yname="gp", idname="person_id", tname="t", index="index_t", treat="treated",
-        window=(-3, 3), model="poisson",
+        window=(-4, 3), model="poisson",
     )  # fmt: skip
+
+
+def test_relative_magnitude_bounds_by_hand() -> None:
+    es = _event_study_poisson()
     sens = es.sensitivity(mbar=(0.0, 1.0, 2.0))
-    tab = es.tidy()
-    dev = tab.loc[tab["event_time"] < 0, "estimate"].abs().max()
-    assert np.allclose(sens["max_pre_deviation"], dev)
+    b = dict(zip(es.event_times, es.estimate, strict=True))
+    b[-1] = 0.0  # the reference
+    G = max(abs(b[-3] - b[-4]), abs(b[-2] - b[-3]), abs(b[-1] - b[-2]))
+    assert np.allclose(sens["max_pre_change"], G)
     zero = sens[sens["mbar"] == 0.0]
     np.testing.assert_allclose(zero["lower_bound"], zero["estimate"])
     two = sens[sens["mbar"] == 2.0].reset_index(drop=True)
-    np.testing.assert_allclose(two["upper_bound"] - two["lower_bound"], 4 * dev)
+    # the bias may grow by up to 2*G per period after the last pre period
+    np.testing.assert_allclose(
+        two["upper_bound"] - two["lower_bound"], 2 * 2 * G * (two["event_time"] + 1)
+    )
+    tab = es.tidy()
     post = tab[tab["event_time"] >= 0].reset_index(drop=True)
-    np.testing.assert_allclose(two["conf_low"], post["conf_low"] - 2 * dev)
+    np.testing.assert_allclose(two["conf_low"], post["conf_low"] - 2 * G * (post["event_time"] + 1))
+
+
+def test_relative_magnitude_identified_set_vs_diff_diff() -> None:
+    """Identified set of Rambachan & Roth's Delta^RM against diff-diff's LP (peer)."""
+    from diff_diff.honest_did import _solve_rm_bounds_union
+
+    es = _event_study_poisson()
+    k = np.asarray(es.event_times)
+    pre, post = es.estimate[k < 0], es.estimate[k >= 0]
+    for mbar in (0.5, 1.0, 2.0):
+        sens = es.sensitivity(mbar=(mbar,)).reset_index(drop=True)
+        for j in range(post.size):
+            lvec = np.zeros(post.size)
+            lvec[j] = 1.0
+            lo, hi = _solve_rm_bounds_union(pre, post, lvec, pre.size, mbar)
+            assert sens.loc[j, "lower_bound"] == pytest.approx(lo, abs=1e-9)
+            assert sens.loc[j, "upper_bound"] == pytest.approx(hi, abs=1e-9)
+
+
+def test_relative_magnitude_needs_two_pre_periods() -> None:
+    df = synth_panel(31, n=300, periods=12)
+    es = event_study(
+        df, yname="gp", idname="person_id", tname="t", index="index_t", treat="treated",
+        window=(-1, 3),
+    )  # fmt: skip
+    with pytest.raises(EstimationError, match="two consecutive pre-index periods"):
+        es.sensitivity()
 
 
 def test_placebo_null_without_pretrend_and_detects_one() -> None:

@@ -245,7 +245,10 @@ def test_template_on_bundle_with_no_tables(tmp_path: Path, monkeypatch) -> None:
     )
     md = _run_template_in_process(b, tmp_path, monkeypatch)
     assert md.count("not run in this evaluation") >= 8
-    assert "Not run in this evaluation: event_study, staggered, sroi_summary" in md
+    assert (
+        "Not run in this evaluation: an event study with a pre-trend check, "
+        "the social return on investment." in md
+    )
 
 
 def test_failed_pretrend_and_imbalance_become_warnings(tmp_path: Path, monkeypatch) -> None:
@@ -478,3 +481,74 @@ def test_disclosure_statement_follows_the_rules_used(tmp_path: Path) -> None:
     assert rb.redactions("attrition") == 1 and rb.redactions("qa") == 1
     assert "marks a cell redacted" in rb.table_md("attrition", caption="Flow")
     assert "2 small number(s) were redacted" in Narrative(rb).limitations()
+
+
+def test_wellbeing_display_fits_a_page() -> None:
+    from spevidence.report.narrative import wellbeing_display
+
+    raw = pd.DataFrame(
+        {
+            "instrument": ["swemwbs", "ons4_anxiety"],
+            "label": ["SWEMWBS (7-35)", "ONS anxiety"],
+            "people": [300, float("nan")],
+            "baseline_mean": [19.2126, 5.0],
+            "baseline_sd": [4.0916, 2.0],
+            "followup_mean": [22.505, 4.0],
+            "followup_sd": [5.0804, 2.5],
+            "mean_change": [3.2924, -1.0],
+            "conf_low": [2.9516, -1.5],
+            "conf_high": [3.6332, -0.5],
+            "p_value": [1.9e-53, 0.0123],
+            "effect_size_dz": [1.0958, -0.4],
+            "improved": [250, float("nan")],
+            "percent_improved": [83.333, float("nan")],
+            "worsened": [30, 10],
+            "percent_worsened": [10.0, 12.5],
+        }
+    )
+    out = wellbeing_display(raw)
+    assert len(out.columns) == 9  # was 20 columns: unreadable on an A4 page
+    first, second = out.iloc[0], out.iloc[1]
+    assert first["Baseline mean (SD)"] == "19.21 (4.09)"
+    assert first["Change (95% CI)"] == "3.29 (2.95 to 3.63)"
+    assert first["p"] == "<0.001"
+    assert first["Improved"] == "250 (83%)"
+    assert second["People"] == "–"  # redacted count stays visibly redacted
+    assert second["Improved"] == "–"
+    assert second["Change (95% CI)"] == "−1.00 (−1.50 to −0.50)"
+    assert second["p"] == "0.012"
+
+
+def test_table_cells_are_literal_text() -> None:
+    from spevidence.report.sections import markdown_table
+
+    md = markdown_table(
+        pd.DataFrame({"setting": ["title"], "value": ["Link workers in <PCN/ICB> | x"]})
+    )
+    row = next(line for line in md.splitlines() if "title" in line)
+    assert r"\<PCN/ICB\>" in row and r"\|" in row  # not an HTML tag, not a column break
+
+
+def test_did_display_shows_rate_ratios_for_poisson() -> None:
+    from spevidence.report.narrative import did_display
+
+    raw = pd.DataFrame(
+        {
+            "outcome": ["gp", "gp"],
+            "model": ["linear", "poisson"],
+            "estimate": [-0.17691, -0.34606],
+            "conf_low": [-0.28874, -0.55205],
+            "conf_high": [-0.06509, -0.14007],
+            "p_value": [0.00203, 0.00099],
+            "n": [6025, 5940],
+            "rate_ratio": [float("nan"), 0.70747],
+            "rr_conf_low": [float("nan"), 0.57577],
+            "rr_conf_high": [float("nan"), 0.86930],
+        }
+    )
+    out = did_display(raw)
+    assert list(out["Effect measure"]) == ["difference per person per period", "rate ratio"]
+    assert out.loc[0, "Estimate (95% CI)"] == "−0.177 (−0.289 to −0.065)"
+    assert out.loc[1, "Estimate (95% CI)"] == "0.707 (0.576 to 0.869)"
+    assert list(out["p value"]) == ["0.002", "<0.001"]
+    assert out.loc[0, "Outcome"] != "gp"  # a plain-English label

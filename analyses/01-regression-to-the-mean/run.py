@@ -44,6 +44,8 @@ def main() -> None:
         key = args.out / sc / "demo.key"
         key.write_bytes(demo_key(args.seed))
         p = proto.model_copy(update={"name": f"rtm-{sc}"})
+        if sc == "null-effect":  # referral there has no "> 15 GP visits a year" rule
+            p = p.model_copy(update={"match": p.match.model_copy(update={"eligibility": ()})})
         res = run(p, data, args.out / sc, key_file=key, formats=("html",))
         truth = json.loads((data / "truth.json").read_text())["att"]["gp"]["rate_ratio"]
         naive = pd.read_csv(res.bundle / "tables" / "naive_before_after.csv").set_index("outcome")

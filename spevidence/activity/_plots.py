@@ -173,22 +173,31 @@ def caseload(tables: Tables) -> Figure:
 
 @_needs("activity_coding_audit")
 def coding_audit(tables: Tables) -> Figure:
-    df = tables["activity_coding_audit"]
-    groups = list(dict.fromkeys(df["outcome"]))
-    cats = list(dict.fromkeys(df["coding"]))
+    return _stacked_percent(
+        tables["activity_coding_audit"],
+        rows="outcome",
+        parts="coding",
+        title="SNOMED CT coding of referrals (coding audit)",
+        xlabel="Percent of referrals",
+    )
+
+
+def _stacked_percent(df: pd.DataFrame, *, rows: str, parts: str, title: str, xlabel: str) -> Figure:
+    """Horizontal 100 % stacked bars: one bar per ``rows`` value, segments by ``parts``."""
+    groups = list(dict.fromkeys(df[rows]))
     with figure_style():
         fig, ax = _fig()
         left = np.zeros(len(groups))
-        for j, cat in enumerate(cats):
-            sub = df.loc[df["coding"] == cat].set_index("outcome").reindex(groups)
+        for j, part in enumerate(dict.fromkeys(df[parts])):
+            sub = df.loc[df[parts] == part].set_index(rows).reindex(groups)
             vals = np.nan_to_num(_num(sub["percent"]))
-            ax.barh(np.arange(len(groups)), vals, left=left, color=PALETTE[j % 10], label=cat)
+            ax.barh(np.arange(len(groups)), vals, left=left, color=PALETTE[j % 10], label=part)
             left += vals
         ax.set_yticks(np.arange(len(groups)), groups)
         ax.invert_yaxis()
         ax.set_xlim(0, 100)
-        ax.set_title("SNOMED CT coding of referrals (coding audit)")
-        ax.set_xlabel("Percent of referrals")
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     return fig
 
@@ -329,21 +338,10 @@ def wellbeing_change(tables: Tables) -> Figure:
 
 @_needs("wellbeing_followup_pattern")
 def wellbeing_missing(tables: Tables) -> Figure:
-    df = tables["wellbeing_followup_pattern"]
-    insts = list(dict.fromkeys(df["label"]))
-    pats = list(dict.fromkeys(df["pattern"]))
-    with figure_style():
-        fig, ax = _fig()
-        left = np.zeros(len(insts))
-        for j, pat in enumerate(pats):
-            sub = df.loc[df["pattern"] == pat].set_index("label").reindex(insts)
-            vals = np.nan_to_num(_num(sub["percent"]))
-            ax.barh(np.arange(len(insts)), vals, left=left, color=PALETTE[j % 10], label=pat)
-            left += vals
-        ax.set_yticks(np.arange(len(insts)), insts)
-        ax.invert_yaxis()
-        ax.set_xlim(0, 100)
-        ax.set_title("Who has wellbeing measures")
-        ax.set_xlabel("Percent of people with an accepted referral")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
-    return fig
+    return _stacked_percent(
+        tables["wellbeing_followup_pattern"],
+        rows="label",
+        parts="pattern",
+        title="Who has wellbeing measures",
+        xlabel="Percent of people with an accepted referral",
+    )

@@ -56,6 +56,7 @@ def _default_runner(engine: str) -> Runner:
             key_file=key_file,
             formats=("html",),
             progress=False,
+            cache=False,  # a reproduction recomputes every stage
         )
         return Path(getattr(result, "bundle", result))
 

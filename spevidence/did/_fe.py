@@ -164,8 +164,8 @@ def _finish(
     names_all: list[str],
     kept: list[int],
     n_period_cols: int,
-    bread: np.ndarray,
-    meat: np.ndarray,
+    bread: np.ndarray | None,
+    meat: np.ndarray | None,
     theta: np.ndarray,
     n_obs: int,
     n_units: int,
@@ -174,11 +174,17 @@ def _finish(
     path: Literal["rows", "moments"],
     iterations: int,
     dropped_rows: dict[str, int],
+    sandwich_x: np.ndarray | None = None,
 ) -> Fit:
+    """Assemble a :class:`Fit`; ``sandwich_x`` is ``(bread meat bread)`` of the X block
+    when already formed (moments path), else it is computed from ``bread`` and ``meat``."""
     df_k = len(kept) + (1 if nested else n_units)
     adj = _ssc(n_obs, df_k, n_clusters)
-    vcov_full = adj * bread @ meat @ bread
     xpos = [i for i, j in enumerate(kept) if j >= n_period_cols]
+    if sandwich_x is None:
+        if bread is None or meat is None:
+            raise EstimationError("internal: no sandwich")  # pragma: no cover
+        sandwich_x = (bread @ meat @ bread)[np.ix_(xpos, xpos)]
     names = tuple(names_all[kept[i]] for i in xpos)
     dropped = tuple(
         names_all[j] for j in range(n_period_cols, len(names_all)) if j not in set(kept)
@@ -192,7 +198,7 @@ def _finish(
     return Fit(
         names=names,
         coef=theta[xpos].copy(),
-        vcov=vcov_full[np.ix_(xpos, xpos)],
+        vcov=adj * sandwich_x,
         dropped_terms=dropped,
         n_obs=n_obs,
         n_units=n_units,
@@ -524,16 +530,6 @@ def _cohorts(
     return np.unique(R, axis=0, return_inverse=True)[1].ravel().astype(np.int64)
 
 
-def _cohort_z(m: Moments) -> tuple[np.ndarray, list[str]]:
-    C, T = m.mask.shape
-    D = np.zeros((C, T, max(T - 1, 0)))
-    for t in range(1, T):
-        D[:, t, t - 1] = 1.0
-    Z = np.concatenate([D, m.X], axis=2) * m.mask[:, :, None]
-    names = [f"period::{t}" for t in range(1, T)] + list(m.xnames)
-    return Z, names
-
-
 def fit_moments(m: Moments, model: Model) -> Fit:
     """Fit the two-way model from cohort moments."""
     if model == "linear":
@@ -574,57 +570,143 @@ def _n_clusters(m: Moments, poisson: bool) -> int:
     return int(np.sum(cnt > 0))
 
 
-def _fit_moments_linear(m: Moments) -> Fit:
-    Z, names_all = _cohort_z(m)
-    W = m.W * m.mask
+class _CohortZ:
+    """The cohort design ``Z_gt = [period dummies (t >= 1), X_gt]`` used implicitly.
+
+    Products with ``Z`` exploit its structure (one dummy per period), so every pass is
+    O(C T k) for ``k`` regressors instead of O(C T K^2) with ``K = T - 1 + k`` columns.
+    """
+
+    def __init__(self, m: Moments) -> None:
+        self.mf = m.mask.astype(float)
+        self.X = m.X * self.mf[:, :, None]  # (C, T, k)
+        self.T = m.n_periods
+        self.k = self.X.shape[2]
+        self.K = self.T - 1 + self.k
+        self.names = [f"period::{t}" for t in range(1, self.T)] + list(m.xnames)
+
+    def dot(self, M: np.ndarray) -> np.ndarray:
+        """``Z_gt @ M`` for ``M`` of shape (K,) or (K, r); shape (C, T[, r])."""
+        T = self.T
+        if M.ndim == 1:
+            d = np.concatenate([[0.0], M[: T - 1]])
+            return (d[None, :] + np.einsum("gtj,j->gt", self.X, M[T - 1 :])) * self.mf
+        d2 = np.vstack([np.zeros((1, M.shape[1])), M[: T - 1]])
+        xm = np.einsum("gtj,jr->gtr", self.X, M[T - 1 :])
+        return (d2[None, :, :] + xm) * self.mf[:, :, None]
+
+    def tsum(self, a: np.ndarray) -> np.ndarray:
+        """Per cohort ``sum_t a_gt Z_gt``; shape (C, K)."""
+        am = a * self.mf
+        return np.concatenate([am[:, 1:], np.einsum("gt,gtj->gj", am, self.X)], axis=1)
+
+    def gram(self, a: np.ndarray) -> np.ndarray:
+        """``sum_g sum_t a_gt Z_gt Z_gt'``; shape (K, K)."""
+        T1 = self.T - 1
+        am = a * self.mf
+        out = np.zeros((self.K, self.K))
+        out[np.arange(T1), np.arange(T1)] = am.sum(axis=0)[1:]
+        dx = np.einsum("gt,gtj->tj", am, self.X)[1:]
+        out[:T1, T1:] = dx
+        out[T1:, :T1] = dx.T
+        out[T1:, T1:] = np.einsum("gt,gtj,gtl->jl", am, self.X, self.X)
+        return out
+
+
+def _full(kept: list[int], K: int, v: np.ndarray) -> np.ndarray:
+    """Embed kept-column values in a length-K (or K x r) array with zeros elsewhere."""
+    out = np.zeros((K, *v.shape[1:]))
+    out[kept] = v
+    return out
+
+
+def _moment_design(
+    m: Moments, unit_n: np.ndarray
+) -> tuple[_CohortZ, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Shared by both models: the cohort design, observation weights, the weighted
+    within-unit means of ``Z``, the within-unit Gram matrix (units counted by ``unit_n``)
+    and the columns kept by the collinearity check (as the row path does)."""
+    cz = _CohortZ(m)
+    W = m.W * cz.mf
     sW = W.sum(axis=1)
-    Zt = (Z - (np.einsum("gt,gtk->gk", W, Z) / sW[:, None])[:, None, :]) * m.mask[:, :, None]
-    A = np.einsum("gt,gtk,gtl->gkl", W, Zt, Zt)
-    gram = np.einsum("g,gkl->kl", m.n, A)
-    kept = _select_columns(gram)
-    Zt = Zt[:, :, kept]
-    A = A[:, kept][:, :, kept]
-    gk = gram[np.ix_(kept, kept)]
-    V = W[:, :, None] * Zt
-    theta = np.linalg.solve(gk, np.einsum("gtk,gt->k", V, m.Y))
-    b = np.einsum("gkl,l->gk", A, theta)
+    zbar = cz.tsum(W) / sW[:, None]  # (C, K)
+    gram = cz.gram(unit_n[:, None] * W) - (zbar * (unit_n * sW)[:, None]).T @ zbar
+    return cz, W, zbar, gram, _select_columns(gram)
+
+
+def _moments_fit(
+    m: Moments,
+    *,
+    cz: _CohortZ,
+    kept: list[int],
+    theta: np.ndarray,
+    bread: np.ndarray,
+    load: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    n_obs: int,
+    n_units: int,
+    poisson: bool,
+    iterations: int,
+    dropped_rows: dict[str, int],
+) -> Fit:
+    """Clustered sandwich of the X block only. Unit scores are ``V_g' y_i - b_g``;
+    ``load(P)`` returns ``(V P, b P)`` for the X columns ``P`` of the bread, so the score
+    pass has k columns, not T - 1 + k."""
+    n_period_cols = m.n_periods - 1
+    xpos = [i for i, j in enumerate(kept) if j >= n_period_cols]
+    VP, bP = load(_full(kept, cz.K, bread[:, xpos]))
     return _finish(
-        names_all=names_all,
+        names_all=cz.names,
         kept=kept,
-        n_period_cols=m.n_periods - 1,
-        bread=np.linalg.inv(gk),
-        meat=_meat(m, V, b),
+        n_period_cols=n_period_cols,
+        bread=None,
+        meat=None,
         theta=theta,
-        n_obs=round(float(np.sum(m.n * m.mask.sum(axis=1)))),
-        n_units=round(float(m.n.sum())),
-        n_clusters=_n_clusters(m, poisson=False),
+        n_obs=n_obs,
+        n_units=n_units,
+        n_clusters=_n_clusters(m, poisson=poisson),
         nested=True,
         path="moments",
-        iterations=1,
-        dropped_rows={},
+        iterations=iterations,
+        dropped_rows=dropped_rows,
+        sandwich_x=_meat(m, VP, bP),  # = P' meat P
     )
 
 
+def _fit_moments_linear(m: Moments) -> Fit:
+    cz, W, zbar, gram, kept = _moment_design(m, m.n)
+    WY = W * m.Y
+    rhs = cz.tsum(WY).sum(axis=0) - WY.sum(axis=1) @ zbar
+    gk = gram[np.ix_(kept, kept)]
+    theta = np.linalg.solve(gk, rhs[kept])
+    th_full = _full(kept, cz.K, theta)
+    fit = (cz.dot(th_full) - (zbar @ th_full)[:, None]) * cz.mf  # Zt theta, (C, T)
+
+    def load(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ZtP = (cz.dot(P) - (zbar @ P)[:, None, :]) * cz.mf[:, :, None]
+        return W[:, :, None] * ZtP, np.einsum("gt,gt,gtj->gj", W, fit, ZtP)
+
+    return _moments_fit(
+        m, cz=cz, kept=kept, theta=theta, bread=np.linalg.inv(gk), load=load,
+        n_obs=round(float(np.sum(m.n * m.mask.sum(axis=1)))), n_units=round(float(m.n.sum())),
+        poisson=False, iterations=1, dropped_rows={},
+    )  # fmt: skip
+
+
 def _fit_moments_poisson(m: Moments) -> Fit:
-    Z, names_all = _cohort_z(m)
     mk = m.mask
     mf = mk.astype(float)
-    W = m.W * mf
     Tg = mf.sum(axis=1)
-    if np.any(np.einsum("gt,gt->t", W, m.Y)[mk.any(axis=0)] <= 0):
+    if np.any(np.einsum("gt,gt->t", m.W * mf, m.Y)[mk.any(axis=0)] <= 0):
         raise EstimationError("moments path: a period has no events")
     n_inf = m.n - m.nzero
-    # collinearity on the within-unit weighted linear design (as the row path)
-    sW = W.sum(axis=1)
-    Zt0 = (Z - (np.einsum("gt,gtk->gk", W, Z) / sW[:, None])[:, None, :]) * mf[:, :, None]
-    kept = _select_columns(np.einsum("g,gt,gtk,gtl->kl", n_inf, W, Zt0, Zt0))
-    Z = Z[:, :, kept]
+    cz, W, _, _, kept = _moment_design(m, n_inf)
+    K = cz.K
     WYt = W * m.Y  # (C, T)
     WY = WYt.sum(axis=1)
     logW = np.log(np.where(mk, np.maximum(W, 1e-300), 1.0))
 
     def probs(theta: np.ndarray) -> np.ndarray:
-        eta = np.where(mk, Z @ theta + m.offset + logW, -np.inf)
+        eta = np.where(mk, cz.dot(_full(kept, K, theta)) + m.offset + logW, -np.inf)
         ex = np.exp(eta - eta.max(axis=1, keepdims=True))
         return ex / ex.sum(axis=1, keepdims=True)
 
@@ -634,18 +716,19 @@ def _fit_moments_poisson(m: Moments) -> Fit:
         return float(np.sum(WYt[pos] * np.log(p[pos])))
 
     def hess(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pz = np.einsum("gt,gtk->gk", p, Z)
-        H = np.einsum("g,gt,gtk,gtl->kl", WY, p, Z, Z) - np.einsum("g,gk,gl->kl", WY, pz, pz)
-        return H, pz
+        pz = cz.tsum(p)  # (C, K)
+        H = cz.gram(WY[:, None] * p) - (pz * WY[:, None]).T @ pz
+        return H[np.ix_(kept, kept)], pz
 
-    theta = np.zeros(Z.shape[2])
+    zy = cz.tsum(WYt).sum(axis=0)
+    theta = np.zeros(len(kept))
     p = probs(theta)
     ll = loglik(p)
     n_iter = 0
     for it in range(1, _MAX_ITER + 1):
         n_iter = it
         H, pz = hess(p)
-        grad = np.einsum("gt,gtk->k", WYt, Z) - np.einsum("g,gk->k", WY, pz)
+        grad = (zy - WY @ pz)[kept]
         step = np.linalg.solve(H, grad)
         t_new = theta + step
         p_new = probs(t_new)
@@ -663,23 +746,17 @@ def _fit_moments_poisson(m: Moments) -> Fit:
     else:  # pragma: no cover
         raise EstimationError(f"Poisson fit did not converge in {_MAX_ITER} iterations.")
     H, pz = hess(p)
-    V = W[:, :, None] * (Z - pz[:, None, :]) * mf[:, :, None]
-    meat = _meat(m, V, np.zeros((V.shape[0], V.shape[2])))
-    return _finish(
-        names_all=names_all,
-        kept=kept,
-        n_period_cols=m.n_periods - 1,
-        bread=np.linalg.inv(H),
-        meat=meat,
-        theta=theta,
-        n_obs=round(float(np.sum(n_inf * Tg))),
-        n_units=round(float(n_inf.sum())),
-        n_clusters=_n_clusters(m, poisson=True),
-        nested=True,
-        path="moments",
-        iterations=n_iter,
+
+    def load(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        VP = W[:, :, None] * (cz.dot(P) - (pz @ P)[:, None, :]) * mf[:, :, None]
+        return VP, np.zeros((VP.shape[0], VP.shape[2]))
+
+    return _moments_fit(
+        m, cz=cz, kept=kept, theta=theta, bread=np.linalg.inv(H), load=load,
+        n_obs=round(float(np.sum(n_inf * Tg))), n_units=round(float(n_inf.sum())),
+        poisson=True, iterations=n_iter,
         dropped_rows={
             "unit_all_zero_outcome": round(float(np.sum(m.nzero * Tg))),
             "period_all_zero_outcome": 0,
         },
-    )
+    )  # fmt: skip

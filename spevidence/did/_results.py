@@ -289,32 +289,68 @@ class EventStudyResult(DiDResult):
     def sensitivity(self, mbar: tuple[float, ...] = (0.5, 1.0, 2.0)) -> pd.DataFrame:
         """Post-period effects under bounded violations of parallel trends.
 
-        Relative-magnitudes idea of Rambachan & Roth (2023, *Rev Econ Stud* 90:2555): the
-        post-period bias is assumed at most ``mbar`` times the largest pre-period deviation
-        ``D = max_{k<0} |beta_k|``. Reports the bounds ``beta_k -/+ mbar*D`` and the CI
-        widened by the same amount. A simplified version: unlike Rambachan & Roth's honest
-        CIs it treats ``D`` as known (no adjustment for its estimation), so it is a
-        sensitivity display, not a formal test. Scale: log rate ratio for Poisson.
+        Relative magnitudes of Rambachan & Roth (2023, *Rev Econ Stud* 90:2555), restriction
+        ``Delta^RM(Mbar)``: between consecutive post periods the trend violation ``delta``
+        may change by at most ``Mbar`` times the largest change between consecutive pre
+        periods, ``G = max_{s<-1} |beta_{s+1} - beta_s|`` (the reference period is 0).
+        Starting from ``delta_{-1}`` (the last pre period), the bias of event time
+        ``e >= 0`` is then at most ``(e + 1) * Mbar * G`` in absolute value, so the
+        identified set of the effect at ``e`` is
+        ``beta_e - beta_{-1} -/+ (e + 1) * Mbar * G`` (``beta_{-1} = 0`` when the reference
+        is -1); this equals Rambachan & Roth's identified set for ``l = e``-th unit vector
+        (Lemma 2.1 with the union over the sign and the reference pre period).
+
+        ``conf_low``/``conf_high`` widen the event time's CI by the same half-width. This
+        is a sensitivity display, not Rambachan & Roth's honest CI: ``G`` and ``beta_{-1}``
+        are treated as known (no adjustment for their estimation). Scale: log rate ratio
+        for Poisson.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per ``mbar`` and post event time: ``estimate``, ``max_pre_change``
+            (``G``), ``half_width``, ``lower_bound``, ``upper_bound``, ``conf_low``,
+            ``conf_high``.
         """
+        if self.reference >= 0:
+            raise EstimationError(
+                f"The reference period is {self.reference}; relative-magnitude bounds need "
+                "a pre-period reference (e.g. -1)."
+            )
         tab = self.tidy()
-        pre = tab[tab["event_time"] < 0]
-        if pre.empty:
-            raise EstimationError("No pre-period coefficients: widen the window to the left.")
-        dev = float(np.max(np.abs(pre["estimate"])))
+        delta = {int(e): float(b) for e, b in zip(tab["event_time"], tab["estimate"], strict=True)}
+        delta[self.reference] = 0.0
+        pre = sorted(e for e in delta if e < 0)
+        changes = [abs(delta[e + 1] - delta[e]) for e in pre if e + 1 in delta and e + 1 < 0]
+        if not changes:
+            raise EstimationError(
+                "Relative-magnitude bounds need two consecutive pre-index periods (one "
+                "besides the reference): widen the window to the left."
+            )
+        if -1 not in delta:
+            raise EstimationError(
+                "No coefficient for event time -1 (the last pre-index period); the bounds "
+                "start from it. Include -1 in the window."
+            )
+        G = float(max(changes))
+        anchor = delta[-1]
         post = tab[tab["event_time"] >= 0]
         rows = []
         for m in mbar:
             for _, r in post.iterrows():
+                h = (int(r["event_time"]) + 1) * m * G
+                centre = float(r["estimate"]) - anchor
                 rows.append(
                     {
                         "mbar": m,
                         "event_time": int(r["event_time"]),
-                        "estimate": r["estimate"],
-                        "max_pre_deviation": dev,
-                        "lower_bound": r["estimate"] - m * dev,
-                        "upper_bound": r["estimate"] + m * dev,
-                        "conf_low": r["conf_low"] - m * dev,
-                        "conf_high": r["conf_high"] + m * dev,
+                        "estimate": centre,
+                        "max_pre_change": G,
+                        "half_width": h,
+                        "lower_bound": centre - h,
+                        "upper_bound": centre + h,
+                        "conf_low": float(r["conf_low"]) - anchor - h,
+                        "conf_high": float(r["conf_high"]) - anchor + h,
                     }
                 )
         return pd.DataFrame(rows)

@@ -20,9 +20,16 @@ Computation paths (``result.path``; ``glance()['moments_computed_in']``)
   pulling the needed columns (then the paths below) when: covariates are given, a period
   is observed once, a Poisson period has no events, the treated flag changes within a
   unit, or clusters split a unit. :func:`event_study` always pulls its columns.
-* ``moments`` computed in Python: designs without covariates whose clusters contain
-  whole units, chosen automatically when there are at most half as many cohorts as units.
+* ``moments`` computed in Python (pandas DataFrame input to :func:`twfe` or
+  :func:`two_by_two` without covariates): the columns are held as dense unit x period
+  matrices (:mod:`spevidence.did._dense`; zero-copy reshapes when the rows are sorted by
+  unit then period and the panel is balanced, else one scatter), cohorts are found by
+  packing/hashing each unit's design path, and the fit needs one blocked pass for the
+  cohort x period sums and one for the unit scores. Chosen automatically when there are at
+  most half as many cohorts as units; clusters must contain whole units.
 * ``rows``: everything else (covariates, clusters splitting units, few shared paths).
+  :func:`event_study` and other inputs (e.g. pulled ibis columns) prepare the row design
+  with pandas first, then choose between the cohort moments and rows the same way.
 All paths give the same estimates and standard errors (tests: 1e-10).
 """
 
@@ -36,6 +43,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from spevidence.did._dense import (
+    Dense,
+    cohort_moments,
+    dense_from_frame,
+    is_binary,
+    rows_of,
+)
+from spevidence.did._dense import design as dense_design
 from spevidence.did._fe import (
     Fit,
     Model,
@@ -102,6 +117,45 @@ def _as_binary(df: pd.DataFrame, col: str) -> np.ndarray:
     return v
 
 
+def _check_arrays(
+    y: np.ndarray,
+    *,
+    n_rows: int,
+    yname: str,
+    model: Model,
+    expo: np.ndarray | None,
+    exposure: str | None,
+    wts: np.ndarray | None,
+    weights: str | None,
+) -> np.ndarray | None:
+    """Row checks shared by the frame and dense paths; returns the zero-weight rows."""
+    if n_rows == 0:
+        raise DataError("The DiD input has no rows with complete data; nothing to estimate.")
+    if model == "poisson" and y.min() < 0:
+        raise DataError(
+            f"Outcome column '{yname}' has {int((y < 0).sum())} negative values; a Poisson "
+            "model needs counts (>= 0). Use model='linear' or fix the outcome."
+        )
+    if expo is not None and not (expo.min() > 0):
+        bad = ~(expo > 0)
+        raise DataError(
+            f"Exposure column '{exposure}' has {int(bad.sum())} rows with exposure <= 0 "
+            "or non-numeric. Remove person-periods with no time at risk before the DiD "
+            "(the panel contract keeps only exposure_days > 0)."
+        )
+    if wts is not None:
+        badw = (wts < 0) | np.isnan(wts)
+        if badw.any():
+            raise DataError(
+                f"Weights column '{weights}' has {int(badw.sum())} negative "
+                "or non-numeric values; matching weights must be >= 0."
+            )
+        zero = wts == 0
+        if zero.any():
+            return np.asarray(zero)
+    return None
+
+
 def _check_common(
     df: pd.DataFrame,
     *,
@@ -123,31 +177,17 @@ def _check_common(
             f"Outcome column '{yname}' has {int(y.isna().sum())} non-numeric values; "
             "it must be numeric."
         )
-    if model == "poisson" and (y < 0).any():
-        raise DataError(
-            f"Outcome column '{yname}' has {int((y < 0).sum())} negative values; a Poisson "
-            "model needs counts (>= 0). Use model='linear' or fix the outcome."
-        )
-    if exposure is not None:
-        e = pd.to_numeric(df[exposure], errors="coerce")
-        bad = ~(e > 0)
-        if bad.any():
-            raise DataError(
-                f"Exposure column '{exposure}' has {int(bad.sum())} rows with exposure <= 0 "
-                "or non-numeric. Remove person-periods with no time at risk before the DiD "
-                "(the panel contract keeps only exposure_days > 0)."
-            )
-    if weights is not None:
-        w = pd.to_numeric(df[weights], errors="coerce")
-        if (w < 0).any() or w.isna().any():
-            raise DataError(
-                f"Weights column '{weights}' has {int(((w < 0) | w.isna()).sum())} negative "
-                "or non-numeric values; matching weights must be >= 0."
-            )
-        zero = w == 0
-        if zero.any():
-            attrition.append(("zero_weight", int(zero.sum())))
-            df = df.loc[~zero.to_numpy()]
+
+    def num(c: str | None) -> np.ndarray | None:
+        return None if c is None else pd.to_numeric(df[c], errors="coerce").to_numpy(float)
+
+    zero = _check_arrays(
+        y.to_numpy(dtype=float), n_rows=len(df), yname=yname, model=model,
+        expo=num(exposure), exposure=exposure, wts=num(weights), weights=weights,
+    )  # fmt: skip
+    if zero is not None:
+        attrition.append(("zero_weight", int(zero.sum())))
+        df = df.loc[~zero]
     return df
 
 
@@ -235,6 +275,86 @@ def _design(
         weights=w,
         offset=off,
     )
+
+
+# ----------------------------------------------------------------------------- dense path
+
+
+def _dense_input(
+    data: Any,
+    path: Path,
+    *,
+    yname: str,
+    idname: str,
+    tname: str,
+    values: list[str],
+    model: Model,
+    exposure: str | None,
+    weights: str | None,
+    cluster: str,
+    attrition: list[tuple[str, int]],
+) -> Dense | None:
+    """Dense unit x period matrices for an in-memory frame (None: use the frame path)."""
+    if model not in ("linear", "poisson"):
+        raise EstimationError(f"model must be 'linear' or 'poisson', got {model!r}.")
+    if path not in ("auto", "rows", "moments"):
+        raise EstimationError(f"path must be 'auto', 'rows' or 'moments', got {path!r}.")
+    local: list[tuple[str, int]] = []
+    dp = dense_from_frame(
+        data, yname=yname, idname=idname, tname=tname, values=values, model=model,
+        exposure=exposure, weights=weights, cluster=cluster, attrition=local,
+    )  # fmt: skip
+    if dp is None:
+        return None
+    attrition += local
+    if dp.cluster is not None and dp.cluster.max() == dp.cluster.min():
+        _single_cluster_check(dp.cluster, cluster)
+    return dp
+
+
+def _dense_binary(dp: Dense, col: str) -> np.ndarray:
+    a = dp.cols[col]
+    if not is_binary(a):
+        v = dp.values(col).astype(float)
+        bad = ~((v == 0.0) | (v == 1.0))
+        raise DataError(
+            f"Column '{col}' must be 0/1 (or True/False); {int(bad.sum())} of {v.size} rows "
+            "have other values. Recode it as an indicator."
+        )
+    return a
+
+
+def _dense_groups_check(dp: Dense, yname: str, group: np.ndarray, model: Model) -> None:
+    """Poisson: the outcome must have events among treated and among comparison units."""
+    if model != "poisson":
+        return
+    tot = dp.unit_sum(dp.cols[yname])
+    cnt = dp.observed().sum(axis=1) if dp.mask is not None else np.full(dp.n_units, dp.n_periods)
+    for g, label in ((True, "treated"), (False, "comparison")):
+        sel = group == g
+        if sel.any() and not np.any(tot[sel] != 0):
+            raise EstimationError(
+                f"Outcome '{yname}' is zero in all {int(cnt[sel].sum())} rows of the {label} "
+                "group; a rate ratio cannot be estimated. Choose another outcome or a longer "
+                "window."
+            )
+
+
+def _fit_dense(
+    dd: Any, model: Model, path: Path, *, cluster_is_unit: bool
+) -> tuple[Fit, RowDesign | Moments]:
+    """Moments path when the design has shared paths (cohorts), else rows; as :func:`_fit`."""
+    why_not = None
+    if path != "rows":
+        m = cohort_moments(dd, model=model)
+        if model == "poisson" and np.any(m.Y.sum(axis=0)[m.mask.any(axis=0)] <= 0):
+            why_not = "a period has no events"
+        elif path == "moments" or m.n.size <= 0.5 * dd.panel.n_units:
+            return fit_moments(m, model), m
+    if path == "moments":
+        raise EstimationError(f"The moments path cannot express this design: {why_not}.")
+    d = rows_of(dd, cluster_is_unit=cluster_is_unit)
+    return fit_rows(d, model), d
 
 
 def _fit(d: RowDesign, model: Model, path: Path, *, covariates: bool, cluster_is_unit: bool) -> Fit:
@@ -464,6 +584,12 @@ def two_by_two(
         group_expr=lambda t: t[treat], binary=[treat, post], model=model,
         exposure=exposure, weights=weights, cluster=cl,
     )  # fmt: skip
+    dp = None
+    if im is None and not covs:
+        dp = _dense_input(
+            data, path, yname=yname, idname=idname, tname=tname, values=[treat, post],
+            model=model, exposure=exposure, weights=weights, cluster=cl, attrition=attrition,
+        )  # fmt: skip
     if im is not None:
         d = im.moments
         if np.unique(im.group).size < 2:
@@ -476,6 +602,37 @@ def two_by_two(
             raise EstimationError(f"'{post}' is constant in all rows; the 2×2 needs pre and post.")
         attrition += list(im.attrition)
         fit = fit_moments(d, model)
+    elif dp is not None:
+        trm, pom = _dense_binary(dp, treat), _dense_binary(dp, post)
+        obs_n = (
+            dp.observed().sum(axis=1) if dp.mask is not None
+            else np.full(dp.n_units, dp.n_periods)
+        )  # fmt: skip
+        n_tr = dp.unit_sum(trm)
+        if np.any((n_tr > 0) & (n_tr < obs_n)):
+            raise DataError(
+                f"Column '{treat}' changes within a unit ('{idname}'); it must mark treated units. "
+                "Use twfe(dname=...) for a time-varying treatment indicator."
+            )
+        s_tr = float(obs_n[n_tr > 0].sum())
+        s_po = float(dp.unit_sum(pom).sum())
+        if s_tr == 0 or s_tr == dp.n_rows:
+            raise EstimationError(
+                f"'{treat}' is {'0' if s_tr == 0 else '1'} in all {dp.n_rows} rows; "
+                "the 2×2 needs treated and comparison units."
+            )
+        if s_po == 0 or s_po == dp.n_rows:
+            raise EstimationError(
+                f"'{post}' is {'0' if s_po == 0 else '1'} in all {dp.n_rows} rows; "
+                "the 2×2 needs pre and post periods."
+            )
+        _dense_groups_check(dp, yname, n_tr > 0, model)
+        trpo = np.logical_and(trm, pom)
+        dd = dense_design(
+            dp, yname=yname, X=[pom, trpo], xnames=("post", "treat:post"), model=model,
+            exposure=exposure, weights=weights,
+        )  # fmt: skip
+        fit, d = _fit_dense(dd, model, path, cluster_is_unit=cl == idname)
     else:
         df = _drop_missing(_to_frame(data, cols), attrition)
         df = _check_common(
@@ -562,12 +719,31 @@ def twfe(
         xexprs={dname: lambda t: t[dname]}, group_expr=lambda t: t[dname] * 0,
         binary=[dname], model=model, exposure=exposure, weights=weights, cluster=cl,
     )  # fmt: skip
+    dp = None
+    if im is None:
+        dp = _dense_input(
+            data, path, yname=yname, idname=idname, tname=tname, values=[dname], model=model,
+            exposure=exposure, weights=weights, cluster=cl, attrition=attrition,
+        )  # fmt: skip
     if im is not None:
         d = im.moments
         if not np.any(d.X[:, :, 0][d.mask] == 1):
             raise EstimationError(f"'{dname}' is 0 in all rows; no treated observations.")
         attrition += list(im.attrition)
         fit = fit_moments(d, model)
+    elif dp is not None:
+        Dm = _dense_binary(dp, dname)
+        if not Dm.any():
+            raise EstimationError(
+                f"'{dname}' is 0 in all {dp.n_rows} rows; no treated observations."
+            )
+        if model == "poisson":
+            _dense_groups_check(dp, yname, np.asarray(Dm.any(axis=1)), model)
+        dd = dense_design(
+            dp, yname=yname, X=[Dm], xnames=(dname,), model=model, exposure=exposure,
+            weights=weights,
+        )  # fmt: skip
+        fit, d = _fit_dense(dd, model, path, cluster_is_unit=cl == idname)
     else:
         df = _drop_missing(_to_frame(data, cols), attrition)
         df = _check_common(

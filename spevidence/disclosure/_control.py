@@ -142,6 +142,36 @@ def _pick(line: list[tuple[int, int]], mask: np.ndarray, raw: np.ndarray) -> tup
     return min(pool, key=lambda c: (raw[c], c))
 
 
+def _blank_derived(
+    safe: pd.DataFrame,
+    column: str,
+    hit: np.ndarray,
+    table_name: str,
+    labels: list[str],
+    reason: str,
+) -> list[dict[str, str]]:
+    """Set ``safe[column]`` missing in rows ``hit`` (in place); return the log rows."""
+    if not len(hit):
+        return []
+    col = (
+        safe[column].astype("float64")
+        if pd.api.types.is_numeric_dtype(safe[column])
+        else safe[column].astype(object)
+    )
+    col.iloc[hit] = np.nan
+    safe[column] = col
+    return [
+        {
+            "table": table_name,
+            "column": column,
+            "row": labels[i],
+            "action": "redacted_derived",
+            "reason": reason,
+        }
+        for i in hit
+    ]
+
+
 def _round(v: np.ndarray, rounding: int, threshold: int) -> np.ndarray:
     r = np.floor(v / rounding + 0.5) * rounding
     # never release a rounded value inside 1..threshold
@@ -347,26 +377,11 @@ def control(
                     "reason": f"{n_round} released count(s) rounded to the nearest {rounding}",
                 }
             )
+        hit = np.flatnonzero(mask[:, j])
         for d in derived.get(c, []):
-            hit = np.flatnonzero(mask[:, j])
-            if len(hit):
-                col = (
-                    safe[d].astype("float64")
-                    if pd.api.types.is_numeric_dtype(safe[d])
-                    else safe[d].astype(object)
-                )
-                col.iloc[hit] = np.nan
-                safe[d] = col
-                for i in hit:
-                    log_rows.append(
-                        {
-                            "table": table_name,
-                            "column": d,
-                            "row": labels[i],
-                            "action": "redacted_derived",
-                            "reason": f"derived from redacted count {c!r}",
-                        }
-                    )
+            log_rows += _blank_derived(
+                safe, d, hit, table_name, labels, f"derived from redacted count {c!r}"
+            )
     log = pd.DataFrame(log_rows, columns=list(LOG_COLUMNS))
     return safe, log
 
@@ -405,25 +420,10 @@ def redact_derived(
     safe = table.copy()
     labels = _row_labels(table)
     hit = np.flatnonzero(small)
+    reason = f"rests on a count between 1 and {threshold} ({', '.join(counts)})"
     log_rows = []
     for d in columns:
-        col = (
-            safe[d].astype("float64")
-            if pd.api.types.is_numeric_dtype(safe[d])
-            else safe[d].astype(object)
-        )
-        col.iloc[hit] = np.nan
-        safe[d] = col
-        for i in hit:
-            log_rows.append(
-                {
-                    "table": table_name,
-                    "column": d,
-                    "row": labels[i],
-                    "action": "redacted_derived",
-                    "reason": f"rests on a count between 1 and {threshold} ({', '.join(counts)})",
-                }
-            )
+        log_rows += _blank_derived(safe, d, hit, table_name, labels, reason)
     return safe, pd.DataFrame(log_rows, columns=list(LOG_COLUMNS))
 
 

@@ -68,10 +68,12 @@ class Panel:
     engine: str
     definitions: Definitions = field(default_factory=Definitions)
 
+    def _ordered(self) -> ir.Table:
+        return self.table.order_by(["person_id", "t"])
+
     def to_pandas(self) -> pd.DataFrame:
         """The panel as a pandas frame, sorted by person_id then t (deterministic)."""
-        df = self.table.to_pyarrow().to_pandas()
-        df = df.sort_values(["person_id", "t"], kind="stable").reset_index(drop=True)
+        df = self._ordered().to_pyarrow().to_pandas()
         for c in ("period", "referral_date"):
             df[c] = pd.to_datetime(df[c]).astype("datetime64[s]")
         for c in ("t", "gp", "ae", "admissions", "exposure_days"):
@@ -83,8 +85,19 @@ class Panel:
         return df[list(PANEL_COLUMNS)]
 
     def to_parquet(self, path: str | os.PathLike[str]) -> None:
-        """Write the panel (sorted) to a Parquet file."""
-        self.to_pandas().to_parquet(path, index=False)
+        """Write the panel, sorted by person_id then t, to a Parquet file.
+
+        Written by the engine itself (no round trip through pandas): DuckDB streams the
+        sorted panel to the file; other engines collect it as Arrow first. Dates are
+        Parquet dates, counts 64-bit integers.
+        """
+        t = self._ordered()
+        if self.table._find_backend().name == "duckdb":
+            t.to_parquet(path)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(t.to_pyarrow(), path)
 
     def summary(self) -> str:
         g = self.glance().iloc[0]
@@ -200,8 +213,10 @@ def build_panel(
         Admission methods counted as unplanned admissions (default: emergency
         methods without 2B transfers, DOMAIN.md).
     cache
-        Materialise the panel in the engine once (default), so later reads and
-        the attrition count do not recompute the linkage.
+        Materialise the per-person-period counts in the engine once (default), so
+        later reads do not recompute the linkage. Only the narrow integer table is
+        kept (person key, t, counts, exposure); attributes are joined when read.
+        ``False`` for a single write (``spevidence link``).
 
     Returns
     -------
@@ -245,6 +260,11 @@ def build_panel(
     )
     periods = upload_arrow(con, ptab)
 
+    # one integer key per person, numbered in person_id order: every join, the single
+    # aggregation and the final sort work on integers; the pseudonym is joined back once
+    keys = pop.select("person_id").distinct()
+    keys = keys.mutate(_k=ibis.row_number().over(order_by=keys.person_id))
+
     # person-level attributes: latest registration spell; death: earliest recorded
     w = ibis.window(
         group_by=pop.person_id,
@@ -260,6 +280,7 @@ def build_panel(
     persons = latest.select(
         "person_id", "practice_code", "pcn_code", "sex", "year_of_birth", "imd_decile"
     )
+    persons = persons.inner_join(keys, "person_id")
 
     # exposure: merged spells, ended by death, clipped to the window, split by period
     sp = _merged_spells(pop)
@@ -270,19 +291,29 @@ def build_panel(
         e=ibis.least(sp.end, ibis.coalesce(sp._death, ibis.literal(FAR)), ibis.literal(e)),
     )
     sp = sp.filter(sp.e >= sp.s)
-    x = sp.inner_join(periods, [sp.s <= periods.period_end, sp.e >= periods.period])
-    x = x.mutate(
-        _days=ibis.least(x.e, x.period_end).delta(ibis.greatest(x.s, x.period), unit="day") + 1
-    )
-    expo = x.group_by(["person_id", "period", "t"]).aggregate(
-        exposure_days=x._days.sum().cast("int64")
+    spk = sp.inner_join(keys, "person_id").select("_k", "s", "e")
+    x = spk.inner_join(periods, [spk.s <= periods.period_end, spk.e >= periods.period])
+    zero = ibis.literal(0, "int64")
+    expo = x.select(
+        _k=x._k,
+        t=x.t,
+        exposure_days=(
+            ibis.least(x.e, x.period_end).delta(ibis.greatest(x.s, x.period), unit="day") + 1
+        ).cast("int64"),
+        gp=zero,
+        ae=zero,
+        admissions=zero,
     )
 
-    def counts(tab: ir.Table, date_col: str, name: str) -> ir.Table:
+    def events(tab: ir.Table, date_col: str, name: str) -> ir.Table:
         d = tab[date_col]
-        tab = tab.filter(d.between(s, e))
-        tab = tab.mutate(_t=_period_index(tab[date_col], s, period))
-        return tab.group_by(["person_id", "_t"]).aggregate(**{name: tab.count().cast("int64")})
+        tab = tab.filter(d.between(s, e)).inner_join(keys, "person_id")
+        return tab.select(
+            _k=tab._k,
+            t=_period_index(tab[date_col], s, period),
+            exposure_days=zero,
+            **{o: ibis.literal(1 if o == name else 0, "int64") for o in ("gp", "ae", "admissions")},
+        )
 
     gp_f = gp.filter(
         gp.status.isin(list(defs.gp_statuses))
@@ -294,26 +325,37 @@ def build_panel(
         else ae.filter(ae.department_type.isin(list(defs.ae_department_types)))
     )
     adm_f = adm.filter(adm.admission_method.isin(list(defs.admission_methods)))
-    panel = expo
-    for tab, col, name in (
-        (gp_f, "appointment_date", "gp"),
-        (ae_f, "arrival_date", "ae"),
-        (adm_f, "admission_date", "admissions"),
-    ):
-        c = counts(tab, col, name).rename(_pid="person_id")
-        panel = panel.left_join(c, [panel.person_id == c._pid, panel.t == c._t]).drop("_pid", "_t")
-        panel = panel.mutate(**{name: panel[name].fill_null(0)})
+    # exposure rows and event rows stacked, then one aggregation per person and period
+    # (events fall in periods with exposure once validated; others are dropped below)
+    stacked = ibis.union(
+        expo,
+        events(gp_f, "appointment_date", "gp"),
+        events(ae_f, "arrival_date", "ae"),
+        events(adm_f, "admission_date", "admissions"),
+        distinct=False,
+    )
+    core = stacked.group_by(["_k", "t"]).aggregate(
+        gp=stacked.gp.sum(),
+        ae=stacked.ae.sum(),
+        admissions=stacked.admissions.sum(),
+        exposure_days=stacked.exposure_days.sum(),
+    )
+    core = core.filter(core.exposure_days > 0)
+    if cache:
+        core = core.cache()
 
     acc = ref.filter(ref.outcome == "accepted")
     first_ref = acc.group_by("person_id").aggregate(referral_date=acc.referral_date.min())
     first_ref = first_ref.mutate(referral_t=_period_index(first_ref.referral_date, s, period))
-    first_ref = first_ref.rename(_rid="person_id")
-    persons = persons.rename(_qid="person_id")
-    panel = panel.inner_join(persons, panel.person_id == persons._qid).drop("_qid")
-    panel = panel.left_join(first_ref, panel.person_id == first_ref._rid).drop("_rid")
-    panel = panel.filter(panel.exposure_days > 0).select(*PANEL_COLUMNS)
-    if cache:
-        panel = panel.cache()
+    first_ref = first_ref.inner_join(keys, "person_id").select(
+        _rk="_k", referral_date="referral_date", referral_t="referral_t"
+    )
+    pj = persons.rename(_pk="_k")
+    pt = periods.select(_pt="t", period="period")
+    panel = core.inner_join(pj, core._k == pj._pk)
+    panel = panel.inner_join(pt, panel.t == pt._pt)
+    panel = panel.left_join(first_ref, panel._k == first_ref._rk)
+    panel = panel.select(*PANEL_COLUMNS)
 
     n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
     # people with at least one day registered and alive in the window = people in the

@@ -27,6 +27,8 @@ Pharmaceutical Statistics 10(2), 150-161.
 from __future__ import annotations
 
 import itertools
+import operator
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 Comparators = Literal["not-yet-referred", "never-referred", "comparator-pcns"]
 Order = Literal["largest", "smallest", "random", "data"]
 Distance = Literal["glm", "mahalanobis"]
+Censoring = Literal["ipcw", "referral", "none"]
 
 OUTCOMES = ("gp", "ae", "admissions")
 DERIVED_USE = tuple(f"{w}_{o}" for w in ("prior", "recent") for o in OUTCOMES)
@@ -57,6 +60,7 @@ REASON_OUTSIDE = "referral period outside the panel's study window"
 REASON_NO_ROW = "no panel row in the referral period (not registered then)"
 REASON_LOOKBACK = "registered for less than the look-back window before referral"
 REASON_MISSING = "missing covariate or exact-matching value at referral"
+REASON_INELIGIBLE = "did not meet the scheme's eligibility criteria at referral"
 REASON_NO_STRATUM = "no eligible comparator in the exact-matching stratum"
 REASON_USED = "all eligible comparators in the stratum already used by earlier matches"
 REASON_CALIPER = "no unused comparator within the caliper"
@@ -67,10 +71,34 @@ REASON_ORDER = (
     REASON_LOOKBACK,
     REASON_IN_COMPARATOR_PCN,
     REASON_MISSING,
+    REASON_INELIGIBLE,
     REASON_NO_STRATUM,
     REASON_USED,
     REASON_CALIPER,
 )
+
+
+_CRITERION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+_OPS = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def parse_criterion(text: str) -> tuple[str, str, float]:
+    """Split an eligibility criterion such as ``"prior_gp > 15"`` into (column,
+    operator, number); raise DataError naming the accepted form otherwise."""
+    m = _CRITERION.match(str(text))
+    if m is None:
+        raise DataError(
+            f"risk_set: eligibility criterion {text!r} is not of the form "
+            "'<column> <op> <number>' with op one of > >= < <= == != (e.g. 'prior_gp > 15')."
+        )
+    return m.group(1), m.group(2), float(m.group(3))
 
 
 def _age_band_codes(age: np.ndarray, breaks: Sequence[int]) -> tuple[np.ndarray, pd.Index]:
@@ -102,6 +130,8 @@ class RiskSetMatched:
         the basis of the before/after balance table. Contains identifiers: never
         release it.
     diagnostics : counts about comparators (used, later referred, censored rows).
+    ipcw : inverse-probability-of-censoring weights of comparator rows after the
+        index period (unit_id, t, hazard, ipcw); see :meth:`matched_data`.
     """
 
     panel: pd.DataFrame = field(repr=False)
@@ -115,28 +145,76 @@ class RiskSetMatched:
     coefficients: pd.Series = field(repr=False)
     diagnostics: dict[str, int] = field(repr=False)
     options: dict[str, object] = field(repr=False)
+    ipcw: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
 
-    def matched_data(self, *, window: tuple[int, int] | None = None) -> pd.DataFrame:
+    def matched_data(
+        self,
+        *,
+        window: tuple[int, int] | None = None,
+        censoring: Censoring = "ipcw",
+        washout: int = 0,
+    ) -> pd.DataFrame:
         """Panel rows of matched people, one copy per matched unit, plus ``unit_id``,
         ``treated``, ``subclass``, ``weights``, ``index_t``, ``event_time`` (= t -
         index_t) and ``post`` (event_time >= 0), as in docs/contracts.md.
 
-        A comparator who is referred later is followed only up to the period before
-        their own referral (their later rows are dropped from the comparator copy);
-        the same person may also appear as a case (a different ``unit_id``).
-        ``window=(lo, hi)`` keeps event times lo..hi.
+        Parameters
+        ----------
+        window : ``(lo, hi)`` keeps event times lo..hi.
+        censoring : what happens to a not-yet-referred comparator who is referred
+            later (the same person may also appear as a case, with another
+            ``unit_id``):
+
+            * ``"ipcw"`` (default): their comparator follow-up stops at the period
+              before their own referral, and every comparator row after the index
+              period is weighted by the inverse probability of having stayed
+              unreferred up to it (``weights`` = matching weight x
+              ``ipcw``). The probability comes from the referral hazard that is
+              already fitted for matching (the propensity score of the risk sets is
+              a pooled-logistic discrete-time hazard of referral), evaluated on the
+              comparator's own covariates in each later period. This removes the
+              informative censoring: people are referred at a peak of use, so
+              cutting them at referral keeps their peak and drops the fall after
+              it (Robins & Finkelstein 2000; Hernán & Robins 2016, per-protocol
+              effect of sequential trials; Danaei et al. 2013).
+            * ``"referral"``: stop at the period before their own referral,
+              unweighted (biased towards a benefit under regression to the mean;
+              kept to reproduce earlier runs and for sensitivity analyses).
+            * ``"none"``: follow comparators whatever happens to them later (the
+              intention-to-treat effect of referral now against usual care, which
+              includes later referral; unbiased when the true effect is nil, diluted
+              towards nil otherwise).
+        washout : with ``censoring="referral"`` only: stop comparator follow-up this
+            many periods earlier (before the rise in use that leads to referral).
         """
+        if censoring not in ("ipcw", "referral", "none"):
+            raise DataError(
+                f"matched_data: censoring must be 'ipcw', 'referral' or 'none', got {censoring!r}."
+            )
+        if not isinstance(washout, int | np.integer) or washout < 0:
+            raise DataError(f"matched_data: washout must be an integer >= 0, got {washout!r}.")
+        if washout and censoring != "referral":
+            raise DataError(
+                f"matched_data: washout={washout} applies to censoring='referral' only; "
+                f"got censoring={censoring!r}."
+            )
         u = self.units[["unit_id", "person_id", "treated", "subclass", "weights", "index_t"]]
         md = self.panel.merge(u, on="person_id", how="inner", validate="many_to_many")
         md["event_time"] = (md["t"] - md["index_t"]).astype("int64")
-        censor = (md["treated"] == 0) & md["referral_t"].notna()
-        ref_t = md["referral_t"].astype("float64").to_numpy(na_value=np.inf)
-        censor &= md["t"].to_numpy() >= ref_t
-        md = md.loc[~censor]
+        if censoring != "none":
+            censor = (md["treated"] == 0) & md["referral_t"].notna()
+            ref_t = md["referral_t"].astype("float64").to_numpy(na_value=np.inf)
+            censor &= md["t"].to_numpy() >= ref_t - int(washout)
+            md = md.loc[~censor]
         if window is not None:
             lo, hi = window
             md = md.loc[(md["event_time"] >= lo) & (md["event_time"] <= hi)]
         md["post"] = (md["event_time"] >= 0).astype("int64")
+        if censoring == "ipcw":
+            iw = self.ipcw
+            md = md.merge(iw, on=["unit_id", "t"], how="left", validate="many_to_one")
+            md["ipcw"] = md["ipcw"].fillna(1.0)
+            md["weights"] = md["weights"] * md["ipcw"]
         md = md.sort_values(
             ["subclass", "treated", "unit_id", "t"], ascending=[True, False, True, True]
         )
@@ -303,6 +381,7 @@ def risk_set(
     recent: int = 3,
     order: Order = "largest",
     age_breaks: Sequence[int] = DEFAULT_AGE_BREAKS,
+    eligibility: Sequence[str] = (),
     seed: int | np.random.Generator = 0,
 ) -> RiskSetMatched:
     """Risk-set matching of referred people to comparators eligible at referral.
@@ -350,6 +429,14 @@ def risk_set(
     recent : window for the ``recent_*`` covariates (t in [index - recent, index - 1]).
     order : order of matching within a stratum (MatchIt ``m.order``).
     age_breaks : lower edges of the age bands after the first.
+    eligibility : the scheme's own eligibility criteria, each ``"<column> <op>
+        <number>"`` (e.g. ``"prior_gp > 15"`` for a frequent-attender scheme), on a
+        derived covariate (``prior_*``, ``recent_*``, ``age``) or a numeric panel column
+        at the index period. Cases and comparators who do not meet them are not
+        candidates (cases are counted in the attrition): comparators must have been
+        eligible for referral when the case was referred, as in the target trial.
+        A threshold in the referral rule cannot be represented by a logistic propensity
+        score, which then trades the recent peak against other covariates.
     seed : seed or Generator (used only by ``order="random"``).
 
     Notes
@@ -452,6 +539,15 @@ def risk_set(
                 f"risk_set: covariate {c!r} is not numeric; put categorical variables in "
                 "`exact` instead."
             )
+    crit = [parse_criterion(c) for c in eligibility]
+    for col, _, _ in crit:
+        if col not in derived and col not in panel.columns:
+            raise DataError(
+                f"risk_set: eligibility criterion on {col!r}, which is neither a derived "
+                f"covariate ({sorted(derived)}) nor a panel column."
+            )
+        if col not in derived and not pd.api.types.is_numeric_dtype(panel[col]):
+            raise DataError(f"risk_set: eligibility column {col!r} is not numeric.")
     if ("age" in covs or "age_band" in exact) and "year_of_birth" not in panel.columns:
         raise DataError("risk_set: 'age' needs the panel column 'year_of_birth'.")
 
@@ -568,6 +664,18 @@ def risk_set(
         drop_reason[int(p)] = REASON_MISSING
     if miss.any():
         pool = pool.loc[~miss].reset_index(drop=True)
+    # the scheme's eligibility criteria at the index period
+    if crit:
+        ok = np.ones(len(pool), dtype=bool)
+        for col, op, value in crit:
+            if col in pool.columns and (col in derived or col in covs):
+                v = pool[col].to_numpy(dtype=float)
+            else:
+                v = panel[col].to_numpy(dtype=np.float64, na_value=np.nan)[pool["_row"]]
+            ok &= _OPS[op](np.nan_to_num(v, nan=-np.inf if op in (">", ">=") else np.inf), value)
+        for p in pool.loc[~ok & (pool["treated"].to_numpy() == 1), "_p"]:
+            drop_reason[int(p)] = REASON_INELIGIBLE
+        pool = pool.loc[ok].reset_index(drop=True)
     n_cases_pool = int(pool["treated"].sum())
     if n_cases_pool == 0:
         raise EstimationError(
@@ -724,6 +832,34 @@ def risk_set(
     units = units.rename(columns={"_stratum": "stratum"}).reset_index(drop=True)
     units.insert(0, "unit_id", np.arange(1, len(units) + 1))
 
+    # ---------------------------------------------------------------- censoring weights
+    ipcw = pd.DataFrame(
+        {
+            "unit_id": np.zeros(0, np.int64),
+            "t": np.zeros(0, np.int64),
+            "hazard": np.zeros(0),
+            "ipcw": np.zeros(0),
+        }
+    )
+    if comparators == "not-yet-referred":
+        cu = units.loc[units["treated"] == 0, ["unit_id", "person_id", "index_t"]]
+        ipcw = _censoring_weights(
+            unit_id=cu["unit_id"].to_numpy(dtype=np.int64),
+            person=persons.get_indexer(pd.Index(cu["person_id"])),
+            index_t=cu["index_t"].to_numpy(dtype=np.int64),
+            pres=pres,
+            ref_person=ref_person,
+            row_key=pcode.astype(np.int64) * n_t + t,
+            covs=covs,
+            coef=coef,
+            cum_o=cum_o,
+            num_panel=num_panel,
+            yob=yob,
+            period_year=period_year,
+            lookback=lookback,
+            recent=recent,
+        )
+
     # ---------------------------------------------------------------- attrition
     n_in = len(case_people)
     counts = pd.Series(list(drop_reason.values()), dtype=object).value_counts()
@@ -758,6 +894,7 @@ def risk_set(
         ),
         "comparator_rows_censored_at_own_referral": rows_censored,
         "candidate_comparator_person_periods": int((pool["treated"] == 0).sum()),
+        "comparator_rows_ipcw_above_2": int((ipcw["ipcw"] > 2).sum()),
     }
     coef_names = ["(Intercept)"]
     for c in covs:
@@ -789,6 +926,68 @@ def risk_set(
             "recent": recent,
             "order": order,
             "age_breaks": tuple(age_breaks),
+            "eligibility": tuple(eligibility),
             "seed": seed if not isinstance(seed, np.random.Generator) else "Generator",
         },
+        ipcw=ipcw,
     )
+
+
+def _censoring_weights(
+    *,
+    unit_id: np.ndarray,
+    person: np.ndarray,
+    index_t: np.ndarray,
+    pres: np.ndarray,
+    ref_person: np.ndarray,
+    row_key: np.ndarray,
+    covs: Sequence[str],
+    coef: np.ndarray,
+    cum_o: dict[str, np.ndarray],
+    num_panel: dict[str, np.ndarray],
+    yob: np.ndarray | None,
+    period_year: np.ndarray,
+    lookback: int,
+    recent: int,
+) -> pd.DataFrame:
+    """Inverse probability of staying unreferred, for comparator rows after the index.
+
+    The propensity model of the risk sets is a pooled logistic regression of referral
+    in a period on the history before it among everyone still at risk (a discrete-time
+    hazard model). For a comparator matched at index ``s`` and still unreferred and
+    registered in period ``u > s``, the hazard ``h_u`` is that model evaluated on the
+    comparator's covariates at ``u``; the weight of their row at ``t`` is
+    ``prod_{s < u <= t} 1 / (1 - h_u)`` (rows at or after their own referral are
+    censored; months without registration add no hazard).
+    """
+    n_t = pres.shape[1]
+    reps = np.maximum(n_t - 1 - index_t, 0)
+    uid = np.repeat(unit_id, reps)
+    p = np.repeat(person, reps)
+    s = np.repeat(index_t, reps)
+    start = np.cumsum(reps) - reps
+    u = s + 1 + (np.arange(len(uid)) - np.repeat(start, reps))
+    ref = np.where(np.isnan(ref_person[p]), np.inf, ref_person[p])
+    keep = (pres[p, u] == 1) & (u < ref)
+    uid, p, u = uid[keep], p[keep], u[keep]
+    cols: dict[str, np.ndarray] = {}
+    lo = np.maximum(u - lookback, 0)
+    for o in OUTCOMES:
+        cols[f"prior_{o}"] = cum_o[o][p, u] - cum_o[o][p, lo]
+        cols[f"recent_{o}"] = cum_o[o][p, u] - cum_o[o][p, np.maximum(u - recent, 0)]
+    if yob is not None or any(c not in cols and c != "age" for c in covs):
+        order = np.argsort(row_key, kind="stable")
+        pos = order[np.searchsorted(row_key, p.astype(np.int64) * n_t + u, sorter=order)]
+        if yob is not None:
+            cols["age"] = period_year[u].astype(float) - yob[pos]
+        for c, arr in num_panel.items():
+            cols[c] = arr[pos]
+    frame = pd.DataFrame({c: cols[c] for c in covs})
+    X = np.column_stack([np.ones(len(frame)), _ps_design(frame, covs)])
+    eta = X @ coef
+    h = np.where(np.isnan(eta), 0.0, 1.0 / (1.0 + np.exp(-np.nan_to_num(eta))))
+    h = np.minimum(h, 0.99)
+    out = pd.DataFrame({"unit_id": uid, "t": u.astype(np.int64), "hazard": h})
+    out = out.sort_values(["unit_id", "t"], kind="stable").reset_index(drop=True)
+    out["ipcw"] = np.exp(-np.log1p(-out["hazard"]).groupby(out["unit_id"]).cumsum())
+    return out

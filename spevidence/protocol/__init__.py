@@ -11,6 +11,7 @@ from spevidence.protocol._model import (
     Protocol,
     ReportSpec,
     SroiSpec,
+    StaggeredSpec,
     load_protocol,
     protocol_hash,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "Protocol",
     "ReportSpec",
     "SroiSpec",
+    "StaggeredSpec",
     "load_protocol",
     "protocol_hash",
 ]

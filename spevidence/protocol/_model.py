@@ -45,6 +45,41 @@ class MatchSpec(_Frozen):
     caliper: float | None = Field(0.2, gt=0)
     lookback: int = Field(12, ge=1, le=60, description="months of prior use matched on")
     replace: bool = False
+    censoring: Literal["ipcw", "referral", "none"] = Field(
+        "ipcw",
+        description=(
+            "comparators referred later: cut at their referral and weight the rest by the "
+            "inverse probability of staying unreferred (ipcw), cut only (referral), or keep "
+            "(none)"
+        ),
+    )
+    washout: int = Field(
+        0, ge=0, le=24, description="with censoring: referral, cut this many periods earlier"
+    )
+    eligibility: tuple[str, ...] = Field(
+        (),
+        description=(
+            "the scheme's eligibility criteria at referral, e.g. 'prior_gp > 15': "
+            "comparators must have met them too"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _washout_needs_referral(self) -> MatchSpec:
+        from spevidence.errors import DataError
+        from spevidence.match.risk_set import parse_criterion
+
+        for c in self.eligibility:
+            try:
+                parse_criterion(c)
+            except DataError as e:
+                raise ValueError(f"match.eligibility: {e}".replace("risk_set: ", "")) from None
+        if self.washout and self.censoring != "referral":
+            raise ValueError(
+                f"match.washout ({self.washout}) applies only with censoring: referral "
+                f"(got censoring: {self.censoring}); set washout: 0 or censoring: referral"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -123,6 +158,48 @@ class DisclosureSpec(_Frozen):
     rounding: int = Field(5, ge=1, description="other counts rounded to this base")
 
 
+class StaggeredSpec(_Frozen):
+    """Staggered-adoption difference-in-differences (used when ``design: staggered``).
+
+    The national design of Wilding et al. (2025, BJGP): a person x quarter panel of the
+    whole registered population, each person's cohort the period they were first
+    treated, compared with not-yet and never-treated people (Callaway and Sant'Anna
+    2021; Wooldridge's extended TWFE for counts).
+    """
+
+    cohort: Literal["referral", "service_start"] = Field(
+        "referral",
+        description="referral: the period of a person's first accepted referral; "
+        "service_start: the period the person's PCN made its first accepted referral",
+    )
+    estimators: tuple[Literal["callaway_santanna", "etwfe"], ...] = Field(
+        ("callaway_santanna", "etwfe"), min_length=1
+    )
+    control: Literal["notyet", "never"] = "notyet"
+    method: Literal["dr", "ipw", "reg"] = "reg"
+    base_period: Literal["varying", "universal"] = "universal"
+    anticipation: int = Field(0, ge=0, le=12, description="periods of anticipation")
+    etwfe_family: Literal["linear", "poisson"] = "poisson"
+    event_window: tuple[int, int] = Field((-8, 8), description="dynamic effects reported")
+    cluster: Literal["person_id", "practice_code", "pcn_code"] = "person_id"
+    allow_unbalanced: bool = Field(
+        False,
+        description="keep people not registered in every period (else they are dropped, "
+        "and counted in the cohort flow)",
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> StaggeredSpec:
+        lo, hi = self.event_window
+        if not lo < 0 <= hi:
+            raise ValueError(
+                f"event_window [{lo}, {hi}] must start before 0 and end at or after 0, e.g. [-8, 8]"
+            )
+        if len(set(self.estimators)) != len(self.estimators):
+            raise ValueError("estimators lists an estimator twice")
+        return self
+
+
 class ReportSpec(_Frozen):
     formats: tuple[Literal["html", "pdf", "docx"], ...] = ("html", "pdf")
     engine: Literal["auto", "quarto", "builtin"] = "auto"
@@ -150,15 +227,39 @@ class Protocol(_Frozen):
         "add 'risk_score' to match.covariates to match on it",
     )
     seed: int = 0
+    design: Literal["matched", "staggered"] = Field(
+        "matched",
+        description="matched: risk-set matching + DiD (did:); staggered: staggered-adoption "
+        "DiD over the whole population (staggered:)",
+    )
+    staggered: StaggeredSpec | None = None
 
     @model_validator(mode="after")
     def _window(self) -> Protocol:
         if self.end <= self.start:
             raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        if self.design == "matched" and self.staggered is not None:
+            raise ValueError(
+                "a 'staggered' block is given but design is 'matched'; set design: staggered "
+                "to run it, or delete the block"
+            )
         return self
 
+    @property
+    def staggered_spec(self) -> StaggeredSpec:
+        """The staggered options (defaults when ``design: staggered`` has no block)."""
+        return self.staggered if self.staggered is not None else StaggeredSpec()
+
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        out = self.model_dump(mode="json")
+        if self.design == "matched":  # matched protocols keep their earlier form and hash
+            out.pop("design")
+            out.pop("staggered")
+        else:  # blocks a staggered design does not use are not recorded
+            for k in ("match", "did", "sroi", "risk_score"):
+                out.pop(k)
+            out["staggered"] = self.staggered_spec.model_dump(mode="json")
+        return out
 
 
 def protocol_hash(protocol: Protocol) -> str:

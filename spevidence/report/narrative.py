@@ -56,6 +56,67 @@ def _main_rows(did: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def did_display(df: pd.DataFrame) -> pd.DataFrame:
+    """The DiD table as a reader wants it: linear effects per person per period, Poisson
+    effects as rate ratios (not log coefficients), each with its 95% CI."""
+    rows = []
+    for _, r in df.iterrows():
+        poisson = str(r.get("model")) == "poisson" and not math.isnan(_num(r.get("rate_ratio")))
+        if poisson:
+            scale = "rate ratio"
+            est, lo, hi = r.get("rate_ratio"), r.get("rr_conf_low"), r.get("rr_conf_high")
+        else:
+            scale = "difference per person per period"
+            est, lo, hi = r.get("estimate"), r.get("conf_low"), r.get("conf_high")
+        p = _num(r.get("p_value"))
+        rows.append(
+            {
+                "Outcome": outcome_label(r.get("outcome", "")),
+                "Effect measure": scale,
+                "Estimate (95% CI)": f"{_f(est, 3)} ({_f(lo, 3)} to {_f(hi, 3)})",
+                "p value": "–" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}"),
+                "Observations": _f(r.get("n"), 0),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def table1_display(df: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 as text: whole numbers of people, one decimal for means and percentages."""
+    out = df.copy()
+    people = out["characteristic"].astype(str) == "People"
+    for c in out.columns[1:]:
+        out[c] = [_f(v, 0 if is_people else 1) for v, is_people in zip(out[c], people, strict=True)]
+    return out
+
+
+def wellbeing_display(df: pd.DataFrame) -> pd.DataFrame:
+    """The paired wellbeing table in a width that fits a page: one row per instrument,
+    means with SDs, the change with its 95% CI, and counts who improved or worsened."""
+
+    def n_pct(n: Any, pct: Any) -> str:
+        return "–" if math.isnan(_num(n)) else f"{_f(n, 0)} ({_f(pct, 0)}%)"
+
+    rows = []
+    for _, r in df.iterrows():
+        p = _num(r.get("p_value"))
+        rows.append(
+            {
+                "Measure": r.get("label", r.get("instrument")),
+                "People": _f(r.get("people"), 0),
+                "Baseline mean (SD)": f"{_f(r.get('baseline_mean'))} ({_f(r.get('baseline_sd'))})",
+                "Follow-up mean (SD)": f"{_f(r.get('followup_mean'))} ({_f(r.get('followup_sd'))})",
+                "Change (95% CI)": f"{_f(r.get('mean_change'))} "
+                f"({_f(r.get('conf_low'))} to {_f(r.get('conf_high'))})",
+                "p": "–" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}"),
+                "Effect size (dz)": _f(r.get("effect_size_dz")),
+                "Improved": n_pct(r.get("improved"), r.get("percent_improved")),
+                "Worsened": n_pct(r.get("worsened"), r.get("percent_worsened")),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def effect_size(row: pd.Series) -> str:
     """An estimate with its 95% CI: a percentage for log-scale (Poisson) and ratio models."""
     est, lo, hi = _num(row["estimate"]), _num(row["conf_low"]), _num(row["conf_high"])
@@ -72,6 +133,15 @@ def _ci_vs_null(row: pd.Series) -> tuple[float, float]:
     if effect_scale(row.get("model", ""), row.get("scale")) == "ratio":
         return lo - 1, hi - 1
     return lo, hi
+
+
+def _staggered_effect(row: pd.Series) -> str:
+    """A staggered estimate with its 95% CI, in events per person per period."""
+    if pd.isna(row.get("estimate")):
+        return "withheld (too few people)"
+    return (
+        f"{_f(row['estimate'], 3)} (95% CI {_f(row['conf_low'], 3)} to {_f(row['conf_high'], 3)})"
+    )
 
 
 def effect_sentence(row: pd.Series) -> str:
@@ -109,6 +179,11 @@ class Narrative:
 
     def _pretrend_failures(self) -> list[str]:
         pt = self.rb.table("pretrend_test")
+        if pt is None:
+            pt = self.rb.table("staggered_pretrend")
+            if pt is not None and "outcome" in pt.columns:
+                pt = pt.assign(p_value=pd.to_numeric(pt["p_value"], errors="coerce"))
+                pt = pt.groupby("outcome", sort=False)["p_value"].min().reset_index()
         if pt is None or "p_value" not in pt.columns:
             return []
         bad = pt[pd.to_numeric(pt["p_value"], errors="coerce") < ALPHA]
@@ -161,11 +236,19 @@ class Narrative:
                         "value": effect_size(r),
                     }
                 )
+        for _, r in self._staggered_main().iterrows():
+            rows.append(
+                {
+                    "item": f"Effect on {outcome_label(r['outcome'])} ({r['estimator']}, per "
+                    f"person per {self._staggered_period()})",
+                    "value": _staggered_effect(r),
+                }
+            )
         sv = self._sroi_values()
         ratio = sv.get("sroi_ratio", sv.get("ratio"))
         if ratio is not None and not pd.isna(ratio):
             rows.append({"item": "Social value per £1 invested", "value": f"£{_f(ratio)}"})
-        if self.rb.has("pretrend_test"):
+        if self.rb.has("pretrend_test") or self.rb.has("staggered_pretrend"):
             bad = self._pretrend_failures()
             rows.append(
                 {
@@ -191,6 +274,8 @@ class Narrative:
         )
 
     def summary(self) -> str:
+        if not self.rb.has("did_estimates") and self.rb.has("staggered"):
+            return self._staggered_summary()
         lines: list[str] = [self.synthetic_banner()]
         did = self.rb.table("did_estimates")
         n = self._final_count()
@@ -406,7 +491,77 @@ class Narrative:
             digits=3,
         )
 
+    # -- staggered design (design: staggered) ---------------------------------------
+    def _staggered_period(self) -> str:
+        return str(self.rb.protocol.get("period", "quarter"))
+
+    def _staggered_main(self) -> pd.DataFrame:
+        """The simple (overall) aggregation per outcome and estimator."""
+        st = self.rb.table("staggered")
+        if st is None or "aggregation" not in st.columns:
+            return pd.DataFrame(columns=["outcome", "estimator"])
+        return st.loc[st["aggregation"] == "simple"].reset_index(drop=True)
+
+    def _staggered_design(self) -> str:
+        spec = self.rb.protocol.get("staggered") or {}
+        period = self._staggered_period()
+        cohort = {
+            "referral": "the " + period + " of their first accepted referral",
+            "service_start": "the " + period + " in which their PCN's link-worker service "
+            "started (its first accepted referral)",
+        }.get(str(spec.get("cohort", "referral")), "the " + period + " first treated")
+        control = (
+            "people not yet referred and people never referred"
+            if spec.get("control", "notyet") == "notyet"
+            else "people never referred"
+        )
+        names = {
+            "callaway_santanna": "Callaway and Sant'Anna (2021)",
+            "etwfe": "Wooldridge's extended two-way fixed effects "
+            f"({spec.get('etwfe_family', 'poisson')})",
+        }
+        est = " and ".join(names.get(str(e), str(e)) for e in spec.get("estimators", []))
+        return (
+            f"\nEveryone registered was followed {period} by {period}. Each person's *cohort* "
+            f"is {cohort}; each cohort is compared with {control} in the same {period}s "
+            f"(staggered difference-in-differences, {est}). No one is matched: the whole "
+            "population is the comparison, as in the national evaluation of Wilding et al. "
+            "(2025). Effects are changes in events per person per "
+            f"{period} among treated people.\n"
+        )
+
+    def _staggered_summary(self) -> str:
+        lines = [self.synthetic_banner(), self._staggered_design()]
+        n = self._final_count()
+        if n is not None:
+            lines.append(
+                f"The analysis included {n} treated people (rounded for disclosure control).\n"
+            )
+        main = self._staggered_main()
+        if len(main):
+            lines.append(
+                "\nOverall effect after first treatment (per person per "
+                f"{self._staggered_period()}):\n"
+            )
+            for _, r in main.iterrows():
+                lines.append(
+                    f"- **{outcome_label(r['outcome'])}** ({r['estimator']}): "
+                    + _staggered_effect(r)
+                )
+        bad = self._pretrend_failures()
+        if bad:
+            lines.append(
+                WARN + "**Read with care:** before referral, the treated people's use was already "
+                f"moving away from the comparators' ({', '.join(bad)}). People are often "
+                "referred at a peak of use that falls afterwards anyway (regression to the mean), "
+                "so these estimates may mix that fall with any effect of the service.\n:::"
+            )
+        return "\n".join(lines) + "\n"
+
     def staggered(self) -> str:
+        st = self.rb.table("staggered")
+        if st is not None and "aggregation" in st.columns:
+            return self._staggered_section(st)
         if not self.rb.has("staggered"):
             return not_run("staggered")
         return (
@@ -417,6 +572,114 @@ class Narrative:
                 "staggered", caption="Staggered difference-in-differences estimates", digits=3
             )
         )
+
+    def _staggered_section(self, st: pd.DataFrame) -> str:
+        period = self._staggered_period()
+        parts = [self._staggered_design()]
+        bad = self._pretrend_failures()
+        if bad:
+            parts.append(
+                WARN + "The joint pre-trend test **failed** for " + ", ".join(bad) + f" (p < "
+                f"{ALPHA}): before first treatment the treated people's use was already "
+                "diverging from the comparators'. A rise just before referral followed by a "
+                "fall is the signature of referral at a peak of use (regression to the mean); "
+                "the post-referral estimates then overstate any reduction.\n:::\n"
+            )
+        elif self.rb.has("staggered_pretrend"):
+            parts.append(
+                "\nBefore first treatment the treated and comparison groups moved in parallel "
+                f"(joint pre-trend test p ≥ {ALPHA}).\n"
+            )
+        parts.append(
+            self.rb.figure_md(
+                "staggered_event_study",
+                caption=f"Change in NHS use per person per {period}, by {period}s since first "
+                "treatment (95% confidence intervals)",
+                alt="Event-study chart of the staggered difference-in-differences",
+            )
+        )
+        cols = [
+            "outcome",
+            "estimator",
+            "estimate",
+            "std_error",
+            "conf_low",
+            "conf_high",
+            "p_value",
+            "n",
+            "scale",
+        ]
+        main = self._staggered_main()
+        parts.append(
+            markdown_table(
+                main[[c for c in cols if c in main.columns]],
+                caption="Overall effect after first treatment (simple aggregation; n = treated "
+                "people)",
+                label="tbl-staggered-simple",
+                digits={"estimate": 3, "std_error": 3, "conf_low": 3, "conf_high": 3, "p_value": 3},
+            )
+        )
+        dyn = st.loc[st["aggregation"] == "dynamic"].copy()
+        if len(dyn):
+            dyn["cell"] = [
+                "0 (reference)"
+                if r["estimate"] == 0 and pd.isna(r["std_error"])
+                else "–"
+                if pd.isna(r["estimate"])
+                else f"{_f(r['estimate'], 3)} ({_f(r['conf_low'], 3)} to {_f(r['conf_high'], 3)})"
+                for _, r in dyn.iterrows()
+            ]
+            dyn["column"] = [
+                f"{outcome_label(o)}, {e}"
+                for o, e in zip(dyn["outcome"], dyn["estimator"], strict=True)
+            ]
+            wide = dyn.pivot_table(
+                index="event", columns="column", values="cell", aggfunc="first", sort=False
+            ).reset_index()
+            wide["event"] = pd.to_numeric(wide["event"]).astype(int)
+            wide = wide.rename(columns={"event": f"{period.capitalize()}s since treatment"})
+            parts.append(
+                markdown_table(
+                    wide.fillna("–"),
+                    caption=f"Dynamic effects by {period}s since first treatment: estimate "
+                    "(95% CI)",
+                    label="tbl-staggered-dynamic",
+                )
+            )
+        parts.append(
+            self.rb.table_md(
+                "staggered_pretrend",
+                caption="Joint test that every pre-treatment effect is zero (Callaway-Sant'Anna)",
+                digits={"statistic": 1, "p_value": 3},
+            )
+        )
+        parts.append(
+            self.rb.figure_md(
+                "staggered_trends",
+                caption=f"Mean NHS use per person per {period}: people ever referred and people "
+                "never referred",
+                alt="Line chart of mean NHS use over the study window",
+            )
+        )
+        if self.rb.has("staggered_cohorts"):
+            parts.append(
+                self.rb.table_md(
+                    "staggered_cohorts",
+                    caption="Treated people by cohort (period first treated; rounded)",
+                    columns=["cohort", "n"],
+                )
+            )
+        notes = self.rb.table("staggered_notes")
+        if notes is not None and len(notes):
+            parts.append(
+                "\n*Not estimated:* "
+                + "; ".join(
+                    f"{r['estimator']} for {outcome_label(r['outcome'])} ({r['note']})"
+                    for _, r in notes.iterrows()
+                )
+                + "\n"
+            )
+        return "\n".join(parts)
 
     def sroi(self) -> str:
         sv = self._sroi_values()
@@ -502,7 +765,11 @@ class Narrative:
                     f"{n_red} small number(s) were redacted for disclosure control; some "
                     "subgroups are too small to report."
                 )
-        missing = [t for t in ("event_study", "staggered", "sroi_summary") if not self.rb.has(t)]
+        missing = []
+        if not (self.rb.has("event_study") or self.rb.has("staggered")):
+            missing.append("an event study with a pre-trend check")
+        if not self.rb.has("sroi_summary"):
+            missing.append("the social return on investment")
         if missing:
             items.append("Not run in this evaluation: " + ", ".join(missing) + ".")
         items.append(

@@ -83,7 +83,11 @@ def _heading(col: object) -> str:
 
 
 def _escape(text: str) -> str:
-    return text.replace("|", r"\|").replace("\n", " ")
+    """Table-cell text as literal Markdown: pipes, line breaks and angle brackets (a value
+    such as ``<PCN/ICB>`` would otherwise be read as an HTML tag and vanish)."""
+    for ch in "\\|<>":
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("\n", " ")
 
 
 def markdown_table(

@@ -9,13 +9,15 @@ Public API::
     res.glance(); res.tidy(); res.sensitivity(); res.plot(kind="tornado")
 """
 
-from spevidence.sroi._build import cost_per_person, from_did, link_worker_inputs
-from spevidence.sroi._costs import unit_costs, uprating_index
+from spevidence.sroi._build import ae_cost_item, cost_per_person, from_did, link_worker_inputs
+from spevidence.sroi._costs import check_unit_costs, unit_costs, uprating_index
 from spevidence.sroi._engine import SROIResult, evaluate
 from spevidence.sroi._plots import plot_tables
 
 __all__ = [
     "SROIResult",
+    "ae_cost_item",
+    "check_unit_costs",
     "cost_per_person",
     "evaluate",
     "from_did",

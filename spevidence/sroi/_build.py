@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from spevidence.errors import DataError
-from spevidence.sroi._costs import UNIT_COST_COLUMNS, normalise_price_year
+from spevidence.sroi._costs import check_unit_costs, normalise_price_year
 from spevidence.sroi._costs import unit_costs as _shipped_unit_costs
 
+# A&E department types (ECDS): 1 = consultant-led 24-hour major A&E, 2 = single
+# specialty, 3 = urgent treatment centre / minor injury unit, 4 = walk-in centre
+AE_TYPE_ITEMS: dict[str, str] = {t: f"ae_attendance_type{t}" for t in ("1", "2", "3", "4")}
 DEFAULT_COST_MAP: dict[str, str] = {
     "gp": "gp_consultation",
     "ae": "ae_attendance",
+    **{f"ae_type{t}": item for t, item in AE_TYPE_ITEMS.items()},
     "admissions": "nel_admission_short_stay",
     "wellbeing": "wellby",
 }
@@ -23,9 +27,47 @@ DEFAULT_COST_MAP: dict[str, str] = {
 DEFAULT_DIRECTION: dict[str, Literal["decrease", "increase"]] = {
     "gp": "decrease",
     "ae": "decrease",
+    **{f"ae_type{t}": "decrease" for t in AE_TYPE_ITEMS},
     "admissions": "decrease",
     "wellbeing": "increase",
 }
+
+
+def ae_cost_item(department_types: Sequence[str] | None) -> str:
+    """Unit-cost item that prices an A&E count covering these department types.
+
+    ``None`` (or all four types) -> ``"ae_attendance"``, the activity-weighted
+    average over every type (National Cost Collection 2023/24); one type ->
+    ``"ae_attendance_typeN"``. Counts split by type are priced row by row: name
+    the outcomes ``ae_type1`` ... ``ae_type4``.
+
+    Raises
+    ------
+    DataError
+        For an unknown type, or several but not all types (their average depends
+        on your activity mix: pass ``cost_map={"ae": ITEM}`` with your own cost).
+    """
+    if department_types is None:
+        return "ae_attendance"
+    types = sorted({str(t).strip() for t in department_types})
+    bad = [t for t in types if t not in AE_TYPE_ITEMS]
+    if bad or not types:
+        raise DataError(
+            f"ae_department_types = {list(department_types)!r}: A&E department types are "
+            "'1', '2', '3' and '4' (ECDS); give a subset of them or None for all."
+        )
+    if types == sorted(AE_TYPE_ITEMS):
+        return "ae_attendance"
+    if len(types) == 1:
+        return AE_TYPE_ITEMS[types[0]]
+    raise DataError(
+        f"the A&E count covers department types {types}, not all of them: the shipped table "
+        "has one cost per type and an all-type average, not this mix. Count each type as its "
+        "own outcome (ae_type1, ae_type3, ...) or pass cost_map={'ae': ITEM} with a cost "
+        "weighted by your own activity mix."
+    )
+
+
 _PERIODS = {"year": 1.0, "quarter": 4.0, "month": 12.0}
 
 
@@ -45,6 +87,7 @@ def from_did(
     displacement: float = 0.0,
     drop_off: float = 0.0,
     deadweight: float = 0.0,
+    ae_department_types: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Build the SROI impact map from difference-in-differences estimates.
 
@@ -94,6 +137,13 @@ def from_did(
         Ignored (set to 0 with a warning when non-zero): in a matched DiD the
         comparator group *is* the deadweight, so subtracting it again
         double-counts (DOMAIN.md; Social Value UK "do not over-claim").
+    ae_department_types : sequence of str, optional
+        A&E department types the ``ae`` outcome counts (the panel's
+        ``Definitions.ae_department_types``): ``None`` = all types, priced at the
+        all-type average ``ae_attendance``; one type (e.g. ``("1",)``) is priced at
+        that type's cost (see :func:`ae_cost_item`). Outcomes ``ae_type1`` ...
+        ``ae_type4`` (counts split by type) are priced by type whatever this says.
+        An explicit ``cost_map["ae"]`` wins.
 
     Returns
     -------
@@ -159,6 +209,7 @@ def from_did(
 
     costs = _shipped_unit_costs() if unit_costs is None else _check_costs(unit_costs)
     cmap = dict(DEFAULT_COST_MAP)
+    cmap["ae"] = ae_cost_item(ae_department_types)
     if cost_map:
         cmap.update(cost_map)
     dmap = dict(DEFAULT_DIRECTION)
@@ -219,6 +270,7 @@ def from_did(
                 "duration_years": int(duration_years),
                 "cashable": bool(c["cashable"]) if "cashable" in costs.columns else False,
                 "unit_cost_item": item,
+                "unit_cost_verified": str(c["verified"]) if "verified" in costs.columns else "no",
                 "persons": float(persons),
                 "periods_per_year": ppy,
                 "benefit_sign": sign,
@@ -228,32 +280,7 @@ def from_did(
 
 
 def _check_costs(costs: pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(costs, pd.DataFrame):
-        raise DataError(f"unit_costs must be a pandas DataFrame, got {type(costs).__name__}.")
-    need = ("item", "value", "price_year", "source")
-    missing = [c for c in need if c not in costs.columns]
-    if missing:
-        raise DataError(
-            f"unit_costs lacks column(s) {missing} ({len(costs)} rows); the table needs "
-            f"{', '.join(need)} (full layout: {', '.join(UNIT_COST_COLUMNS)})."
-        )
-    df = costs.reset_index(drop=True).copy()
-    for i in range(len(df)):
-        lab = str(df["item"].iloc[i])
-        v = pd.to_numeric(pd.Series([df["value"].iloc[i]]), errors="coerce").iloc[0]
-        if not np.isfinite(v) or v < 0:
-            raise DataError(
-                f"unit_costs row {i} ({lab!r}): value must be a number >= 0 (£ per unit)."
-            )
-        src = df["source"].iloc[i]
-        if not isinstance(src, str) or not src.strip():
-            raise DataError(
-                f"unit_costs row {i} ({lab!r}): source is missing; give the publication and table."
-            )
-        df.loc[i, "price_year"] = normalise_price_year(
-            df["price_year"].iloc[i], where=f"unit_costs row {i} ({lab!r})"
-        )
-    return df
+    return check_unit_costs(costs, where="unit_costs")
 
 
 def link_worker_inputs(

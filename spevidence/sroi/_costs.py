@@ -45,28 +45,125 @@ def _read_data(name: str) -> pd.DataFrame:
 
 
 def unit_costs() -> pd.DataFrame:
-    """Return the shipped unit-cost table (one row per item).
+    """Return the shipped unit-cost table (one row per item), checked on load.
 
     Columns: ``item``, ``description``, ``value``, ``value_low``, ``value_high``,
     ``unit``, ``price_year`` (financial year, ``"YYYY/YY"``), ``cashable``,
-    ``source``, ``verified`` (``"yes"``/``"no"``: checked at the primary source)
-    and ``notes``. Figures are those of DOMAIN.md (PSSRU Unit Costs of Health and
-    Social Care 2023; NHS National Cost Collection; Network Contract DES; HM
-    Treasury Green Book wellbeing guidance 2021). Licensed value banks are not
-    shipped; pass your own table with the same columns to
-    :func:`spevidence.sroi.from_did` (``unit_costs=``).
+    ``source`` (publication, table, year), ``verified`` (``"yes"`` only when the
+    figure was read in the cited source; ``"no"`` otherwise, with ``notes`` saying
+    what was checked) and ``notes``. Sources: PSSRU/CHE Unit Costs of Health and
+    Social Care 2023 and 2024 Manuals (GP consultation; NHS National Cost
+    Collection 2023/24 emergency care and non-elective stays), A&E by department
+    type (derived, unverified), NHS England ARRS maximum reimbursement (unverified)
+    and HM Treasury Green Book wellbeing guidance 2021 (WELLBY, unverified); see
+    ``docs/methods.md``. Licensed value banks are not shipped; pass your own table
+    with the same columns to :func:`spevidence.sroi.from_did` (``unit_costs=``).
 
     Returns
     -------
     pandas.DataFrame
         A fresh copy; editing it does not change the shipped table.
+
+    Raises
+    ------
+    DataError
+        If the shipped file breaks its schema (see :func:`check_unit_costs`).
     """
     df = _read_data("unit_costs.csv")
-    df["price_year"] = [
-        normalise_price_year(v, where="shipped unit_costs.csv") for v in df["price_year"]
-    ]
-    df["cashable"] = df["cashable"].astype(bool)
+    return check_unit_costs(df, where="shipped unit_costs.csv", full=True, index=uprating_index())
+
+
+def check_unit_costs(
+    costs: pd.DataFrame,
+    *,
+    where: str = "unit_costs",
+    full: bool = False,
+    index: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Check a unit-cost table and return it with normalised price years.
+
+    Every row needs an ``item`` (unique), a ``value`` >= 0, a ``price_year`` (a
+    financial year; in ``index`` when given, so that it can be uprated) and a
+    ``source``. When present, ``value_low`` <= ``value`` <= ``value_high`` and
+    ``verified`` is ``"yes"`` or ``"no"``. With ``full=True`` every column of
+    :data:`UNIT_COST_COLUMNS` is required and ``unit`` and ``notes`` must be filled.
+
+    Raises
+    ------
+    DataError
+        Naming the row, the column and the fix.
+    """
+    if not isinstance(costs, pd.DataFrame):
+        raise DataError(f"{where} must be a pandas DataFrame, got {type(costs).__name__}.")
+    need = UNIT_COST_COLUMNS if full else ("item", "value", "price_year", "source")
+    missing = [c for c in need if c not in costs.columns]
+    if missing:
+        raise DataError(
+            f"{where} lacks column(s) {missing} ({len(costs)} rows); the table needs "
+            f"{', '.join(need)} (full layout: {', '.join(UNIT_COST_COLUMNS)})."
+        )
+    df = costs.reset_index(drop=True).copy()
+    items = df["item"].astype(str)
+    if items.duplicated().any():
+        dup = sorted(set(items[items.duplicated()]))
+        raise DataError(f"{where}: item(s) {dup} appear more than once; keep one row per item.")
+    years = []
+    for i in range(len(df)):
+        lab = f"{where} row {i} ({items.iloc[i]!r})"
+        v = pd.to_numeric(pd.Series([df["value"].iloc[i]]), errors="coerce").iloc[0]
+        if not np.isfinite(v) or v < 0:
+            raise DataError(f"{lab}: value must be a number >= 0 (£ per unit).")
+        for col in ("source", *(("unit", "notes") if full else ())):
+            txt = df[col].iloc[i]
+            if not isinstance(txt, str) or not txt.strip():
+                fix = "give the publication, table and year" if col == "source" else "fill it in"
+                raise DataError(f"{lab}: {col} is missing; {fix}.")
+        py = df["price_year"].iloc[i]
+        if py is None or (isinstance(py, float) and np.isnan(py)):
+            raise DataError(
+                f"{lab}: price_year is missing; give the financial year, e.g. '2023/24'."
+            )
+        years.append(normalise_price_year(py, where=lab))
+        if index is not None and years[-1] not in set(index["financial_year"]):
+            raise DataError(
+                f"{lab}: price_year {years[-1]!r} is not in the uprating index "
+                f"({index['financial_year'].iloc[0]} to {index['financial_year'].iloc[-1]}); "
+                "give the value in a year the index covers."
+            )
+        for col, sign in (("value_low", 1.0), ("value_high", -1.0)):
+            if col in df.columns:
+                b = pd.to_numeric(pd.Series([df[col].iloc[i]]), errors="coerce").iloc[0]
+                if np.isfinite(b) and sign * (b - v) > 0:
+                    raise DataError(
+                        f"{lab}: {col} = {b:g} is on the wrong side of value = {v:g}; "
+                        "value_low <= value <= value_high."
+                    )
+        if "verified" in df.columns and str(df["verified"].iloc[i]).strip() not in ("yes", "no"):
+            raise DataError(
+                f"{lab}: verified must be 'yes' (figure read in the cited source) or 'no'."
+            )
+    df["price_year"] = years
+    if "cashable" in df.columns:
+        df["cashable"] = [
+            _as_bool(v, where=f"{where} row {i} ({items.iloc[i]!r})")
+            for i, v in enumerate(df["cashable"])
+        ]
     return df
+
+
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0"}
+
+
+def _as_bool(value: Any, *, where: str) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    txt = str(value).strip().lower()
+    if txt in _TRUE:
+        return True
+    if txt in _FALSE:
+        return False
+    raise DataError(f"{where}: cashable = {value!r}; write true or false.")
 
 
 def uprating_index() -> pd.DataFrame:
@@ -74,9 +171,9 @@ def uprating_index() -> pd.DataFrame:
 
     Columns: ``financial_year``, ``annual_change_pct`` (change into that year),
     ``index`` (level, 2014/15 = 1), ``provisional``, ``source``, ``verified``,
-    ``notes``. Source: PSSRU Unit Costs of Health and Social Care 2025 Manual
-    (Jones et al. 2026), transcribed from a secondary source and marked
-    unverified (see ``notes``); the latest year is provisional.
+    ``notes``. Source: PSSRU/CHE Unit Costs of Health and Social Care 2024 Manual
+    (Jones et al. 2025), Table 12.1.1 (NHSCII pay and prices, NHS providers),
+    2014/15 = 1 to 2023/24; the latest year is provisional.
     """
     df = _read_data("uprating_index.csv")
     return _with_levels(df, where="shipped uprating_index.csv")

@@ -1,0 +1,434 @@
+"""The staggered-adoption branch of :func:`spevidence.pipeline.run` (``design: staggered``).
+
+The national design of Wilding et al. (2025, BJGP): the whole registered population as a
+person x period panel (quarters), each person's cohort the period they were first treated
+(their first accepted referral, or their PCN's service start), compared with people not
+yet or never treated. Estimated by Callaway and Sant'Anna (2021) and Wooldridge's
+extended TWFE (2023, Poisson for counts), both from cohort moments computed in the engine
+(DuckDB or Spark), so the panel never leaves the engine: only kilobytes of moments do.
+
+Every released number passes :func:`spevidence.disclosure.control`; estimates resting on
+fewer treated people than the disclosure threshold are withheld.
+
+References
+----------
+Callaway, B. and Sant'Anna, P. H. C. (2021). Difference-in-differences with multiple
+time periods. *Journal of Econometrics* 225(2), 200-230.
+Wooldridge, J. M. (2023). Simple approaches to nonlinear difference-in-differences with
+panel data. *The Econometrics Journal* 26(3), C31-C66.
+Wilding, A. et al. (2025). Have social prescribing referrals reduced appointment
+pressures on primary care? *British Journal of General Practice*.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from spevidence.errors import EstimationError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from spevidence.pipeline import RunResult
+    from spevidence.protocol import Protocol, StaggeredSpec
+
+ESTIMATOR_LABELS = {
+    "callaway_santanna": "Callaway-Sant'Anna",
+    "etwfe": "Extended TWFE",
+}
+COHORT_LABELS = {
+    "referral": "first accepted referral",
+    "service_start": "PCN service start (first accepted referral in the PCN)",
+}
+
+
+def _period_label(start: dt.date, period: str, t: int) -> str:
+    """Label of period index ``t`` (0 = the period holding ``start``)."""
+    step = 1 if period == "month" else 3
+    m0 = (start.year * 12 + start.month - 1) // step * step + t * step
+    year, month = divmod(m0, 12)
+    if period == "month":
+        return f"{year}-{month + 1:02d}"
+    return f"{year} Q{month // 3 + 1}"
+
+
+def cohort_panel(table: Any, spec: StaggeredSpec) -> Any:
+    """The panel (Ibis) with ``tt`` = period index + 1 and ``cohort`` (0 = never treated).
+
+    ``referral``: a person's first accepted referral period; ``service_start``: the first
+    period in which anyone in the person's PCN had an accepted referral.
+    """
+    import ibis
+
+    t = table.mutate(tt=(table.t + 1).cast("int64"))
+    if spec.cohort == "referral":
+        g = t.referral_t
+    else:
+        starts = table.group_by("pcn_code").aggregate(_start=table.referral_t.min())
+        starts = starts.rename(_pcn="pcn_code")
+        t = t.left_join(starts, t.pcn_code == starts._pcn).drop("_pcn")
+        g = t._start
+    t = t.mutate(cohort=ibis.coalesce((g + 1).cast("int64"), ibis.literal(0, "int64")))
+    return t.drop("_start") if "_start" in t.columns else t
+
+
+def _rows(agg: Any, outcome: str, estimator: str, scale: str) -> pd.DataFrame:
+    td = agg.tidy()
+    kind = agg.kind
+    out = pd.DataFrame(
+        {
+            "outcome": outcome,
+            "estimator": ESTIMATOR_LABELS[estimator],
+            "aggregation": kind,
+            "event": td["event"] if kind == "dynamic" else np.nan,
+            "estimate": td["estimate"],
+            "std_error": td["std_error"],
+            "conf_low": td["conf_low"],
+            "conf_high": td["conf_high"],
+            "p_value": td["p_value"],
+            "n": td["n"],
+            "scale": scale,
+        }
+    )
+    if kind == "dynamic":
+        out = out.loc[td["term"] != "overall"]
+    return out
+
+
+def estimate(
+    table: Any, proto: Protocol
+) -> tuple[dict[str, pd.DataFrame], list[dict[str, Any]], pd.DataFrame, int]:
+    """Fit every estimator for every outcome on the cohort panel (Ibis).
+
+    Returns the unreleased tables (estimates, pre-trend tests, cohorts), notes on
+    estimators that could not be fitted, the attrition of the estimation sample (rows,
+    units) and the people analysed.
+    """
+    from spevidence.did import etwfe, staggered
+
+    spec = proto.staggered_spec
+    lo, hi = spec.event_window
+    cluster = None if spec.cluster == "person_id" else spec.cluster
+    est: list[pd.DataFrame] = []
+    pre: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    cohorts = pd.DataFrame()
+    attrition = pd.DataFrame()
+    n_units = 0
+    unit = "person-" + proto.period
+    for o in proto.outcomes:
+        for name in spec.estimators:
+            try:
+                if name == "callaway_santanna":
+                    res = staggered(
+                        table,
+                        yname=o,
+                        idname="person_id",
+                        tname="tt",
+                        gname="cohort",
+                        control=spec.control,
+                        method=spec.method,
+                        base_period=spec.base_period,
+                        anticipation=spec.anticipation,
+                        cluster=cluster,
+                        allow_unbalanced=spec.allow_unbalanced,
+                    )
+                    stat, df, p = res.pretrend_test()
+                    pre.append(
+                        {
+                            "outcome": o,
+                            "estimator": ESTIMATOR_LABELS[name],
+                            "statistic": stat,
+                            "df": float(df),
+                            "p_value": p,
+                        }
+                    )
+                    if cohorts.empty:
+                        sizes = {g: k for g, k in res.cohort_sizes.items() if np.isfinite(g)}
+                        cohorts = pd.DataFrame(
+                            {
+                                "cohort_t": [int(g) - 1 for g in sizes],
+                                "n": list(sizes.values()),
+                            }
+                        )
+                        attrition = res.attrition
+                        n_units = res.n_units
+                    simple = res.aggregate("simple")
+                    dyn = res.aggregate("dynamic", min_e=lo, max_e=hi)
+                    scale = f"events per {unit}"
+                else:
+                    fam = spec.etwfe_family
+                    fit = etwfe(
+                        table,
+                        yname=o,
+                        idname="person_id",
+                        tname="tt",
+                        gname="cohort",
+                        family=fam,
+                        exposure="exposure_days" if fam == "poisson" else None,
+                        cluster=cluster,
+                        control=spec.control,
+                    )
+                    simple = fit.aggregate("simple")
+                    dyn_all = fit.aggregate("dynamic")
+                    keep = (dyn_all.levels >= lo) & (dyn_all.levels <= hi)
+                    dyn = _subset(dyn_all, keep)
+                    scale = f"events per {unit} ({fam})"
+            except EstimationError as exc:
+                notes.append(
+                    {"outcome": o, "estimator": ESTIMATOR_LABELS[name], "note": str(exc)[:200]}
+                )
+                continue
+            rows = _rows(simple, o, name, scale)
+            rows["n"] = _n_treated(res if name == "callaway_santanna" else fit)
+            est.append(rows)
+            est.append(_rows(dyn, o, name, scale))
+    if not est:
+        raise EstimationError(
+            "design: staggered: no estimator could be fitted for any outcome ("
+            + "; ".join(f"{n['estimator']} {n['outcome']}: {n['note']}" for n in notes[:3])
+            + "). Check that some people were referred after the first period of the window."
+        )
+    tables = {
+        "staggered": pd.concat(est, ignore_index=True),
+        "staggered_pretrend": pd.DataFrame(
+            pre, columns=["outcome", "estimator", "statistic", "df", "p_value"]
+        ),
+        "staggered_cohorts": cohorts,
+    }
+    return tables, notes, attrition, n_units
+
+
+def _n_treated(fit: Any) -> int:
+    """Treated people behind a simple aggregation (not every unit analysed)."""
+    if hasattr(fit, "cohort_sizes"):  # Callaway-Sant'Anna
+        return int(sum(k for g, k in fit.cohort_sizes.items() if np.isfinite(g)))
+    per_cohort = pd.Series(fit.n_cell).groupby(pd.Series(fit.groups)).max()  # ETWFE
+    return int(per_cohort.sum())
+
+
+def _subset(agg: Any, keep: np.ndarray) -> Any:
+    from dataclasses import replace
+
+    return replace(
+        agg, levels=agg.levels[keep], att=agg.att[keep], se=agg.se[keep], n_level=agg.n_level[keep]
+    )
+
+
+def _withhold_small(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
+    """Blank estimates that rest on fewer treated people than the disclosure threshold."""
+    n = pd.to_numeric(table["n"], errors="coerce")
+    small = n.notna() & (n <= threshold)
+    out = table.copy()
+    for c in ("estimate", "std_error", "conf_low", "conf_high", "p_value"):
+        out[c] = out[c].astype(float).mask(small)
+    return out
+
+
+def trends(table: Any, outcomes: tuple[str, ...]) -> pd.DataFrame:
+    """Mean use per person and period, ever-treated vs never-treated (computed in the engine)."""
+    t = table.mutate(group=(table.cohort > 0).ifelse("Referred (ever)", "Never referred"))
+    agg = t.group_by(["tt", "group"]).aggregate(
+        n=t.count(), **{f"_{o}": t[o].sum().cast("float64") for o in outcomes}
+    )
+    df = agg.to_pyarrow().to_pandas().sort_values(["group", "tt"], kind="stable")
+    rows = []
+    for o in outcomes:
+        rows.append(
+            pd.DataFrame(
+                {
+                    "outcome": o,
+                    "group": df["group"].astype(str).to_numpy(),
+                    "t": df["tt"].astype("int64").to_numpy() - 1,
+                    "n": df["n"].astype("int64").to_numpy(),
+                    "mean": df[f"_{o}"].to_numpy() / df["n"].to_numpy(),
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def flow(n_panel: int, attrition: pd.DataFrame, n_units: int, n_treated: int) -> pd.DataFrame:
+    """Cohort flow: panel people, exclusions by reason, people analysed, of whom treated."""
+    steps: list[dict[str, Any]] = [
+        {"step": "People in the linked panel", "n": n_panel, "n_dropped": pd.NA, "reason": ""}
+    ]
+    for _, r in attrition.iterrows():
+        units = int(r.get("units", 0))
+        if units > 0:
+            reason = str(r["reason"])
+            steps.append(
+                {"step": f"Excluded: {reason}", "n": pd.NA, "n_dropped": units, "reason": reason}
+            )
+    steps.append({"step": "People analysed", "n": n_units, "n_dropped": pd.NA, "reason": ""})
+    steps.append(
+        {"step": "of whom treated (in a cohort)", "n": n_treated, "n_dropped": pd.NA, "reason": ""}
+    )
+    out = pd.DataFrame(steps)
+    out["n"] = out["n"].astype("Int64")
+    out["n_dropped"] = out["n_dropped"].astype("Int64")
+    return out
+
+
+def event_study_figure(est: pd.DataFrame, *, period: str, cohort: str) -> Figure:
+    """Dynamic effects by periods since first treatment, per outcome, each estimator."""
+    from matplotlib.figure import Figure
+
+    from spevidence.report import style
+    from spevidence.report.figures import outcome_label
+
+    dyn = est.loc[est["aggregation"] == "dynamic"]
+    outcomes = list(dict.fromkeys(dyn["outcome"]))
+    estimators = list(dict.fromkeys(dyn["estimator"]))
+    with style.context():
+        fig = Figure(figsize=(7.0, 2.6 * max(len(outcomes), 1) + 0.7), layout="constrained")
+        axes = fig.subplots(max(len(outcomes), 1), 1, sharex=True, squeeze=False)[:, 0]
+        width = 0.25
+        for ax, o in zip(axes, outcomes, strict=False):
+            for j, name in enumerate(estimators):
+                s = dyn.loc[(dyn["outcome"] == o) & (dyn["estimator"] == name)]
+                s = s.dropna(subset=["estimate"]).sort_values("event")
+                if s.empty:
+                    continue
+                x = s["event"].to_numpy(float) + (j - (len(estimators) - 1) / 2) * width
+                ax.errorbar(
+                    x,
+                    s["estimate"],
+                    yerr=[s["estimate"] - s["conf_low"], s["conf_high"] - s["estimate"]],
+                    fmt="os"[j % 2],
+                    ms=3.5,
+                    color=style.PALETTE[j],
+                    capsize=2,
+                    lw=1.1,
+                    label=name,
+                )
+            ax.axhline(0, color=style.NEUTRAL, lw=1)
+            ax.axvline(-0.5, color=style.NEUTRAL, ls=":", lw=1)
+            ax.set_ylabel(f"Change per person\nper {period}")
+            ax.set_title(outcome_label(o))
+        if estimators:
+            axes[0].legend(frameon=False, fontsize="small", loc="best")
+        axes[-1].set_xlabel(
+            f"{period.capitalize()}s since {COHORT_LABELS.get(cohort, cohort)} "
+            "(0 = first treated; left of the dotted line: before)"
+        )
+        fig.suptitle("Effect on NHS use by time since referral (staggered DiD)")
+    fig.spevidence_alt = (  # type: ignore[attr-defined]
+        f"Event-study chart: estimated change in NHS use per person per {period}, by {period}s "
+        "before and after first treatment, with 95% confidence intervals, for each estimator"
+    )
+    return fig
+
+
+def trends_figure(tr: pd.DataFrame, *, period: str) -> Figure:
+    """Mean use per person by calendar period, people ever referred vs never referred."""
+    from matplotlib.figure import Figure
+
+    from spevidence.report import style
+    from spevidence.report.figures import outcome_label
+
+    outcomes = list(dict.fromkeys(tr["outcome"]))
+    with style.context():
+        fig = Figure(figsize=(7.0, 2.3 * max(len(outcomes), 1) + 0.6), layout="constrained")
+        axes = fig.subplots(max(len(outcomes), 1), 1, sharex=True, squeeze=False)[:, 0]
+        for ax, o in zip(axes, outcomes, strict=False):
+            for colour, grp in (
+                (style.TREATED, "Referred (ever)"),
+                (style.COMPARATOR, "Never referred"),
+            ):
+                s = tr.loc[(tr["outcome"] == o) & (tr["group"] == grp)].sort_values("t")
+                ax.plot(s["t"], s["mean"], marker="o", ms=2.5, color=colour, label=grp)
+            ax.set_ylabel(f"Mean per person\nper {period}")
+            ax.set_title(outcome_label(o))
+        axes[0].legend(frameon=False, fontsize="small")
+        axes[-1].set_xlabel(f"{period.capitalize()} of the study window (0 = first)")
+    fig.spevidence_alt = (  # type: ignore[attr-defined]
+        f"Line chart: mean NHS use per person per {period} over the study window, people ever "
+        "referred and people never referred"
+    )
+    return fig
+
+
+def finish(
+    proto: Protocol,
+    panel: Any,
+    *,
+    qa: Any,
+    extracts: Any,
+    data: Path,
+    out: Path,
+    engine: str,
+    formats: tuple[str, ...] | None,
+    report_engine: str | None,
+    step: Callable[[int], None],
+    release: Callable[
+        [dict[str, pd.DataFrame], Protocol], tuple[dict[str, pd.DataFrame], pd.DataFrame]
+    ],
+) -> RunResult:
+    """Estimate, release, bundle and render for ``design: staggered`` (after linkage)."""
+    from spevidence.bundle import write_bundle
+    from spevidence.pipeline import RunResult
+    from spevidence.report import render
+    from spevidence.report.figures import make_figures
+
+    step(2)
+    spec = proto.staggered_spec
+    table = cohort_panel(panel.table, spec).cache()  # one linkage pass for every fit
+    n_panel = int(table.person_id.nunique().execute())
+    step(3)
+    raw, notes, attrition, n_units = estimate(table, proto)
+    raw["staggered"] = _withhold_small(raw["staggered"], proto.disclosure.threshold)
+    cohorts = raw["staggered_cohorts"]
+    cohorts.insert(
+        0, "cohort", [_period_label(proto.start, proto.period, int(t)) for t in cohorts["cohort_t"]]
+    )
+    n_treated = int(cohorts["n"].sum()) if len(cohorts) else 0
+    tr = trends(table, proto.outcomes)
+    tr["mean"] = tr["mean"].mask(tr["n"] <= proto.disclosure.threshold)
+    tables: dict[str, pd.DataFrame] = {
+        "qa": qa.table().drop(columns=["message"], errors="ignore"),
+        "attrition": flow(n_panel, attrition, n_units, n_treated),
+        **raw,
+        "staggered_trends": tr,
+    }
+    if notes:
+        tables["staggered_notes"] = pd.DataFrame(notes)
+    step(4)
+    step(5)
+    safe, disclosure_log = release(tables, proto)
+    figures = make_figures(safe)
+    figures["staggered_event_study"] = event_study_figure(
+        safe["staggered"], period=proto.period, cohort=spec.cohort
+    )
+    figures["staggered_trends"] = trends_figure(
+        safe["staggered_trends"].dropna(subset=["mean"]), period=proto.period
+    )
+    bundle = write_bundle(
+        out / "bundle",
+        tables=safe,
+        figures=figures,
+        protocol=proto.to_dict(),
+        inputs={
+            name: data / s.location for name, s in extracts.sources.items() if s.sha256 is not None
+        },
+        seed=proto.seed,
+        engine=engine,
+        disclosure_log=disclosure_log,
+        extra={"synthetic": (data / "truth.json").is_file(), "design": "staggered"},
+    )
+    step(6)
+    fmts = formats or proto.report.formats
+    reports = render(
+        bundle,
+        out,
+        formats=tuple(fmts),  # type: ignore[arg-type]
+        engine=(report_engine or proto.report.engine),  # type: ignore[arg-type]
+    )
+    step(7)
+    return RunResult(bundle=bundle, reports=reports)
