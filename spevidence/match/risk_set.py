@@ -983,8 +983,7 @@ def _censoring_weights(
         for c, arr in num_panel.items():
             cols[c] = arr[pos]
     frame = pd.DataFrame({c: cols[c] for c in covs})
-    X = np.column_stack([np.ones(len(frame)), _ps_design(frame, covs)])
-    eta = X @ coef
+    eta = _ps_design(frame, covs) @ coef  # the design has its intercept first
     h = np.where(np.isnan(eta), 0.0, 1.0 / (1.0 + np.exp(-np.nan_to_num(eta))))
     h = np.minimum(h, 0.99)
     out = pd.DataFrame({"unit_id": uid, "t": u.astype(np.int64), "hazard": h})
