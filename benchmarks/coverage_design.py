@@ -40,21 +40,9 @@ from spevidence.link import build_panel
 from spevidence.match import risk_set
 from spevidence.pipeline import TRAJECTORY, _with_risk_score
 from spevidence.protocol import load_protocol
-from spevidence.synthetic import generate
+from spevidence.synthetic import generate, true_rate_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def truth_window(truth: dict, post: int, outcome: str = "gp") -> float:  # type: ignore[type-arg]
-    """True rate ratio over event months 0..post-1 from the by-event-month truth."""
-    mu0 = mu1 = 0.0
-    for r in truth.get("att_by_event_month", []):
-        rr, att, pm = r[f"rate_ratio_{outcome}"], r[f"att_{outcome}"], r["person_months"]
-        if r["event_month"] >= post or abs(rr - 1) < 1e-12:
-            continue
-        m0 = att * pm / (rr - 1)
-        mu0, mu1 = mu0 + m0, mu1 + rr * m0
-    return mu1 / mu0 if mu0 > 0 else float(truth["att"][outcome]["rate_ratio"])
 
 
 def one_seed(scenario: str, persons: int, seed: int, proto, censoring: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -97,7 +85,7 @@ def one_seed(scenario: str, persons: int, seed: int, proto, censoring: str) -> d
             weights="weights",
         ).tidy()
     est, se = float(r["estimate"].iloc[0]), float(r["std_error"].iloc[0])
-    true_log = math.log(truth_window(truth, proto.did.post))
+    true_log = math.log(true_rate_ratio(truth, "gp", proto.did.post))
     return {
         "seed": seed,
         "scenario": scenario,

@@ -27,21 +27,10 @@ from spevidence.link import build_panel
 from spevidence.match import risk_set
 from spevidence.pipeline import TRAJECTORY, _with_risk_score
 from spevidence.protocol import load_protocol
-from spevidence.synthetic import generate
+from spevidence.synthetic import generate, true_rate_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def _truth_window(truth: dict, outcome: str, post: int) -> float:
-    mu0 = mu1 = 0.0
-    for r in truth["att_by_event_month"]:
-        rr, att, pm = r[f"rate_ratio_{outcome}"], r[f"att_{outcome}"], r["person_months"]
-        if r["event_month"] >= post or abs(rr - 1) < 1e-12:
-            continue
-        m0 = att * pm / (rr - 1)
-        mu0, mu1 = mu0 + m0, mu1 + rr * m0
-    return mu1 / mu0 if mu0 > 0 else float(truth["att"][outcome]["rate_ratio"])
 
 
 def _analyse(scenario: str, protocol: str, persons: int, seed: int, tmp: Path):
@@ -89,7 +78,7 @@ def _analyse(scenario: str, protocol: str, persons: int, seed: int, tmp: Path):
     naive = describe.naive_before_after(
         w, outcomes=proto.outcomes, pre=proto.did.pre, post=proto.did.post
     ).set_index("outcome")
-    truth = {o: _truth_window(res.truth, o, proto.did.post) for o in proto.outcomes}
+    truth = {o: true_rate_ratio(res.truth, o, proto.did.post) for o in proto.outcomes}
     n_cases = int(w.loc[w["treated"] == 1, "unit_id"].nunique())
     return est, naive, truth, n_cases
 

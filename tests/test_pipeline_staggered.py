@@ -23,31 +23,10 @@ from spevidence.data import read_extracts, validate
 from spevidence.errors import ProtocolError
 from spevidence.link import build_panel
 from spevidence.protocol import load_protocol
-from spevidence.synthetic import generate
+from spevidence.synthetic import generate, true_effect_by_quarter
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = ROOT / "protocols" / "national-staggered.yaml"
-
-
-def quarterly_truth(out: Path) -> dict[int, float]:
-    """True ATT on GP appointments per person-quarter by quarters since referral.
-
-    From ``truth.json``'s effect per person-month by month since referral: quarter ``e``
-    after the referral quarter holds months ``3e - r .. 3e - r + 2`` for a referral in
-    month ``r`` (0-2) of its quarter; averaged over the referral months observed.
-    """
-    truth = json.loads((out / "truth.json").read_text())
-    by_month = {int(r["event_month"]): float(r["att_gp"]) for r in truth["att_by_event_month"]}
-    ref = pd.read_parquet(out / "referrals.parquet")
-    first = ref.loc[ref["outcome"] == "accepted"].groupby("person_id")["referral_date"].min()
-    months = pd.to_datetime(first).dt.month.to_numpy()
-    shares = {r: float(np.mean((months - 1) % 3 == r)) for r in range(3)}
-    per_quarter: dict[int, float] = {}
-    for e in range(9):
-        per_quarter[e] = 0.0
-        for r, share in shares.items():
-            per_quarter[e] += share * sum(by_month.get(3 * e + j - r, 0.0) for j in range(3))
-    return per_quarter
 
 
 def staggered_fit(
@@ -70,7 +49,7 @@ def test_random_timing_dynamic_effects_are_recovered(tmp_path: Path) -> None:
     raw, out = staggered_fit(
         "staggered-national-random-timing", 15_000, 1, tmp_path, ("callaway_santanna", "etwfe")
     )
-    truth = quarterly_truth(out)
+    truth = true_effect_by_quarter(out, range(9))
     # the truth grows over the year after referral: the test has something to find
     assert truth[0] > -0.03 and truth[4] < -0.2
     st = raw["staggered"]
@@ -92,7 +71,7 @@ def test_referral_at_a_peak_is_flagged_by_the_pretrend_test(tmp_path: Path) -> N
     # staggered-national: people are referred after a spike in their GP use. The same
     # design then mistakes the fall after the peak for an effect; its pre-trend test says so.
     raw, out = staggered_fit("staggered-national", 10_000, 1, tmp_path, ("callaway_santanna",))
-    truth = quarterly_truth(out)
+    truth = true_effect_by_quarter(out, range(9))
     pt = raw["staggered_pretrend"]
     assert float(pt["p_value"].iloc[0]) < 1e-6
     st = raw["staggered"]

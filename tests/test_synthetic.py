@@ -784,3 +784,28 @@ def test_repeat_referrals(tmp_path):
     assert not prev_acc.any()
     # the truth's event months count from the accepted referral
     assert res.truth["att_by_event_month"][6]["rate_ratio_gp"] == pytest.approx(0.85, abs=1e-9)
+
+
+def test_true_rate_ratio_weights_months_by_expected_counts() -> None:
+    from spevidence.synthetic import true_rate_ratio
+
+    # month 0: 100 person-months, without service 0.5 a month (50 expected), RR 0.8 -> att -0.1
+    # month 1: 300 person-months, 0.2 a month (60 expected), RR 0.5 -> att -0.1
+    # month 2 is outside a 2-month window
+    truth = {
+        "att": {"gp": {"rate_ratio": 0.9}},
+        "att_by_event_month": [
+            {"event_month": 0, "person_months": 100, "rate_ratio_gp": 0.8, "att_gp": -0.1},
+            {"event_month": 1, "person_months": 300, "rate_ratio_gp": 0.5, "att_gp": -0.1},
+            {"event_month": 2, "person_months": 300, "rate_ratio_gp": 0.1, "att_gp": -0.5},
+        ],
+    }
+    assert true_rate_ratio(truth, "gp", 2) == pytest.approx((0.8 * 50 + 0.5 * 60) / 110)
+    assert true_rate_ratio(truth, "gp", 1) == pytest.approx(0.8)
+    null = {
+        "att": {"gp": {"rate_ratio": 1.0}},
+        "att_by_event_month": [
+            {"event_month": 0, "person_months": 10, "rate_ratio_gp": 1.0, "att_gp": 0.0}
+        ],
+    }
+    assert true_rate_ratio(null, "gp", 12) == 1.0

@@ -39,7 +39,7 @@ from spevidence.link import build_panel
 from spevidence.match import risk_set
 from spevidence.pipeline import TRAJECTORY, _with_risk_score, demo_key
 from spevidence.protocol import load_protocol
-from spevidence.synthetic import generate
+from spevidence.synthetic import generate, true_rate_ratio
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -65,21 +65,6 @@ def panel_for(scenario: str, persons: int, seed: int, work: Path, proto):  # typ
     panel.to_parquet(cache)
     truth_f.write_text(json.dumps(truth))
     return panel, truth
-
-
-def truth_window(truth: dict, post: int, outcome: str = "gp") -> float:  # type: ignore[type-arg]
-    """True rate ratio over event months 0..post-1 (the DiD's post window) from the
-    generator's by-event-month truth; the overall ATT if that is missing."""
-    mu0 = mu1 = 0.0
-    for r in truth.get("att_by_event_month", []):
-        if r["event_month"] >= post:
-            continue
-        rr, att, pm = r[f"rate_ratio_{outcome}"], r[f"att_{outcome}"], r["person_months"]
-        if abs(rr - 1) < 1e-12:
-            return float(truth["att"][outcome]["rate_ratio"]) if mu0 == 0 else mu1 / mu0
-        m0 = att * pm / (rr - 1)
-        mu0, mu1 = mu0 + m0, mu1 + rr * m0
-    return mu1 / mu0 if mu0 > 0 else float(truth["att"][outcome]["rate_ratio"])
 
 
 def with_prior_referral(panel: pd.DataFrame, data: Path, seed: int, proto) -> pd.DataFrame:  # type: ignore[no-untyped-def]
@@ -147,7 +132,7 @@ def main() -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         t0 = time.time()
         panel, truth = panel_for(args.scenario, args.persons, seed, args.work, proto)
-        rr_true = truth_window(truth, proto.did.post)
+        rr_true = true_rate_ratio(truth, "gp", proto.did.post)
         kw = dict(
             exact=mp.exact,
             covariates=covs,

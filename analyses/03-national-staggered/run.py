@@ -23,43 +23,20 @@ figure ``OUT/national-staggered.png`` (``--figure`` copies it elsewhere).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from spevidence.pipeline import run
 from spevidence.protocol import load_protocol
-from spevidence.synthetic import generate
+from spevidence.synthetic import generate, true_effect_by_quarter
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = ROOT / "protocols" / "national-staggered.yaml"
 SCENARIOS = ("staggered-national", "staggered-national-random-timing")
-
-
-def quarterly_truth(data: Path, events: range) -> dict[int, float]:
-    """True effect on GP appointments per person-quarter, by quarters since referral.
-
-    ``truth.json`` gives it per person-month by month since referral; quarter ``e`` after
-    the referral quarter holds months ``3e - r .. 3e - r + 2`` for a referral in month
-    ``r`` (0-2) of its quarter, averaged over the referral months in the data.
-    """
-    truth = json.loads((data / "truth.json").read_text())
-    by_month = {int(r["event_month"]): float(r["att_gp"]) for r in truth["att_by_event_month"]}
-    ref = pd.read_parquet(data / "referrals.parquet")
-    first = ref.loc[ref["outcome"] == "accepted"].groupby("person_id")["referral_date"].min()
-    months = pd.to_datetime(first).dt.month.to_numpy()
-    shares = {r: float(np.mean((months - 1) % 3 == r)) for r in range(3)}
-    out: dict[int, float] = {}
-    for e in events:
-        out[e] = 0.0
-        for r, share in shares.items():
-            out[e] += share * sum(by_month.get(3 * e + j - r, 0.0) for j in range(3))
-    return out
 
 
 def figure(comp: pd.DataFrame, path: Path) -> None:
@@ -151,7 +128,7 @@ def main() -> None:
         t2 = time.perf_counter()
         st = pd.read_csv(res.bundle / "tables" / "staggered.csv")
         pt = pd.read_csv(res.bundle / "tables" / "staggered_pretrend.csv")
-        truth = quarterly_truth(data, range(0, hi + 1))
+        truth = true_effect_by_quarter(data, range(0, hi + 1))
         dyn = st.loc[(st["aggregation"] == "dynamic") & (st["outcome"] == "gp")].copy()
         dyn["truth"] = [truth.get(int(e), 0.0) if e >= 0 else 0.0 for e in dyn["event"]]
         dyn["covers"] = (dyn["conf_low"] <= dyn["truth"]) & (dyn["truth"] <= dyn["conf_high"])

@@ -7,6 +7,7 @@
 from spevidence.synthetic._generate import SyntheticICB, arrow_schema, generate
 from spevidence.synthetic._plot import around_referral, plot_around_referral
 from spevidence.synthetic._scenario import Scenario, ScenarioError, list_scenarios, load_scenario
+from spevidence.synthetic._truth import true_effect_by_quarter, true_rate_ratio
 
 __all__ = [
     "Scenario",
@@ -18,4 +19,6 @@ __all__ = [
     "list_scenarios",
     "load_scenario",
     "plot_around_referral",
+    "true_effect_by_quarter",
+    "true_rate_ratio",
 ]
