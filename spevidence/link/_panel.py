@@ -67,8 +67,13 @@ class Panel:
     n_periods: int
     engine: str
     definitions: Definitions = field(default_factory=Definitions)
+    # the same rows sorted by person_id then t, sorted on an integer key numbered in
+    # person_id order (sorting millions of rows on the pseudonym strings is slower)
+    ordered: ir.Table | None = field(default=None, repr=False, compare=False)
 
     def _ordered(self) -> ir.Table:
+        if self.ordered is not None:
+            return self.ordered
         return self.table.order_by(["person_id", "t"])
 
     def to_pandas(self) -> pd.DataFrame:
@@ -355,7 +360,8 @@ def build_panel(
     panel = core.inner_join(pj, core._k == pj._pk)
     panel = panel.inner_join(pt, panel.t == pt._pt)
     panel = panel.left_join(first_ref, panel._k == first_ref._rk)
-    panel = panel.select(*PANEL_COLUMNS)
+    keyed = panel.select(*PANEL_COLUMNS, _sk=panel._k)
+    panel = keyed.drop("_sk")
 
     n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
     # people with at least one day registered and alive in the window = people in the
@@ -380,4 +386,5 @@ def build_panel(
         n_periods=len(plist),
         engine=engine,
         definitions=defs,
+        ordered=keyed.order_by(["_sk", "t"]).drop("_sk"),
     )
