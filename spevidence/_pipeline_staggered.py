@@ -247,6 +247,7 @@ def trends(table: Any, outcomes: tuple[str, ...]) -> pd.DataFrame:
                     "group": df["group"].astype(str).to_numpy(),
                     "t": df["tt"].astype("int64").to_numpy() - 1,
                     "n": df["n"].astype("int64").to_numpy(),
+                    "n_events": df[f"_{o}"].astype("int64").to_numpy(),
                     "mean": df[f"_{o}"].to_numpy() / df["n"].to_numpy(),
                 }
             )
@@ -389,8 +390,7 @@ def finish(
         0, "cohort", [_period_label(proto.start, proto.period, int(t)) for t in cohorts["cohort_t"]]
     )
     n_treated = int(cohorts["n"].sum()) if len(cohorts) else 0
-    tr = trends(table, proto.outcomes)
-    tr["mean"] = tr["mean"].mask(tr["n"] <= proto.disclosure.threshold)
+    tr = trends(table, proto.outcomes)  # release recomputes the means from rounded counts
     tables: dict[str, pd.DataFrame] = {
         "qa": qa.table().drop(columns=["message"], errors="ignore"),
         "attrition": flow(n_panel, attrition, n_units, n_treated),

@@ -134,19 +134,27 @@ def characteristics_wide(long: pd.DataFrame) -> pd.DataFrame:
 
 def trends(matched: pd.DataFrame, *, outcomes: tuple[str, ...]) -> pd.DataFrame:
     """Mean events per person-month by event time and group (weighted by the matching
-    weights): ``outcome, group, event_time, n, mean``."""
+    weights): ``outcome, group, event_time, n, n_events, n_weight, mean``.
+
+    ``mean = n_events / n_weight`` (weighted events over the sum of weights, each
+    rounded to a whole number), so that disclosure control can round both and release
+    the mean recomputed from the rounded counts (:func:`ratios_from_counts`).
+    """
     rows = []
     w = matched["weights"].astype(float) if "weights" in matched else pd.Series(1.0, matched.index)
     for (treated, e), g in matched.groupby(["treated", "event_time"], sort=True):
-        wg = w.loc[g.index]
+        wg = w.loc[g.index].to_numpy()
         for o in outcomes:
+            events = float(np.dot(g[o].astype(float).to_numpy(), wg))
             rows.append(
                 {
                     "outcome": o,
                     "group": _group(treated),
                     "event_time": _int(e),
                     "n": len(g),
-                    "mean": float(np.average(g[o].astype(float), weights=wg)),
+                    "n_events": round(events),
+                    "n_weight": round(float(wg.sum())),
+                    "mean": events / float(wg.sum()),
                 }
             )
     return pd.DataFrame(rows).sort_values(["outcome", "group", "event_time"], ignore_index=True)
@@ -170,12 +178,18 @@ def naive_before_after(
             a = 12.0 * after[o].sum() / max(len(after), 1)
             res[_group(treated)] = {
                 "n": float(g.loc[g["event_time"] == 0].shape[0]),
+                "events_before": int(before[o].sum()),
+                "months_before": len(before),
+                "events_after": int(after[o].sum()),
+                "months_after": len(after),
                 "before": b,
                 "after": a,
                 "change": 100.0 * (a - b) / b if b > 0 else np.nan,
             }
-        r = res.get("referred", {"n": 0, "before": np.nan, "after": np.nan, "change": np.nan})
-        c = res.get("comparators", {"change": np.nan})
+        empty = {"n": 0, "before": np.nan, "after": np.nan, "change": np.nan}
+        empty |= {"events_before": 0, "months_before": 0, "events_after": 0, "months_after": 0}
+        r = res.get("referred", empty)
+        c = res.get("comparators", empty)
         rows.append(
             {
                 "outcome": o,
@@ -184,9 +198,56 @@ def naive_before_after(
                 "mean_after": r["after"],
                 "change_pct": r["change"],
                 "comparator_change_pct": c["change"],
+                # the counts behind the means, for disclosure control
+                # (:func:`ratios_from_counts` recomputes the means from them once rounded)
+                **{f"n_{k}": int(r[k]) for k in _NAIVE_COUNTS},
+                **{f"n_comparator_{k}": int(c[k]) for k in _NAIVE_COUNTS},
             }
         )
     return pd.DataFrame(rows)
+
+
+_NAIVE_COUNTS = ("events_before", "months_before", "events_after", "months_after")
+
+# derived column -> (numerator, denominator, scale) for each released table whose means
+# rest on counts: after disclosure control has rounded (or redacted) the counts, the
+# means are recomputed from the rounded counts (OpenSAFELY practice), so that a mean
+# given to many decimals cannot give back the exact count behind a rounded one
+RATIOS: dict[str, dict[str, tuple[str, str, float]]] = {
+    "trends": {"mean": ("n_events", "n_weight", 1.0)},
+    "staggered_trends": {"mean": ("n_events", "n", 1.0)},
+    "naive_before_after": {
+        "mean_before": ("n_events_before", "n_months_before", 12.0),
+        "mean_after": ("n_events_after", "n_months_after", 12.0),
+        "_comparator_before": ("n_comparator_events_before", "n_comparator_months_before", 12.0),
+        "_comparator_after": ("n_comparator_events_after", "n_comparator_months_after", 12.0),
+    },
+}
+
+
+def ratios_from_counts(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Recompute a released table's means from its (rounded) counts; see ``RATIOS``.
+
+    A mean whose numerator or denominator was redacted is missing. For
+    ``naive_before_after`` the percentage changes are recomputed from the released means.
+    """
+    spec = RATIOS.get(name)
+    if spec is None:
+        return table
+    out = table.copy()
+    for col, (num, den, scale) in spec.items():
+        a = pd.to_numeric(out[num], errors="coerce").astype(float)
+        b = pd.to_numeric(out[den], errors="coerce").astype(float)
+        out[col] = (scale * a / b.where(b > 0)).astype(float)
+    if name == "naive_before_after":
+
+        def pct(after: pd.Series, before: pd.Series) -> pd.Series:
+            return 100.0 * (after - before) / before.where(before > 0)
+
+        out["change_pct"] = pct(out["mean_after"], out["mean_before"])
+        out["comparator_change_pct"] = pct(out["_comparator_after"], out["_comparator_before"])
+        out = out.drop(columns=["_comparator_before", "_comparator_after"])
+    return out
 
 
 def lagged_sums(

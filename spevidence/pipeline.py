@@ -112,7 +112,8 @@ def _release(
             rounding=proto.disclosure.rounding,
             derived=derived,
         )
-        safe[name] = s
+        # means released beside rounded counts are recomputed from those counts
+        safe[name] = describe.ratios_from_counts(s, name)
         logs.append(log)
     log = pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()
     return safe, log

@@ -88,3 +88,56 @@ def test_table1_released_numbers_do_not_give_back_exact_counts() -> None:
     assert referred["Female (%)"] != round(100 * women / n, 1)  # the exact share is not released
     age = referred["Age at index (years), mean"]
     assert age == round(age, 1)
+
+
+def _released(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    from pathlib import Path
+
+    from spevidence.pipeline import _release
+    from spevidence.protocol import load_protocol
+
+    proto = load_protocol(Path(__file__).resolve().parents[1] / "protocols" / "demo.yaml")
+    safe, _ = _release(tables, proto)
+    return safe
+
+
+def test_trends_and_naive_means_are_released_from_rounded_counts() -> None:
+    # 148 referred people and 6 comparators at one event time: the exact mean beside a
+    # rounded n would give the exact n back (as "59.46 % female" did in Table 1)
+    rng = np.random.default_rng(11)
+    n_ref, n_cmp = 148, 6
+    rows = []
+    for treated, n in ((1, n_ref), (0, n_cmp)):
+        for i in range(n):
+            for e in range(-3, 3):
+                rows.append(
+                    {"person_id": f"{treated}-{i}", "treated": treated, "event_time": e,
+                     "gp": int(rng.poisson(2.0)), "weights": 1.0}
+                )  # fmt: skip
+    m = pd.DataFrame(rows)
+    raw_tr = describe.trends(m, outcomes=("gp",))
+    raw_nv = describe.naive_before_after(m, outcomes=("gp",), pre=3, post=3)
+    safe = _released({"trends": raw_tr, "naive_before_after": raw_nv})
+    tr = safe["trends"]
+    ref = tr.loc[tr["group"] == "referred"]
+    for c in ("n", "n_events", "n_weight"):
+        assert (ref[c].astype(int) % 5 == 0).all()
+    # the released mean is the ratio of the released (rounded) counts, not the exact mean
+    assert np.allclose(ref["mean"], ref["n_events"].astype(float) / ref["n_weight"].astype(float))
+    assert not np.allclose(ref["mean"], raw_tr.loc[raw_tr["group"] == "referred", "mean"])
+    # 6 comparators: their counts are redacted, and so are their means
+    cmp_ = tr.loc[tr["group"] == "comparators"]
+    assert cmp_["n"].isna().all() and cmp_["mean"].isna().all()
+
+    nv = safe["naive_before_after"].iloc[0]
+    assert int(nv["n"]) == 150
+    assert nv["mean_before"] == 12 * nv["n_events_before"] / nv["n_months_before"]
+    assert nv["change_pct"] == 100 * (nv["mean_after"] - nv["mean_before"]) / nv["mean_before"]
+    assert int(nv["n_months_before"]) % 5 == 0 and int(nv["n_events_after"]) % 5 == 0
+    # the comparators' change rests on redacted counts (6 people x 3 months = 18 is
+    # released rounded, but their events could be small): whatever is released is
+    # computed from released numbers only
+    if pd.notna(nv["comparator_change_pct"]):
+        b = 12 * nv["n_comparator_events_before"] / nv["n_comparator_months_before"]
+        a = 12 * nv["n_comparator_events_after"] / nv["n_comparator_months_after"]
+        assert np.isclose(nv["comparator_change_pct"], 100 * (a - b) / b)

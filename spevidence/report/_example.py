@@ -66,6 +66,30 @@ def example_tables(*, pretrend_fails: bool = False, seed: int = 7) -> dict[str, 
             ],
         }
     )
+    link_rows = [
+        ("population", "input", "rows in the extract", 52410),
+        ("population", "excluded", "invalid_nhs_number (person_id)", 35),
+        ("population", "kept", "rows kept", 52375),
+        ("referrals", "input", "rows in the extract", 3120),
+        ("referrals", "excluded", "not_in_population (person_id)", 20),
+        ("referrals", "kept", "rows kept", 3100),
+        ("gp_appointments", "input", "rows in the extract", 1418650),
+        ("gp_appointments", "excluded", "duplicate_row (*)", 1205),
+        ("gp_appointments", "excluded", "outside_study_window (appointment_date)", 212340),
+        ("gp_appointments", "kept", "rows kept", 1205105),
+        ("ae_attendances", "input", "rows in the extract", 61230),
+        ("ae_attendances", "excluded", "outside_study_window (arrival_date)", 9180),
+        ("ae_attendances", "kept", "rows kept", 52050),
+        ("admissions", "input", "rows in the extract", 20415),
+        ("admissions", "excluded", "outside_study_window (admission_date)", 3060),
+        ("admissions", "kept", "rows kept", 17355),
+        ("panel_persons", "input", "people in the clean population", 50000),
+        ("panel_persons", "excluded", "no day registered and alive in the study window", 1240),
+        ("panel_persons", "kept", "people in the panel", 48760),
+    ]
+    tables["linkage_attrition"] = pd.DataFrame(
+        link_rows, columns=["table", "stage", "reason", "rows"]
+    )
     chars = [
         "age (years)",
         "female (%)",

@@ -251,6 +251,19 @@ def trends(trends: pd.DataFrame) -> Figure:
             ax.axvline(-0.5, color=style.NEUTRAL, ls=":", lw=1)
             ax.set_ylabel("Mean per person")
             ax.set_title(outcome_label(outcome) if outcome is not None else "Outcome")
+            withheld = int(pd.to_numeric(sub[val], errors="coerce").isna().sum())
+            if withheld:
+                ax.text(
+                    1.0,
+                    1.02,
+                    f"{withheld} of {len(sub)} points withheld: 1-7 people or events "
+                    "(disclosure control)",
+                    transform=ax.transAxes,
+                    ha="right",
+                    va="bottom",
+                    fontsize=8,
+                    color=style.NEUTRAL,
+                )
         _figure_legend(fig, axes[0])
         axes[-1].set_xlabel("Months from referral (0 = month of referral)")
     fig.spevidence_alt = (  # type: ignore[attr-defined]

@@ -426,6 +426,27 @@ class Narrative:
             + self.rb.table_md(
                 "naive_before_after",
                 caption="Naive before-and-after comparison (referred group only)",
+                columns=[
+                    "outcome",
+                    "n",
+                    "mean_before",
+                    "mean_after",
+                    "change_pct",
+                    "comparator_change_pct",
+                ],
+                digits={
+                    "mean_before": 2,
+                    "mean_after": 2,
+                    "change_pct": 1,
+                    "comparator_change_pct": 1,
+                },
+                rename={
+                    "n": "referred",
+                    "mean_before": "per person-year before",
+                    "mean_after": "per person-year after",
+                    "change_pct": "change %",
+                    "comparator_change_pct": "change % in comparators",
+                },
             )
         )
 
