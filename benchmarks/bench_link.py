@@ -1,7 +1,7 @@
 """Benchmark: extracts -> validated -> monthly person x period panel, DuckDB and Spark.
 
     python benchmarks/bench_link.py --persons 1000000 --years 5
-    python benchmarks/bench_link.py --data /work/data/link/1m --start 2019-04-01 --end 2024-03-31
+    python benchmarks/bench_link.py --data extracts-1m/ --start 2019-04-01 --end 2024-03-31
 
 Either writes synthetic Parquet extracts (vectorised numpy, pseudonymised ids; GP ~6, A&E
 ~0.4, admissions ~0.1 per person-year) to a temporary folder, or reads a folder of
@@ -131,7 +131,7 @@ def main() -> None:
     ap.add_argument("--end", help="Study end with --data (YYYY-MM-DD).")
     ap.add_argument("--no-spark", action="store_true", help="DuckDB only.")
     ap.add_argument(
-        "--memory-limit", default="5GB", help="DuckDB memory_limit (spills to disk beyond it)."
+        "--memory-limit", default="16GB", help="DuckDB memory_limit (spills to disk beyond it)."
     )
     args = ap.parse_args()
 

@@ -8,9 +8,9 @@ months before / 12 after, clustered by person). The truth is the generator's rat
 ratio over event months 0-11 (``truth.json`` ``att_by_event_month``). Rows are
 appended to a CSV as they finish, so a run can be stopped and resumed.
 
-Usage (from the repository root; heavy, run under the shared lock)::
+Usage (from the repository root; minutes per seed at these sizes)::
 
-    flock /work/wt/heavy.lock python benchmarks/coverage_design.py \\
+    python benchmarks/coverage_design.py \\
         --scenario null-effect --persons 3000 --seeds 200 --csv out/coverage.csv
 
 Prints the coverage of the 95 % CI, the mean bias of the log rate ratio and their Monte
@@ -33,12 +33,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spevidence import describe
 from spevidence.data import read_extracts, validate
 from spevidence.did import two_by_two
-from spevidence.link import build_panel
-from spevidence.match import risk_set
-from spevidence.pipeline import TRAJECTORY, _with_risk_score
+from spevidence.pipeline import matched_cohort, matching_panel
 from spevidence.protocol import load_protocol
 from spevidence.synthetic import generate, true_rate_ratio
 
@@ -50,27 +47,16 @@ def one_seed(scenario: str, persons: int, seed: int, proto, censoring: str) -> d
     try:
         res = generate(scenario, persons=persons, seed=seed, out=tmp, identifiers="pseudonym")
         clean, _, _ = validate(read_extracts(tmp), start=proto.start, end=proto.end)
-        panel = build_panel(clean, start=proto.start, end=proto.end).to_pandas()
-        panel = describe.lagged_sums(panel, "gp", TRAJECTORY)
-        panel = _with_risk_score(panel, clean, proto)
+        proto = proto.model_copy(
+            update={"match": proto.match.model_copy(update={"censoring": censoring})}
+        )
+        panel, _ = matching_panel(clean, proto)
         truth = res.truth
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    mp = proto.match
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = risk_set(
-            panel,
-            exact=mp.exact,
-            covariates=mp.covariates,
-            ratio=mp.ratio,
-            caliper=mp.caliper,
-            replace=mp.replace,
-            lookback=mp.lookback,
-            eligibility=mp.eligibility,
-            seed=proto.seed,
-        )
-        md = m.matched_data(censoring=censoring)  # type: ignore[arg-type]
+        _, md = matched_cohort(panel, proto)
         w = md.loc[(md["event_time"] >= -proto.did.pre) & (md["event_time"] < proto.did.post)]
         r = two_by_two(
             w,

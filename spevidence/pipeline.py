@@ -161,7 +161,6 @@ def run(
     from spevidence.did import event_study, two_by_two
     from spevidence.identity import load_key
     from spevidence.link import build_panel
-    from spevidence.match import risk_set
     from spevidence.report import render
     from spevidence.report.figures import make_figures
     from spevidence.sroi import evaluate, from_did, link_worker_inputs
@@ -221,18 +220,8 @@ def run(
                 step=steps.step,
                 release=_release,
             )
-        covariates = list(proto.match.covariates) if proto.match.covariates else None
         if (hit := run_cache.load("panel")) is None:
-            panel_obj = build_panel(
-                clean,
-                start=proto.start,
-                end=proto.end,
-                period=proto.period,
-                backend=engine,
-            )
-            panel = describe.lagged_sums(panel_obj.to_pandas(), "gp", TRAJECTORY)
-            if covariates and "risk_score" in covariates:
-                panel = _with_risk_score(panel, clean, proto)
+            panel, panel_obj = matching_panel(clean, proto, engine=engine)
             ae_types = panel_obj.definitions.ae_department_types
             panel_attrition = panel_obj.attrition
             run_cache.save(
@@ -247,22 +236,7 @@ def run(
         steps.step(2)
         # 3. match -----------------------------------------------------------------
         if (hit := run_cache.load("matching")) is None:
-            matched_obj = risk_set(
-                panel,
-                exact=proto.match.exact,
-                covariates=covariates,
-                ratio=proto.match.ratio,
-                caliper=proto.match.caliper,
-                replace=proto.match.replace,
-                comparators=proto.match.comparators,
-                comparator_pcns=proto.match.comparator_pcns,
-                lookback=proto.match.lookback,
-                eligibility=proto.match.eligibility,
-                seed=proto.seed,
-            )
-            matched = matched_obj.matched_data(
-                censoring=proto.match.censoring, washout=proto.match.washout
-            )
+            matched_obj, matched = matched_cohort(panel, proto)
             flow = _attrition(matched_obj)
             balance = _balance(matched_obj.balance(warn=False).table())
             run_cache.save("matching", {"matched": matched, "flow": flow, "balance": balance})
@@ -411,6 +385,54 @@ def run(
         )
         steps.step(7)
     return RunResult(bundle=bundle, reports=reports, reused=tuple(run_cache.reused))
+
+
+def matching_panel(
+    clean: Any, proto: Protocol, *, engine: Literal["duckdb", "spark"] = "duckdb"
+) -> tuple[pd.DataFrame, Any]:
+    """The person x period panel the matched design uses, as :func:`run` builds it.
+
+    Linked from validated extracts (:func:`spevidence.link.build_panel`), with the GP
+    trajectory sums matched on (``TRAJECTORY``) and, when the protocol matches on
+    ``risk_score``, the case-finding score measured before each period. Returns the
+    pandas panel and the :class:`~spevidence.link.Panel` (attrition, definitions).
+    """
+    from spevidence.link import build_panel
+
+    panel_obj = build_panel(
+        clean, start=proto.start, end=proto.end, period=proto.period, backend=engine
+    )
+    panel = describe.lagged_sums(panel_obj.to_pandas(), "gp", TRAJECTORY)
+    if proto.match.covariates and "risk_score" in proto.match.covariates:
+        panel = _with_risk_score(panel, clean, proto)
+    return panel, panel_obj
+
+
+def matched_cohort(panel: pd.DataFrame, proto: Protocol) -> tuple[Any, pd.DataFrame]:
+    """Risk-set matching and the matched person-period data, exactly as the protocol says.
+
+    The one place that turns the protocol's ``match:`` section into a
+    :func:`spevidence.match.risk_set` call and its ``matched_data`` (censoring, washout),
+    so that :func:`run`, the tests, the analyses and the benchmarks cannot drift apart.
+    Returns the matching result (balance, attrition) and the matched data.
+    """
+    from spevidence.match import risk_set
+
+    mp = proto.match
+    result = risk_set(
+        panel,
+        exact=mp.exact,
+        covariates=list(mp.covariates) if mp.covariates else None,
+        ratio=mp.ratio,
+        caliper=mp.caliper,
+        replace=mp.replace,
+        comparators=mp.comparators,
+        comparator_pcns=mp.comparator_pcns,
+        lookback=mp.lookback,
+        eligibility=mp.eligibility,
+        seed=proto.seed,
+    )
+    return result, result.matched_data(censoring=mp.censoring, washout=mp.washout)
 
 
 def _with_risk_score(panel: pd.DataFrame, clean: Any, proto: Protocol) -> pd.DataFrame:

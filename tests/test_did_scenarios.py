@@ -23,9 +23,7 @@ import pytest
 from spevidence import describe
 from spevidence.data import read_extracts, validate
 from spevidence.did import two_by_two
-from spevidence.link import build_panel
-from spevidence.match import risk_set
-from spevidence.pipeline import TRAJECTORY, _with_risk_score
+from spevidence.pipeline import matched_cohort, matching_panel
 from spevidence.protocol import load_protocol
 from spevidence.synthetic import generate, true_rate_ratio
 
@@ -41,24 +39,10 @@ def _analyse(scenario: str, protocol: str, persons: int, seed: int, tmp: Path):
         )
     res = generate(scenario, persons=persons, seed=seed, out=tmp, identifiers="pseudonym")
     clean, _, _ = validate(read_extracts(tmp), start=proto.start, end=proto.end)
-    panel = build_panel(clean, start=proto.start, end=proto.end).to_pandas()
-    panel = describe.lagged_sums(panel, "gp", TRAJECTORY)
-    panel = _with_risk_score(panel, clean, proto)
-    mp = proto.match
+    panel, _ = matching_panel(clean, proto)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = risk_set(
-            panel,
-            exact=mp.exact,
-            covariates=mp.covariates,
-            ratio=mp.ratio,
-            caliper=mp.caliper,
-            replace=mp.replace,
-            lookback=mp.lookback,
-            eligibility=mp.eligibility,
-            seed=proto.seed,
-        )
-        md = m.matched_data(censoring=mp.censoring, washout=mp.washout)
+        _, md = matched_cohort(panel, proto)
         w = md.loc[(md["event_time"] >= -proto.did.pre) & (md["event_time"] < proto.did.post)]
         est = {}
         for o in proto.outcomes:

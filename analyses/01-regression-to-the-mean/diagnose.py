@@ -32,12 +32,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spevidence import describe
 from spevidence.data import read_extracts, validate
 from spevidence.did import two_by_two
-from spevidence.link import build_panel
 from spevidence.match import risk_set
-from spevidence.pipeline import TRAJECTORY, _with_risk_score, demo_key
+from spevidence.pipeline import demo_key, matching_panel
 from spevidence.protocol import load_protocol
 from spevidence.synthetic import generate, true_rate_ratio
 
@@ -58,9 +56,7 @@ def panel_for(scenario: str, persons: int, seed: int, work: Path, proto):  # typ
     clean, _, _ = validate(
         extracts, start=proto.start, end=proto.end, ids=ids, key=key if ids != "pseudonym" else None
     )
-    pobj = build_panel(clean, start=proto.start, end=proto.end, period=proto.period)
-    panel = describe.lagged_sums(pobj.to_pandas(), "gp", TRAJECTORY)
-    panel = _with_risk_score(panel, clean, proto)
+    panel, _ = matching_panel(clean, proto)
     truth = json.loads((data / "truth.json").read_text())
     panel.to_parquet(cache)
     truth_f.write_text(json.dumps(truth))
@@ -117,7 +113,7 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=1)
     ap.add_argument("--washouts", default="0,1,2,3,6")
     ap.add_argument("--designs", default="censor,no-censor,ipcw,never")
-    ap.add_argument("--work", type=Path, default=Path("/work/data/rtm"))
+    ap.add_argument("--work", type=Path, default=ROOT / "out" / "analyses" / "01-diagnose")
     ap.add_argument("--csv", type=Path, default=None)
     ap.add_argument("--covariates", default=None, help="comma-separated; default: protocol")
     args = ap.parse_args()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +202,23 @@ def _apply_mapping(name: str, t: ir.Table, mapping: Mapping[str, str], spec: Tab
     return t.rename(renames) if renames else t
 
 
+def duckdb_connect() -> BaseBackend:
+    """An embedded (in-memory) DuckDB connection that can spill to disk.
+
+    An in-memory DuckDB has no temporary directory, so a sort or join larger than its
+    memory limit fails instead of spilling (1 M people x 5 years of monthly panel ran out
+    of memory at 15 GiB). This one spills to a private temporary folder (mode 0700:
+    spilled blocks hold pseudonyms), removed with the connection.
+    """
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET enable_progress_bar = false")
+    tmp = tempfile.mkdtemp(prefix="spevidence-duckdb-")
+    os.chmod(tmp, 0o700)
+    con.raw_sql(f"SET temp_directory = '{tmp}'")
+    weakref.finalize(con, shutil.rmtree, tmp, ignore_errors=True)
+    return con
+
+
 def read_extracts(
     source: str | os.PathLike[str] | BaseBackend,
     *,
@@ -261,8 +281,7 @@ def read_extracts(
             sources[name] = SourceInfo(name, "ibis", local, None, 0)
     else:
         path = Path(source)
-        con = ibis.duckdb.connect()
-        con.raw_sql("SET enable_progress_bar = false")
+        con = duckdb_connect()
         if path.is_file() and path.suffix.lower() in {".duckdb", ".db", ".ddb"}:
             alias = "spe_src"
             con.attach(str(path), name=alias, read_only=True)

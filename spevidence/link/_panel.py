@@ -160,7 +160,9 @@ def _connect(backend: str | BaseBackend, clean: Extracts) -> tuple[BaseBackend, 
     if backend == "duckdb":
         if clean.con.name == "duckdb":
             return clean.con, "duckdb"
-        return ibis.duckdb.connect(), "duckdb"
+        from spevidence.data._read import duckdb_connect
+
+        return duckdb_connect(), "duckdb"
     if backend == "spark":
         try:
             from pyspark.sql import SparkSession
