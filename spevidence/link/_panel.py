@@ -97,8 +97,16 @@ class Panel:
         Parquet dates, counts 64-bit integers.
         """
         t = self._ordered()
-        if self.table._find_backend().name == "duckdb":
-            t.to_parquet(path)
+        con = self.table._find_backend()
+        if con.name == "duckdb":
+            # the query sorts explicitly, so DuckDB need not keep insertion order as well
+            # (which makes it buffer the whole result: 1 M people ran out of memory)
+            was = con.raw_sql("SELECT current_setting('preserve_insertion_order')").fetchone()
+            con.raw_sql("SET preserve_insertion_order = false")
+            try:
+                t.to_parquet(path)
+            finally:
+                con.raw_sql(f"SET preserve_insertion_order = {bool(was and was[0])}")
         else:
             import pyarrow.parquet as pq
 
