@@ -21,6 +21,7 @@ import datetime as dt
 import os
 import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -131,6 +132,12 @@ def main() -> None:
     ap.add_argument("--end", help="Study end with --data (YYYY-MM-DD).")
     ap.add_argument("--no-spark", action="store_true", help="DuckDB only.")
     ap.add_argument(
+        "--spark-timeout",
+        type=float,
+        default=900.0,
+        help="Stop the Spark run after this many seconds (reported as not finished).",
+    )
+    ap.add_argument(
         "--memory-limit", default="16GB", help="DuckDB memory_limit (spills to disk beyond it)."
     )
     args = ap.parse_args()
@@ -191,15 +198,29 @@ def main() -> None:
                 .getOrCreate()
             )
             session.sparkContext.setLogLevel("ERROR")
-            t0 = time.perf_counter()
-            sp = build_panel(
-                clean, start=start, end=end, backend=ibis.pyspark.connect(session), cache=False
-            )
-            n = sp.table.count().execute()
-            t_spark = time.perf_counter() - t0
-            print(f"| panel ({n:,} rows; tables moved in as Arrow, counted) | Spark local | "
-                  f"{t_spark:.1f} | (JVM) |")  # fmt: skip
-            session.stop()
+            done: dict[str, float] = {}
+
+            def spark_run() -> None:
+                t0 = time.perf_counter()
+                sp = build_panel(
+                    clean, start=start, end=end, backend=ibis.pyspark.connect(session), cache=False
+                )
+                done["rows"] = sp.table.count().execute()
+                done["seconds"] = time.perf_counter() - t0
+
+            worker = threading.Thread(target=spark_run, daemon=True)
+            worker.start()
+            worker.join(args.spark_timeout)
+            if "seconds" in done:
+                print(f"| panel ({done['rows']:,.0f} rows; tables moved in as Arrow, counted) | "
+                      f"Spark local | {done['seconds']:.1f} | (JVM) |")  # fmt: skip
+                session.stop()
+            else:  # the JVM exits with this process (its gateway watches our stdin)
+                print(f"| panel (tables moved in as Arrow, counted) | Spark local | not finished "
+                      f"in {args.spark_timeout:.0f} s (stopped) | (JVM) |")  # fmt: skip
+                print(f"\npeak RSS (this process; Spark's JVM not included) {peak:.2f} GiB; "
+                      f"attrition reconciles: {att.reconciles()}", flush=True)  # fmt: skip
+                os._exit(0)
         print(f"\npeak RSS (this process; Spark's JVM not included) {peak:.2f} GiB; "
               f"attrition reconciles: {att.reconciles()}")  # fmt: skip
 
