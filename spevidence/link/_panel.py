@@ -10,6 +10,7 @@ from typing import Literal
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from ibis.backends import BaseBackend
@@ -19,6 +20,7 @@ from spevidence.data._results import Attrition, AttritionEntry
 from spevidence.data._validate import FAR, _merged_spells, study_window
 from spevidence.data.schema import UNPLANNED_METHODS_DEFAULT
 from spevidence.errors import DataError
+from spevidence.link._dense import MAX_CELLS, Dense, Parts, dict_schema
 
 Period = Literal["month", "quarter"]
 PANEL_COLUMNS: tuple[str, ...] = (
@@ -67,18 +69,28 @@ class Panel:
     n_periods: int
     engine: str
     definitions: Definitions = field(default_factory=Definitions)
-    # the same rows sorted by person_id then t, sorted on an integer key numbered in
-    # person_id order (sorting millions of rows on the pseudonym strings is slower)
-    ordered: ir.Table | None = field(default=None, repr=False, compare=False)
+    # the same rows with ``_sk``, an integer key numbered in person_id order: sorting on
+    # it is sorting by person_id (millions of rows sort slower on the pseudonym strings)
+    keyed: ir.Table | None = field(default=None, repr=False, compare=False)
+    # DuckDB: the counts on a persons x periods grid, read without the engine's joins
+    dense: Dense | None = field(default=None, repr=False, compare=False)
 
     def _ordered(self) -> ir.Table:
-        if self.ordered is not None:
-            return self.ordered
+        if self.keyed is not None:
+            return self.keyed.order_by(["_sk", "t"]).drop("_sk")
         return self.table.order_by(["person_id", "t"])
+
+    def _arrow_schema(self) -> pa.Schema:
+        return self.table.schema().to_pyarrow()
 
     def to_pandas(self) -> pd.DataFrame:
         """The panel as a pandas frame, sorted by person_id then t (deterministic)."""
-        df = self._ordered().to_pyarrow().to_pandas()
+        if self.dense is not None:
+            schema = self._arrow_schema()
+            tab = pa.Table.from_batches(self.dense.batches(schema), dict_schema(schema))
+            df = tab.cast(schema).to_pandas()
+        else:
+            df = self._ordered().to_pyarrow().to_pandas()
         for c in ("period", "referral_date"):
             df[c] = pd.to_datetime(df[c]).astype("datetime64[s]")
         for c in ("t", "gp", "ae", "admissions", "exposure_days"):
@@ -92,25 +104,47 @@ class Panel:
     def to_parquet(self, path: str | os.PathLike[str]) -> None:
         """Write the panel, sorted by person_id then t, to a Parquet file.
 
-        Written by the engine itself (no round trip through pandas): DuckDB streams the
-        sorted panel to the file; other engines collect it as Arrow first. Dates are
-        Parquet dates, counts 64-bit integers.
+        No round trip through pandas. On DuckDB the rows are streamed from the persons x
+        periods count arrays, a block of people at a time (panels above
+        ``MAX_CELLS`` person-periods: DuckDB writes its sorted query); other engines
+        collect the panel as Arrow first. Dates are Parquet dates, counts 64-bit
+        integers.
         """
-        t = self._ordered()
+        if self.dense is not None:
+            import pyarrow.parquet as pq
+
+            schema = self._arrow_schema()
+            # strings are written dictionary-encoded; without the stored Arrow schema
+            # readers see plain strings, as in the file the engine writes
+            with pq.ParquetWriter(path, dict_schema(schema), store_schema=False) as w:
+                for b in self.dense.batches(schema):
+                    w.write_batch(b)
+            return
         con = self.table._find_backend()
-        if con.name == "duckdb":
+        if con.name == "duckdb" and self.keyed is not None:
             # the query sorts explicitly, so DuckDB need not keep insertion order as well
             # (which makes it buffer the whole result: 1 M people ran out of memory)
             was = con.raw_sql("SELECT current_setting('preserve_insertion_order')").fetchone()
             con.raw_sql("SET preserve_insertion_order = false")
+            # counts summed by DuckDB are 128-bit (COPY would write doubles): cast back
+            cols = ", ".join(
+                f'CAST("{c}" AS BIGINT) AS "{c}"'
+                if c in ("gp", "ae", "admissions", "exposure_days")
+                else f'"{c}"'
+                for c in PANEL_COLUMNS
+            )
+            target = str(path).replace("'", "''")
             try:
-                t.to_parquet(path)
+                con.raw_sql(
+                    f"COPY (SELECT {cols} FROM ({ibis.to_sql(self.keyed, dialect='duckdb')}) "
+                    f"ORDER BY _sk, t) TO '{target}' (FORMAT parquet)"
+                )
             finally:
                 con.raw_sql(f"SET preserve_insertion_order = {bool(was and was[0])}")
         else:
             import pyarrow.parquet as pq
 
-            pq.write_table(t.to_pyarrow(), path)
+            pq.write_table(self._ordered().to_pyarrow(), path)
 
     def summary(self) -> str:
         g = self.glance().iloc[0]
@@ -187,6 +221,15 @@ def _connect(backend: str | BaseBackend, clean: Extracts) -> tuple[BaseBackend, 
     raise DataError(f"backend must be 'duckdb', 'spark' or an Ibis connection, not {backend!r}.")
 
 
+def _register(con: BaseBackend, data: pa.Table) -> ir.Table:
+    """An Arrow table as a DuckDB view (no copy; the view keeps ``data`` alive)."""
+    from uuid import uuid4
+
+    name = f"spe_{uuid4().hex}"
+    con.con.register(name, data)
+    return con.table(name)
+
+
 def _move(t: ir.Table, con: BaseBackend, src: BaseBackend) -> ir.Table:
     if con is src:
         return t
@@ -228,10 +271,12 @@ def build_panel(
         Admission methods counted as unplanned admissions (default: emergency
         methods without 2B transfers, DOMAIN.md).
     cache
-        Materialise the per-person-period counts in the engine once (default), so
-        later reads do not recompute the linkage. Only the narrow integer table is
-        kept (person key, t, counts, exposure); attributes are joined when read.
-        ``False`` for a single write (``spevidence link``).
+        Materialise the per-person-period counts once (default), so later reads do
+        not recompute the linkage. Only the narrow integer table is kept (person
+        key, t, counts, exposure); attributes are joined when read. ``False`` for a
+        single write (``spevidence link``). On DuckDB the counts are made on a
+        persons x periods grid in memory (``numpy.bincount``, no hash aggregation)
+        whatever ``cache`` says; ``cache`` then puts that table in front of DuckDB.
 
     Returns
     -------
@@ -320,12 +365,15 @@ def build_panel(
         admissions=zero,
     )
 
-    def events(tab: ir.Table, date_col: str, name: str) -> ir.Table:
+    def events(tab: ir.Table, date_col: str) -> ir.Table:
         d = tab[date_col]
         tab = tab.filter(d.between(s, e)).inner_join(keys, "person_id")
-        return tab.select(
-            _k=tab._k,
-            t=_period_index(tab[date_col], s, period),
+        return tab.select(_k=tab._k, t=_period_index(tab[date_col], s, period))
+
+    def stack(ev: ir.Table, name: str) -> ir.Table:
+        return ev.select(
+            _k=ev._k,
+            t=ev.t,
             exposure_days=zero,
             **{o: ibis.literal(1 if o == name else 0, "int64") for o in ("gp", "ae", "admissions")},
         )
@@ -340,24 +388,18 @@ def build_panel(
         else ae.filter(ae.department_type.isin(list(defs.ae_department_types)))
     )
     adm_f = adm.filter(adm.admission_method.isin(list(defs.admission_methods)))
+    ev = (
+        ("gp", events(gp_f, "appointment_date")),
+        ("ae", events(ae_f, "arrival_date")),
+        ("admissions", events(adm_f, "admission_date")),
+    )
     # exposure rows and event rows stacked, then one aggregation per person and period
     # (events fall in periods with exposure once validated; others are dropped below)
-    stacked = ibis.union(
-        expo,
-        events(gp_f, "appointment_date", "gp"),
-        events(ae_f, "arrival_date", "ae"),
-        events(adm_f, "admission_date", "admissions"),
-        distinct=False,
-    )
+    stacked = ibis.union(expo, *(stack(tab, name) for name, tab in ev), distinct=False)
     core = stacked.group_by(["_k", "t"]).aggregate(
-        gp=stacked.gp.sum(),
-        ae=stacked.ae.sum(),
-        admissions=stacked.admissions.sum(),
-        exposure_days=stacked.exposure_days.sum(),
+        **{c: stacked[c].sum() for c in ("gp", "ae", "admissions", "exposure_days")}
     )
     core = core.filter(core.exposure_days > 0)
-    if cache:
-        core = core.cache()
 
     acc = ref.filter(ref.outcome == "accepted")
     first_ref = acc.group_by("person_id").aggregate(referral_date=acc.referral_date.min())
@@ -365,6 +407,25 @@ def build_panel(
     first_ref = first_ref.inner_join(keys, "person_id").select(
         _rk="_k", referral_date="referral_date", referral_t="referral_t"
     )
+    n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
+    dense = None
+    if engine == "duckdb" and n_pop * len(plist) <= MAX_CELLS:
+        # count in numpy on a persons x periods grid instead of a hash aggregation
+        dense = Dense(
+            Parts(
+                keys=keys,
+                spells=spk,
+                events=ev,
+                persons=persons,
+                first_ref=first_ref,
+                period_start=tuple(p[0] for p in plist),
+                period_end=tuple(p[1] for p in plist),
+            )
+        )
+        if cache:
+            core = _register(con, dense.long())
+    elif cache:
+        core = core.cache()
     pj = persons.rename(_pk="_k")
     pt = periods.select(_pt="t", period="period")
     panel = core.inner_join(pj, core._k == pj._pk)
@@ -373,10 +434,13 @@ def build_panel(
     keyed = panel.select(*PANEL_COLUMNS, _sk=panel._k)
     panel = keyed.drop("_sk")
 
-    n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
     # people with at least one day registered and alive in the window = people in the
     # panel (cheap: no events; the panel test checks the two agree)
-    n_in = int(sp.person_id.nunique().execute())
+    n_in = (
+        int(np.count_nonzero(dense.exposure.any(axis=1)))
+        if dense is not None
+        else int(sp.person_id.nunique().execute())
+    )
     entries = (
         AttritionEntry("panel_persons", "input", "people in the clean population", n_pop),
         AttritionEntry(
@@ -396,5 +460,6 @@ def build_panel(
         n_periods=len(plist),
         engine=engine,
         definitions=defs,
-        ordered=keyed.order_by(["_sk", "t"]).drop("_sk"),
+        keyed=keyed,
+        dense=dense,
     )
