@@ -311,29 +311,36 @@ def link(
         typer.Option("--key-file", help="Key for ids=nhs_number (else $SPEVIDENCE_KEY)."),
     ] = None,
     date_format: Annotated[str | None, typer.Option("--date-format")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Validate the extracts and build the person x period panel (Parquet)."""
     from spevidence.data import read_extracts
     from spevidence.data import validate as _validate
     from spevidence.link import build_panel
+    from spevidence.pipeline import _Steps
 
     key = None
     if ids == "nhs_number":
         from spevidence.identity import load_key
 
         key = load_key(key_file)
-    ex = read_extracts(data, date_format=date_format)
-    clean, qa, attrition = _validate(ex, start=start, end=end, ids=ids, key=key)  # type: ignore[arg-type]
-    panel = build_panel(
-        clean,
-        start=start,
-        end=end,
-        period=period,  # type: ignore[arg-type]
-        backend=engine,
-        cache=False,  # written once: nothing to keep
-    )
-    panel_out.parent.mkdir(parents=True, exist_ok=True)
-    panel.to_parquet(panel_out)
+    steps = _Steps(progress, ("Reading and validating the extracts", "Linking", "Writing"))
+    with steps.run():
+        ex = read_extracts(data, date_format=date_format)
+        clean, qa, attrition = _validate(ex, start=start, end=end, ids=ids, key=key)  # type: ignore[arg-type]
+        steps.step(1)
+        panel = build_panel(
+            clean,
+            start=start,
+            end=end,
+            period=period,  # type: ignore[arg-type]
+            backend=engine,
+            cache=False,  # written once: nothing to keep
+        )
+        steps.step(2)
+        panel_out.parent.mkdir(parents=True, exist_ok=True)
+        panel.to_parquet(panel_out)
+        steps.step(3)
     out.print(qa.summary(), highlight=False)
     out.print((attrition + panel.attrition).summary(), highlight=False)
     out.print(f"Written: {panel_out}", highlight=False)

@@ -49,8 +49,9 @@ class RunResult:
 class _Steps:
     """One rich progress bar over the stages (stderr; off with progress=False)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, labels: tuple[str, ...] = STEPS) -> None:
         self.enabled = enabled
+        self.labels = labels
         self._progress: Progress | None = None
         self._task: Any = None
 
@@ -68,7 +69,7 @@ class _Steps:
             console=Console(stderr=True),
         ) as progress:
             self._progress = progress
-            self._task = progress.add_task(STEPS[0], total=len(STEPS))
+            self._task = progress.add_task(self.labels[0], total=len(self.labels))
             yield self
 
     def note(self, text: str) -> None:
@@ -77,7 +78,7 @@ class _Steps:
 
     def step(self, done: int) -> None:
         if self._progress is not None:
-            label = STEPS[done] if done < len(STEPS) else "Done"
+            label = self.labels[done] if done < len(self.labels) else "Done"
             self._progress.update(self._task, completed=done, description=label)
 
 
