@@ -368,15 +368,9 @@ def finish(
     formats: tuple[str, ...] | None,
     report_engine: str | None,
     step: Callable[[int], None],
-    release: Callable[
-        [dict[str, pd.DataFrame], Protocol], tuple[dict[str, pd.DataFrame], pd.DataFrame]
-    ],
 ) -> RunResult:
     """Estimate, release, bundle and render for ``design: staggered`` (after linkage)."""
-    from spevidence.bundle import write_bundle
-    from spevidence.pipeline import RunResult
-    from spevidence.report import render
-    from spevidence.report.figures import make_figures
+    from spevidence.pipeline import RunResult, _write_outputs
 
     step(2)
     spec = proto.staggered_spec
@@ -401,34 +395,28 @@ def finish(
         tables["staggered_notes"] = pd.DataFrame(notes)
     step(4)
     step(5)
-    safe, disclosure_log = release(tables, proto)
-    figures = make_figures(safe)
-    figures["staggered_event_study"] = event_study_figure(
-        safe["staggered"], period=proto.period, cohort=spec.cohort
-    )
-    figures["staggered_trends"] = trends_figure(
-        safe["staggered_trends"].dropna(subset=["mean"]), period=proto.period
-    )
-    bundle = write_bundle(
-        out / "bundle",
-        tables=safe,
-        figures=figures,
-        protocol=proto.to_dict(),
-        inputs={
-            name: data / s.location for name, s in extracts.sources.items() if s.sha256 is not None
-        },
-        seed=proto.seed,
+
+    def figures(safe: dict[str, pd.DataFrame]) -> dict[str, Figure]:
+        return {
+            "staggered_event_study": event_study_figure(
+                safe["staggered"], period=proto.period, cohort=spec.cohort
+            ),
+            "staggered_trends": trends_figure(
+                safe["staggered_trends"].dropna(subset=["mean"]), period=proto.period
+            ),
+        }
+
+    bundle, reports = _write_outputs(
+        tables,
+        proto,
+        data=data,
+        out=out,
+        extracts=extracts,
         engine=engine,
-        disclosure_log=disclosure_log,
-        extra={"synthetic": (data / "truth.json").is_file(), "design": "staggered"},
+        formats=formats,
+        report_engine=report_engine,
+        step=step,
+        design_figures=figures,
+        extra={"design": "staggered"},
     )
-    step(6)
-    fmts = formats or proto.report.formats
-    reports = render(
-        bundle,
-        out,
-        formats=tuple(fmts),  # type: ignore[arg-type]
-        engine=(report_engine or proto.report.engine),  # type: ignore[arg-type]
-    )
-    step(7)
     return RunResult(bundle=bundle, reports=reports)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,13 +156,10 @@ def run(
         (:mod:`spevidence._runcache`).
     """
     from spevidence._runcache import RunCache, key_fingerprint, stage_inputs
-    from spevidence.bundle import write_bundle
     from spevidence.data import read_extracts, validate
     from spevidence.did import event_study, two_by_two
     from spevidence.identity import load_key
     from spevidence.link import build_panel
-    from spevidence.report import render
-    from spevidence.report.figures import make_figures
     from spevidence.sroi import evaluate, from_did, link_worker_inputs
 
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
@@ -218,7 +215,6 @@ def run(
                 formats=formats,
                 report_engine=report_engine,
                 step=steps.step,
-                release=_release,
             )
         if (hit := run_cache.load("panel")) is None:
             panel, panel_obj = matching_panel(clean, proto, engine=engine)
@@ -350,41 +346,84 @@ def run(
             "pretrend_test": pre_table,
             **_sroi_tables(sroi),
         }
-        safe, disclosure_log = _release(tables, proto)
-        act_tables, act_figures, act_log = _activity(clean, proto)
+        bundle, reports = _write_outputs(
+            tables,
+            proto,
+            data=data,
+            out=out,
+            extracts=extracts,
+            engine=engine,
+            formats=formats,
+            report_engine=report_engine,
+            step=steps.step,
+            activity_from=clean,
+        )
+    return RunResult(bundle=bundle, reports=reports, reused=tuple(run_cache.reused))
+
+
+def _write_outputs(
+    tables: dict[str, pd.DataFrame],
+    proto: Protocol,
+    *,
+    data: Path,
+    out: Path,
+    extracts: Any,
+    engine: str,
+    formats: tuple[str, ...] | None,
+    report_engine: str | None,
+    step: Callable[[int], None],
+    activity_from: Any = None,
+    design_figures: Callable[[dict[str, pd.DataFrame]], dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[Path, dict[str, Path]]:
+    """The tail every design shares: release the tables (disclosure control), add the
+    service-activity outputs (from the validated extracts ``activity_from``, if given),
+    draw the figures from the released tables only, write the bundle and render the report.
+
+    ``design_figures`` draws a design's own figures from the released tables; ``extra``
+    adds facts to the manifest. Returns the bundle folder and the rendered reports.
+    """
+    from spevidence.bundle import write_bundle
+    from spevidence.report import render
+    from spevidence.report.figures import make_figures
+
+    safe, disclosure_log = _release(tables, proto)
+    act_figures: dict[str, Any] = {}
+    if activity_from is not None:
+        act_tables, act_figures, act_log = _activity(activity_from, proto)
         safe.update(act_tables)
         if len(act_log):
             disclosure_log = pd.concat([disclosure_log, act_log], ignore_index=True)
+    if "cohort_characteristics" in safe:
         safe["cohort_characteristics"] = describe.characteristics_wide(
             safe["cohort_characteristics"]
         )
-        figures = {**make_figures(safe), **act_figures}
-        bundle = write_bundle(
-            out / "bundle",
-            tables=safe,
-            figures=figures,
-            protocol=proto.to_dict(),
-            inputs={
-                name: data / s.location
-                for name, s in extracts.sources.items()
-                if s.sha256 is not None
-            },
-            seed=proto.seed,
-            engine=engine,
-            disclosure_log=disclosure_log,
-            extra={"synthetic": (data / "truth.json").is_file()},
-        )
-        steps.step(6)
-        # 7. report ----------------------------------------------------------------
-        fmts = formats or proto.report.formats
-        reports = render(
-            bundle,
-            out,
-            formats=tuple(fmts),  # type: ignore[arg-type]
-            engine=(report_engine or proto.report.engine),  # type: ignore[arg-type]
-        )
-        steps.step(7)
-    return RunResult(bundle=bundle, reports=reports, reused=tuple(run_cache.reused))
+    figures = {**make_figures(safe), **act_figures}
+    if design_figures is not None:
+        figures.update(design_figures(safe))
+    bundle = write_bundle(
+        out / "bundle",
+        tables=safe,
+        figures=figures,
+        protocol=proto.to_dict(),
+        inputs={
+            name: data / s.location for name, s in extracts.sources.items() if s.sha256 is not None
+        },
+        seed=proto.seed,
+        engine=engine,
+        disclosure_log=disclosure_log,
+        extra={"synthetic": (data / "truth.json").is_file(), **(extra or {})},
+    )
+    step(6)
+    fmts = formats or proto.report.formats
+    reports = render(
+        bundle,
+        out,
+        formats=tuple(fmts),  # type: ignore[arg-type]
+        engine=(report_engine or proto.report.engine),  # type: ignore[arg-type]
+    )
+    step(7)
+    return bundle, reports
 
 
 def matching_panel(
