@@ -361,16 +361,13 @@ def finish(
     panel: Any,
     *,
     qa: Any,
-    extracts: Any,
-    data: Path,
-    out: Path,
-    engine: str,
-    formats: tuple[str, ...] | None,
-    report_engine: str | None,
     step: Callable[[int], None],
+    write: Callable[..., tuple[Path, dict[str, Path]]],
 ) -> RunResult:
-    """Estimate, release, bundle and render for ``design: staggered`` (after linkage)."""
-    from spevidence.pipeline import RunResult, _write_outputs
+    """Estimate and tabulate for ``design: staggered`` (after linkage); ``write`` is the
+    pipeline's shared output tail (``spevidence.pipeline._write_outputs``: disclosure
+    control, bundle, report)."""
+    from spevidence.pipeline import RunResult
 
     step(2)
     spec = proto.staggered_spec
@@ -406,17 +403,5 @@ def finish(
             ),
         }
 
-    bundle, reports = _write_outputs(
-        tables,
-        proto,
-        data=data,
-        out=out,
-        extracts=extracts,
-        engine=engine,
-        formats=formats,
-        report_engine=report_engine,
-        step=step,
-        design_figures=figures,
-        extra={"design": "staggered"},
-    )
+    bundle, reports = write(tables, proto, design_figures=figures, extra={"design": "staggered"})
     return RunResult(bundle=bundle, reports=reports)

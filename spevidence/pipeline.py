@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -192,6 +193,17 @@ def run(
             enabled=cache and all(h is not None for h in hashes.values()),
         )
         steps.step(1)
+        # the output tail both designs share (disclosure control, bundle, report)
+        write = partial(
+            _write_outputs,
+            data=data,
+            out=out,
+            extracts=extracts,
+            engine=engine,
+            formats=formats,
+            report_engine=report_engine,
+            step=steps.step,
+        )
         # 2. link ------------------------------------------------------------------
         if proto.design == "staggered":  # whole-population staggered DiD: its own module
             from spevidence import _pipeline_staggered
@@ -204,18 +216,7 @@ def run(
                 backend=engine,
             )
 
-            return _pipeline_staggered.finish(
-                proto,
-                panel_obj,
-                qa=qa,
-                extracts=extracts,
-                data=data,
-                out=out,
-                engine=engine,
-                formats=formats,
-                report_engine=report_engine,
-                step=steps.step,
-            )
+            return _pipeline_staggered.finish(proto, panel_obj, qa=qa, step=steps.step, write=write)
         if (hit := run_cache.load("panel")) is None:
             panel, panel_obj = matching_panel(clean, proto, engine=engine)
             ae_types = panel_obj.definitions.ae_department_types
@@ -346,18 +347,7 @@ def run(
             "pretrend_test": pre_table,
             **_sroi_tables(sroi),
         }
-        bundle, reports = _write_outputs(
-            tables,
-            proto,
-            data=data,
-            out=out,
-            extracts=extracts,
-            engine=engine,
-            formats=formats,
-            report_engine=report_engine,
-            step=steps.step,
-            activity_from=clean,
-        )
+        bundle, reports = write(tables, proto, activity_from=clean)
     return RunResult(bundle=bundle, reports=reports, reused=tuple(run_cache.reused))
 
 
