@@ -161,7 +161,6 @@ def run(
     from spevidence.did import event_study, two_by_two
     from spevidence.identity import load_key
     from spevidence.link import build_panel
-    from spevidence.sroi import evaluate, from_did, link_worker_inputs
 
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     out = Path(out)
@@ -296,36 +295,16 @@ def run(
         steps.step(4)
         # 5. SROI ------------------------------------------------------------------
         linear = did_est.loc[did_est["model"] == "linear"]
-        effects = pd.DataFrame(
-            {
-                "outcome": linear["outcome"].to_numpy(),
-                "estimate": 12.0 * linear["estimate"].to_numpy(),  # per person-year
-                "std_error": 12.0 * linear["std_error"].to_numpy(),
-            }
-        )
         n_referred = int(matched.loc[matched["treated"] == 1, "unit_id"].nunique())
-        sroi_outcomes = from_did(
-            effects,
+        sroi_tables, sroi_effect = _sroi(
+            linear[["outcome", "estimate", "std_error"]],
+            proto,
             persons=n_referred,
-            duration_years=proto.sroi.duration_years,
-            drop_off=proto.sroi.drop_off,
-            attribution=proto.sroi.attribution,
-            # one A&E count over every type: priced at the all-type average (docs/methods.md)
             ae_department_types=ae_types,
-        )
-        inputs = link_worker_inputs(
-            wte=proto.sroi.link_worker_wte,
-            salary_with_oncosts=proto.sroi.link_worker_cost,
-            source=proto.sroi.link_worker_cost_source,
-            management_rate=proto.sroi.management_overhead,
-            vcse_activity_funding=proto.sroi.activity_costs,
-        )
-        sroi = evaluate(
-            sroi_outcomes,
-            inputs,
-            discount=proto.sroi.discount,
-            n_sims=proto.sroi.n_sims,
-            seed=proto.seed,
+            source="matched DiD estimate",
+            described=f"the linear difference-in-differences estimate of each outcome (change "
+            f"in events per person-{proto.period} among referred people, relative to matched "
+            f"comparators, over the {proto.did.post} {proto.period}s from referral)",
         )
         steps.step(5)
         # 6. disclosure control and bundle -----------------------------------------
@@ -345,9 +324,11 @@ def run(
             "did_estimates": did_est,
             "event_study": es_table,
             "pretrend_test": pre_table,
-            **_sroi_tables(sroi),
+            **sroi_tables,
         }
-        bundle, reports = write(tables, proto, activity_from=clean)
+        bundle, reports = write(
+            tables, proto, activity_from=clean, extra={"sroi_effect": sroi_effect}
+        )
     return RunResult(bundle=bundle, reports=reports, reused=tuple(run_cache.reused))
 
 
@@ -586,6 +567,68 @@ def _balance(table: pd.DataFrame) -> pd.DataFrame:
     out = table.rename(columns={"variable": "covariate", "var_ratio_after": "variance_ratio_after"})
     keep = ["covariate", "type", "smd_before", "smd_after", "variance_ratio_after"]
     return out[[c for c in keep if c in out.columns]]
+
+
+PERIODS_PER_YEAR = {"month": 12.0, "quarter": 4.0}
+
+
+def _sroi(
+    effects: pd.DataFrame,
+    proto: Protocol,
+    *,
+    persons: int,
+    ae_department_types: Any,
+    source: str,
+    described: str,
+) -> tuple[dict[str, pd.DataFrame], str]:
+    """SROI of the headline effects, for every design.
+
+    ``effects`` holds one row per outcome with the change in events per person-period
+    (``estimate``, ``std_error``, the protocol's period); it is converted to a change per
+    person-year (x 12 or x 4), times the ``persons`` treated, valued and set against the
+    link-worker inputs of the protocol's ``sroi:`` block. ``source`` names the estimate in
+    the value map, ``described`` says what it is in the report. Returns the SROI tables
+    and the report's sentence on which estimate feeds them.
+    """
+    from spevidence.sroi import evaluate, from_did, link_worker_inputs
+
+    ppy = PERIODS_PER_YEAR[proto.period]
+    per_year = pd.DataFrame(
+        {
+            "outcome": effects["outcome"].to_numpy(),
+            "estimate": ppy * effects["estimate"].to_numpy(),  # per person-year
+            "std_error": ppy * effects["std_error"].to_numpy(),
+        }
+    )
+    sroi_outcomes = from_did(
+        per_year,
+        persons=persons,
+        duration_years=proto.sroi.duration_years,
+        drop_off=proto.sroi.drop_off,
+        attribution=proto.sroi.attribution,
+        # one A&E count over every type: priced at the all-type average (docs/methods.md)
+        ae_department_types=ae_department_types,
+        quantity_source=source,
+    )
+    inputs = link_worker_inputs(
+        wte=proto.sroi.link_worker_wte,
+        salary_with_oncosts=proto.sroi.link_worker_cost,
+        source=proto.sroi.link_worker_cost_source,
+        management_rate=proto.sroi.management_overhead,
+        vcse_activity_funding=proto.sroi.activity_costs,
+    )
+    sroi = evaluate(
+        sroi_outcomes,
+        inputs,
+        discount=proto.sroi.discount,
+        n_sims=proto.sroi.n_sims,
+        seed=proto.seed,
+    )
+    per = f"person-{proto.period}"
+    return _sroi_tables(sroi), (
+        f"{described}, converted from events per {per} to events per person-year "
+        f"(× {ppy:g}) and multiplied by the number of people treated"
+    )
 
 
 def _sroi_tables(sroi: Any) -> dict[str, pd.DataFrame]:

@@ -211,6 +211,26 @@ class Narrative:
             return dict(zip(s[key].astype(str), s["value"], strict=True))
         return {str(k): v for k, v in s.iloc[0].items()}
 
+    def _sroi_effect(self) -> str:
+        """Which estimate the SROI values (the pipeline records it in the manifest)."""
+        extra = self.rb.manifest.get("extra", {}) or {}
+        return str(extra.get("sroi_effect", "")) if isinstance(extra, dict) else ""
+
+    def _sroi_sentence(self) -> str:
+        """The summary's sentence on value for money ("" when no SROI was run)."""
+        sv = self._sroi_values()
+        ratio = sv.get("sroi_ratio", sv.get("ratio"))
+        if ratio is None or pd.isna(ratio):
+            return ""
+        txt = (
+            f"\nEach £1 invested returned an estimated **£{_f(ratio)}** of social value "
+            f"(social return on investment)"
+        )
+        npv = sv.get("npv", sv.get("net_present_value"))
+        if npv is not None and not pd.isna(npv):
+            txt += f"; net present value {_money(npv)}"
+        return txt + "."
+
     # -- sections -------------------------------------------------------------------
     def synthetic_banner(self) -> str:
         extra = self.rb.manifest.get("extra", {}) or {}
@@ -296,17 +316,8 @@ class Narrative:
             )
             for _, row in _main_rows(did).iterrows():
                 lines.append(f"- {effect_sentence(row)}")
-        sv = self._sroi_values()
-        ratio = sv.get("sroi_ratio", sv.get("ratio"))
-        if ratio is not None and not pd.isna(ratio):
-            txt = (
-                f"\nEach £1 invested returned an estimated **£{_f(ratio)}** of social value "
-                f"(social return on investment)"
-            )
-            npv = sv.get("npv", sv.get("net_present_value"))
-            if npv is not None and not pd.isna(npv):
-                txt += f"; net present value {_money(npv)}"
-            lines.append(txt + ".")
+        if sroi := self._sroi_sentence():
+            lines.append(sroi)
         caveats = []
         if self._pretrend_failures():
             caveats.append(
@@ -569,6 +580,8 @@ class Narrative:
                     f"- **{outcome_label(r['outcome'])}** ({r['estimator']}): "
                     + _staggered_effect(r)
                 )
+        if sroi := self._sroi_sentence():
+            lines.append(sroi[:-1] + " (the SROI section says which estimate it values).")
         bad = self._pretrend_failures()
         if bad:
             lines.append(
@@ -716,6 +729,9 @@ class Narrative:
                 "comparator group already accounts for what would have happened anyway "
                 "(deadweight), so no further deadweight is subtracted.\n"
             )
+        source = self._sroi_effect()
+        if source:
+            text += f"\nThe change in NHS use that is valued is {source}.\n"
         s = self.rb.table("sroi_summary")
         if s is None:
             return text
