@@ -36,6 +36,7 @@ STEPS = (
     "Render report",
 )
 TRAJECTORY = {"gp_m1_3": (1, 3), "gp_m4_6": (4, 6), "gp_m7_12": (7, 12)}
+POOLED_MONTHS = (3, 6)  # trends of rare outcomes: by quarter, else by half-year
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,7 @@ def run(
                 window, None, outcomes=outcomes
             ),
             "balance": balance,
-            "trends": describe.trends(window, outcomes=outcomes),
+            "trends": _trends(window, proto),
             "naive_before_after": describe.naive_before_after(
                 window, outcomes=outcomes, pre=proto.did.pre, post=proto.did.post
             ),
@@ -330,6 +331,28 @@ def run(
             tables, proto, activity_from=clean, extra={"sroi_effect": sroi_effect}
         )
     return RunResult(bundle=bundle, reports=reports, reused=tuple(run_cache.reused))
+
+
+def _trends(window: pd.DataFrame, proto: Protocol) -> pd.DataFrame:
+    """Trends by month from referral (:func:`spevidence.describe.trends`); an outcome whose
+    monthly points disclosure control would mostly withhold (counts of 1 to the threshold)
+    is given by quarter instead (events and person-months summed over three months, then
+    released under the same rules), and by half-year where quarters are still mostly
+    withheld. One period is released for an outcome, never two: quarterly and monthly
+    counts side by side could give a withheld month back.
+    """
+    out = describe.trends(window, outcomes=proto.outcomes)
+    if proto.period != "month":
+        return out
+    for months in POOLED_MONTHS:
+        trial = _release({"trends": out}, proto)[0]["trends"]  # not released: to decide
+        withheld = trial["mean"].isna().groupby(trial["outcome"]).mean()
+        rare = tuple(o for o in proto.outcomes if withheld.get(o, 0.0) > 0.5)
+        if not rare:
+            break
+        pooled = describe.trends(window, outcomes=rare, months=months)
+        out = pd.concat([out.loc[~out["outcome"].isin(rare)], pooled], ignore_index=True)
+    return out.sort_values(["outcome", "group", "event_time"], ignore_index=True)
 
 
 def _write_outputs(

@@ -552,3 +552,18 @@ def test_did_display_shows_rate_ratios_for_poisson() -> None:
     assert out.loc[1, "Estimate (95% CI)"] == "0.707 (0.576 to 0.869)"
     assert list(out["p value"]) == ["0.002", "<0.001"]
     assert out.loc[0, "Outcome"] != "gp"  # a plain-English label
+
+
+def test_trends_caption_says_which_outcomes_are_pooled(tmp_path: Path) -> None:
+    from spevidence.report.narrative import Narrative
+    from spevidence.report.sections import ReportBundle
+
+    b = write_example_bundle(tmp_path / "b", with_figures=False)
+    monthly = Narrative(ReportBundle(b)).trends_caption()
+    assert "by quarter" not in monthly and "by half-year" not in monthly
+    tr = pd.read_csv(b / "tables" / "trends.csv")
+    tr["months"] = tr["outcome"].map({"gp": 1, "ae": 3, "admissions": 6})
+    tr.to_csv(b / "tables" / "trends.csv", index=False)
+    caption = Narrative(ReportBundle(b)).trends_caption()
+    assert "A&E attendances by quarter; Unplanned admissions by half-year" in caption
+    assert "too small to release" in caption and "GP appointments" not in caption

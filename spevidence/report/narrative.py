@@ -427,6 +427,23 @@ class Narrative:
             "these differences.\n:::\n"
         )
 
+    def trends_caption(self) -> str:
+        """Caption of the trends figure; says which outcomes are shown by quarter or
+        half-year because their monthly counts were too small to release."""
+        from spevidence.report.figures import pooled_outcomes
+
+        text = "Mean NHS use per person per month, by month from referral"
+        tr = self.rb.table("trends")
+        pooled = pooled_outcomes(tr) if tr is not None else {}
+        if pooled:
+            names = "; ".join(f"{outcome_label(o)} by {p}" for o, p in pooled.items())
+            text += (
+                f" ({names}: by month most of their counts were too small to release under "
+                "disclosure control, so events and person-months are summed over each period "
+                "from referral and drawn at its middle month)"
+            )
+        return text
+
     def naive(self) -> str:
         if not self.rb.has("naive_before_after"):
             return ""
