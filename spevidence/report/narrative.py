@@ -777,7 +777,8 @@ class Narrative:
         if "prob_above_1" in sim.columns:
             p = _num(sim["prob_above_1"].iloc[0])
         else:
-            p = _num(self._sroi_values().get("p_ratio_above_1"))
+            sv = self._sroi_values()  # the pipeline's name, then an older one
+            p = _num(sv.get("p_ratio_gt_1", sv.get("p_ratio_above_1")))
         if math.isnan(p):
             return ""
         return f"\nIn {_f(p * 100, 0)}% of simulations the SROI ratio exceeded 1 (break-even).\n"
@@ -920,6 +921,10 @@ SROI_LABELS = {
     "sroi_ratio_low": "SROI ratio, lower simulation bound",
     "sroi_ratio_high": "SROI ratio, upper simulation bound",
     "p_ratio_above_1": "Chance the ratio exceeds 1 (simulation)",
+    # as spevidence.sroi's glance() and the pipeline's sroi_summary name them
+    "ratio_conf_low": "SROI ratio, 2.5th percentile of simulations",
+    "ratio_conf_high": "SROI ratio, 97.5th percentile of simulations",
+    "p_ratio_gt_1": "Chance the ratio exceeds 1 (simulation)",
 }
 
 
@@ -927,7 +932,9 @@ def _sroi_fmt(key: Any, value: Any) -> str:
     k = str(key)
     if k in ("total_inputs", "inputs", "present_value", "npv", "net_present_value", "cashable_pv"):
         return _money(value)
-    if k in ("sroi_ratio", "ratio", "sroi_ratio_low", "sroi_ratio_high"):
+    if k in ("sroi_ratio", "ratio", "sroi_ratio_low", "sroi_ratio_high") or k.startswith(
+        "ratio_conf_"
+    ):
         return f"£{_f(value)}"
     if k.startswith("p_") or k.startswith("prob_"):
         return f"{_f(_num(value) * 100, 0)}%"
