@@ -42,6 +42,7 @@ ESTIMATOR_LABELS = {
     "callaway_santanna": "Callaway-Sant'Anna",
     "etwfe": "Extended TWFE",
 }
+CONTROL_LABELS = {"notyet": "people not yet or never treated", "never": "people never treated"}
 COHORT_LABELS = {
     "referral": "first accepted referral",
     "service_start": "PCN service start (first accepted referral in the PCN)",
@@ -205,6 +206,25 @@ def estimate(
     return tables, notes, attrition, n_units
 
 
+def sroi_effects(est: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The headline effects the SROI values, and the estimator they come from.
+
+    The simple aggregation (average effect per person-period among the treated after
+    first treatment, in events) of Callaway-Sant'Anna, or of the extended TWFE when
+    Callaway-Sant'Anna was not run (its simple effect is on the same events scale, also
+    for the Poisson family). One estimator for every outcome; outcomes whose estimate was
+    withheld (too few people) or could not be fitted are left out. Columns: ``outcome,
+    estimate, std_error, n`` (``n`` = treated people, before disclosure control).
+    """
+    simple = est.loc[est["aggregation"] == "simple"].dropna(subset=["estimate", "std_error"])
+    for key in ("callaway_santanna", "etwfe"):
+        rows = simple.loc[simple["estimator"] == ESTIMATOR_LABELS[key]]
+        if len(rows):
+            out = rows[["outcome", "estimate", "std_error", "n"]].reset_index(drop=True)
+            return out, ESTIMATOR_LABELS[key]
+    return pd.DataFrame(columns=["outcome", "estimate", "std_error", "n"]), ""
+
+
 def _n_treated(fit: Any) -> int:
     """Treated people behind a simple aggregation (not every unit analysed)."""
     if hasattr(fit, "cohort_sizes"):  # Callaway-Sant'Anna
@@ -361,22 +381,13 @@ def finish(
     panel: Any,
     *,
     qa: Any,
-    extracts: Any,
-    data: Path,
-    out: Path,
-    engine: str,
-    formats: tuple[str, ...] | None,
-    report_engine: str | None,
     step: Callable[[int], None],
-    release: Callable[
-        [dict[str, pd.DataFrame], Protocol], tuple[dict[str, pd.DataFrame], pd.DataFrame]
-    ],
+    write: Callable[..., tuple[Path, dict[str, Path]]],
 ) -> RunResult:
-    """Estimate, release, bundle and render for ``design: staggered`` (after linkage)."""
-    from spevidence.bundle import write_bundle
-    from spevidence.pipeline import RunResult
-    from spevidence.report import render
-    from spevidence.report.figures import make_figures
+    """Estimate and tabulate for ``design: staggered`` (after linkage); ``write`` is the
+    pipeline's shared output tail (``spevidence.pipeline._write_outputs``: disclosure
+    control, bundle, report)."""
+    from spevidence.pipeline import RunResult, _sroi
 
     step(2)
     spec = proto.staggered_spec
@@ -400,35 +411,31 @@ def finish(
     if notes:
         tables["staggered_notes"] = pd.DataFrame(notes)
     step(4)
+    extra: dict[str, Any] = {"design": "staggered"}
+    headline, name = sroi_effects(raw["staggered"])
+    if len(headline):
+        sroi_tables, extra["sroi_effect"] = _sroi(
+            headline,
+            proto,
+            persons=int(headline["n"].iloc[0]),
+            ae_department_types=panel.definitions.ae_department_types,
+            source=f"staggered DiD estimate ({name} simple ATT)",
+            described=f"the {name} overall (simple) effect of each outcome: the change in "
+            f"events per person-{proto.period} among treated people in the {proto.period}s "
+            f"after first treatment, relative to {CONTROL_LABELS[spec.control]}",
+        )
+        tables.update(sroi_tables)
     step(5)
-    safe, disclosure_log = release(tables, proto)
-    figures = make_figures(safe)
-    figures["staggered_event_study"] = event_study_figure(
-        safe["staggered"], period=proto.period, cohort=spec.cohort
-    )
-    figures["staggered_trends"] = trends_figure(
-        safe["staggered_trends"].dropna(subset=["mean"]), period=proto.period
-    )
-    bundle = write_bundle(
-        out / "bundle",
-        tables=safe,
-        figures=figures,
-        protocol=proto.to_dict(),
-        inputs={
-            name: data / s.location for name, s in extracts.sources.items() if s.sha256 is not None
-        },
-        seed=proto.seed,
-        engine=engine,
-        disclosure_log=disclosure_log,
-        extra={"synthetic": (data / "truth.json").is_file(), "design": "staggered"},
-    )
-    step(6)
-    fmts = formats or proto.report.formats
-    reports = render(
-        bundle,
-        out,
-        formats=tuple(fmts),  # type: ignore[arg-type]
-        engine=(report_engine or proto.report.engine),  # type: ignore[arg-type]
-    )
-    step(7)
+
+    def figures(safe: dict[str, pd.DataFrame]) -> dict[str, Figure]:
+        return {
+            "staggered_event_study": event_study_figure(
+                safe["staggered"], period=proto.period, cohort=spec.cohort
+            ),
+            "staggered_trends": trends_figure(
+                safe["staggered_trends"].dropna(subset=["mean"]), period=proto.period
+            ),
+        }
+
+    bundle, reports = write(tables, proto, design_figures=figures, extra=extra)
     return RunResult(bundle=bundle, reports=reports)

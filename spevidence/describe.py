@@ -132,17 +132,23 @@ def characteristics_wide(long: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
-def trends(matched: pd.DataFrame, *, outcomes: tuple[str, ...]) -> pd.DataFrame:
+def trends(matched: pd.DataFrame, *, outcomes: tuple[str, ...], months: int = 1) -> pd.DataFrame:
     """Mean events per person-month by event time and group (weighted by the matching
-    weights): ``outcome, group, event_time, n, n_events, n_weight, mean``.
+    weights): ``outcome, group, event_time, months, n, n_events, n_weight, mean``.
 
     ``mean = n_events / n_weight`` (weighted events over the sum of weights, each
     rounded to a whole number), so that disclosure control can round both and release
     the mean recomputed from the rounded counts (:func:`ratios_from_counts`).
+
+    ``months = 3`` pools event time into quarters from the index month (months 0-2,
+    3-5, ..., -3 to -1, ...; ``months = 6``: half-years): ``event_time`` is then a
+    period's first month, ``n`` and ``n_weight`` count its person-months and ``mean`` is
+    still events per person-month, for outcomes too rare to release month by month.
     """
     rows = []
     w = matched["weights"].astype(float) if "weights" in matched else pd.Series(1.0, matched.index)
-    for (treated, e), g in matched.groupby(["treated", "event_time"], sort=True):
+    start = matched["event_time"].astype("int64") // months * months
+    for (treated, e), g in matched.groupby([matched["treated"], start], sort=True):
         wg = w.loc[g.index].to_numpy()
         for o in outcomes:
             events = float(np.dot(g[o].astype(float).to_numpy(), wg))
@@ -151,6 +157,7 @@ def trends(matched: pd.DataFrame, *, outcomes: tuple[str, ...]) -> pd.DataFrame:
                     "outcome": o,
                     "group": _group(treated),
                     "event_time": _int(e),
+                    "months": months,
                     "n": len(g),
                     "n_events": round(events),
                     "n_weight": round(float(wg.sum())),

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,7 @@ STEPS = (
     "Render report",
 )
 TRAJECTORY = {"gp_m1_3": (1, 3), "gp_m4_6": (4, 6), "gp_m7_12": (7, 12)}
+POOLED_MONTHS = (3, 6)  # trends of rare outcomes: by quarter, else by half-year
 
 
 @dataclass(frozen=True)
@@ -157,14 +159,10 @@ def run(
         (:mod:`spevidence._runcache`).
     """
     from spevidence._runcache import RunCache, key_fingerprint, stage_inputs
-    from spevidence.bundle import write_bundle
     from spevidence.data import read_extracts, validate
     from spevidence.did import event_study, two_by_two
     from spevidence.identity import load_key
     from spevidence.link import build_panel
-    from spevidence.report import render
-    from spevidence.report.figures import make_figures
-    from spevidence.sroi import evaluate, from_did, link_worker_inputs
 
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     out = Path(out)
@@ -196,6 +194,17 @@ def run(
             enabled=cache and all(h is not None for h in hashes.values()),
         )
         steps.step(1)
+        # the output tail both designs share (disclosure control, bundle, report)
+        write = partial(
+            _write_outputs,
+            data=data,
+            out=out,
+            extracts=extracts,
+            engine=engine,
+            formats=formats,
+            report_engine=report_engine,
+            step=steps.step,
+        )
         # 2. link ------------------------------------------------------------------
         if proto.design == "staggered":  # whole-population staggered DiD: its own module
             from spevidence import _pipeline_staggered
@@ -208,19 +217,7 @@ def run(
                 backend=engine,
             )
 
-            return _pipeline_staggered.finish(
-                proto,
-                panel_obj,
-                qa=qa,
-                extracts=extracts,
-                data=data,
-                out=out,
-                engine=engine,
-                formats=formats,
-                report_engine=report_engine,
-                step=steps.step,
-                release=_release,
-            )
+            return _pipeline_staggered.finish(proto, panel_obj, qa=qa, step=steps.step, write=write)
         if (hit := run_cache.load("panel")) is None:
             panel, panel_obj = matching_panel(clean, proto, engine=engine)
             ae_types = panel_obj.definitions.ae_department_types
@@ -300,36 +297,16 @@ def run(
         steps.step(4)
         # 5. SROI ------------------------------------------------------------------
         linear = did_est.loc[did_est["model"] == "linear"]
-        effects = pd.DataFrame(
-            {
-                "outcome": linear["outcome"].to_numpy(),
-                "estimate": 12.0 * linear["estimate"].to_numpy(),  # per person-year
-                "std_error": 12.0 * linear["std_error"].to_numpy(),
-            }
-        )
         n_referred = int(matched.loc[matched["treated"] == 1, "unit_id"].nunique())
-        sroi_outcomes = from_did(
-            effects,
+        sroi_tables, sroi_effect = _sroi(
+            linear[["outcome", "estimate", "std_error"]],
+            proto,
             persons=n_referred,
-            duration_years=proto.sroi.duration_years,
-            drop_off=proto.sroi.drop_off,
-            attribution=proto.sroi.attribution,
-            # one A&E count over every type: priced at the all-type average (docs/methods.md)
             ae_department_types=ae_types,
-        )
-        inputs = link_worker_inputs(
-            wte=proto.sroi.link_worker_wte,
-            salary_with_oncosts=proto.sroi.link_worker_cost,
-            source=proto.sroi.link_worker_cost_source,
-            management_rate=proto.sroi.management_overhead,
-            vcse_activity_funding=proto.sroi.activity_costs,
-        )
-        sroi = evaluate(
-            sroi_outcomes,
-            inputs,
-            discount=proto.sroi.discount,
-            n_sims=proto.sroi.n_sims,
-            seed=proto.seed,
+            source="matched DiD estimate",
+            described=f"the linear difference-in-differences estimate of each outcome (change "
+            f"in events per person-{proto.period} among referred people, relative to matched "
+            f"comparators, over the {proto.did.post} {proto.period}s from referral)",
         )
         steps.step(5)
         # 6. disclosure control and bundle -----------------------------------------
@@ -342,50 +319,106 @@ def run(
                 window, None, outcomes=outcomes
             ),
             "balance": balance,
-            "trends": describe.trends(window, outcomes=outcomes),
+            "trends": _trends(window, proto),
             "naive_before_after": describe.naive_before_after(
                 window, outcomes=outcomes, pre=proto.did.pre, post=proto.did.post
             ),
             "did_estimates": did_est,
             "event_study": es_table,
             "pretrend_test": pre_table,
-            **_sroi_tables(sroi),
+            **sroi_tables,
         }
-        safe, disclosure_log = _release(tables, proto)
-        act_tables, act_figures, act_log = _activity(clean, proto)
+        bundle, reports = write(
+            tables, proto, activity_from=clean, extra={"sroi_effect": sroi_effect}
+        )
+    return RunResult(bundle=bundle, reports=reports, reused=tuple(run_cache.reused))
+
+
+def _trends(window: pd.DataFrame, proto: Protocol) -> pd.DataFrame:
+    """Trends by month from referral (:func:`spevidence.describe.trends`); an outcome whose
+    monthly points disclosure control would mostly withhold (counts of 1 to the threshold)
+    is given by quarter instead (events and person-months summed over three months, then
+    released under the same rules), and by half-year where quarters are still mostly
+    withheld. One period is released for an outcome, never two: quarterly and monthly
+    counts side by side could give a withheld month back.
+    """
+    out = describe.trends(window, outcomes=proto.outcomes)
+    if proto.period != "month":
+        return out
+    for months in POOLED_MONTHS:
+        trial = _release({"trends": out}, proto)[0]["trends"]  # not released: to decide
+        withheld = trial["mean"].isna().groupby(trial["outcome"]).mean()
+        rare = tuple(o for o in proto.outcomes if withheld.get(o, 0.0) > 0.5)
+        if not rare:
+            break
+        pooled = describe.trends(window, outcomes=rare, months=months)
+        out = pd.concat([out.loc[~out["outcome"].isin(rare)], pooled], ignore_index=True)
+    return out.sort_values(["outcome", "group", "event_time"], ignore_index=True)
+
+
+def _write_outputs(
+    tables: dict[str, pd.DataFrame],
+    proto: Protocol,
+    *,
+    data: Path,
+    out: Path,
+    extracts: Any,
+    engine: str,
+    formats: tuple[str, ...] | None,
+    report_engine: str | None,
+    step: Callable[[int], None],
+    activity_from: Any = None,
+    design_figures: Callable[[dict[str, pd.DataFrame]], dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[Path, dict[str, Path]]:
+    """The tail every design shares: release the tables (disclosure control), add the
+    service-activity outputs (from the validated extracts ``activity_from``, if given),
+    draw the figures from the released tables only, write the bundle and render the report.
+
+    ``design_figures`` draws a design's own figures from the released tables; ``extra``
+    adds facts to the manifest. Returns the bundle folder and the rendered reports.
+    """
+    from spevidence.bundle import write_bundle
+    from spevidence.report import render
+    from spevidence.report.figures import make_figures
+
+    safe, disclosure_log = _release(tables, proto)
+    act_figures: dict[str, Any] = {}
+    if activity_from is not None:
+        act_tables, act_figures, act_log = _activity(activity_from, proto)
         safe.update(act_tables)
         if len(act_log):
             disclosure_log = pd.concat([disclosure_log, act_log], ignore_index=True)
+    if "cohort_characteristics" in safe:
         safe["cohort_characteristics"] = describe.characteristics_wide(
             safe["cohort_characteristics"]
         )
-        figures = {**make_figures(safe), **act_figures}
-        bundle = write_bundle(
-            out / "bundle",
-            tables=safe,
-            figures=figures,
-            protocol=proto.to_dict(),
-            inputs={
-                name: data / s.location
-                for name, s in extracts.sources.items()
-                if s.sha256 is not None
-            },
-            seed=proto.seed,
-            engine=engine,
-            disclosure_log=disclosure_log,
-            extra={"synthetic": (data / "truth.json").is_file()},
-        )
-        steps.step(6)
-        # 7. report ----------------------------------------------------------------
-        fmts = formats or proto.report.formats
-        reports = render(
-            bundle,
-            out,
-            formats=tuple(fmts),  # type: ignore[arg-type]
-            engine=(report_engine or proto.report.engine),  # type: ignore[arg-type]
-        )
-        steps.step(7)
-    return RunResult(bundle=bundle, reports=reports, reused=tuple(run_cache.reused))
+    figures = {**make_figures(safe), **act_figures}
+    if design_figures is not None:
+        figures.update(design_figures(safe))
+    bundle = write_bundle(
+        out / "bundle",
+        tables=safe,
+        figures=figures,
+        protocol=proto.to_dict(),
+        inputs={
+            name: data / s.location for name, s in extracts.sources.items() if s.sha256 is not None
+        },
+        seed=proto.seed,
+        engine=engine,
+        disclosure_log=disclosure_log,
+        extra={"synthetic": (data / "truth.json").is_file(), **(extra or {})},
+    )
+    step(6)
+    fmts = formats or proto.report.formats
+    reports = render(
+        bundle,
+        out,
+        formats=tuple(fmts),  # type: ignore[arg-type]
+        engine=(report_engine or proto.report.engine),  # type: ignore[arg-type]
+    )
+    step(7)
+    return bundle, reports
 
 
 def matching_panel(
@@ -558,6 +591,68 @@ def _balance(table: pd.DataFrame) -> pd.DataFrame:
     out = table.rename(columns={"variable": "covariate", "var_ratio_after": "variance_ratio_after"})
     keep = ["covariate", "type", "smd_before", "smd_after", "variance_ratio_after"]
     return out[[c for c in keep if c in out.columns]]
+
+
+PERIODS_PER_YEAR = {"month": 12.0, "quarter": 4.0}
+
+
+def _sroi(
+    effects: pd.DataFrame,
+    proto: Protocol,
+    *,
+    persons: int,
+    ae_department_types: Any,
+    source: str,
+    described: str,
+) -> tuple[dict[str, pd.DataFrame], str]:
+    """SROI of the headline effects, for every design.
+
+    ``effects`` holds one row per outcome with the change in events per person-period
+    (``estimate``, ``std_error``, the protocol's period); it is converted to a change per
+    person-year (x 12 or x 4), times the ``persons`` treated, valued and set against the
+    link-worker inputs of the protocol's ``sroi:`` block. ``source`` names the estimate in
+    the value map, ``described`` says what it is in the report. Returns the SROI tables
+    and the report's sentence on which estimate feeds them.
+    """
+    from spevidence.sroi import evaluate, from_did, link_worker_inputs
+
+    ppy = PERIODS_PER_YEAR[proto.period]
+    per_year = pd.DataFrame(
+        {
+            "outcome": effects["outcome"].to_numpy(),
+            "estimate": ppy * effects["estimate"].to_numpy(),  # per person-year
+            "std_error": ppy * effects["std_error"].to_numpy(),
+        }
+    )
+    sroi_outcomes = from_did(
+        per_year,
+        persons=persons,
+        duration_years=proto.sroi.duration_years,
+        drop_off=proto.sroi.drop_off,
+        attribution=proto.sroi.attribution,
+        # one A&E count over every type: priced at the all-type average (docs/methods.md)
+        ae_department_types=ae_department_types,
+        quantity_source=source,
+    )
+    inputs = link_worker_inputs(
+        wte=proto.sroi.link_worker_wte,
+        salary_with_oncosts=proto.sroi.link_worker_cost,
+        source=proto.sroi.link_worker_cost_source,
+        management_rate=proto.sroi.management_overhead,
+        vcse_activity_funding=proto.sroi.activity_costs,
+    )
+    sroi = evaluate(
+        sroi_outcomes,
+        inputs,
+        discount=proto.sroi.discount,
+        n_sims=proto.sroi.n_sims,
+        seed=proto.seed,
+    )
+    per = f"person-{proto.period}"
+    return _sroi_tables(sroi), (
+        f"{described}, converted from events per {per} to events per person-year "
+        f"(× {ppy:g}) and multiplied by the number of people treated"
+    )
 
 
 def _sroi_tables(sroi: Any) -> dict[str, pd.DataFrame]:

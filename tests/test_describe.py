@@ -141,3 +141,28 @@ def test_trends_and_naive_means_are_released_from_rounded_counts() -> None:
         b = 12 * nv["n_comparator_events_before"] / nv["n_comparator_months_before"]
         a = 12 * nv["n_comparator_events_after"] / nv["n_comparator_months_after"]
         assert np.isclose(nv["comparator_change_pct"], 100 * (a - b) / b)
+
+
+def test_trends_by_quarter_sum_the_months() -> None:
+    rng = np.random.default_rng(5)
+    rows = [
+        {"person_id": f"{t}-{i}", "treated": t, "event_time": e,
+         "ae": int(rng.poisson(0.3)), "weights": float(rng.choice([1.0, 0.5]))}
+        for t in (0, 1) for i in range(20) for e in range(-6, 6)
+    ]  # fmt: skip
+    m = pd.DataFrame(rows)
+    monthly = describe.trends(m, outcomes=("ae",))
+    q = describe.trends(m, outcomes=("ae",), months=3)
+    assert (monthly["months"] == 1).all() and (q["months"] == 3).all()
+    # quarters of event time from the index month: -6..-4, -3..-1, 0..2, 3..5
+    assert sorted(set(q["event_time"])) == [-6, -3, 0, 3]
+    for _, r in q.iterrows():
+        g = m.loc[
+            (m["treated"] == (r["group"] == "referred"))
+            & (m["event_time"] >= r["event_time"])
+            & (m["event_time"] < r["event_time"] + 3)
+        ]
+        events = float((g["ae"] * g["weights"]).sum())
+        assert r["n"] == len(g) == 60  # person-months
+        assert r["n_events"] == round(events) and r["n_weight"] == round(g["weights"].sum())
+        assert r["mean"] == events / g["weights"].sum()  # still per person-month

@@ -6,9 +6,11 @@ import hashlib
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from spevidence import describe
 from spevidence.bundle import scan_paths, verify_bundle
 from spevidence.pipeline import demo_key, run
 from spevidence.protocol import load_protocol
@@ -106,3 +108,72 @@ def test_report_html_is_self_contained(runs: tuple[Path, Path, Path]) -> None:
     html = (a / "report.html").read_text(encoding="utf-8")
     external = re.findall(r"""(?:src|href)\s*=\s*["']https?://""", html)
     assert external == []
+
+
+def test_rare_outcomes_are_trended_by_quarter_or_half_year(tmp_path: Path) -> None:
+    # the demo's size (5,000 people, about 170 referred): by month most A&E and admission
+    # counts are 1-7 and withheld; pooled over quarters (A&E) or half-years (admissions,
+    # rarer still) the trends figure has points to show
+    from spevidence.data import read_extracts, validate
+    from spevidence.identity import load_key
+    from spevidence.pipeline import _release, _trends, matched_cohort, matching_panel
+    from spevidence.report.figures import trends as trends_figure
+
+    generate("demo", persons=5000, seed=20260101, out=tmp_path / "data", progress=False)
+    (tmp_path / "k.key").write_bytes(demo_key(20260101))
+    proto = load_protocol(ROOT / "protocols" / "demo.yaml")
+    clean, _, _ = validate(
+        read_extracts(tmp_path / "data"),
+        start=proto.start,
+        end=proto.end,
+        ids=proto.ids,
+        key=load_key(tmp_path / "k.key"),
+    )
+    panel, _ = matching_panel(clean, proto)
+    _, matched = matched_cohort(panel, proto)
+    e = matched["event_time"]
+    window = matched.loc[(e >= -proto.did.pre) & (e < proto.did.post)]
+
+    def released(table: pd.DataFrame) -> pd.DataFrame:
+        return _release({"trends": table}, proto)[0]["trends"]
+
+    def share_withheld(table: pd.DataFrame, outcome: str) -> float:
+        return float(table.loc[table["outcome"] == outcome, "mean"].isna().mean())
+
+    monthly = released(describe.trends(window, outcomes=proto.outcomes))
+    assert share_withheld(monthly, "ae") > 0.5 and share_withheld(monthly, "admissions") > 0.5
+    assert share_withheld(monthly, "gp") == 0
+    raw = _trends(window, proto)
+    months = raw.groupby("outcome")["months"].agg(set).to_dict()
+    assert months == {"gp": {1}, "ae": {3}, "admissions": {6}}
+    # by quarter, admissions are still mostly withheld: hence half-years
+    by_quarter = released(describe.trends(window, outcomes=("admissions",), months=3))
+    assert share_withheld(by_quarter, "admissions") > 0.5
+    safe = released(raw)
+    for o in ("ae", "admissions"):
+        assert share_withheld(safe, o) < 0.5 < share_withheld(monthly, o)
+    # every released mean is the ratio of the released (rounded) counts
+    shown = safe.dropna(subset=["mean"])
+    assert len(shown) > 0.75 * len(safe)
+    ratio = shown["n_events"].astype(float) / shown["n_weight"].astype(float)
+    assert np.allclose(shown["mean"], ratio, rtol=0, atol=1e-12)
+    for c in ("n", "n_events", "n_weight"):
+        v = safe[c].dropna().astype(int)
+        assert ((v == 0) | ((v > 7) & (v % 5 == 0))).all(), c
+    # a pooled period's raw counts are the sums of its months'
+    raw_m = describe.trends(window, outcomes=("admissions",))
+    for _, r in raw.loc[raw["outcome"] == "admissions"].iterrows():
+        block = raw_m.loc[
+            (raw_m["group"] == r["group"])
+            & raw_m["event_time"].between(r["event_time"], r["event_time"] + 5)
+        ]
+        assert r["n"] == block["n"].sum()
+    # the figure draws a pooled period at its middle month and says which period it is
+    fig = trends_figure(safe)
+    titles = {ax.get_title("left") or ax.get_title(): ax for ax in fig.axes}
+    adm = titles["Unplanned admissions, by half-year"]
+    lines = [ln for ln in adm.get_lines() if ln.get_marker() == "s"]  # not the referral line
+    assert len(lines) == 2  # referred, comparators
+    x = sorted({float(v) for ln in lines for v in ln.get_xdata()})
+    assert x == [-9.5, -3.5, 2.5, 8.5]
+    assert "A&E attendances, by quarter" in titles and "GP appointments" in titles

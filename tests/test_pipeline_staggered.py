@@ -22,6 +22,7 @@ from spevidence import _pipeline_staggered as ps
 from spevidence.data import read_extracts, validate
 from spevidence.errors import ProtocolError
 from spevidence.link import build_panel
+from spevidence.pipeline import RunResult, run
 from spevidence.protocol import load_protocol
 from spevidence.synthetic import generate, true_effect_by_quarter
 
@@ -141,15 +142,20 @@ def test_withheld_estimates_and_flow() -> None:
     assert int(fl["n_dropped"].iloc[1]) == 3 and int(fl["n"].iloc[2]) == 97
 
 
-def test_run_end_to_end_writes_a_staggered_bundle_and_report(tmp_path: Path) -> None:
-    from spevidence.pipeline import run
-
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def staggered_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """``spevidence run`` on a small staggered scenario: both estimators, two outcomes."""
+    tmp = tmp_path_factory.mktemp("staggered_run")
+    data = tmp / "data"
     generate("staggered-national-random-timing", persons=3000, seed=2, out=data, progress=False)
     raw = yaml.safe_load(PROTOCOL.read_text())
     raw["outcomes"] = ["gp", "ae"]
-    raw["staggered"]["estimators"] = ["callaway_santanna"]
-    res = run(load_protocol(raw), data, tmp_path / "out", formats=("html",), progress=False)
+    raw["staggered"]["estimators"] = ["callaway_santanna", "etwfe"]
+    return run(load_protocol(raw), data, tmp / "out", formats=("html",), progress=False)
+
+
+def test_run_end_to_end_writes_a_staggered_bundle_and_report(staggered_run: RunResult) -> None:
+    res = staggered_run
     tables = res.bundle / "tables"
     st = pd.read_csv(tables / "staggered.csv")
     assert set(st["outcome"]) == {"gp", "ae"}
@@ -171,3 +177,65 @@ def test_run_end_to_end_writes_a_staggered_bundle_and_report(tmp_path: Path) -> 
     assert "first accepted referral" in html
     manifest = json.loads((res.bundle / "manifest.json").read_text())
     assert manifest["extra"]["design"] == "staggered"
+
+
+def test_staggered_run_values_the_callaway_santanna_effect(staggered_run: RunResult) -> None:
+    bundle = staggered_run.bundle
+    tables = bundle / "tables"
+    for name in ("sroi_summary", "sroi_by_outcome", "sroi_sensitivity", "sroi_simulation"):
+        assert (tables / f"{name}.parquet").is_file(), name
+    assert (bundle / "figures" / "sroi_value_map.png").is_file()
+    st = pd.read_parquet(tables / "staggered.parquet")
+    simple = st.loc[st["aggregation"] == "simple"].set_index(["estimator", "outcome"])
+    by = pd.read_parquet(tables / "sroi_by_outcome.parquet").set_index("outcome")
+    assert set(by.index) == {"gp", "ae"}
+    # quantity = avoided events a year = -(ATT per person-quarter) x 4 x treated people:
+    # the same whole number of people for every outcome, the (rounded) released n
+    people = {}
+    for o in ("gp", "ae"):
+        cs = float(simple.loc[("Callaway-Sant'Anna", o), "estimate"])
+        people[o] = by.loc[o, "quantity"] / (-4.0 * cs)
+        n_released = float(simple.loc[("Callaway-Sant'Anna", o), "n"])
+        assert abs(people[o] - round(people[o])) < 1e-6, (o, people[o])
+        assert abs(people[o] - n_released) <= 2.5, (o, people[o], n_released)
+        # not the extended TWFE's estimate (it differs; on this small sample its Poisson
+        # fit of A&E does not converge), nor a x 12 (monthly) conversion
+        if o == "gp":
+            etwfe = float(simple.loc[("Extended TWFE", o), "estimate"])
+            assert abs(etwfe - cs) > 1e-4 * abs(cs)
+        assert "Callaway-Sant'Anna simple ATT" in by.loc[o, "proxy_source"]
+        # one year of benefit, discounted once at 3.5 %
+        pv = by.loc[o, "quantity"] * by.loc[o, "proxy_gbp"] / 1.035
+        assert by.loc[o, "present_value"] == pytest.approx(pv, rel=1e-9)
+    assert people["gp"] == pytest.approx(people["ae"], rel=1e-12)
+    summary = pd.read_parquet(tables / "sroi_summary.parquet").set_index("measure")["value"]
+    assert summary["present_value"] == pytest.approx(by["present_value"].sum(), rel=1e-9)
+    ratio = summary["present_value"] / summary["total_inputs"]
+    assert summary["sroi_ratio"] == pytest.approx(ratio, rel=1e-9)
+    # the bundle records the sroi: block it used and which estimate fed it; the report says so
+    assert "sroi" in yaml.safe_load((bundle / "protocol.yaml").read_text())
+    effect = json.loads((bundle / "manifest.json").read_text())["extra"]["sroi_effect"]
+    assert "Callaway-Sant'Anna" in effect and "person-quarter" in effect and "× 4" in effect
+    html = staggered_run.reports["html"].read_text(encoding="utf-8")
+    assert "The change in NHS use that is valued is the Callaway-Sant" in html
+    assert "bundle holds no `sroi_summary` table" not in html
+
+
+def test_sroi_effects_prefer_callaway_santanna_and_skip_withheld() -> None:
+    est = pd.DataFrame(
+        {
+            "outcome": ["gp", "ae", "gp", "ae", "gp"],
+            "estimator": ["Extended TWFE"] * 2 + ["Callaway-Sant'Anna"] * 3,
+            "aggregation": ["simple", "simple", "simple", "simple", "dynamic"],
+            "estimate": [-0.5, -0.1, -0.4, np.nan, -0.9],
+            "std_error": [0.1, 0.05, 0.1, np.nan, 0.2],
+            "n": [200, 200, 200, 5, 200],
+        }
+    )
+    eff, name = ps.sroi_effects(est)
+    assert name == "Callaway-Sant'Anna"
+    assert eff["outcome"].tolist() == ["gp"] and eff["estimate"].tolist() == [-0.4]
+    eff, name = ps.sroi_effects(est.loc[est["estimator"] == "Extended TWFE"])
+    assert name == "Extended TWFE" and eff["outcome"].tolist() == ["gp", "ae"]
+    eff, name = ps.sroi_effects(est.assign(estimate=np.nan))
+    assert eff.empty and name == ""

@@ -552,3 +552,41 @@ def test_did_display_shows_rate_ratios_for_poisson() -> None:
     assert out.loc[1, "Estimate (95% CI)"] == "0.707 (0.576 to 0.869)"
     assert list(out["p value"]) == ["0.002", "<0.001"]
     assert out.loc[0, "Outcome"] != "gp"  # a plain-English label
+
+
+def test_trends_caption_says_which_outcomes_are_pooled(tmp_path: Path) -> None:
+    from spevidence.report.narrative import Narrative
+    from spevidence.report.sections import ReportBundle
+
+    b = write_example_bundle(tmp_path / "b", with_figures=False)
+    monthly = Narrative(ReportBundle(b)).trends_caption()
+    assert "by quarter" not in monthly and "by half-year" not in monthly
+    tr = pd.read_csv(b / "tables" / "trends.csv")
+    tr["months"] = tr["outcome"].map({"gp": 1, "ae": 3, "admissions": 6})
+    tr.to_csv(b / "tables" / "trends.csv", index=False)
+    caption = Narrative(ReportBundle(b)).trends_caption()
+    assert "A&E attendances by quarter; Unplanned admissions by half-year" in caption
+    assert "too small to release" in caption and "GP appointments" not in caption
+
+
+def test_sroi_summary_as_the_pipeline_names_it(tmp_path: Path) -> None:
+    # the pipeline writes sroi.glance()'s names (ratio_conf_low, p_ratio_gt_1), not the
+    # example bundle's: the report labels and formats them and gives the break-even chance
+    from spevidence.report.narrative import Narrative
+    from spevidence.report.sections import ReportBundle
+
+    b = write_example_bundle(tmp_path / "b", with_figures=False, drop=("sroi_simulation",))
+    pd.DataFrame(
+        {
+            "measure": ["total_inputs", "present_value", "sroi_ratio", "ratio_conf_low",
+                        "ratio_conf_high", "p_ratio_gt_1"],
+            "value": [1000.0, 1500.0, 1.5, 0.8, 2.25, 0.87],
+        }
+    ).to_csv(b / "tables" / "sroi_summary.csv", index=False)  # fmt: skip
+    (b / "tables" / "sroi_simulation.csv").write_text("bin_low,bin_high,count\n0,1,13\n1,2,87\n")
+    nar = Narrative(ReportBundle(b))
+    text = nar.sroi()
+    assert "SROI ratio, 2.5th percentile of simulations | £0.80" in text
+    assert "SROI ratio, 97.5th percentile of simulations | £2.25" in text
+    assert "Chance the ratio exceeds 1 (simulation) | 87%" in text
+    assert "In 87% of simulations the SROI ratio exceeded 1" in nar.simulation()

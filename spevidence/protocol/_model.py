@@ -255,8 +255,8 @@ class Protocol(_Frozen):
         if self.design == "matched":  # matched protocols keep their earlier form and hash
             out.pop("design")
             out.pop("staggered")
-        else:  # blocks a staggered design does not use are not recorded
-            for k in ("match", "did", "sroi", "risk_score"):
+        else:  # blocks a staggered design does not use are not recorded (sroi: it values
+            for k in ("match", "did", "risk_score"):  # the staggered headline effect)
                 out.pop(k)
             out["staggered"] = self.staggered_spec.model_dump(mode="json")
         return out

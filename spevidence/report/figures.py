@@ -224,52 +224,87 @@ def love_plot(balance: pd.DataFrame, *, threshold: float = 0.1) -> Figure:
     return fig
 
 
+POOLED = {3: "quarter", 6: "half-year"}
+"""Months per point in the trends table -> the period's name."""
+
+
+def pooled_outcomes(trends: pd.DataFrame) -> dict[str, str]:
+    """Outcomes the trends table gives by quarter or half-year (``months`` 3 or 6), with
+    the period: their monthly counts were mostly too small to release."""
+    if "months" not in trends.columns or "outcome" not in trends.columns:
+        return {}
+    months = pd.to_numeric(trends["months"], errors="coerce")
+    return {
+        str(o): POOLED[int(m)]
+        for o, m in zip(trends["outcome"], months, strict=True)
+        if int(m) in POOLED
+    }
+
+
 def trends(trends: pd.DataFrame) -> Figure:
-    """Mean outcome per person by months from referral, referred vs comparators."""
+    """Mean outcome per person-month by months from referral, referred vs comparators.
+
+    Rows with ``months`` 3 or 6 (outcomes too rare to release by month) are quarters or
+    half-years of event time, drawn at their middle month with square markers; the panel
+    title says so.
+    """
     et = _col(trends, ["event_time", "time", "t"], "trends")
     grp = _col(trends, ["group", "treated"], "trends")
     val = _col(trends, ["mean", "rate", "value", "mean_outcome"], "trends")
     out_col = _col(trends, ["outcome"], "trends", required=False)
     outcomes = list(dict.fromkeys(trends[out_col])) if out_col else [None]
+    pooled = pooled_outcomes(trends)
     with style.context():
         fig = Figure(figsize=(7.0, 2.4 * len(outcomes) + 0.6), layout="constrained")
         axes = fig.subplots(len(outcomes), 1, sharex=True, squeeze=False)[:, 0]
         for ax, outcome in zip(axes, outcomes, strict=True):
             sub = trends if outcome is None else trends[trends[out_col] == outcome]
+            period = pooled.get(str(outcome))
             for g, sg in sub.groupby(grp, sort=True):
                 treated = str(g).lower() in ("1", "true", "treated", "referred")
                 sg = sg.sort_values(et)
+                # a quarter or half-year is drawn at its middle month
+                width = pd.to_numeric(sg["months"]) if period else 1
                 ax.plot(
-                    sg[et],
+                    sg[et] + (width - 1) / 2,
                     sg[val],
-                    marker="o",
-                    ms=3,
+                    marker="s" if period else "o",
+                    ms=4 if period else 3,
                     lw=1.6,
                     color=style.TREATED if treated else style.COMPARATOR,
                     label="Referred" if treated else "Matched comparators",
                 )
             ax.axvline(-0.5, color=style.NEUTRAL, ls=":", lw=1)
-            ax.set_ylabel("Mean per person")
-            ax.set_title(outcome_label(outcome) if outcome is not None else "Outcome")
+            ax.set_ylim(bottom=0)  # a mean count: rounding noise is not blown up
+            ax.set_ylabel("Mean per person\nper month")
+            title = outcome_label(outcome) if outcome is not None else "Outcome"
+            ax.set_title(f"{title}, by {period}" if period else title)
             withheld = int(pd.to_numeric(sub[val], errors="coerce").isna().sum())
             if withheld:
+                unit = f"{period}s" if period else "points"
                 ax.text(
                     1.0,
                     1.02,
-                    f"{withheld} of {len(sub)} points withheld: 1-7 people or events "
-                    "(disclosure control)",
+                    f"{withheld} of {len(sub)} {unit} withheld: 1-7 people or events"
+                    + ("" if period else " (disclosure control)"),
                     transform=ax.transAxes,
                     ha="right",
                     va="bottom",
                     fontsize=8,
                     color=style.NEUTRAL,
                 )
-        _figure_legend(fig, axes[0])
+        # the legend from a monthly panel where there is one (its markers are the usual ones)
+        monthly = [ax for ax, o in zip(axes, outcomes, strict=True) if str(o) not in pooled]
+        _figure_legend(fig, (monthly or list(axes))[0])
         axes[-1].set_xlabel("Months from referral (0 = month of referral)")
-    fig.spevidence_alt = (  # type: ignore[attr-defined]
-        "Line chart of mean use per person by month from referral for referred people and "
-        "matched comparators, for " + ", ".join(outcome_label(o) for o in outcomes if o is not None)
+    alt = (
+        "Line chart of mean use per person per month by month from referral for referred "
+        "people and matched comparators, for "
+        + ", ".join(outcome_label(o) for o in outcomes if o is not None)
     )
+    for o, period in pooled.items():
+        alt += f"; {outcome_label(o)} by {period}"
+    fig.spevidence_alt = alt  # type: ignore[attr-defined]
     return fig
 
 

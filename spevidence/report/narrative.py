@@ -211,6 +211,26 @@ class Narrative:
             return dict(zip(s[key].astype(str), s["value"], strict=True))
         return {str(k): v for k, v in s.iloc[0].items()}
 
+    def _sroi_effect(self) -> str:
+        """Which estimate the SROI values (the pipeline records it in the manifest)."""
+        extra = self.rb.manifest.get("extra", {}) or {}
+        return str(extra.get("sroi_effect", "")) if isinstance(extra, dict) else ""
+
+    def _sroi_sentence(self) -> str:
+        """The summary's sentence on value for money ("" when no SROI was run)."""
+        sv = self._sroi_values()
+        ratio = sv.get("sroi_ratio", sv.get("ratio"))
+        if ratio is None or pd.isna(ratio):
+            return ""
+        txt = (
+            f"\nEach £1 invested returned an estimated **£{_f(ratio)}** of social value "
+            f"(social return on investment)"
+        )
+        npv = sv.get("npv", sv.get("net_present_value"))
+        if npv is not None and not pd.isna(npv):
+            txt += f"; net present value {_money(npv)}"
+        return txt + "."
+
     # -- sections -------------------------------------------------------------------
     def synthetic_banner(self) -> str:
         extra = self.rb.manifest.get("extra", {}) or {}
@@ -296,17 +316,8 @@ class Narrative:
             )
             for _, row in _main_rows(did).iterrows():
                 lines.append(f"- {effect_sentence(row)}")
-        sv = self._sroi_values()
-        ratio = sv.get("sroi_ratio", sv.get("ratio"))
-        if ratio is not None and not pd.isna(ratio):
-            txt = (
-                f"\nEach £1 invested returned an estimated **£{_f(ratio)}** of social value "
-                f"(social return on investment)"
-            )
-            npv = sv.get("npv", sv.get("net_present_value"))
-            if npv is not None and not pd.isna(npv):
-                txt += f"; net present value {_money(npv)}"
-            lines.append(txt + ".")
+        if sroi := self._sroi_sentence():
+            lines.append(sroi)
         caveats = []
         if self._pretrend_failures():
             caveats.append(
@@ -415,6 +426,23 @@ class Narrative:
             f"absolute SMD above {SMD_BAR}: {', '.join(bad)}. Estimates may partly reflect "
             "these differences.\n:::\n"
         )
+
+    def trends_caption(self) -> str:
+        """Caption of the trends figure; says which outcomes are shown by quarter or
+        half-year because their monthly counts were too small to release."""
+        from spevidence.report.figures import pooled_outcomes
+
+        text = "Mean NHS use per person per month, by month from referral"
+        tr = self.rb.table("trends")
+        pooled = pooled_outcomes(tr) if tr is not None else {}
+        if pooled:
+            names = "; ".join(f"{outcome_label(o)} by {p}" for o, p in pooled.items())
+            text += (
+                f" ({names}: by month most of their counts were too small to release under "
+                "disclosure control, so events and person-months are summed over each period "
+                "from referral and drawn at its middle month)"
+            )
+        return text
 
     def naive(self) -> str:
         if not self.rb.has("naive_before_after"):
@@ -569,6 +597,8 @@ class Narrative:
                     f"- **{outcome_label(r['outcome'])}** ({r['estimator']}): "
                     + _staggered_effect(r)
                 )
+        if sroi := self._sroi_sentence():
+            lines.append(sroi[:-1] + " (the SROI section says which estimate it values).")
         bad = self._pretrend_failures()
         if bad:
             lines.append(
@@ -716,6 +746,9 @@ class Narrative:
                 "comparator group already accounts for what would have happened anyway "
                 "(deadweight), so no further deadweight is subtracted.\n"
             )
+        source = self._sroi_effect()
+        if source:
+            text += f"\nThe change in NHS use that is valued is {source}.\n"
         s = self.rb.table("sroi_summary")
         if s is None:
             return text
@@ -744,7 +777,8 @@ class Narrative:
         if "prob_above_1" in sim.columns:
             p = _num(sim["prob_above_1"].iloc[0])
         else:
-            p = _num(self._sroi_values().get("p_ratio_above_1"))
+            sv = self._sroi_values()  # the pipeline's name, then an older one
+            p = _num(sv.get("p_ratio_gt_1", sv.get("p_ratio_above_1")))
         if math.isnan(p):
             return ""
         return f"\nIn {_f(p * 100, 0)}% of simulations the SROI ratio exceeded 1 (break-even).\n"
@@ -887,6 +921,10 @@ SROI_LABELS = {
     "sroi_ratio_low": "SROI ratio, lower simulation bound",
     "sroi_ratio_high": "SROI ratio, upper simulation bound",
     "p_ratio_above_1": "Chance the ratio exceeds 1 (simulation)",
+    # as spevidence.sroi's glance() and the pipeline's sroi_summary name them
+    "ratio_conf_low": "SROI ratio, 2.5th percentile of simulations",
+    "ratio_conf_high": "SROI ratio, 97.5th percentile of simulations",
+    "p_ratio_gt_1": "Chance the ratio exceeds 1 (simulation)",
 }
 
 
@@ -894,7 +932,9 @@ def _sroi_fmt(key: Any, value: Any) -> str:
     k = str(key)
     if k in ("total_inputs", "inputs", "present_value", "npv", "net_present_value", "cashable_pv"):
         return _money(value)
-    if k in ("sroi_ratio", "ratio", "sroi_ratio_low", "sroi_ratio_high"):
+    if k in ("sroi_ratio", "ratio", "sroi_ratio_low", "sroi_ratio_high") or k.startswith(
+        "ratio_conf_"
+    ):
         return f"£{_f(value)}"
     if k.startswith("p_") or k.startswith("prob_"):
         return f"{_f(_num(value) * 100, 0)}%"

@@ -88,6 +88,7 @@ def from_did(
     drop_off: float = 0.0,
     deadweight: float = 0.0,
     ae_department_types: Sequence[str] | None = None,
+    quantity_source: str = "matched DiD estimate",
 ) -> pd.DataFrame:
     """Build the SROI impact map from difference-in-differences estimates.
 
@@ -144,6 +145,9 @@ def from_did(
         that type's cost (see :func:`ae_cost_item`). Outcomes ``ae_type1`` ...
         ``ae_type4`` (counts split by type) are priced by type whatever this says.
         An explicit ``cost_map["ae"]`` wins.
+    quantity_source : str, default "matched DiD estimate"
+        Which estimate the quantities come from, appended to each row's ``source``
+        (e.g. ``"staggered DiD estimate (Callaway-Sant'Anna simple ATT)"``).
 
     Returns
     -------
@@ -262,7 +266,7 @@ def from_did(
                 "unit_value_low": float(low) if pd.notna(low) else np.nan,
                 "unit_value_high": float(high) if pd.notna(high) else np.nan,
                 "price_year": c["price_year"],
-                "source": f"{c['source']} ({item}); quantity: matched DiD estimate",
+                "source": f"{c['source']} ({item}); quantity: {quantity_source}",
                 "deadweight": 0.0,
                 "attribution": float(attribution),
                 "displacement": float(displacement),
