@@ -17,8 +17,8 @@ sorted panel written by Spark. Timings live here, never in test assertions.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import datetime as dt
+import hashlib
 import os
 import resource
 import tempfile
