@@ -142,7 +142,10 @@ def main() -> None:
     )
     ap.add_argument("--spark-memory", default="8g", help="spark.driver.memory (local mode).")
     ap.add_argument(
-        "--memory-limit", default="16GB", help="DuckDB memory_limit (spills to disk beyond it)."
+        "--memory-limit",
+        default="4GB",
+        help="DuckDB memory_limit (spills to disk beyond it); the numpy counting arrays "
+        "(~1 GiB at 1 M x 60 months) come on top.",
     )
     args = ap.parse_args()
 

@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 a user error (one-paragraph message, no traceback);
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -59,6 +60,14 @@ def demo(
     out.print("[bold green]Demo finished.[/]")
     for label, path in result.items():
         out.print(f"  {label}: {path}")
+
+
+def _memory_limit(limit: str | None) -> None:
+    """--memory-limit: every DuckDB connection this process opens (duckdb_connect)."""
+    if limit is not None:
+        from spevidence.data._read import MEMORY_ENV
+
+        os.environ[MEMORY_ENV] = limit
 
 
 @app.command()
@@ -312,6 +321,14 @@ def link(
     ] = None,
     date_format: Annotated[str | None, typer.Option("--date-format")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            help="DuckDB memory limit, e.g. 4GB (it spills to disk beyond); "
+            "default: DuckDB's, 80% of RAM. Also $SPEVIDENCE_MEMORY_LIMIT.",
+        ),
+    ] = None,
 ) -> None:
     """Validate the extracts and build the person x period panel (Parquet)."""
     from spevidence.data import read_extracts
@@ -319,6 +336,7 @@ def link(
     from spevidence.link import build_panel
     from spevidence.pipeline import _Steps
 
+    _memory_limit(memory_limit)
     key = None
     if ids == "nhs_number":
         from spevidence.identity import load_key
@@ -441,6 +459,14 @@ def run(
             "(the stage cache, which holds pseudonyms and never enters the bundle).",
         ),
     ] = False,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            help="DuckDB memory limit, e.g. 4GB (it spills to disk beyond); "
+            "default: DuckDB's, 80% of RAM. Also $SPEVIDENCE_MEMORY_LIMIT.",
+        ),
+    ] = None,
 ) -> None:
     """Run an evaluation protocol end to end: bundle and report.
 
@@ -448,6 +474,7 @@ def run(
     estimates from OUT/.spevidence-cache (use --no-cache to recompute them)."""
     from spevidence.pipeline import run as _run
 
+    _memory_limit(memory_limit)
     if engine not in ("duckdb", "spark"):
         raise SpevidenceError(f"--engine must be duckdb or spark, not {engine!r}.")
     formats = tuple(f.strip() for f in fmt.split(",") if f.strip()) if fmt else None

@@ -178,3 +178,39 @@ def test_cli_validate_and_link(tmp_path, parquet_dir, capsys):
     assert len(got) == len(TINY_EXPECTED_MONTHLY)
     assert int(got["gp"].sum()) == sum(r[3] for r in TINY_EXPECTED_MONTHLY)
     assert not re.search(r"\bp[1-5]\b", res.output)  # no identifiers in the console output
+
+
+def test_memory_limit_reaches_duckdb_and_a_bad_one_is_a_clear_error(
+    parquet_dir, tmp_path, monkeypatch, capsys
+):
+    from spevidence.cli import main
+    from spevidence.data._read import MEMORY_ENV, duckdb_connect
+
+    monkeypatch.setenv(MEMORY_ENV, "")  # restored (unset) after the test
+    default = duckdb_connect().raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+    monkeypatch.setenv(MEMORY_ENV, "300MB")
+    limit = duckdb_connect().raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit != default and limit.endswith("MiB") and float(limit.split()[0]) < 300
+    monkeypatch.setenv(MEMORY_ENV, "")
+
+    def link(limit: str) -> tuple[int, str]:
+        monkeypatch.setattr(
+            "sys.argv",
+            ["spevidence", "link", "--data", str(parquet_dir), "--start", str(START),
+             "--end", str(END), "--out", str(tmp_path / "p.parquet"), "--no-progress",
+             "--memory-limit", limit],
+        )  # fmt: skip
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
+        cap = capsys.readouterr()
+        return code, cap.out + cap.err
+
+    code, text = link("lots")
+    assert code == 1 and "--memory-limit must be a size such as 4GB" in text
+    assert "Traceback" not in text and not (tmp_path / "p.parquet").exists()
+    code, text = link("500MB")
+    assert code == 0, text
+    assert len(pd.read_parquet(tmp_path / "p.parquet")) == len(TINY_EXPECTED_MONTHLY)

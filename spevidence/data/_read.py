@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import weakref
@@ -202,16 +203,27 @@ def _apply_mapping(name: str, t: ir.Table, mapping: Mapping[str, str], spec: Tab
     return t.rename(renames) if renames else t
 
 
+MEMORY_ENV = "SPEVIDENCE_MEMORY_LIMIT"
+
+
 def duckdb_connect() -> BaseBackend:
     """An embedded (in-memory) DuckDB connection that can spill to disk.
 
     An in-memory DuckDB has no temporary directory, so a sort or join larger than its
     memory limit fails instead of spilling (1 M people x 5 years of monthly panel ran out
     of memory at 15 GiB). This one spills to a private temporary folder (mode 0700:
-    spilled blocks hold pseudonyms), removed with the connection.
+    spilled blocks hold pseudonyms), removed with the connection. Its memory limit is
+    DuckDB's default (80 % of RAM) unless ``SPEVIDENCE_MEMORY_LIMIT`` says otherwise
+    (e.g. ``4GB``; the ``--memory-limit`` option of ``spevidence link`` and ``run``).
     """
     con = ibis.duckdb.connect()
     con.raw_sql("SET enable_progress_bar = false")
+    if limit := os.environ.get(MEMORY_ENV, "").strip():
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit, re.I):
+            raise DataError(
+                f"{MEMORY_ENV} / --memory-limit must be a size such as 4GB or 500MB, not {limit!r}."
+            )
+        con.raw_sql(f"SET memory_limit = '{limit}'")
     tmp = tempfile.mkdtemp(prefix="spevidence-duckdb-")
     os.chmod(tmp, 0o700)
     con.raw_sql(f"SET temp_directory = '{tmp}'")
