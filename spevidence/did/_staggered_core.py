@@ -121,7 +121,12 @@ def _wls(y: FloatArray, X: FloatArray, w: FloatArray) -> FloatArray:
 
 
 def two_by_two_panel(
-    dy: FloatArray, d: FloatArray, X: FloatArray, w_in: FloatArray, method: str
+    dy: FloatArray,
+    d: FloatArray,
+    X: FloatArray,
+    w_in: FloatArray,
+    method: str,
+    ps_fit: FloatArray | None = None,
 ) -> tuple[float, FloatArray] | None:
     """Panel 2x2 DiD ATT and influence function (Sant'Anna and Zhao, 2020).
 
@@ -129,12 +134,14 @@ def two_by_two_panel(
     ``DRDID::std_ipw_did_panel`` and ``reg`` is ``DRDID::reg_did_panel``. The
     influence function is on the subset's own scale (``se = sd/sqrt(n)``).
     Returns ``None`` when the cell cannot be estimated (as ``did`` skips it).
+    ``ps_fit`` is the weighted propensity fit ``_logit(d, X, w)`` when the
+    caller already has it (cells sharing units and covariates share it).
     """
     n = len(d)
     w = w_in / w_in.mean()
     ctrl = d == 0
     if method in ("dr", "ipw"):
-        ps = np.clip(_logit(d, X, w), 1e-6, 1 - 1e-6)
+        ps = np.clip(_logit(d, X, w) if ps_fit is None else ps_fit, 1e-6, 1 - 1e-6)
         trim = np.ones(n, dtype=bool)
         trim[ctrl] = ps[ctrl] < TRIM_LEVEL
         w_treat = trim * w * d
@@ -183,10 +190,12 @@ def two_by_two_panel(
     return float(eta_t - eta_c), inf_t - inf_c
 
 
-def _cell_feasible(d: FloatArray, X: FloatArray, method: str) -> str | None:
+def _cell_feasible(
+    d: FloatArray, X: FloatArray, method: str, ps_unweighted: FloatArray | None = None
+) -> str | None:
     """The pre-checks of ``did::compute.att_gt``: overlap and a solvable regression."""
     if method in ("dr", "ipw"):
-        ps = _logit(d, X, np.ones(len(d)))
+        ps = _logit(d, X, np.ones(len(d))) if ps_unweighted is None else ps_unweighted
         if np.max(ps) >= OVERLAP_LEVEL:
             return "overlap violated (propensity score >= 0.999)"
     if method in ("dr", "reg"):
@@ -195,6 +204,19 @@ def _cell_feasible(d: FloatArray, X: FloatArray, method: str) -> str | None:
         if np.linalg.cond(gram) > 1.0 / np.finfo(float).eps:
             return "too few control units to fit the outcome regression"
     return None
+
+
+def _covariate_periods(Xt: FloatArray | None, T: int) -> list[int]:
+    """For each period, the first period with the same covariate values (fit sharing key)."""
+    if Xt is None:
+        return [0] * T
+    if Xt.strides[0] == 0:  # broadcast view: time-invariant by construction
+        return [0] * T
+    key = list(range(T))
+    for k in range(1, T):
+        if np.array_equal(Xt[k], Xt[k - 1]):
+            key[k] = key[k - 1]
+    return key
 
 
 def estimate_rows(
@@ -210,49 +232,73 @@ def estimate_rows(
     """Row path: every cell from unit-level data. ``Y`` is units x periods.
 
     ``Xt`` is periods x units x k (intercept included), or ``None`` for an
-    intercept only. ``w`` are unit weights normalised to mean one.
+    intercept only; a read-only broadcast view (time-invariant covariates)
+    is fine. ``w`` are unit weights normalised to mean one.
+
+    Cells with the same units (cohort and control cohorts) and the same
+    covariate values share one propensity-score fit (with ``control="never"``
+    and time-invariant covariates, one per cohort), and without weights the
+    overlap check reuses the estimation fit: both are the same computation,
+    so the results are identical to fitting every cell afresh. The influence
+    functions are written into one preallocated ``units x cells`` array.
     """
     n = Y.shape[0]
     kept: list[CellPlan] = []
     atts: list[float] = []
     ncell: list[int] = []
-    cols: list[FloatArray] = []
     skipped: list[tuple[float, float, str]] = []
     ones = np.ones((n, 1))
+    P = len(plans) + len(cohorts)
+    B = np.zeros((n, P), order="F")  # pages are touched only for the columns written
+    xkey = _covariate_periods(Xt, Y.shape[1])
+    unweighted = bool(np.all(w == 1.0))
+    subsets: dict[tuple[float, tuple[float, ...]], NDArray[np.bool_]] = {}
+    fits: dict[tuple[float, tuple[float, ...], int], tuple[str | None, FloatArray | None]] = {}
     for p in plans:
         if p.reference:
             kept.append(p)
             atts.append(0.0)
             ncell.append(int(np.sum(np.equal(G, p.group))))
-            cols.append(np.zeros(n))
             continue
-        treat = np.equal(G, p.group)
-        ctl = np.isin(G, np.asarray(p.control_cohorts))
-        sub = treat | ctl
-        if not treat.any() or not ctl.any():
+        key = (p.group, p.control_cohorts)
+        if key not in subsets:
+            treat = np.equal(G, p.group)
+            ctl = np.isin(G, np.asarray(p.control_cohorts))
+            subsets[key] = treat | ctl if treat.any() and ctl.any() else np.zeros(0, bool)
+        sub = subsets[key]
+        if len(sub) == 0:
             skipped.append((p.group, p.time, "no treated or no control units"))
             continue
-        d = treat[sub].astype(float)
-        X = ones[sub] if Xt is None else Xt[min(p.base_idx, p.t_idx)][sub]
-        reason = _cell_feasible(d, X, method)
+        d = np.equal(G[sub], p.group).astype(float)
+        xi = min(p.base_idx, p.t_idx)
+        X = ones[sub] if Xt is None else Xt[xi][sub]
+        fkey = (*key, xkey[xi])
+        if fkey not in fits:
+            ps_unw = _logit(d, X, np.ones(len(d))) if method in ("dr", "ipw") else None
+            reason = _cell_feasible(d, X, method, ps_unw)
+            ps_w = None
+            if reason is None and ps_unw is not None:
+                ps_w = ps_unw if unweighted else _logit(d, X, w[sub] / w[sub].mean())
+            fits[fkey] = (reason, ps_w)
+        reason, ps_w = fits[fkey]
         if reason is not None:
             skipped.append((p.group, p.time, reason))
             continue
         dy = Y[sub, p.t_idx] - Y[sub, p.base_idx]
-        res = two_by_two_panel(dy, d, X, w[sub], method)
+        res = two_by_two_panel(dy, d, X, w[sub], method, ps_w)
         if res is None:
             skipped.append((p.group, p.time, "no effective control units after trimming"))
             continue
         att, inf = res
-        full = np.zeros(n)
-        full[sub] = inf * (n / sub.sum())
+        n_sub = len(d)
+        B[sub, len(kept)] = inf * (n / n_sub)
         kept.append(p)
         atts.append(att)
-        ncell.append(int(sub.sum()))
-        cols.append(full)
+        ncell.append(n_sub)
+    K = len(kept)
     pg = np.array([np.mean(w * np.equal(G, g)) for g in cohorts])
-    E = w[:, None] * (G[:, None] == cohorts[None, :]) - pg[None, :]
-    B = np.column_stack([*cols, E]) if cols else E
+    B[:, K : K + len(cohorts)] = w[:, None] * (G[:, None] == cohorts[None, :]) - pg[None, :]
+    B = B[:, : K + len(cohorts)]
     if cluster is not None:
         ncl = int(cluster.max()) + 1
         S = np.zeros((ncl, B.shape[1]))
