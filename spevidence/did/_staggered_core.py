@@ -140,6 +140,17 @@ def two_by_two_panel(
     n = len(d)
     w = w_in / w_in.mean()
     ctrl = d == 0
+
+    # The estimation-effect terms are ``asy @ m`` with ``asy = (score * X) @ M`` (units x k);
+    # they are formed as ``score * (X @ (M @ m))``: the same numbers without any units x k
+    # by k x k product (slow in BLAS for a tall, thin matrix). ``mean_x(v)`` is
+    # ``(v * X).mean(axis=0)``.
+    def asy(score: FloatArray, M: FloatArray, m: FloatArray) -> FloatArray:
+        return np.asarray(score * (X @ (M @ m)))
+
+    def mean_x(v: FloatArray) -> FloatArray:
+        return np.asarray(X.T @ v / n)
+
     if method in ("dr", "ipw"):
         ps = np.clip(_logit(d, X, w) if ps_fit is None else ps_fit, 1e-6, 1 - 1e-6)
         trim = np.ones(n, dtype=bool)
@@ -152,22 +163,24 @@ def two_by_two_panel(
             return None
         Wps = ps * (1 - ps) * w
         hess = np.linalg.inv(X.T @ (Wps[:, None] * X)) * n
-        asy_ps = ((w * (d - ps))[:, None] * X) @ hess
+        score_ps = w * (d - ps)
     if method in ("dr", "reg"):
         beta = _wls(dy[ctrl], X[ctrl], w[ctrl])
         out = X @ beta
         w_ols = w * (1 - d)
-        gram = X.T @ (w_ols[:, None] * X) / n
-        asy_or = ((w_ols * (dy - out))[:, None] * X) @ np.linalg.inv(gram)
+        gram_inv = np.linalg.inv(X.T @ (w_ols[:, None] * X) / n)
+        score_or = w_ols * (dy - out)
     if method == "dr":
         att_t = w_treat * (dy - out)
         att_c = w_cont * (dy - out)
         eta_t = att_t.mean() / mw1
         eta_c = att_c.mean() / mw0
-        inf_t = (att_t - w_treat * eta_t - asy_or @ (w_treat[:, None] * X).mean(axis=0)) / mw1
-        m2 = ((att_c - w_cont * eta_c)[:, None] * X).mean(axis=0)
-        m3 = (w_cont[:, None] * X).mean(axis=0)
-        inf_c = (att_c - w_cont * eta_c + asy_ps @ m2 - asy_or @ m3) / mw0
+        inf_t = (att_t - w_treat * eta_t - asy(score_or, gram_inv, mean_x(w_treat))) / mw1
+        m2 = mean_x(att_c - w_cont * eta_c)
+        m3 = mean_x(w_cont)
+        inf_c = (
+            att_c - w_cont * eta_c + asy(score_ps, hess, m2) - asy(score_or, gram_inv, m3)
+        ) / mw0
         return float(eta_t - eta_c), inf_t - inf_c
     if method == "ipw":
         e_t = w_treat * dy / mw1
@@ -176,8 +189,8 @@ def two_by_two_panel(
         a_c = e_c.mean()
         inf_t = e_t - w_treat * a_t / mw1
         inf_c = e_c - w_cont * a_c / mw0
-        mom = ((w_cont * (dy - a_c))[:, None] * X).mean(axis=0) / mw0
-        return float(a_t - a_c), inf_t - (inf_c + asy_ps @ mom)
+        mom = mean_x(w_cont * (dy - a_c)) / mw0
+        return float(a_t - a_c), inf_t - (inf_c + asy(score_ps, hess, mom))
     # reg
     w1 = w * d
     mw1 = w1.mean()
@@ -186,7 +199,7 @@ def two_by_two_panel(
     eta_t = (w1 * dy).mean() / mw1
     eta_c = (w1 * out).mean() / mw1
     inf_t = (w1 * dy - w1 * eta_t) / mw1
-    inf_c = (w1 * out - w1 * eta_c + asy_or @ (w1[:, None] * X).mean(axis=0)) / mw1
+    inf_c = (w1 * out - w1 * eta_c + asy(score_or, gram_inv, mean_x(w1))) / mw1
     return float(eta_t - eta_c), inf_t - inf_c
 
 
