@@ -47,7 +47,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PEERS = ["diff-diff", "moderndid", "csdid"]
+PEERS = ["diff-diff", "moderndid", "csdid", "csdid-defaults"]
+LABELS = {
+    "csdid": "csdid (analytic SEs: fit/aggte bstrap=False)",
+    "csdid-defaults": "csdid (documented defaults: fit() bootstraps, biters=1000)",
+    "csdid-slow": "csdid (analytic SEs, faster_mode=False)",
+}
 
 
 def simulate(n_units: int, n_periods: int, seed: int = 0) -> pd.DataFrame:
@@ -127,17 +132,33 @@ def run_worker(name: str, path: str) -> dict:
         s = md.aggte(res, type="simple", boot=False, cband=False)
         md.aggte(res, type="dynamic", boot=False, cband=False)
         return _out(t0, res.att_gt, res.se_gt, s.overall_att, s.overall_se)
-    if name == "csdid":
+    if name in ("csdid", "csdid-slow"):
         from csdid.att_gt import ATTgt
 
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            out = ATTgt(yname="y", gname="g", idname="id", tname="t", xformla="y~1", data=df).fit(
-                est_method="dr", bstrap=False
-            )
+            out = ATTgt(
+                yname="y",
+                gname="g",
+                idname="id",
+                tname="t",
+                xformla="y~1",
+                data=df,
+                faster_mode=name == "csdid",
+            ).fit(est_method="dr", bstrap=False)
             out.aggte("simple", bstrap=False)
             simple = (out.atte["overall_att"], out.atte["overall_se"])
             out.aggte("dynamic", bstrap=False)
+        return _out(t0, np.asarray(out.results["att"]), np.asarray(out.results["se"]), *simple)
+    if name == "csdid-defaults":  # what a user gets without options: multiplier bootstrap
+        from csdid.att_gt import ATTgt
+
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            out = ATTgt(yname="y", gname="g", idname="id", tname="t", data=df).fit()
+            out.aggte("simple")
+            simple = (out.atte["overall_att"], np.ravel(out.atte["overall_se"])[0])
+            out.aggte("dynamic")
         return _out(t0, np.asarray(out.results["att"]), np.asarray(out.results["se"]), *simple)
     raise SystemExit(f"unknown worker {name}")
 
@@ -302,7 +323,12 @@ def main() -> None:
     )
     ap.add_argument("--units", type=int, default=50_000)
     ap.add_argument("--periods", type=int, default=24)
-    ap.add_argument("--peers", nargs="*", default=PEERS, help=f"subset of {PEERS}")
+    ap.add_argument(
+        "--peers",
+        nargs="*",
+        default=PEERS,
+        help=f"subset of {PEERS}, or csdid-slow (faster_mode=False)",
+    )
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per peer")
     ap.add_argument("--national", type=int, default=0, help="persons for the Wilding-scale run")
     ap.add_argument(
@@ -325,6 +351,7 @@ def main() -> None:
             path = work / "panel.parquet"
             simulate(args.units, args.periods).to_parquet(path)
             results: dict[str, dict | str] = {}
+            load0 = os.getloadavg()[0]
             for name in ["spevidence", "spevidence-duckdb", *args.peers]:
                 try:
                     proc = subprocess.run(
@@ -344,14 +371,18 @@ def main() -> None:
             assert isinstance(ref, dict)
             print(
                 f"\nCallaway-Sant'Anna, {args.units:,} units x {args.periods} periods "
-                "(never-treated controls, dr, analytic SEs, simple + dynamic aggregation)\n"
+                "(never-treated controls, dr, analytic SEs, simple + dynamic aggregation; "
+                "csdid also at its defaults, which bootstrap: its SE column is then "
+                f"bootstrap noise). Load average before / after: {load0:.2f} / "
+                f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n"
             )
             print(
                 "| implementation | seconds | x spevidence "
                 "| max abs diff ATT(g,t) | SE | simple ATT |"
             )
             print("|---|---:|---:|---:|---:|---:|")
-            for name, res in results.items():
+            for key, res in results.items():
+                name = LABELS.get(key, key)
                 if isinstance(res, str):
                     print(f"| {name} | {res} | | | | |")
                     continue

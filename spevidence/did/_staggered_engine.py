@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from spevidence.did._staggered_core import CohortMoments
+from spevidence.did._staggered_core import CohortMoments, _crossprod
 from spevidence.errors import DataError, EstimationError
 
 FloatArray = NDArray[np.float64]
@@ -323,21 +323,6 @@ def streams_units(data: Any) -> bool:
         return str(data.get_backend().name) == "duckdb"
     except Exception:
         return False
-
-
-def _crossprod(X: FloatArray, block: int = 256) -> FloatArray:
-    """``X' X`` for a tall ``n x p`` array, as a sum of stacked ``block x p`` products.
-
-    Small products keep OpenBLAS on one thread: its threaded ``dgemm`` on a tall
-    thin matrix is many times slower on a shared, loaded machine (measured
-    3.2 s against 0.06 s for 1 M x 24) and no faster on an idle one.
-    """
-    n, p = X.shape
-    m = (n // block) * block
-    S = X[:m].reshape(-1, block, p)
-    out = np.matmul(S.transpose(0, 2, 1), S).sum(axis=0) if m else np.zeros((p, p))
-    rest = X[m:]
-    return np.asarray(out + rest.T @ rest, dtype=float)
 
 
 def cs_moments_stream(
