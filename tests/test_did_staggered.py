@@ -563,6 +563,24 @@ def test_spark_engine_moments_equal_pandas(spark_session) -> None:  # type: igno
     np.testing.assert_allclose(b.se, a.se, rtol=0, atol=1e-10)
 
 
+@pytest.mark.spark
+@pytest.mark.xdist_group("spark")
+def test_spark_engine_with_covariates_equals_row_path(spark_session) -> None:  # type: ignore[no-untyped-def]
+    """xformla on a Spark table: the unit pivot streamed from Spark = the pandas row path."""
+    import ibis
+
+    con = ibis.pyspark.connect(spark_session)
+    df = sim_panel(n=120, T=5, seed=2)
+    df["region"] = np.array(["north", "south", "east"])[df["id"] % 3]
+    tbl = con.create_table("spevidence_staggered_cov_panel", df, overwrite=True)
+    kw = {"weights": "w", "cluster": "practice", "control": "notyet", "xformla": "~x + region"}
+    b = staggered(tbl, yname="y", idname="id", tname="t", gname="g", **kw)
+    a = staggered(df, yname="y", idname="id", tname="t", gname="g", **kw)
+    assert b.path == "rows"
+    np.testing.assert_allclose(b.att, a.att, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(b.se, a.se, rtol=0, atol=1e-10)
+
+
 # ------------------------------------------------------------------ property: moments = rows
 
 
