@@ -510,6 +510,9 @@ def test_duckdb_engine_covariates_drops_and_types_equal_row_path(xformla, kw) ->
     tbl = ibis.duckdb.connect().create_table("panel", df)
     a = staggered(df, yname="y", idname="id", tname="t", gname="g", xformla=xformla, **kw)
     b = staggered(tbl, yname="y", idname="id", tname="t", gname="g", xformla=xformla, **kw)
+    again = staggered(tbl, yname="y", idname="id", tname="t", gname="g", xformla=xformla, **kw)
+    np.testing.assert_array_equal(again.att, b.att)  # reproducible: units in id order
+    np.testing.assert_array_equal(again.vcov, b.vcov)
     assert b.path == "rows" and b.n_units == a.n_units == 297
     np.testing.assert_allclose(b.att, a.att, rtol=0, atol=1e-10)
     np.testing.assert_allclose(b.se, a.se, rtol=0, atol=1e-10)
