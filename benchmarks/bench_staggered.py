@@ -47,7 +47,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PEERS = ["diff-diff", "moderndid", "csdid", "csdid-defaults"]
+PEERS = ["diff-diff", "moderndid", "csdid", "csdid-defaults", "csdid-slow"]
 LABELS = {
     "csdid": "csdid (analytic SEs: fit/aggte bstrap=False)",
     "csdid-defaults": "csdid (documented defaults: fit() bootstraps, biters=1000)",
@@ -327,7 +327,7 @@ def main() -> None:
         "--peers",
         nargs="*",
         default=PEERS,
-        help=f"subset of {PEERS}, or csdid-slow (faster_mode=False)",
+        help=f"subset of {PEERS}",
     )
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per peer")
     ap.add_argument("--national", type=int, default=0, help="persons for the Wilding-scale run")
