@@ -6,7 +6,11 @@ simple + dynamic aggregation): ``spevidence`` (pandas input and DuckDB
 engine input), ``diff-diff``, ``moderndid`` and ``csdid``. Each peer runs in
 its own subprocess with a time limit; the table gives wall time, the ratio to
 spevidence, and the largest absolute difference from spevidence in ATT(g, t),
-their SEs and the simple ATT -- the estimates must be identical.
+their SEs and the simple ATT -- the estimates must be identical. ``csdid``
+runs three ways: analytic SEs (``fit(bstrap=False)``, like the others), its
+documented defaults (``ATTgt(...).fit()`` bootstraps 1,000 multiplier draws,
+and ``aggte`` inherits it), and analytic SEs with ``faster_mode=False`` (its
+older per-cell code path).
 
 ``--national N`` also writes a Wilding-scale panel (N persons x 22 quarters,
 Parquet, generated inside DuckDB) and times the engine path (simple and
