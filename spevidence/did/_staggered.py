@@ -882,8 +882,9 @@ def staggered(
         the engine cleans and pivots the panel to one row per unit (outcome
         in every period, covariates once per unit, or per period when they
         vary within units) and streams it into numpy, so memory is about
-        ``units x (periods + covariates + cells) x 8`` bytes, not the long
-        panel; the per-cell regressions run in numpy.
+        ``units x (periods + covariates) x 8`` bytes, not the long panel; the
+        per-cell regressions run in numpy and the influence functions are
+        summed block by block of units (never stored as units x cells).
 
     Returns
     -------
