@@ -46,8 +46,8 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
     # full mode: 1 M persons; the national size (15.7 M) is opt-in: --national
     "bench_national": (["--persons", "1000000"], ["--quick"]),
     "bench_staggered": (
-        [],
-        ["--units", "1000", "--periods", "8", "--timeout", "600"],
+        ["--covariate", "1000000"],
+        ["--units", "1000", "--periods", "8", "--timeout", "600", "--covariate", "5000"],
     ),
     "bench_synthetic": (
         ["--json", "{tmp}/out.json"],

@@ -6,12 +6,23 @@ simple + dynamic aggregation): ``spevidence`` (pandas input and DuckDB
 engine input), ``diff-diff``, ``moderndid`` and ``csdid``. Each peer runs in
 its own subprocess with a time limit; the table gives wall time, the ratio to
 spevidence, and the largest absolute difference from spevidence in ATT(g, t),
-their SEs and the simple ATT -- the estimates must be identical.
+their SEs and the simple ATT -- the estimates must be identical. ``csdid``
+runs three ways: analytic SEs (``fit(bstrap=False)``, like the others), its
+documented defaults (``ATTgt(...).fit()`` bootstraps 1,000 multiplier draws,
+and ``aggte`` inherits it), and analytic SEs with ``faster_mode=False`` (its
+older per-cell code path).
 
 ``--national N`` also writes a Wilding-scale panel (N persons x 22 quarters,
 Parquet, generated inside DuckDB) and times the engine path (simple and
 dynamic ATT with analytic SEs) on it; ``--national 15700000`` is the
 national design.
+
+``--covariate N`` writes the same design with one continuous covariate that
+drives adoption and the outcome trend (conditional parallel trends), and
+times ``xformla="~x"`` (doubly robust, never-treated controls, 18 cohorts x
+21 periods = 378 cells) two ways, each in its own process with its peak
+resident memory: the engine path (unit pivot streamed from DuckDB) and the
+table collected to pandas first (what spevidence did before the engine path).
 
 Run::
 
@@ -26,6 +37,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,7 +51,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PEERS = ["diff-diff", "moderndid", "csdid"]
+PEERS = ["diff-diff", "moderndid", "csdid", "csdid-defaults", "csdid-slow"]
+LABELS = {
+    "csdid": "csdid (analytic SEs: fit/aggte bstrap=False)",
+    "csdid-defaults": "csdid (documented defaults: fit() bootstraps, biters=1000)",
+    "csdid-slow": "csdid (analytic SEs, faster_mode=False)",
+}
 
 
 def simulate(n_units: int, n_periods: int, seed: int = 0) -> pd.DataFrame:
@@ -119,19 +136,143 @@ def run_worker(name: str, path: str) -> dict:
         s = md.aggte(res, type="simple", boot=False, cband=False)
         md.aggte(res, type="dynamic", boot=False, cband=False)
         return _out(t0, res.att_gt, res.se_gt, s.overall_att, s.overall_se)
-    if name == "csdid":
+    if name in ("csdid", "csdid-slow"):
         from csdid.att_gt import ATTgt
 
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            out = ATTgt(yname="y", gname="g", idname="id", tname="t", xformla="y~1", data=df).fit(
-                est_method="dr", bstrap=False
-            )
+            out = ATTgt(
+                yname="y",
+                gname="g",
+                idname="id",
+                tname="t",
+                xformla="y~1",
+                data=df,
+                faster_mode=name == "csdid",
+            ).fit(est_method="dr", bstrap=False)
             out.aggte("simple", bstrap=False)
             simple = (out.atte["overall_att"], out.atte["overall_se"])
             out.aggte("dynamic", bstrap=False)
         return _out(t0, np.asarray(out.results["att"]), np.asarray(out.results["se"]), *simple)
+    if name == "csdid-defaults":  # what a user gets without options: multiplier bootstrap
+        from csdid.att_gt import ATTgt
+
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            out = ATTgt(yname="y", gname="g", idname="id", tname="t", data=df).fit()
+            out.aggte("simple")
+            simple = (out.atte["overall_att"], np.ravel(out.atte["overall_se"])[0])
+            out.aggte("dynamic")
+        return _out(t0, np.asarray(out.results["att"]), np.asarray(out.results["se"]), *simple)
     raise SystemExit(f"unknown worker {name}")
+
+
+def write_covariate_panel(n_persons: int, path: Path, threads: int) -> float:
+    """The national design plus a covariate ``x`` in [0, 1) that lowers adoption and
+    adds ``0.5 x + 0.03 x quarter`` to the outcome (parallel trends only given ``x``)."""
+    import duckdb
+
+    t0 = time.perf_counter()
+    con = duckdb.connect()
+    con.execute(f"SET threads={threads}")
+    con.execute(
+        f"""
+        COPY (
+          WITH p AS (
+            SELECT range AS pid, (hash(range * 17) % 1000) / 1000.0 AS x,
+                   (hash(range * 13) % 1000) / 250.0 AS a
+            FROM range({n_persons})
+          ), q AS (
+            SELECT *, CASE WHEN hash(pid) % 100 < 55 + 30 * x THEN 0
+                           ELSE 3 + hash(pid * 7) % 18 END AS g
+            FROM p
+          )
+          SELECT pid, r.range + 1 AS quarter, g, x,
+                 a + 0.5 * x + (0.02 + 0.03 * x) * (r.range + 1)
+                   + CASE WHEN g > 0 AND r.range + 1 >= g THEN 0.05 * (r.range + 2 - g) ELSE 0 END
+                   + ((hash(pid * 31 + r.range) % 10000) / 10000.0 - 0.5) AS gp
+          FROM q CROSS JOIN range(22) r
+        ) TO '{path}' (FORMAT parquet)
+        """
+    )
+    return time.perf_counter() - t0
+
+
+def covariate_worker(how: str, path: str, threads: int) -> dict:
+    """One ``xformla`` run on the covariate panel: ``engine`` or ``collect`` (to pandas)."""
+    import resource
+
+    import ibis
+
+    from spevidence.did._staggered import staggered
+
+    tbl = ibis.duckdb.connect(threads=threads).read_parquet(path)
+    t0 = time.perf_counter()
+    data = tbl.to_pandas() if how == "collect" else tbl
+    r = staggered(data, yname="gp", idname="pid", tname="quarter", gname="g", xformla="~x")
+    d = r.aggregate("dynamic")
+    return {
+        "seconds": time.perf_counter() - t0,
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "att": [float(v) for v in r.att],
+        "se": [float(v) for v in r.se],
+        "cells": len(r.att),
+        "units": r.n_units,
+        "dynamic": [float(v) for v in d.att],
+        "levels": [float(v) for v in d.levels],
+        "dynamic_overall": d.overall_att,
+    }
+
+
+def covariate(n_persons: int, workdir: Path, threads: int, timeout: float) -> None:
+    """Time xformla='~x' at scale: engine path against collecting the table to pandas."""
+    path = workdir / "covariate.parquet"
+    gen = write_covariate_panel(n_persons, path, threads)
+    res: dict[str, dict | str] = {}
+    for how in ("engine", "collect"):
+        load = os.getloadavg()[0]
+        try:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--covariate-worker", how, str(path), str(threads)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=True,
+            )
+            res[how] = json.loads(proc.stdout.strip().splitlines()[-1]) | {"load": load}
+        except subprocess.TimeoutExpired:
+            res[how] = f"timeout > {timeout:.0f} s"
+        except subprocess.CalledProcessError as err:
+            res[how] = "failed: " + (err.stderr.strip().splitlines() or ["?"])[-1][:80]
+        print(f"  covariate {how}: done", file=sys.stderr, flush=True)
+    print(
+        f"\nCallaway-Sant'Anna with a continuous covariate (xformla='~x', dr, never-treated), "
+        f"{n_persons:,} persons x 22 quarters ({n_persons * 22:,} rows, Parquet written in "
+        f"DuckDB in {gen:.1f} s), DuckDB threads={threads}\n"
+    )
+    print(
+        "| input | seconds | peak RSS MiB | cells | max abs diff ATT(g,t) vs engine | SE "
+        "| dynamic: max abs error vs truth | load 1-min |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    ref = res["engine"]
+    for how, label in (("engine", "Ibis/DuckDB table (engine pivot)"), ("collect", "to_pandas()")):
+        r = res[how]
+        if isinstance(r, str):
+            print(f"| {label} | {r} | | | | | | |")
+            continue
+        lv = np.asarray(r["levels"])
+        truth = np.where(lv >= 0, 0.05 * (lv + 1), 0.0)
+        err = np.max(np.abs(np.asarray(r["dynamic"]) - truth))
+        if isinstance(ref, dict):
+            da = np.max(np.abs(np.subtract(r["att"], ref["att"])))
+            ds = np.nanmax(np.abs(np.subtract(r["se"], ref["se"])))
+        else:
+            da = ds = float("nan")
+        print(
+            f"| {label} | {r['seconds']:.1f} | {r['peak_mib']:.0f} | {r['cells']} | {da:.1e} "
+            f"| {ds:.1e} | {err:.4f} | {r['load']:.1f} |"
+        )
 
 
 def national(n_persons: int, workdir: Path, threads: int) -> None:
@@ -186,14 +327,27 @@ def main() -> None:
     )
     ap.add_argument("--units", type=int, default=50_000)
     ap.add_argument("--periods", type=int, default=24)
-    ap.add_argument("--peers", nargs="*", default=PEERS, help=f"subset of {PEERS}")
+    ap.add_argument(
+        "--peers",
+        nargs="*",
+        default=PEERS,
+        help=f"subset of {PEERS}",
+    )
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per peer")
     ap.add_argument("--national", type=int, default=0, help="persons for the Wilding-scale run")
+    ap.add_argument(
+        "--covariate", type=int, default=0, help="persons for the xformla='~x' scale run"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--covariate-worker", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(run_worker(*args.worker)))
+        return
+    if args.covariate_worker:
+        how, path, threads = args.covariate_worker
+        print(json.dumps(covariate_worker(how, path, int(threads))))
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -201,6 +355,7 @@ def main() -> None:
             path = work / "panel.parquet"
             simulate(args.units, args.periods).to_parquet(path)
             results: dict[str, dict | str] = {}
+            load0 = os.getloadavg()[0]
             for name in ["spevidence", "spevidence-duckdb", *args.peers]:
                 try:
                     proc = subprocess.run(
@@ -220,14 +375,18 @@ def main() -> None:
             assert isinstance(ref, dict)
             print(
                 f"\nCallaway-Sant'Anna, {args.units:,} units x {args.periods} periods "
-                "(never-treated controls, dr, analytic SEs, simple + dynamic aggregation)\n"
+                "(never-treated controls, dr, analytic SEs, simple + dynamic aggregation; "
+                "csdid also at its defaults, which bootstrap: its SE column is then "
+                f"bootstrap noise). Load average before / after: {load0:.2f} / "
+                f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n"
             )
             print(
                 "| implementation | seconds | x spevidence "
                 "| max abs diff ATT(g,t) | SE | simple ATT |"
             )
             print("|---|---:|---:|---:|---:|---:|")
-            for name, res in results.items():
+            for key, res in results.items():
+                name = LABELS.get(key, key)
                 if isinstance(res, str):
                     print(f"| {name} | {res} | | | | |")
                     continue
@@ -240,6 +399,8 @@ def main() -> None:
                 )
         if args.national:
             national(args.national, work, args.threads)
+        if args.covariate:
+            covariate(args.covariate, work, args.threads, args.timeout)
 
 
 if __name__ == "__main__":

@@ -448,6 +448,109 @@ def test_duckdb_engine_moments_equal_pandas(kw) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("control", "method", "base"),
+    list(itertools.product(["never", "notyet"], ["dr", "ipw", "reg"], ["varying", "universal"])),
+)
+def test_duckdb_engine_with_covariates_equals_row_path_and_r(
+    mpdta, golden, control, method, base
+) -> None:
+    """xformla on an engine table: unit rows pivoted in DuckDB = the pandas row path = R did."""
+    import ibis
+
+    tbl = ibis.duckdb.connect().create_table("mpdta", mpdta)
+    kw = {"xformla": "~lpop", "control": control, "method": method, "base_period": base}
+    a = staggered(mpdta, **MPDTA, **kw)
+    b = staggered(tbl, **MPDTA, **kw)
+    assert a.path == b.path == "rows" and b.n_units == a.n_units == 500
+    np.testing.assert_array_equal(b.groups, a.groups)
+    np.testing.assert_array_equal(b.times, a.times)
+    np.testing.assert_allclose(b.att, a.att, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(b.se, a.se, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(b.vcov, a.vcov, rtol=0, atol=1e-10)
+    pd.testing.assert_frame_equal(a.attrition, b.attrition)
+    for kind in ["simple", "dynamic", "group", "calendar"]:
+        x, y = a.aggregate(kind), b.aggregate(kind)
+        assert y.overall_att == pytest.approx(x.overall_att, abs=1e-10)
+        assert y.overall_se == pytest.approx(x.overall_se, abs=1e-10)
+    gatt = golden[0]
+    ref = gatt[
+        (gatt.control == control)
+        & (gatt.method == method)
+        & (gatt.base_period == base)
+        & (gatt.xformla == "~lpop")
+    ].sort_values(["group", "time"])
+    order = np.lexsort((b.times, b.groups))
+    np.testing.assert_allclose(b.att[order], ref["att"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        np.nan_to_num(b.se[order]), ref["se"].fillna(0).to_numpy(), rtol=0, atol=1e-9
+    )
+
+
+@pytest.mark.parametrize("xformla", [None, "~x", "~x + region + flag", "~xt", "~xt + region"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"weights": "w", "cluster": "practice", "control": "notyet", "method": "ipw"},
+        {"weights": "w", "base_period": "universal", "method": "reg"},
+    ],
+)
+def test_duckdb_engine_covariates_drops_and_types_equal_row_path(xformla, kw) -> None:
+    """Time-varying, text and boolean covariates, weights, clusters and every drop reason."""
+    import ibis
+
+    df = sim_panel(n=300, T=6, seed=2)
+    df["xt"] = df["x"] + 0.1 * df["t"] * (df["id"] % 2)  # varies within half the units
+    df["region"] = np.array(["north", "south", "east"])[df["id"] % 3]
+    df["flag"] = df["id"] % 4 == 0
+    df.loc[df["id"] == 4, "g"] = 1  # already treated in the first period
+    df = df[~((df["id"] == 7) & (df["t"] == 3))]  # not observed in every period
+    df.loc[(df["id"] == 8) & (df["t"] == 2), ["x", "xt"]] = np.nan  # missing covariate
+    tbl = ibis.duckdb.connect().create_table("panel", df)
+    kw = {**kw, "xformla": xformla, "path": "rows"}  # no covariates: the rows path all the same
+    a = staggered(df, yname="y", idname="id", tname="t", gname="g", **kw)
+    b = staggered(tbl, yname="y", idname="id", tname="t", gname="g", **kw)
+    again = staggered(tbl, yname="y", idname="id", tname="t", gname="g", **kw)
+    np.testing.assert_array_equal(again.att, b.att)  # reproducible: units in id order
+    np.testing.assert_array_equal(again.vcov, b.vcov)
+    assert b.path == "rows" and b.n_units == a.n_units == (297 if xformla else 298)
+    np.testing.assert_allclose(b.att, a.att, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(b.se, a.se, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(b.vcov, a.vcov, rtol=0, atol=1e-10)
+    pd.testing.assert_frame_equal(a.attrition, b.attrition)
+    reasons = {
+        "unit already treated in the first period",
+        "unit not observed in every period (balanced panel required)",
+    }
+    if xformla:  # the missing covariate drops a row, and so its unit
+        reasons.add("missing outcome, period, unit, weight, cluster or covariate")
+    assert set(b.attrition["reason"]) == reasons
+
+
+def test_engine_rows_pull_one_value_per_unit_for_constant_covariates() -> None:
+    """Constant covariates come back once per unit (broadcast); varying ones per period."""
+    import ibis
+
+    from spevidence.did._staggered_engine import cs_rows_stream
+
+    df = sim_panel(n=200, T=5, seed=4)
+    df["xt"] = df["x"] + 0.01 * df["t"]
+    tbl = ibis.duckdb.connect().create_table("panel", df)
+    common = {"yname": "y", "idname": "id", "tname": "t", "gname": "g", "weights": None}
+    common |= {"cluster": None, "anticipation": 0, "control": "never"}
+    const = cs_rows_stream(tbl, covs=("x",), **common, batch_rows=64)
+    assert const.Xt.shape == (5, 200, 2) and const.Xt.strides[0] == 0
+    varying = cs_rows_stream(tbl, covs=("xt",), **common, batch_rows=64)
+    assert varying.Xt.shape == (5, 200, 2) and varying.Xt.strides[0] != 0
+    wide = df.pivot(index="id", columns="t", values="xt").to_numpy()
+    np.testing.assert_array_equal(varying.Xt[:, :, 1], wide.T)
+    np.testing.assert_array_equal(const.Xt[3, :, 1], df.groupby("id")["x"].first().to_numpy())
+    np.testing.assert_array_equal(const.Y, df.pivot(index="id", columns="t", values="y"))
+    with pytest.raises(DataError, match=r"\['nope'\] not found"):
+        cs_rows_stream(tbl, covs=("nope",), **common)
+
+
 @pytest.mark.spark
 @pytest.mark.xdist_group("spark")
 def test_spark_engine_moments_equal_pandas(spark_session) -> None:  # type: ignore[no-untyped-def]
@@ -462,6 +565,24 @@ def test_spark_engine_moments_equal_pandas(spark_session) -> None:  # type: igno
     b = staggered(tbl, yname="y", idname="id", tname="t", gname="g", **kw)
     a = staggered(df, yname="y", idname="id", tname="t", gname="g", **kw)
     assert b.path == "moments"
+    np.testing.assert_allclose(b.att, a.att, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(b.se, a.se, rtol=0, atol=1e-10)
+
+
+@pytest.mark.spark
+@pytest.mark.xdist_group("spark")
+def test_spark_engine_with_covariates_equals_row_path(spark_session) -> None:  # type: ignore[no-untyped-def]
+    """xformla on a Spark table: the unit pivot streamed from Spark = the pandas row path."""
+    import ibis
+
+    con = ibis.pyspark.connect(spark_session)
+    df = sim_panel(n=120, T=5, seed=2)
+    df["region"] = np.array(["north", "south", "east"])[df["id"] % 3]
+    tbl = con.create_table("spevidence_staggered_cov_panel", df, overwrite=True)
+    kw = {"weights": "w", "cluster": "practice", "control": "notyet", "xformla": "~x + region"}
+    b = staggered(tbl, yname="y", idname="id", tname="t", gname="g", **kw)
+    a = staggered(df, yname="y", idname="id", tname="t", gname="g", **kw)
+    assert b.path == "rows"
     np.testing.assert_allclose(b.att, a.att, rtol=0, atol=1e-10)
     np.testing.assert_allclose(b.se, a.se, rtol=0, atol=1e-10)
 

@@ -53,6 +53,7 @@ from spevidence.did._staggered_core import (
 from spevidence.did._staggered_engine import (
     cs_moments,
     cs_moments_stream,
+    cs_rows_stream,
     is_ibis_table,
     pivot_units,
     streams_units,
@@ -877,9 +878,13 @@ def staggered(
         forms the cohort cross-products (one scan of the data; 15.7 M units x
         22 periods in minutes, ``benchmarks/bench_national.py``), other
         engines (Spark) return the cohort moment matrices. With covariates
-        (``xformla``, continuous or categorical) there is no engine path yet:
-        an Ibis table is collected to pandas and the row path runs in memory
-        (about ``units x periods x (covariates + 2) x 8`` bytes).
+        (``xformla``) an Ibis table takes the row path through the engine:
+        the engine cleans and pivots the panel to one row per unit (outcome
+        in every period, covariates once per unit, or per period when they
+        vary within units) and streams it into numpy, so memory is about
+        ``units x (periods + covariates) x 8`` bytes, not the long panel; the
+        per-cell regressions run in numpy and the influence functions are
+        summed block by block of units (never stored as units x cells).
 
     Returns
     -------
@@ -950,21 +955,34 @@ def staggered(
         sizes = {float(c): int(k) for c, k in zip(mom.cohorts, mom.count, strict=True)}
         pg = np.array([mom.wsum[list(mom.cohorts).index(g)] / n for g in cohorts])
     else:
-        if is_ibis_table(data):
-            data = data.to_pandas()
-        pan = _prepare(
-            data,
-            yname=yname,
-            idname=idname,
-            tname=tname,
-            gname=gname,
-            covs=covs,
-            weights=weights,
-            cluster=cluster,
-            anticipation=anticipation,
-            control=control,
-            allow_unbalanced=allow_unbalanced,
-        )
+        if is_ibis_table(data) and not allow_unbalanced:
+            er = cs_rows_stream(
+                data,
+                yname=yname,
+                idname=idname,
+                tname=tname,
+                gname=gname,
+                covs=tuple(dict.fromkeys(covs)),
+                weights=weights,
+                cluster=cluster if cluster != idname else None,
+                anticipation=anticipation,
+                control=control,
+            )
+            pan = _Panel(er.Y, er.G, er.w, er.Xt, er.xnames, er.times, er.cluster, er.attrition)
+        else:
+            pan = _prepare(
+                data.to_pandas() if is_ibis_table(data) else data,
+                yname=yname,
+                idname=idname,
+                tname=tname,
+                gname=gname,
+                covs=covs,
+                weights=weights,
+                cluster=cluster,
+                anticipation=anticipation,
+                control=control,
+                allow_unbalanced=allow_unbalanced,
+            )
         if pan.obs is not None and use == "rows":
             raise EstimationError(
                 "allow_unbalanced=True with an unbalanced panel needs the moment path "
