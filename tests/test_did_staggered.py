@@ -721,3 +721,15 @@ def test_unbalanced_option_on_balanced_panel_is_the_panel_estimator() -> None:
         staggered(
             df, yname="y", idname="id", tname="t", gname="g", xformla="~x", allow_unbalanced=True
         )
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[3, 3, 5, 5, 5, 9], [1.0, 2.0, 2.0, 7.5], [5, 3, 3, 8], ["b", "a", "b"], [7], [2, 2, 1, 1]],
+)
+def test_unit_codes_equal_sorted_factorize(ids):
+    """The sorted-ids shortcut gives exactly pandas' sorted codes (and falls back otherwise)."""
+    from spevidence.did._staggered import _unit_codes
+
+    s = pd.Series(ids)
+    assert np.array_equal(_unit_codes(s), pd.factorize(s, sort=True)[0])

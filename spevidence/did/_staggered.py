@@ -631,6 +631,17 @@ def _parse_formula(xformla: str | list[str] | None) -> list[str]:
     return terms
 
 
+def _unit_codes(ids: pd.Series) -> NDArray[np.int64]:
+    """``pd.factorize(ids, sort=True)[0]``; without hashing when the ids are numbers
+    already in order (a panel sorted by unit, the usual layout)."""
+    v = ids.to_numpy()
+    if len(v) and v.dtype.kind in "iuf" and ids.is_monotonic_increasing:
+        codes = np.zeros(len(v), dtype=np.int64)
+        np.cumsum(v[1:] != v[:-1], out=codes[1:])
+        return codes
+    return np.asarray(pd.factorize(ids, sort=True)[0], dtype=np.int64)
+
+
 def _prepare(
     data: Any,
     *,
@@ -671,7 +682,7 @@ def _prepare(
     if na.any():
         record("missing outcome, period, unit, weight, cluster or covariate", int(na.sum()), 0)
         df = df.loc[~na]
-    uid, _ = pd.factorize(df[idname], sort=True)
+    uid = _unit_codes(df[idname])
     nU = int(uid.max()) + 1 if len(uid) else 0
     N = len(uid)
     tv = df[tname].to_numpy(dtype=float)
