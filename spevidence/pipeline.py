@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -437,9 +438,35 @@ def matching_panel(
         clean, start=proto.start, end=proto.end, period=proto.period, backend=engine
     )
     panel = describe.lagged_sums(panel_obj.to_pandas(), "gp", TRAJECTORY)
+    panel = _with_prior_referral(panel, clean)
     if proto.match.covariates and "risk_score" in proto.match.covariates:
         panel = _with_risk_score(panel, clean, proto)
     return panel, panel_obj
+
+
+def _with_prior_referral(panel: pd.DataFrame, clean: Any) -> pd.DataFrame:
+    """Add ``referred_before``: 1 in the periods after a person's first referral of any
+    outcome (accepted, declined, not taken up), else 0.
+
+    ``referral_t`` is the first *accepted* referral; someone referred earlier who
+    declined is no longer at risk of a first referral, yet would otherwise stay in
+    the comparator pool with the high use that led to the referral.
+    """
+    from spevidence.match.risk_set import PRIOR_REFERRAL
+
+    ref = clean["referrals"].select("person_id", "referral_date").to_pandas()
+    starts = panel[["period", "t"]].drop_duplicates().sort_values("t")
+    first = pd.to_datetime(ref.groupby("person_id")["referral_date"].min())
+    tv = starts["t"].to_numpy()
+    at = np.searchsorted(
+        pd.to_datetime(starts["period"]).to_numpy(), first.to_numpy(), side="right"
+    )
+    # the period holding the first referral (one before the window if it came earlier)
+    first_t = np.where(at > 0, tv[np.maximum(at - 1, 0)], tv[0] - 1)
+    ft = panel["person_id"].map(pd.Series(first_t, index=first.index)).to_numpy(dtype=float)
+    return panel.assign(
+        **{PRIOR_REFERRAL: (panel["t"].to_numpy() > np.nan_to_num(ft, nan=np.inf)).astype("int64")}
+    )
 
 
 def matched_cohort(panel: pd.DataFrame, proto: Protocol) -> tuple[Any, pd.DataFrame]:
@@ -451,8 +478,12 @@ def matched_cohort(panel: pd.DataFrame, proto: Protocol) -> tuple[Any, pd.DataFr
     Returns the matching result (balance, attrition) and the matched data.
     """
     from spevidence.match import risk_set
+    from spevidence.match.risk_set import PRIOR_REFERRAL
 
     mp = proto.match
+    eligibility = tuple(mp.eligibility)
+    if mp.prior_referrals == "exclude" and PRIOR_REFERRAL in panel.columns:
+        eligibility = (f"{PRIOR_REFERRAL} < 1", *eligibility)
     result = risk_set(
         panel,
         exact=mp.exact,
@@ -463,7 +494,7 @@ def matched_cohort(panel: pd.DataFrame, proto: Protocol) -> tuple[Any, pd.DataFr
         comparators=mp.comparators,
         comparator_pcns=mp.comparator_pcns,
         lookback=mp.lookback,
-        eligibility=mp.eligibility,
+        eligibility=eligibility,
         seed=proto.seed,
     )
     return result, result.matched_data(censoring=mp.censoring, washout=mp.washout)

@@ -68,7 +68,8 @@ def test_every_match_option_reaches_the_matching(panel_and_proto) -> None:  # ty
             comparators="comparator-pcns",
             comparator_pcns=donors,
             lookback=6,
-            eligibility=("prior_gp > 3",),
+            # prior_referrals: exclude (the default) adds its own eligibility rule
+            eligibility=("referred_before < 1", "prior_gp > 3"),
             seed=p.seed,
         )
     pd.testing.assert_frame_equal(md, direct.matched_data(censoring="none"))
@@ -97,3 +98,63 @@ def test_censoring_option_changes_the_matched_data(panel_and_proto) -> None:  # 
     assert len(ref) < len(none)
     assert len(ipcw) == len(ref)
     assert not ipcw["weights"].equals(ref["weights"])
+
+
+def test_earlier_referrals_of_any_outcome_leave_the_risk_set(panel_and_proto) -> None:  # type: ignore[no-untyped-def]
+    """A person referred before (declined or not taken up) is neither a case nor a
+    comparator from then on, unless the protocol says prior_referrals: keep."""
+    from spevidence.match.risk_set import REASON_PRIOR_REFERRAL
+
+    panel, proto = panel_and_proto
+    # referred_before switches on after the first referral of any outcome, never before
+    first_acc = panel.groupby("person_id")["referral_t"].first()
+    on = panel.loc[panel["referred_before"] == 1].groupby("person_id")["t"].min()
+    assert len(on) > 0
+    acc = first_acc.reindex(on.index)
+    # accepted-first people switch on in the period after their referral at the latest
+    assert ((on <= acc + 1) | acc.isna()).all()
+    assert acc.isna().sum() > 0  # referred, never accepted: the test has teeth
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res, md = matched_cohort(panel, _with_match(proto, censoring="none"))
+        res_keep, md_keep = matched_cohort(
+            panel, _with_match(proto, censoring="none", prior_referrals="keep")
+        )
+    rb = panel.set_index(["person_id", "t"])["referred_before"]
+
+    def at_index(m):  # type: ignore[no-untyped-def]
+        idx = m.loc[m["event_time"] == 0]
+        keys = list(zip(idx["person_id"], idx["t"], strict=True))
+        return idx.assign(rb=rb.reindex(keys).to_numpy())
+
+    excl, keep = at_index(md), at_index(md_keep)
+    assert (excl["rb"] == 0).all()
+    assert (keep.loc[keep["treated"] == 0, "rb"] == 1).any()
+
+    def prior(r):  # type: ignore[no-untyped-def]
+        a = r.attrition
+        return int(a.loc[a["reason"] == REASON_PRIOR_REFERRAL, "n"].sum())
+
+    # cases whose first referral was not the accepted one are counted, not matched
+    assert prior(res) == int((keep.loc[keep["treated"] == 1, "rb"] == 1).sum())
+    assert prior(res_keep) == 0
+
+
+def test_a_case_referred_before_is_counted_under_its_own_reason(panel_and_proto) -> None:  # type: ignore[no-untyped-def]
+    from spevidence.match.risk_set import REASON_INELIGIBLE, REASON_PRIOR_REFERRAL
+
+    panel, proto = panel_and_proto
+    first = panel.groupby("person_id")["referral_t"].first().dropna()
+    # mark three referred people as referred before their accepted referral
+    who = first.index[:3]
+    p = panel.copy()
+    p.loc[p["person_id"].isin(who), "referred_before"] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res, md = matched_cohort(p, _with_match(proto, censoring="none"))
+        res0, _ = matched_cohort(panel, _with_match(proto, censoring="none"))
+    a, a0 = res.attrition.set_index("reason")["n"], res0.attrition.set_index("reason")["n"]
+    lost = a[REASON_PRIOR_REFERRAL] - a0[REASON_PRIOR_REFERRAL]
+    assert 1 <= lost <= 3  # those with a panel row and the look-back reach this check
+    assert a[REASON_INELIGIBLE] == a0[REASON_INELIGIBLE]
+    assert not set(md.loc[md["treated"] == 1, "person_id"]) & set(who)

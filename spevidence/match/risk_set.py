@@ -61,6 +61,9 @@ REASON_NO_ROW = "no panel row in the referral period (not registered then)"
 REASON_LOOKBACK = "registered for less than the look-back window before referral"
 REASON_MISSING = "missing covariate or exact-matching value at referral"
 REASON_INELIGIBLE = "did not meet the scheme's eligibility criteria at referral"
+REASON_PRIOR_REFERRAL = "referred before (an earlier referral was declined or not taken up)"
+# panel column (1 after a person's first referral of any outcome) behind that reason
+PRIOR_REFERRAL = "referred_before"
 REASON_NO_STRATUM = "no eligible comparator in the exact-matching stratum"
 REASON_USED = "all eligible comparators in the stratum already used by earlier matches"
 REASON_CALIPER = "no unused comparator within the caliper"
@@ -71,6 +74,7 @@ REASON_ORDER = (
     REASON_LOOKBACK,
     REASON_IN_COMPARATOR_PCN,
     REASON_MISSING,
+    REASON_PRIOR_REFERRAL,
     REASON_INELIGIBLE,
     REASON_NO_STRATUM,
     REASON_USED,
@@ -667,14 +671,18 @@ def risk_set(
     # the scheme's eligibility criteria at the index period
     if crit:
         ok = np.ones(len(pool), dtype=bool)
-        for col, op, value in crit:
+        treated = pool["treated"].to_numpy() == 1
+        # an earlier referral is checked first, so it is the reason given when it applies
+        for col, op, value in sorted(crit, key=lambda c: c[0] != PRIOR_REFERRAL):
             if col in pool.columns and (col in derived or col in covs):
                 v = pool[col].to_numpy(dtype=float)
             else:
                 v = panel[col].to_numpy(dtype=np.float64, na_value=np.nan)[pool["_row"]]
-            ok &= _OPS[op](np.nan_to_num(v, nan=-np.inf if op in (">", ">=") else np.inf), value)
-        for p in pool.loc[~ok & (pool["treated"].to_numpy() == 1), "_p"]:
-            drop_reason[int(p)] = REASON_INELIGIBLE
+            ok_c = _OPS[op](np.nan_to_num(v, nan=-np.inf if op in (">", ">=") else np.inf), value)
+            why = REASON_PRIOR_REFERRAL if col == PRIOR_REFERRAL else REASON_INELIGIBLE
+            for p in pool.loc[ok & ~ok_c & treated, "_p"]:
+                drop_reason[int(p)] = why
+            ok &= ok_c
         pool = pool.loc[ok].reset_index(drop=True)
     n_cases_pool = int(pool["treated"].sum())
     if n_cases_pool == 0:

@@ -63,6 +63,14 @@ class MatchSpec(_Frozen):
             "comparators must have met them too"
         ),
     )
+    prior_referrals: Literal["exclude", "keep"] = Field(
+        "exclude",
+        description=(
+            "people referred before the index period with any outcome (declined, not "
+            "taken up) are neither cases nor comparators from then on (exclude: a "
+            "new-referral design), or stay eligible (keep)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _washout_needs_referral(self) -> MatchSpec:
