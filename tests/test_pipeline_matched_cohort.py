@@ -68,8 +68,7 @@ def test_every_match_option_reaches_the_matching(panel_and_proto) -> None:  # ty
             comparators="comparator-pcns",
             comparator_pcns=donors,
             lookback=6,
-            # prior_referrals: exclude (the default) adds its own eligibility rule
-            eligibility=("referred_before < 1", "prior_gp > 3"),
+            eligibility=("prior_gp > 3",),
             seed=p.seed,
         )
     pd.testing.assert_frame_equal(md, direct.matched_data(censoring="none"))
@@ -101,8 +100,8 @@ def test_censoring_option_changes_the_matched_data(panel_and_proto) -> None:  # 
 
 
 def test_earlier_referrals_of_any_outcome_leave_the_risk_set(panel_and_proto) -> None:  # type: ignore[no-untyped-def]
-    """A person referred before (declined or not taken up) is neither a case nor a
-    comparator from then on, unless the protocol says prior_referrals: keep."""
+    """With prior_referrals: exclude a person referred before (declined or not taken up)
+    is neither a case nor a comparator from then on; keep (the default) keeps them."""
     from spevidence.match.risk_set import REASON_PRIOR_REFERRAL
 
     panel, proto = panel_and_proto
@@ -116,10 +115,10 @@ def test_earlier_referrals_of_any_outcome_leave_the_risk_set(panel_and_proto) ->
     assert acc.isna().sum() > 0  # referred, never accepted: the test has teeth
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res, md = matched_cohort(panel, _with_match(proto, censoring="none"))
-        res_keep, md_keep = matched_cohort(
-            panel, _with_match(proto, censoring="none", prior_referrals="keep")
+        res, md = matched_cohort(
+            panel, _with_match(proto, censoring="none", prior_referrals="exclude")
         )
+        res_keep, md_keep = matched_cohort(panel, _with_match(proto, censoring="none"))
     rb = panel.set_index(["person_id", "t"])["referred_before"]
 
     def at_index(m):  # type: ignore[no-untyped-def]
@@ -151,8 +150,9 @@ def test_a_case_referred_before_is_counted_under_its_own_reason(panel_and_proto)
     p.loc[p["person_id"].isin(who), "referred_before"] = 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res, md = matched_cohort(p, _with_match(proto, censoring="none"))
-        res0, _ = matched_cohort(panel, _with_match(proto, censoring="none"))
+        excl = _with_match(proto, censoring="none", prior_referrals="exclude")
+        res, md = matched_cohort(p, excl)
+        res0, _ = matched_cohort(panel, excl)
     a, a0 = res.attrition.set_index("reason")["n"], res0.attrition.set_index("reason")["n"]
     lost = a[REASON_PRIOR_REFERRAL] - a0[REASON_PRIOR_REFERRAL]
     assert 1 <= lost <= 3  # those with a panel row and the look-back reach this check

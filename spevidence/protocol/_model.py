@@ -63,12 +63,12 @@ class MatchSpec(_Frozen):
             "comparators must have met them too"
         ),
     )
-    prior_referrals: Literal["exclude", "keep"] = Field(
-        "exclude",
+    prior_referrals: Literal["keep", "exclude"] = Field(
+        "keep",
         description=(
             "people referred before the index period with any outcome (declined, not "
-            "taken up) are neither cases nor comparators from then on (exclude: a "
-            "new-referral design), or stay eligible (keep)"
+            "taken up) stay eligible (keep), or are neither cases nor comparators from "
+            "then on (exclude: a new-referral design)"
         ),
     )
 
