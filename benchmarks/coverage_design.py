@@ -21,7 +21,8 @@ truncated at the 99th/95th percentile, stabilised by the comparators' mean hazar
 event month or by the hazard at the index covariates, unweighted cut at referral, not
 cut) and prints their bias paired with the protocol's. ``--no-prior-referral`` makes
 people with an earlier referral of any outcome ineligible at the index month (cases and
-comparators alike), a diagnostic of the risk set (see docs/methods.md).
+comparators alike), a diagnostic of the risk set (see docs/methods.md); ``--exact-also
+recent_gp`` adds exact matching on the GP count of the last three months.
 """
 
 from __future__ import annotations
@@ -116,11 +117,14 @@ def one_seed(  # type: ignore[no-untyped-def]
     *,
     variants: bool = False,
     no_prior_referral: bool = False,
+    exact_also: tuple[str, ...] = (),
 ) -> dict:  # type: ignore[type-arg]
     tmp = Path(tempfile.mkdtemp(prefix="spe-cov-"))
     upd: dict[str, object] = {"censoring": censoring}
     if no_prior_referral:
         upd["eligibility"] = (*proto.match.eligibility, "referred_before < 1")
+    if exact_also:
+        upd["exact"] = (*proto.match.exact, *exact_also)
     proto = proto.model_copy(update={"match": proto.match.model_copy(update=upd)})
     try:
         res = generate(scenario, persons=persons, seed=seed, out=tmp, identifiers="pseudonym")
@@ -142,6 +146,7 @@ def one_seed(  # type: ignore[no-untyped-def]
             "persons": persons,
             "censoring": censoring,
             "no_prior_referral": no_prior_referral,
+            "exact_also": " ".join(exact_also),
             "n_cases": n_cases,
             "true_log_rr": true_log,
             "log_rr": est,
@@ -168,6 +173,9 @@ def main() -> None:
     ap.add_argument(
         "--no-prior-referral", action="store_true", help="earlier referral => ineligible"
     )
+    ap.add_argument(
+        "--exact-also", nargs="*", default=[], help="more exact columns, e.g. recent_gp"
+    )
     ap.add_argument("--csv", type=Path, required=True)
     args = ap.parse_args()
     proto = load_protocol(ROOT / "protocols" / f"{args.protocol}.yaml")
@@ -186,6 +194,7 @@ def main() -> None:
         row = one_seed(
             args.scenario, args.persons, seed, proto, args.censoring,
             variants=args.weight_variants, no_prior_referral=args.no_prior_referral,
+            exact_also=tuple(args.exact_also),
         )  # fmt: skip
         pd.DataFrame([row]).to_csv(args.csv, mode="a", header=not args.csv.is_file(), index=False)
         print(
