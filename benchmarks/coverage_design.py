@@ -15,6 +15,14 @@ Usage (from the repository root; minutes per seed at these sizes)::
 
 Prints the coverage of the 95 % CI, the mean bias of the log rate ratio and their Monte
 Carlo standard errors.
+
+``--weight-variants`` refits each seed's match with other censoring weights (IPCW
+truncated at the 99th/95th percentile, stabilised by the comparators' mean hazard per
+event month or by the hazard at the index covariates, unweighted cut at referral, not
+cut) and prints their bias paired with the protocol's. ``--no-prior-referral`` makes
+people with an earlier referral of any outcome ineligible at the index month (cases and
+comparators alike), a diagnostic of the risk set (see docs/methods.md); ``--exact-also
+recent_gp`` adds exact matching on the GP count of the last three months.
 """
 
 from __future__ import annotations
@@ -42,47 +50,115 @@ from spevidence.synthetic import generate, true_rate_ratio
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def one_seed(scenario: str, persons: int, seed: int, proto, censoring: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def fit(md: pd.DataFrame, proto, weights: str = "weights") -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
+    """Poisson DiD of GP use on the protocol's window: log RR, its SE, matched cases."""
+    w = md.loc[(md["event_time"] >= -proto.did.pre) & (md["event_time"] < proto.did.post)]
+    r = two_by_two(
+        w,
+        yname="gp",
+        idname="unit_id",
+        tname="event_time",
+        treat="treated",
+        post="post",
+        model="poisson",
+        exposure="exposure_days",
+        cluster="person_id",
+        weights=weights,
+    ).tidy()
+    n_cases = int(w.loc[w["treated"] == 1, "unit_id"].nunique())
+    return float(r["estimate"].iloc[0]), float(r["std_error"].iloc[0]), n_cases
+
+
+def weight_variants(result, md: pd.DataFrame) -> dict[str, pd.DataFrame]:  # type: ignore[no-untyped-def]
+    """The same match with other censoring weights, each in column ``_w``."""
+    base = md["weights"] / md["ipcw"]  # the matching weight
+    iw = md["ipcw"]
+    post = (md["treated"] == 0) & md["hazard"].notna()  # weighted comparator rows
+    out = {}
+    for q in (0.99, 0.95):
+        cap = float(np.quantile(iw[post], q)) if post.any() else 1.0
+        out[f"trunc{round(q * 100)}"] = md.assign(_w=base * np.minimum(iw, cap))
+    # stabilised: numerator = probability of staying unreferred from the comparators'
+    # mean fitted hazard in each event month (marginal) ...
+    hz = md.loc[post, ["event_time", "hazard"]].assign(b=base[post])
+    hz["bh"] = hz["b"] * hz["hazard"]
+    by = hz.groupby("event_time")[["bh", "b"]].sum()
+    surv = np.exp(np.log1p(-(by["bh"] / by["b"])).sort_index().cumsum())
+    out["stab_marg"] = md.assign(_w=md["weights"] * md["event_time"].map(surv).where(post, 1.0))
+    # ... or from the hazard at the comparator's index covariates (baseline)
+    eta = md["unit_id"].map(result.units.set_index("unit_id")["distance"])
+    h0 = np.minimum(1 / (1 + np.exp(-eta)), 0.99)
+    num = np.exp(np.log1p(-h0).where(post, 0.0).groupby(md["unit_id"]).cumsum())
+    out["stab_base"] = md.assign(_w=md["weights"] * num)
+    out["cut"] = md.assign(_w=base)
+    out["not_cut"] = result.matched_data(censoring="none").assign(_w=lambda d: d["weights"])
+    return out
+
+
+def with_prior_referral(panel: pd.DataFrame, clean) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """Add ``referred_before``: 1 from the period after a person's first referral of any
+    outcome (accepted, declined, did not engage)."""
+    ref = clean["referrals"].to_pandas()
+    starts = panel[["period", "t"]].drop_duplicates().sort_values("t")
+    first = pd.to_datetime(ref.groupby("person_id")["referral_date"].min())
+    tv = starts["t"].to_numpy()
+    at = np.searchsorted(pd.to_datetime(starts["period"]).to_numpy(), first.to_numpy(), "right")
+    first_t = np.where(at > 0, tv[np.maximum(at - 1, 0)], tv[0] - 1)  # before the window: t0-1
+    ft = panel["person_id"].map(pd.Series(first_t, index=first.index))
+    return panel.assign(referred_before=(panel["t"] > ft.fillna(np.inf)).astype("int64"))
+
+
+def one_seed(  # type: ignore[no-untyped-def]
+    scenario: str,
+    persons: int,
+    seed: int,
+    proto,
+    censoring: str,
+    *,
+    variants: bool = False,
+    no_prior_referral: bool = False,
+    exact_also: tuple[str, ...] = (),
+) -> dict:  # type: ignore[type-arg]
     tmp = Path(tempfile.mkdtemp(prefix="spe-cov-"))
+    upd: dict[str, object] = {"censoring": censoring}
+    if no_prior_referral:
+        upd["eligibility"] = (*proto.match.eligibility, "referred_before < 1")
+    if exact_also:
+        upd["exact"] = (*proto.match.exact, *exact_also)
+    proto = proto.model_copy(update={"match": proto.match.model_copy(update=upd)})
     try:
         res = generate(scenario, persons=persons, seed=seed, out=tmp, identifiers="pseudonym")
         clean, _, _ = validate(read_extracts(tmp), start=proto.start, end=proto.end)
-        proto = proto.model_copy(
-            update={"match": proto.match.model_copy(update={"censoring": censoring})}
-        )
         panel, _ = matching_panel(clean, proto)
+        if no_prior_referral:
+            panel = with_prior_referral(panel, clean)
         truth = res.truth
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    true_log = math.log(true_rate_ratio(truth, "gp", proto.did.post))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _, md = matched_cohort(panel, proto)
-        w = md.loc[(md["event_time"] >= -proto.did.pre) & (md["event_time"] < proto.did.post)]
-        r = two_by_two(
-            w,
-            yname="gp",
-            idname="unit_id",
-            tname="event_time",
-            treat="treated",
-            post="post",
-            model="poisson",
-            exposure="exposure_days",
-            cluster="person_id",
-            weights="weights",
-        ).tidy()
-    est, se = float(r["estimate"].iloc[0]), float(r["std_error"].iloc[0])
-    true_log = math.log(true_rate_ratio(truth, "gp", proto.did.post))
-    return {
-        "seed": seed,
-        "scenario": scenario,
-        "persons": persons,
-        "censoring": censoring,
-        "n_cases": int(w.loc[w["treated"] == 1, "unit_id"].nunique()),
-        "true_log_rr": true_log,
-        "log_rr": est,
-        "se": se,
-        "covers": bool(abs(est - true_log) <= 1.959964 * se),
-    }
+        result, md = matched_cohort(panel, proto)
+        est, se, n_cases = fit(md, proto)
+        row = {
+            "seed": seed,
+            "scenario": scenario,
+            "persons": persons,
+            "censoring": censoring,
+            "no_prior_referral": no_prior_referral,
+            "exact_also": " ".join(exact_also),
+            "n_cases": n_cases,
+            "true_log_rr": true_log,
+            "log_rr": est,
+            "se": se,
+            "covers": bool(abs(est - true_log) <= 1.959964 * se),
+        }
+        if variants and censoring == "ipcw":
+            row["ipcw_max"] = float(md["ipcw"].max())
+            for name, d in weight_variants(result, md).items():
+                e, s, _ = fit(d, proto, "_w")
+                row[f"log_rr_{name}"], row[f"se_{name}"] = e, s
+    return row
 
 
 def main() -> None:
@@ -93,6 +169,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--first-seed", type=int, default=1000)
     ap.add_argument("--censoring", default="ipcw", choices=["ipcw", "referral", "none"])
+    ap.add_argument("--weight-variants", action="store_true", help="refit with other weights")
+    ap.add_argument(
+        "--no-prior-referral", action="store_true", help="earlier referral => ineligible"
+    )
+    ap.add_argument(
+        "--exact-also", nargs="*", default=[], help="more exact columns, e.g. recent_gp"
+    )
     ap.add_argument("--csv", type=Path, required=True)
     args = ap.parse_args()
     proto = load_protocol(ROOT / "protocols" / f"{args.protocol}.yaml")
@@ -108,7 +191,11 @@ def main() -> None:
         if seed in done:
             continue
         t0 = time.time()
-        row = one_seed(args.scenario, args.persons, seed, proto, args.censoring)
+        row = one_seed(
+            args.scenario, args.persons, seed, proto, args.censoring,
+            variants=args.weight_variants, no_prior_referral=args.no_prior_referral,
+            exact_also=tuple(args.exact_also),
+        )  # fmt: skip
         pd.DataFrame([row]).to_csv(args.csv, mode="a", header=not args.csv.is_file(), index=False)
         print(
             f"seed {seed} ({time.time() - t0:.0f}s): {100 * math.expm1(row['log_rr']):+.1f}% "
@@ -126,6 +213,15 @@ def main() -> None:
         f"SD of log RR {df['log_rr'].std(ddof=1):.4f}, mean SE {df['se'].mean():.4f}; "
         f"mean cases {df['n_cases'].mean():.0f}"
     )
+    for c in [c for c in df.columns if c.startswith("log_rr_")]:
+        v = df[c] - df["true_log_rr"]
+        dv = (df[c] - df["log_rr"]).to_numpy()
+        cv = (v.abs() <= 1.959964 * df["se_" + c[7:]]).mean()
+        print(
+            f"  {c[7:]}: coverage {cv:.3f}, mean bias {v.mean():+.4f} "
+            f"(MC s.e. {v.std(ddof=1) / math.sqrt(n):.4f}); minus the protocol's "
+            f"{dv.mean():+.4f} (paired MC s.e. {dv.std(ddof=1) / math.sqrt(n):.4f})"
+        )
     if np.isnan(cov):
         raise SystemExit(1)
 
