@@ -95,19 +95,6 @@ def weight_variants(result, md: pd.DataFrame) -> dict[str, pd.DataFrame]:  # typ
     return out
 
 
-def with_prior_referral(panel: pd.DataFrame, clean) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    """Add ``referred_before``: 1 from the period after a person's first referral of any
-    outcome (accepted, declined, did not engage)."""
-    ref = clean["referrals"].to_pandas()
-    starts = panel[["period", "t"]].drop_duplicates().sort_values("t")
-    first = pd.to_datetime(ref.groupby("person_id")["referral_date"].min())
-    tv = starts["t"].to_numpy()
-    at = np.searchsorted(pd.to_datetime(starts["period"]).to_numpy(), first.to_numpy(), "right")
-    first_t = np.where(at > 0, tv[np.maximum(at - 1, 0)], tv[0] - 1)  # before the window: t0-1
-    ft = panel["person_id"].map(pd.Series(first_t, index=first.index))
-    return panel.assign(referred_before=(panel["t"] > ft.fillna(np.inf)).astype("int64"))
-
-
 def one_seed(  # type: ignore[no-untyped-def]
     scenario: str,
     persons: int,
@@ -122,7 +109,7 @@ def one_seed(  # type: ignore[no-untyped-def]
     tmp = Path(tempfile.mkdtemp(prefix="spe-cov-"))
     upd: dict[str, object] = {"censoring": censoring}
     if no_prior_referral:
-        upd["eligibility"] = (*proto.match.eligibility, "referred_before < 1")
+        upd["prior_referrals"] = "exclude"  # pipeline.matching_panel adds referred_before
     if exact_also:
         upd["exact"] = (*proto.match.exact, *exact_also)
     proto = proto.model_copy(update={"match": proto.match.model_copy(update=upd)})
@@ -130,8 +117,6 @@ def one_seed(  # type: ignore[no-untyped-def]
         res = generate(scenario, persons=persons, seed=seed, out=tmp, identifiers="pseudonym")
         clean, _, _ = validate(read_extracts(tmp), start=proto.start, end=proto.end)
         panel, _ = matching_panel(clean, proto)
-        if no_prior_referral:
-            panel = with_prior_referral(panel, clean)
         truth = res.truth
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
