@@ -645,8 +645,14 @@ def _sroi(
     the value map, ``described`` says what it is in the report. Returns the SROI tables
     and the report's sentence on which estimate feeds them.
     """
+    from spevidence.disclosure._control import _round
     from spevidence.sroi import evaluate, from_did, link_worker_inputs
 
+    # the people valued are the released (rounded) count: an exact count would be
+    # recoverable as quantity / (periods a year x estimate)
+    dc = proto.disclosure
+    if dc.rounding > 1:
+        persons = int(_round(np.array([float(persons)]), dc.rounding, dc.threshold)[0])
     ppy = PERIODS_PER_YEAR[proto.period]
     per_year = pd.DataFrame(
         {
@@ -680,9 +686,10 @@ def _sroi(
         seed=proto.seed,
     )
     per = f"person-{proto.period}"
+    released = f" (as released: rounded to the nearest {dc.rounding})" if dc.rounding > 1 else ""
     return _sroi_tables(sroi), (
         f"{described}, converted from events per {per} to events per person-year "
-        f"(× {ppy:g}) and multiplied by the number of people treated"
+        f"(× {ppy:g}) and multiplied by the number of people treated{released}"
     )
 
 

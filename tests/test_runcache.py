@@ -265,6 +265,12 @@ def test_demo_report_shows_the_sroi_section_with_its_figures(e2e):
     by = pd.read_csv(out / "bundle" / "tables" / "sroi_by_outcome.csv").set_index("outcome")
     # one A&E count over every department type: priced at the all-type average
     assert "(ae_attendance)" in by.loc["ae", "proxy_source"]
+    # the people valued are the released count of referred people (a multiple of 5), so
+    # quantity / (12 x estimate) does not give back the exact count
+    did = pd.read_csv(out / "bundle" / "tables" / "did_estimates.csv")
+    lin = did.loc[(did["model"] == "linear") & (did["outcome"] == "gp")].iloc[0]
+    people = by.loc["gp", "quantity"] / (-12.0 * float(lin["estimate"]))
+    assert people == pytest.approx(round(people / 5) * 5, abs=1e-6), people
 
 
 def test_z_a_changed_did_option_reuses_panel_and_matching_only(e2e):
