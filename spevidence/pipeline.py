@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from spevidence import describe
-from spevidence.errors import SpevidenceError
+from spevidence.errors import DataError, SpevidenceError
 from spevidence.protocol import Protocol, load_protocol
 
 STEPS = (
@@ -482,7 +482,13 @@ def matched_cohort(panel: pd.DataFrame, proto: Protocol) -> tuple[Any, pd.DataFr
 
     mp = proto.match
     eligibility = tuple(mp.eligibility)
-    if mp.prior_referrals == "exclude" and PRIOR_REFERRAL in panel.columns:
+    if mp.prior_referrals == "exclude":
+        if PRIOR_REFERRAL not in panel.columns:
+            raise DataError(
+                f"match.prior_referrals: exclude needs the panel column {PRIOR_REFERRAL!r} "
+                f"({len(panel)} rows have none). Fix: build the panel with "
+                "pipeline.matching_panel, or rerun with --no-cache."
+            )
         eligibility = (f"{PRIOR_REFERRAL} < 1", *eligibility)
     result = risk_set(
         panel,

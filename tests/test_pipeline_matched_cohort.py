@@ -158,3 +158,13 @@ def test_a_case_referred_before_is_counted_under_its_own_reason(panel_and_proto)
     assert 1 <= lost <= 3  # those with a panel row and the look-back reach this check
     assert a[REASON_INELIGIBLE] == a0[REASON_INELIGIBLE]
     assert not set(md.loc[md["treated"] == 1, "person_id"]) & set(who)
+
+
+def test_exclude_without_the_column_is_a_clear_error(panel_and_proto) -> None:  # type: ignore[no-untyped-def]
+    from spevidence.errors import DataError
+
+    panel, proto = panel_and_proto
+    with pytest.raises(DataError, match="needs the panel column 'referred_before'"):
+        matched_cohort(
+            panel.drop(columns="referred_before"), _with_match(proto, prior_referrals="exclude")
+        )
