@@ -62,6 +62,17 @@ def demo(
         out.print(f"  {label}: {path}")
 
 
+# --memory-limit of `link` and `run`
+MemoryLimit = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-limit",
+        help="DuckDB memory limit, e.g. 4GB (it spills to disk beyond); "
+        "default: DuckDB's, 80% of RAM. Also $SPEVIDENCE_MEMORY_LIMIT.",
+    ),
+]
+
+
 def _memory_limit(limit: str | None) -> None:
     """--memory-limit: every DuckDB connection this process opens (duckdb_connect)."""
     if limit is not None:
@@ -321,14 +332,7 @@ def link(
     ] = None,
     date_format: Annotated[str | None, typer.Option("--date-format")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    memory_limit: Annotated[
-        str | None,
-        typer.Option(
-            "--memory-limit",
-            help="DuckDB memory limit, e.g. 4GB (it spills to disk beyond); "
-            "default: DuckDB's, 80% of RAM. Also $SPEVIDENCE_MEMORY_LIMIT.",
-        ),
-    ] = None,
+    memory_limit: MemoryLimit = None,
 ) -> None:
     """Validate the extracts and build the person x period panel (Parquet)."""
     from spevidence.data import read_extracts
@@ -459,14 +463,7 @@ def run(
             "(the stage cache, which holds pseudonyms and never enters the bundle).",
         ),
     ] = False,
-    memory_limit: Annotated[
-        str | None,
-        typer.Option(
-            "--memory-limit",
-            help="DuckDB memory limit, e.g. 4GB (it spills to disk beyond); "
-            "default: DuckDB's, 80% of RAM. Also $SPEVIDENCE_MEMORY_LIMIT.",
-        ),
-    ] = None,
+    memory_limit: MemoryLimit = None,
 ) -> None:
     """Run an evaluation protocol end to end: bundle and report.
 

@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 OUTCOMES: tuple[str, ...] = ("gp", "ae", "admissions")
 # persons x periods above which the engine aggregates instead (4 int32 arrays: 6.4 GB)
 MAX_CELLS = 400_000_000
-_ATTRS: tuple[str, ...] = ("practice_code", "pcn_code", "sex", "year_of_birth", "imd_decile")
+# person attributes (latest registration spell), in panel column order
+ATTRS: tuple[str, ...] = ("practice_code", "pcn_code", "sex", "year_of_birth", "imd_decile")
 _EPOCH = dt.date(1970, 1, 1)
 
 
@@ -84,7 +85,7 @@ class Dense:
         if not np.array_equal(per.column("_k").to_numpy(), np.arange(n)):
             raise AssertionError("one attribute row per person expected")
         # strings dictionary-encoded once: each block then takes integer indices
-        self.attrs = {c: _encoded(per.column(c).combine_chunks()) for c in _ATTRS}
+        self.attrs = {c: _encoded(per.column(c).combine_chunks()) for c in ATTRS}
         ref = parts.first_ref.to_pyarrow()
         pos = np.full(n, -1, dtype=np.int64)
         pos[ref.column("_rk").to_numpy()] = np.arange(ref.num_rows)
@@ -124,7 +125,7 @@ class Dense:
                 cols[name] = pa.array(self.counts[name][k0:k1][mask].astype(np.int64))
             cols["exposure_days"] = pa.array(ex[mask].astype(np.int64))
             idx = pa.array(rows)
-            for c in _ATTRS:
+            for c in ATTRS:
                 cols[c] = self.attrs[c].take(idx)
             rp = self.ref_pos[rows]
             ridx = pa.array(rp, mask=rp < 0)
@@ -135,19 +136,19 @@ class Dense:
             )
 
 
+def _is_str(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
 def _encoded(arr: pa.Array) -> pa.Array:
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        return arr.dictionary_encode()
-    return arr
+    return arr.dictionary_encode() if _is_str(arr.type) else arr
 
 
 def dict_schema(schema: pa.Schema) -> pa.Schema:
     """``schema`` with its string columns dictionary-encoded."""
     return pa.schema(
         [
-            pa.field(f.name, pa.dictionary(pa.int32(), f.type))
-            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-            else f
+            pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if _is_str(f.type) else f
             for f in schema
         ]
     )

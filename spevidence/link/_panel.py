@@ -20,7 +20,7 @@ from spevidence.data._results import Attrition, AttritionEntry
 from spevidence.data._validate import FAR, _merged_spells, study_window
 from spevidence.data.schema import UNPLANNED_METHODS_DEFAULT
 from spevidence.errors import DataError
-from spevidence.link._dense import MAX_CELLS, Dense, Parts, dict_schema
+from spevidence.link._dense import ATTRS, MAX_CELLS, OUTCOMES, Dense, Parts, dict_schema
 
 Period = Literal["month", "quarter"]
 PANEL_COLUMNS: tuple[str, ...] = (
@@ -337,9 +337,7 @@ def build_panel(
     )
     latest = pop.mutate(_rn=ibis.row_number().over(w)).filter(lambda x: x._rn == 0)
     deaths = pop.group_by("person_id").aggregate(_death=pop.death_date.min())
-    persons = latest.select(
-        "person_id", "practice_code", "pcn_code", "sex", "year_of_birth", "imd_decile"
-    )
+    persons = latest.select("person_id", *ATTRS)
     persons = persons.inner_join(keys, "person_id")
 
     # exposure: merged spells, ended by death, clipped to the window, split by period
@@ -375,7 +373,7 @@ def build_panel(
             _k=ev._k,
             t=ev.t,
             exposure_days=zero,
-            **{o: ibis.literal(1 if o == name else 0, "int64") for o in ("gp", "ae", "admissions")},
+            **{o: ibis.literal(1 if o == name else 0, "int64") for o in OUTCOMES},
         )
 
     gp_f = gp.filter(
@@ -397,7 +395,7 @@ def build_panel(
     # (events fall in periods with exposure once validated; others are dropped below)
     stacked = ibis.union(expo, *(stack(tab, name) for name, tab in ev), distinct=False)
     core = stacked.group_by(["_k", "t"]).aggregate(
-        **{c: stacked[c].sum() for c in ("gp", "ae", "admissions", "exposure_days")}
+        **{c: stacked[c].sum() for c in (*OUTCOMES, "exposure_days")}
     )
     core = core.filter(core.exposure_days > 0)
 
