@@ -19,10 +19,14 @@ Carlo standard errors.
 ``--weight-variants`` refits each seed's match with other censoring weights (IPCW
 truncated at the 99th/95th percentile, stabilised by the comparators' mean hazard per
 event month or by the hazard at the index covariates, unweighted cut at referral, not
-cut) and prints their bias paired with the protocol's. ``--no-prior-referral`` makes
-people with an earlier referral of any outcome ineligible at the index month (cases and
-comparators alike), a diagnostic of the risk set (see docs/methods.md); ``--exact-also
-recent_gp`` adds exact matching on the GP count of the last three months.
+cut) and prints their bias paired with the protocol's. ``--prior-referrals keep|exclude``
+overrides the protocol's ``match.prior_referrals`` (``exclude``: people with an earlier
+referral of any outcome are ineligible at the index month, cases and comparators alike;
+see docs/methods.md); ``--exact-also recent_gp`` adds exact matching on the GP count of
+the last three months.
+
+A seed whose fit fails is recorded with its error (column ``error``) and the run goes
+on; the summary counts the failures and gives the coverage over the seeds that fitted.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spevidence.data import read_extracts, validate
 from spevidence.did import two_by_two
+from spevidence.errors import SpevidenceError
 from spevidence.pipeline import matched_cohort, matching_panel
 from spevidence.protocol import load_protocol
 from spevidence.synthetic import generate, true_rate_ratio
@@ -103,13 +108,13 @@ def one_seed(  # type: ignore[no-untyped-def]
     censoring: str,
     *,
     variants: bool = False,
-    no_prior_referral: bool = False,
+    prior_referrals: str | None = None,
     exact_also: tuple[str, ...] = (),
 ) -> dict:  # type: ignore[type-arg]
     tmp = Path(tempfile.mkdtemp(prefix="spe-cov-"))
     upd: dict[str, object] = {"censoring": censoring}
-    if no_prior_referral:
-        upd["prior_referrals"] = "exclude"  # pipeline.matching_panel adds referred_before
+    if prior_referrals is not None:
+        upd["prior_referrals"] = prior_referrals
     if exact_also:
         upd["exact"] = (*proto.match.exact, *exact_also)
     proto = proto.model_copy(update={"match": proto.match.model_copy(update=upd)})
@@ -121,25 +126,31 @@ def one_seed(  # type: ignore[no-untyped-def]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     true_log = math.log(true_rate_ratio(truth, "gp", proto.did.post))
+    row: dict[str, object] = {
+        "seed": seed,
+        "scenario": scenario,
+        "persons": persons,
+        "censoring": censoring,
+        "prior_referrals": proto.match.prior_referrals,
+        "exact_also": " ".join(exact_also),
+        "true_log_rr": true_log,
+        "error": "",
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result, md = matched_cohort(panel, proto)
-        est, se, n_cases = fit(md, proto)
-        row = {
-            "seed": seed,
-            "scenario": scenario,
-            "persons": persons,
-            "censoring": censoring,
-            "no_prior_referral": no_prior_referral,
-            "exact_also": " ".join(exact_also),
+        try:
+            result, md = matched_cohort(panel, proto)
+            est, se, n_cases = fit(md, proto)
+        except SpevidenceError as e:  # recorded, never dropped: a failure is a result
+            return row | {"error": f"{type(e).__name__}: {e}"[:200]}
+        row |= {
             "n_cases": n_cases,
-            "true_log_rr": true_log,
             "log_rr": est,
             "se": se,
             "covers": bool(abs(est - true_log) <= 1.959964 * se),
+            "ipcw_max": float(md["ipcw"].max()) if "ipcw" in md else 1.0,
         }
         if variants and censoring == "ipcw":
-            row["ipcw_max"] = float(md["ipcw"].max())
             for name, d in weight_variants(result, md).items():
                 e, s, _ = fit(d, proto, "_w")
                 row[f"log_rr_{name}"], row[f"se_{name}"] = e, s
@@ -156,7 +167,7 @@ def main() -> None:
     ap.add_argument("--censoring", default="ipcw", choices=["ipcw", "referral", "none"])
     ap.add_argument("--weight-variants", action="store_true", help="refit with other weights")
     ap.add_argument(
-        "--no-prior-referral", action="store_true", help="earlier referral => ineligible"
+        "--prior-referrals", choices=["keep", "exclude"], help="override the protocol's"
     )
     ap.add_argument(
         "--exact-also", nargs="*", default=[], help="more exact columns, e.g. recent_gp"
@@ -178,16 +189,21 @@ def main() -> None:
         t0 = time.time()
         row = one_seed(
             args.scenario, args.persons, seed, proto, args.censoring,
-            variants=args.weight_variants, no_prior_referral=args.no_prior_referral,
+            variants=args.weight_variants, prior_referrals=args.prior_referrals,
             exact_also=tuple(args.exact_also),
         )  # fmt: skip
         pd.DataFrame([row]).to_csv(args.csv, mode="a", header=not args.csv.is_file(), index=False)
+        if row["error"]:
+            print(f"seed {seed} failed: {row['error']}", flush=True)
+            continue
         print(
             f"seed {seed} ({time.time() - t0:.0f}s): {100 * math.expm1(row['log_rr']):+.1f}% "
             f"(truth {100 * math.expm1(row['true_log_rr']):+.1f}%) covers={row['covers']}",
             flush=True,
         )
     df = pd.read_csv(args.csv)
+    failed = df["error"].notna() if "error" in df else df["seed"] < 0
+    df = df.loc[~failed]
     n = len(df)
     cov = df["covers"].mean()
     bias = (df["log_rr"] - df["true_log_rr"]).to_numpy()
@@ -196,7 +212,7 @@ def main() -> None:
         f"95% CI coverage {cov:.3f} (MC s.e. {math.sqrt(cov * (1 - cov) / n):.3f}); "
         f"mean bias of log RR {bias.mean():+.4f} (MC s.e. {bias.std(ddof=1) / math.sqrt(n):.4f}); "
         f"SD of log RR {df['log_rr'].std(ddof=1):.4f}, mean SE {df['se'].mean():.4f}; "
-        f"mean cases {df['n_cases'].mean():.0f}"
+        f"mean cases {df['n_cases'].mean():.0f}; {int(failed.sum())} seed(s) failed to fit"
     )
     for c in [c for c in df.columns if c.startswith("log_rr_")]:
         v = df[c] - df["true_log_rr"]

@@ -210,3 +210,60 @@ def test_eligibility_criteria_apply_to_cases_and_comparators():
         risk_set(panel, eligibility=["prior_gp >> 20"], **kw)
     with pytest.raises(DataError, match="neither a derived"):
         risk_set(panel, eligibility=["nothing > 1"], **kw)
+
+
+def test_ipcw_hazard_is_the_ineligible_rate_when_a_comparator_stops_meeting_the_criteria():
+    # C (A's comparator at 13) has a declined referral in month 16: from 17 on it fails
+    # `referred_before < 1`. The pooled model was fitted on eligible candidates only, so
+    # C's hazard there is the crude rate among ineligible candidates: G (never eligible)
+    # at 13 and 20, and C itself at 20, where its accepted referral is an event -> 1/3.
+    people = [
+        _person("A", gp=_gp(2), ref=13),
+        _person("C", gp=_gp(2, bump_from=16, bump=3), ref=20),
+        _person("B", gp=_gp(1)),
+        _person("D", gp=_gp(4)),
+        _person("G", gp=_gp(6)),
+    ]
+    panel = pd.concat(people, ignore_index=True)
+    before = ((panel["person_id"] == "C") & (panel["t"] > 16)) | (panel["person_id"] == "G")
+    panel["referred_before"] = before.astype("int64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rs = risk_set(
+            panel,
+            exact=("pcn_code", "sex"),
+            covariates=["prior_gp"],
+            caliper=None,
+            eligibility=["referred_before < 1"],
+        )
+    assert rs.pairs[["case_person_id", "comparator_person_id"]].values.tolist() == [["A", "C"]]
+    assert rs.diagnostics["candidate_person_periods_ineligible"] == 3
+    assert rs.diagnostics["referrals_among_ineligible"] == 1
+    b = rs.coefficients
+    gp_c = _gp(2, bump_from=16, bump=3)
+    iw = rs.ipcw.set_index("t")
+    assert list(iw.index) == [14, 15, 16, 17, 18, 19]
+    for u in (14, 15, 16):  # still eligible: the fitted model
+        prior = gp_c[u - 12 : u].sum()
+        eta = b["(Intercept)"] + b["prior_gp"] * prior + b["log1p(prior_gp)"] * np.log1p(prior)
+        assert iw.loc[u, "hazard"] == pytest.approx(1 / (1 + np.exp(-eta)), rel=1e-12)
+    assert np.allclose(iw.loc[17:, "hazard"], 1 / 3, rtol=0, atol=1e-15)
+    surv = np.cumprod(1 - iw["hazard"].to_numpy())
+    assert np.allclose(iw["ipcw"].to_numpy(), 1 / surv, rtol=1e-12)
+    # with no referral among the ineligible (C declined and is never referred) their
+    # hazard is 0: C's weight stops growing when it stops being eligible
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rs0 = risk_set(
+            panel.loc[panel["person_id"] != "G"].assign(
+                referral_t=lambda d: d["referral_t"].where(d["person_id"] != "C", pd.NA)
+            ),
+            exact=("pcn_code", "sex"),
+            covariates=["prior_gp"],
+            caliper=None,
+            eligibility=["referred_before < 1"],
+        )
+    iw0 = rs0.ipcw.set_index("t")
+    assert rs0.diagnostics["referrals_among_ineligible"] == 0
+    assert (iw0.loc[17:, "hazard"] == 0).all() and (iw0.loc[:16, "hazard"] > 0).all()
+    assert iw0["ipcw"].loc[17:].nunique() == 1

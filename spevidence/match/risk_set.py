@@ -105,6 +105,11 @@ def parse_criterion(text: str) -> tuple[str, str, float]:
     return m.group(1), m.group(2), float(m.group(3))
 
 
+def _meets(v: np.ndarray, op: str, value: float) -> np.ndarray:
+    """Rows whose value meets a criterion; a missing value never does."""
+    return np.asarray(_OPS[op](np.nan_to_num(v, nan=-np.inf if op in (">", ">=") else np.inf), value))
+
+
 def _age_band_codes(age: np.ndarray, breaks: Sequence[int]) -> tuple[np.ndarray, pd.Index]:
     """Integer age-band codes (-1 where age is missing) and the band labels, in age
     order (same bands as :func:`_age_band`)."""
@@ -669,6 +674,7 @@ def risk_set(
     if miss.any():
         pool = pool.loc[~miss].reset_index(drop=True)
     # the scheme's eligibility criteria at the index period
+    n_inelig = n_inelig_ref = 0
     if crit:
         ok = np.ones(len(pool), dtype=bool)
         treated = pool["treated"].to_numpy() == 1
@@ -678,11 +684,14 @@ def risk_set(
                 v = pool[col].to_numpy(dtype=float)
             else:
                 v = panel[col].to_numpy(dtype=np.float64, na_value=np.nan)[pool["_row"]]
-            ok_c = _OPS[op](np.nan_to_num(v, nan=-np.inf if op in (">", ">=") else np.inf), value)
+            ok_c = _meets(v, op, value)
             why = REASON_PRIOR_REFERRAL if col == PRIOR_REFERRAL else REASON_INELIGIBLE
             for p in pool.loc[ok & ~ok_c & treated, "_p"]:
                 drop_reason[int(p)] = why
             ok &= ok_c
+        # referrals among candidates who do not meet the criteria: the censoring
+        # hazard of comparators in periods when they no longer meet them
+        n_inelig, n_inelig_ref = int((~ok).sum()), int((~ok & treated).sum())
         pool = pool.loc[ok].reset_index(drop=True)
     n_cases_pool = int(pool["treated"].sum())
     if n_cases_pool == 0:
@@ -861,8 +870,15 @@ def risk_set(
             covs=covs,
             coef=coef,
             cum_o=cum_o,
-            num_panel=num_panel,
+            num_panel=num_panel
+            | {
+                c: panel[c].to_numpy(dtype=np.float64, na_value=np.nan)
+                for c, _, _ in crit
+                if c not in derived and c not in num_panel
+            },
             yob=yob,
+            crit=crit,
+            hazard_ineligible=n_inelig_ref / n_inelig if n_inelig else 0.0,
             period_year=period_year,
             lookback=lookback,
             recent=recent,
@@ -903,6 +919,8 @@ def risk_set(
         "comparator_rows_censored_at_own_referral": rows_censored,
         "candidate_comparator_person_periods": int((pool["treated"] == 0).sum()),
         "comparator_rows_ipcw_above_2": int((ipcw["ipcw"] > 2).sum()),
+        "candidate_person_periods_ineligible": n_inelig,
+        "referrals_among_ineligible": n_inelig_ref,
     }
     coef_names = ["(Intercept)"]
     for c in covs:
@@ -957,6 +975,8 @@ def _censoring_weights(
     period_year: np.ndarray,
     lookback: int,
     recent: int,
+    crit: Sequence[tuple[str, str, float]] = (),
+    hazard_ineligible: float = 0.0,
 ) -> pd.DataFrame:
     """Inverse probability of staying unreferred, for comparator rows after the index.
 
@@ -967,6 +987,13 @@ def _censoring_weights(
     comparator's covariates at ``u``; the weight of their row at ``t`` is
     ``prod_{s < u <= t} 1 / (1 - h_u)`` (rows at or after their own referral are
     censored; months without registration add no hazard).
+
+    The model was fitted on the candidates who met the eligibility criteria ``crit``;
+    in a period when the comparator does not meet them (an earlier referral that was
+    declined, use below a frequent-attender threshold) their hazard is instead the
+    crude referral rate among the ineligible candidates, ``hazard_ineligible`` (0 when
+    no one ineligible was referred). Extrapolating the model there gave hazards near 1
+    for people who had declined a referral, and weights up to 1e9.
     """
     n_t = pres.shape[1]
     reps = np.maximum(n_t - 1 - index_t, 0)
@@ -983,7 +1010,7 @@ def _censoring_weights(
     for o in OUTCOMES:
         cols[f"prior_{o}"] = cum_o[o][p, u] - cum_o[o][p, lo]
         cols[f"recent_{o}"] = cum_o[o][p, u] - cum_o[o][p, np.maximum(u - recent, 0)]
-    if yob is not None or any(c not in cols and c != "age" for c in covs):
+    if yob is not None or any(c not in cols and c != "age" for c in [*covs, *num_panel]):
         order = np.argsort(row_key, kind="stable")
         pos = order[np.searchsorted(row_key, p.astype(np.int64) * n_t + u, sorter=order)]
         if yob is not None:
@@ -993,6 +1020,11 @@ def _censoring_weights(
     frame = pd.DataFrame({c: cols[c] for c in covs})
     eta = _ps_design(frame, covs) @ coef  # the design has its intercept first
     h = np.where(np.isnan(eta), 0.0, 1.0 / (1.0 + np.exp(-np.nan_to_num(eta))))
+    if crit:
+        ok = np.ones(len(h), dtype=bool)
+        for col, op, value in crit:
+            ok &= _meets(cols[col], op, value)
+        h = np.where(ok, h, hazard_ineligible)
     h = np.minimum(h, 0.99)
     out = pd.DataFrame({"unit_id": uid, "t": u.astype(np.int64), "hazard": h})
     out = out.sort_values(["unit_id", "t"], kind="stable").reset_index(drop=True)
