@@ -107,7 +107,8 @@ def parse_criterion(text: str) -> tuple[str, str, float]:
 
 def _meets(v: np.ndarray, op: str, value: float) -> np.ndarray:
     """Rows whose value meets a criterion; a missing value never does."""
-    return np.asarray(_OPS[op](np.nan_to_num(v, nan=-np.inf if op in (">", ">=") else np.inf), value))
+    missing = -np.inf if op in (">", ">=") else np.inf
+    return np.asarray(_OPS[op](np.nan_to_num(v, nan=missing), value))
 
 
 def _age_band_codes(age: np.ndarray, breaks: Sequence[int]) -> tuple[np.ndarray, pd.Index]:
