@@ -53,6 +53,7 @@ def test_every_match_option_reaches_the_matching(panel_and_proto) -> None:  # ty
         lookback=6,
         censoring="none",
         washout=0,
+        prior_referrals="keep",  # "exclude" (the default) is the next test's
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -101,7 +102,7 @@ def test_censoring_option_changes_the_matched_data(panel_and_proto) -> None:  # 
 
 def test_earlier_referrals_of_any_outcome_leave_the_risk_set(panel_and_proto) -> None:  # type: ignore[no-untyped-def]
     """With prior_referrals: exclude a person referred before (declined or not taken up)
-    is neither a case nor a comparator from then on; keep (the default) keeps them."""
+    is neither a case nor a comparator from then on (the default); keep keeps them."""
     from spevidence.match.risk_set import REASON_PRIOR_REFERRAL
 
     panel, proto = panel_and_proto
@@ -118,7 +119,9 @@ def test_earlier_referrals_of_any_outcome_leave_the_risk_set(panel_and_proto) ->
         res, md = matched_cohort(
             panel, _with_match(proto, censoring="none", prior_referrals="exclude")
         )
-        res_keep, md_keep = matched_cohort(panel, _with_match(proto, censoring="none"))
+        res_keep, md_keep = matched_cohort(
+            panel, _with_match(proto, censoring="none", prior_referrals="keep")
+        )
     rb = panel.set_index(["person_id", "t"])["referred_before"]
 
     def at_index(m):  # type: ignore[no-untyped-def]

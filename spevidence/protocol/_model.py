@@ -37,7 +37,7 @@ class MatchSpec(_Frozen):
         None,
         description="PCN codes that supply the comparators (comparators: comparator-pcns)",
     )
-    exact: tuple[str, ...] = ("pcn_code", "sex", "age_band")
+    exact: tuple[str, ...] = ("pcn_code", "sex", "recent_gp")
     covariates: tuple[str, ...] | None = Field(
         None, description="matching covariates; default: prior use of each outcome, age, IMD"
     )
@@ -64,7 +64,7 @@ class MatchSpec(_Frozen):
         ),
     )
     prior_referrals: Literal["keep", "exclude"] = Field(
-        "keep",
+        "exclude",
         description=(
             "people referred before the index period with any outcome (declined, not "
             "taken up) stay eligible (keep), or are neither cases nor comparators from "
