@@ -2,7 +2,8 @@
 
 For each seed: generate a synthetic ICB (scenario with a known effect), validate, link
 the person x month panel, risk-set match as the protocol says (``frequent-attenders``
-protocol: PCN and sex exact, GP trajectory, A&E, admissions, age, IMD, risk score),
+protocol: PCN, sex and the last three months' GP count exact; people referred before
+excluded; GP trajectory, A&E, admissions, age, IMD, risk score in the propensity score),
 follow comparators with the protocol's censoring rule, and fit the Poisson DiD (12
 months before / 12 after, clustered by person). The truth is the generator's rate
 ratio over event months 0-11 (``truth.json`` ``att_by_event_month``). Rows are
