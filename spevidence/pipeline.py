@@ -522,6 +522,7 @@ def _activity(
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any], pd.DataFrame]:
     """Service activity, equity of access, case finding and wellbeing (aggregates only),
     disclosure-controlled, with figures drawn from the controlled tables."""
+    from spevidence.activity import RiskScoreSpec
     from spevidence.activity.outputs import activity_outputs
     from spevidence.activity.release import release_tables
 
@@ -543,6 +544,8 @@ def _activity(
     population, referrals = frame("population"), frame("referrals")
     if population is None or referrals is None or referrals.empty:
         return {}, {}, pd.DataFrame()
+    spec = RiskScoreSpec.from_dict(proto.risk_score) if proto.risk_score else RiskScoreSpec()
+    end = pd.Timestamp(proto.end)
     tables, figures = activity_outputs(
         population,
         referrals,
@@ -551,6 +554,10 @@ def _activity(
         start=proto.start,
         end=proto.end,
         at=proto.start,
+        # the case-finding score is taken a full GP look-back after the start of the window
+        # (validation drops earlier appointments); the tables state the date (scored_on)
+        risk_at=min(pd.Timestamp(proto.start) + pd.Timedelta(days=spec.lookback_days), end),
+        spec=spec,
         period=proto.period,
         link_worker_wte=proto.sroi.link_worker_wte,
         control=control,

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from spevidence.activity import EquityOfAccess, RiskScore, ServiceActivity
 from spevidence.activity.catalogue import FIGURES, TABLES
+from spevidence.activity.equity import registered_at
 from spevidence.activity.outputs import activity_outputs, read_extracts
 from spevidence.cli import app
 from spevidence.errors import DataError
@@ -205,3 +206,33 @@ def test_row_order_does_not_change_any_table(full):
     assert again.keys() == tables.keys()
     for name in tables:
         pd.testing.assert_frame_equal(again[name], tables[name], obj=name)
+
+
+def test_case_finding_look_back_lies_inside_the_window():
+    # an extract that starts at the window start, as after validation: the frequent
+    # attenders' year of GP use is only there a full look-back after the start
+    ex = _extracts("pseudonym")
+    gp = ex["gp_appointments"].copy()
+    gp["appointment_date"] = pd.Timestamp("2023-01-01") + pd.to_timedelta(
+        (gp["appointment_date"] - pd.Timestamp("2022-01-01")).dt.days % 365, "D"
+    )
+    kw = dict(start="2023-01-01", end="2024-06-30", draw_figures=False)
+    tables, _ = activity_outputs(ex["population"], ex["referrals"], gp_appointments=gp, **kw)
+    fac = tables["casefinding_factors"].set_index("factor")
+    # expected: attended in the year (2023-01-01, 2024-01-01], registered on 2024-01-01
+    seen = gp.loc[(gp["status"] == "attended") & (gp["appointment_date"] > "2023-01-01")]
+    counts = seen["person_id"].value_counts()
+    on = set(registered_at(ex["population"], pd.Timestamp("2024-01-01"))[0]["person_id"])
+    expected = int((counts[counts.index.isin(on)] > 15).sum())
+    assert fac.loc["Frequent GP attender", "people"] == expected > 30
+    assert (fac["scored_on"] == "2024-01-01").all()
+    assert fac.loc["Frequent GP attender", "note"] == ""
+    by_pcn = tables["casefinding_by_pcn"]
+    assert (by_pcn["gp_lookback_from"] == "2023-01-02").all()
+    # scored at the start (the old default), the look-back is empty and says so
+    early, _ = activity_outputs(
+        ex["population"], ex["referrals"], gp_appointments=gp, risk_at="2023-01-01", **kw
+    )
+    fac0 = early["casefinding_factors"].set_index("factor")
+    assert fac0.loc["Frequent GP attender", "people"] == 0
+    assert fac0.loc["Frequent GP attender", "note"].startswith("incomplete")

@@ -84,6 +84,18 @@ def test_case_finding_score_is_a_matching_covariate(runs: tuple[Path, Path, Path
     assert abs(bal.loc["risk_score", "smd_after"]) < abs(bal.loc["risk_score", "smd_before"])
 
 
+def test_case_finding_counts_frequent_attenders(runs: tuple[Path, Path, Path]) -> None:
+    # validation drops GP appointments before the window, so the score is taken a full
+    # look-back (365 days) after the start (2021-04-01), not on the start (an empty year)
+    a, _, data = runs
+    fac = pd.read_csv(a / "bundle" / "tables" / "casefinding_factors.csv").set_index("factor")
+    assert (fac["scored_on"] == "2022-04-01").all()
+    assert fac.loc["Frequent GP attender", "people"] >= 100
+    assert pd.isna(fac.loc["Frequent GP attender", "note"])  # the look-back is complete
+    html = (a / "report.html").read_text(encoding="utf-8")
+    assert "score measured on 2022-04-01" in html
+
+
 def test_no_identifier_or_small_count_leaves(runs: tuple[Path, Path, Path]) -> None:
     a, _, data = runs
     files = [p for p in (a / "bundle").rglob("*") if p.is_file()] + [a / "report.html"]

@@ -62,6 +62,7 @@ def activity_outputs(
     start: DateLike | None = None,
     end: DateLike | None = None,
     at: DateLike | None = None,
+    risk_at: DateLike | None = None,
     period: str = "month",
     spec: RiskScoreSpec | None = None,
     wellby: bool = False,
@@ -72,7 +73,11 @@ def activity_outputs(
     """Run service activity, equity, case finding and wellbeing; return tables and figures.
 
     ``start``/``end`` default to the first and last referral dates; ``at`` (the date the
-    registered population is counted and the risk score taken) defaults to ``start``.
+    registered population is counted) defaults to ``start``. ``risk_at`` (the date the
+    case-finding score is taken) defaults to ``at`` when ``at`` is given, otherwise to
+    ``start`` plus the score's GP look-back (``spec.lookback_days``, capped at ``end``), so
+    that the frequent-attender look-back lies inside an extract that begins at ``start``;
+    the case-finding tables state the date (``scored_on``).
     Case finding runs when ``gp_appointments`` is given; wellbeing when ``wellbeing`` is
     (for the instruments present in it; the WELLBY table only with ONS4 life satisfaction).
     Returns aggregate tables only (checked for identifier columns) and figures drawn from
@@ -87,6 +92,13 @@ def activity_outputs(
     t0 = to_timestamp(start, name="start") if start is not None else ref_dates.min()
     t1 = to_timestamp(end, name="end") if end is not None else ref_dates.max()
     t_at = to_timestamp(at, name="at") if at is not None else t0
+    if risk_at is not None:
+        t_risk = to_timestamp(risk_at, name="risk_at")
+    elif at is not None:
+        t_risk = t_at
+    else:
+        lookback = (spec if spec is not None else RiskScoreSpec()).lookback_days
+        t_risk = min(t0 + pd.Timedelta(days=lookback), t1)
 
     results: list[TableResult] = [
         service_activity(
@@ -103,7 +115,7 @@ def activity_outputs(
         rs = risk_score(
             population,
             gp_appointments,
-            at=t_at,
+            at=t_risk,
             spec=spec,
             referrals=referrals,
             referred_between=(t0, t1),

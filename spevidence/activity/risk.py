@@ -36,6 +36,10 @@ from spevidence.activity._result import Plotter, TableResult
 from spevidence.activity.equity import registered_at
 from spevidence.errors import DataError, ProtocolError
 
+# an extract whose first GP appointment is more than this many days after the start of the
+# look-back does not cover it: the frequent-attender count is marked incomplete
+_LOOKBACK_SLACK_DAYS = 31
+
 FACTORS: dict[str, str] = {
     "living_alone": "Lives alone",
     "widowed": "Widowed",
@@ -235,7 +239,12 @@ def risk_score(
     RiskScore
         Tables ``casefinding_by_pcn``, ``casefinding_factors``,
         ``casefinding_score_distribution`` and ``casefinding_exclusions``; person-level
-        ``scores`` for secure use only.
+        ``scores`` for secure use only. ``casefinding_by_pcn`` and ``casefinding_factors``
+        state the scoring date (``scored_on``; ``casefinding_by_pcn`` also the first day
+        of the GP look-back, ``gp_lookback_from``); the factors table's ``note`` marks the
+        frequent-attender count incomplete when the GP extract starts more than a month
+        after the look-back does (score at a date a full look-back after the extract
+        starts: :func:`~spevidence.activity.activity_outputs` does by default).
     """
     spec = spec if spec is not None else RiskScoreSpec()
     t_at = to_timestamp(at, name="at")
@@ -347,6 +356,10 @@ def risk_score(
             by_pcn["percent_flagged_referred"] = (
                 100.0 * by_pcn["flagged_referred"] / by_pcn["flagged"].replace(0, np.nan)
             )
+    lo_at = t_at - pd.Timedelta(days=spec.lookback_days)  # look-back is (lo_at, t_at]
+    lookback_from = lo_at + pd.Timedelta(days=1)
+    by_pcn["scored_on"] = str(t_at.date())
+    by_pcn["gp_lookback_from"] = str(lookback_from.date())
     tables["casefinding_by_pcn"] = by_pcn
 
     rows = []
@@ -364,6 +377,15 @@ def risk_score(
         )
     fac = pd.DataFrame(rows)
     fac["percent"] = 100.0 * fac["people"] / fac["registered"]
+    fac["scored_on"] = str(t_at.date())
+    fac["note"] = ""
+    first = as_dates(gp_appointments["appointment_date"]).min()
+    if pd.isna(first) or first > lo_at + pd.Timedelta(days=_LOOKBACK_SLACK_DAYS):
+        fac.loc[fac["factor"] == FACTORS["frequent_attender"], "note"] = (
+            "incomplete: the GP appointments extract "
+            + ("is empty" if pd.isna(first) else f"starts on {first.date()}")
+            + f", after the look-back start {lookback_from.date()}"
+        )
     tables["casefinding_factors"] = fac
 
     dist = scores.groupby("score", sort=True).size().rename("people").reset_index()
