@@ -140,14 +140,19 @@ def estimate(
                         cluster=cluster,
                         allow_unbalanced=spec.allow_unbalanced,
                     )
-                    stat, df, p = res.pretrend_test()
+                    # the event-study leads in the window, not every pre-treatment cell:
+                    # with cohorts of tens of people the cell test's chi-square reference
+                    # fails (docs/methods.md, section 4.3)
+                    pt = res.pretrend_test("leads", min_e=lo).iloc[0]
                     pre.append(
                         {
                             "outcome": o,
                             "estimator": ESTIMATOR_LABELS[name],
-                            "statistic": stat,
-                            "df": float(df),
-                            "p_value": p,
+                            "test": f"{pt['test']}, event times {lo} to -1",
+                            "statistic": pt["statistic"],
+                            "df": float(pt["df"]),
+                            "p_value": pt["p_value"],
+                            "note": pt["note"],
                         }
                     )
                     if cohorts.empty:
@@ -199,7 +204,7 @@ def estimate(
     tables = {
         "staggered": pd.concat(est, ignore_index=True),
         "staggered_pretrend": pd.DataFrame(
-            pre, columns=["outcome", "estimator", "statistic", "df", "p_value"]
+            pre, columns=["outcome", "estimator", "test", "statistic", "df", "p_value", "note"]
         ),
         "staggered_cohorts": cohorts,
     }

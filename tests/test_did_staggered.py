@@ -145,13 +145,119 @@ def test_mpdta_matches_csdid(mpdta, control, method, xf) -> None:
     a = r.aggregate("simple")
     assert a.overall_att == pytest.approx(float(out.atte["overall_att"]), abs=1e-9)
     assert a.overall_se == pytest.approx(float(out.atte["overall_se"]), abs=1e-9)
-    stat, _, _ = r.pretrend_test()  # R did's pre-test Wald statistic
+    stat = r.pretrend_test().loc[0, "statistic"]  # R did's pre-test Wald statistic
     assert stat == pytest.approx(float(out.MP["W"]), rel=1e-8)
     with contextlib.redirect_stdout(io.StringIO()):
         out.aggte("group", bstrap=False)  # corrected group SE (did PR #223)
     g = r.aggregate("group")
     assert g.overall_att == pytest.approx(float(out.atte["overall_att"]), abs=1e-9)
     assert g.overall_se == pytest.approx(float(out.atte["overall_se"]), abs=1e-9)
+
+
+# ------------------------------------------------------------------ pre-trend tests
+
+
+def test_mpdta_pretest_p_value_is_r_did_s(mpdta) -> None:
+    # the p-value R did prints under summary(att_gt(...)) (rounded to 5 places there)
+    ref = pd.read_csv(GOLDEN / "staggered_mpdta_pretest.csv", keep_default_na=False)
+    for row in ref.itertuples():
+        r = staggered(
+            mpdta, **MPDTA, xformla=row.xformla or None, control=row.control,
+            method=row.method, base_period=row.base_period,
+        )  # fmt: skip
+        pt = r.pretrend_test().iloc[0]
+        assert round(float(pt["p_value"]), 5) == row.p_value
+        assert pt["df"] == 5 and pt["n_dropped"] == 0 and pt["note"] == ""
+        assert pt["test"].startswith("pre-treatment ATT(g,t)")
+        assert r.glance().loc[0, "pretrend_p_value"] == pt["p_value"]
+
+
+def test_pretest_drops_zero_variance_cells_and_refuses_a_singular_covariance(mpdta) -> None:
+    from dataclasses import replace
+
+    r = staggered(mpdta, **MPDTA, control="never", method="reg", base_period="universal")
+    pt = r.pretrend_test().iloc[0]
+    # universal base: the three reference cells (0, SE 0) are left out, as in R did
+    pre = (r.times < r.groups) & (r.att != 0)
+    assert pt["n_dropped"] == 3 and pt["df"] == pre.sum() == 5
+    b, V = r.att[pre], r.vcov[np.ix_(pre, pre)]
+    assert pt["statistic"] == pytest.approx(float(b @ np.linalg.inv(V) @ b), rel=1e-10)
+    # two pre-treatment cells with the same influence function: V is singular, R did
+    # refuses ("singular covariance matrix") and so do we (a pseudo-inverse would not)
+    i, j = np.flatnonzero(pre)[:2]
+    V2 = r.vcov.copy()
+    V2[j, :], V2[:, j] = V2[i, :], V2[:, i]
+    V2[j, j] = V2[i, i]
+    se2 = r.analytic_se.copy()
+    se2[j] = se2[i]
+    bad = replace(r, vcov=V2, analytic_se=se2).pretrend_test().iloc[0]
+    assert np.isnan(bad["statistic"]) and np.isnan(bad["p_value"])
+    assert "singular" in bad["note"]
+
+
+def test_pretest_of_the_leads_matches_the_golden_event_study(mpdta, golden) -> None:
+    _, gagg = golden
+    r = staggered(mpdta, **MPDTA, control="never", method="dr")
+    ref = gagg[
+        (gagg.control == "never") & (gagg.method == "dr") & (gagg.base_period == "varying")
+        & (gagg.xformla == "") & (gagg.kind == "dynamic") & (gagg.level == "by")
+    ].set_index("value")  # fmt: skip
+    # one lead: the Wald statistic is the squared t statistic of R did's e = -1 estimate
+    one = r.pretrend_test("leads", min_e=-1).iloc[0]
+    t = ref.loc[-1, "att"] / ref.loc[-1, "se"]
+    assert one["statistic"] == pytest.approx(t**2, rel=1e-8)
+    assert one["df"] == 1 and one["test"].startswith("event-study leads")
+    # all three leads: their standard errors are R did's, the test uses their covariance
+    three = r.pretrend_test("leads").iloc[0]
+    assert three["df"] == 3 and 0 < three["p_value"] < 1
+    dyn = r.aggregate("dynamic")
+    np.testing.assert_allclose(
+        np.sqrt(np.diag(dyn._vcov))[dyn.levels < 0], ref.loc[[-3, -2, -1], "se"], rtol=1e-8
+    )
+    with pytest.raises(EstimationError, match="'cells' or 'leads'"):
+        r.pretrend_test("all")  # type: ignore[arg-type]
+    none = r.pretrend_test("leads", min_e=0).iloc[0]  # nothing to test
+    assert none["df"] == 0 and np.isnan(none["p_value"])
+
+
+def null_counts(seed: int, sizes: tuple[int, int], periods: int, never: int) -> pd.DataFrame:
+    """Parallel trends by construction: random cohorts, Poisson counts, no effect."""
+    rng = np.random.default_rng(seed)
+    n_g = rng.integers(sizes[0], sizes[1] + 1, periods - 4)  # cohorts 5..periods
+    g = np.concatenate([np.repeat(np.arange(5, periods + 1), n_g), np.zeros(never, int)])
+    t = np.arange(1, periods + 1)
+    mu = rng.gamma(2.0, 0.7, g.size)[:, None] * (1 + 0.12 * np.cos(np.pi * t / 2))[None, :]
+    return pd.DataFrame(
+        {
+            "id": np.repeat(np.arange(g.size), periods),
+            "t": np.tile(t, g.size),
+            "g": np.repeat(g, periods),
+            "y": rng.poisson(mu).ravel().astype(float),
+        }
+    )
+
+
+@pytest.mark.slow
+def test_pretests_hold_their_size_where_they_apply() -> None:
+    # 60 seeds per design; a test of size 5 % rejects more than 7 times with
+    # probability 0.03 (binomial): the bounds below were set before the run
+    kw = dict(yname="y", idname="id", tname="t", gname="g", control="notyet",
+              method="reg", base_period="universal")  # fmt: skip
+    seeds = range(60)
+    # national design, small cohorts: 20 cohorts of 15-30 people over 24 quarters
+    small = {"cells": 0, "leads": 0}
+    for s in seeds:
+        r = staggered(null_counts(s, (15, 30), 24, 2000), **kw)
+        small["cells"] += int(r.pretrend_test("cells").loc[0, "p_value"] < 0.05)
+        small["leads"] += int(r.pretrend_test("leads", min_e=-8).loc[0, "p_value"] < 0.05)
+    assert small["leads"] <= 7
+    assert small["cells"] >= 50  # 250 restrictions on ~20 people each: unusable
+    # few periods, large cohorts (4 cohorts of 250-300 over 8 periods): the cell test works
+    big = 0
+    for s in seeds:
+        r = staggered(null_counts(s, (250, 300), 8, 1000), **kw)
+        big += int(r.pretrend_test("cells").loc[0, "p_value"] < 0.05)
+    assert big <= 7
 
 
 # ------------------------------------------------------------------ scale path = row path

@@ -87,7 +87,7 @@ def test_case_finding_score_is_a_matching_covariate(runs: tuple[Path, Path, Path
 def test_case_finding_counts_frequent_attenders(runs: tuple[Path, Path, Path]) -> None:
     # validation drops GP appointments before the window, so the score is taken a full
     # look-back (365 days) after the start (2021-04-01), not on the start (an empty year)
-    a, _, data = runs
+    a, _, _ = runs
     fac = pd.read_csv(a / "bundle" / "tables" / "casefinding_factors.csv").set_index("factor")
     assert (fac["scored_on"] == "2022-04-01").all()
     assert fac.loc["Frequent GP attender", "people"] >= 100

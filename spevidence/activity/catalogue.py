@@ -126,12 +126,13 @@ TABLES: dict[str, TableInfo] = {
     ),
     "casefinding_by_pcn": TableInfo(
         "People registered, flagged by the risk score, referred, and flagged and referred, "
-        "per PCN.",
+        "per PCN; the scoring date (scored_on) and the first day of its GP look-back.",
         ("registered", "flagged", "referred", "flagged_referred"),
         ("percent_flagged", "percent_flagged_referred"),
     ),
     "casefinding_factors": TableInfo(
-        "Each risk factor: weight, people with it, people with it unrecorded.",
+        "Each risk factor: weight, people with it, people with it unrecorded, on the scoring "
+        "date (scored_on); note marks a GP look-back the extract does not cover.",
         ("people", "missing", "registered"),
         ("percent",),
     ),

@@ -67,6 +67,7 @@ Control = Literal["never", "notyet"]
 Method = Literal["dr", "ipw", "reg"]
 BasePeriod = Literal["varying", "universal"]
 AggKind = Literal["simple", "dynamic", "group", "calendar"]
+PretrendKind = Literal["cells", "leads"]
 Path = Literal["auto", "moments", "rows"]
 
 FloatArray = NDArray[np.float64]
@@ -107,6 +108,8 @@ class ATTAggregate:
     band: Literal["pointwise", "uniform"]
     settings: dict[str, Any] = field(default_factory=dict)
     estimator: str = "callaway_santanna"
+    # analytic covariance of ``att`` (Callaway-Sant'Anna only; for the pre-test)
+    _vcov: FloatArray = field(default_factory=lambda: np.zeros((0, 0)), repr=False, compare=False)
 
     def tidy(self) -> pd.DataFrame:
         """One row per estimate: the overall summary first, then each level."""
@@ -271,8 +274,8 @@ class ATTgt:
         return pd.DataFrame(rows)
 
     def glance(self) -> pd.DataFrame:
-        """One-row summary: settings, units, cells, pre-trend Wald test."""
-        stat, df, p = self.pretrend_test()
+        """One-row summary: settings, units, cells, pre-trend Wald test (R ``did``'s)."""
+        pt = self.pretrend_test("cells").iloc[0]
         return pd.DataFrame(
             [
                 {
@@ -281,24 +284,68 @@ class ATTgt:
                     "n_cells": len(self.att),
                     "n_skipped_cells": len(self.skipped),
                     "path": self.path,
-                    "pretrend_wald": stat,
-                    "pretrend_df": df,
-                    "pretrend_p_value": p,
+                    "pretrend_test": pt["test"],
+                    "pretrend_wald": pt["statistic"],
+                    "pretrend_df": pt["df"],
+                    "pretrend_p_value": pt["p_value"],
                     **{k: v for k, v in self.settings.items() if not isinstance(v, dict | list)},
                 }
             ]
         )
 
-    def pretrend_test(self) -> tuple[float, int, float]:
-        """Wald test that all pre-treatment ATT(g, t) are zero (chi-square)."""
-        pre = (self.times < self.groups) & (self.analytic_se > 0) & np.isfinite(self.analytic_se)
-        if not pre.any():
-            return (math.nan, 0, math.nan)
-        a = self.att[pre]
-        V = self.vcov[np.ix_(pre, pre)]
-        stat = float(a @ np.linalg.pinv(V) @ a)
-        df = int(np.linalg.matrix_rank(V))
-        return stat, df, float(stats.chi2.sf(stat, df))
+    def pretrend_test(
+        self, kind: PretrendKind = "cells", *, min_e: float = -math.inf
+    ) -> pd.DataFrame:
+        """Joint Wald (chi-square) pre-test of parallel trends: one row.
+
+        Parameters
+        ----------
+        kind : {"cells", "leads"}
+            ``cells`` (R ``did``'s pre-test, as printed by ``summary(att_gt)``): all
+            pre-treatment ATT(g, t) are zero. ``leads``: the event-study leads of
+            ``aggregate("dynamic")`` (event times ``min_e`` to -1, each averaged over the
+            cohorts observed then) are zero. The cell test has one restriction per
+            pre-treatment cell, and each cohort's block of its covariance is estimated
+            from that cohort's units: it is reliable only when every cohort has many
+            more units than pre-treatment cells. With small cohorts (tens of people and
+            many periods) its chi-square reference fails and it rejects even when trends
+            are parallel; test the leads then (fewer, better-estimated coefficients;
+            ``min_e`` limits them to event times most cohorts reach).
+        min_e : float
+            ``leads`` only: the earliest event time tested.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``test``, ``statistic``, ``df``, ``p_value``, ``n_tested`` (coefficients
+            tested), ``n_dropped`` (pre-treatment coefficients left out because their
+            variance is zero or undefined, e.g. the reference period) and ``note``.
+            As in R ``did``, the statistic is not reported (``NaN``, with the reason in
+            ``note``) when the covariance of the tested coefficients is singular
+            (reciprocal condition number at most machine epsilon).
+
+        Notes
+        -----
+        The statistic is ``b' V^{-1} b`` with ``V`` the analytic (influence-function,
+        cluster-robust if ``cluster`` was given) covariance, on ``df`` = the number of
+        coefficients tested (R ``did`` ``att_gt``; Callaway and Sant'Anna 2021, sec. 4).
+        """
+        if kind == "cells":
+            pre = self.times < self.groups
+            return _wald_pretest(
+                "cells", self.att[pre], self.analytic_se[pre], self.vcov[np.ix_(pre, pre)]
+            )
+        if kind != "leads":
+            raise EstimationError(
+                f"pretrend_test(kind={kind!r}) is not known; use 'cells' or 'leads'."
+            )
+        if not np.any((self.times < self.groups) & (self.times - self.groups >= min_e)):
+            return _wald_pretest("leads", np.zeros(0), np.zeros(0), np.zeros((0, 0)))
+        dyn = _aggregate(self, "dynamic", min_e, math.inf, None, None, None)
+        pre = dyn.levels < 0
+        V = dyn._vcov[np.ix_(pre, pre)]
+        se = np.sqrt(np.clip(np.diag(V), 0.0, None))
+        return _wald_pretest("leads", dyn.att[pre], se, V)
 
     def summary(self) -> str:
         """Plain-text summary of the group-time ATTs."""
@@ -407,6 +454,47 @@ def _row(term: str, est: float, se: float, crit: float, n: int) -> dict[str, Any
         "conf_high": hi,
         "n": n,
     }
+
+
+PRETREND_TESTS = {
+    "cells": "pre-treatment ATT(g,t) (joint Wald)",
+    "leads": "event-study leads (joint Wald)",
+}
+
+
+def _wald_pretest(kind: str, b: FloatArray, se: FloatArray, V: FloatArray) -> pd.DataFrame:
+    """R ``did``'s Wald pre-test: drop zero/undefined-variance coefficients, refuse a
+    singular covariance (``rcond <= eps``), else ``b' V^-1 b`` on ``len(b)`` df."""
+    ok = np.isfinite(se) & (se > _SE_EPS)
+    n_drop = int((~ok).sum())
+    b, V = b[ok], V[np.ix_(ok, ok)]
+    stat, p, note = math.nan, math.nan, ""
+    if b.size == 0:
+        note = "no pre-treatment coefficient with a positive variance: not tested"
+    elif not np.isfinite(V).all():
+        note = "covariance has missing values: not tested"
+    else:
+        rc = 1.0 / float(np.linalg.cond(V, 1))
+        if not rc > np.finfo(float).eps:
+            note = f"covariance singular (reciprocal condition number {rc:.1e}): not tested"
+        else:
+            stat = float(b @ np.linalg.solve(V, b))
+            p = float(stats.chi2.sf(stat, b.size))
+    if n_drop and not note:
+        note = f"{n_drop} with zero variance (e.g. a reference period) left out"
+    return pd.DataFrame(
+        [
+            {
+                "test": PRETREND_TESTS[kind],
+                "statistic": stat,
+                "df": int(b.size),
+                "p_value": p,
+                "n_tested": int(b.size),
+                "n_dropped": n_drop,
+                "note": note,
+            }
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -590,6 +678,7 @@ def _aggregate(
             "bootstrap": biters,
             "seed": seed,
         },
+        _vcov=V[:-1, :-1] if cols else np.zeros((0, 0)),
     )
 
 

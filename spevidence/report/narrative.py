@@ -636,11 +636,25 @@ class Narrative:
                 "fall is the signature of referral at a peak of use (regression to the mean); "
                 "the post-referral estimates then overstate any reduction.\n:::\n"
             )
-        elif self.rb.has("staggered_pretrend"):
-            parts.append(
-                "\nBefore first treatment the treated and comparison groups moved in parallel "
-                f"(joint pre-trend test p ≥ {ALPHA}).\n"
+        elif (pt := self.rb.table("staggered_pretrend")) is not None and len(pt):
+            p = pd.to_numeric(pt["p_value"], errors="coerce")
+            what = (
+                f"joint test of the {pt['test'].iloc[0]}"
+                if "test" in pt.columns and isinstance(pt["test"].iloc[0], str)
+                else "joint pre-trend test"
             )
+            if p.isna().all():
+                why = pt["note"].dropna().astype(str) if "note" in pt.columns else pd.Series([])
+                parts.append(
+                    f"\nThe {what} could not be computed"
+                    + (f" ({why.iloc[0]})" if len(why) and why.iloc[0] else "")
+                    + ": read the pre-treatment estimates of the event study instead.\n"
+                )
+            else:
+                parts.append(
+                    "\nBefore first treatment the treated and comparison groups moved in "
+                    f"parallel ({what}: p ≥ {ALPHA}).\n"
+                )
         parts.append(
             self.rb.figure_md(
                 "staggered_event_study",
@@ -700,7 +714,8 @@ class Narrative:
         parts.append(
             self.rb.table_md(
                 "staggered_pretrend",
-                caption="Joint test that every pre-treatment effect is zero (Callaway-Sant'Anna)",
+                caption="Joint test that the pre-treatment effects are zero (Callaway-Sant'Anna "
+                "event-study leads)",
                 digits={"statistic": 1, "p_value": 3},
             )
         )
