@@ -24,8 +24,12 @@ outcome regression, as ``protocols/national-staggered.yaml``):
 A test that holds its size rejects in about 5 % of seeds (binomial MC s.e.
 ``sqrt(0.05 * 0.95 / seeds)``).
 
-Last run (2026-12-06, 2 cores shared, load average about 2): see the docstring table in
-``docs/methods.md`` section 4.3 and benchmarks/README.md.
+Last runs (2026-12-06, under the heavy-job lock, 2 cores shared, load average 1.4-6):
+``null`` seeds 0-999 (two runs, 0-399 and 400-999): cells reject 1000/1000 (median
+statistic about 2,100 on 250 df), leads -8 58/1000 (0.058, MC s.e. 0.007), leads all
+108/1000; ``synthetic`` seeds 0-59 at 4,000 people (81 s): cells reject 48/60 and are
+not computed (singular covariance) in 12, leads -8 2/60, leads all 6/60. Tables in
+benchmarks/README.md; docs/methods.md section 3.3.
 """
 
 from __future__ import annotations
@@ -119,13 +123,16 @@ def main() -> None:
         f"scenario {args.scenario}, seeds {args.start}-{args.start + n - 1}, "
         f"{time.perf_counter() - t0:.0f} s\n"
     )
-    print("| test | median df | median statistic | rejections at 5 % | rate | MC s.e. at 5 % |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| test | median df | median statistic | not computed (singular) | rejections at 5 % "
+        "| rate | MC s.e. at 5 % |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, d in res.groupby("test", sort=False):
-        rej = int((d["p"] < 0.05).sum())
+        rej, nan = int((d["p"] < 0.05).sum()), int(d["p"].isna().sum())
         print(
-            f"| {name} | {d['df'].median():.0f} | {d['stat'].median():.1f} | {rej}/{n} | "
-            f"{rej / n:.3f} | {np.sqrt(0.05 * 0.95 / n):.3f} |"
+            f"| {name} | {d['df'].median():.0f} | {d['stat'].median():.1f} | {nan} | "
+            f"{rej}/{n} | {rej / n:.3f} | {np.sqrt(0.05 * 0.95 / n):.3f} |"
         )
 
 

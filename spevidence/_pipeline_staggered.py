@@ -148,7 +148,7 @@ def estimate(
                         {
                             "outcome": o,
                             "estimator": ESTIMATOR_LABELS[name],
-                            "test": f"{pt['test']}, event times {lo} to -1",
+                            "test": f"{pt['test']} {lo} to -1",
                             "statistic": pt["statistic"],
                             "df": float(pt["df"]),
                             "p_value": pt["p_value"],

@@ -66,6 +66,11 @@ def test_random_timing_dynamic_effects_are_recovered(tmp_path: Path) -> None:
     pre = dyn.loc[(dyn["estimator"] == "Callaway-Sant'Anna") & (dyn["event"] <= -2)]
     assert len(pre) == 7
     assert ((pre["conf_low"] <= 0) & (pre["conf_high"] >= 0)).all()
+    # no pre-trends, and the joint test of those 7 leads agrees (the test of all 250
+    # pre-treatment cells, with cohorts of ~70 people, rejects here: p = 0.0001)
+    pt = raw["staggered_pretrend"].iloc[0]
+    assert pt["test"] == "event-study leads -8 to -1" and pt["df"] == 7
+    assert pt["p_value"] > 0.05
 
 
 def test_referral_at_a_peak_is_flagged_by_the_pretrend_test(tmp_path: Path) -> None:
@@ -177,6 +182,11 @@ def test_run_end_to_end_writes_a_staggered_bundle_and_report(staggered_run: RunR
     assert "first accepted referral" in html
     manifest = json.loads((res.bundle / "manifest.json").read_text())
     assert manifest["extra"]["design"] == "staggered"
+    # the pre-test is the event-study leads' in the window (7 of them: -8..-2, -1 the base)
+    pt = pd.read_csv(tables / "staggered_pretrend.csv")
+    assert pt["test"].tolist() == ["event-study leads -8 to -1"] * 2
+    assert (pt["df"] == 7).all() and pt["p_value"].between(0, 1).all()
+    assert "joint Wald test of the event-study leads -8 to -1" in html
 
 
 def test_staggered_run_values_the_callaway_santanna_effect(staggered_run: RunResult) -> None:

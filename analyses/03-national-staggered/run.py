@@ -204,7 +204,8 @@ def main() -> None:
             simple[["estimator", "estimate", "conf_low", "conf_high", "n"]].to_string(index=False)
         )
         print(
-            f"pre-trend test (CS): chi2 {pt['statistic'].iloc[0]:.1f} on "
+            f"pre-trend test (CS, {pt['test'].iloc[0]}): "
+            f"chi2 {pt['statistic'].iloc[0]:.1f} on "
             f"{pt['df'].iloc[0]:.0f} df, p = {pt['p_value'].iloc[0]:.3g}"
         )
         for est, g in post.groupby("estimator", sort=False):

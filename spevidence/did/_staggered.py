@@ -456,10 +456,7 @@ def _row(term: str, est: float, se: float, crit: float, n: int) -> dict[str, Any
     }
 
 
-PRETREND_TESTS = {
-    "cells": "pre-treatment ATT(g,t) (joint Wald)",
-    "leads": "event-study leads (joint Wald)",
-}
+PRETREND_TESTS = {"cells": "pre-treatment ATT(g,t)", "leads": "event-study leads"}
 
 
 def _wald_pretest(kind: str, b: FloatArray, se: FloatArray, V: FloatArray) -> pd.DataFrame:

@@ -639,7 +639,7 @@ class Narrative:
         elif (pt := self.rb.table("staggered_pretrend")) is not None and len(pt):
             p = pd.to_numeric(pt["p_value"], errors="coerce")
             what = (
-                f"joint test of the {pt['test'].iloc[0]}"
+                f"joint Wald test of the {pt['test'].iloc[0]}"
                 if "test" in pt.columns and isinstance(pt["test"].iloc[0], str)
                 else "joint pre-trend test"
             )
@@ -714,8 +714,8 @@ class Narrative:
         parts.append(
             self.rb.table_md(
                 "staggered_pretrend",
-                caption="Joint test that the pre-treatment effects are zero (Callaway-Sant'Anna "
-                "event-study leads)",
+                caption="Joint Wald test that the pre-treatment effects are zero "
+                "(Callaway-Sant'Anna event-study leads)",
                 digits={"statistic": 1, "p_value": 3},
             )
         )
