@@ -199,7 +199,11 @@ def activity(
     ] = None,
     at: Annotated[
         str | None,
-        typer.Option(help="Date the registered population is counted (default: --start)."),
+        typer.Option(
+            help="Date the registered population is counted and the case-finding score "
+            "taken (default: --start for the count; --start + the score's one-year GP "
+            "look-back for the score, so that the look-back lies inside the extract)."
+        ),
     ] = None,
     period: Annotated[str, typer.Option(help="month or quarter.")] = "month",
     wellby: Annotated[
