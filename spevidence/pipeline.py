@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from spevidence import describe
-from spevidence.errors import DataError, SpevidenceError
+from spevidence.errors import DataError, EstimationError, SpevidenceError
 from spevidence.protocol import Protocol, load_protocol
 
 STEPS = (
@@ -247,52 +247,75 @@ def run(
         ]
         steps.step(3)
         # 4. difference-in-differences ---------------------------------------------
-        est_rows, es_rows, pre_rows = [], [], []
+        est_rows, es_rows, pre_rows, not_estimated = [], [], [], []
         estimates = run_cache.load("estimates")
         for o in outcomes if estimates is None else ():
             for model in proto.did.models:
-                res = two_by_two(
-                    window,
-                    yname=o,
-                    idname="unit_id",
-                    tname="event_time",
-                    treat="treated",
-                    post="post",
-                    model=model,
-                    exposure="exposure_days" if model == "poisson" else None,
-                    cluster=proto.did.cluster,
-                    weights="weights",
-                )
+                try:
+                    res = two_by_two(
+                        window,
+                        yname=o,
+                        idname="unit_id",
+                        tname="event_time",
+                        treat="treated",
+                        post="post",
+                        model=model,
+                        exposure="exposure_days" if model == "poisson" else None,
+                        cluster=proto.did.cluster,
+                        weights="weights",
+                    )
+                except EstimationError as e:  # one outcome's model, not the whole run
+                    not_estimated.append(_not_estimated(o, model, e, steps))
+                    continue
                 td = res.tidy().iloc[[0]].copy()
                 td.insert(0, "model", model)
                 td.insert(0, "outcome", o)
                 est_rows.append(td)
-            es = event_study(
-                matched,
-                yname=o,
-                idname="unit_id",
-                tname="t",
-                index="index_t",
-                treat="treated",
-                window=proto.did.window,
-                reference=-1,
-                cluster=proto.did.cluster,
-                weights="weights",
-            )
+            try:
+                es = event_study(
+                    matched,
+                    yname=o,
+                    idname="unit_id",
+                    tname="t",
+                    index="index_t",
+                    treat="treated",
+                    window=proto.did.window,
+                    reference=-1,
+                    cluster=proto.did.cluster,
+                    weights="weights",
+                )
+            except EstimationError as e:
+                not_estimated.append(_not_estimated(o, "event study", e, steps))
+                continue
             et = es.tidy()
             et.insert(0, "outcome", o)
             es_rows.append(et)
             pt = es.pretrend_test()
             pre_rows.append({"outcome": o, **_pretrend_dict(pt)})
         if estimates is None:
+            if not est_rows:
+                raise EstimationError(
+                    "No difference-in-differences model could be estimated for any outcome: "
+                    + "; ".join(
+                        f"{r['outcome']} ({r['model']}): {r['reason']}" for r in not_estimated
+                    )
+                )
             did_est = pd.concat(est_rows, ignore_index=True)
-            es_table, pre_table = pd.concat(es_rows, ignore_index=True), pd.DataFrame(pre_rows)
+            es_table = pd.concat(es_rows, ignore_index=True) if es_rows else pd.DataFrame()
+            pre_table = pd.DataFrame(pre_rows)
+            skipped = pd.DataFrame(not_estimated, columns=["outcome", "model", "reason"])
             run_cache.save(
-                "estimates", {"did": did_est, "event_study": es_table, "pretrend": pre_table}
+                "estimates",
+                {
+                    "did": did_est,
+                    "event_study": es_table,
+                    "pretrend": pre_table,
+                    "not_estimated": skipped,
+                },
             )
         else:
-            did_est, es_table, pre_table = (
-                estimates.frames[k] for k in ("did", "event_study", "pretrend")
+            did_est, es_table, pre_table, skipped = (
+                estimates.frames[k] for k in ("did", "event_study", "pretrend", "not_estimated")
             )
             steps.note(f"Reused the estimates from {run_cache.root / 'estimates'}")
         steps.step(4)
@@ -327,6 +350,7 @@ def run(
             "did_estimates": did_est,
             "event_study": es_table,
             "pretrend_test": pre_table,
+            **({"did_not_estimated": skipped} if len(skipped) else {}),
             **sroi_tables,
         }
         bundle, reports = write(
@@ -420,6 +444,18 @@ def _write_outputs(
     )
     step(7)
     return bundle, reports
+
+
+def _not_estimated(outcome: str, model: str, err: Exception, steps: Any) -> dict[str, str]:
+    """A model that could not be fitted on these data: the run goes on without it. The
+    released reason holds no numbers (the error's row counts stay in the run log)."""
+    steps.note(f"Not estimated: {outcome} ({model}): {err}")
+    reason = (
+        "too few events for a Poisson model; read the linear estimate"
+        if model == "poisson"
+        else "the design cannot identify an effect on these data"
+    )
+    return {"outcome": outcome, "model": model, "reason": reason}
 
 
 def matching_panel(

@@ -488,6 +488,11 @@ class Narrative:
         ]
         for _, row in _main_rows(did).iterrows():
             lines.append(f"- {effect_sentence(row)}")
+        skipped = self.rb.table("did_not_estimated")
+        for _, r in (skipped if skipped is not None else pd.DataFrame()).iterrows():
+            lines.append(
+                f"- **{outcome_label(r['outcome'])}** ({r['model']}): not estimated, {r['reason']}."
+            )
         return "\n".join(lines) + "\n"
 
     def pretrend(self) -> str:
