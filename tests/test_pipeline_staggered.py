@@ -361,7 +361,7 @@ def _variant(bundle: Path, tmp: Path, edit_table: Any = None, **protocol: Any) -
         raw["staggered"].update(protocol)
         (copy / "protocol.yaml").write_text(yaml.safe_dump(raw))
     nar = Narrative(ReportBundle(copy))
-    return nar.board_findings() + nar.board_caveats()
+    return nar.key_numbers() + nar.board_findings() + nar.board_caveats()
 
 
 def test_board_summary_withheld_fallback_and_disagreement(
@@ -406,6 +406,8 @@ def test_board_summary_withheld_fallback_and_disagreement(
     assert "people registered in PCNs that started a link-worker service" in text
     assert "people in PCNs whose service had not yet started, or never did" in text
     assert "regression to the mean" not in text  # timing set by the service, not by referral
+    assert "People in PCNs with a link-worker service in the final analysis" in text
+    assert "Referred people" not in text
 
 
 def test_sroi_values_nobody_when_the_treated_count_would_be_redacted() -> None:

@@ -268,7 +268,10 @@ class Narrative:
         rows: list[dict[str, str]] = []
         n = self._final_count()
         if n is not None:
-            rows.append({"item": "Referred people in the final analysis", "value": n})
+            who = "Referred people"
+            if self._is_staggered() and self._staggered_spec().get("cohort") == "service_start":
+                who = "People in PCNs with a link-worker service"
+            rows.append({"item": f"{who} in the final analysis", "value": n})
         did = self.rb.table("did_estimates")
         if did is not None and not did.empty:
             for _, r in _main_rows(did).iterrows():
