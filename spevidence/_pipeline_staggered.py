@@ -206,23 +206,34 @@ def estimate(
     return tables, notes, attrition, n_units
 
 
-def sroi_effects(est: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The headline effects the SROI values, and the estimator they come from.
+def headline_estimator(est: pd.DataFrame) -> str:
+    """The estimator whose simple aggregation is the headline ("" if none was estimated).
 
-    The simple aggregation (average effect per person-period among the treated after
-    first treatment, in events) of Callaway-Sant'Anna, or of the extended TWFE when
-    Callaway-Sant'Anna was not run (its simple effect is on the same events scale, also
-    for the Poisson family). One estimator for every outcome; outcomes whose estimate was
-    withheld (too few people) or could not be fitted are left out. Columns: ``outcome,
-    estimate, std_error, n`` (``n`` = treated people, before disclosure control).
+    Callaway-Sant'Anna, or the extended TWFE when Callaway-Sant'Anna gave no estimate
+    (not run, not fitted, or every estimate withheld): the simple aggregation of both is
+    the average change in events per person-period among the treated after first
+    treatment (for the Poisson family too). The SROI values it and the board summary
+    states it, so both always name the same estimate.
     """
     simple = est.loc[est["aggregation"] == "simple"].dropna(subset=["estimate", "std_error"])
     for key in ("callaway_santanna", "etwfe"):
-        rows = simple.loc[simple["estimator"] == ESTIMATOR_LABELS[key]]
-        if len(rows):
-            out = rows[["outcome", "estimate", "std_error", "n"]].reset_index(drop=True)
-            return out, ESTIMATOR_LABELS[key]
-    return pd.DataFrame(columns=["outcome", "estimate", "std_error", "n"]), ""
+        if (simple["estimator"] == ESTIMATOR_LABELS[key]).any():
+            return ESTIMATOR_LABELS[key]
+    return ""
+
+
+def sroi_effects(est: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The headline effects the SROI values, and the estimator they come from.
+
+    The simple aggregation of the :func:`headline_estimator`: one estimator for every
+    outcome; outcomes whose estimate was withheld (too few people) or could not be fitted
+    are left out. Columns: ``outcome, estimate, std_error, n`` (``n`` = treated people,
+    before disclosure control).
+    """
+    name = headline_estimator(est)
+    simple = est.loc[est["aggregation"] == "simple"].dropna(subset=["estimate", "std_error"])
+    rows = simple.loc[simple["estimator"] == name]
+    return rows[["outcome", "estimate", "std_error", "n"]].reset_index(drop=True), name
 
 
 def _n_treated(fit: Any) -> int:
@@ -386,7 +397,8 @@ def finish(
 ) -> RunResult:
     """Estimate and tabulate for ``design: staggered`` (after linkage); ``write`` is the
     pipeline's shared output tail (``spevidence.pipeline._write_outputs``: disclosure
-    control, bundle, report)."""
+    control, the service activity, equity, case-finding and wellbeing outputs, bundle,
+    report)."""
     from spevidence.pipeline import RunResult, _sroi
 
     step(2)

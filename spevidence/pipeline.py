@@ -195,7 +195,8 @@ def run(
             enabled=cache and all(h is not None for h in hashes.values()),
         )
         steps.step(1)
-        # the output tail both designs share (disclosure control, bundle, report)
+        # the output tail both designs share (disclosure control, service activity from
+        # the validated extracts, bundle, report)
         write = partial(
             _write_outputs,
             data=data,
@@ -205,6 +206,7 @@ def run(
             formats=formats,
             report_engine=report_engine,
             step=steps.step,
+            activity_from=clean,
         )
         # 2. link ------------------------------------------------------------------
         if proto.design == "staggered":  # whole-population staggered DiD: its own module
@@ -353,9 +355,7 @@ def run(
             **({"did_not_estimated": skipped} if len(skipped) else {}),
             **sroi_tables,
         }
-        bundle, reports = write(
-            tables, proto, activity_from=clean, extra={"sroi_effect": sroi_effect}
-        )
+        bundle, reports = write(tables, proto, extra={"sroi_effect": sroi_effect})
     return RunResult(bundle=bundle, reports=reports, reused=tuple(run_cache.reused))
 
 
@@ -685,16 +685,19 @@ def _sroi(
     person-year (x 12 or x 4), times the ``persons`` treated, valued and set against the
     link-worker inputs of the protocol's ``sroi:`` block. ``source`` names the estimate in
     the value map, ``described`` says what it is in the report. Returns the SROI tables
-    and the report's sentence on which estimate feeds them.
+    and the report's sentence on which estimate feeds them; no tables (and ``""``) when
+    disclosure control would redact the count of people treated.
     """
-    from spevidence.disclosure._control import _round
+    from spevidence.disclosure import released_count
     from spevidence.sroi import evaluate, from_did, link_worker_inputs
 
     # the people valued are the released (rounded) count: an exact count would be
     # recoverable as quantity / (periods a year x estimate)
     dc = proto.disclosure
-    if dc.rounding > 1:
-        persons = int(_round(np.array([float(persons)]), dc.rounding, dc.threshold)[0])
+    released = released_count(persons, threshold=dc.threshold, rounding=dc.rounding)
+    if released is None:  # too few people to release their count: nothing is valued
+        return {}, ""
+    persons = released
     ppy = PERIODS_PER_YEAR[proto.period]
     per_year = pd.DataFrame(
         {
@@ -728,10 +731,10 @@ def _sroi(
         seed=proto.seed,
     )
     per = f"person-{proto.period}"
-    released = f" (as released: rounded to the nearest {dc.rounding})" if dc.rounding > 1 else ""
+    rounded = f" (as released: rounded to the nearest {dc.rounding})" if dc.rounding > 1 else ""
     return _sroi_tables(sroi), (
         f"{described}, converted from events per {per} to events per person-year "
-        f"(× {ppy:g}) and multiplied by the number of people treated{released}"
+        f"(× {ppy:g}) and multiplied by the number of people treated{rounded}"
     )
 
 
