@@ -672,7 +672,8 @@ def _start(X: FloatArray, Y: FloatArray, E: FloatArray) -> FloatArray:
     Poisson ``mustart = y + 0.1``; the treated cells' own coefficients start at their
     saturated values."""
     w = Y + 0.1
-    return np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * np.log(w / E)))
+    b: FloatArray = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * np.log(w / E)))
+    return b
 
 
 def _poisson_newton(
