@@ -672,8 +672,9 @@ def _start(X: FloatArray, Y: FloatArray, E: FloatArray) -> FloatArray:
     Poisson ``mustart = y + 0.1``; the treated cells' own coefficients start at their
     saturated values."""
     w = Y + 0.1
-    b: FloatArray = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * np.log(w / E)))
-    return b
+    return np.asarray(
+        np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * np.log(w / E))), dtype=np.float64
+    )
 
 
 def _poisson_newton(
