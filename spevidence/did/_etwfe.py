@@ -767,12 +767,16 @@ class _Support:
 
     ``fit`` (C x T) marks the cells entering the likelihood; ``status`` gives each treated
     cell 0 (estimated), 1 (no events: effect 0 minus the counterfactual) or 2 (not
-    identified); ``table`` counts the cells and rows left out, by reason.
+    identified); ``table`` counts the cells and rows left out, by reason; ``separated``
+    marks the cells whose maximum likelihood estimate does not exist (every treated cell
+    with no events, and the separated comparison cells): the rows a row-level separation
+    check (pyfixest ``separation_check=["fe", "ir"]``) drops.
     """
 
     fit: NDArray[np.bool_]
     status: NDArray[np.int8]
     table: pd.DataFrame
+    separated: NDArray[np.bool_]  # C x T: cells with no events whose MLE does not exist
 
 
 def _support(mom: _Moments, cells: list[tuple[int, int]], family: Family) -> _Support:
@@ -797,7 +801,8 @@ def _support(mom: _Moments, cells: list[tuple[int, int]], family: Family) -> _Su
     C, T = mom.ysum.shape
     K = len(cells)
     if family == "linear":
-        return _Support(np.ones((C, T), bool), np.zeros(K, np.int8), _empty_support())
+        none = np.zeros((C, T), bool)
+        return _Support(~none, np.zeros(K, np.int8), _empty_support(), none)
     treated = np.zeros((C, T), bool)
     for c, ti in cells:
         treated[c, ti] = True
@@ -866,7 +871,7 @@ def _support(mom: _Moments, cells: list[tuple[int, int]], family: Family) -> _Su
         ],
         columns=_SUPPORT_COLUMNS,
     )
-    return _Support(fit, status, table)
+    return _Support(fit, status, table, separated | ((tr >= 0) & ~pos))
 
 
 _SUPPORT_COLUMNS = ["reason", "cells", "rows", "aggregated", "note"]
