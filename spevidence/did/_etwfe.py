@@ -16,7 +16,9 @@ Because every regressor is constant within a cohort x period cell, the fit
 needs only the cell sums, and the unit-clustered variance only per-cohort
 ``T x T`` cross-products of outcome and exposure (DESIGN.md section 6), so
 this runs in seconds on national panels. The result equals the row-level
-``pyfixest`` fit (tests).
+``pyfixest`` fit (tests). For the same reason Poisson separation (cells with no
+events whose maximum likelihood estimate does not exist) is a property of cells and
+is found exactly from the cell sums (``_support``).
 
 References
 ----------
@@ -443,10 +445,28 @@ def etwfe(
     -------
     ETWFE
 
+    Notes
+    -----
+    Poisson with rare outcomes or small cohorts: a cohort x period cell with no events
+    can make the maximum likelihood estimate not exist (separation). Such cells are
+    found exactly and left out of the fit, as fixest and pyfixest's ``fe`` + ``ir``
+    separation checks drop the rows (the estimates and SEs then equal pyfixest's on the
+    rows left); ``ETWFE.separation`` counts them by reason and ``ETWFE.status`` marks
+    each treated cell. A treated cell with no events has coefficient ``-inf`` but a
+    finite effect on the count scale, 0 minus its counterfactual mean, and stays in the
+    aggregations (leaving it out would select cells on the outcome). A treated cell
+    whose cohort or period has no comparison cells with events has no counterfactual and
+    is left out of the aggregations. When no cell after treatment can be estimated the
+    error says why and what to change.
+
     References
     ----------
     Wooldridge, J. M. (2021), SSRN 3906345; Wooldridge, J. M. (2023),
-    *The Econometrics Journal* 26(3), C31-C66.
+    *The Econometrics Journal* 26(3), C31-C66. Santos Silva, J. M. C. and Tenreyro, S.
+    (2010). On the existence of the maximum likelihood estimates in Poisson regression.
+    *Economics Letters* 107(2), 310-312. Correia, S., Guimaraes, P. and Zylkin, T.
+    (2021). Verifying the existence of maximum likelihood estimates for generalized
+    linear models. arXiv:1903.01633.
     """
     if family not in ("linear", "poisson"):
         raise EstimationError(f"family={family!r}: use 'linear' or 'poisson'.")
@@ -473,10 +493,9 @@ def etwfe(
             ep, exposure=exposure is not None, clustered=cluster is not None and cluster != idname
         )
         mom = _Moments(times=ep.times, **em)
-        n = int(mom.count.sum())
         attr = ep.attrition
     else:
-        mom, n, attr = _prepare(
+        mom, _, attr = _prepare(
             data,
             yname=yname,
             idname=idname,
@@ -489,7 +508,6 @@ def etwfe(
         raise DataError(f"etwfe(family='poisson'): outcome {yname!r} has negative values.")
     return _fit(
         mom,
-        n,
         family,
         control,
         alpha,
@@ -542,7 +560,6 @@ def _design(mom: _Moments, control: str) -> tuple[FloatArray, list[tuple[int, in
 
 def _fit(
     mom: _Moments,
-    n: int,
     family: Family,
     control: str,
     alpha: float,
