@@ -242,27 +242,27 @@ def _n_treated(fit: Any) -> int:
 
 
 def separation_note(fit: Any) -> str:
-    """A sentence on the ETWFE Poisson cells left out of the fit (separation), or ``""``.
+    """A sentence on the ETWFE Poisson cells at the boundary (separation), or ``""``.
 
     Counts cohort x period cells only (never people), so it is released as text.
     """
     status = fit.status[fit.times >= fit.groups]
     zero = int((status == "no events").sum())
+    nocomp = int((status == "no comparison events").sum())
     noid = int((status == "not identified").sum())
-    if not zero and not noid:
-        return ""
     parts = []
     if zero:
+        parts.append(f"{zero} with no events count as their observed 0 less the counterfactual")
+    if nocomp:
         parts.append(
-            f"{zero} treated cohort-period cells with no events enter the averages with "
-            "their observed count (0) less the counterfactual"
+            f"{nocomp} whose cohort or period has no comparison events count with a "
+            "counterfactual of 0"
         )
     if noid:
-        parts.append(
-            f"{noid} treated cells whose cohort or period has no comparison events are left "
-            "out (no counterfactual)"
-        )
-    return f"Poisson fit: of {len(status)} treated cells after treatment, " + "; ".join(parts) + "."
+        parts.append(f"{noid} with no counterfactual are left out")
+    if not parts:
+        return ""
+    return f"Poisson fit, {len(status)} treated cells after treatment: " + "; ".join(parts) + "."
 
 
 def _subset(agg: Any, keep: np.ndarray) -> Any:

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 Family = Literal["linear", "poisson"]
 EtwfeKind = Literal["simple", "dynamic", "event", "group", "calendar"]
 FloatArray = NDArray[np.float64]
+# status of a treated cell in a Poisson fit (see _support)
+ESTIMATED, NO_EVENTS, NOT_IDENTIFIED, NO_COMPARISON = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -85,16 +87,18 @@ class ETWFE:
     att, se : numpy.ndarray
         Cell ATT on the response scale and its delta-method SE.
     status : numpy.ndarray
-        Per cell: ``"estimated"``; ``"no events"`` (Poisson: no events in the cell, so
-        its coefficient is ``-inf`` and it is left out of the fit, but its effect on
-        the count scale, 0 minus the counterfactual mean, is reported and aggregated);
-        or ``"not identified"`` (Poisson: no counterfactual because its cohort or
-        period has no comparison cells with events; ``att`` is NaN and the cell is left
-        out of the aggregations).
+        Per cell: ``"estimated"``; or, Poisson only (separation: the maximum likelihood
+        estimate does not exist), ``"no events"`` (coefficient ``-inf``, left out of
+        the fit; effect on the count scale 0 minus the counterfactual mean),
+        ``"no comparison events"`` (every comparison cell of its cohort or period is
+        empty, so that effect is ``-inf`` and the counterfactual 0; effect = the
+        observed mean, coefficient NaN) or ``"not identified"`` (its cohort or period
+        is not linked to the other comparison cells: ``att`` NaN). All but the last
+        are aggregated.
     separation : pandas.DataFrame
-        Poisson: the cohort x period cells and rows left out of the fit because the
-        maximum likelihood estimate does not exist for them (separation), counted by
-        reason (``reason, cells, rows, aggregated, note``); empty when none were.
+        Poisson: the cohort x period cells at the boundary or left out of the fit,
+        counted by reason (``reason, cells, rows, aggregated, note``; never
+        identifiers); empty when there are none.
     n_units, n_obs, n_clusters : int
         Units, rows and clusters in the fit (after any cells left out).
     """
@@ -123,7 +127,7 @@ class ETWFE:
 
     def tidy(self) -> pd.DataFrame:
         """One row per treated cohort x period cell (ATT on the response scale), with
-        its ``status`` (``estimated``, ``no events`` or ``not identified``)."""
+        its ``status`` (see the class attributes)."""
         z = stats.norm.ppf(1 - self.alpha / 2)
         rows = []
         for g, t, a, s, b, bs, nn, st in zip(
@@ -191,13 +195,15 @@ class ETWFE:
         ``simple``, ``group`` and ``calendar`` use post-treatment cells; ``dynamic``
         (alias ``event``) reports every event time that has cells. Delta-method SEs.
 
-        Poisson cells with no events (``status == "no events"``) are averaged in with
-        their effect 0 minus the counterfactual mean, the limit of the maximum
-        likelihood estimate (leaving them out would select cells on the outcome and bias
-        the average upwards). Cells with ``status == "not identified"`` have no
-        counterfactual and are left out: the average is then over the treated
-        observations of the other cells, and levels with no such cells are not
-        reported. ``settings`` (and ``glance()``) count the cells of each kind used.
+        Poisson cells at the boundary (separation) are averaged in at the limit of the
+        maximum likelihood estimate: cells with no events (``status == "no events"``)
+        with effect 0 minus the counterfactual mean, cells whose cohort or period has
+        no comparison events with a counterfactual of 0 (leaving them out would select
+        cells on the outcome and bias the average). Cells with
+        ``status == "not identified"`` are left out: the average is then over the
+        treated observations of the other cells, and levels with none are not
+        reported. ``settings`` (and ``glance()``) count the post-treatment cells of each
+        kind.
         """
         if kind == "event":
             kind = "dynamic"
@@ -248,6 +254,9 @@ class ETWFE:
                 **self.settings,
                 "kind": kind,
                 "cells_no_events": int((post & (self.status == "no events")).sum()),
+                "cells_no_comparison_events": int(
+                    (post & (self.status == "no comparison events")).sum()
+                ),
                 "cells_not_identified": int(((t >= g) & ~ok).sum()),
             },
             estimator="etwfe",
@@ -449,15 +458,15 @@ def etwfe(
     -----
     Poisson with rare outcomes or small cohorts: a cohort x period cell with no events
     can make the maximum likelihood estimate not exist (separation). Such cells are
-    found exactly and left out of the fit, as fixest and pyfixest's ``fe`` + ``ir``
-    separation checks drop the rows (the estimates and SEs then equal pyfixest's on the
-    rows left); ``ETWFE.separation`` counts them by reason and ``ETWFE.status`` marks
-    each treated cell. A treated cell with no events has coefficient ``-inf`` but a
-    finite effect on the count scale, 0 minus its counterfactual mean, and stays in the
-    aggregations (leaving it out would select cells on the outcome). A treated cell
-    whose cohort or period has no comparison cells with events has no counterfactual and
-    is left out of the aggregations. When no cell after treatment can be estimated the
-    error says why and what to change.
+    found exactly and left out of the fit, as pyfixest's ``fe`` + ``ir`` separation
+    checks drop the rows (estimates and SEs equal pyfixest's); ``ETWFE.separation``
+    counts them by reason and ``ETWFE.status`` marks each treated cell. The effects
+    of treated cells at the boundary are the limits of the estimate and stay in the
+    aggregations: a treated cell with no events has coefficient ``-inf`` and effect 0
+    minus its counterfactual mean; a cell whose cohort (or period) has no comparison
+    events has counterfactual 0 and effect equal to its observed mean. Leaving them
+    out would select cells on the outcome. When no cell after treatment has a
+    finite estimate the error says why and what to change.
 
     References
     ----------
@@ -618,9 +627,11 @@ def _fit(
     rows = np.array([c * T + ti for c, ti in cells])
     w_cell = nct[rows]
     st = sup.status
-    est = st == 0
+    own = fit[rows]  # treated cells fitted with their own coefficient
+    n_own = int(own.sum())
     tau_col = np.full(K_all, -1)
-    tau_col[est] = P - int(est.sum()) + np.arange(int(est.sum()))
+    tau_col[own] = P - n_own + np.arange(n_own)
+    est = st == ESTIMATED
     coef = np.full(K_all, np.nan)
     coef_se = np.full(K_all, np.nan)
     coef[est] = beta[tau_col[est]]
@@ -631,16 +642,19 @@ def _fit(
         eff = coef.copy()
         jac[np.arange(K_all), tau_col] = 1.0
     else:
-        coef[st == 1] = -np.inf
+        coef[st == NO_EVENTS] = -np.inf
         ebar = Esum[rows] / nct[rows]
-        use = st != 2
+        use = st != NOT_IDENTIFIED
         Xfe = X[rows].copy()
-        Xfe[:, P - int(est.sum()) :] = 0.0  # the cell's own coefficient is not in base
-        base = np.exp(Xfe @ beta)  # counterfactual mean per unit of exposure
-        full = np.where(est, mu[rows], 0.0)  # fitted = observed mean (0 with no events)
+        Xfe[:, P - n_own :] = 0.0  # the cell's own coefficient is not in the counterfactual
+        with np.errstate(over="ignore"):
+            base = np.where(  # counterfactual mean per unit of exposure
+                (st == ESTIMATED) | (st == NO_EVENTS), np.exp(Xfe @ beta), 0.0
+            )
+        full = np.where(own, mu[rows], 0.0)  # fitted = observed mean (0 with no events)
         eff = np.where(use, ebar * (full - base), np.nan)
         jac = np.where(use, ebar * (full - base), 0.0)[:, None] * Xfe
-        k = np.flatnonzero(est)
+        k = np.flatnonzero(own)
         jac[k, tau_col[k]] = ebar[k] * full[k]
     se_eff = np.sqrt(np.clip(np.einsum("kp,pq,kq->k", jac, V, jac), 0.0, None))
     se_eff[st == 2] = np.nan
@@ -669,18 +683,23 @@ def _fit(
     )
 
 
-_STATUS = {0: "estimated", 1: "no events", 2: "not identified"}
+_STATUS = {
+    ESTIMATED: "estimated",
+    NO_EVENTS: "no events",
+    NOT_IDENTIFIED: "not identified",
+    NO_COMPARISON: "no comparison events",
+}
 
 
 def _columns(sup: _Support, cells: list[tuple[int, int]], C: int, T: int) -> list[int]:
-    """Columns of the full design kept: periods and cohorts with cells in the fit (the
-    first such cohort is the reference) and the coefficients of estimated cells."""
-    periods = np.flatnonzero(sup.fit.any(axis=0))
-    cohorts = np.flatnonzero(sup.fit.any(axis=1))
+    """Columns of the full design kept: periods and cohorts with comparison cells in the
+    fit (the first such cohort is the reference) and the own coefficients of the treated
+    cells in the fit."""
+    periods = np.flatnonzero(sup.comparison.any(axis=0))
+    cohorts = np.flatnonzero(sup.comparison.any(axis=1))
     cols = [int(t) for t in periods]
     cols += [T + int(c) - 1 for c in cohorts[1:]]
-    K = len(cells)
-    cols += [T + C - 1 + k for k in range(K) if sup.status[k] == 0]
+    cols += [T + C - 1 + k for k, (c, ti) in enumerate(cells) if sup.fit[c, ti]]
     return cols
 
 
@@ -734,11 +753,11 @@ def _poisson_newton(
 def _check_support(sup: _Support, mom: _Moments, cells: list[tuple[int, int]], yname: str) -> None:
     """A clear error when no post-treatment cell can be estimated."""
     post = np.array([mom.times[ti] >= mom.cohorts[c] for c, ti in cells])
-    if (sup.status[post] == 0).any():
+    if (sup.status[post] == ESTIMATED).any():
         return
     k = int(post.sum())
-    zero = int((sup.status[post] == 1).sum())
-    noid = int((sup.status[post] == 2).sum())
+    zero = int((sup.status[post] == NO_EVENTS).sum())
+    noid = k - zero
     raise EstimationError(
         f"etwfe(family='poisson'): no effect of treatment on {yname!r} can be estimated: "
         f"of the {k} treated cohort x period cells after treatment, {zero} have no "
@@ -752,18 +771,25 @@ def _check_support(sup: _Support, mom: _Moments, cells: list[tuple[int, int]], y
 # ------------------------------------------------------------------------------- separation
 
 _NO_EVENTS = "treated cell with no events"
+_NO_COMPARISON = "treated cell whose cohort or period has no comparison events"
 _NOT_IDENTIFIED = "treated cell without a counterfactual"
 _SEPARATED = "comparison cell with no events that separates the fit"
 _DISCONNECTED = "comparison cell not linked to the main comparison group"
 _REASONS = {
     _NO_EVENTS: (
         "its log rate ratio is -infinity (separation): left out of the fit; its count-scale "
-        "effect, 0 minus the counterfactual mean, stays in the aggregations",
+        "effect, 0 minus the counterfactual mean, is in the aggregations",
+        True,
+    ),
+    _NO_COMPARISON: (
+        "every comparison cell of its cohort or period has no events, so that effect is "
+        "-infinity and the counterfactual mean 0 (separation): its effect is its observed "
+        "mean (fitted by its own coefficient when it has events), in the aggregations",
         True,
     ),
     _NOT_IDENTIFIED: (
-        "its cohort or period has no comparison cells with events left: no counterfactual, "
-        "left out of the fit and the aggregations",
+        "its cohort or period is in a comparison group not linked to the rest: no "
+        "counterfactual, left out of the fit and the aggregations",
         False,
     ),
     _SEPARATED: (
@@ -782,22 +808,25 @@ _REASONS = {
 class _Support:
     """Which cohort x period cells a Poisson fit can use (all of them for the linear model).
 
-    ``fit`` (C x T) marks the cells entering the likelihood; ``status`` gives each treated
-    cell 0 (estimated), 1 (no events: effect 0 minus the counterfactual) or 2 (not
-    identified); ``table`` counts the cells and rows left out, by reason; ``separated``
-    marks the cells whose maximum likelihood estimate does not exist (every treated cell
-    with no events, and the separated comparison cells): the rows a row-level separation
-    check (pyfixest ``separation_check=["fe", "ir"]``) drops.
+    ``comparison`` (C x T) marks the comparison cells in the fit, ``fit`` every cell in
+    it (those and the treated cells with a coefficient); ``status`` gives each treated
+    cell ESTIMATED, NO_EVENTS (effect 0 minus the counterfactual), NO_COMPARISON
+    (counterfactual 0, effect the observed mean) or NOT_IDENTIFIED; ``table`` counts
+    the cells and rows by reason; ``separated`` marks the cells whose maximum likelihood
+    estimate does not exist (every treated cell with no events, and the separated
+    comparison cells): the rows a row-level separation check (pyfixest
+    ``separation_check=["fe", "ir"]``) drops.
     """
 
+    comparison: NDArray[np.bool_]
     fit: NDArray[np.bool_]
     status: NDArray[np.int8]
     table: pd.DataFrame
-    separated: NDArray[np.bool_]  # C x T: cells with no events whose MLE does not exist
+    separated: NDArray[np.bool_]
 
 
 def _support(mom: _Moments, cells: list[tuple[int, int]], family: Family) -> _Support:
-    """Drop the cells whose Poisson MLE does not exist (separation), as fixest/pyfixest do.
+    """Find the cells whose Poisson MLE does not exist (separation), as fixest/pyfixest do.
 
     Every regressor is constant within a cohort x period cell, so separation is a
     property of cells: a cell with no events is separated when some combination of the
@@ -812,14 +841,17 @@ def _support(mom: _Moments, cells: list[tuple[int, int]], family: Family) -> _Su
     components are not in one strongly connected component of those constraints (else
     the constraints force equality). Comparison cells outside the connected part with
     the most events are left out too (their effects cannot be compared with the rest),
-    and the check repeats until nothing changes. A treated cell is identified when its
-    cohort and period are both in that part.
+    and the check repeats until nothing changes.
+
+    A treated cell whose cohort and period are in that part has a counterfactual; one
+    whose cohort or period lost every comparison cell to separation has the limit
+    counterfactual 0 (that effect runs to -infinity); any other has none.
     """
     C, T = mom.ysum.shape
     K = len(cells)
     if family == "linear":
         none = np.zeros((C, T), bool)
-        return _Support(~none, np.zeros(K, np.int8), _empty_support(), none)
+        return _Support(~none, ~none, np.zeros(K, np.int8), _empty_support(), none)
     treated = np.zeros((C, T), bool)
     for c, ti in cells:
         treated[c, ti] = True
@@ -855,22 +887,34 @@ def _support(mom: _Moments, cells: list[tuple[int, int]], family: Family) -> _Su
             break
         loose |= out
         comp &= ~out
+    # nodes (cohorts, then periods) in the main part, and those whose every comparison
+    # cell was separated: their effect runs to -infinity
+    had = np.concatenate([(~treated).any(axis=1), (~treated).any(axis=0)])
+    kept = np.concatenate([comp.any(axis=1), comp.any(axis=0)])
+    unseparated = ~treated & ~separated
+    left = np.concatenate([unseparated.any(axis=1), unseparated.any(axis=0)])
+    in_main = kept & (lab == main)
+    at_minus_inf = had & ~left
     status = np.zeros(K, np.int8)
     for k, (c, ti) in enumerate(cells):
-        if not (lab[c] == main and lab[C + ti] == main):
-            status[k] = 2
+        ends = (c, C + ti)
+        if not all(in_main[e] or at_minus_inf[e] for e in ends):
+            status[k] = NOT_IDENTIFIED
+        elif any(at_minus_inf[e] for e in ends):
+            status[k] = NO_COMPARISON
         elif not pos[c, ti]:
-            status[k] = 1
+            status[k] = NO_EVENTS
     fit = comp.copy()
     for k, (c, ti) in enumerate(cells):
-        fit[c, ti] = status[k] == 0
+        fit[c, ti] = pos[c, ti] and status[k] in (ESTIMATED, NO_COMPARISON)
     rows_per_cell = np.repeat(mom.count[:, None], T, axis=1)
     tr = np.zeros((C, T), np.int8) - 1
     for k, (c, ti) in enumerate(cells):
         tr[c, ti] = status[k]
     masks = {
-        _NO_EVENTS: tr == 1,
-        _NOT_IDENTIFIED: tr == 2,
+        _NO_EVENTS: tr == NO_EVENTS,
+        _NO_COMPARISON: tr == NO_COMPARISON,
+        _NOT_IDENTIFIED: tr == NOT_IDENTIFIED,
         _SEPARATED: separated,
         _DISCONNECTED: loose,
     }
@@ -888,7 +932,7 @@ def _support(mom: _Moments, cells: list[tuple[int, int]], family: Family) -> _Su
         ],
         columns=_SUPPORT_COLUMNS,
     )
-    return _Support(fit, status, table, separated | ((tr >= 0) & ~pos))
+    return _Support(comp, fit, status, table, separated | ((tr >= 0) & ~pos))
 
 
 _SUPPORT_COLUMNS = ["reason", "cells", "rows", "aggregated", "note"]
