@@ -262,7 +262,7 @@ def separation_note(fit: Any) -> str:
         parts.append(f"{noid} with no counterfactual are left out")
     if not parts:
         return ""
-    return f"Poisson fit, {len(status)} treated cells after treatment: " + "; ".join(parts) + "."
+    return f"of {len(status)} treated cohort-period cells after treatment, " + "; ".join(parts)
 
 
 def _subset(agg: Any, keep: np.ndarray) -> Any:

@@ -167,6 +167,9 @@ class ETWFE:
                     "n_clusters": self.n_clusters,
                     "n_cells": len(self.coef),
                     "n_cells_no_events": int((self.status == "no events").sum()),
+                    "n_cells_no_comparison_events": int(
+                        (self.status == "no comparison events").sum()
+                    ),
                     "n_cells_not_identified": int((self.status == "not identified").sum()),
                 }
             ]

@@ -733,12 +733,12 @@ class Narrative:
         fit_notes = self.rb.table("staggered_fit_notes")
         if fit_notes is not None and len(fit_notes):
             parts.append(
-                "\n*Cells left out of the fit:* "
+                "\n*Cells with no events (Poisson model; the estimate is at its limit there):* "
                 + "; ".join(
-                    f"{r['estimator']} for {outcome_label(r['outcome'])}: {r['note']}"
+                    f"{r['estimator']} for {outcome_label(r['outcome'])}, {r['note']}"
                     for _, r in fit_notes.iterrows()
                 )
-                + "\n"
+                + ".\n"
             )
         return "\n".join(parts)
 
