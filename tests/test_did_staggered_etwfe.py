@@ -428,6 +428,24 @@ def test_poisson_cohort_without_a_counterfactual_is_left_out() -> None:
     np.testing.assert_allclose(r.coef[4:], m.coef()[names[4:]], rtol=1e-8)
 
 
+def test_poisson_newton_halves_steps_from_a_poor_start(mpdta) -> None:
+    """From log rates of -30 a full Newton step overflows (exp of about e^30); halved
+    steps reach the same maximum as the default start."""
+    from spevidence.did._etwfe import _design, _poisson_newton, _prepare, _start
+
+    d = _rare(mpdta, [])
+    mom, _, _ = _prepare(d, yname="y", **MP, exposure="days", cluster=None)
+    X, _, _ = _design(mom, "notyet")
+    Y, E = mom.ysum.reshape(-1), mom.esum.reshape(-1)
+    good = _poisson_newton(X, Y, E, _start(X, Y, E))
+    bad = np.full(X.shape[1], -30.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mu = E * np.exp(X @ bad)
+        full_step = bad + np.linalg.solve(X.T @ (mu[:, None] * X), X.T @ (Y - mu))
+        assert not np.isfinite(Y @ (X @ full_step) - E @ np.exp(X @ full_step))
+    np.testing.assert_allclose(_poisson_newton(X, Y, E, bad), good, rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_separation_matches_pyfixest_on_sparse_random_panels(seed) -> None:
     """Tiny cohorts and a rare outcome give many empty cells in irregular patterns; the

@@ -719,9 +719,10 @@ def _start(X: FloatArray, Y: FloatArray, E: FloatArray) -> FloatArray:
 def _poisson_newton(
     X: FloatArray, Y: FloatArray, E: FloatArray, beta: FloatArray, maxiter: int = 100
 ) -> FloatArray:
-    """Poisson maximum likelihood on cell sums: Newton steps, halved until the
-    log-likelihood does not fall. Stops after a step below 1e-10 (Newton converges
-    quadratically, so the error left is of the order of its square)."""
+    """Poisson maximum likelihood on cell sums: Newton steps, capped at 10 on the log
+    scale and halved until the log-likelihood does not fall. Stops after a full step
+    below 1e-10 (Newton converges quadratically, so the error left is of the order of
+    its square)."""
 
     def loglik(b: FloatArray) -> float:
         eta = X @ b
@@ -732,7 +733,7 @@ def _poisson_newton(
     for _ in range(maxiter):
         mu = E * np.exp(X @ beta)
         step = np.linalg.solve(X.T @ (mu[:, None] * X), X.T @ (Y - mu))
-        size = 1.0
+        size = min(1.0, 10.0 / max(float(np.max(np.abs(step))), 1e-300))  # at most e^10
         while True:
             new = beta + size * step
             ll_new = loglik(new)
@@ -745,7 +746,7 @@ def _poisson_newton(
                     "(step halving failed); please report this with the cohort sizes."
                 )
         beta, ll = new, ll_new
-        if np.max(np.abs(size * step)) < 1e-10:
+        if size == 1.0 and np.max(np.abs(step)) < 1e-10:
             return beta
     raise EstimationError(
         f"etwfe(family='poisson') did not converge in {maxiter} Newton steps; "
