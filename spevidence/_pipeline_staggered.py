@@ -119,6 +119,7 @@ def estimate(
     est: list[pd.DataFrame] = []
     pre: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
+    fit_notes: list[dict[str, Any]] = []
     cohorts = pd.DataFrame()
     attrition = pd.DataFrame()
     n_units = 0
@@ -176,6 +177,10 @@ def estimate(
                         cluster=cluster,
                         control=spec.control,
                     )
+                    if note := separation_note(fit):
+                        fit_notes.append(
+                            {"outcome": o, "estimator": ESTIMATOR_LABELS[name], "note": note}
+                        )
                     simple = fit.aggregate("simple")
                     dyn_all = fit.aggregate("dynamic")
                     keep = (dyn_all.levels >= lo) & (dyn_all.levels <= hi)
@@ -203,6 +208,8 @@ def estimate(
         ),
         "staggered_cohorts": cohorts,
     }
+    if fit_notes:
+        tables["staggered_fit_notes"] = pd.DataFrame(fit_notes)
     return tables, notes, attrition, n_units
 
 
@@ -240,8 +247,33 @@ def _n_treated(fit: Any) -> int:
     """Treated people behind a simple aggregation (not every unit analysed)."""
     if hasattr(fit, "cohort_sizes"):  # Callaway-Sant'Anna
         return int(sum(k for g, k in fit.cohort_sizes.items() if np.isfinite(g)))
-    per_cohort = pd.Series(fit.n_cell).groupby(pd.Series(fit.groups)).max()  # ETWFE
+    used = (fit.status != "not identified") & (fit.times >= fit.groups)  # ETWFE
+    per_cohort = pd.Series(fit.n_cell[used]).groupby(pd.Series(fit.groups[used])).max()
     return int(per_cohort.sum())
+
+
+def separation_note(fit: Any) -> str:
+    """A sentence on the ETWFE Poisson cells at the boundary (separation), or ``""``.
+
+    Counts cohort x period cells only (never people), so it is released as text.
+    """
+    status = fit.status[fit.times >= fit.groups]
+    zero = int((status == "no events").sum())
+    nocomp = int((status == "no comparison events").sum())
+    noid = int((status == "not identified").sum())
+    parts = []
+    if zero:
+        parts.append(f"{zero} with no events count as their observed 0 less the counterfactual")
+    if nocomp:
+        parts.append(
+            f"{nocomp} whose cohort or period has no comparison events count with a "
+            "counterfactual of 0"
+        )
+    if noid:
+        parts.append(f"{noid} with no counterfactual are left out")
+    if not parts:
+        return ""
+    return f"of {len(status)} treated cohort-period cells after treatment, " + "; ".join(parts)
 
 
 def _subset(agg: Any, keep: np.ndarray) -> Any:

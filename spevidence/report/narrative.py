@@ -937,6 +937,16 @@ class Narrative:
                 )
                 + "\n"
             )
+        fit_notes = self.rb.table("staggered_fit_notes")
+        if fit_notes is not None and len(fit_notes):
+            parts.append(
+                "\n*Cells with no events (Poisson model; the estimate is at its limit there):* "
+                + "; ".join(
+                    f"{r['estimator']} for {outcome_label(r['outcome'])}, {r['note']}"
+                    for _, r in fit_notes.iterrows()
+                )
+                + ".\n"
+            )
         return "\n".join(parts)
 
     def sroi(self) -> str:
