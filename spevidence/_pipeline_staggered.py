@@ -119,6 +119,7 @@ def estimate(
     est: list[pd.DataFrame] = []
     pre: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
+    fit_notes: list[dict[str, Any]] = []
     cohorts = pd.DataFrame()
     attrition = pd.DataFrame()
     n_units = 0
@@ -181,6 +182,10 @@ def estimate(
                         cluster=cluster,
                         control=spec.control,
                     )
+                    if note := separation_note(fit):
+                        fit_notes.append(
+                            {"outcome": o, "estimator": ESTIMATOR_LABELS[name], "note": note}
+                        )
                     simple = fit.aggregate("simple")
                     dyn_all = fit.aggregate("dynamic")
                     keep = (dyn_all.levels >= lo) & (dyn_all.levels <= hi)
@@ -208,34 +213,72 @@ def estimate(
         ),
         "staggered_cohorts": cohorts,
     }
+    if fit_notes:
+        tables["staggered_fit_notes"] = pd.DataFrame(fit_notes)
     return tables, notes, attrition, n_units
+
+
+def headline_estimator(est: pd.DataFrame) -> str:
+    """The estimator whose simple aggregation is the headline ("" if none was estimated).
+
+    Callaway-Sant'Anna, or the extended TWFE when Callaway-Sant'Anna gave no estimate
+    (not run, not fitted, or every estimate withheld): the simple aggregation of both is
+    the average change in events per person-period among the treated after first
+    treatment (for the Poisson family too). The SROI values it and the board summary
+    states it, so both always name the same estimate.
+    """
+    simple = est.loc[est["aggregation"] == "simple"].dropna(subset=["estimate", "std_error"])
+    for key in ("callaway_santanna", "etwfe"):
+        if (simple["estimator"] == ESTIMATOR_LABELS[key]).any():
+            return ESTIMATOR_LABELS[key]
+    return ""
 
 
 def sroi_effects(est: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The headline effects the SROI values, and the estimator they come from.
 
-    The simple aggregation (average effect per person-period among the treated after
-    first treatment, in events) of Callaway-Sant'Anna, or of the extended TWFE when
-    Callaway-Sant'Anna was not run (its simple effect is on the same events scale, also
-    for the Poisson family). One estimator for every outcome; outcomes whose estimate was
-    withheld (too few people) or could not be fitted are left out. Columns: ``outcome,
-    estimate, std_error, n`` (``n`` = treated people, before disclosure control).
+    The simple aggregation of the :func:`headline_estimator`: one estimator for every
+    outcome; outcomes whose estimate was withheld (too few people) or could not be fitted
+    are left out. Columns: ``outcome, estimate, std_error, n`` (``n`` = treated people,
+    before disclosure control).
     """
+    name = headline_estimator(est)
     simple = est.loc[est["aggregation"] == "simple"].dropna(subset=["estimate", "std_error"])
-    for key in ("callaway_santanna", "etwfe"):
-        rows = simple.loc[simple["estimator"] == ESTIMATOR_LABELS[key]]
-        if len(rows):
-            out = rows[["outcome", "estimate", "std_error", "n"]].reset_index(drop=True)
-            return out, ESTIMATOR_LABELS[key]
-    return pd.DataFrame(columns=["outcome", "estimate", "std_error", "n"]), ""
+    rows = simple.loc[simple["estimator"] == name]
+    return rows[["outcome", "estimate", "std_error", "n"]].reset_index(drop=True), name
 
 
 def _n_treated(fit: Any) -> int:
     """Treated people behind a simple aggregation (not every unit analysed)."""
     if hasattr(fit, "cohort_sizes"):  # Callaway-Sant'Anna
         return int(sum(k for g, k in fit.cohort_sizes.items() if np.isfinite(g)))
-    per_cohort = pd.Series(fit.n_cell).groupby(pd.Series(fit.groups)).max()  # ETWFE
+    used = (fit.status != "not identified") & (fit.times >= fit.groups)  # ETWFE
+    per_cohort = pd.Series(fit.n_cell[used]).groupby(pd.Series(fit.groups[used])).max()
     return int(per_cohort.sum())
+
+
+def separation_note(fit: Any) -> str:
+    """A sentence on the ETWFE Poisson cells at the boundary (separation), or ``""``.
+
+    Counts cohort x period cells only (never people), so it is released as text.
+    """
+    status = fit.status[fit.times >= fit.groups]
+    zero = int((status == "no events").sum())
+    nocomp = int((status == "no comparison events").sum())
+    noid = int((status == "not identified").sum())
+    parts = []
+    if zero:
+        parts.append(f"{zero} with no events count as their observed 0 less the counterfactual")
+    if nocomp:
+        parts.append(
+            f"{nocomp} whose cohort or period has no comparison events count with a "
+            "counterfactual of 0"
+        )
+    if noid:
+        parts.append(f"{noid} with no counterfactual are left out")
+    if not parts:
+        return ""
+    return f"of {len(status)} treated cohort-period cells after treatment, " + "; ".join(parts)
 
 
 def _subset(agg: Any, keep: np.ndarray) -> Any:
@@ -391,7 +434,8 @@ def finish(
 ) -> RunResult:
     """Estimate and tabulate for ``design: staggered`` (after linkage); ``write`` is the
     pipeline's shared output tail (``spevidence.pipeline._write_outputs``: disclosure
-    control, bundle, report)."""
+    control, the service activity, equity, case-finding and wellbeing outputs, bundle,
+    report)."""
     from spevidence.pipeline import RunResult, _sroi
 
     step(2)

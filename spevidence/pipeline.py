@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from spevidence import describe
-from spevidence.errors import DataError, SpevidenceError
+from spevidence.errors import DataError, EstimationError, SpevidenceError
 from spevidence.protocol import Protocol, load_protocol
 
 STEPS = (
@@ -195,7 +195,8 @@ def run(
             enabled=cache and all(h is not None for h in hashes.values()),
         )
         steps.step(1)
-        # the output tail both designs share (disclosure control, bundle, report)
+        # the output tail both designs share (disclosure control, service activity from
+        # the validated extracts, bundle, report)
         write = partial(
             _write_outputs,
             data=data,
@@ -205,6 +206,7 @@ def run(
             formats=formats,
             report_engine=report_engine,
             step=steps.step,
+            activity_from=clean,
         )
         # 2. link ------------------------------------------------------------------
         if proto.design == "staggered":  # whole-population staggered DiD: its own module
@@ -247,52 +249,75 @@ def run(
         ]
         steps.step(3)
         # 4. difference-in-differences ---------------------------------------------
-        est_rows, es_rows, pre_rows = [], [], []
+        est_rows, es_rows, pre_rows, not_estimated = [], [], [], []
         estimates = run_cache.load("estimates")
         for o in outcomes if estimates is None else ():
             for model in proto.did.models:
-                res = two_by_two(
-                    window,
-                    yname=o,
-                    idname="unit_id",
-                    tname="event_time",
-                    treat="treated",
-                    post="post",
-                    model=model,
-                    exposure="exposure_days" if model == "poisson" else None,
-                    cluster=proto.did.cluster,
-                    weights="weights",
-                )
+                try:
+                    res = two_by_two(
+                        window,
+                        yname=o,
+                        idname="unit_id",
+                        tname="event_time",
+                        treat="treated",
+                        post="post",
+                        model=model,
+                        exposure="exposure_days" if model == "poisson" else None,
+                        cluster=proto.did.cluster,
+                        weights="weights",
+                    )
+                except EstimationError as e:  # one outcome's model, not the whole run
+                    not_estimated.append(_not_estimated(o, model, e, steps))
+                    continue
                 td = res.tidy().iloc[[0]].copy()
                 td.insert(0, "model", model)
                 td.insert(0, "outcome", o)
                 est_rows.append(td)
-            es = event_study(
-                matched,
-                yname=o,
-                idname="unit_id",
-                tname="t",
-                index="index_t",
-                treat="treated",
-                window=proto.did.window,
-                reference=-1,
-                cluster=proto.did.cluster,
-                weights="weights",
-            )
+            try:
+                es = event_study(
+                    matched,
+                    yname=o,
+                    idname="unit_id",
+                    tname="t",
+                    index="index_t",
+                    treat="treated",
+                    window=proto.did.window,
+                    reference=-1,
+                    cluster=proto.did.cluster,
+                    weights="weights",
+                )
+            except EstimationError as e:
+                not_estimated.append(_not_estimated(o, "event study", e, steps))
+                continue
             et = es.tidy()
             et.insert(0, "outcome", o)
             es_rows.append(et)
             pt = es.pretrend_test()
             pre_rows.append({"outcome": o, **_pretrend_dict(pt)})
         if estimates is None:
+            if not est_rows:
+                raise EstimationError(
+                    "No difference-in-differences model could be estimated for any outcome: "
+                    + "; ".join(
+                        f"{r['outcome']} ({r['model']}): {r['reason']}" for r in not_estimated
+                    )
+                )
             did_est = pd.concat(est_rows, ignore_index=True)
-            es_table, pre_table = pd.concat(es_rows, ignore_index=True), pd.DataFrame(pre_rows)
+            es_table = pd.concat(es_rows, ignore_index=True) if es_rows else pd.DataFrame()
+            pre_table = pd.DataFrame(pre_rows)
+            skipped = pd.DataFrame(not_estimated, columns=["outcome", "model", "reason"])
             run_cache.save(
-                "estimates", {"did": did_est, "event_study": es_table, "pretrend": pre_table}
+                "estimates",
+                {
+                    "did": did_est,
+                    "event_study": es_table,
+                    "pretrend": pre_table,
+                    "not_estimated": skipped,
+                },
             )
         else:
-            did_est, es_table, pre_table = (
-                estimates.frames[k] for k in ("did", "event_study", "pretrend")
+            did_est, es_table, pre_table, skipped = (
+                estimates.frames[k] for k in ("did", "event_study", "pretrend", "not_estimated")
             )
             steps.note(f"Reused the estimates from {run_cache.root / 'estimates'}")
         steps.step(4)
@@ -327,11 +352,10 @@ def run(
             "did_estimates": did_est,
             "event_study": es_table,
             "pretrend_test": pre_table,
+            **({"did_not_estimated": skipped} if len(skipped) else {}),
             **sroi_tables,
         }
-        bundle, reports = write(
-            tables, proto, activity_from=clean, extra={"sroi_effect": sroi_effect}
-        )
+        bundle, reports = write(tables, proto, extra={"sroi_effect": sroi_effect})
     return RunResult(bundle=bundle, reports=reports, reused=tuple(run_cache.reused))
 
 
@@ -420,6 +444,18 @@ def _write_outputs(
     )
     step(7)
     return bundle, reports
+
+
+def _not_estimated(outcome: str, model: str, err: Exception, steps: Any) -> dict[str, str]:
+    """A model that could not be fitted on these data: the run goes on without it. The
+    released reason holds no numbers (the error's row counts stay in the run log)."""
+    steps.note(f"Not estimated: {outcome} ({model}): {err}")
+    reason = (
+        "too few events for a Poisson model; read the linear estimate"
+        if model == "poisson"
+        else "the design cannot identify an effect on these data"
+    )
+    return {"outcome": outcome, "model": model, "reason": reason}
 
 
 def matching_panel(
@@ -656,16 +692,19 @@ def _sroi(
     person-year (x 12 or x 4), times the ``persons`` treated, valued and set against the
     link-worker inputs of the protocol's ``sroi:`` block. ``source`` names the estimate in
     the value map, ``described`` says what it is in the report. Returns the SROI tables
-    and the report's sentence on which estimate feeds them.
+    and the report's sentence on which estimate feeds them; no tables (and ``""``) when
+    disclosure control would redact the count of people treated.
     """
-    from spevidence.disclosure._control import _round
+    from spevidence.disclosure import released_count
     from spevidence.sroi import evaluate, from_did, link_worker_inputs
 
     # the people valued are the released (rounded) count: an exact count would be
     # recoverable as quantity / (periods a year x estimate)
     dc = proto.disclosure
-    if dc.rounding > 1:
-        persons = int(_round(np.array([float(persons)]), dc.rounding, dc.threshold)[0])
+    released = released_count(persons, threshold=dc.threshold, rounding=dc.rounding)
+    if released is None:  # too few people to release their count: nothing is valued
+        return {}, ""
+    persons = released
     ppy = PERIODS_PER_YEAR[proto.period]
     per_year = pd.DataFrame(
         {
@@ -699,10 +738,10 @@ def _sroi(
         seed=proto.seed,
     )
     per = f"person-{proto.period}"
-    released = f" (as released: rounded to the nearest {dc.rounding})" if dc.rounding > 1 else ""
+    rounded = f" (as released: rounded to the nearest {dc.rounding})" if dc.rounding > 1 else ""
     return _sroi_tables(sroi), (
         f"{described}, converted from events per {per} to events per person-year "
-        f"(× {ppy:g}) and multiplied by the number of people treated{released}"
+        f"(× {ppy:g}) and multiplied by the number of people treated{rounded}"
     )
 
 

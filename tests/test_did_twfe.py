@@ -495,3 +495,44 @@ def test_person_in_two_match_sets_unit_copies_clustered_by_person(model: str) ->
             "person_id",
         ].nunique()
     )
+
+
+def test_poisson_drops_separated_rows_as_fixest() -> None:
+    # x = 1 only on rows with no events: its coefficient goes to -inf and those rows are
+    # separated (the MLE does not exist with them). The iterative rectifier finds them;
+    # the fit then equals pyfixest's on the data without them, and counts them.
+    df = synth_panel(11, n=200)
+    rng = np.random.default_rng(5)
+    busy = df.groupby("person_id")["gp"].transform("sum").to_numpy() > 0
+    zero = np.flatnonzero((df["gp"].to_numpy() == 0) & busy)  # in units with events
+    sep = rng.choice(zero, 25, replace=False)
+    df["x"] = 0.0
+    df.loc[sep, "x"] = 1.0
+    kw = dict(yname="gp", idname="person_id", tname="t", treat="treated", post="post")
+    r = two_by_two(
+        df, **kw, model="poisson", exposure="exposure_days", covariates=["x"], weights="weights"
+    )
+    assert dict(r.attrition)["separated"] == 25
+    d = df.drop(index=sep)
+    d = d.assign(tp=d["treated"] * d["post"], log_e=np.log(d["exposure_days"]))
+    ref = _fepois(
+        "gp ~ post + tp | person_id + t", d, vcov={"CRV1": "person_id"}, weights="weights",
+        offset="log_e",
+    )  # fmt: skip
+    assert _rel(r.coef("treat:post"), ref.coef()["tp"]) < 1e-8
+    assert _rel(r.se("treat:post"), ref.se()["tp"]) < 1e-6
+    assert r.n_obs == ref._N
+    # without separated rows nothing is dropped for separation
+    r0 = two_by_two(df, **kw, model="poisson", exposure="exposure_days", weights="weights")
+    assert "separated" not in dict(r0.attrition)
+
+
+def test_poisson_with_too_few_events_is_a_clear_error() -> None:
+    # comparators' events all after the index, the cases' all before: no Poisson effect
+    df = synth_panel(12, n=40)
+    y = np.where((df["treated"] == 1) == (df["post"] == 1), 0, df["gp"])
+    with pytest.raises(EstimationError, match="too few events for a Poisson model"):
+        two_by_two(
+            df.assign(gp=y), yname="gp", idname="person_id", tname="t", treat="treated",
+            post="post", model="poisson", exposure="exposure_days",
+        )  # fmt: skip

@@ -9,7 +9,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from spevidence.disclosure import LOG_COLUMNS, REDACTED, check, control, redact_derived
+from spevidence.disclosure import (
+    LOG_COLUMNS,
+    REDACTED,
+    check,
+    control,
+    redact_derived,
+    released_count,
+)
 from spevidence.errors import DisclosureError
 
 # ---------------------------------------------------------------- helpers
@@ -155,6 +162,29 @@ def test_csv_marker_and_labels():
     text = safe.to_csv(na_rep=REDACTED)
     assert "small,[REDACTED]" in text and "big,100" in text
     assert log.loc[log["action"] == "redacted_primary", "row"].tolist() == ["small"]
+
+
+def test_released_count_is_the_count_a_released_table_shows():
+    # by hand: halves round up, 1..threshold are redacted, zero is released
+    by_hand = [0, None, None, 10, 10, 15, 400]
+    assert [released_count(n) for n in (0, 5, 7, 8, 12, 13, 402)] == by_hand
+    # a rounded value that would land in 1..threshold is raised above it
+    assert released_count(12, threshold=11) == 15
+    assert released_count(402, rounding=1) == 402 and released_count(3, rounding=1) is None
+    # the same value as a column of control() shows, for every count and rule tried
+    ns = [*range(60), 999, 1001, 123456]
+    for threshold, rounding in ((7, 5), (10, 10), (5, 1), (0, 5)):
+        safe, _ = control(
+            pd.DataFrame({"n": ns}),
+            count_columns=["n"],
+            table_name="t",
+            threshold=threshold,
+            rounding=rounding,
+        )
+        shown = [None if pd.isna(v) else int(v) for v in safe["n"]]
+        assert [released_count(n, threshold=threshold, rounding=rounding) for n in ns] == shown
+    with pytest.raises(DisclosureError, match="count"):
+        released_count(-1)
 
 
 def test_errors_name_table_and_fix():

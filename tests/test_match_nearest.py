@@ -575,3 +575,15 @@ def test_matched_data_like_match_data(lalonde):
     assert (
         (pairs["distance_treated"] - pairs["distance_control"]).abs() <= m.caliper + 1e-12
     ).all()
+
+
+def test_balance_with_a_constant_comparator_group_gives_inf_not_an_error():
+    # R: var(x1) / var(x0) with var(x0) == 0 is Inf (NaN when both groups are constant)
+    from spevidence.match.balance import balance_row
+
+    t = np.array([1, 1, 1, 0, 0, 0])
+    w = np.ones(6)
+    out = balance_row(np.array([1.0, 2.0, 4.0, 3.0, 3.0, 3.0]), t, w, None)
+    assert out["var_ratio"] == np.inf and np.isfinite(out["smd"])
+    both = balance_row(np.array([2.0, 2.0, 2.0, 3.0, 3.0, 3.0]), t, w, None)
+    assert np.isnan(both["var_ratio"])

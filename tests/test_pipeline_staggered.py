@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from spevidence.synthetic import generate, true_effect_by_quarter
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = ROOT / "protocols" / "national-staggered.yaml"
+SCENARIOS = ROOT / "synthetic"
 
 
 def staggered_fit(
@@ -149,10 +151,14 @@ def test_withheld_estimates_and_flow() -> None:
 
 @pytest.fixture(scope="module")
 def staggered_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
-    """``spevidence run`` on a small staggered scenario: both estimators, two outcomes."""
+    """``spevidence run`` on a small staggered scenario: both estimators, two outcomes,
+    and wellbeing measures (as the demo scenario makes them) so every activity output runs."""
     tmp = tmp_path_factory.mktemp("staggered_run")
     data = tmp / "data"
-    generate("staggered-national-random-timing", persons=3000, seed=2, out=data, progress=False)
+    scenario = yaml.safe_load((SCENARIOS / "staggered-national-random-timing.yaml").read_text())
+    scenario["wellbeing"] = yaml.safe_load((SCENARIOS / "demo.yaml").read_text())["wellbeing"]
+    (tmp / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+    generate(str(tmp / "scenario.yaml"), persons=3000, seed=2, out=data, progress=False)
     raw = yaml.safe_load(PROTOCOL.read_text())
     raw["outcomes"] = ["gp", "ae"]
     raw["staggered"]["estimators"] = ["callaway_santanna", "etwfe"]
@@ -250,3 +256,178 @@ def test_sroi_effects_prefer_callaway_santanna_and_skip_withheld() -> None:
     assert name == "Extended TWFE" and eff["outcome"].tolist() == ["gp", "ae"]
     eff, name = ps.sroi_effects(est.assign(estimate=np.nan))
     assert eff.empty and name == ""
+
+
+def test_staggered_bundle_has_the_service_activity_outputs(staggered_run: RunResult) -> None:
+    from spevidence.pipeline import _activity
+
+    bundle = staggered_run.bundle
+    tables = bundle / "tables"
+    for name in (
+        "activity_referrals_by_period",
+        "activity_outcomes",
+        "equity_by_group",
+        "casefinding_by_pcn",
+        "wellbeing_paired_change",
+    ):
+        assert (tables / f"{name}.parquet").is_file(), name
+    for name in ("activity_referrals_by_period", "equity_rates", "wellbeing_followup_pattern"):
+        assert (bundle / "figures" / f"{name}.png").is_file(), name
+    # by the protocol's period (quarters), released under the protocol's rules
+    by_period = pd.read_parquet(tables / "activity_referrals_by_period.parquet")
+    assert set(pd.to_datetime(by_period["period"]).dt.month) == {1, 4, 7, 10}
+    v = pd.to_numeric(by_period["referrals"], errors="coerce").dropna()
+    assert ((v % 5 == 0) & ((v == 0) | (v > 7))).all()
+    assert v.sum() > 0
+    log = pd.read_csv(bundle / "disclosure_log.csv")
+    assert {"activity_referrals_by_period", "equity_by_group"} <= set(log["table"])
+    # the matched design's code path, not a copy of it: the same tables from the extracts
+    proto = load_protocol(bundle / "protocol.yaml")
+    clean, _, _ = validate(
+        read_extracts(bundle.parents[1] / "data"), start=proto.start, end=proto.end, ids=proto.ids
+    )
+    expected, _, _ = _activity(clean, proto)
+    for name in ("activity_referrals_by_period", "wellbeing_paired_change"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tables / f"{name}.parquet"), expected[name], check_dtype=False
+        )
+    html = staggered_run.reports["html"].read_text(encoding="utf-8")
+    assert "Referrals to social prescribing by quarter" in html
+    for missing in ("Service activity was not", "Equity of access was not", "No wellbeing"):
+        assert missing not in html
+
+
+def _shown(bundle: Path, template: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a report template's python cells here (no kernel); return what they show."""
+    import spevidence.report.sections as sections
+    from spevidence.report import template_dir
+    from spevidence.report._qmd import parse_qmd
+
+    shown: list[str] = []
+    monkeypatch.setattr(sections, "show", shown.append)
+    monkeypatch.chdir(workdir)
+    ns: dict[str, object] = {}
+    for cell in parse_qmd(template_dir() / f"{template}.qmd").cells:
+        exec(compile(cell.source, f"{template}.qmd:{cell.line}", "exec"), ns)
+        if "parameters" in cell.tags:
+            ns["bundle"] = str(bundle)
+    return "\n".join(shown)
+
+
+def _ci(r: pd.Series) -> str:
+    """An estimate with its CI as the report writes it (3 decimals, Unicode minus)."""
+
+    def f(x: float) -> str:
+        return ("−" if x < 0 else "") + f"{abs(x):,.3f}"
+
+    return f"{f(r['estimate'])} per person per quarter (95% CI {f(r['conf_low'])} to " + (
+        f"{f(r['conf_high'])})"
+    )
+
+
+def test_board_summary_states_the_staggered_headline(
+    staggered_run: RunResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = staggered_run.bundle
+    text = _shown(bundle, "summary", tmp_path, monkeypatch)
+    assert "not run" not in text
+    assert "The main comparison" not in text
+    # the Callaway-Sant'Anna simple ATT the SROI values, from the released table
+    st = pd.read_csv(bundle / "tables" / "staggered.csv")
+    simple = st.loc[st["aggregation"] == "simple"].set_index(["estimator", "outcome"])
+    assert "The estimates are the Callaway-Sant'Anna overall effect" in text
+    for o, label in (("gp", "GP appointments"), ("ae", "A&E attendances")):
+        assert f"**{label}**: {_ci(simple.loc[('Callaway-Sant' + chr(39) + 'Anna', o)])}" in text
+    # the findings (after the key numbers, which list every estimator) state one estimator
+    findings = text.split("were compared, quarter by quarter")[1]
+    assert _ci(simple.loc[("Extended TWFE", "gp")]) not in findings
+    n = int(pd.read_csv(bundle / "tables" / "attrition.csv")["n"].dropna().iloc[-1])
+    assert f"- {n:,} people referred to link workers were compared, quarter by quarter" in text
+    assert "people not yet referred or never referred" in text
+    assert "matched comparators" not in text and "similar people" not in text
+    # caveats as docs/methods.md gives them for this design
+    assert "**Value for money**" in text
+    assert "estimates resting on 7 or fewer treated people are withheld" in text
+    assert "Staggered difference-in-differences removes stable differences" in text
+    p = float(pd.read_csv(bundle / "tables" / "staggered_pretrend.csv")["p_value"].min())
+    assert ("regression to the mean" in text) == (p < 0.05)
+    assert ("followed parallel trends" in text) == (p >= 0.05)
+
+
+def _variant(bundle: Path, tmp: Path, edit_table: Any = None, **protocol: Any) -> Any:
+    """The board text of a copy of the bundle with its staggered table or protocol changed."""
+    import shutil
+
+    from spevidence.report.narrative import Narrative
+    from spevidence.report.sections import ReportBundle
+
+    copy = tmp / "bundle"
+    shutil.copytree(bundle, copy)
+    if edit_table is not None:
+        path = copy / "tables" / "staggered.csv"
+        edit_table(pd.read_csv(path)).to_csv(path, index=False)
+    if protocol:
+        raw = yaml.safe_load((copy / "protocol.yaml").read_text())
+        raw["staggered"].update(protocol)
+        (copy / "protocol.yaml").write_text(yaml.safe_dump(raw))
+    nar = Narrative(ReportBundle(copy))
+    return nar.key_numbers() + nar.board_findings() + nar.board_caveats()
+
+
+def test_board_summary_withheld_fallback_and_disagreement(
+    staggered_run: RunResult, tmp_path: Path
+) -> None:
+    cs, simple = "Callaway-Sant'Anna", "simple"
+
+    def withhold_cs_gp(st: pd.DataFrame) -> pd.DataFrame:
+        hit = (st["estimator"] == cs) & (st["outcome"] == "gp") & (st["aggregation"] == simple)
+        return st.assign(estimate=st["estimate"].mask(hit), std_error=st["std_error"].mask(hit))
+
+    text = _variant(staggered_run.bundle, tmp_path / "a", withhold_cs_gp)
+    assert "**GP appointments**: withheld (it rests on 7 or fewer treated people)" in text
+    assert "Callaway-Sant'Anna overall effect" in text  # A&E still has its CS estimate
+
+    def no_cs(st: pd.DataFrame) -> pd.DataFrame:
+        return st.assign(estimate=st["estimate"].mask(st["estimator"] == cs))
+
+    text = _variant(staggered_run.bundle, tmp_path / "b", no_cs)
+    assert "The estimates are the Extended TWFE overall effect" in text
+    etwfe = pd.read_csv(staggered_run.bundle / "tables" / "staggered.csv")
+    etwfe = etwfe.loc[
+        (etwfe["estimator"] == "Extended TWFE")
+        & (etwfe["aggregation"] == simple)
+        & (etwfe["outcome"] == "gp")
+    ].iloc[0]
+    assert _ci(etwfe) in text
+    assert "disagree" not in text
+
+    def far_apart(st: pd.DataFrame) -> pd.DataFrame:
+        hit = (st["estimator"] == "Extended TWFE") & (st["aggregation"] == simple)
+        hit &= st["outcome"] == "gp"
+        return st.assign(
+            estimate=st["estimate"].mask(hit, 5.0),
+            conf_low=st["conf_low"].mask(hit, 4.0),
+            conf_high=st["conf_high"].mask(hit, 6.0),
+        )
+
+    text = _variant(staggered_run.bundle, tmp_path / "c", far_apart)
+    assert "The two estimators disagree for GP appointments" in text
+    text = _variant(staggered_run.bundle, tmp_path / "d", cohort="service_start")
+    assert "people registered in PCNs that started a link-worker service" in text
+    assert "people in PCNs whose service had not yet started, or never did" in text
+    assert "regression to the mean" not in text  # timing set by the service, not by referral
+    assert "People in PCNs with a link-worker service in the final analysis" in text
+    assert "Referred people" not in text
+
+
+def test_sroi_values_nobody_when_the_treated_count_would_be_redacted() -> None:
+    from spevidence.pipeline import _sroi
+
+    proto = load_protocol(PROTOCOL)
+    effects = pd.DataFrame({"outcome": ["gp"], "estimate": [-0.2], "std_error": [0.05]})
+    kw = {"ae_department_types": None, "source": "test", "described": "test"}
+    assert _sroi(effects, proto, persons=7, **kw) == ({}, "")
+    tables, said = _sroi(effects, proto, persons=402, **kw)
+    by = tables["sroi_by_outcome"].set_index("outcome")
+    assert by.loc["gp", "quantity"] == pytest.approx(0.2 * 4 * 400)  # the released 400
+    assert "rounded to the nearest 5" in said

@@ -16,7 +16,9 @@ Because every regressor is constant within a cohort x period cell, the fit
 needs only the cell sums, and the unit-clustered variance only per-cohort
 ``T x T`` cross-products of outcome and exposure (DESIGN.md section 6), so
 this runs in seconds on national panels. The result equals the row-level
-``pyfixest`` fit (tests).
+``pyfixest`` fit (tests). For the same reason Poisson separation (cells with no
+events whose maximum likelihood estimate does not exist) is a property of cells and
+is found exactly from the cell sums (``_support``).
 
 References
 ----------
@@ -35,6 +37,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from spevidence._version import __version__
 from spevidence.did._staggered import ATTAggregate, _fmt, _row
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
 Family = Literal["linear", "poisson"]
 EtwfeKind = Literal["simple", "dynamic", "event", "group", "calendar"]
 FloatArray = NDArray[np.float64]
+# status of a treated cell in a Poisson fit (see _support)
+ESTIMATED, NO_EVENTS, NOT_IDENTIFIED, NO_COMPARISON = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,21 @@ class ETWFE:
         Cohort and period of each interaction cell.
     att, se : numpy.ndarray
         Cell ATT on the response scale and its delta-method SE.
+    status : numpy.ndarray
+        Per cell: ``"estimated"``; or, Poisson only (separation: the maximum likelihood
+        estimate does not exist), ``"no events"`` (coefficient ``-inf``, left out of
+        the fit; effect on the count scale 0 minus the counterfactual mean),
+        ``"no comparison events"`` (every comparison cell of its cohort or period is
+        empty, so that effect is ``-inf`` and the counterfactual 0; effect = the
+        observed mean, coefficient NaN) or ``"not identified"`` (its cohort or period
+        is not linked to the other comparison cells: ``att`` NaN). All but the last
+        are aggregated.
+    separation : pandas.DataFrame
+        Poisson: the cohort x period cells at the boundary or left out of the fit,
+        counted by reason (``reason, cells, rows, aggregated, note``; never
+        identifiers); empty when there are none.
+    n_units, n_obs, n_clusters : int
+        Units, rows and clusters in the fit (after any cells left out).
     """
 
     family: Family
@@ -91,6 +112,7 @@ class ETWFE:
     att: FloatArray
     se: FloatArray
     n_cell: NDArray[np.int64]
+    status: NDArray[np.object_]
     params: FloatArray
     param_names: tuple[str, ...]
     vcov: FloatArray
@@ -99,14 +121,16 @@ class ETWFE:
     n_clusters: int
     alpha: float
     attrition: pd.DataFrame
+    separation: pd.DataFrame
     settings: dict[str, Any]
     _cells: tuple[FloatArray, FloatArray, FloatArray] = field(repr=False, compare=False)
 
     def tidy(self) -> pd.DataFrame:
-        """One row per treated cohort x period cell (ATT on the response scale)."""
+        """One row per treated cohort x period cell (ATT on the response scale), with
+        its ``status`` (see the class attributes)."""
         z = stats.norm.ppf(1 - self.alpha / 2)
         rows = []
-        for g, t, a, s, b, bs, nn in zip(
+        for g, t, a, s, b, bs, nn, st in zip(
             self.groups,
             self.times,
             self.att,
@@ -114,11 +138,19 @@ class ETWFE:
             self.coef,
             self.coef_se,
             self.n_cell,
+            self.status,
             strict=True,
         ):
             rows.append(
                 _row(f"ATT(g={_fmt(g)}, t={_fmt(t)})", a, s, z, int(nn))
-                | {"group": g, "time": t, "event": t - g, "coef": b, "coef_se": bs}
+                | {
+                    "group": g,
+                    "time": t,
+                    "event": t - g,
+                    "coef": b,
+                    "coef_se": bs,
+                    "status": st,
+                }
             )
         return pd.DataFrame(rows)
 
@@ -134,6 +166,11 @@ class ETWFE:
                     "n_obs": self.n_obs,
                     "n_clusters": self.n_clusters,
                     "n_cells": len(self.coef),
+                    "n_cells_no_events": int((self.status == "no events").sum()),
+                    "n_cells_no_comparison_events": int(
+                        (self.status == "no comparison events").sum()
+                    ),
+                    "n_cells_not_identified": int((self.status == "not identified").sum()),
                 }
             ]
         )
@@ -144,7 +181,12 @@ class ETWFE:
             f"Extended TWFE ({self.family}, control={self.control}): {self.n_units} units, "
             f"{self.n_obs} observations, {self.n_clusters} clusters"
         )
-        return head + "\n" + self.tidy().to_string(index=False)
+        out = head + "\n" + self.tidy().to_string(index=False)
+        if len(self.separation):
+            out += "\nLeft out of the Poisson fit (separation):\n" + self.separation[
+                ["reason", "cells", "rows", "aggregated"]
+            ].to_string(index=False)
+        return out
 
     def plot(self) -> Figure:
         """Event-study figure of the dynamic aggregation."""
@@ -155,6 +197,16 @@ class ETWFE:
 
         ``simple``, ``group`` and ``calendar`` use post-treatment cells; ``dynamic``
         (alias ``event``) reports every event time that has cells. Delta-method SEs.
+
+        Poisson cells at the boundary (separation) are averaged in at the limit of the
+        maximum likelihood estimate: cells with no events (``status == "no events"``)
+        with effect 0 minus the counterfactual mean, cells whose cohort or period has
+        no comparison events with a counterfactual of 0 (leaving them out would select
+        cells on the outcome and bias the average). Cells with
+        ``status == "not identified"`` are left out: the average is then over the
+        treated observations of the other cells, and levels with none are not
+        reported. ``settings`` (and ``glance()``) count the post-treatment cells of each
+        kind.
         """
         if kind == "event":
             kind = "dynamic"
@@ -165,7 +217,8 @@ class ETWFE:
             )
         w_cell, eff, jac = self._cells  # obs count, ATT numerators, Jacobian rows
         g, t = self.groups, self.times
-        post = t >= g
+        ok = self.status != "not identified"
+        post = (t >= g) & ok
         e = t - g
 
         def comb(mask: NDArray[np.bool_]) -> tuple[float, float]:
@@ -181,8 +234,8 @@ class ETWFE:
         nlev: list[int] = []
         if kind != "simple":
             key = {"dynamic": e, "group": g, "calendar": t}[kind]
-            for lv in np.unique(key if kind == "dynamic" else key[post]):
-                m = key == lv if kind == "dynamic" else (key == lv) & post
+            for lv in np.unique(key[ok] if kind == "dynamic" else key[post]):
+                m = (key == lv) & ok if kind == "dynamic" else (key == lv) & post
                 a, s = comb(m)
                 levels.append(float(lv))
                 ests.append(a)
@@ -200,7 +253,15 @@ class ETWFE:
             alpha=self.alpha,
             n_units=self.n_units,
             band="pointwise",
-            settings={**self.settings, "kind": kind},
+            settings={
+                **self.settings,
+                "kind": kind,
+                "cells_no_events": int((post & (self.status == "no events")).sum()),
+                "cells_no_comparison_events": int(
+                    (post & (self.status == "no comparison events")).sum()
+                ),
+                "cells_not_identified": int(((t >= g) & ~ok).sum()),
+            },
             estimator="etwfe",
         )
 
@@ -396,10 +457,28 @@ def etwfe(
     -------
     ETWFE
 
+    Notes
+    -----
+    Poisson with rare outcomes or small cohorts: a cohort x period cell with no events
+    can make the maximum likelihood estimate not exist (separation). Such cells are
+    found exactly and left out of the fit, as pyfixest's ``fe`` + ``ir`` separation
+    checks drop the rows (estimates and SEs equal pyfixest's); ``ETWFE.separation``
+    counts them by reason and ``ETWFE.status`` marks each treated cell. The effects
+    of treated cells at the boundary are the limits of the estimate and stay in the
+    aggregations: a treated cell with no events has coefficient ``-inf`` and effect 0
+    minus its counterfactual mean; a cell whose cohort (or period) has no comparison
+    events has counterfactual 0 and effect equal to its observed mean. Leaving them
+    out would select cells on the outcome. When no cell after treatment has a
+    finite estimate the error says why and what to change.
+
     References
     ----------
     Wooldridge, J. M. (2021), SSRN 3906345; Wooldridge, J. M. (2023),
-    *The Econometrics Journal* 26(3), C31-C66.
+    *The Econometrics Journal* 26(3), C31-C66. Santos Silva, J. M. C. and Tenreyro, S.
+    (2010). On the existence of the maximum likelihood estimates in Poisson regression.
+    *Economics Letters* 107(2), 310-312. Correia, S., Guimaraes, P. and Zylkin, T.
+    (2021). Verifying the existence of maximum likelihood estimates for generalized
+    linear models. arXiv:1903.01633.
     """
     if family not in ("linear", "poisson"):
         raise EstimationError(f"family={family!r}: use 'linear' or 'poisson'.")
@@ -426,10 +505,9 @@ def etwfe(
             ep, exposure=exposure is not None, clustered=cluster is not None and cluster != idname
         )
         mom = _Moments(times=ep.times, **em)
-        n = int(mom.count.sum())
         attr = ep.attrition
     else:
-        mom, n, attr = _prepare(
+        mom, _, attr = _prepare(
             data,
             yname=yname,
             idname=idname,
@@ -442,7 +520,6 @@ def etwfe(
         raise DataError(f"etwfe(family='poisson'): outcome {yname!r} has negative values.")
     return _fit(
         mom,
-        n,
         family,
         control,
         alpha,
@@ -495,7 +572,6 @@ def _design(mom: _Moments, control: str) -> tuple[FloatArray, list[tuple[int, in
 
 def _fit(
     mom: _Moments,
-    n: int,
     family: Family,
     control: str,
     alpha: float,
@@ -503,9 +579,16 @@ def _fit(
     attr: pd.DataFrame,
 ) -> ETWFE:
     C, T = len(mom.cohorts), len(mom.times)
-    X, cells, names = _design(mom, control)
+    X_all, cells, names_all = _design(mom, control)
     if not cells:
         raise EstimationError("etwfe: no treated cohort x period cells to estimate.")
+    K_all = len(cells)
+    sup = _support(mom, cells, family)
+    _check_support(sup, mom, cells, settings["yname"])
+    fit = sup.fit.reshape(-1)
+    cols = _columns(sup, cells, C, T)
+    X = X_all[:, cols]
+    names = [names_all[j] for j in cols]
     P = X.shape[1]
     nct = np.repeat(mom.count, T).astype(float)  # obs per cell
     Ysum = mom.ysum.reshape(-1)
@@ -516,33 +599,19 @@ def _fit(
         mu = X @ beta  # fitted value per cell (per unit of exposure = 1)
         bread = np.linalg.inv(H)
     else:
-        beta = np.zeros(P)
-        ybar = mom.ysum.sum(axis=0) / mom.esum.sum(axis=0)
-        if (ybar <= 0).any():
-            raise EstimationError("etwfe(family='poisson'): a period has no events at all.")
-        beta[:T] = np.log(ybar)
-        for _ in range(200):
-            mu = np.exp(X @ beta)
-            grad = X.T @ (Ysum - Esum * mu)
-            H = X.T @ ((Esum * mu)[:, None] * X)
-            step = np.linalg.solve(H, grad)
-            beta = beta + step
-            if np.max(np.abs(step)) < 1e-13:
-                break
-        else:
-            raise EstimationError(
-                "etwfe(family='poisson') did not converge; a treated cell may have zero events."
-            )
+        beta = _poisson_newton(X[fit], Ysum[fit], Esum[fit], _start(X[fit], Ysum[fit], Esum[fit]))
         mu = np.exp(X @ beta)
+        mu[~fit] = 0.0
         H = X.T @ ((Esum * mu)[:, None] * X)
         bread = np.linalg.inv(H)
-    # cluster-robust meat from cohort moments: r_i = y_i - e_i * mu_c
+    # cluster-robust meat from cohort moments: r_i = y_i - e_i * mu_c (cells in the fit)
     mu_c = mu.reshape(C, T)
-    Xc = X.reshape(C, T, P)
+    Xc = (X * fit[:, None]).reshape(C, T, P)
     if mom.Ucl_y is not None and mom.Ucl_e is not None:
         R = mom.Ucl_y - mom.Ucl_e * mu_c[None]  # n_cl x C x T
         S = np.einsum("lct,ctp->lp", R, Xc)
         meat = S.T @ S
+        G = int(((mom.Ucl_e * sup.fit[None]).sum(axis=(1, 2)) > 0).sum())
     else:
         D = mu_c[:, None, :]  # broadcast over columns: (Mye D)[a, b] = Mye[a, b] mu[b]
         RR = (
@@ -551,51 +620,330 @@ def _fit(
             - np.transpose(mom.Mye * D, (0, 2, 1))
             + mom.Mee * mu_c[:, :, None] * mu_c[:, None, :]
         )
-        meat = np.einsum("ctp,cts,csq->pq", Xc, RR, Xc)
-    N = n * T
-    G = mom.n_clusters
+        meat = sum((Xc[c].T @ RR[c] @ Xc[c] for c in range(C)), np.zeros((P, P)))
+        G = int(mom.count[sup.fit.any(axis=1)].sum())
+    n_fit = int(mom.count[sup.fit.any(axis=1)].sum())
+    N = int((nct * fit).sum())
     adj = (G / (G - 1)) * ((N - 1) / (N - P))
     V = adj * bread @ meat @ bread
-    # cell effects on the response scale and their Jacobian
-    K = len(cells)
+    # cell effects on the response scale and their Jacobian (parameters in the fit)
     rows = np.array([c * T + ti for c, ti in cells])
-    tau = beta[P - K :]
     w_cell = nct[rows]
-    jac = np.zeros((K, P))
+    st = sup.status
+    own = fit[rows]  # treated cells fitted with their own coefficient
+    n_own = int(own.sum())
+    tau_col = np.full(K_all, -1)
+    tau_col[own] = P - n_own + np.arange(n_own)
+    est = st == ESTIMATED
+    coef = np.full(K_all, np.nan)
+    coef_se = np.full(K_all, np.nan)
+    coef[est] = beta[tau_col[est]]
+    coef_se[est] = np.sqrt(np.clip(np.diag(V)[tau_col[est]], 0.0, None))
+    eff = np.full(K_all, np.nan)
+    jac = np.zeros((K_all, P))
     if family == "linear":
-        eff = tau.copy()
-        jac[np.arange(K), P - K + np.arange(K)] = 1.0
+        eff = coef.copy()
+        jac[np.arange(K_all), tau_col] = 1.0
     else:
+        coef[st == NO_EVENTS] = -np.inf
         ebar = Esum[rows] / nct[rows]
-        full = mu[rows]
-        base = full * np.exp(-tau)
-        eff = ebar * (full - base)
-        jac = (ebar * (full - base))[:, None] * X[rows]
-        jac[:, P - K :] = 0.0
-        jac[np.arange(K), P - K + np.arange(K)] = ebar * full
+        use = st != NOT_IDENTIFIED
+        Xfe = X[rows].copy()
+        Xfe[:, P - n_own :] = 0.0  # the cell's own coefficient is not in the counterfactual
+        with np.errstate(over="ignore"):
+            base = np.where(  # counterfactual mean per unit of exposure
+                (st == ESTIMATED) | (st == NO_EVENTS), np.exp(Xfe @ beta), 0.0
+            )
+        full = np.where(own, mu[rows], 0.0)  # fitted = observed mean (0 with no events)
+        eff = np.where(use, ebar * (full - base), np.nan)
+        jac = np.where(use, ebar * (full - base), 0.0)[:, None] * Xfe
+        k = np.flatnonzero(own)
+        jac[k, tau_col[k]] = ebar[k] * full[k]
     se_eff = np.sqrt(np.clip(np.einsum("kp,pq,kq->k", jac, V, jac), 0.0, None))
-    coef_se = np.sqrt(np.clip(np.diag(V)[P - K :], 0.0, None))
+    se_eff[st == 2] = np.nan
     return ETWFE(
         family=family,
         control="never" if control == "never" else "notyet",
         groups=np.array([mom.cohorts[c] for c, _ in cells]),
         times=np.array([mom.times[ti] for _, ti in cells]),
-        coef=np.asarray(tau, dtype=float),
+        coef=coef,
         coef_se=coef_se,
         att=np.asarray(eff, dtype=float),
         se=se_eff,
         n_cell=w_cell.astype(np.int64),
+        status=np.array([_STATUS[s] for s in st], dtype=object),
         params=np.asarray(beta, dtype=float),
         param_names=tuple(names),
         vcov=V,
-        n_units=n,
+        n_units=n_fit,
         n_obs=N,
         n_clusters=G,
         alpha=alpha,
         attrition=attr,
+        separation=sup.table,
         settings=settings,
         _cells=(np.asarray(w_cell, float), np.asarray(eff, float), np.asarray(jac, float)),
     )
+
+
+_STATUS = {
+    ESTIMATED: "estimated",
+    NO_EVENTS: "no events",
+    NOT_IDENTIFIED: "not identified",
+    NO_COMPARISON: "no comparison events",
+}
+
+
+def _columns(sup: _Support, cells: list[tuple[int, int]], C: int, T: int) -> list[int]:
+    """Columns of the full design kept: periods and cohorts with comparison cells in the
+    fit (the first such cohort is the reference) and the own coefficients of the treated
+    cells in the fit."""
+    periods = np.flatnonzero(sup.comparison.any(axis=0))
+    cohorts = np.flatnonzero(sup.comparison.any(axis=1))
+    cols = [int(t) for t in periods]
+    cols += [T + int(c) - 1 for c in cohorts[1:]]
+    cols += [T + C - 1 + k for k, (c, ti) in enumerate(cells) if sup.fit[c, ti]]
+    return cols
+
+
+def _start(X: FloatArray, Y: FloatArray, E: FloatArray) -> FloatArray:
+    """Starting values: weighted least squares of log((y + 0.1) / e), as R ``glm``'s
+    Poisson ``mustart = y + 0.1``; the treated cells' own coefficients start at their
+    saturated values."""
+    w = Y + 0.1
+    return np.asarray(
+        np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * np.log(w / E))), dtype=np.float64
+    )
+
+
+def _poisson_newton(
+    X: FloatArray, Y: FloatArray, E: FloatArray, beta: FloatArray, maxiter: int = 100
+) -> FloatArray:
+    """Poisson maximum likelihood on cell sums: Newton steps, capped at 10 on the log
+    scale and halved until the log-likelihood does not fall. Stops after a full step
+    below 1e-10 (Newton converges quadratically, so the error left is of the order of
+    its square)."""
+
+    def loglik(b: FloatArray) -> float:
+        eta = X @ b
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(Y @ eta - E @ np.exp(eta))
+
+    ll = loglik(beta)
+    for _ in range(maxiter):
+        mu = E * np.exp(X @ beta)
+        step = np.linalg.solve(X.T @ (mu[:, None] * X), X.T @ (Y - mu))
+        size = min(1.0, 10.0 / max(float(np.max(np.abs(step))), 1e-300))  # at most e^10
+        while True:
+            new = beta + size * step
+            ll_new = loglik(new)
+            if np.isfinite(ll_new) and ll_new >= ll - 1e-12 * (1.0 + abs(ll)):
+                break
+            size /= 2
+            if size < 1e-10:
+                raise EstimationError(
+                    "etwfe(family='poisson'): the likelihood could not be increased "
+                    "(step halving failed); please report this with the cohort sizes."
+                )
+        beta, ll = new, ll_new
+        if size == 1.0 and np.max(np.abs(step)) < 1e-10:
+            return beta
+    raise EstimationError(
+        f"etwfe(family='poisson') did not converge in {maxiter} Newton steps; "
+        "please report this with the cohort sizes."
+    )
+
+
+def _check_support(sup: _Support, mom: _Moments, cells: list[tuple[int, int]], yname: str) -> None:
+    """A clear error when no post-treatment cell can be estimated."""
+    post = np.array([mom.times[ti] >= mom.cohorts[c] for c, ti in cells])
+    if (sup.status[post] == ESTIMATED).any():
+        return
+    k = int(post.sum())
+    zero = int((sup.status[post] == NO_EVENTS).sum())
+    noid = k - zero
+    raise EstimationError(
+        f"etwfe(family='poisson'): no effect of treatment on {yname!r} can be estimated: "
+        f"of the {k} treated cohort x period cells after treatment, {zero} have no "
+        f"events (log rate ratio -infinity) and {noid} have no comparison cells with "
+        "events in their cohort or period (the Poisson maximum likelihood estimate does "
+        "not exist: separation). Use longer periods (period: quarter), fewer and larger "
+        "cohorts, more people or a more common outcome, or family='linear'."
+    )
+
+
+# ------------------------------------------------------------------------------- separation
+
+_NO_EVENTS = "treated cell with no events"
+_NO_COMPARISON = "treated cell whose cohort or period has no comparison events"
+_NOT_IDENTIFIED = "treated cell without a counterfactual"
+_SEPARATED = "comparison cell with no events that separates the fit"
+_DISCONNECTED = "comparison cell not linked to the main comparison group"
+_REASONS = {
+    _NO_EVENTS: (
+        "its log rate ratio is -infinity (separation): left out of the fit; its count-scale "
+        "effect, 0 minus the counterfactual mean, is in the aggregations",
+        True,
+    ),
+    _NO_COMPARISON: (
+        "every comparison cell of its cohort or period has no events, so that effect is "
+        "-infinity and the counterfactual mean 0 (separation): its effect is its observed "
+        "mean (fitted by its own coefficient when it has events), in the aggregations",
+        True,
+    ),
+    _NOT_IDENTIFIED: (
+        "its cohort or period is in a comparison group not linked to the rest: no "
+        "counterfactual, left out of the fit and the aggregations",
+        False,
+    ),
+    _SEPARATED: (
+        "its cohort and period fixed effects would be infinite (separation): left out of the fit",
+        False,
+    ),
+    _DISCONNECTED: (
+        "not linked by comparison cells with events to the cohort and period effects of the "
+        "rest: left out of the fit",
+        False,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Support:
+    """Which cohort x period cells a Poisson fit can use (all of them for the linear model).
+
+    ``comparison`` (C x T) marks the comparison cells in the fit, ``fit`` every cell in
+    it (those and the treated cells with a coefficient); ``status`` gives each treated
+    cell ESTIMATED, NO_EVENTS (effect 0 minus the counterfactual), NO_COMPARISON
+    (counterfactual 0, effect the observed mean) or NOT_IDENTIFIED; ``table`` counts
+    the cells and rows by reason; ``separated`` marks the cells whose maximum likelihood
+    estimate does not exist (every treated cell with no events, and the separated
+    comparison cells): the rows a row-level separation check (pyfixest
+    ``separation_check=["fe", "ir"]``) drops.
+    """
+
+    comparison: NDArray[np.bool_]
+    fit: NDArray[np.bool_]
+    status: NDArray[np.int8]
+    table: pd.DataFrame
+    separated: NDArray[np.bool_]
+
+
+def _support(mom: _Moments, cells: list[tuple[int, int]], family: Family) -> _Support:
+    """Find the cells whose Poisson MLE does not exist (separation), as fixest/pyfixest do.
+
+    Every regressor is constant within a cohort x period cell, so separation is a
+    property of cells: a cell with no events is separated when some combination of the
+    parameters can push its mean to zero while leaving every cell with events unchanged
+    (Santos Silva and Tenreyro 2010; Correia, Guimaraes and Zylkin 2021, whose iterative
+    rectifier pyfixest and ppmlhdfe run on the rows). A treated cell has its own
+    coefficient, so with no events it is always separated and says nothing about the
+    other parameters. The comparison cells follow a two-way (cohort + period) log-linear
+    model on an incomplete table: cells with events tie their cohort and period into
+    components whose effects move together, each zero cell asks its cohort's component
+    to sit at or above its period's, and a zero cell is separated exactly when its two
+    components are not in one strongly connected component of those constraints (else
+    the constraints force equality). Comparison cells outside the connected part with
+    the most events are left out too (their effects cannot be compared with the rest),
+    and the check repeats until nothing changes.
+
+    A treated cell whose cohort and period are in that part has a counterfactual; one
+    whose cohort or period lost every comparison cell to separation has the limit
+    counterfactual 0 (that effect runs to -infinity); any other has none.
+    """
+    C, T = mom.ysum.shape
+    K = len(cells)
+    if family == "linear":
+        none = np.zeros((C, T), bool)
+        return _Support(~none, ~none, np.zeros(K, np.int8), _empty_support(), none)
+    treated = np.zeros((C, T), bool)
+    for c, ti in cells:
+        treated[c, ti] = True
+    pos = mom.ysum > 0
+    comp = ~treated  # comparison cells still in the fit
+    separated = np.zeros((C, T), bool)
+    loose = np.zeros((C, T), bool)
+
+    def components(mask: NDArray[np.bool_]) -> tuple[int, NDArray[np.int32]]:
+        r, t = np.nonzero(mask)
+        g = coo_matrix((np.ones(len(r)), (r, C + t)), shape=(C + T, C + T))
+        n, lab = connected_components(g, directed=False)
+        return int(n), lab
+
+    while True:
+        n, lab = components(comp & pos)
+        zr, zt = np.nonzero(comp & ~pos)
+        if len(zr):
+            a, b = lab[zr], lab[C + zt]
+            d = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+            _, scc = connected_components(d, directed=True, connection="strong")
+            sep = scc[a] != scc[b]
+            if sep.any():
+                separated[zr[sep], zt[sep]] = True
+                comp[zr[sep], zt[sep]] = False
+                continue
+        n, lab = components(comp)
+        events = np.bincount(lab[:C], weights=(mom.ysum * comp).sum(axis=1), minlength=n)
+        main = int(np.argmax(events))
+        inside = (lab[:C] == main)[:, None] & (lab[C:] == main)[None, :]
+        out = comp & ~inside
+        if not out.any():
+            break
+        loose |= out
+        comp &= ~out
+    # nodes (cohorts, then periods) in the main part, and those whose every comparison
+    # cell was separated: their effect runs to -infinity
+    had = np.concatenate([(~treated).any(axis=1), (~treated).any(axis=0)])
+    kept = np.concatenate([comp.any(axis=1), comp.any(axis=0)])
+    unseparated = ~treated & ~separated
+    left = np.concatenate([unseparated.any(axis=1), unseparated.any(axis=0)])
+    in_main = kept & (lab == main)
+    at_minus_inf = had & ~left
+    status = np.zeros(K, np.int8)
+    for k, (c, ti) in enumerate(cells):
+        ends = (c, C + ti)
+        if not all(in_main[e] or at_minus_inf[e] for e in ends):
+            status[k] = NOT_IDENTIFIED
+        elif any(at_minus_inf[e] for e in ends):
+            status[k] = NO_COMPARISON
+        elif not pos[c, ti]:
+            status[k] = NO_EVENTS
+    fit = comp.copy()
+    for k, (c, ti) in enumerate(cells):
+        fit[c, ti] = pos[c, ti] and status[k] in (ESTIMATED, NO_COMPARISON)
+    rows_per_cell = np.repeat(mom.count[:, None], T, axis=1)
+    tr = np.zeros((C, T), np.int8) - 1
+    for k, (c, ti) in enumerate(cells):
+        tr[c, ti] = status[k]
+    masks = {
+        _NO_EVENTS: tr == NO_EVENTS,
+        _NO_COMPARISON: tr == NO_COMPARISON,
+        _NOT_IDENTIFIED: tr == NOT_IDENTIFIED,
+        _SEPARATED: separated,
+        _DISCONNECTED: loose,
+    }
+    table = pd.DataFrame(
+        [
+            {
+                "reason": reason,
+                "cells": int(m.sum()),
+                "rows": int(rows_per_cell[m].sum()),
+                "aggregated": _REASONS[reason][1],
+                "note": _REASONS[reason][0],
+            }
+            for reason, m in masks.items()
+            if m.any()
+        ],
+        columns=_SUPPORT_COLUMNS,
+    )
+    return _Support(comp, fit, status, table, separated | ((tr >= 0) & ~pos))
+
+
+_SUPPORT_COLUMNS = ["reason", "cells", "rows", "aggregated", "note"]
+
+
+def _empty_support() -> pd.DataFrame:
+    return pd.DataFrame(columns=_SUPPORT_COLUMNS)
 
 
 __all__ = ["ETWFE", "etwfe"]

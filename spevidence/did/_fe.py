@@ -190,9 +190,19 @@ def _finish(
         names_all[j] for j in range(n_period_cols, len(names_all)) if j not in set(kept)
     )
     if not names:
+        gone = sum(dropped_rows.values())
+        why = (
+            f" once the {gone} of {n_obs + gone} rows that carry no information in a "
+            "Poisson model were dropped (units or periods with no events, or rows "
+            f"separated: {', '.join(f'{k} {v}' for k, v in dropped_rows.items() if v)}). "
+            "There are too few events for a Poisson model: use the linear model, a "
+            "longer window or coarser periods"
+            if gone
+            else ""
+        )
         raise EstimationError(
             "Every treatment term is collinear with the unit and period fixed effects "
-            f"(dropped: {', '.join(dropped)}); the design cannot identify an effect. "
+            f"(dropped: {', '.join(dropped)}){why}; the design cannot identify an effect. "
             "Check that treated and comparison units are both observed before and after."
         )
     return Fit(
@@ -313,8 +323,62 @@ def drop_uninformative_poisson(d: RowDesign) -> tuple[RowDesign, dict[str, int]]
     )
 
 
+def separated_rows(d: RowDesign, *, tol: float = 1e-4, max_iter: int = 100) -> np.ndarray:
+    """Rows whose Poisson fitted value goes to zero at the maximum (separation).
+
+    The iterative rectifier of Correia, Guimarães & Zylkin (2021, *Stata J* 21:213), as
+    pyfixest's ``separation_check=["ir"]`` and ppmlhdfe: regress ``U`` (1 on zero
+    outcomes) on the unit effects, period effects and regressors, with rows of a positive
+    outcome weighted so heavily that the fit is zero there; set negative fitted values of
+    the zero rows back into ``U`` as zero (a ReLU) until no fitted value is negative. Rows
+    with a positive fit are separated: some combination of coefficients can push their
+    mean to zero without changing any other row, so the MLE does not exist until they are
+    dropped. Returns a boolean mask (all False when nothing is separated).
+    """
+    y = d.y
+    interior = y > 0
+    out = np.zeros(y.size, dtype=bool)
+    if interior.all() or not interior.any():
+        return out
+    n_units = d.n_units
+    omega = np.where(interior, interior.sum() / tol**2, 1.0)
+    Z = np.column_stack([_period_dummies(d.period, d.n_periods), d.X])
+    sw = np.bincount(d.unit, weights=omega, minlength=n_units)
+    Zt = Z - (_bincols(d.unit, Z * omega[:, None], n_units) / sw[:, None])[d.unit]
+    gram = (Zt * omega[:, None]).T @ Zt
+    kept = _select_columns(gram)
+    Zk, gk = Zt[:, kept], gram[np.ix_(kept, kept)]
+    U = (~interior).astype(float)
+    for _ in range(max_iter):
+        ubar = np.bincount(d.unit, weights=omega * U, minlength=n_units) / sw
+        fitted = ubar[d.unit]
+        if kept:
+            theta = np.linalg.lstsq(gk, Zk.T @ (omega * (U - fitted)), rcond=None)[0]
+            fitted = fitted + Zk @ theta
+        near_zero = (fitted > -0.1 * tol) & (fitted < tol)
+        fitted[interior | near_zero] = 0.0
+        if (fitted >= 0).all():
+            return fitted > 0
+        U[~interior] = np.maximum(fitted[~interior], 0.0)
+    return out  # not converged: leave the fit to report non-convergence
+
+
 def _fit_rows_poisson(d0: RowDesign) -> Fit:
     d, dropped_rows = drop_uninformative_poisson(d0)
+    sep = separated_rows(d)
+    if sep.any():
+        dropped_rows["separated"] = int(sep.sum())
+        keep = ~sep
+        d = RowDesign(
+            y=d.y[keep],
+            unit=_recode(d.unit[keep])[0],
+            period=_recode(d.period[keep])[0],
+            X=d.X[keep],
+            xnames=d.xnames,
+            cluster=_recode(d.cluster[keep])[0],
+            weights=None if d.weights is None else d.weights[keep],
+            offset=None if d.offset is None else d.offset[keep],
+        )
     n_units, n_periods = d.n_units, d.n_periods
     y = d.y
     w = np.ones_like(y) if d.weights is None else d.weights

@@ -8,6 +8,13 @@ England defaults, DOMAIN.md), with secondary suppression against released totals
 Redacted cells are ``<NA>``; write CSVs with ``na_rep=REDACTED`` ("[REDACTED]").
 """
 
-from spevidence.disclosure._control import LOG_COLUMNS, REDACTED, check, control, redact_derived
+from spevidence.disclosure._control import (
+    LOG_COLUMNS,
+    REDACTED,
+    check,
+    control,
+    redact_derived,
+    released_count,
+)
 
-__all__ = ["LOG_COLUMNS", "REDACTED", "check", "control", "redact_derived"]
+__all__ = ["LOG_COLUMNS", "REDACTED", "check", "control", "redact_derived", "released_count"]

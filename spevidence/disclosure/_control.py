@@ -386,6 +386,40 @@ def control(
     return safe, log
 
 
+def released_count(n: int, *, threshold: int = 7, rounding: int = 5) -> int | None:
+    """The value one count takes in a released table: what :func:`control` gives it.
+
+    Use it where a count enters a released number other than a table cell (e.g. the
+    people an SROI values), so the exact count cannot be worked back from that number.
+
+    Parameters
+    ----------
+    n : int
+        A count (whole number >= 0).
+    threshold, rounding : int
+        As for :func:`control`.
+
+    Returns
+    -------
+    int or None
+        ``None`` when the count is redacted (1..``threshold``), else the rounded count.
+
+    Examples
+    --------
+    >>> released_count(402), released_count(5), released_count(0)
+    (400, None, 0)
+    """
+    safe, _ = control(
+        pd.DataFrame({"n": [n]}),
+        count_columns=["n"],
+        table_name="count",
+        threshold=threshold,
+        rounding=rounding,
+    )
+    v = safe["n"].iloc[0]
+    return None if pd.isna(v) else int(v)
+
+
 def redact_derived(
     table: pd.DataFrame,
     *,

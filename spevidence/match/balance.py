@@ -124,7 +124,9 @@ def balance_row(
     if binary:
         out["ecdf_mean"] = out["ecdf_max"] = abs(diff)
     elif i1.sum() >= 2 or i0.sum() >= 2:
-        out["var_ratio"] = _wvar(x[i1], ww[i1], False) / _wvar(x[i0], ww[i0], False)
+        v1, v0 = _wvar(x[i1], ww[i1], False), _wvar(x[i0], ww[i0], False)
+        # as R: a constant comparator group gives Inf (NaN when both are constant)
+        out["var_ratio"] = v1 / v0 if v0 > 0 else (float("inf") if v1 > 0 else float("nan"))
         out["ecdf_mean"], out["ecdf_max"] = _ecdf_stats(x, t, ww)
     return out
 

@@ -17,6 +17,12 @@ from spevidence.report._labels import as_percent, effect_scale, outcome_label
 from spevidence.report.sections import ReportBundle, markdown_table, not_run
 
 SMD_BAR = 0.1
+# reasons in the staggered estimators' attrition, as a reader would say them
+PLAIN_REASONS = {
+    "unit not observed in every period (balanced panel required)": "not registered for the "
+    "whole study window",
+}
+SUPPRESSED = "Small numbers were suppressed and counts rounded to protect confidentiality."
 WARN = "\n::: {.callout-warning}\n"  # opens a warning box (Quarto callout syntax)
 ALPHA = 0.05
 
@@ -117,14 +123,15 @@ def wellbeing_display(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def effect_size(row: pd.Series) -> str:
-    """An estimate with its 95% CI: a percentage for log-scale (Poisson) and ratio models."""
+def effect_size(row: pd.Series, period: str = "month") -> str:
+    """An estimate with its 95% CI: a percentage for log-scale (Poisson) and ratio models,
+    else events per person per ``period``."""
     est, lo, hi = _num(row["estimate"]), _num(row["conf_low"]), _num(row["conf_high"])
     scale = effect_scale(row.get("model", ""), row.get("scale"))
     if scale != "absolute":
         pct, plo, phi = (as_percent(x, scale) for x in (est, lo, hi))
         return f"{_f(pct, 1)}% (95% CI {_f(plo, 1)}% to {_f(phi, 1)}%)"
-    return f"{_f(est, 3)} per person per month (95% CI {_f(lo, 3)} to {_f(hi, 3)})"
+    return f"{_f(est, 3)} per person per {period} (95% CI {_f(lo, 3)} to {_f(hi, 3)})"
 
 
 def _ci_vs_null(row: pd.Series) -> tuple[float, float]:
@@ -144,19 +151,17 @@ def _staggered_effect(row: pd.Series) -> str:
     )
 
 
-def effect_sentence(row: pd.Series) -> str:
-    """One sentence for one estimate, with its interpretation."""
+def effect_sentence(row: pd.Series, *, period: str = "month", versus: str = "comparators") -> str:
+    """One sentence for one estimate, with its interpretation (relative to ``versus``)."""
     outcome = outcome_label(row.get("outcome", "the outcome"))
     lo, hi = _ci_vs_null(row)
-    size = effect_size(row)
+    size = effect_size(row, period)
     if lo > 0:
-        verdict = "an increase relative to comparators that is unlikely to be due to chance"
+        verdict = f"an increase relative to {versus} that is unlikely to be due to chance"
     elif hi < 0:
-        verdict = "a reduction relative to comparators that is unlikely to be due to chance"
+        verdict = f"a reduction relative to {versus} that is unlikely to be due to chance"
     else:
-        verdict = (
-            "no clear evidence of a change relative to comparators (the interval includes zero)"
-        )
+        verdict = f"no clear evidence of a change relative to {versus} (the interval includes zero)"
     return f"**{outcome}**: {size}, {verdict}."
 
 
@@ -167,6 +172,23 @@ class Narrative:
     rb: ReportBundle
 
     # -- pieces reused by several sections ----------------------------------------
+    def _period(self) -> str:
+        return str(self.rb.protocol.get("period", "month"))
+
+    def _is_staggered(self) -> bool:
+        """A ``design: staggered`` bundle (staggered estimates, no matched DiD)."""
+        return self.rb.has("staggered") and not self.rb.has("did_estimates")
+
+    def _rules(self) -> tuple[int, int]:
+        """The disclosure threshold and rounding the bundle was released under."""
+        extra = self.rb.manifest.get("extra", {}) or {}
+        rules = extra.get("disclosure") if isinstance(extra, dict) else None
+        if not isinstance(rules, dict):
+            rules = self.rb.protocol.get("disclosure", {})
+        if not isinstance(rules, dict):
+            return 7, 5
+        return int(rules.get("threshold", 7)), int(rules.get("rounding", 5))
+
     def _final_count(self) -> str | None:
         att = self.rb.table("attrition")
         if att is None or att.empty:
@@ -246,14 +268,17 @@ class Narrative:
         rows: list[dict[str, str]] = []
         n = self._final_count()
         if n is not None:
-            rows.append({"item": "Referred people in the final analysis", "value": n})
+            who = "Referred people"
+            if self._is_staggered() and self._staggered_spec().get("cohort") == "service_start":
+                who = "People in PCNs with a link-worker service"
+            rows.append({"item": f"{who} in the final analysis", "value": n})
         did = self.rb.table("did_estimates")
         if did is not None and not did.empty:
             for _, r in _main_rows(did).iterrows():
                 rows.append(
                     {
                         "item": f"Effect on {outcome_label(r.get('outcome', ''))}",
-                        "value": effect_size(r),
+                        "value": effect_size(r, self._period()),
                     }
                 )
         for _, r in self._staggered_main().iterrows():
@@ -294,7 +319,7 @@ class Narrative:
         )
 
     def summary(self) -> str:
-        if not self.rb.has("did_estimates") and self.rb.has("staggered"):
+        if self._is_staggered():
             return self._staggered_summary()
         lines: list[str] = [self.synthetic_banner()]
         did = self.rb.table("did_estimates")
@@ -315,7 +340,7 @@ class Narrative:
                 "\nKey findings (change in NHS use caused by referral, relative to comparators):\n"
             )
             for _, row in _main_rows(did).iterrows():
-                lines.append(f"- {effect_sentence(row)}")
+                lines.append(f"- {effect_sentence(row, period=self._period())}")
         if sroi := self._sroi_sentence():
             lines.append(sroi)
         caveats = []
@@ -343,6 +368,8 @@ class Narrative:
 
     def board_findings(self) -> str:
         """Three or four plain-English bullets for a board: effects and value for money."""
+        if self._is_staggered():
+            return self._staggered_board()
         lines: list[str] = []
         did = self.rb.table("did_estimates")
         n = self._final_count()
@@ -355,15 +382,8 @@ class Narrative:
             lines.append("- The main comparison was not run in this evaluation.")
         else:
             for _, r in _main_rows(did).iterrows():
-                lines.append(f"- {effect_sentence(r)}")
-        sv = self._sroi_values()
-        ratio = sv.get("sroi_ratio", sv.get("ratio"))
-        if ratio is not None and not pd.isna(ratio):
-            verdict = "more than" if _num(ratio) > 1 else "less than"
-            lines.append(
-                f"- **Value for money**: about £{_f(ratio)} of social value for each £1 spent "
-                f"({verdict} it cost)."
-            )
+                lines.append(f"- {effect_sentence(r, period=self._period())}")
+        lines += self._board_value()
         naive = self.rb.table("naive_before_after")
         if naive is not None and not naive.empty and "change_pct" in naive.columns:
             avg = pd.to_numeric(naive["change_pct"], errors="coerce").mean()
@@ -374,8 +394,22 @@ class Narrative:
             )
         return "\n".join(lines) + "\n"
 
+    def _board_value(self) -> list[str]:
+        """The board's value-for-money bullet (none when no SROI was run)."""
+        sv = self._sroi_values()
+        ratio = sv.get("sroi_ratio", sv.get("ratio"))
+        if ratio is None or pd.isna(ratio):
+            return []
+        verdict = "more than" if _num(ratio) > 1 else "less than"
+        return [
+            f"- **Value for money**: about £{_f(ratio)} of social value for each £1 spent "
+            f"({verdict} it cost)."
+        ]
+
     def board_caveats(self) -> str:
         """Short caveats for a board, drawn from the checks in the bundle."""
+        if self._is_staggered():
+            return self._staggered_board_caveats()
         items: list[str] = []
         bad = self._pretrend_failures()
         if bad:
@@ -395,7 +429,7 @@ class Narrative:
             "This is an observational study: unmeasured differences that change at the time of "
             "referral cannot be ruled out."
         )
-        items.append("Small numbers were suppressed and counts rounded to protect confidentiality.")
+        items.append(SUPPRESSED)
         return "\n".join(f"- {i}" for i in items) + "\n"
 
     def protocol(self) -> str:
@@ -487,7 +521,12 @@ class Narrative:
             "group and the change in matched comparators over the same months.\n"
         ]
         for _, row in _main_rows(did).iterrows():
-            lines.append(f"- {effect_sentence(row)}")
+            lines.append(f"- {effect_sentence(row, period=self._period())}")
+        skipped = self.rb.table("did_not_estimated")
+        for _, r in (skipped if skipped is not None else pd.DataFrame()).iterrows():
+            lines.append(
+                f"- **{outcome_label(r['outcome'])}** ({r['model']}): not estimated, {r['reason']}."
+            )
         return "\n".join(lines) + "\n"
 
     def pretrend(self) -> str:
@@ -578,6 +617,174 @@ class Narrative:
             "(2025). Effects are changes in events per person per "
             f"{period} among treated people.\n"
         )
+
+    def _staggered_spec(self) -> dict[str, Any]:
+        spec = self.rb.protocol.get("staggered") or {}
+        return spec if isinstance(spec, dict) else {}
+
+    def _staggered_words(self) -> dict[str, str]:
+        """Who is treated, when treatment starts and whom they are compared with."""
+        spec = self._staggered_spec()
+        never = spec.get("control", "notyet") == "never"
+        if spec.get("cohort") == "service_start":
+            return {
+                "treated": "people registered in PCNs that started a link-worker service",
+                "start": "the service started",
+                "comparison": "people in PCNs that never started it"
+                if never
+                else "people in PCNs whose service had not yet started, or never did",
+            }
+        return {
+            "treated": "people referred to link workers",
+            "start": "their first accepted referral",
+            "comparison": "people never referred"
+            if never
+            else "people not yet referred or never referred",
+        }
+
+    def _staggered_headline(self) -> tuple[pd.DataFrame, str]:
+        """The headline estimator's simple aggregation, one row per outcome (withheld
+        estimates included), and its name: the estimate the SROI values
+        (:func:`spevidence._pipeline_staggered.headline_estimator`)."""
+        from spevidence._pipeline_staggered import headline_estimator
+
+        main = self._staggered_main()
+        if main.empty or not {"estimate", "std_error"} <= set(main.columns):
+            return main, ""
+        name = headline_estimator(main)
+        return main.loc[main["estimator"] == name].reset_index(drop=True), name
+
+    def _staggered_disagreement(self) -> list[str]:
+        """Outcomes whose simple effects by two estimators have disjoint 95% CIs."""
+        main = self._staggered_main()
+        out = []
+        for o, rows in main.dropna(subset=["estimate"]).groupby("outcome", sort=False):
+            lo = pd.to_numeric(rows["conf_low"], errors="coerce")
+            hi = pd.to_numeric(rows["conf_high"], errors="coerce")
+            if len(rows) > 1 and lo.max() > hi.min():
+                out.append(outcome_label(o))
+        return out
+
+    def _staggered_excluded(self) -> str:
+        """How many people of the linked panel the estimation left out, and why."""
+        att = self.rb.table("attrition")
+        if att is None or not {"step", "n", "n_dropped", "reason"} <= set(att.columns):
+            return ""
+        ex = att.loc[att["step"].astype(str).str.startswith("Excluded")]
+        dropped = pd.to_numeric(ex["n_dropped"], errors="coerce")
+        if not dropped.sum() > 0:
+            return ""
+        reasons = [PLAIN_REASONS.get(str(r), str(r)) for r in ex.loc[dropped > 0, "reason"]]
+        first = pd.to_numeric(att["n"], errors="coerce").dropna()
+        of = f" of the {_f(first.iloc[0], 0)}" if len(first) else ""
+        return (
+            f"{_f(dropped.sum(), 0)}{of} people in the linked panel were left out of the "
+            f"analysis ({'; '.join(reasons)}): the estimates describe the people analysed."
+        )
+
+    def _observational(self) -> str:
+        if self._is_staggered():
+            w = self._staggered_words()
+            return (
+                "This is an observational study. Staggered difference-in-differences removes "
+                "stable differences between people and changes shared by everyone in the same "
+                f"{self._staggered_period()}, but not unmeasured changes that coincide with "
+                f"{w['start']}."
+            )
+        return (
+            "This is an observational study. Matching and difference-in-differences remove "
+            "differences in measured characteristics and in stable unmeasured ones, but not "
+            "unmeasured factors that change at the time of referral."
+        )
+
+    def _staggered_board(self) -> str:
+        """Board findings of a staggered design: the headline simple effect of each
+        outcome with its 95% CI, per person per period, from the released table."""
+        w = self._staggered_words()
+        period = self._staggered_period()
+        n = self._final_count()
+        who = f"{n} {w['treated']}" if n else w["treated"].capitalize()
+        lines = [
+            f"- {who} were compared, {period} by {period} before and after {w['start']}, "
+            f"with {w['comparison']} (staggered difference-in-differences over the whole "
+            "registered population; no matching)."
+        ]
+        rows, name = self._staggered_headline()
+        if not name:
+            lines.append(
+                "- No overall effect could be estimated and released in this evaluation "
+                "(the full report says why)."
+            )
+        else:
+            lines.append(
+                f"- The estimates are the {name} overall effect: the average change in events "
+                f"per person per {period} among the treated, in the {period}s after "
+                f"{w['start']}, relative to the comparison group."
+            )
+            threshold, _ = self._rules()
+            for _, r in rows.iterrows():
+                if pd.isna(r["estimate"]):
+                    lines.append(
+                        f"- **{outcome_label(r['outcome'])}**: withheld (it rests on "
+                        f"{threshold} or fewer treated people)."
+                    )
+                else:
+                    sentence = effect_sentence(r, period=period, versus="the comparison group")
+                    lines.append(f"- {sentence}")
+            shown = set(rows["outcome"])
+            for o in self.rb.protocol.get("outcomes") or []:
+                if o not in shown:
+                    lines.append(
+                        f"- **{outcome_label(o)}**: not estimated by {name} (see the full report)."
+                    )
+        lines += self._board_value()
+        return "\n".join(lines) + "\n"
+
+    def _staggered_board_caveats(self) -> str:
+        """Board caveats of a staggered design (docs/methods.md section 3.3)."""
+        w = self._staggered_words()
+        referral = self._staggered_spec().get("cohort", "referral") == "referral"
+        items: list[str] = []
+        bad = self._pretrend_failures()
+        if bad:
+            text = (
+                f"**Caution**: before {w['start']}, use was already diverging from the "
+                f"comparison group for {', '.join(bad)}"
+            )
+            if referral:
+                text += (
+                    ". People are often referred at a peak of use that falls afterwards anyway "
+                    "(regression to the mean), so those estimates may overstate any reduction; "
+                    "a matched comparison at the date of referral is the safer design."
+                )
+            else:
+                text += "; those estimates may be biased."
+            items.append(text)
+        elif self.rb.has("staggered_pretrend"):
+            items.append(
+                f"Before {w['start']} the treated and the comparison group followed parallel "
+                "trends (a good sign, though it cannot prove the design's assumption)."
+            )
+        else:
+            items.append(
+                f"Trends before {w['start']} were not tested (the pre-trend test comes with "
+                "Callaway-Sant'Anna, which was not run)."
+            )
+        disagree = self._staggered_disagreement()
+        if disagree:
+            items.append(
+                "The two estimators disagree for " + ", ".join(disagree) + " (their 95% "
+                "confidence intervals do not overlap): read those estimates with care."
+            )
+        if left := self._staggered_excluded():
+            items.append(left)
+        items.append(self._observational())
+        threshold, _ = self._rules()
+        items.append(
+            SUPPRESSED[:-1] + f"; estimates resting on {threshold} or fewer treated people "
+            "are withheld."
+        )
+        return "\n".join(f"- {i}" for i in items) + "\n"
 
     def _staggered_summary(self) -> str:
         lines = [self.synthetic_banner(), self._staggered_design()]
@@ -745,6 +952,16 @@ class Narrative:
                 )
                 + "\n"
             )
+        fit_notes = self.rb.table("staggered_fit_notes")
+        if fit_notes is not None and len(fit_notes):
+            parts.append(
+                "\n*Cells with no events (Poisson model; the estimate is at its limit there):* "
+                + "; ".join(
+                    f"{r['estimator']} for {outcome_label(r['outcome'])}, {r['note']}"
+                    for _, r in fit_notes.iterrows()
+                )
+                + ".\n"
+            )
         return "\n".join(parts)
 
     def sroi(self) -> str:
@@ -799,11 +1016,7 @@ class Narrative:
         return f"\nIn {_f(p * 100, 0)}% of simulations the SROI ratio exceeded 1 (break-even).\n"
 
     def limitations(self) -> str:
-        items = [
-            "This is an observational study. Matching and difference-in-differences remove "
-            "differences in measured characteristics and in stable unmeasured ones, but not "
-            "unmeasured factors that change at the time of referral.",
-        ]
+        items = [self._observational()]
         bad = self._pretrend_failures()
         if bad:
             items.append(
@@ -815,11 +1028,16 @@ class Narrative:
             items.append(
                 f"Residual imbalance after matching ({', '.join(imb)}) may bias the estimates."
             )
+        if self._is_staggered() and (left := self._staggered_excluded()):
+            items.append(left)
         did = self.rb.table("did_estimates")
-        if did is not None and not did.empty:
+        main = _main_rows(did) if did is not None and not did.empty else None
+        if self._is_staggered():
+            main = self._staggered_headline()[0].dropna(subset=["estimate"])
+        if main is not None and len(main):
             wide = [
                 outcome_label(r.get("outcome", ""))
-                for _, r in _main_rows(did).iterrows()
+                for _, r in main.iterrows()
                 if _ci_vs_null(r)[0] <= 0 <= _ci_vs_null(r)[1]
             ]
             if wide:
@@ -850,12 +1068,7 @@ class Narrative:
 
     def disclosure(self) -> str:
         log = self.rb.disclosure_log()
-        extra = self.rb.manifest.get("extra", {}) or {}
-        rules = extra.get("disclosure") if isinstance(extra, dict) else None
-        if not isinstance(rules, dict):
-            rules = self.rb.protocol.get("disclosure", {})
-        threshold = rules.get("threshold", 7) if isinstance(rules, dict) else 7
-        rounding = rules.get("rounding", 5) if isinstance(rules, dict) else 5
+        threshold, rounding = self._rules()
         text = (
             "\nAll tables and the numbers behind every figure passed statistical disclosure "
             f"control before leaving the secure environment: counts from 1 to {threshold} were "
