@@ -431,3 +431,34 @@ def test_sroi_values_nobody_when_the_treated_count_would_be_redacted() -> None:
     by = tables["sroi_by_outcome"].set_index("outcome")
     assert by.loc["gp", "quantity"] == pytest.approx(0.2 * 4 * 400)  # the released 400
     assert "rounded to the nearest 5" in said
+
+
+def test_report_says_when_the_pretrend_test_could_not_be_computed(
+    staggered_run: RunResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from spevidence.report.narrative import Narrative
+    from spevidence.report.sections import ReportBundle
+
+    monkeypatch.chdir(tmp_path)  # the section draws its figures into the working folder
+    bundle = staggered_run.bundle
+    pt = pd.read_csv(bundle / "tables" / "staggered_pretrend.csv")
+    if (pt["p_value"] >= 0.05).all():  # as run: the section names the test that ran
+        section = Narrative(ReportBundle(bundle)).staggered()
+        assert "joint Wald test of the event-study leads -8 to -1: p ≥ 0.05" in section
+    # no p-value (e.g. a singular covariance): neither "passed" nor "parallel"
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    note = "covariance singular (reciprocal condition number 1.0e-17): not tested"
+    pt.assign(statistic=np.nan, p_value=np.nan, note=note).to_csv(
+        copy / "tables" / "staggered_pretrend.csv", index=False
+    )
+    nar = Narrative(ReportBundle(copy))
+    assert "| Parallel pre-referral trends | not computed |" in nar.key_numbers()
+    assert "could not be computed" in nar.board_caveats()
+    section = nar.staggered()
+    assert f"event-study leads -8 to -1 could not be computed ({note})" in section
+    for text in (nar.key_numbers(), nar.board_caveats(), section):
+        assert "passed" not in text and "followed parallel" not in text
+        assert "moved in parallel" not in text

@@ -213,6 +213,16 @@ class Narrative:
             return [outcome_label(o) for o in bad["outcome"]]
         return ["the outcome"] * len(bad)
 
+    def _pretrend_untested(self) -> bool:
+        """A pre-trend table is there but no test could be computed (all p-values missing,
+        e.g. a singular covariance): say so rather than "passed"."""
+        pt = self.rb.table("pretrend_test")
+        if pt is None:
+            pt = self.rb.table("staggered_pretrend")
+        if pt is None or not len(pt) or "p_value" not in pt.columns:
+            return False
+        return bool(pd.to_numeric(pt["p_value"], errors="coerce").isna().all())
+
     def _imbalanced(self) -> list[str]:
         bal = self.rb.table("balance")
         if bal is None:
@@ -298,7 +308,9 @@ class Narrative:
             rows.append(
                 {
                     "item": "Parallel pre-referral trends",
-                    "value": "failed for " + ", ".join(bad) if bad else "passed",
+                    "value": "failed for " + ", ".join(bad)
+                    if bad
+                    else ("not computed" if self._pretrend_untested() else "passed"),
                 }
             )
         if self.rb.has("balance"):
@@ -760,6 +772,11 @@ class Narrative:
             else:
                 text += "; those estimates may be biased."
             items.append(text)
+        elif self.rb.has("staggered_pretrend") and self._pretrend_untested():
+            items.append(
+                f"The test of parallel trends before {w['start']} could not be computed; "
+                "read the pre-treatment estimates of the event study."
+            )
         elif self.rb.has("staggered_pretrend"):
             items.append(
                 f"Before {w['start']} the treated and the comparison group followed parallel "
