@@ -582,17 +582,19 @@ def _activity(
         return {}, {}, pd.DataFrame()
     spec = RiskScoreSpec.from_dict(proto.risk_score) if proto.risk_score else RiskScoreSpec()
     end = pd.Timestamp(proto.end)
+    # the case-finding score is taken a full GP look-back after the start of the window
+    # (validation drops earlier appointments); the tables state the date (scored_on)
+    risk_at = min(pd.Timestamp(proto.start) + pd.Timedelta(days=spec.lookback_days), end)
+    gp = clean["gp_appointments"] if "gp_appointments" in clean else None
     tables, figures = activity_outputs(
         population,
         referrals,
-        gp_appointments=frame("gp_appointments"),
+        gp_appointments=None if gp is None else casefinding_gp(gp, risk_at, spec.lookback_days),
         wellbeing=frame("wellbeing"),
         start=proto.start,
         end=proto.end,
         at=proto.start,
-        # the case-finding score is taken a full GP look-back after the start of the window
-        # (validation drops earlier appointments); the tables state the date (scored_on)
-        risk_at=min(pd.Timestamp(proto.start) + pd.Timedelta(days=spec.lookback_days), end),
+        risk_at=risk_at,
         spec=spec,
         period=proto.period,
         link_worker_wte=proto.sroi.link_worker_wte,
@@ -600,6 +602,37 @@ def _activity(
     )
     log = pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()
     return tables, figures, log
+
+
+def casefinding_gp(gp: Any, at: pd.Timestamp, lookback_days: int) -> pd.DataFrame:
+    """GP appointments as case finding needs them, counted in the database engine.
+
+    One row per person, status and staff role inside the look-back ``(at - lookback_days,
+    at]``, and one per status and role outside it (no person), each with ``n_rows``
+    appointments and the earliest ``appointment_date``: what
+    :func:`spevidence.activity.risk_score` reads, without bringing every appointment into
+    memory (hundreds of millions of rows at national scale). The case-finding tables equal
+    those from the full extract.
+    """
+    import ibis
+
+    lo, hi = (at - pd.Timedelta(days=lookback_days)).date(), at.date()
+    d = gp["appointment_date"].cast("date")
+    t = gp.mutate(_bad=d.isnull(), _in=((d > lo) & (d <= hi)).fill_null(False), _d=d)
+    t = t.mutate(
+        person_id=ibis.ifelse(t["_in"], t["person_id"].cast("string"), ibis.null("string"))
+    )
+    keys = [
+        "person_id",
+        "status",
+        *(["staff_role"] if "staff_role" in gp.columns else []),
+        "_in",
+        "_bad",
+    ]
+    out = t.group_by(keys).aggregate(appointment_date=t["_d"].min(), n_rows=t.count()).to_pandas()
+    out = out.drop(columns=["_in", "_bad"])
+    sort = [c for c in keys if c in out.columns]
+    return out.sort_values(sort, kind="stable", na_position="last").reset_index(drop=True)
 
 
 def _pretrend_dict(pt: Any) -> dict[str, float]:

@@ -226,3 +226,32 @@ def test_risk_score_panel_matches_brute_force():
     assert (q["risk_gp_lookback"] <= out["risk_gp_lookback"]).all()
     with pytest.raises(DataError, match="panel"):
         risk_score_panel(panel.drop(columns="gp"), pop)
+
+
+@pytest.mark.parametrize("roles", [None, ("gp",)])
+def test_engine_counted_gp_appointments_give_the_same_tables(tmp_path, roles):
+    # spevidence run counts the look-back visits in DuckDB (pipeline.casefinding_gp)
+    # instead of reading every appointment; the case-finding tables must not change
+    from spevidence.data import read_extracts, validate
+    from spevidence.pipeline import casefinding_gp
+    from spevidence.synthetic import generate
+
+    generate("demo", persons=1500, seed=3, out=tmp_path)
+    clean, _, _ = validate(read_extracts(tmp_path), start="2021-04-01", end="2024-03-31")
+    pop = clean["population"].to_pandas()
+    full = clean["gp_appointments"].to_pandas()
+    spec = RiskScoreSpec(gp_roles=roles)
+    at = pd.Timestamp("2022-06-30")
+    counted = casefinding_gp(clean["gp_appointments"], at, spec.lookback_days)
+    assert len(counted) < len(full) / 5 and counted["n_rows"].sum() == len(full)
+    a = risk_score(pop, full, at=at, spec=spec)
+    b = risk_score(pop, counted, at=at, spec=spec)
+    ta, tb = a.tables(), b.tables()
+    assert set(ta) == set(tb)
+    for name in ta:
+        pd.testing.assert_frame_equal(ta[name], tb[name], check_dtype=False)
+    pd.testing.assert_frame_equal(a.scores, b.scores, check_dtype=False)
+    assert (
+        ta["casefinding_factors"].set_index("factor").loc[FACTORS["frequent_attender"], "people"]
+        > 0
+    )

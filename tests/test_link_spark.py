@@ -90,3 +90,12 @@ def test_extracts_on_a_spark_connection_validate_and_link_on_spark(tmp_path, spa
     assert att.reconciles() and qa.ok
     panel = build_panel(clean, start=START, end=END, backend=spark_con)
     pd.testing.assert_frame_equal(panel.to_pandas(), as_panel_frame(TINY_EXPECTED_MONTHLY))
+    # the case-finding GP counts of spevidence run come out of Spark as out of DuckDB
+    from spevidence.pipeline import casefinding_gp
+
+    at = pd.Timestamp(END)
+    duck, _, _ = validate(read_extracts(folder), start=START, end=END)
+    a = casefinding_gp(clean["gp_appointments"], at, 365)
+    b = casefinding_gp(duck["gp_appointments"], at, 365)
+    assert a["n_rows"].sum() == int(duck["gp_appointments"].count().execute()) > 0
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)

@@ -180,29 +180,37 @@ def _gp_counts(
     gp: pd.DataFrame, at: pd.Timestamp, spec: RiskScoreSpec, drops: list[tuple[str, str, int]]
 ) -> pd.Series:
     require(gp, "gp_appointments", ("person_id", "appointment_date", "status"))
+    # a pre-aggregated extract says how many appointments each row stands for
+    n = (
+        gp["n_rows"].to_numpy(dtype=np.int64)
+        if "n_rows" in gp.columns
+        else np.ones(len(gp), dtype=np.int64)
+    )
     d = as_dates(gp["appointment_date"])
-    bad = d.isna()
-    drops.append(("gp_appointments", "appointment_date missing or not a date", int(bad.sum())))
+    bad = d.isna().to_numpy()
+    drops.append(("gp_appointments", "appointment_date missing or not a date", int(n[bad].sum())))
     lo = at - pd.Timedelta(days=spec.lookback_days)
-    inside = ~bad & (d > lo) & (d <= at)
-    drops.append(("gp_appointments", "outside the look-back window", int((~bad & ~inside).sum())))
-    attended = gp["status"].astype(str).str.lower() == "attended"
+    inside = ~bad & ((d > lo) & (d <= at)).to_numpy()
+    drops.append(("gp_appointments", "outside the look-back window", int(n[~bad & ~inside].sum())))
+    attended = (gp["status"].astype(str).str.lower() == "attended").to_numpy()
     drops.append(
-        ("gp_appointments", "not attended (dna/cancelled)", int((inside & ~attended).sum()))
+        ("gp_appointments", "not attended (dna/cancelled)", int(n[inside & ~attended].sum()))
     )
     keep = inside & attended
     if spec.gp_roles is not None:
         require(gp, "gp_appointments", ("staff_role",))
-        role_ok = gp["staff_role"].astype(str).str.lower().isin([r.lower() for r in spec.gp_roles])
+        roles = [r.lower() for r in spec.gp_roles]
+        role_ok = gp["staff_role"].astype(str).str.lower().isin(roles).to_numpy()
         drops.append(
             (
                 "gp_appointments",
                 "staff role not counted (spec gp_roles)",
-                int((keep & ~role_ok).sum()),
+                int(n[keep & ~role_ok].sum()),
             )
         )
         keep = keep & role_ok
-    return gp.loc[keep, "person_id"].astype(str).value_counts()
+    ids = gp["person_id"].astype(str).to_numpy()[keep]
+    return pd.Series(n[keep], index=ids).groupby(level=0).sum()
 
 
 def risk_score(
@@ -224,7 +232,9 @@ def risk_score(
         A factor whose column is absent counts as not present and is reported as
         unavailable; missing values count as not present and are reported as missing.
     gp_appointments
-        GP appointments extract, for ``frequent_attender``.
+        GP appointments extract, for ``frequent_attender``. It may be pre-aggregated: a
+        column ``n_rows`` then gives how many appointments each row stands for
+        (``spevidence run`` counts them in the database engine this way).
     at
         Scoring date: registration, age and the GP look-back are taken at this date.
     spec
