@@ -585,11 +585,13 @@ def _activity(
     # the case-finding score is taken a full GP look-back after the start of the window
     # (validation drops earlier appointments); the tables state the date (scored_on)
     risk_at = min(pd.Timestamp(proto.start) + pd.Timedelta(days=spec.lookback_days), end)
-    gp = clean["gp_appointments"] if "gp_appointments" in clean else None
+    gp = None
+    if "gp_appointments" in clean:  # clean is Extracts, which has no .get
+        gp = casefinding_gp(clean["gp_appointments"], risk_at, spec.lookback_days)
     tables, figures = activity_outputs(
         population,
         referrals,
-        gp_appointments=None if gp is None else casefinding_gp(gp, risk_at, spec.lookback_days),
+        gp_appointments=gp,
         wellbeing=frame("wellbeing"),
         start=proto.start,
         end=proto.end,
