@@ -47,9 +47,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spevidence.data import read_extracts, validate
-from spevidence.did import two_by_two
 from spevidence.errors import SpevidenceError
-from spevidence.pipeline import matched_cohort, matching_panel
+from spevidence.pipeline import did_window, matched_cohort, matched_two_by_two, matching_panel
 from spevidence.protocol import load_protocol
 from spevidence.synthetic import generate, true_rate_ratio
 
@@ -58,19 +57,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def fit(md: pd.DataFrame, proto, weights: str = "weights") -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
     """Poisson DiD of GP use on the protocol's window: log RR, its SE, matched cases."""
-    w = md.loc[(md["event_time"] >= -proto.did.pre) & (md["event_time"] < proto.did.post)]
-    r = two_by_two(
-        w,
-        yname="gp",
-        idname="unit_id",
-        tname="event_time",
-        treat="treated",
-        post="post",
-        model="poisson",
-        exposure="exposure_days",
-        cluster="person_id",
-        weights=weights,
-    ).tidy()
+    w = did_window(md, proto)
+    r = matched_two_by_two(w, proto, "gp", "poisson", weights=weights).tidy()
     n_cases = int(w.loc[w["treated"] == 1, "unit_id"].nunique())
     return float(r["estimate"].iloc[0]), float(r["std_error"].iloc[0]), n_cases
 

@@ -161,7 +161,7 @@ def run(
     """
     from spevidence._runcache import RunCache, key_fingerprint, stage_inputs
     from spevidence.data import read_extracts, validate
-    from spevidence.did import event_study, two_by_two
+    from spevidence.did import event_study
     from spevidence.identity import load_key
     from spevidence.link import build_panel
 
@@ -244,9 +244,7 @@ def run(
         else:
             matched, flow, balance = (hit.frames[k] for k in ("matched", "flow", "balance"))
             steps.note(f"Reused the matched cohort from {run_cache.root / 'matching'}")
-        window = matched.loc[
-            (matched["event_time"] >= -proto.did.pre) & (matched["event_time"] < proto.did.post)
-        ]
+        window = did_window(matched, proto)
         steps.step(3)
         # 4. difference-in-differences ---------------------------------------------
         est_rows, es_rows, pre_rows, not_estimated = [], [], [], []
@@ -254,18 +252,7 @@ def run(
         for o in outcomes if estimates is None else ():
             for model in proto.did.models:
                 try:
-                    res = two_by_two(
-                        window,
-                        yname=o,
-                        idname="unit_id",
-                        tname="event_time",
-                        treat="treated",
-                        post="post",
-                        model=model,
-                        exposure="exposure_days" if model == "poisson" else None,
-                        cluster=proto.did.cluster,
-                        weights="weights",
-                    )
+                    res = matched_two_by_two(window, proto, o, model)
                 except EstimationError as e:  # one outcome's model, not the whole run
                     not_estimated.append(_not_estimated(o, model, e, steps))
                     continue
@@ -540,6 +527,39 @@ def matched_cohort(panel: pd.DataFrame, proto: Protocol) -> tuple[Any, pd.DataFr
         seed=proto.seed,
     )
     return result, result.matched_data(censoring=mp.censoring, washout=mp.washout)
+
+
+def did_window(matched: pd.DataFrame, proto: Protocol) -> pd.DataFrame:
+    """The matched person-periods the 2x2 uses: ``did.pre`` periods before the index to
+    ``did.post`` periods from it."""
+    et = matched["event_time"]
+    return matched.loc[(et >= -proto.did.pre) & (et < proto.did.post)]
+
+
+def matched_two_by_two(
+    window: pd.DataFrame,
+    proto: Protocol,
+    outcome: str,
+    model: Literal["linear", "poisson"],
+    *,
+    weights: str = "weights",
+) -> Any:
+    """The protocol's 2x2 DiD of one outcome on :func:`did_window`, as :func:`run` fits it
+    (Poisson with days registered as exposure, clustered by ``did.cluster``)."""
+    from spevidence.did import two_by_two
+
+    return two_by_two(
+        window,
+        yname=outcome,
+        idname="unit_id",
+        tname="event_time",
+        treat="treated",
+        post="post",
+        model=model,
+        exposure="exposure_days" if model == "poisson" else None,
+        cluster=proto.did.cluster,
+        weights=weights,
+    )
 
 
 def _with_risk_score(panel: pd.DataFrame, clean: Any, proto: Protocol) -> pd.DataFrame:

@@ -42,8 +42,7 @@ import pytest
 
 from spevidence import describe
 from spevidence.data import read_extracts, validate
-from spevidence.did import two_by_two
-from spevidence.pipeline import matched_cohort, matching_panel
+from spevidence.pipeline import did_window, matched_cohort, matched_two_by_two, matching_panel
 from spevidence.protocol import load_protocol
 from spevidence.synthetic import generate, true_rate_ratio
 
@@ -70,22 +69,8 @@ def _analyse(scenario: str, protocol: str, persons: int, seed: int, tmp: Path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _, md = matched_cohort(panel, proto)
-        w = md.loc[(md["event_time"] >= -proto.did.pre) & (md["event_time"] < proto.did.post)]
-        est = {}
-        for o in proto.outcomes:
-            r = two_by_two(
-                w,
-                yname=o,
-                idname="unit_id",
-                tname="event_time",
-                treat="treated",
-                post="post",
-                model="poisson",
-                exposure="exposure_days",
-                cluster="person_id",
-                weights="weights",
-            ).tidy()
-            est[o] = r.iloc[0]
+        w = did_window(md, proto)
+        est = {o: matched_two_by_two(w, proto, o, "poisson").tidy().iloc[0] for o in proto.outcomes}
     naive = describe.naive_before_after(
         w, outcomes=proto.outcomes, pre=proto.did.pre, post=proto.did.post
     ).set_index("outcome")
