@@ -47,6 +47,19 @@ def _dummies(d: pd.DataFrame, res) -> tuple[pd.DataFrame, list[str]]:
     return dd, names
 
 
+def _cohort_year_dummies(dd: pd.DataFrame) -> list[str]:
+    """Add log exposure and mpdta's cohort and year dummies (in place); their names."""
+    dd["logexp"] = np.log(dd["days"])
+    fe = []
+    for g in [2004, 2006, 2007]:
+        dd[f"cg{g}"] = (dd["g"] == g).astype(float)
+        fe.append(f"cg{g}")
+    for t in [2004, 2005, 2006, 2007]:
+        dd[f"yr{t}"] = (dd["year"] == t).astype(float)
+        fe.append(f"yr{t}")
+    return fe
+
+
 @pytest.mark.parametrize(
     ("family", "control", "exposure", "cluster"),
     [
@@ -93,14 +106,7 @@ def test_poisson_aggregations_match_delta_method_on_pyfixest(mpdta) -> None:
     warnings.simplefilter("ignore")
     r = etwfe(mpdta, yname="emp", **MP, family="poisson", exposure="days")
     dd, names = _dummies(mpdta, r)
-    dd["logexp"] = np.log(dd["days"])
-    fe = []
-    for g in [2004, 2006, 2007]:
-        dd[f"cg{g}"] = (dd["g"] == g).astype(float)
-        fe.append(f"cg{g}")
-    for t in [2004, 2005, 2006, 2007]:
-        dd[f"yr{t}"] = (dd["year"] == t).astype(float)
-        fe.append(f"yr{t}")
+    fe = _cohort_year_dummies(dd)
     m = pf.fepois(
         f"emp ~ {' + '.join(names + fe)}",
         dd,
@@ -297,14 +303,7 @@ def test_poisson_aggregations_with_cells_left_out(mpdta) -> None:
     d = _rare(mpdta, ZERO)
     r = etwfe(d, yname="y", **MP, family="poisson", exposure="days")
     dd, names = _dummies(d, r)
-    dd["logexp"] = np.log(dd["days"])
-    fe = []
-    for g in [2004, 2006, 2007]:
-        dd[f"cg{g}"] = (dd["g"] == g).astype(float)
-        fe.append(f"cg{g}")
-    for t in [2004, 2005, 2006, 2007]:
-        dd[f"yr{t}"] = (dd["year"] == t).astype(float)
-        fe.append(f"yr{t}")
+    fe = _cohort_year_dummies(dd)
     st = dict(zip(names, r.status, strict=True))
     no_events = [nm for nm in names if st[nm] == "no events"]
     own = [nm for nm in names if nm not in no_events]  # cohort 2006's are collinear with cg2006
