@@ -130,6 +130,19 @@ def _select_columns(gram: np.ndarray, protected: int = 0) -> list[int]:
     return kept
 
 
+def _period_and_x(d: RowDesign) -> np.ndarray:
+    """Period dummies (the first period is the reference) beside the regressors."""
+    return np.column_stack([_period_dummies(d.period, d.n_periods), d.X])
+
+
+def _within(
+    unit: np.ndarray, Z: np.ndarray, w: np.ndarray, n_units: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted within-unit deviations of the columns of ``Z``, and each unit's weight."""
+    sw = np.bincount(unit, weights=w, minlength=n_units)
+    return Z - (_bincols(unit, Z * w[:, None], n_units) / sw[:, None])[unit], sw
+
+
 def _bincols(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """Column-wise group sums: ``out[c, j] = sum values[codes == c, j]``."""
     out = np.empty((n, values.shape[1]))
@@ -245,11 +258,9 @@ def fit_rows(d: RowDesign, model: Model) -> Fit:
 def _fit_rows_linear(d: RowDesign, dropped_rows: dict[str, int]) -> Fit:
     n_units, n_periods = d.n_units, d.n_periods
     w = np.ones_like(d.y) if d.weights is None else d.weights
-    Z = np.column_stack([_period_dummies(d.period, n_periods), d.X])
+    Z = _period_and_x(d)
     names_all = [f"period::{t}" for t in range(1, n_periods)] + list(d.xnames)
-    sw = np.bincount(d.unit, weights=w, minlength=n_units)
-    Zbar = _bincols(d.unit, Z * w[:, None], n_units) / sw[:, None]
-    Zt = Z - Zbar[d.unit]
+    Zt, sw = _within(d.unit, Z, w, n_units)
     ybar = np.bincount(d.unit, weights=w * d.y, minlength=n_units) / sw
     yt = d.y - ybar[d.unit]
     gram = (Zt * w[:, None]).T @ Zt
@@ -305,21 +316,20 @@ def drop_uninformative_poisson(d: RowDesign) -> tuple[RowDesign, dict[str, int]]
         )
     if keep.all():
         return d, dropped
-    unit, _ = _recode(d.unit[keep])
-    period, _ = _recode(d.period[keep])
-    cluster, _ = _recode(d.cluster[keep])
-    return (
-        RowDesign(
-            y=d.y[keep],
-            unit=unit,
-            period=period,
-            X=d.X[keep],
-            xnames=d.xnames,
-            cluster=cluster,
-            weights=None if d.weights is None else d.weights[keep],
-            offset=None if d.offset is None else d.offset[keep],
-        ),
-        dropped,
+    return _rows(d, keep), dropped
+
+
+def _rows(d: RowDesign, keep: np.ndarray) -> RowDesign:
+    """The design on the kept rows, units, periods and clusters numbered afresh."""
+    return RowDesign(
+        y=d.y[keep],
+        unit=_recode(d.unit[keep])[0],
+        period=_recode(d.period[keep])[0],
+        X=d.X[keep],
+        xnames=d.xnames,
+        cluster=_recode(d.cluster[keep])[0],
+        weights=None if d.weights is None else d.weights[keep],
+        offset=None if d.offset is None else d.offset[keep],
     )
 
 
@@ -342,9 +352,7 @@ def separated_rows(d: RowDesign, *, tol: float = 1e-4, max_iter: int = 100) -> n
         return out
     n_units = d.n_units
     omega = np.where(interior, interior.sum() / tol**2, 1.0)
-    Z = np.column_stack([_period_dummies(d.period, d.n_periods), d.X])
-    sw = np.bincount(d.unit, weights=omega, minlength=n_units)
-    Zt = Z - (_bincols(d.unit, Z * omega[:, None], n_units) / sw[:, None])[d.unit]
+    Zt, sw = _within(d.unit, _period_and_x(d), omega, n_units)
     gram = (Zt * omega[:, None]).T @ Zt
     kept = _select_columns(gram)
     Zk, gk = Zt[:, kept], gram[np.ix_(kept, kept)]
@@ -368,26 +376,15 @@ def _fit_rows_poisson(d0: RowDesign) -> Fit:
     sep = separated_rows(d)
     if sep.any():
         dropped_rows["separated"] = int(sep.sum())
-        keep = ~sep
-        d = RowDesign(
-            y=d.y[keep],
-            unit=_recode(d.unit[keep])[0],
-            period=_recode(d.period[keep])[0],
-            X=d.X[keep],
-            xnames=d.xnames,
-            cluster=_recode(d.cluster[keep])[0],
-            weights=None if d.weights is None else d.weights[keep],
-            offset=None if d.offset is None else d.offset[keep],
-        )
+        d = _rows(d, ~sep)
     n_units, n_periods = d.n_units, d.n_periods
     y = d.y
     w = np.ones_like(y) if d.weights is None else d.weights
     off = np.zeros_like(y) if d.offset is None else d.offset
-    Z = np.column_stack([_period_dummies(d.period, n_periods), d.X])
+    Z = _period_and_x(d)
     names_all = [f"period::{t}" for t in range(1, n_periods)] + list(d.xnames)
     # collinearity on the (weighted) within-unit design
-    sw = np.bincount(d.unit, weights=w, minlength=n_units)
-    Zt0 = Z - (_bincols(d.unit, Z * w[:, None], n_units) / sw[:, None])[d.unit]
+    Zt0, _ = _within(d.unit, Z, w, n_units)
     kept = _select_columns((Zt0 * w[:, None]).T @ Zt0)
     Z = Z[:, kept]
     num = np.bincount(d.unit, weights=w * y, minlength=n_units)
@@ -409,8 +406,7 @@ def _fit_rows_poisson(d0: RowDesign) -> Fit:
     for it in range(1, _MAX_ITER + 1):
         n_iter = it
         wm = w * mu
-        swm = np.bincount(d.unit, weights=wm, minlength=n_units)
-        Zt = Z - (_bincols(d.unit, Z * wm[:, None], n_units) / swm[:, None])[d.unit]
+        Zt, _ = _within(d.unit, Z, wm, n_units)
         H = (Zt * wm[:, None]).T @ Zt
         g = Z.T @ (w * (y - mu))
         step = np.linalg.solve(H, g)
@@ -428,8 +424,7 @@ def _fit_rows_poisson(d0: RowDesign) -> Fit:
     else:  # pragma: no cover - Newton on a concave likelihood converges
         raise EstimationError(f"Poisson fit did not converge in {_MAX_ITER} iterations.")
     wm = w * mu
-    swm = np.bincount(d.unit, weights=wm, minlength=n_units)
-    Zt = Z - (_bincols(d.unit, Z * wm[:, None], n_units) / swm[:, None])[d.unit]
+    Zt, _ = _within(d.unit, Z, wm, n_units)
     H = (Zt * wm[:, None]).T @ Zt
     n_cl = int(d.cluster.max()) + 1
     scores = _bincols(d.cluster, Zt * (w * (y - mu))[:, None], n_cl)
