@@ -579,6 +579,12 @@ def risk_set(
     num_panel = {
         c: panel[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in covs if c not in derived
     }
+    # panel columns of the eligibility criteria (at the index, and later for the weights)
+    crit_panel = num_panel | {
+        c: panel[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        for c, _, _ in crit
+        if c not in derived and c not in num_panel
+    }
     yob = (
         panel["year_of_birth"].to_numpy(dtype=np.float64, na_value=np.nan)
         if "year_of_birth" in panel.columns
@@ -684,7 +690,7 @@ def risk_set(
             if col in pool.columns and (col in derived or col in covs):
                 v = pool[col].to_numpy(dtype=float)
             else:
-                v = panel[col].to_numpy(dtype=np.float64, na_value=np.nan)[pool["_row"]]
+                v = crit_panel[col][pool["_row"]]
             ok_c = _meets(v, op, value)
             why = REASON_PRIOR_REFERRAL if col == PRIOR_REFERRAL else REASON_INELIGIBLE
             for p in pool.loc[ok & ~ok_c & treated, "_p"]:
@@ -871,12 +877,7 @@ def risk_set(
             covs=covs,
             coef=coef,
             cum_o=cum_o,
-            num_panel=num_panel
-            | {
-                c: panel[c].to_numpy(dtype=np.float64, na_value=np.nan)
-                for c, _, _ in crit
-                if c not in derived and c not in num_panel
-            },
+            num_panel=crit_panel,
             yob=yob,
             crit=crit,
             hazard_ineligible=n_inelig_ref / n_inelig if n_inelig else 0.0,
