@@ -35,9 +35,10 @@ All paths give the same estimates and standard errors (tests: 1e-10).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -510,6 +511,27 @@ def _outcome_groups_check(df: pd.DataFrame, yname: str, group: np.ndarray, model
 # ----------------------------------------------------------------------------- public
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _names_the_outcome(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """An estimation error that does not already name the outcome column says which one."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kw: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kw)
+        except EstimationError as e:
+            y = kw.get("yname")
+            if y is None or f"'{y}'" in str(e):
+                raise
+            raise EstimationError(f"Outcome '{y}': {e}") from None
+
+    return wrapper
+
+
+@_names_the_outcome
 def two_by_two(
     data: Any,
     *,
@@ -682,6 +704,7 @@ def two_by_two(
     return res
 
 
+@_names_the_outcome
 def twfe(
     data: Any,
     *,
@@ -775,6 +798,7 @@ def twfe(
     return res
 
 
+@_names_the_outcome
 def event_study(
     data: Any,
     *,
