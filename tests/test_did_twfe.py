@@ -531,7 +531,7 @@ def test_poisson_with_too_few_events_is_a_clear_error() -> None:
     # comparators' events all after the index, the cases' all before: no Poisson effect
     df = synth_panel(12, n=40)
     y = np.where((df["treated"] == 1) == (df["post"] == 1), 0, df["gp"])
-    with pytest.raises(EstimationError, match="Outcome 'gp': .*too few events for a Poisson"):
+    with pytest.raises(EstimationError, match=r"Outcome 'gp': .*too few events for a Poisson"):
         two_by_two(
             df.assign(gp=y), yname="gp", idname="person_id", tname="t", treat="treated",
             post="post", model="poisson", exposure="exposure_days",
