@@ -186,7 +186,14 @@ def test_mahalanobis_in_one_risk_set_equals_nearest():
     assert pool["treated"].sum() >= 5
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = nearest(pool, treat="treated", covariates=covs, distance="mahalanobis", exact=["sex"])
+        m = nearest(
+            pool,
+            treat="treated",
+            covariates=covs,
+            distance="mahalanobis",
+            exact=["sex"],
+            ties="data",
+        )
     ids = pool["person_id"].to_numpy()
     t_rows = np.flatnonzero(pool["treated"].to_numpy() == 1)
     ours = dict(zip(rs.pairs["case_person_id"], rs.pairs["comparator_person_id"], strict=True))

@@ -64,13 +64,47 @@ def coef_table(
     )
 
 
-def wald_test(b: np.ndarray, V: np.ndarray) -> tuple[float, int, float]:
-    """Joint Wald chi-square test that all of ``b`` are zero: (statistic, df, p-value)."""
+SE_EPS = float(np.sqrt(np.finfo(float).eps)) * 10  # R did's threshold for "zero variance"
+
+
+def guarded_wald(
+    b: np.ndarray, V: np.ndarray, se: np.ndarray | None = None
+) -> tuple[float, int, float, int, str]:
+    """Joint Wald chi-square test that all of ``b`` are zero, with R ``did``'s guards:
+    coefficients with zero or undefined variance are left out (and counted), and a
+    singular covariance (reciprocal condition number <= machine epsilon) is refused
+    rather than inverted. ``se`` defaults to the square root of ``diag(V)``. Returns
+    (statistic, df, p-value, n left out, note); the statistic and p-value are NaN,
+    with the reason in the note, when not testable."""
     b = np.asarray(b, dtype=float)
+    V = np.asarray(V, dtype=float)
+    if se is None:
+        se = np.sqrt(np.clip(np.diag(V), 0.0, None)) if b.size else np.zeros(0)
+    ok = np.isfinite(se) & (se > SE_EPS)
+    n_drop = int((~ok).sum())
+    b, V = b[ok], V[np.ix_(ok, ok)]
+    stat, p, note = float("nan"), float("nan"), ""
     if b.size == 0:
-        return float("nan"), 0, float("nan")
-    stat = float(b @ np.linalg.solve(V, b))
-    return stat, int(b.size), float(stats.chi2.sf(stat, b.size))
+        note = "no coefficient with a positive variance: not tested"
+    elif not np.isfinite(V).all():
+        note = "covariance has missing values: not tested"
+    else:
+        rc = 1.0 / float(np.linalg.cond(V, 1))
+        if not rc > np.finfo(float).eps:
+            note = f"covariance singular (reciprocal condition number {rc:.1e}): not tested"
+        else:
+            stat = float(b @ np.linalg.solve(V, b))
+            p = float(stats.chi2.sf(stat, b.size))
+    if n_drop and not note:
+        note = f"{n_drop} with zero variance (e.g. a reference period) left out"
+    return stat, int(b.size), p, n_drop, note
+
+
+def wald_test(b: np.ndarray, V: np.ndarray) -> tuple[float, int, float]:
+    """Joint Wald chi-square test that all of ``b`` are zero: (statistic, df, p-value),
+    NaN where :func:`guarded_wald` finds the covariance untestable (too few events)."""
+    stat, df, p, _, _ = guarded_wald(b, V)
+    return stat, df, p
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from spevidence._version import __version__
+from spevidence.did._results import SE_EPS, guarded_wald
 from spevidence.did._staggered_core import (
     CellSet,
     estimate_moments,
@@ -71,7 +72,6 @@ PretrendKind = Literal["cells", "leads"]
 Path = Literal["auto", "moments", "rows"]
 
 FloatArray = NDArray[np.float64]
-_SE_EPS = math.sqrt(np.finfo(float).eps) * 10
 
 
 # ----------------------------------------------------------------------------- results
@@ -460,33 +460,17 @@ PRETREND_TESTS = {"cells": "pre-treatment ATT(g,t)", "leads": "event-study leads
 
 
 def _wald_pretest(kind: str, b: FloatArray, se: FloatArray, V: FloatArray) -> pd.DataFrame:
-    """R ``did``'s Wald pre-test: drop zero/undefined-variance coefficients, refuse a
-    singular covariance (``rcond <= eps``), else ``b' V^-1 b`` on ``len(b)`` df."""
-    ok = np.isfinite(se) & (se > _SE_EPS)
-    n_drop = int((~ok).sum())
-    b, V = b[ok], V[np.ix_(ok, ok)]
-    stat, p, note = math.nan, math.nan, ""
-    if b.size == 0:
-        note = "no pre-treatment coefficient with a positive variance: not tested"
-    elif not np.isfinite(V).all():
-        note = "covariance has missing values: not tested"
-    else:
-        rc = 1.0 / float(np.linalg.cond(V, 1))
-        if not rc > np.finfo(float).eps:
-            note = f"covariance singular (reciprocal condition number {rc:.1e}): not tested"
-        else:
-            stat = float(b @ np.linalg.solve(V, b))
-            p = float(stats.chi2.sf(stat, b.size))
-    if n_drop and not note:
-        note = f"{n_drop} with zero variance (e.g. a reference period) left out"
+    """R ``did``'s Wald pre-test (:func:`guarded_wald`): zero/undefined-variance
+    coefficients dropped, a singular covariance refused, else ``b' V^-1 b``."""
+    stat, df, p, n_drop, note = guarded_wald(b, V, se)
     return pd.DataFrame(
         [
             {
                 "test": PRETREND_TESTS[kind],
                 "statistic": stat,
-                "df": int(b.size),
+                "df": df,
                 "p_value": p,
-                "n_tested": int(b.size),
+                "n_tested": df,
                 "n_dropped": n_drop,
                 "note": note,
             }
@@ -519,7 +503,7 @@ def _bootstrap(
     draws = z @ (_sqrtm_psd(sigma) @ L)
     q75, q25 = np.quantile(draws, [0.75, 0.25], axis=0)
     se = (q75 - q25) / (stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
-    ok = se > _SE_EPS
+    ok = se > SE_EPS
     se = np.where(ok, se, np.nan)
     if not ok.any():
         return se, float(stats.norm.ppf(1 - alpha / 2))
@@ -639,7 +623,7 @@ def _aggregate(
     L = np.column_stack([*cols, ocol]) if cols else ocol[:, None]
     V = L.T @ r._sigma @ L
     se_all = np.sqrt(np.clip(np.diag(V), 0.0, None))
-    se_all = np.where(se_all <= _SE_EPS, np.nan, se_all)
+    se_all = np.where(se_all <= SE_EPS, np.nan, se_all)
     crit = float(stats.norm.ppf(1 - r.alpha / 2))
     band: Literal["pointwise", "uniform"] = "pointwise"
     if biters:
@@ -1154,7 +1138,7 @@ def _finish(
         )
     V = cells.sigma[:K, :K]
     se = np.sqrt(np.clip(np.diag(V), 0.0, None))
-    se = np.where(se <= _SE_EPS, np.nan, se)
+    se = np.where(se <= SE_EPS, np.nan, se)
     crit = float(stats.norm.ppf(1 - alpha / 2))
     se_rep = se
     if bootstrap:

@@ -15,15 +15,54 @@ Porting notes (what makes the pairs identical to MatchIt's):
 * ties between candidates found on the two sides are broken as libc++'s
   ``std::partial_sort`` breaks them (the library MatchIt's snapshot tests were
   produced with); for 1:1 matching every standard library gives the same answer.
+  With ``ties="data"`` (risk-set matching) every candidate at the same distance is
+  collected and the ``ratio`` nearest are taken in (distance, data position) order:
+  among equally near controls the first in data order wins.
+
+Distances that differ only by floating-point noise are made equal first
+(:func:`on_grid`), so which tie rule applies never depends on the CPU or on the BLAS
+kernel it selects.
 
 Indices are 0-based; the returned match matrix uses -1 for "no match".
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
+
+Ties = Literal["matchit", "data"]
+
+# --------------------------------------------------------------------------- grid
+GRID_BITS = 30
+
+
+def on_grid(x: np.ndarray) -> np.ndarray:
+    """``x`` rounded to a power-of-two grid of about 1e-9 of its finite range
+    (2**-30 of the range, column by column for a matrix).
+
+    A propensity score or a Mahalanobis transform carries the rounding of the BLAS
+    kernel the CPU selects (and, under separation, much more): two comparators that
+    tie in exact arithmetic can differ in the 6th to 16th digit, and which one is
+    "nearer" would then depend on the machine. On the grid such values are exactly
+    equal and the stated tie rule decides. The rounding is exact (scaling by a power
+    of two and rounding to an integer are exact in floating point), so equal inputs
+    give equal outputs on any machine; only values within noise of a grid boundary
+    (a chance of about noise / 1e-9) can still land apart.
+    """
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 2:
+        return np.column_stack([on_grid(a[:, j]) for j in range(a.shape[1])]).reshape(a.shape)
+    finite = a[np.isfinite(a)]
+    span = float(finite.max() - finite.min()) if len(finite) else 0.0
+    if span == 0.0 or not math.isfinite(span):
+        return a.copy()
+    q = math.ldexp(1.0, math.frexp(span)[1] - GRID_BITS)
+    return np.round(a / q) * q
+
 
 # --------------------------------------------------------------------------- libc++ heap
 # MatchIt keeps the `ratio` closest candidates with std::partial_sort. Which of
@@ -157,8 +196,12 @@ def _find_control_vec(
     first_control: int,
     last_control: int,
     ratio: int = 1,
+    ties: Ties = "matchit",
 ) -> list[int]:
     ii = match_d_ord[t_id]
+    # "data": a side does not stop at `ratio` finds but only once `ratio` strictly
+    # nearer candidates are held, so every control tied with the last one is seen
+    cap = ratio if ties == "matchit" else -1
     mm_rowi: list[int] = []
     possible_starts: list[int] = []
     if r > 1:
@@ -200,13 +243,13 @@ def _find_control_vec(
         else:
             left = not left
         if left:
-            if iil <= min_ii or n_l == ratio:
+            if iil <= min_ii or n_l == cap:
                 l_stop = True
                 continue
             iil -= 1
             iz = ind_d_ord[iil]
         else:
-            if iir >= max_ii or n_r == ratio:
+            if iir >= max_ii or n_r == cap:
                 r_stop = True
                 continue
             iir += 1
@@ -243,14 +286,16 @@ def _find_control_vec(
         pm_dist.append(dist_c)
         if left:
             n_l += 1
-            if n_l == ratio:
+            if n_l == cap:
                 l_stop = True
         else:
             n_r += 1
-            if n_r == ratio:
+            if n_r == cap:
                 r_stop = True
 
     n_pm = len(pm_id)
+    if ties == "data":
+        return sorted(pm_id, key=lambda u: (abs(di - distance[u]), u))[:ratio]
     if n_pm <= 1:
         return pm_id
     if n_pm <= ratio and all(pm_dist[i] <= pm_dist[i + 1] for i in range(n_pm - 1)):
@@ -291,6 +336,7 @@ def nn_match_vec(
     exact: np.ndarray | None = None,
     caliper_dist: float | None = None,
     strata: np.ndarray | None = None,
+    ties: Ties = "matchit",
 ) -> np.ndarray:
     """Port of MatchIt ``nn_matchC_vec``.
 
@@ -309,6 +355,8 @@ def nn_match_vec(
         search stays inside its stratum's block of the sorted units), in one call.
         Unlike ``exact`` (MatchIt's own, which walks past other strata's units) it
         costs nothing when there are thousands of strata.
+    ties : ``"matchit"`` (MatchIt's search order decides among equally near
+        controls) or ``"data"`` (the first in data order wins).
 
     Returns
     -------
@@ -340,7 +388,7 @@ def nn_match_vec(
             lo, hi = (blo[ti], bhi[ti]) if blo is not None and bhi is not None else (0, n - 1)
         return _find_control_vec(
             ti, ind_d_ord, match_d_ord, treat_l, dist_l, eligible, r, row, cal, exact_l,
-            lo, hi, k,
+            lo, hi, k, ties,
         )  # fmt: skip
 
     return _greedy(treat_l, order, ratio, eligible, reuse_max, find)
@@ -488,8 +536,12 @@ def _find_control_mahcovs(
     distance: list[float] | None = None,
     caliper_dist: float | None = None,
     bounds: tuple[int, int] | None = None,
+    ties: Ties = "matchit",
 ) -> list[int]:
     ii = match_d_ord[t_id]
+    # "data": the `ratio` nearest in (distance, data position) order are kept, so of
+    # two equally near controls the first in data order wins
+    tie_pos = ties == "data"
     iil = iir = ii
     min_ii, max_ii = bounds if bounds is not None else (0, len(match_d_ord) - 1)
     l_stop = r_stop = False
@@ -540,10 +592,16 @@ def _find_control_mahcovs(
         ):
             continue
         diff = row_t - mah[iz]
-        dist_c = float(np.dot(diff, diff))
-        if not np.isfinite(dist_c):
+        # a correctly rounded sum: the same bits on every CPU (a BLAS dot is not)
+        dist_c = math.fsum((diff * diff).tolist())
+        if not math.isfinite(dist_c):
             continue
         new = (iz, dist_c)
+        if tie_pos:
+            pm.append(new)
+            pm.sort(key=lambda p: (p[1], p[0]))
+            del pm[ratio:]
+            continue
         if not pm:
             pm.append(new)
         elif dist_c > pm[-1][1]:
@@ -577,13 +635,14 @@ def nn_match_mahcovs(
     distance: np.ndarray | None = None,
     caliper_dist: float | None = None,
     strata: np.ndarray | None = None,
+    ties: Ties = "matchit",
 ) -> np.ndarray:
     """Port of MatchIt ``nn_matchC_mahcovs``: nearest neighbours in the Euclidean
     metric of the transformed covariates ``mah``, searching outwards along the first
     transformed covariate. With ``distance`` and ``caliper_dist`` (raw units) a
     control further than the caliper on ``distance`` is skipped: MatchIt's
     ``mahvars`` matching (Mahalanobis within a propensity-score caliper). ``strata``
-    as in :func:`nn_match_vec` (one call for many strata)."""
+    and ``ties`` as in :func:`nn_match_vec` (one call for many strata)."""
     treat_l = np.asarray(treat, dtype=np.int64).tolist()
     match_var = [float(v) for v in mah[:, 0]]
     ind_d_ord, match_d_ord, blo, bhi = _sorted_blocks(np.asarray(mah[:, 0], dtype=float), strata)
@@ -596,7 +655,7 @@ def nn_match_mahcovs(
         bounds = (blo[ti], bhi[ti]) if blo is not None and bhi is not None else None
         return _find_control_mahcovs(
             ti, ind_d_ord, match_d_ord, match_var, treat_l, eligible, r, row, mah, exact_l,
-            k, dist_l, caliper_dist, bounds,
+            k, dist_l, caliper_dist, bounds, ties,
         )  # fmt: skip
 
     return _greedy(treat_l, order, ratio, eligible, reuse_max, find)

@@ -31,9 +31,11 @@ from spevidence.match._design import (
     propensity_distance,
 )
 from spevidence.match._nn import (
+    Ties,
     nn_match_mahcovs,
     nn_match_vec,
     normalize_weights,
+    on_grid,
     subclass_from_mm,
     weights_from_mm,
     weights_from_subclass,
@@ -248,6 +250,7 @@ def nearest(
     order: Order | None = None,
     exact: Sequence[str] | None = None,
     seed: int | np.random.Generator | None = None,
+    ties: Ties = "matchit",
 ) -> Matched:
     """Greedy nearest-neighbour matching for the ATT, as MatchIt's
     ``matchit(method = "nearest")``.
@@ -276,6 +279,11 @@ def nearest(
     exact : columns on which matches must agree exactly.
     seed : seed or Generator for ``order="random"``. (The permutation differs from
         R's ``sample()``; every other order reproduces MatchIt's pairs.)
+    ties : which of several equally near controls is taken: ``"matchit"`` (MatchIt's
+        search order: units sorted stably by distance, searched outwards from the
+        treated unit, left first) or ``"data"`` (the first in data order).
+        Distances equal up to floating-point noise (about 1e-9 of their range) count
+        as equal, so the pairs do not depend on the CPU or BLAS library.
 
     Returns
     -------
@@ -363,8 +371,11 @@ def nearest(
             )
         discarded |= ~np.isin(strata, list(both))
 
-    if eff_order in ("largest", "smallest") and dist is not None:
-        dt = dist[tvals == 1]
+    # on the grid, distances equal up to rounding noise are equal (see _nn.on_grid):
+    # the matching order and the pairs are the same on every CPU
+    dist_g = on_grid(dist) if dist is not None else None
+    if eff_order in ("largest", "smallest") and dist_g is not None:
+        dt = dist_g[tvals == 1]
         ord_ = np.argsort(-dt if eff_order == "largest" else dt, kind="stable")
     elif eff_order == "random":
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -374,9 +385,10 @@ def nearest(
 
     ratios = np.full(n1, int(ratio))
     if mah is not None:
-        mm = nn_match_mahcovs(tvals, ord_, ratios, discarded, reuse_max, mah, strata)
-    elif dist is not None:
-        mm = nn_match_vec(tvals, ord_, ratios, discarded, reuse_max, dist, strata, cal)
+        mah_g = on_grid(mah)
+        mm = nn_match_mahcovs(tvals, ord_, ratios, discarded, reuse_max, mah_g, strata, ties=ties)
+    elif dist_g is not None:
+        mm = nn_match_vec(tvals, ord_, ratios, discarded, reuse_max, dist_g, strata, cal, ties=ties)
     else:  # pragma: no cover - every distance option sets dist or mah
         raise EstimationError("nearest: no distance could be computed.")
     if not (mm[:, 0] >= 0).any():
@@ -409,6 +421,7 @@ def nearest(
         "order": eff_order,
         "exact": tuple(exact) if exact else None,
         "seed": seed if not isinstance(seed, np.random.Generator) else "Generator",
+        "ties": ties,
     }
     return Matched(
         data=data,

@@ -27,6 +27,7 @@ Pharmaceutical Statistics 10(2), 150-161.
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 import re
 import warnings
@@ -39,7 +40,7 @@ import pandas as pd
 
 from spevidence.errors import DataError, EstimationError
 from spevidence.match._design import fit_glm, mahalanobis_transform
-from spevidence.match._nn import nn_match_mahcovs, nn_match_vec
+from spevidence.match._nn import nn_match_mahcovs, nn_match_vec, on_grid
 from spevidence.match.balance import Balance, compute_balance
 
 if TYPE_CHECKING:
@@ -295,6 +296,19 @@ class RiskSetMatched:
     def plot(self) -> Figure:
         """Love plot of the balance before/after matching."""
         return self.balance(warn=False).plot()
+
+
+# A fitted probability within 1e-8 of 0 or 1 (the IRLS convergence tolerance) is
+# numerically 0 or 1: under separation the linear predictor of such people drifts to
+# wherever the iterations stopped, a value set by rounding, not by the data.
+SATURATED = math.log((1 - 1e-8) / 1e-8)  # 18.42...
+
+
+def saturate(eta: np.ndarray) -> np.ndarray:
+    """The logit clipped to +-SATURATED: people whose referral probability is
+    numerically 0 (or 1) share one distance, and ties among them are broken by the
+    stated rule (first in (index period, person id) order)."""
+    return np.clip(eta, -SATURATED, SATURATED)
 
 
 def _ps_design(pool: pd.DataFrame, covs: Sequence[str]) -> np.ndarray:
@@ -723,7 +737,7 @@ def risk_set(
     coef, eta, _ = fit_glm(
         X, pool["treated"].to_numpy(dtype=float), link="logit", solver="cholesky"
     )
-    pool["distance"] = eta
+    pool["distance"] = eta = saturate(eta)
     cal: float | None = None
     if caliper is not None:
         cal = float(caliper) * float(np.std(eta, ddof=1))
@@ -746,11 +760,12 @@ def risk_set(
     treated_arr = pool["treated"].to_numpy()
     pperson = pool["_p"].to_numpy()
     dist_arr = pool["distance"].to_numpy()
+    grid_arr = on_grid(dist_arr)  # ties within noise become exact; see _nn.on_grid
     strat_arr = pool["_stratum"].to_numpy()
     index_arr = pool["index_t"].to_numpy()
     mah: np.ndarray | None = None
     if distance == "mahalanobis":
-        mah = mahalanobis_transform(pool, covs, treated_arr)
+        mah = on_grid(mahalanobis_transform(pool, covs, treated_arr))
 
     n_strata = int(strat_arr.max()) + 1 if len(strat_arr) else 0
     for s in np.unique(index_arr):
@@ -776,7 +791,7 @@ def risk_set(
         g2, st2, tr2 = in_s[sel], st[sel], tr[sel]
         if not (tr2 == 1).any():
             continue
-        d = dist_arr[g2]
+        d = grid_arr[g2]
         dt = d[tr2 == 1]
         n1 = len(dt)
         if replace or order == "data":
@@ -789,9 +804,9 @@ def risk_set(
             ord_ = rng.permutation(n1)
         args = (tr2, ord_, np.full(n1, int(ratio)), np.zeros(len(g2), dtype=bool), reuse_max)
         if mah is not None:
-            mm = nn_match_mahcovs(*args, mah[g2], None, d, cal, st2)
+            mm = nn_match_mahcovs(*args, mah[g2], None, d, cal, st2, ties="data")
         else:
-            mm = nn_match_vec(*args, d, None, cal, st2)
+            mm = nn_match_vec(*args, d, None, cal, st2, ties="data")
         case_rows = g2[tr2 == 1]
         # cases in (stratum, candidate) order: subclass numbers as stratum by stratum
         for r_i in np.argsort(st2[tr2 == 1], kind="stable"):
