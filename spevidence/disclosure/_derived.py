@@ -47,7 +47,7 @@ def step(n: float, *, threshold: int = 7, rounding: int = 5) -> float:
 
 def _on_step(v: np.ndarray, p: float) -> np.ndarray:
     decimals = max(0, -math.floor(math.log10(p))) + 1
-    return np.round(np.round(v / p) * p, decimals)
+    return np.round(np.round(v / p) * p, decimals) + 0.0  # + 0.0: no "-0.0"
 
 
 def _sizes(table: pd.DataFrame, size: str, threshold: int) -> np.ndarray:
