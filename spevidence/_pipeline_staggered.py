@@ -289,13 +289,26 @@ def _subset(agg: Any, keep: np.ndarray) -> Any:
     )
 
 
-def _withhold_small(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
-    """Blank estimates that rest on fewer treated people than the disclosure threshold."""
+def _withhold_small(table: pd.DataFrame, threshold: int, rounding: int = 5) -> pd.DataFrame:
+    """The estimates as they will be released (the disclosure catalogue's ``staggered``
+    entry): each rounded to the step of the released number of treated people behind it
+    (``spevidence.disclosure.step``), and withheld where that number is at most the
+    threshold. ``n`` stays the exact count (disclosure control rounds it on release).
+    The SROI values these, so no released number gives an exact estimate back."""
+    from spevidence.disclosure import released_count
+    from spevidence.disclosure._release import release_derived
+    from spevidence.disclosure.catalogue import CATALOGUE
+
     n = pd.to_numeric(table["n"], errors="coerce")
-    small = n.notna() & (n <= threshold)
-    out = table.copy()
-    for c in ("estimate", "std_error", "conf_low", "conf_high", "p_value"):
-        out[c] = out[c].astype(float).mask(small)
+    shown = [
+        pd.NA if pd.isna(v) else released_count(int(v), threshold=threshold, rounding=rounding)
+        for v in n
+    ]
+    as_released = table.assign(n=pd.array(shown, dtype="Int64"))
+    out = release_derived(
+        as_released, CATALOGUE["staggered"], threshold=threshold, rounding=rounding
+    )
+    out["n"] = table["n"].to_numpy()
     return out
 
 
@@ -444,7 +457,9 @@ def finish(
     n_panel = int(table.person_id.nunique().execute())
     step(3)
     raw, notes, attrition, n_units = estimate(table, proto)
-    raw["staggered"] = _withhold_small(raw["staggered"], proto.disclosure.threshold)
+    raw["staggered"] = _withhold_small(
+        raw["staggered"], proto.disclosure.threshold, proto.disclosure.rounding
+    )
     cohorts = raw["staggered_cohorts"]
     cohorts.insert(
         0, "cohort", [_period_label(proto.start, proto.period, int(t)) for t in cohorts["cohort_t"]]

@@ -100,17 +100,18 @@ def _row(
 def characteristics_wide(long: pd.DataFrame) -> pd.DataFrame:
     """Table 1 as the report shows it: a row per characteristic, a column per group.
 
-    Takes the *disclosure-controlled* long table. The "People" row shows the (rounded)
-    group sizes; percentages are recomputed from the rounded counts and means are given
-    to one decimal, so that no exact denominator can be worked back from a released
-    number (e.g. 59.46 % female is 88 of 148 people, when the released group size is 150);
-    redacted cells stay missing.
+    Takes the *disclosure-controlled* long table (:func:`spevidence.disclosure.release`).
+    The "People" row shows the (rounded) group sizes; percentages are recomputed from the
+    rounded counts (missing where the count is redacted) and means, already rounded to the
+    step of their released group size (``spevidence.disclosure.step``), are given to at
+    most one decimal, so that no exact count can be worked back from a released number
+    (e.g. 59.46 % female is 88 of 148 people, when the released group size is 150).
     """
     t = long.copy()
     n = pd.to_numeric(t["n"], errors="coerce").astype("float64")
     n_group = pd.to_numeric(t["n_group"], errors="coerce").astype("float64")
     is_people = t["characteristic"] == "People"
-    is_share = t["n"].notna() & ~is_people
+    is_share = t["characteristic"].str.endswith("(%)")
     value = pd.to_numeric(t["value"], errors="coerce").astype("float64").round(1)
     share = (100.0 * n / n_group.where(n_group > 0)).round(1)
     value = value.where(~is_share, share)
@@ -138,7 +139,7 @@ def trends(matched: pd.DataFrame, *, outcomes: tuple[str, ...], months: int = 1)
 
     ``mean = n_events / n_weight`` (weighted events over the sum of weights, each
     rounded to a whole number), so that disclosure control can round both and release
-    the mean recomputed from the rounded counts (:func:`ratios_from_counts`).
+    the mean recomputed from the rounded counts (the disclosure catalogue's ``ratios``).
 
     ``months = 3`` pools event time into quarters from the index month (months 0-2,
     3-5, ..., -3 to -1, ...; ``months = 6``: half-years): ``event_time`` is then a
@@ -206,7 +207,7 @@ def naive_before_after(
                 "change_pct": r["change"],
                 "comparator_change_pct": c["change"],
                 # the counts behind the means, for disclosure control
-                # (:func:`ratios_from_counts` recomputes the means from them once rounded)
+                # (disclosure control recomputes the means from them once rounded)
                 **{f"n_{k}": int(r[k]) for k in _NAIVE_COUNTS},
                 **{f"n_comparator_{k}": int(c[k]) for k in _NAIVE_COUNTS},
             }
@@ -215,46 +216,6 @@ def naive_before_after(
 
 
 _NAIVE_COUNTS = ("events_before", "months_before", "events_after", "months_after")
-
-# derived column -> (numerator, denominator, scale) for each released table whose means
-# rest on counts: after disclosure control has rounded (or redacted) the counts, the
-# means are recomputed from the rounded counts (OpenSAFELY practice), so that a mean
-# given to many decimals cannot give back the exact count behind a rounded one
-RATIOS: dict[str, dict[str, tuple[str, str, float]]] = {
-    "trends": {"mean": ("n_events", "n_weight", 1.0)},
-    "staggered_trends": {"mean": ("n_events", "n", 1.0)},
-    "naive_before_after": {
-        "mean_before": ("n_events_before", "n_months_before", 12.0),
-        "mean_after": ("n_events_after", "n_months_after", 12.0),
-        "_comparator_before": ("n_comparator_events_before", "n_comparator_months_before", 12.0),
-        "_comparator_after": ("n_comparator_events_after", "n_comparator_months_after", 12.0),
-    },
-}
-
-
-def ratios_from_counts(table: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Recompute a released table's means from its (rounded) counts; see ``RATIOS``.
-
-    A mean whose numerator or denominator was redacted is missing. For
-    ``naive_before_after`` the percentage changes are recomputed from the released means.
-    """
-    spec = RATIOS.get(name)
-    if spec is None:
-        return table
-    out = table.copy()
-    for col, (num, den, scale) in spec.items():
-        a = pd.to_numeric(out[num], errors="coerce").astype(float)
-        b = pd.to_numeric(out[den], errors="coerce").astype(float)
-        out[col] = (scale * a / b.where(b > 0)).astype(float)
-    if name == "naive_before_after":
-
-        def pct(after: pd.Series, before: pd.Series) -> pd.Series:
-            return 100.0 * (after - before) / before.where(before > 0)
-
-        out["change_pct"] = pct(out["mean_after"], out["mean_before"])
-        out["comparator_change_pct"] = pct(out["_comparator_after"], out["_comparator_before"])
-        out = out.drop(columns=["_comparator_before", "_comparator_after"])
-    return out
 
 
 def lagged_sums(

@@ -85,39 +85,25 @@ class _Steps:
             self._progress.update(self._task, completed=done, description=label)
 
 
-def _count_columns(df: pd.DataFrame) -> list[str]:
-    """Columns of a table that hold counts of people or events."""
-    names = {"n", "rows", "count", "n_dropped", "rows_failing", "rows_checked", "n_group"}
-    return [c for c in df.columns if c in names or (c.startswith("n_") and c != "n_sims")]
-
-
 def _release(
     tables: dict[str, pd.DataFrame], proto: Protocol
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """Disclosure control of every table that leaves the secure environment."""
-    from spevidence.disclosure import control
+    """Disclosure control of every table that leaves the secure environment, each by its
+    entry in the disclosure catalogue (:mod:`spevidence.disclosure.catalogue`): counts
+    redacted or rounded with secondary suppression over shared margins, means and rates
+    recomputed from the released counts, coefficients and other statistics rounded to
+    the step of the released count of people behind them or suppressed with it."""
+    from spevidence.disclosure import release
 
     safe: dict[str, pd.DataFrame] = {}
     logs = []
     for name, table in tables.items():
-        # SROI tables hold money and simulation draws, not counts of people or events
-        counts = [] if name.startswith("sroi_") else _count_columns(table)
-        derived: dict[str, list[str]] | None = None
-        if name == "cohort_characteristics":
-            derived = {"n": ["value"]}
-        if not counts:
-            safe[name] = table
-            continue
-        s, log = control(
+        safe[name], log = release(
+            name,
             table,
-            count_columns=counts,
-            table_name=name,
             threshold=proto.disclosure.threshold,
             rounding=proto.disclosure.rounding,
-            derived=derived,
         )
-        # means released beside rounded counts are recomputed from those counts
-        safe[name] = describe.ratios_from_counts(s, name)
         logs.append(log)
     log = pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()
     return safe, log
@@ -248,6 +234,9 @@ def run(
         steps.step(3)
         # 4. difference-in-differences ---------------------------------------------
         est_rows, es_rows, pre_rows, not_estimated = [], [], [], []
+        referred = matched.loc[matched["treated"] == 1]
+        n_referred = int(referred["unit_id"].nunique())  # the people the coefficients rest on
+        at_time = referred.groupby("event_time")["unit_id"].nunique()
         estimates = run_cache.load("estimates")
         for o in outcomes if estimates is None else ():
             for model in proto.did.models:
@@ -259,6 +248,7 @@ def run(
                 td = res.tidy().iloc[[0]].copy()
                 td.insert(0, "model", model)
                 td.insert(0, "outcome", o)
+                td["n_referred"] = n_referred
                 est_rows.append(td)
             try:
                 es = event_study(
@@ -278,6 +268,7 @@ def run(
                 continue
             et = es.tidy()
             et.insert(0, "outcome", o)
+            et["n_referred"] = et["event_time"].map(at_time).fillna(0).astype("int64")
             es_rows.append(et)
             pt = es.pretrend_test()
             pre_rows.append({"outcome": o, **_pretrend_dict(pt)})
@@ -309,8 +300,9 @@ def run(
             steps.note(f"Reused the estimates from {run_cache.root / 'estimates'}")
         steps.step(4)
         # 5. SROI ------------------------------------------------------------------
-        linear = did_est.loc[did_est["model"] == "linear"]
-        n_referred = int(matched.loc[matched["treated"] == 1, "unit_id"].nunique())
+        # the SROI values the released (rounded) estimate, so it cannot give the exact one back
+        linear = _release({"did_estimates": did_est}, proto)[0]["did_estimates"]
+        linear = linear.loc[linear["model"] == "linear"]
         sroi_tables, sroi_effect = _sroi(
             linear[["outcome", "estimate", "std_error"]],
             proto,

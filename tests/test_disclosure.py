@@ -285,3 +285,44 @@ def test_deterministic():
     ]
     pd.testing.assert_frame_equal(runs[0][0], runs[1][0])
     pd.testing.assert_frame_equal(runs[0][1], runs[1][1])
+
+
+def test_step_leaves_every_candidate_count_a_whole_sum():
+    # a mean of whole numbers rounded to the step of its released count: for every count
+    # that rounds to the released one some whole sum gives the released mean
+    from spevidence.disclosure import step
+    from spevidence.disclosure._derived import round_statistics
+
+    for true_n, total in ((76, 1028), (24, 1), (8, 121), (403, 5171), (10, 3)):
+        shown = released_count(true_n)
+        assert shown is not None
+        t = pd.DataFrame({"mean": [total / true_n], "n": [shown]})
+        v = round_statistics(t, {"mean": "n"})["mean"].iloc[0]
+        p = step(shown)
+        for m in range(max(8, shown - 2), shown + 3):
+            lo, hi = m * (v - p / 2), m * (v + p / 2)
+            assert np.floor(hi) >= np.ceil(lo), (true_n, m, v, p)
+    small = round_statistics(pd.DataFrame({"mean": [2.5], "n": [pd.NA]}), {"mean": "n"})
+    assert small["mean"].isna().all()
+
+
+def test_margin_total_row_protects_its_only_redacted_part():
+    from spevidence.disclosure import Margin
+
+    t = pd.DataFrame({"src": ["All", "a", "b", "c"], "n": [76, 46, 26, 4]})
+    safe, log = control(
+        t, count_columns=["n"], table_name="t", margins=[Margin("n", (), ("src", "All"))]
+    )
+    # c is small; b (the smallest other part) goes too, the total stays
+    assert safe["n"].isna().tolist() == [False, False, True, True]
+    assert (log["action"] == "redacted_secondary").sum() == 1
+    one = pd.DataFrame({"src": ["All", "a"], "n": [5, 5]})
+    safe, _ = control(
+        one, count_columns=["n"], table_name="t", margins=[Margin("n", (), ("src", "All"))]
+    )
+    assert safe["n"].isna().all()
+    only = pd.DataFrame({"src": ["All", "a"], "n": [40, 3]})  # the part is its total's only part
+    safe, _ = control(
+        only, count_columns=["n"], table_name="t", margins=[Margin("n", (), ("src", "All"))]
+    )
+    assert safe["n"].isna().all()

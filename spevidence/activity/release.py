@@ -2,11 +2,16 @@
 
 Every table goes through :func:`spevidence.disclosure.control` with the count columns
 listed in :mod:`spevidence.activity.catalogue` (counts 1-7 redacted, others rounded to
-the nearest 5, by default). Derived numbers (percentages, rates, means, medians) that
-rest on a small count are redacted with :func:`spevidence.disclosure.redact_derived`,
-and the simple ones (percentages, rates per 1,000 and their intervals, shares and
-ratios) are then *recomputed from the rounded counts*, so that an exact rate beside a
-rounded denominator cannot give the unrounded count back.
+the nearest 5, by default) and the margins of :mod:`spevidence.disclosure.catalogue`
+(a total row and its parts, bands adding up to a count of another table: secondary
+suppression). Derived numbers (percentages, rates, means, medians) that rest on a small
+count are redacted with :func:`spevidence.disclosure.redact_derived`. Means and SDs are
+rounded to the step of their released count and quantiles given as whole numbers
+(``spevidence.disclosure.step``; so a mean of days beside a rounded count cannot tell
+which count is the true one), p-values to two significant figures; the rest
+(percentages, rates per 1,000 and their intervals, shares, ratios, WELLBY values,
+caseloads) are then *recomputed from the rounded counts and means*, so that an exact
+rate beside a rounded denominator cannot give the unrounded count back.
 """
 
 from __future__ import annotations
@@ -19,14 +24,6 @@ import pandas as pd
 from spevidence.activity._stats import poisson_exact_interval, wilson_interval
 from spevidence.activity.catalogue import TABLES
 from spevidence.errors import DisclosureError
-
-# Tables whose count columns add up to a total released elsewhere: (totals, group_by).
-_TOTALS: dict[str, tuple[str, list[str] | None]] = {
-    "activity_time_to_contact_bands": ("columns", None),
-    "activity_contacts_bands": ("columns", None),
-    "activity_support_duration": ("columns", None),
-    "wellbeing_followup_pattern": ("columns", ["instrument"]),
-}
 
 
 def _f(df: pd.DataFrame, col: str) -> np.ndarray:
@@ -174,6 +171,8 @@ def release_tables(
         the rounded counts or redacted) and the disclosure log (no original values).
     """
     from spevidence.disclosure import LOG_COLUMNS, control, redact_derived
+    from spevidence.disclosure._release import release_derived
+    from spevidence.disclosure.catalogue import CATALOGUE
 
     safe: dict[str, pd.DataFrame] = {}
     logs: list[pd.DataFrame] = []
@@ -186,6 +185,7 @@ def release_tables(
             )
         counts = [c for c in info.counts if c in df.columns]
         derived = [c for c in info.derived if c in df.columns]
+        spec = CATALOGUE[name]
         out = df.copy()
         if counts and len(out):
             if derived:
@@ -193,18 +193,19 @@ def release_tables(
                     out, columns=derived, counts=counts, table_name=name, threshold=threshold
                 )
                 logs.append(log)
-            totals, group_by = _TOTALS.get(name, (None, None))
             out, log = control(
                 out,
                 count_columns=counts,
                 table_name=name,
                 threshold=threshold,
                 rounding=rounding,
-                totals=totals,  # type: ignore[arg-type]
-                group_by=group_by,
+                margins=tuple(m for m in spec.margins if m.count in counts),
                 derived={c: derived for c in counts} if derived else None,
             )
             logs.append(log)
+            # means, SDs and quantiles to the step of their released count; then the
+            # rates, shares and values recomputed from the released counts and means
+            out = release_derived(out, spec, threshold=threshold, rounding=rounding)
             if name in _RECOMPUTE:
                 _RECOMPUTE[name](out)
         safe[name] = out

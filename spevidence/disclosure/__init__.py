@@ -1,20 +1,46 @@
-"""Disclosure control (DESIGN.md section 8): every released table passes one function.
+"""Disclosure control (DESIGN.md sections 8 and 10): one policy for every released table.
 
-    from spevidence.disclosure import control
+    from spevidence.disclosure import control, release
     safe, log = control(table, count_columns=["n"], table_name="attrition")
+    safe, log = release("trends", table)  # by the catalogue's column roles
 
 Counts 1-7 are redacted, the rest rounded to the nearest 5 (OpenSAFELY / NHS
-England defaults, DOMAIN.md), with secondary suppression against released totals.
+England defaults, DOMAIN.md), with secondary suppression against released totals
+(:class:`Margin`). Numbers derived from counts are recomputed from the released counts
+or rounded to the :func:`step` of their released count (:mod:`.catalogue`).
 Redacted cells are ``<NA>``; write CSVs with ``na_rep=REDACTED`` ("[REDACTED]").
 """
+
+from typing import Any
 
 from spevidence.disclosure._control import (
     LOG_COLUMNS,
     REDACTED,
+    Margin,
     check,
     control,
     redact_derived,
     released_count,
 )
+from spevidence.disclosure._derived import step
 
-__all__ = ["LOG_COLUMNS", "REDACTED", "check", "control", "redact_derived", "released_count"]
+__all__ = [
+    "LOG_COLUMNS",
+    "REDACTED",
+    "Margin",
+    "check",
+    "control",
+    "redact_derived",
+    "release",
+    "released_count",
+    "step",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # the catalogue reads the activity catalogue: imported on first use only
+    if name == "release":
+        from spevidence.disclosure._release import release
+
+        return release
+    raise AttributeError(name)

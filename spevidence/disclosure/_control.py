@@ -17,6 +17,8 @@ an empty cell.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -27,6 +29,26 @@ from spevidence.errors import DisclosureError
 REDACTED = "[REDACTED]"
 LOG_COLUMNS: tuple[str, ...] = ("table", "column", "row", "action", "reason")
 Totals = Literal["rows", "columns", "both"]
+Cell = tuple[int, int]
+# a set of cells whose sum is released: (kind, cells, the cell holding that sum in this
+# table, if it is here)
+Line = tuple[str, list[Cell], Cell | None]
+
+
+@dataclass(frozen=True)
+class Margin:
+    """Count cells of one table that add up to a released total.
+
+    Within each block of rows sharing the values of ``within``, the cells of the count
+    column ``count`` add up to a total that is released: in this table, on the rows whose
+    column ``total[0]`` holds the label ``total[1]`` (e.g. ``("referral_source", "All
+    sources")``), or in another table (``total=None``; e.g. time-to-contact bands adding up
+    to the referrals of another table).
+    """
+
+    count: str
+    within: tuple[str, ...] = ()
+    total: tuple[str, str] | None = None
 
 
 def _row_labels(table: pd.DataFrame) -> list[str]:
@@ -60,9 +82,9 @@ def _counts(table: pd.DataFrame, columns: list[str], table_name: str) -> np.ndar
 
 def _lines(
     table: pd.DataFrame, n_cols: int, totals: Totals | None, group_by: list[str] | None
-) -> list[tuple[str, list[tuple[int, int]]]]:
+) -> list[Line]:
     """Sets of cells whose sum is released (by this table or elsewhere)."""
-    lines: list[tuple[str, list[tuple[int, int]]]] = []
+    lines: list[Line] = []
     n = len(table)
     if totals in ("columns", "both"):
         if group_by:
@@ -72,16 +94,46 @@ def _lines(
         for g in np.unique(codes):
             rows = np.flatnonzero(codes == g).tolist()
             for j in range(n_cols):
-                lines.append(("column total", [(i, j) for i in rows]))
+                lines.append(("column total", [(i, j) for i in rows], None))
     if totals in ("rows", "both"):
         for i in range(n):
-            lines.append(("row total", [(i, j) for j in range(n_cols)]))
+            lines.append(("row total", [(i, j) for j in range(n_cols)], None))
     return lines
 
 
-def _determined(
-    mask: np.ndarray, raw: np.ndarray, lines: list[tuple[str, list[tuple[int, int]]]]
-) -> list[tuple[int, int]]:
+def _margin_lines(
+    table: pd.DataFrame, count_columns: list[str], margins: Sequence[Margin], table_name: str
+) -> list[Line]:
+    """The lines of declared margins: each block's parts, and its total row if it is here."""
+    lines: list[Line] = []
+    for m in margins:
+        cols = [m.count, *m.within, *([m.total[0]] if m.total else [])]
+        missing = [c for c in cols if c not in table.columns]
+        if missing or m.count not in count_columns:
+            raise DisclosureError(
+                f"{table_name}: margin on {m.count!r} names column(s) not in the table or not "
+                f"a count ({missing or [m.count]}); fix the disclosure catalogue."
+            )
+        j = count_columns.index(m.count)
+        is_total = (
+            (table[m.total[0]].astype(str) == m.total[1]).to_numpy()
+            if m.total
+            else np.zeros(len(table), dtype=bool)
+        )
+        keys = (
+            table.groupby(list(m.within), sort=False, dropna=False).ngroup().to_numpy()
+            if m.within
+            else np.zeros(len(table), dtype=int)
+        )
+        for g in np.unique(keys):
+            rows = np.flatnonzero((keys == g) & ~is_total).tolist()
+            tot = np.flatnonzero((keys == g) & is_total).tolist()
+            total_cell = (tot[0], j) if tot else None
+            lines.append(("margin", [(i, j) for i in rows], total_cell))
+    return lines
+
+
+def _determined(mask: np.ndarray, raw: np.ndarray, lines: list[Line]) -> list[tuple[int, int]]:
     """Redacted cells whose value the released totals pin down.
 
     Worst case: the reader knows every total and every released cell exactly
@@ -94,7 +146,7 @@ def _determined(
         return []
     pos = {c: k for k, c in enumerate(cells)}
     a_rows, b_vals = [], []
-    for _, line in lines:
+    for _, line, _tot in lines:
         r = np.zeros(len(cells))
         rhs = 0.0
         for c in line:
@@ -190,6 +242,7 @@ def control(
     group_by: list[str] | None = None,
     derived: dict[str, list[str]] | None = None,
     redact_zero: bool = False,
+    margins: Sequence[Margin] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Make a table of counts safe to release.
 
@@ -224,6 +277,11 @@ def control(
         a known denominator gives the unrounded count back.
     redact_zero : bool, default False
         Also redact zero counts.
+    margins : sequence of Margin, optional
+        Parts and totals this table shares with itself or other tables (a total row and
+        its parts; bands adding up to a count released elsewhere). A line whose total is
+        released never has exactly one redacted part: a second part is redacted, or, if
+        there is none, the total row itself.
 
     Returns
     -------
@@ -278,14 +336,21 @@ def control(
         primary |= finite & (raw == 0)
     mask = primary.copy()
     lines = _lines(table, len(count_columns), totals, group_by)
+    lines += _margin_lines(table, count_columns, margins, table_name)
     labels = _row_labels(table)
     secondary_reason: dict[tuple[int, int], str] = {}
 
-    def protect_line(kind: str, line: list[tuple[int, int]]) -> bool:
+    def protect_line(kind: str, line: list[Cell], total: Cell | None) -> bool:
+        if total is not None and mask[total]:
+            return False  # its total is not released
         k = sum(bool(mask[c]) for c in line)
         if k != 1:
             return False
         pick = _pick(line, mask, raw)
+        if pick is None and total is not None:
+            pick = total  # the only part: its total row goes with it
+        elif pick is None and kind == "margin":
+            return False  # the part is its total, controlled where that is released
         if pick is None:
             only = next(c for c in line if mask[c])
             raise DisclosureError(
@@ -301,19 +366,20 @@ def control(
 
     for _ in range(10 * (raw.size + 1)):
         changed = False
-        for kind, line in lines:
-            changed |= protect_line(kind, line)
+        for kind, line, total in lines:
+            changed |= protect_line(kind, line, total)
         if changed:
             continue
         # with disjoint totals (rows only or columns only) two redactions per line
         # suffice unless redacted zeros sum to zero; crossed totals need the LP check
-        need_lp = totals == "both" or (redact_zero and totals is not None)
-        det = _determined(mask, raw, lines) if need_lp else []
+        need_lp = totals == "both" or (redact_zero and totals is not None) or len(margins) > 1
+        det = _determined(mask, raw, [ln for ln in lines if ln[2] is None or not mask[ln[2]]])
+        det = det if need_lp else []
         if not det:
             break
         # a chain of redactions still pins a cell down: widen the pattern around it
         cell = det[0]
-        for kind, line in lines:
+        for kind, line, _total in lines:
             if cell in line:
                 pick = _pick(line, mask, raw)
                 if pick is not None:
