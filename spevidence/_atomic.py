@@ -26,6 +26,7 @@ import errno
 import os
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,13 +77,31 @@ def disk_errno(exc: BaseException) -> int | None:
     if isinstance(exc, SpevidenceError):
         return None
     code = exc.errno if isinstance(exc, OSError) else None
-    if code is None:
-        text = str(exc)
-        m = re.search(r"errno (\d+)", text, re.IGNORECASE)
-        code = int(m.group(1)) if m else None
-        if code not in _DISK:
-            code = next((c for c in _DISK if os.strerror(c).lower() in text.lower()), None)
-    return code if code in _DISK else None
+    return code if code in _DISK else disk_errno_in(str(exc))
+
+
+def disk_errno_in(text: str) -> int | None:
+    """The disk errno a tool's message reports ("[Errno 28]", "File too large"), or ``None``."""
+    m = re.search(r"errno (\d+)", text, re.IGNORECASE)
+    if m and int(m.group(1)) in _DISK:
+        return int(m.group(1))
+    return next((c for c in _DISK if os.strerror(c).lower() in text.lower()), None)
+
+
+def tool_disk_error(tool: str, text: str, returncode: int = 1) -> SpevidenceError | None:
+    """A clear error when ``tool`` (pandoc, typst) failed because a disk is full or a file
+    was over the size limit (killed by SIGXFSZ), else ``None``. Tools write in the report's
+    temporary folder, so the fix names it."""
+    code = errno.EFBIG if returncode == -getattr(signal, "SIGXFSZ", 0) else disk_errno_in(text)
+    if code is None or code in (errno.EACCES, errno.EPERM):
+        return None
+    where = Path(tempfile.gettempdir())
+    return disk_error(
+        code,
+        stage=f"rendering the report with {tool}",
+        shown=where,
+        hint=f"or set TMPDIR to a folder with space ({tool} works in {where})",
+    )
 
 
 def disk_error(
@@ -185,6 +204,8 @@ def _sweep_output(out: Path) -> None:
     for p in out.iterdir():
         if p.name.startswith((STAGING, ASIDE)) and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
+        elif p.name.startswith(".") and ".partial-" in p.name and p.is_file():  # atomic_file
+            p.unlink(missing_ok=True)
     sweep_partial(out)
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from spevidence._atomic import REPORT_STAMP, atomic_file, private_tmpdir
+from spevidence._atomic import REPORT_STAMP, atomic_file, disk_errors, private_tmpdir
 from spevidence.errors import ReportError
 from spevidence.report._qmd import QmdDocument
 
@@ -155,14 +155,16 @@ def render(
     tmp = private_tmpdir("report")
     try:
         work = tmp / "work"
-        if quarto is not None:
-            from spevidence.report._quarto import render_quarto
+        hint = f"or set TMPDIR to a folder with space (the report is assembled in {tmp.parent})"
+        with disk_errors("rendering the report", hint, out=tmp):
+            if quarto is not None:
+                from spevidence.report._quarto import render_quarto
 
-            produced = render_quarto(
-                quarto, tdir, template, params, fmts, timeout=timeout, workdir=work
-            )
-        else:
-            produced = _render_builtin(qmd, tdir, template, params, fmts, work, timeout=timeout)
+                produced = render_quarto(
+                    quarto, tdir, template, params, fmts, timeout=timeout, workdir=work
+                )
+            else:
+                produced = _render_builtin(qmd, tdir, template, params, fmts, work, timeout=timeout)
         return _deliver(produced, out, bundle)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
