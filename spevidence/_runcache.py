@@ -46,10 +46,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 
+from spevidence._atomic import disk_errors
 from spevidence._version import __version__
 
 CACHE_DIR = ".spevidence-cache"
 STAGES = ("panel", "matching", "estimates")
+_PARTIAL = ".partial-"  # a stage being written: .partial-STAGE-PID-XXXX
+_SAVING = ("saving the run cache", "or run with --no-cache")
 _KEY_MESSAGE = b"spevidence run-cache key fingerprint v1"
 # protocol sections read only after the panel is built (by later stages or cheap steps)
 _NOT_PANEL = ("name", "title", "description", "outcomes", "did", "sroi", "disclosure", "report")
@@ -167,16 +170,30 @@ class RunCache:
         """Store a finished stage (replacing what was there), atomically."""
         if not self.enabled:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
-        tag = self.root / "CACHEDIR.TAG"
-        if not tag.exists():
-            tag.write_text(
-                "Signature: 8a477f597d28d172789f06886806bc55\n"
-                "# spevidence run cache: holds pseudonymised linked data. Do not share.\n",
-                encoding="utf-8",
-            )
-        tmp = Path(tempfile.mkdtemp(prefix=f".{stage}-", dir=self.root))
+        with disk_errors(*_SAVING, out=self.root):
+            self.root.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.root, 0o700)
+            tag = self.root / "CACHEDIR.TAG"
+            if not tag.exists():
+                tag.write_text(
+                    "Signature: 8a477f597d28d172789f06886806bc55\n"
+                    "# spevidence run cache: holds pseudonymised linked data. Do not share.\n",
+                    encoding="utf-8",
+                )
+            tmp = Path(tempfile.mkdtemp(prefix=f"{_PARTIAL}{stage}-{os.getpid()}-", dir=self.root))
+        try:
+            with disk_errors(*_SAVING, out=self.root):
+                self._write_stage(stage, tmp, frames, meta)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # renamed into place unless it failed
+
+    def _write_stage(
+        self,
+        stage: str,
+        tmp: Path,
+        frames: Mapping[str, pd.DataFrame],
+        meta: Mapping[str, Any] | None,
+    ) -> None:
         info: dict[str, Any] = {}
         for name, df in frames.items():
             path = tmp / f"{name}.arrow"
@@ -201,6 +218,19 @@ class RunCache:
             shutil.rmtree(final)
         tmp.rename(final)
         os.chmod(final, 0o700)
+
+
+def sweep_partial(out: Path) -> None:
+    """Remove half-written stages that a killed run left in ``out``'s cache (call with the
+    output folder locked, :func:`spevidence._atomic.locked_output`: then none is being
+    written). They hold pseudonyms."""
+    root = Path(out) / CACHE_DIR
+    if not root.is_dir():
+        return
+    for p in root.iterdir():
+        # this version's prefix, and the ".STAGE-" of earlier versions
+        if p.is_dir() and p.name.startswith("."):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _restore_dtypes(df: pd.DataFrame, dtypes: Mapping[str, str]) -> pd.DataFrame:

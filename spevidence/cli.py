@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 a user error (one-paragraph message, no traceback);
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from spevidence._version import __version__
 from spevidence.errors import SpevidenceError
@@ -183,8 +185,13 @@ def reproduce(
     out.print(f"[bold green]Bundle verified:[/] {res.files_checked} files match manifest.json.")
     for label, path in res.outputs.items():
         out.print(f"  re-rendered {label}: {path}")
-    if res.results_compared:
+    if res.results_compared and res.results_identical:
         out.print("[bold green]Re-run from data gives identical results.[/]")
+    elif res.results_compared:
+        out.print(
+            "[bold green]Re-run from data gives the same results[/] (within floating-point "
+            "noise from row order: every number within one millionth of its column's scale)."
+        )
 
 
 @app.command()
@@ -315,9 +322,12 @@ def validate(
     out.print(qa.summary(), highlight=False)
     out.print(attrition.summary(), highlight=False)
     if out_dir is not None:
+        from spevidence._atomic import atomic_file
+
         out_dir.mkdir(parents=True, exist_ok=True)
-        qa.table().to_csv(out_dir / "qa.csv", index=False)
-        attrition.table().to_csv(out_dir / "attrition.csv", index=False)
+        for name, table in (("qa.csv", qa.table()), ("attrition.csv", attrition.table())):
+            with atomic_file(out_dir / name, stage="writing the QA findings") as tmp:
+                table.to_csv(tmp, index=False)
         out.print(f"Written: {out_dir / 'qa.csv'}, {out_dir / 'attrition.csv'}", highlight=False)
 
 
@@ -339,6 +349,7 @@ def link(
     memory_limit: MemoryLimit = None,
 ) -> None:
     """Validate the extracts and build the person x period panel (Parquet)."""
+    from spevidence._atomic import atomic_file
     from spevidence.data import read_extracts
     from spevidence.data import validate as _validate
     from spevidence.link import build_panel
@@ -365,7 +376,8 @@ def link(
         )
         steps.step(2)
         panel_out.parent.mkdir(parents=True, exist_ok=True)
-        panel.to_parquet(panel_out)
+        with atomic_file(panel_out, stage="writing the panel") as tmp:
+            panel.to_parquet(tmp)
         steps.step(3)
     out.print(qa.summary(), highlight=False)
     out.print((attrition + panel.attrition).summary(), highlight=False)
@@ -547,4 +559,15 @@ def main() -> None:
         app()
     except SpevidenceError as exc:
         err.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except Exception as exc:  # a full or read-only disk anywhere: one clear paragraph
+        from spevidence._atomic import disk_errno, disk_error
+
+        if (code := disk_errno(exc)) in (None, errno.EACCES, errno.EPERM):
+            raise
+        name = getattr(exc, "filename", None)
+        shown = Path(name) if isinstance(name, str) else None
+        cmd = " ".join(["spevidence", *sys.argv[1:2]])
+        msg = disk_error(code, stage=f"running '{cmd}'", shown=shown, atomic=False)
+        err.print(f"[bold red]Error:[/] {escape(str(msg))}", highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -145,6 +145,7 @@ def run(
         writes the cache. The cache holds pseudonyms and never enters the bundle
         (:mod:`spevidence._runcache`).
     """
+    from spevidence._atomic import locked_output
     from spevidence._runcache import RunCache, key_fingerprint, stage_inputs
     from spevidence.data import read_extracts, validate
     from spevidence.did import event_study
@@ -161,7 +162,9 @@ def run(
         )
     outcomes = proto.outcomes
     steps = _Steps(progress)
-    with steps.run():
+    # the output folder is locked for the whole run; the bundle and reports are staged and
+    # moved into it together at the end (spevidence._atomic)
+    with locked_output(out), steps.run():
         # 1. read, validate, pseudonymise ------------------------------------------
         key = load_key(key_file) if proto.ids == "nhs_number" else None
         extracts = read_extracts(data)
@@ -382,6 +385,7 @@ def _write_outputs(
     ``design_figures`` draws a design's own figures from the released tables; ``extra``
     adds facts to the manifest. Returns the bundle folder and the rendered reports.
     """
+    from spevidence._atomic import commit, disk_errors, staging
     from spevidence.bundle import write_bundle
     from spevidence.report import render
     from spevidence.report.figures import make_figures
@@ -400,29 +404,34 @@ def _write_outputs(
     figures = {**make_figures(safe), **act_figures}
     if design_figures is not None:
         figures.update(design_figures(safe))
-    bundle = write_bundle(
-        out / "bundle",
-        tables=safe,
-        figures=figures,
-        protocol=proto.to_dict(),
-        inputs={
-            name: data / s.location for name, s in extracts.sources.items() if s.sha256 is not None
-        },
-        seed=proto.seed,
-        engine=engine,
-        disclosure_log=disclosure_log,
-        extra={"synthetic": (data / "truth.json").is_file(), **(extra or {})},
-    )
-    step(6)
     fmts = formats or proto.report.formats
-    reports = render(
-        bundle,
-        out,
-        formats=tuple(fmts),  # type: ignore[arg-type]
-        engine=(report_engine or proto.report.engine),  # type: ignore[arg-type]
-    )
+    sources = extracts.sources.items()
+    inputs = {name: data / s.location for name, s in sources if s.sha256 is not None}
+    with staging(out) as stage:  # nothing reaches `out` until all is written
+        with disk_errors("writing the bundle", staging=stage, out=out):
+            bundle = write_bundle(
+                stage / "bundle",
+                tables=safe,
+                figures=figures,
+                protocol=proto.to_dict(),
+                inputs=inputs,
+                seed=proto.seed,
+                engine=engine,
+                disclosure_log=disclosure_log,
+                extra={"synthetic": (data / "truth.json").is_file(), **(extra or {})},
+            )
+        step(6)
+        with disk_errors("rendering the report", staging=stage, out=out):
+            reports = render(
+                bundle,
+                stage,
+                formats=tuple(fmts),  # type: ignore[arg-type]
+                engine=(report_engine or proto.report.engine),  # type: ignore[arg-type]
+            )
+        with disk_errors("moving the outputs into place", staging=stage, out=out):
+            final = commit(stage, out, reports)
     step(7)
-    return bundle, reports
+    return final
 
 
 def _not_estimated(outcome: str, model: str, err: Exception, steps: Any) -> dict[str, str]:

@@ -31,14 +31,16 @@ from matplotlib.figure import Figure
 from spevidence._version import __version__
 from spevidence.bundle._hashing import canonical_json, sha256_file, sha256_json
 from spevidence.bundle.scan import Finding, scan_paths, scan_text, small_count_findings
-from spevidence.errors import DisclosureError, ReportError
+from spevidence.errors import DisclosureError, ReportError, SpevidenceError
 
 __all__ = [
     "BUNDLE_FORMAT",
+    "RERUN_RTOL",
     "Finding",
     "compare_bundles",
     "read_manifest",
     "read_table",
+    "result_files",
     "scan_paths",
     "scan_text",
     "small_count_findings",
@@ -140,18 +142,25 @@ def _input_entry(name: str, path: Path) -> dict[str, Any]:
 
 
 def _clear(out: Path) -> None:
+    """Empty ``out`` for a new bundle: an earlier bundle, or one half-written by a killed
+    run (bundle files without a manifest), is replaced; any other folder is refused."""
+    from spevidence._atomic import check_bundle_folder
+
     if not out.exists():
         out.mkdir(parents=True)
         return
     if not out.is_dir():
         raise ReportError(f"bundle folder {out} exists and is not a folder: choose another path.")
-    contents = list(out.iterdir())
-    if contents and not (out / MANIFEST).is_file():
+    try:
+        check_bundle_folder(out)
+    except SpevidenceError:
         raise ReportError(
-            f"bundle folder {out} is not empty and holds no {MANIFEST}: refusing to overwrite "
-            f"it ({len(contents)} entries). Choose an empty or new folder."
-        )
-    for p in contents:
+            f"bundle folder {out} is not empty and holds files that are not a bundle's: "
+            f"refusing to overwrite it ({len(list(out.iterdir()))} entries). Choose an empty "
+            "or new folder."
+        ) from None
+    (out / MANIFEST).unlink(missing_ok=True)  # first: a folder being cleared is not a bundle
+    for p in out.iterdir():
         if p.is_dir():
             shutil.rmtree(p)
         else:
@@ -360,12 +369,34 @@ def verify_bundle(bundle_dir: str | Path) -> list[str]:
     return problems
 
 
+RERUN_RTOL = 1e-6
+"""Relative tolerance of :func:`compare_bundles` for numbers that are not byte-identical."""
+
+
+def result_files(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """The files of a bundle that hold results (released tables, disclosure log): hashes."""
+    files: dict[str, str] = manifest.get("files", {})
+    return {
+        f: h
+        for f, h in files.items()
+        if (f.startswith("tables/") and f.endswith(".csv")) or f == "disclosure_log.csv"
+    }
+
+
 def compare_bundles(original: str | Path, rerun: str | Path) -> list[str]:
     """Compare a re-run bundle with the original: same protocol, inputs, seed and results.
 
-    Released tables (CSV bytes) and the disclosure log must be identical; the protocol
-    hash, the input file hashes and the seed must match. Figures and software versions are
-    not compared (a different matplotlib may draw the same numbers differently).
+    Released tables and the disclosure log must be identical: byte for byte, or else cell by
+    cell with every number within ``RERUN_RTOL`` (one millionth) of its column's scale (the
+    largest finite absolute value in the column). Text, missing and infinite cells and
+    whole-number columns (counts) must be equal exactly. The tolerance is for floating-point
+    noise only: with another pseudonymisation key the people are in another order, so sums
+    are added in another order and differ in the last bits (about 1e-16 of the column's
+    scale, and up to 1e-8 for coefficients whose estimate and standard error are both zero
+    up to noise); a real difference (one person matched differently) moves a number by far
+    more than a millionth. The protocol hash, the input file hashes and the seed must match.
+    Figures and software versions are not compared (a different matplotlib may draw the
+    same numbers differently).
 
     Returns
     -------
@@ -384,17 +415,47 @@ def compare_bundles(original: str | Path, rerun: str | Path) -> list[str]:
         hb = (b_in.get(role) or {}).get("sha256")
         if ha != hb:
             problems.append(f"input {role!r}: the data file differs from the one originally used")
-    a_files, b_files = a.get("files", {}), b.get("files", {})
-    wanted = sorted(
-        f
-        for f in set(a_files) | set(b_files)
-        if (f.startswith("tables/") and f.endswith(".csv")) or f == "disclosure_log.csv"
-    )
-    for rel in wanted:
+    a_files, b_files = result_files(a), result_files(b)
+    for rel in sorted(set(a_files) | set(b_files)):
         if rel not in b_files:
             problems.append(f"{rel}: in the original bundle but not produced by the re-run")
         elif rel not in a_files:
             problems.append(f"{rel}: produced by the re-run but not in the original bundle")
-        elif a_files[rel] != b_files[rel]:
+        elif a_files[rel] != b_files[rel] and not _same_numbers(a_root / rel, b_root / rel):
             problems.append(f"{rel}: the re-run gives different numbers")
     return problems
+
+
+def _same_numbers(a_path: Path, b_path: Path) -> bool:
+    """Two CSV tables agree up to floating-point noise (see :func:`compare_bundles`)."""
+    import numpy as np
+
+    try:
+        a, b = pd.read_csv(a_path), pd.read_csv(b_path)
+    except (OSError, ValueError):
+        return False
+    if list(a.columns) != list(b.columns) or a.shape != b.shape:
+        return False
+    for col in a.columns:
+        x, y = a[col], b[col]
+        numeric = all(
+            pd.api.types.is_numeric_dtype(c) and not pd.api.types.is_bool_dtype(c) for c in (x, y)
+        )
+        if not numeric:
+            if not x.equals(y):
+                return False
+            continue
+        u, v = x.to_numpy(dtype=float), y.to_numpy(dtype=float)
+        finite = np.isfinite(u) & np.isfinite(v)
+        # missing and infinite cells in the same places, with the same sign
+        if not np.array_equal(u[~finite], v[~finite], equal_nan=True):
+            return False
+        u, v = u[finite], v[finite]
+        if np.all(u == np.round(u)) and np.all(v == np.round(v)):  # counts: exactly
+            if not np.array_equal(u, v):
+                return False
+            continue
+        scale = max(np.abs(u).max(initial=0.0), np.abs(v).max(initial=0.0))
+        if np.any(np.abs(u - v) > RERUN_RTOL * scale):
+            return False
+    return True

@@ -24,6 +24,7 @@ class Reproduction:
     outputs: dict[str, Path] = field(default_factory=dict)
     rerun: Path | None = None
     results_compared: bool = False
+    results_identical: bool = False  # byte for byte; else equal within RERUN_RTOL
 
 
 def _listing(problems: list[str], limit: int = 8) -> str:
@@ -78,11 +79,12 @@ def reproduce(
     Raises
     ------
     ReportError
-        A bundle file differs from the manifest (the message names it), rendering failed,
-        or the re-run gives different results (the message names the table).
+        A bundle file differs from the manifest (the message names it), a report beside the
+        bundle was not made from it, rendering failed, or the re-run gives different
+        results (the message names the table).
     """
-    from spevidence.bundle import read_manifest
-    from spevidence.report import render
+    from spevidence.bundle import read_manifest, result_files
+    from spevidence.report import render, reports_not_from
 
     bundle = Path(bundle_dir)
     manifest = read_manifest(bundle)
@@ -92,10 +94,16 @@ def reproduce(
             f"the bundle has been changed since it was made: {len(problems)} file(s) differ "
             "from manifest.json: " + _listing(problems)
         )
+    if stale := reports_not_from(bundle):
+        raise ReportError(
+            f"a report beside the bundle was not made from it, so it may show other results: "
+            f"{_listing(stale)}. Delete it and run 'spevidence run' again (or 'spevidence "
+            "report' on this bundle) to make a report that matches."
+        )
     out = Path(out_dir) if out_dir is not None else bundle.parent / (bundle.name + "_reproduced")
     outputs = render(bundle, out, formats=formats, engine=engine)  # type: ignore[arg-type]
     rerun_path: Path | None = None
-    compared = False
+    compared = identical = False
     if data is not None:
         run = (
             runner if runner is not None else _default_runner(str(manifest.get("engine", "duckdb")))
@@ -115,10 +123,12 @@ def reproduce(
                 + _listing(diffs)
             )
         compared = True
+        identical = result_files(manifest) == result_files(read_manifest(rerun_path))
     return Reproduction(
         bundle=bundle,
         files_checked=len(manifest.get("files", {})),
         outputs=outputs,
         rerun=rerun_path,
         results_compared=compared,
+        results_identical=identical,
     )

@@ -7,7 +7,6 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import ibis
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
+from spevidence._atomic import private_tmpdir
 from spevidence.data.schema import TABLES, Table
 from spevidence.errors import DataError
 
@@ -224,7 +224,7 @@ def duckdb_connect() -> BaseBackend:
                 f"{MEMORY_ENV} / --memory-limit must be a size such as 4GB or 500MB, not {limit!r}."
             )
         con.raw_sql(f"SET memory_limit = '{limit}'")
-    tmp = tempfile.mkdtemp(prefix="spevidence-duckdb-")
+    tmp = str(private_tmpdir("duckdb"))  # spevidence-duckdb-PID-…: swept once PID is gone
     os.chmod(tmp, 0o700)
     con.raw_sql(f"SET temp_directory = '{tmp}'")
     weakref.finalize(con, shutil.rmtree, tmp, ignore_errors=True)

@@ -8,8 +8,8 @@ DOCX) and typst (PDF, A4).
 
 from __future__ import annotations
 
+import json
 import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -17,10 +17,11 @@ from typing import Any, Literal
 
 import yaml
 
+from spevidence._atomic import REPORT_STAMP, atomic_file, disk_errors, private_tmpdir
 from spevidence.errors import ReportError
 from spevidence.report._qmd import QmdDocument
 
-__all__ = ["find_quarto", "render", "template_dir"]
+__all__ = ["find_quarto", "render", "reports_not_from", "template_dir"]
 
 Format = Literal["html", "pdf", "docx"]
 Engine = Literal["auto", "quarto", "builtin"]
@@ -125,7 +126,6 @@ def render(
         The bundle is missing or was changed, the template is unknown, or a tool failed.
     """
     from spevidence.bundle import verify_bundle
-    from spevidence.report._qmd import parse_qmd
 
     bundle = Path(bundle_dir).resolve()
     fmts = _formats(formats)
@@ -152,27 +152,105 @@ def render(
             "engine 'quarto' was asked for but no quarto executable was found (QUARTO_PATH, "
             "the quarto-cli package, PATH). Install Quarto or use --engine builtin."
         )
-    with tempfile.TemporaryDirectory(prefix="spevidence-report-") as tmp:
-        work = Path(tmp) / "work"
-        if quarto is not None:
-            from spevidence.report._quarto import render_quarto
+    tmp = private_tmpdir("report")
+    try:
+        work = tmp / "work"
+        hint = f"or set TMPDIR to a folder with space (the report is assembled in {tmp.parent})"
+        with disk_errors("rendering the report", hint, out=tmp):
+            if quarto is not None:
+                from spevidence.report._quarto import render_quarto
 
-            return render_quarto(
-                quarto, tdir, template, params, fmts, out, timeout=timeout, workdir=work
-            )
-        from spevidence.report import _builtin
+                produced = render_quarto(
+                    quarto, tdir, template, params, fmts, timeout=timeout, workdir=work
+                )
+            else:
+                produced = _render_builtin(qmd, tdir, template, params, fmts, work, timeout=timeout)
+        return _deliver(produced, out, bundle)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
-        work.mkdir()
-        doc = _with_project_options(parse_qmd(qmd), tdir)
-        nb, cells = _builtin.execute(doc, params, work, timeout=timeout)
-        md = _builtin.assemble_markdown(doc, nb, cells, work)
-        md_path = work / f"{template}.md"
-        md_path.write_text(md, encoding="utf-8")
-        results: dict[str, Path] = {}
-        for fmt in fmts:
-            produced = work / f"{template}.{fmt}"
-            _builtin.convert(doc, md_path, fmt, produced, tdir)
-            dest = out / produced.name
-            shutil.copyfile(produced, dest)
-            results[fmt] = dest
-        return results
+
+def _render_builtin(
+    qmd: Path,
+    tdir: Path,
+    template: str,
+    params: dict[str, str],
+    fmts: tuple[str, ...],
+    work: Path,
+    *,
+    timeout: int,
+) -> dict[str, Path]:
+    """Run the template with a Jupyter kernel and convert it: format -> file in ``work``."""
+    from spevidence.report import _builtin
+    from spevidence.report._qmd import parse_qmd
+
+    work.mkdir()
+    doc = _with_project_options(parse_qmd(qmd), tdir)
+    nb, cells = _builtin.execute(doc, params, work, timeout=timeout)
+    md = _builtin.assemble_markdown(doc, nb, cells, work)
+    md_path = work / f"{template}.md"
+    md_path.write_text(md, encoding="utf-8")
+    produced: dict[str, Path] = {}
+    for fmt in fmts:
+        produced[fmt] = _builtin.convert(doc, md_path, fmt, work / f"{template}.{fmt}", tdir)
+    return produced
+
+
+def _deliver(produced: dict[str, Path], out: Path, bundle: Path) -> dict[str, Path]:
+    """Copy each report into ``out`` (each replaced in one rename, never half-written) and
+    record in the stamp ``out/report_stamp.json`` which bundle it was made from."""
+    from spevidence.bundle._hashing import canonical_json, sha256_file
+
+    made_from = sha256_file(bundle / "manifest.json")
+    stamp = _read_stamp(out)
+    results: dict[str, Path] = {}
+    for fmt, src in produced.items():
+        dest = out / src.name
+        with atomic_file(dest, stage="writing the report") as tmp:
+            shutil.copyfile(src, tmp)
+        stamp[dest.name] = {"bundle_manifest_sha256": made_from, "sha256": sha256_file(dest)}
+        results[fmt] = dest
+    with atomic_file(out / REPORT_STAMP, stage="writing the report") as tmp:
+        tmp.write_text(canonical_json(stamp, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
+def _read_stamp(folder: Path) -> dict[str, Any]:
+    try:
+        stamp = json.loads((folder / REPORT_STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def reports_not_from(bundle_dir: str | Path) -> list[str]:
+    """Reports beside a bundle (``report.html`` ... in its parent folder) that were not made
+    from it: no stamp, a stamp naming another bundle's manifest, or a report changed after
+    it was stamped. One plain-English problem per file."""
+    from spevidence.bundle._hashing import sha256_file
+
+    bundle = Path(bundle_dir)
+    folder = bundle.parent
+    stamp = _read_stamp(folder)
+    made_from = sha256_file(bundle / "manifest.json")
+    names = {f"{t}.{f}" for t in _templates() for f in _FORMATS} | set(stamp)
+    problems: list[str] = []
+    for name in sorted(names):
+        path = folder / name
+        if not path.is_file():
+            continue
+        entry = stamp.get(name)
+        if not isinstance(entry, dict):
+            problems.append(f"{name}: no stamp ties it to this bundle ({REPORT_STAMP})")
+        elif entry.get("bundle_manifest_sha256") != made_from:
+            problems.append(f"{name}: made from another bundle (its manifest differs)")
+        elif entry.get("sha256") != sha256_file(path):
+            problems.append(f"{name}: changed after it was rendered")
+    return problems
+
+
+def _templates() -> list[str]:
+    try:
+        return sorted(p.stem for p in template_dir().glob("*.qmd"))
+    except ReportError:
+        return ["report"]

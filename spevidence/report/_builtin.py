@@ -22,6 +22,7 @@ from typing import Any
 import nbformat
 import yaml
 
+from spevidence._atomic import tool_disk_error
 from spevidence.errors import ReportError
 from spevidence.report._qmd import CodeCell, Markdown, QmdDocument
 
@@ -248,6 +249,8 @@ def _run_pandoc(args: list[str], cwd: Path) -> None:
         [_pandoc(), *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
+        if disk := tool_disk_error("pandoc", proc.stderr, proc.returncode):
+            raise disk
         raise ReportError(f"pandoc failed (exit {proc.returncode}): {proc.stderr.strip()[:800]}")
 
 
@@ -351,5 +354,7 @@ def compile_typst(typ: Path, out_path: Path, *, root: Path, fmt: str = "pdf") ->
                 timestamp=FIXED_EPOCH,
             )
     except Exception as exc:  # typst raises its own error type with the diagnostic
+        if disk := tool_disk_error("typst", str(exc)):
+            raise disk from None
         raise ReportError(f"typst could not compile {typ.name}: {str(exc)[:800]}") from None
     return result

@@ -45,12 +45,12 @@ def render_quarto(
     template: str,
     params: dict[str, str],
     formats: tuple[str, ...],
-    out_dir: Path,
     *,
     timeout: int,
     workdir: Path,
 ) -> dict[str, Path]:
-    """Run ``quarto render`` once per format in a copy of the template folder."""
+    """Run ``quarto render`` once per format in a copy of the template folder; returns
+    format -> the file produced in ``workdir`` (the caller copies it out)."""
     shutil.copytree(template_dir, workdir, dirs_exist_ok=True)
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
@@ -89,7 +89,5 @@ def render_quarto(
             raise ReportError(
                 f"quarto finished but wrote no {target}; check the quarto version (1.4 or later)."
             )
-        dest = out_dir / target
-        shutil.copyfile(produced, dest)
-        out[fmt] = dest
+        out[fmt] = produced
     return out
