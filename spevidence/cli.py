@@ -1,7 +1,8 @@
 """The ``spevidence`` command.
 
 Exit codes: 0 success; 1 a user error (one-paragraph message, no traceback);
-2 bad usage (unknown option, missing argument).
+2 bad usage (unknown option, missing argument); 3 an unexpected error, a bug (its type
+only, no traceback unless SPEVIDENCE_DEBUG=1).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from spevidence._version import __version__
 from spevidence.errors import SpevidenceError
@@ -27,8 +29,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-err = Console(stderr=True)
-out = Console()
+# user text (paths, names, messages) is printed literally, never read as rich markup:
+# styled labels go through _say, which builds a Text instead of parsing markup
+err = Console(stderr=True, markup=False)
+out = Console(markup=False)
+
+
+def _say(label: str, style: str, rest: object = "", *, console: Console = out) -> None:
+    """Print ``label`` in ``style`` (e.g. "bold green"), then ``rest`` as it is."""
+    text = Text.assemble((label, style), f" {rest}" if str(rest) else "")
+    console.print(text, highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -59,7 +69,7 @@ def demo(
     from spevidence.pipeline import run_demo
 
     result = run_demo(out_dir, persons=persons, seed=seed)
-    out.print("[bold green]Demo finished.[/]")
+    _say("Demo finished.", "bold green")
     for label, path in result.items():
         out.print(f"  {label}: {path}")
 
@@ -156,7 +166,7 @@ def report(
 
     target = out_dir if out_dir is not None else bundle.parent / (bundle.name + "_report")
     paths = render(bundle, target, formats=fmt, engine=engine, template=template)  # type: ignore[arg-type]
-    out.print("[bold green]Report rendered.[/]")
+    _say("Report rendered.", "bold green")
     for label, path in paths.items():
         out.print(f"  {label}: {path}")
 
@@ -182,7 +192,7 @@ def reproduce(
     res = _reproduce(
         bundle, out_dir=out_dir, formats=fmt, engine=engine, data=data, key_file=key_file
     )
-    out.print(f"[bold green]Bundle verified:[/] {res.files_checked} files match manifest.json.")
+    _say("Bundle verified:", "bold green", f"{res.files_checked} files match manifest.json.")
     for label, path in res.outputs.items():
         out.print(f"  re-rendered {label}: {path}")
     if res.results_compared and res.results_identical:
@@ -192,6 +202,8 @@ def reproduce(
             "[bold green]Re-run from data gives the same results[/] (within floating-point "
             "noise from row order: every number within one millionth of its column's scale)."
         )
+    if res.results_compared:
+        _say("Re-run from data gives identical results.", "bold green")
 
 
 @app.command()
@@ -233,6 +245,7 @@ def activity(
 
     if period not in ("month", "quarter"):
         raise SpevidenceError(f"--period must be 'month' or 'quarter', got {period!r}.")
+    _out_outside_data(out_dir, data)
     ex = read_extracts(data)
     logs: list = []
 
@@ -257,14 +270,18 @@ def activity(
     folder = write_outputs(
         out_dir, tables, figures, disclosure_log=None if no_disclosure else logs[0]
     )
-    out.print(
-        f"[bold green]Activity outputs written:[/] {len(tables)} tables, "
-        f"{len(figures)} figures in {folder}"
+    _say(
+        "Activity outputs written:",
+        "bold green",
+        f"{len(tables)} tables, {len(figures)} figures in {folder}",
     )
     if no_disclosure:
-        err.print(
-            "[yellow]Note:[/] --no-disclosure: tables are aggregate but NOT disclosure-"
-            "controlled; do not release them outside the secure environment."
+        _say(
+            "Note:",
+            "yellow",
+            "--no-disclosure: tables are aggregate but NOT disclosure-controlled; do not "
+            "release them outside the secure environment.",
+            console=err,
         )
 
 
@@ -312,6 +329,8 @@ def validate(
     from spevidence.data import read_extracts
     from spevidence.data import validate as _validate
 
+    if out_dir is not None:
+        _out_outside_data(out_dir, data)
     key = None
     if ids == "nhs_number":
         from spevidence.identity import load_key
@@ -356,6 +375,7 @@ def link(
     from spevidence.pipeline import _Steps
 
     _memory_limit(memory_limit)
+    _out_outside_data(panel_out.parent, data)
     key = None
     if ids == "nhs_number":
         from spevidence.identity import load_key
@@ -417,10 +437,16 @@ def sroi(
     """Value DiD estimates: SROI ratio, NPV, sensitivity and Monte Carlo, with figures."""
     import pandas as pd
 
+    from spevidence.protocol._model import MAX_SIMS
     from spevidence.sroi import evaluate, from_did, link_worker_inputs
 
     if not effects.is_file():
         raise SpevidenceError(f"{effects}: no such file; give the CSV of DiD estimates.")
+    if n_sims > MAX_SIMS:
+        raise SpevidenceError(
+            f"--n-sims {n_sims:,} is more than the {MAX_SIMS:,} Monte Carlo draws allowed "
+            "(each holds a value per outcome and year in memory); 5,000 is plenty."
+        )
     eff = pd.read_csv(effects)
     for col, value in (("model", model), ("term", term)):
         if value is not None:
@@ -453,6 +479,18 @@ def sroi(
         res.plot(kind=kind).savefig(out_dir / f"sroi_{kind}.png", dpi=150)  # type: ignore[arg-type]
     out.print(res.summary(), highlight=False)
     out.print(f"Tables and figures written to {out_dir}")
+
+
+def _out_outside_data(out_dir: Path, data: Path) -> None:
+    """Refuse an output folder equal to or inside the extracts folder: the run cache and
+    the panel (pseudonyms) and the outputs would be written among the extracts."""
+    o, d = out_dir.resolve(), data.resolve()
+    if o == d or d in o.parents:
+        raise SpevidenceError(
+            f"--out {out_dir} is the data folder {data} or inside it: outputs (and for run "
+            "and link, files that hold pseudonyms) would be written among the extracts. Give "
+            "an output folder outside the data folder, e.g. --out out/run."
+        )
 
 
 @app.command()
@@ -490,6 +528,7 @@ def run(
     _memory_limit(memory_limit)
     if engine not in ("duckdb", "spark"):
         raise SpevidenceError(f"--engine must be duckdb or spark, not {engine!r}.")
+    _out_outside_data(out_dir, data)
     formats = tuple(f.strip() for f in fmt.split(",") if f.strip()) if fmt else None
     res = _run(
         protocol,
@@ -503,7 +542,7 @@ def run(
     )
     if res.reused:
         out.print(f"Reused from the run cache: {', '.join(res.reused)}")
-    out.print("[bold green]Evaluation finished.[/]")
+    _say("Evaluation finished.", "bold green")
     out.print(f"  bundle: {res.bundle}")
     for label, path in res.reports.items():
         out.print(f"  report ({label}): {path}")
@@ -517,7 +556,7 @@ def check(
     from spevidence.protocol import load_protocol, protocol_hash
 
     p = load_protocol(protocol)
-    out.print(f"[bold green]Protocol is valid:[/] {p.name} ({p.start} to {p.end}, {p.period})")
+    _say("Protocol is valid:", "bold green", f"{p.name} ({p.start} to {p.end}, {p.period})")
     out.print(f"  sha256: {protocol_hash(p)}")
 
 
@@ -553,12 +592,24 @@ def cite(
     out.print(_cite(format=fmt), highlight=False, soft_wrap=True, markup=False)  # type: ignore[arg-type]
 
 
+def _os_message(exc: OSError) -> str:
+    """An operating-system error (disk full, permission denied) as one paragraph."""
+    what = exc.strerror or "input/output error"
+    where = f" on {exc.filename}" if exc.filename else ""
+    return (
+        f"{what}{where}. Check the path, its permissions and the free disk space, then "
+        "run the command again."
+    )
+
+
 def main() -> None:
-    """Entry point: user errors exit 1 with a message, never a traceback; usage errors exit 2."""
+    """Entry point: user errors exit 1 with a message, never a traceback; usage errors exit 2;
+    an unexpected error (a bug) exits 3 naming only its type (its message could hold a
+    value from the data); SPEVIDENCE_DEBUG=1 shows the traceback instead."""
     try:
         app()
     except SpevidenceError as exc:
-        err.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+        _say("Error:", "bold red", exc, console=err)
         sys.exit(1)
     except Exception as exc:  # a full or read-only disk anywhere: one clear paragraph
         from spevidence._atomic import disk_errno, disk_error
@@ -571,3 +622,19 @@ def main() -> None:
         msg = disk_error(code, stage=f"running '{cmd}'", shown=shown, atomic=False)
         err.print(f"[bold red]Error:[/] {escape(str(msg))}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    except OSError as exc:
+        _say("Error:", "bold red", _os_message(exc), console=err)
+        sys.exit(1)
+    except Exception as exc:
+        if os.environ.get("SPEVIDENCE_DEBUG"):
+            raise
+        _say(
+            "Internal error:",
+            "bold red",
+            f"an unexpected {type(exc).__name__} stopped spevidence. This is a bug: please "
+            "report it with the command you ran; SPEVIDENCE_DEBUG=1 shows the traceback "
+            "(it may hold values from your data: do not share it outside the secure "
+            "environment).",
+            console=err,
+        )
+        sys.exit(3)

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from spevidence import describe
 from spevidence.errors import DataError, EstimationError, SpevidenceError
 from spevidence.protocol import Protocol, load_protocol
+from spevidence.protocol._model import TRAJECTORY
 
 STEPS = (
     "Read, validate and pseudonymise extracts",
@@ -36,7 +37,6 @@ STEPS = (
     "Disclosure control and bundle",
     "Render report",
 )
-TRAJECTORY = {"gp_m1_3": (1, 3), "gp_m4_6": (4, 6), "gp_m7_12": (7, 12)}
 POOLED_MONTHS = (3, 6)  # trends of rare outcomes: by quarter, else by half-year
 
 

@@ -8,19 +8,61 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_serializer,
     model_validator,
 )
 
 from spevidence.errors import ProtocolError
+from spevidence.protocol._loader import read_yaml
 
 Outcome = Literal["gp", "ae", "admissions"]
+
+# the documented minimum of disclosure control (DOMAIN.md; docs/methods.md section 5)
+DISCLOSURE_FLOOR = {"threshold": 7, "rounding": 5}
+MAX_SIMS = 100_000  # SROI Monte Carlo draws: each draw holds one value per outcome and year
+# the GP trajectory the matched design's panel adds before matching (pipeline.matching_panel):
+# name -> (a, b), the GP appointments over periods t-b .. t-a
+TRAJECTORY = {"gp_m1_3": (1, 3), "gp_m4_6": (4, 6), "gp_m7_12": (7, 12)}
+
+
+def matching_columns(*, risk_score: bool) -> tuple[frozenset[str], frozenset[str]]:
+    """Names the matched design's panel holds at the index period: numeric ones (for
+    ``match.covariates``, ``eligibility`` and ``exact``) and categorical ones (``exact``
+    only). ``risk_score`` is there when the covariates ask for it."""
+    from spevidence.link._panel import PANEL_COLUMNS
+    from spevidence.match.risk_set import DERIVED_USE, PRIOR_REFERRAL
+
+    categorical = frozenset({"practice_code", "pcn_code", "sex", "age_band"})
+    not_matched = {"person_id", "period", "t", "referral_date", "referral_t"}
+    numeric = (
+        (set(PANEL_COLUMNS) - not_matched - categorical)
+        | set(DERIVED_USE)
+        | set(TRAJECTORY)
+        | {"age", PRIOR_REFERRAL}
+        | ({"risk_score"} if risk_score else set())
+    )
+    return frozenset(numeric), categorical
+
+
+def _known(field: str, names: tuple[str, ...], allowed: frozenset[str]) -> None:
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ValueError(
+            f"{field} names {', '.join(map(repr, unknown))}, which the matching panel does not "
+            f"hold; use any of {', '.join(sorted(allowed))}"
+            + (
+                " (risk_score only when it is in match.covariates)"
+                if field != "match.covariates"
+                else ""
+            )
+        )
 
 
 class _Frozen(BaseModel):
@@ -77,11 +119,15 @@ class MatchSpec(_Frozen):
         from spevidence.errors import DataError
         from spevidence.match.risk_set import parse_criterion
 
+        numeric, categorical = matching_columns(risk_score="risk_score" in (self.covariates or ()))
+        _known("match.exact", self.exact, numeric | categorical)
+        _known("match.covariates", self.covariates or (), numeric)
         for c in self.eligibility:
             try:
-                parse_criterion(c)
+                column, _, _ = parse_criterion(c)
             except DataError as e:
                 raise ValueError(f"match.eligibility: {e}".replace("risk_set: ", "")) from None
+            _known("match.eligibility", (column,), numeric)
         if self.washout and self.censoring != "referral":
             raise ValueError(
                 f"match.washout ({self.washout}) applies only with censoring: referral "
@@ -135,8 +181,20 @@ class DidSpec(_Frozen):
     models: tuple[Literal["linear", "poisson"], ...] = ("linear", "poisson")
     pre: int = Field(12, ge=1, description="periods before the index date in the 2x2")
     post: int = Field(12, ge=1, description="periods after the index date in the 2x2")
-    window: tuple[int, int] = (-12, 12)
-    cluster: str = "person_id"
+    window: tuple[int, int] = Field(
+        (-12, 12), description="event-study periods from the index; -1 is the reference"
+    )
+    cluster: Literal["person_id", "practice_code", "pcn_code"] = "person_id"
+
+    @model_validator(mode="after")
+    def _window(self) -> DidSpec:
+        lo, hi = self.window
+        if not lo <= -1 < hi:
+            raise ValueError(
+                f"did.window [{lo}, {hi}] must start before 0 (at -1 or earlier: period -1 is "
+                "the event study's reference) and end at or after 0, e.g. [-12, 12]"
+            )
+        return self
 
 
 class SroiSpec(_Frozen):
@@ -156,14 +214,34 @@ class SroiSpec(_Frozen):
     drop_off: float = Field(0.0, ge=0, le=1)
     attribution: float = Field(0.0, ge=0, le=1)
     discount: float = Field(0.035, ge=0, le=0.2)
-    n_sims: int = Field(1000, ge=0)
+    n_sims: int = Field(
+        1000, ge=0, le=MAX_SIMS, description=f"Monte Carlo draws (0 = none; at most {MAX_SIMS:,})"
+    )
 
 
 class DisclosureSpec(_Frozen):
-    """Statistical disclosure control on every released table."""
+    """Statistical disclosure control on every released table.
 
-    threshold: int = Field(7, ge=0, description="counts 1..threshold are redacted")
-    rounding: int = Field(5, ge=1, description="other counts rounded to this base")
+    Neither setting can go below the documented minimum (``DISCLOSURE_FLOOR``: redact
+    counts 1-7, round the rest to 5; docs/methods.md section 5), so a report's statement
+    that its outputs passed disclosure control is always true; stricter values are allowed.
+    """
+
+    threshold: int = Field(7, description="counts 1..threshold are redacted (at least 7)")
+    rounding: int = Field(5, description="other counts rounded to this base (at least 5)")
+
+    @field_validator("threshold", "rounding")
+    @classmethod
+    def _floor(cls, value: int, info: ValidationInfo) -> int:
+        floor = DISCLOSURE_FLOOR[str(info.field_name)]
+        if value < floor:
+            raise ValueError(
+                f"disclosure.{info.field_name} is {value}, below the minimum of {floor} "
+                "(OpenSAFELY and the NHS England HES analysis guide: redact counts 1-7 and "
+                "round the rest to the nearest 5; docs/methods.md section 5). Set "
+                f"{info.field_name}: {floor} or more; disclosure control cannot be switched off"
+            )
+        return value
 
 
 class StaggeredSpec(_Frozen):
@@ -242,16 +320,51 @@ class Protocol(_Frozen):
     )
     staggered: StaggeredSpec | None = None
 
+    @field_validator("risk_score")
+    @classmethod
+    def _risk_score(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            _risk_score_spec(value)
+        return value
+
     @model_validator(mode="after")
     def _window(self) -> Protocol:
         if self.end <= self.start:
             raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        self._periods_fit()
         if self.design == "matched" and self.staggered is not None:
             raise ValueError(
                 "a 'staggered' block is given but design is 'matched'; set design: staggered "
                 "to run it, or delete the block"
             )
         return self
+
+    def n_periods(self) -> int:
+        """Periods (months or quarters) in the study window, the first and last included."""
+        months = (self.end.year - self.start.year) * 12 + self.end.month - self.start.month
+        step = 1 if self.period == "month" else 3
+        return months // step + 1
+
+    def _periods_fit(self) -> None:
+        """Every length in periods fits in the study window (else nothing is estimable,
+        and a huge value would allocate one column or draw per period)."""
+        n = self.n_periods()
+        lengths = (
+            {"did.pre": self.did.pre, "did.post": self.did.post}
+            | {"did.window start": -self.did.window[0], "did.window end": self.did.window[1]}
+            if self.design == "matched"
+            else {
+                "staggered.event_window start": -self.staggered_spec.event_window[0],
+                "staggered.event_window end": self.staggered_spec.event_window[1],
+            }
+        )
+        for name, length in lengths.items():
+            if length > n:
+                raise ValueError(
+                    f"{name} ({length} {self.period}s) is longer than the study window "
+                    f"({n} {self.period}s from {self.start} to {self.end}); shorten it to "
+                    f"at most {n}"
+                )
 
     @property
     def staggered_spec(self) -> StaggeredSpec:
@@ -268,6 +381,32 @@ class Protocol(_Frozen):
                 out.pop(k)
             out["staggered"] = self.staggered_spec.model_dump(mode="json")
         return out
+
+
+def _risk_score_spec(value: dict[str, Any]) -> None:
+    """Check a ``risk_score:`` mapping as :class:`spevidence.activity.RiskScoreSpec`
+    would read it: known keys, values of the right type, known factors."""
+    import dataclasses
+
+    from pydantic import TypeAdapter
+
+    from spevidence.activity.risk import RiskScoreSpec
+
+    keys = [f.name for f in dataclasses.fields(RiskScoreSpec)]
+    unknown = [k for k in value if k not in keys]
+    if unknown:
+        raise ValueError(
+            f"risk_score has unknown key(s) {', '.join(map(repr, unknown))}; use any of "
+            + ", ".join(keys)
+        )
+    try:
+        TypeAdapter(RiskScoreSpec).validate_python(value)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        loc = ".".join(str(x) for x in e["loc"])
+        raise ValueError(f"risk_score.{loc}: {e['msg']}") from None
+    except ProtocolError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def protocol_hash(protocol: Protocol) -> str:
@@ -289,17 +428,8 @@ def load_protocol(source: str | Path | dict[str, Any]) -> Protocol:
         raw: Any = source
         where = "protocol"
     else:
-        path = Path(source)
-        where = str(path)
-        if not path.is_file():
-            raise ProtocolError(
-                f"Protocol file {where} not found. Give the path to a protocol YAML "
-                "(see protocols/ for examples)."
-            )
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ProtocolError(f"Protocol file {where} is not valid YAML: {exc}") from None
+        where = str(source)
+        raw = read_yaml(Path(source))
     if not isinstance(raw, dict):
         raise ProtocolError(f"Protocol {where} must be a YAML mapping of fields to values.")
     try:
@@ -308,7 +438,7 @@ def load_protocol(source: str | Path | dict[str, Any]) -> Protocol:
         lines = []
         for e in exc.errors():
             loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-            lines.append(f"  - {loc}: {e['msg']}")
+            lines.append(f"  - {loc}: {e['msg'].removeprefix('Value error, ')}")
         raise ProtocolError(
             f"Protocol {where} has {len(lines)} problem(s):\n"
             + "\n".join(lines)
