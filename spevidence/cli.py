@@ -15,9 +15,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
+from spevidence._atomic import atomic_file, disk_errno, disk_error
 from spevidence._version import __version__
 from spevidence.errors import SpevidenceError
 
@@ -196,14 +196,14 @@ def reproduce(
     for label, path in res.outputs.items():
         out.print(f"  re-rendered {label}: {path}")
     if res.results_compared and res.results_identical:
-        out.print("[bold green]Re-run from data gives identical results.[/]")
-    elif res.results_compared:
-        out.print(
-            "[bold green]Re-run from data gives the same results[/] (within floating-point "
-            "noise from row order: every number within one millionth of its column's scale)."
-        )
-    if res.results_compared:
         _say("Re-run from data gives identical results.", "bold green")
+    elif res.results_compared:
+        _say(
+            "Re-run from data gives the same results",
+            "bold green",
+            "(within floating-point noise from row order: every number within one "
+            "millionth of its column's scale).",
+        )
 
 
 @app.command()
@@ -341,8 +341,6 @@ def validate(
     out.print(qa.summary(), highlight=False)
     out.print(attrition.summary(), highlight=False)
     if out_dir is not None:
-        from spevidence._atomic import atomic_file
-
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, table in (("qa.csv", qa.table()), ("attrition.csv", attrition.table())):
             with atomic_file(out_dir / name, stage="writing the QA findings") as tmp:
@@ -368,7 +366,6 @@ def link(
     memory_limit: MemoryLimit = None,
 ) -> None:
     """Validate the extracts and build the person x period panel (Parquet)."""
-    from spevidence._atomic import atomic_file
     from spevidence.data import read_extracts
     from spevidence.data import validate as _validate
     from spevidence.link import build_panel
@@ -611,21 +608,18 @@ def main() -> None:
     except SpevidenceError as exc:
         _say("Error:", "bold red", exc, console=err)
         sys.exit(1)
-    except Exception as exc:  # a full or read-only disk anywhere: one clear paragraph
-        from spevidence._atomic import disk_errno, disk_error
-
-        if (code := disk_errno(exc)) in (None, errno.EACCES, errno.EPERM):
-            raise
-        name = getattr(exc, "filename", None)
-        shown = Path(name) if isinstance(name, str) else None
-        cmd = " ".join(["spevidence", *sys.argv[1:2]])
-        msg = disk_error(code, stage=f"running '{cmd}'", shown=shown, atomic=False)
-        err.print(f"[bold red]Error:[/] {escape(str(msg))}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except OSError as exc:
-        _say("Error:", "bold red", _os_message(exc), console=err)
-        sys.exit(1)
     except Exception as exc:
+        if (code := disk_errno(exc)) not in (None, errno.EACCES, errno.EPERM):
+            # a full or read-only disk anywhere: one clear paragraph
+            name = getattr(exc, "filename", None)
+            shown = Path(name) if isinstance(name, str) else None
+            cmd = " ".join(["spevidence", *sys.argv[1:2]])
+            msg = disk_error(code, stage=f"running '{cmd}'", shown=shown, atomic=False)
+            _say("Error:", "bold red", msg, console=err)
+            sys.exit(1)
+        if isinstance(exc, OSError):
+            _say("Error:", "bold red", _os_message(exc), console=err)
+            sys.exit(1)
         if os.environ.get("SPEVIDENCE_DEBUG"):
             raise
         _say(
