@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -541,8 +542,14 @@ def cite(
     out.print(_cite(format=fmt), highlight=False, soft_wrap=True, markup=False)  # type: ignore[arg-type]
 
 
+def _warning_line(message: Warning | str, *_: object, **__: object) -> None:
+    """A warning as one line on stderr (no source path, line or code)."""
+    err.print(f"Warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Entry point: user errors exit 1 with a message, never a traceback; usage errors exit 2."""
+    warnings.showwarning = _warning_line
     try:
         app()
     except SpevidenceError as exc:

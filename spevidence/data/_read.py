@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import os
@@ -104,42 +105,144 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        row = next(csv.reader(fh), None)
+# A header cell is shown in a message only when it looks like a column name: ASCII
+# letters, digits, "_", " ", "." or "-", starting with a letter or "_", at most 40
+# characters, at most 4 digits and no three in a row (so no NHS number, date, year or
+# hexadecimal pseudonym). Anything else may be a value from a data row.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_ .\-]{0,39}")
+# A cell that looks like a value: a number or date, a run of six digits, or a long
+# hexadecimal token (a pseudonym).
+_VALUE = re.compile(r"[\d\s/.:+\-]+|.*\d{6}.*|(?=.*\d)[0-9a-fA-F]{16,}")
+
+
+def looks_like_column_name(name: str) -> bool:
+    """``True`` when a header cell may be shown in a message (never a data value)."""
+    s = name.strip()
+    digits = sum(ch.isdigit() for ch in s)
+    return bool(_NAME.fullmatch(s)) and digits <= 4 and not re.search(r"\d{3}", s)
+
+
+def header_looks_like_data(names: list[str]) -> bool:
+    """``True`` when a header row holds values (a number, date or identifier)."""
+    return any(_VALUE.fullmatch(n.strip()) for n in names if n.strip())
+
+
+def columns_text(names: list[str]) -> str:
+    """The columns of a header for a message: names that look like names, and a count
+    of the others (whose text is never shown)."""
+    shown = [n for n in names if looks_like_column_name(n)]
+    hidden = len(names) - len(shown)
+    parts = [", ".join(shown)] if shown else []
+    if hidden:
+        parts.append(f"{hidden} column{'s' if hidden > 1 else ''} whose name is not shown")
+    return " and ".join(parts) or "none"
+
+
+def _headerless(table: str, where: str, n: int) -> DataError:
+    return DataError(
+        f"{table} ({where}): the first row looks like data, not a header ({n} columns). "
+        f"Fix: export the file with its header row ({', '.join(TABLES[table].required)})."
+    )
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    encoding: str  # for Python's open() and pyarrow
+    delimiter: str
+
+
+_DELIMITERS = (";", "\t", "|")
+
+
+def _sniff(path: Path) -> _Dialect:
+    """Encoding and delimiter of a CSV file from its first 64 KiB.
+
+    UTF-8 (with or without a byte-order mark) and UTF-16 with a byte-order mark are read
+    as such; text that is not UTF-8 is read as Windows-1252 (Latin-1 where that fails).
+    A header row without commas but with semicolons, tabs or bars gives the delimiter.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        enc = "utf-16"
+    elif head.startswith(codecs.BOM_UTF8):
+        enc = "utf-8-sig"
+    elif b"\x00" in head:
+        raise DataError(
+            f"{path.name}: the file looks like UTF-16 text without a byte-order mark (or is "
+            "not text). Fix: export it as UTF-8 CSV (or UTF-16 with a byte-order mark)."
+        )
+    else:
+        enc = "utf-8"
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 3:  # not just a character cut at the sample's end
+                enc = "cp1252" if _decodes(head, "cp1252") else "latin-1"
+    first = head.decode(enc, errors="replace").lstrip("\ufeff").split("\n", 1)[0]
+    delimiter = ","
+    if "," not in first:
+        delimiter = max(_DELIMITERS, key=first.count)
+        delimiter = delimiter if first.count(delimiter) else ","
+    return _Dialect(enc, delimiter)
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _csv_header(path: Path, dialect: _Dialect) -> list[str]:
+    with open(path, newline="", encoding=dialect.encoding) as fh:
+        row = next(csv.reader(fh, delimiter=dialect.delimiter), None)
     if not row:
         raise DataError(f"{path.name}: the file is empty (no header row). Fix: re-export it.")
-    return [c.strip() for c in row]
+    return [c.strip().lstrip("\ufeff") for c in row]
 
 
-def _read_csv(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
+def _read_csv(con: BaseBackend, table: str, path: Path) -> tuple[ir.Table, int]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    names = _csv_header(path)
+    dialect = _sniff(path)
+    names = _csv_header(path, dialect)
     if len(set(names)) != len(names):
+        if header_looks_like_data(names):
+            raise _headerless(table, path.name, len(names))
+        repeated = sorted({n for n in names if names.count(n) > 1})
         raise DataError(
-            f"{path.name}: the header repeats a column name. Fix: give each column a unique name."
+            f"{table} ({path.name}): the header repeats a column name "
+            f"({columns_text(repeated)}). Fix: give each column a unique name."
         )
     try:
         tab = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding="utf8"),
+            read_options=pacsv.ReadOptions(
+                column_names=names,
+                skip_rows=1,
+                encoding="utf8" if dialect.encoding.startswith("utf-8") else dialect.encoding,
+                block_size=1 << 24,  # a row must fit in one block
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names},
                 strings_can_be_null=True,
                 null_values=["", "NULL", "null", "NA", "N/A"],
                 quoted_strings_can_be_null=True,
             ),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+            parse_options=pacsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=False),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         # pyarrow's message can quote a data line; do not repeat it.
-        kind = (
-            "a row has the wrong number of fields"
-            if "columns" in str(exc)
-            else "it cannot be parsed"
-        )
+        text = str(exc)
+        if isinstance(exc, UnicodeDecodeError) or "UTF8" in text or "utf8" in text:
+            kind = f"part of it is not {dialect.encoding.upper()} text (mixed encodings)"
+        elif "columns" in text:
+            kind = "a row has the wrong number of fields"
+        else:
+            kind = "it cannot be parsed"
         raise DataError(
             f"{path.name}: the CSV cannot be read ({kind}). Fix: re-export it as UTF-8 CSV "
             "with one header row and the same number of fields on every row."
@@ -148,18 +251,31 @@ def _read_csv(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
     return con.create_table(f"_spe_src_{uuid4().hex}", tab, temp=True), tab.num_rows
 
 
-def _read_parquet(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
+def _sql_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _read_parquet(con: BaseBackend, table: str, path: Path) -> tuple[ir.Table, int]:
     import pyarrow.parquet as pq
 
-    try:
-        n = pq.ParquetFile(path).metadata.num_rows
-    except Exception:
-        raise DataError(f"{path.name}: not a readable Parquet file. Fix: re-export it.") from None
-    sql = (
-        f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS {ROW} "
-        f"FROM read_parquet({_sql_str(str(path))}, file_row_number = true)"
+    damaged = DataError(
+        f"{table} ({path.name}): the Parquet file is damaged or not a Parquet file (its "
+        "pages cannot be read). Fix: export or copy it again, and check the copy (e.g. "
+        "compare its SHA-256 with the source's)."
     )
-    return con.sql(sql), n
+    try:
+        file = pq.ParquetFile(path)
+        meta, names = file.metadata, file.schema_arrow.names
+    except Exception:
+        raise damaged from None
+    src = f"read_parquet({_sql_str(str(path))}, file_row_number = true)"
+    cols = ", ".join(_sql_ident(c) for c in names)
+    try:  # decode every page once, so damage is found here and not mid-analysis
+        con.raw_sql(f"SELECT bit_xor(hash({cols})) FROM {src}").fetchall()
+    except Exception:
+        raise damaged from None
+    sql = f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS {ROW} FROM {src}"
+    return con.sql(sql), meta.num_rows
 
 
 def upload_arrow(con: BaseBackend, data: Any) -> ir.Table:
@@ -190,10 +306,12 @@ def _apply_mapping(name: str, t: ir.Table, mapping: Mapping[str, str], spec: Tab
     renames: dict[str, str] = {}
     for local, canonical in mapping.items():
         if local not in t.columns:
+            have = [c for c in t.columns if c != ROW]
+            if header_looks_like_data(have):
+                raise _headerless(name, "its header", len(have))
             raise DataError(
                 f"{name}: the mapping renames column {local!r}, which is not in the extract "
-                f"(columns found: {', '.join(c for c in t.columns if c != ROW)}). "
-                "Fix: correct the mapping."
+                f"(columns found: {columns_text(have)}). Fix: correct the mapping."
             )
         renames[canonical] = local
     lower = {c.lower(): c for c in t.columns}
@@ -309,21 +427,27 @@ def read_extracts(
                 sources[name] = SourceInfo(name, "duckdb", f"{path.name}:{local}", digest, 0)
         elif path.is_dir():
             for name, spec in TABLES.items():
-                stem = table_names.get(name, name)
-                found: tuple[Path, str] | None = None
-                for suffix, kind in ((".parquet", "parquet"), (".csv", "csv")):
-                    candidate = path / f"{stem}{suffix}"
-                    if candidate.is_file():
-                        found = (candidate, kind)
-                        break
+                found = _find_file(path, name, table_names.get(name, name))
                 if found is None:
                     if spec.optional:
                         continue
+                    stem = table_names.get(name, name)
                     raise _missing_table(name, f"{path} has no {stem}.parquet or {stem}.csv")
                 f, fmt = found
-                t, n = _read_parquet(con, f) if fmt == "parquet" else _read_csv(con, f)
+                try:
+                    t, n = (
+                        _read_parquet(con, name, f) if fmt == "parquet" else _read_csv(con, name, f)
+                    )
+                    digest = sha256_file(f)
+                except OSError as exc:
+                    raise DataError(
+                        f"{name} ({f.name}): the file cannot be read "
+                        f"({(exc.strerror or type(exc).__name__).lower()}). Fix: check that "
+                        "you may read it (its owner and permissions, e.g. chmod u+r), or copy "
+                        "it again."
+                    ) from None
                 raw[name] = t
-                sources[name] = SourceInfo(name, fmt, f.name, sha256_file(f), n)  # type: ignore[arg-type]
+                sources[name] = SourceInfo(name, fmt, f.name, digest, n)  # type: ignore[arg-type]
         elif not path.exists():
             raise DataError(f"The extracts path {str(path)!r} does not exist. Fix: check --data.")
         else:
@@ -338,7 +462,12 @@ def read_extracts(
         t = _apply_mapping(name, raw[name], mapping.get(name, {}), spec)
         missing = [c for c in spec.required if c not in t.columns]
         if missing:
-            have = ", ".join(c for c in t.columns if c != ROW)
+            cols_found = [c for c in t.columns if c != ROW]
+            if header_looks_like_data(cols_found):
+                where = sources[name].location if sources[name].format != "ibis" else "its header"
+                problems.append(str(_headerless(name, where, len(cols_found))))
+                continue
+            have = columns_text(cols_found)
             cols = ", ".join(repr(c) for c in missing)
             problems.append(
                 f"{name}: required column{'s' if len(missing) > 1 else ''} {cols} "
@@ -364,6 +493,34 @@ def read_extracts(
         sources=MappingProxyType(sources),
         date_format=date_format,
     )
+
+
+def _find_file(folder: Path, table: str, stem: str) -> tuple[Path, str] | None:
+    """The one file that holds a table in a folder: ``STEM.parquet`` or ``STEM.csv``."""
+    present = [
+        (folder / f"{stem}{suffix}", kind)
+        for suffix, kind in ((".parquet", "parquet"), (".csv", "csv"))
+        if (folder / f"{stem}{suffix}").exists() or (folder / f"{stem}{suffix}").is_symlink()
+    ]
+    if len(present) > 1:
+        raise DataError(
+            f"{table}: both {present[0][0].name} and {present[1][0].name} are in {folder.name}, "
+            "so it is not clear which to read. Fix: remove one of them (keep the current export)."
+        )
+    if not present:
+        return None
+    f = present[0][0]
+    if f.is_dir():
+        raise DataError(
+            f"{table}: {f.name} is a folder, not a file. Fix: put the extract itself at "
+            f"{f.name} (one file, e.g. the parts concatenated), or name it with tables=."
+        )
+    if not f.is_file():
+        raise DataError(
+            f"{table}: {f.name} is not a regular file (a pipe, device or broken link). "
+            "Fix: copy the extract there as an ordinary file."
+        )
+    return present[0]
 
 
 def _missing_table(name: str, detail: str) -> DataError:
