@@ -399,3 +399,30 @@ def test_long_codes_are_cut_from_the_clean_tables(tmp_path: Path) -> None:
     longest = clean["referrals"].link_worker_id.length().max().execute()
     assert longest < 100
     assert att.reconciles()
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "says"),
+    [
+        (_headerless("gp_appointments"), 1, ("first row looks like data", "header row")),
+        (_encoded("gp_appointments", "utf-16"), 0, ("7399 rows", "Written")),
+        (_delimited(";"), 0, ("7399 rows", "Written")),
+    ],
+    ids=["headerless", "utf16_bom", "semicolon"],
+)
+def test_pseudonymise_at_source(
+    change: Callable[[Path], None], code: int, says: tuple[str, ...], world: World, tmp_path: Path
+) -> None:
+    """`spevidence pseudonymise` reads the same files as the readers, and never shows a
+    header-less file's first row."""
+    data = tmp_path / "data"
+    shutil.copytree(world.nhs, data)
+    change(data)
+    dst = tmp_path / "gp.parquet"
+    out = cli("pseudonymise", data / "gp_appointments.csv", dst, "--key-file", world.key)
+    assert_clean(out, code=code, identifiers=world.identifiers, says=says)
+    if code == 0:
+        got = pq.read_table(dst).to_pandas()
+        assert len(got) == 7399 and got.person_id.str.fullmatch("[0-9a-f]{64}").all()
+    else:
+        assert not dst.exists()
