@@ -26,6 +26,7 @@ import pytest
 from hostile import assert_clean, assert_no_partial_output, cli
 
 from spevidence.data import read_extracts, validate
+from spevidence.data._csvfile import header_looks_like_data, looks_like_column_name
 from spevidence.data._types import nhs_number_valid
 from spevidence.errors import DataError
 from spevidence.identity import Key, is_valid_nhs_number, pseudonymise_file
@@ -151,6 +152,12 @@ def _unreadable(d: Path) -> None:
     (d / "gp_appointments.csv").chmod(0)
 
 
+def _io_error(d: Path) -> None:
+    """A file whose every read fails (EIO), even for root: a link to /proc/self/mem."""
+    (d / "gp_appointments.csv").unlink()
+    (d / "gp_appointments.csv").symlink_to("/proc/self/mem")
+
+
 def _fifo(d: Path) -> None:
     (d / "gp_appointments.csv").unlink()
     os.mkfifo(d / "gp_appointments.csv")
@@ -201,7 +208,7 @@ class Case:
     build: Callable[[Path], None]
     code: int = 1
     says: tuple[str, ...] = ()
-    commands: tuple[str, ...] = ("validate", "link", "run")
+    commands: tuple[str, ...] = ("validate", "run")  # link reads as validate does
     data: str = "nhs"  # which synthetic ICB: "nhs" or "pseudo"
     ids: str = "nhs_number"  # what the user says person_id holds
     same_as_baseline: bool = False  # exit 0 and the same attrition as the untouched files
@@ -209,9 +216,20 @@ class Case:
 
 
 FIX_HEADER = ("first row looks like data, not a header", "header row")
+EVERY = ("validate", "link", "run")
 CASES = [
-    Case("headerless_gp", _headerless("gp_appointments"), says=("gp_appointments", *FIX_HEADER)),
-    Case("headerless_ae", _headerless("ae_attendances"), says=("ae_attendances", *FIX_HEADER)),
+    Case(
+        "headerless_gp",
+        _headerless("gp_appointments"),
+        says=("gp_appointments", *FIX_HEADER),
+        commands=EVERY,
+    ),
+    Case(
+        "headerless_ae",
+        _headerless("ae_attendances"),
+        says=("ae_attendances", *FIX_HEADER),
+        commands=EVERY,
+    ),
     Case("headerless_population", _headerless("population"), says=("population", *FIX_HEADER)),
     Case(
         "headerless_parquet",
@@ -276,6 +294,11 @@ CASES = [
         _unreadable,
         says=("gp_appointments.csv", "cannot be read", "permission"),
     ),
+    Case(
+        "io_error_file",
+        _io_error,
+        says=("gp_appointments.csv", "cannot be read", "input/output error"),
+    ),
     Case("fifo_for_file", _fifo, says=("gp_appointments.csv", "not a regular file")),
     Case("folder_for_file", _folder, says=("gp_appointments.csv", "is a folder")),
     Case(
@@ -288,13 +311,13 @@ CASES = [
         lambda d: None,
         data="pseudo",
         says=("population.person_id", "pseudonym", "ids: pseudonym", "--ids pseudonym"),
+        commands=EVERY,
     ),
     Case(
         "events_under_another_key",
         _other_key,
         data="pseudo",
         ids="pseudonym",
-        commands=("validate", "run"),
         says=("referrals", "gp_appointments", "ae_attendances", "admissions", "key"),
     ),
     Case(
@@ -311,6 +334,8 @@ CASES = [
 def test_hostile_extract(case: Case, world: World, tmp_path: Path) -> None:
     if case.name == "unreadable_file" and os.geteuid() == 0:
         pytest.skip("running as root: chmod 000 does not stop root reading the file")
+    if case.name == "io_error_file" and not Path("/proc/self/mem").exists():
+        pytest.skip("no /proc/self/mem on this system")
     data = tmp_path / "data"
     shutil.copytree(world.nhs if case.data == "nhs" else world.pseudo, data)
     case.build(data)
@@ -350,6 +375,30 @@ def test_all_equal_digits_are_invalid_everywhere(tmp_path: Path) -> None:
     src.write_text("person_id\n0000000000\n9434765919\n")
     rep = pseudonymise_file(src, tmp_path / "out.csv", Key(b"k" * 32))
     assert rep.invalid == {"person_id": 1}
+
+
+@pytest.mark.parametrize(
+    ("cell", "shown", "value"),
+    [
+        ("person_id", True, False),
+        ("Practice Code", True, False),
+        ("gp_m1_3", True, False),
+        ("attended", True, False),  # a code may be shown; the header is data anyway
+        ("9998269717", False, True),
+        ("999 826 9717", False, True),
+        ("2021-04-18", False, True),
+        ("18/04/2021", False, True),
+        ("18-Apr-2021", False, True),
+        ("20210418", False, True),
+        ("a3f9c0d1e2b3a4f5a6b7c8d9e0f1a2b3", False, True),  # a pseudonym
+        ("aZkPqLmNoRsTuVwXyZ1b2", False, False),  # a token: not shown
+        ("X9998269717", False, True),
+        ("área", False, False),
+    ],
+)
+def test_header_cell_whitelist(cell: str, shown: bool, value: bool) -> None:
+    assert looks_like_column_name(cell) is shown
+    assert header_looks_like_data(["person_id", cell]) is value
 
 
 def test_header_names_shown_only_when_they_look_like_names(tmp_path: Path) -> None:

@@ -16,18 +16,22 @@ from spevidence.errors import DataError
 # A header cell is shown in a message only when it looks like a column name: ASCII
 # letters, digits, "_", " ", "." or "-", starting with a letter or "_", at most 40
 # characters, at most 4 digits and no three in a row (so no NHS number, date, year or
-# hexadecimal pseudonym). Anything else may be a value from a data row.
+# hexadecimal pseudonym), and not one word of over 20 characters (a token). Anything
+# else may be a value from a data row.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_ .\-]{0,39}")
-# A cell that looks like a value: a number or date, a run of six digits, or a long
-# hexadecimal token (a pseudonym).
-_VALUE = re.compile(r"[\d\s/.:+\-]+|.*\d{6}.*|(?=.*\d)[0-9a-fA-F]{16,}")
+# A cell that looks like a value: a number or date (also 10-Apr-2021), a run of six
+# digits, or a long hexadecimal token (a pseudonym).
+_VALUE = re.compile(
+    r"[\d\s/.:+\-]+|.*\d{6}.*|(?=.*\d)[0-9a-fA-F]{16,}|\d{1,2}[-/ ]?[A-Za-z]{3,9}[-/ ]?\d{2,4}"
+)
 
 
 def looks_like_column_name(name: str) -> bool:
     """``True`` when a header cell may be shown in a message (never a data value)."""
     s = name.strip()
     digits = sum(ch.isdigit() for ch in s)
-    return bool(_NAME.fullmatch(s)) and digits <= 4 and not re.search(r"\d{3}", s)
+    token = len(s) > 20 and not re.search(r"[_ .\-]", s)  # one long word: a token?
+    return bool(_NAME.fullmatch(s)) and digits <= 4 and not re.search(r"\d{3}", s) and not token
 
 
 def header_looks_like_data(names: list[str]) -> bool:
