@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -599,10 +600,17 @@ def _os_message(exc: OSError) -> str:
     )
 
 
+def _warning_line(message: Warning | str, *_: object, **__: object) -> None:
+    """A warning as one line on stderr (no source path, line or code)."""
+    err.print(f"Warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Entry point: user errors exit 1 with a message, never a traceback; usage errors exit 2;
     an unexpected error (a bug) exits 3 naming only its type (its message could hold a
-    value from the data); SPEVIDENCE_DEBUG=1 shows the traceback instead."""
+    value from the data); SPEVIDENCE_DEBUG=1 shows the traceback instead. Warnings are
+    one line each."""
+    warnings.showwarning = _warning_line
     try:
         app()
     except SpevidenceError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import re
@@ -20,6 +19,12 @@ import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
 from spevidence._atomic import private_tmpdir
+from spevidence.data._csvfile import (
+    columns_text,
+    csv_header,
+    header_looks_like_data,
+    sniff,
+)
 from spevidence.data.schema import TABLES, Table
 from spevidence.errors import DataError
 
@@ -104,42 +109,53 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        row = next(csv.reader(fh), None)
-    if not row:
-        raise DataError(f"{path.name}: the file is empty (no header row). Fix: re-export it.")
-    return [c.strip() for c in row]
+def _headerless(table: str, where: str, n: int) -> DataError:
+    return DataError(
+        f"{table} ({where}): the first row looks like data, not a header ({n} columns). "
+        f"Fix: export the file with its header row ({', '.join(TABLES[table].required)})."
+    )
 
 
-def _read_csv(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
+def _read_csv(con: BaseBackend, table: str, path: Path) -> tuple[ir.Table, int]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    names = _csv_header(path)
+    dialect = sniff(path)
+    names = csv_header(path, dialect)
     if len(set(names)) != len(names):
+        if header_looks_like_data(names):
+            raise _headerless(table, path.name, len(names))
+        repeated = sorted({n for n in names if names.count(n) > 1})
         raise DataError(
-            f"{path.name}: the header repeats a column name. Fix: give each column a unique name."
+            f"{table} ({path.name}): the header repeats a column name "
+            f"({columns_text(repeated)}). Fix: give each column a unique name."
         )
     try:
         tab = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding="utf8"),
+            read_options=pacsv.ReadOptions(
+                column_names=names,
+                skip_rows=1,
+                encoding="utf8" if dialect.encoding.startswith("utf-8") else dialect.encoding,
+                block_size=1 << 24,  # a row must fit in one block
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names},
                 strings_can_be_null=True,
                 null_values=["", "NULL", "null", "NA", "N/A"],
                 quoted_strings_can_be_null=True,
             ),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+            parse_options=pacsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=False),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         # pyarrow's message can quote a data line; do not repeat it.
-        kind = (
-            "a row has the wrong number of fields"
-            if "columns" in str(exc)
-            else "it cannot be parsed"
-        )
+        text = str(exc)
+        if isinstance(exc, UnicodeDecodeError) or "UTF8" in text or "utf8" in text:
+            kind = f"part of it is not {dialect.encoding.upper()} text (mixed encodings)"
+        elif "columns" in text:
+            kind = "a row has the wrong number of fields"
+        else:
+            kind = "it cannot be parsed"
         raise DataError(
             f"{path.name}: the CSV cannot be read ({kind}). Fix: re-export it as UTF-8 CSV "
             "with one header row and the same number of fields on every row."
@@ -148,18 +164,31 @@ def _read_csv(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
     return con.create_table(f"_spe_src_{uuid4().hex}", tab, temp=True), tab.num_rows
 
 
-def _read_parquet(con: BaseBackend, path: Path) -> tuple[ir.Table, int]:
+def _sql_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _read_parquet(con: BaseBackend, table: str, path: Path) -> tuple[ir.Table, int]:
     import pyarrow.parquet as pq
 
-    try:
-        n = pq.ParquetFile(path).metadata.num_rows
-    except Exception:
-        raise DataError(f"{path.name}: not a readable Parquet file. Fix: re-export it.") from None
-    sql = (
-        f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS {ROW} "
-        f"FROM read_parquet({_sql_str(str(path))}, file_row_number = true)"
+    damaged = DataError(
+        f"{table} ({path.name}): the Parquet file is damaged or not a Parquet file (its "
+        "pages cannot be read). Fix: export or copy it again, and check the copy (e.g. "
+        "compare its SHA-256 with the source's)."
     )
-    return con.sql(sql), n
+    try:
+        file = pq.ParquetFile(path)
+        meta, names = file.metadata, file.schema_arrow.names
+    except Exception:
+        raise damaged from None
+    src = f"read_parquet({_sql_str(str(path))}, file_row_number = true)"
+    cols = ", ".join(_sql_ident(c) for c in names)
+    try:  # decode every page once, so damage is found here and not mid-analysis
+        con.raw_sql(f"SELECT bit_xor(hash({cols})) FROM {src}").fetchall()
+    except Exception:
+        raise damaged from None
+    sql = f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS {ROW} FROM {src}"
+    return con.sql(sql), meta.num_rows
 
 
 def upload_arrow(con: BaseBackend, data: Any) -> ir.Table:
@@ -190,10 +219,12 @@ def _apply_mapping(name: str, t: ir.Table, mapping: Mapping[str, str], spec: Tab
     renames: dict[str, str] = {}
     for local, canonical in mapping.items():
         if local not in t.columns:
+            have = [c for c in t.columns if c != ROW]
+            if header_looks_like_data(have):
+                raise _headerless(name, "its header", len(have))
             raise DataError(
                 f"{name}: the mapping renames column {local!r}, which is not in the extract "
-                f"(columns found: {', '.join(c for c in t.columns if c != ROW)}). "
-                "Fix: correct the mapping."
+                f"(columns found: {columns_text(have)}). Fix: correct the mapping."
             )
         renames[canonical] = local
     lower = {c.lower(): c for c in t.columns}
@@ -309,21 +340,27 @@ def read_extracts(
                 sources[name] = SourceInfo(name, "duckdb", f"{path.name}:{local}", digest, 0)
         elif path.is_dir():
             for name, spec in TABLES.items():
-                stem = table_names.get(name, name)
-                found: tuple[Path, str] | None = None
-                for suffix, kind in ((".parquet", "parquet"), (".csv", "csv")):
-                    candidate = path / f"{stem}{suffix}"
-                    if candidate.is_file():
-                        found = (candidate, kind)
-                        break
+                found = _find_file(path, name, table_names.get(name, name))
                 if found is None:
                     if spec.optional:
                         continue
+                    stem = table_names.get(name, name)
                     raise _missing_table(name, f"{path} has no {stem}.parquet or {stem}.csv")
                 f, fmt = found
-                t, n = _read_parquet(con, f) if fmt == "parquet" else _read_csv(con, f)
+                try:
+                    t, n = (
+                        _read_parquet(con, name, f) if fmt == "parquet" else _read_csv(con, name, f)
+                    )
+                    digest = sha256_file(f)
+                except OSError as exc:
+                    raise DataError(
+                        f"{name} ({f.name}): the file cannot be read "
+                        f"({(exc.strerror or type(exc).__name__).lower()}). Fix: check that "
+                        "you may read it (its owner and permissions, e.g. chmod u+r), or copy "
+                        "it again."
+                    ) from None
                 raw[name] = t
-                sources[name] = SourceInfo(name, fmt, f.name, sha256_file(f), n)  # type: ignore[arg-type]
+                sources[name] = SourceInfo(name, fmt, f.name, digest, n)  # type: ignore[arg-type]
         elif not path.exists():
             raise DataError(f"The extracts path {str(path)!r} does not exist. Fix: check --data.")
         else:
@@ -338,7 +375,12 @@ def read_extracts(
         t = _apply_mapping(name, raw[name], mapping.get(name, {}), spec)
         missing = [c for c in spec.required if c not in t.columns]
         if missing:
-            have = ", ".join(c for c in t.columns if c != ROW)
+            cols_found = [c for c in t.columns if c != ROW]
+            if header_looks_like_data(cols_found):
+                where = sources[name].location if sources[name].format != "ibis" else "its header"
+                problems.append(str(_headerless(name, where, len(cols_found))))
+                continue
+            have = columns_text(cols_found)
             cols = ", ".join(repr(c) for c in missing)
             problems.append(
                 f"{name}: required column{'s' if len(missing) > 1 else ''} {cols} "
@@ -364,6 +406,34 @@ def read_extracts(
         sources=MappingProxyType(sources),
         date_format=date_format,
     )
+
+
+def _find_file(folder: Path, table: str, stem: str) -> tuple[Path, str] | None:
+    """The one file that holds a table in a folder: ``STEM.parquet`` or ``STEM.csv``."""
+    present = [
+        (folder / f"{stem}{suffix}", kind)
+        for suffix, kind in ((".parquet", "parquet"), (".csv", "csv"))
+        if (folder / f"{stem}{suffix}").exists() or (folder / f"{stem}{suffix}").is_symlink()
+    ]
+    if len(present) > 1:
+        raise DataError(
+            f"{table}: both {present[0][0].name} and {present[1][0].name} are in {folder.name}, "
+            "so it is not clear which to read. Fix: remove one of them (keep the current export)."
+        )
+    if not present:
+        return None
+    f = present[0][0]
+    if f.is_dir():
+        raise DataError(
+            f"{table}: {f.name} is a folder, not a file. Fix: put the extract itself at "
+            f"{f.name} (one file, e.g. the parts concatenated), or name it with tables=."
+        )
+    if not f.is_file():
+        raise DataError(
+            f"{table}: {f.name} is not a regular file (a pipe, device or broken link). "
+            "Fix: copy the extract there as an ordinary file."
+        )
+    return present[0]
 
 
 def _missing_table(name: str, detail: str) -> DataError:

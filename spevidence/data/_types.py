@@ -12,6 +12,7 @@ import ibis
 import ibis.expr.types as ir
 
 from spevidence.errors import DataError
+from spevidence.identity._nhs import ALL_EQUAL
 
 ISO = "%Y-%m-%d"
 UK = "%d/%m/%Y"
@@ -126,8 +127,9 @@ def parse_bool(col: ir.Value) -> ir.BooleanValue:
 
 
 def nhs_number_valid(s: ir.StringValue) -> ir.BooleanValue:
-    """Modulus-11 check of a normalised (no separators) string, in the engine."""
-    ok = s.re_search(r"^\d{10}$")
+    """Modulus-11 check of a normalised (no separators) string, in the engine; ten equal
+    digits (placeholders such as 0000000000) are invalid."""
+    ok = s.re_search(r"^\d{10}$") & ~s.isin(list(ALL_EQUAL))
     digits = [s.substr(i, 1).try_cast("int64") for i in range(10)]
     total = sum((digits[i] * (10 - i) for i in range(9)), ibis.literal(0, "int64"))
     check = 11 - total % 11

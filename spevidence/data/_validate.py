@@ -7,8 +7,9 @@ data value, never an identifier.
 
 Order of checks for every table: missing identifier; invalid NHS number (when ids are
 raw NHS numbers); unreadable values (dates, numbers); missing required values;
-unknown codes; table rules (registration ends before it starts, registered after
-death, negative length of stay); exact duplicate rows. Then, for event tables:
+unknown codes; values too long for a code column; table rules (registration ends
+before it starts, registered after death, negative length of stay); exact duplicate
+rows. Then, for event tables:
 person not in the population; event after death; event outside every registration
 spell; event outside the study window (referrals are kept whatever their date: a
 referral before the window marks someone already referred).
@@ -26,6 +27,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from spevidence.data._ids import identifier_errors
 from spevidence.data._read import ROW, Extracts, upload_arrow
 from spevidence.data._results import Action, Attrition, AttritionEntry, QAIssue, QAReport
 from spevidence.data._types import (
@@ -186,6 +188,11 @@ def _typed(
             flags[f"_bad_code_{c.name}"] = bad
             if not c.required:
                 v = ibis.cases((bad, ibis.null("string")), else_=v)
+        if c.max_length is not None and c.name in raw.columns:
+            long = v.length() > c.max_length
+            flags[f"_too_long_{c.name}"] = long.fill_null(False)
+            if not c.required:
+                v = ibis.cases((long, ibis.null("string")), else_=v)
         if c.name == "imd_decile" and c.name in raw.columns:
             flags["_bad_range_imd_decile"] = v.notnull() & ~v.between(1, 10)
             v = ibis.cases((v.between(1, 10), v), else_=ibis.null("int64"))
@@ -336,6 +343,7 @@ def _base_rules(
                     ),
                 )
             )
+    rules += _too_long_rules(t, typed, spec)
     if "_bad_range_imd_decile" in flags:
         rules.append(
             _Rule(
@@ -347,6 +355,30 @@ def _base_rules(
                 lambda n, rows: (
                     f"{t}.imd_decile: {n} rows have an IMD decile outside 1-10 "
                     f"({rows}). The value was set to missing (rows kept). Fix: use deciles 1-10."
+                ),
+            )
+        )
+    return rules
+
+
+def _too_long_rules(t: str, typed: ir.Table, spec: Table) -> list[_Rule]:
+    """Text columns hold codes: a value longer than the schema's maximum is not one."""
+    rules = []
+    for c in spec.columns:
+        if f"_too_long_{c.name}" not in typed.columns:
+            continue
+        done = "They were excluded." if c.required else "The value was set to missing (rows kept)."
+        rules.append(
+            _Rule(
+                f"too_long:{c.name}",
+                "too_long",
+                c.name,
+                typed[f"_too_long_{c.name}"],
+                "excluded" if c.required else "set_missing",
+                lambda n, rows, c=c, done=done: (  # type: ignore[misc]
+                    f"{t}.{c.name}: {n} rows have a value longer than {c.max_length} "
+                    f"characters, which is not a code ({rows}). {done} Fix: correct them at "
+                    "source (the column holds a code, not free text)."
                 ),
             )
         )
@@ -805,11 +837,6 @@ def validate(
     issues += iss
     entries += ent
     errors += err
-    n_people = kept_rows(entries, "population")
-    if n_people == 0 and not errors:
-        errors.append(
-            "population: no rows are left after the checks above. Fix: see the QA findings."
-        )
     persons = (
         pop.group_by("person_id")
         .aggregate(
@@ -839,6 +866,7 @@ def validate(
         entries += ent
         errors += err
 
+    errors = errors or identifier_errors(Attrition(tuple(entries)), issues, ids)
     if errors:
         raise DataError(" ".join(errors))
 

@@ -12,6 +12,11 @@ from typing import Literal
 
 Kind = Literal["id", "str", "int", "date", "float", "bool"]
 
+# Longest text accepted in a code column without a fixed list of values (ODS and PCN
+# codes are 3-6 characters, LSOA codes 9, SNOMED CT identifiers at most 18): a longer
+# value is not a code and must not reach a released table.
+MAX_CODE_LENGTH = 64
+
 
 @dataclass(frozen=True)
 class Column:
@@ -21,6 +26,11 @@ class Column:
     nullable: bool = False
     allowed: tuple[str, ...] | None = None
     description: str = ""
+
+    @property
+    def max_length(self) -> int | None:
+        """Longest value accepted (text columns without a list of allowed values)."""
+        return MAX_CODE_LENGTH if self.kind == "str" and self.allowed is None else None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from spevidence.data._csvfile import columns_text, csv_header, header_looks_like_data, sniff
 from spevidence.errors import IdentityError
 from spevidence.identity._key import Key
 from spevidence.identity._nhs import _valid_vector, normalise_nhs_number
@@ -48,17 +49,17 @@ def _batches(path: Path, kind: str, batch_rows: int) -> Iterator[pa.RecordBatch]
 
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
         return
-    import csv
-
     import pyarrow.csv as pacsv
 
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        header = next(csv.reader(fh), None)
-    if not header:
-        raise IdentityError(f"{path.name}: the file is empty (no header row).")
+    dialect = sniff(path)
+    header = csv_header(path, dialect)  # DataError when the file is empty
     reader = pacsv.open_csv(
         path,
-        read_options=pacsv.ReadOptions(block_size=1 << 22, encoding="utf8"),
+        read_options=pacsv.ReadOptions(
+            block_size=1 << 22,
+            encoding="utf8" if dialect.encoding.startswith("utf-8") else dialect.encoding,
+        ),
+        parse_options=pacsv.ParseOptions(delimiter=dialect.delimiter),
         convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header}),
     )
     yield from reader
@@ -90,10 +91,15 @@ def pseudonymise_file(
     try:
         for batch in _batches(s, kin, batch_rows):
             missing = [c for c in columns if c not in batch.schema.names]
+            if missing and header_looks_like_data(batch.schema.names):
+                raise IdentityError(
+                    f"{s.name}: the first row looks like data, not a header "
+                    f"({batch.num_columns} columns). Fix: export the file with its header row."
+                )
             if missing:
                 raise IdentityError(
-                    f"{s.name}: column(s) {', '.join(missing)} not found "
-                    f"(columns: {', '.join(batch.schema.names)}). Fix: pass --column NAME."
+                    f"{s.name}: column(s) {columns_text(missing)} not found (columns: "
+                    f"{columns_text(batch.schema.names)}). Fix: pass --column NAME."
                 )
             arrays = []
             for name in batch.schema.names:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import stat
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, overload
@@ -25,6 +27,24 @@ _FIX = (
     "Ask the data controller for the key, or make a new one (for a new linkage only) "
     'with: python -c "import secrets; print(secrets.token_hex(32))" > key.txt'
 )
+
+
+class KeyFileWarning(UserWarning):
+    """The key file can be read by other users (its value is never shown)."""
+
+
+def _warn_if_shared(p: Path) -> None:
+    """Warn (one line) when group or others may read the key file (POSIX modes only)."""
+    if os.name != "posix":
+        return
+    mode = stat.S_IMODE(p.stat().st_mode)
+    if mode & 0o077:
+        warnings.warn(
+            f"the key file {p} can be read by other users (mode {mode:o}); "
+            f"restrict it to its owner with: chmod 600 {p}",
+            KeyFileWarning,
+            stacklevel=3,
+        )
 
 
 class Key:
@@ -79,6 +99,11 @@ def load_key(path: str | os.PathLike[str] | None = None, *, env_var: str = KEY_E
     ------
     IdentityError
         No key found, the file cannot be read, or the key is shorter than 32 bytes.
+
+    Warns
+    -----
+    KeyFileWarning
+        The key file can be read by its group or by others (fix: ``chmod 600``).
     """
     if path is not None:
         p = Path(path)
@@ -89,7 +114,9 @@ def load_key(path: str | os.PathLike[str] | None = None, *, env_var: str = KEY_E
                 f"Cannot read the key file {str(p)!r} ({exc.strerror or type(exc).__name__}). "
                 "Fix: check the path given to --key-file and that you may read it."
             ) from None
-        return Key(raw.strip())
+        key = Key(raw.strip())
+        _warn_if_shared(p)
+        return key
     value = os.environ.get(env_var)
     if value is None or not value.strip():
         raise IdentityError(

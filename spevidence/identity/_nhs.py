@@ -3,7 +3,8 @@
 The NHS number is 10 digits; the tenth is a check digit: weights 10..2 on the first
 nine digits, ``11 - (sum mod 11)``, 11 becomes 0 and 10 means the number is invalid
 (NHS Data Dictionary, "NHS Number"). Spaces and hyphens are allowed as separators
-(``943 476 5919``, ``943-476-5919``).
+(``943 476 5919``, ``943-476-5919``). Ten equal digits (``0000000000``, ``1111111111``
+...) pass the modulus-11 check but are placeholders, never issued: they are invalid.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 
 _SEPARATORS = re.compile(r"[\s-]")
 _WEIGHTS = np.arange(10, 1, -1, dtype=np.int64)
+ALL_EQUAL = tuple(str(d) * 10 for d in range(10))  # placeholders; every one passes modulus 11
 
 
 def normalise_nhs_number(value: object) -> str | None:
@@ -30,7 +32,7 @@ def normalise_nhs_number(value: object) -> str | None:
 
 def _valid_scalar(value: object) -> bool:
     s = normalise_nhs_number(value)
-    if s is None or len(s) != 10 or not s.isascii() or not s.isdigit():
+    if s is None or len(s) != 10 or not s.isascii() or not s.isdigit() or s in ALL_EQUAL:
         return False
     digits = np.frombuffer(s.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
     check = 11 - int(digits[:9] @ _WEIGHTS) % 11
@@ -45,6 +47,7 @@ def _valid_vector(values: Iterable[Any]) -> np.ndarray:
     ok_arr = np.array(
         [v is not None and len(v) == 10 and v.isascii() and v.isdigit() for v in norm], dtype=bool
     )
+    placeholder = np.array([v in ALL_EQUAL for v in norm], dtype=bool)
     out = np.zeros(len(norm), dtype=bool)
     if good:
         raw = np.frombuffer("".join(good).encode("ascii"), dtype=np.uint8)
@@ -52,7 +55,7 @@ def _valid_vector(values: Iterable[Any]) -> np.ndarray:
         check = 11 - (digits[:, :9] @ _WEIGHTS) % 11
         check = np.where(check == 11, 0, check)
         out[ok_arr] = (check != 10) & (check == digits[:, 9])
-    return out
+    return out & ~placeholder
 
 
 @overload
@@ -76,7 +79,8 @@ def is_valid_nhs_number(values: Any) -> bool | pd.Series | np.ndarray:
     -------
     bool, pandas.Series of bool or numpy.ndarray of bool
         ``True`` where the value has exactly 10 digits and a correct check digit.
-        Missing values, wrong lengths, non-digits and check digit 10 give ``False``.
+        Missing values, wrong lengths, non-digits, check digit 10 and ten equal digits
+        (``0000000000``) give ``False``.
 
     References
     ----------
