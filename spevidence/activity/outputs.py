@@ -21,15 +21,19 @@ from spevidence.activity._result import TableResult
 from spevidence.activity.equity import equity_of_access
 from spevidence.activity.risk import RiskScoreSpec, risk_score
 from spevidence.activity.service import service_activity
+from spevidence.activity.wellbeing import INSTRUMENTS, paired_change
+from spevidence.disclosure import REDACTED
 from spevidence.errors import DataError
 
 Control = Callable[[dict[str, pd.DataFrame]], Mapping[str, pd.DataFrame]]
 
 
-def read_extracts(data_dir: str | Path) -> dict[str, pd.DataFrame]:
+def read_activity_extracts(data_dir: str | Path) -> dict[str, pd.DataFrame]:
     """Read ``population``, ``referrals``, ``gp_appointments`` and optional ``wellbeing``.
 
-    Each is ``NAME.parquet`` or ``NAME.csv`` in ``data_dir`` (docs/contracts.md).
+    Each is ``NAME.parquet`` or ``NAME.csv`` in ``data_dir`` (docs/contracts.md), read
+    as it is: no schema, mapping or QA (that is :func:`spevidence.data.read_extracts`,
+    which needs all five extracts of a run); for ``spevidence activity``.
     """
     folder = Path(data_dir)
     if not folder.is_dir():
@@ -83,8 +87,6 @@ def activity_outputs(
     Returns aggregate tables only (checked for identifier columns) and figures drawn from
     the (controlled, if ``control`` is given) tables; ``draw_figures=False`` skips them.
     """
-    from spevidence.wellbeing import INSTRUMENTS, paired_change
-
     dates = as_dates(referrals["referral_date"]) if "referral_date" in referrals else None
     if (start is None or end is None) and (dates is None or dates.notna().sum() == 0):
         raise DataError("referrals has no valid referral_date; give start and end explicitly.")
@@ -162,8 +164,6 @@ def write_outputs(
     Redacted cells (missing counts after disclosure control) are written as
     ``[REDACTED]`` when a disclosure log is given.
     """
-    from spevidence.disclosure import REDACTED
-
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ from spevidence.activity._common import (
 )
 from spevidence.activity._result import Plotter, TableResult
 from spevidence.activity.equity import registered_at
+from spevidence.describe import lagged_sums
 from spevidence.errors import DataError, ProtocolError
 
 # an extract whose first GP appointment is more than this many days after the start of the
@@ -457,7 +458,6 @@ def risk_score_panel(
     require(population, "population", ("person_id",))
     if lookback_periods < 1:
         raise DataError(f"lookback_periods must be at least 1, got {lookback_periods}.")
-    from spevidence.describe import lagged_sums
 
     # GP attendances in the look-back periods before each period (missing periods = 0)
     out = lagged_sums(panel, "gp", {"risk_gp_lookback": (1, lookback_periods)})
