@@ -14,6 +14,7 @@ discounted by (1 + discount) ** t; inputs in year k > 0 are discounted by
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -758,7 +759,7 @@ class SROIResult:
                 continue
             else:
                 lo, hi = max(0.0, base - ranges.rate_range), min(1.0, base + ranges.rate_range)
-            rows.append(_one_way_row(r, name, base, lo, hi, lambda v, key=key: vary(key, v)))
+            rows.append(_one_way_row(r, name, base, lo, hi, functools.partial(vary, key)))
         d = a["dur"][j]
         rows.append(
             _one_way_row(
