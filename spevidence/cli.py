@@ -241,13 +241,14 @@ def activity(
     ] = None,
 ) -> None:
     """Service activity, equity of access, case finding and wellbeing: tables and figures."""
-    from spevidence.activity.outputs import activity_outputs, read_extracts, write_outputs
+    from spevidence.activity.outputs import activity_outputs, read_activity_extracts, write_outputs
     from spevidence.activity.release import release_tables
 
     if period not in ("month", "quarter"):
         raise SpevidenceError(f"--period must be 'month' or 'quarter', got {period!r}.")
     _out_outside_data(out_dir, data)
     ex = read_extracts(data)
+    ex = read_activity_extracts(data)
     logs: list = []
 
     def _control(t: dict) -> dict:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from spevidence.activity import EquityOfAccess, RiskScore, ServiceActivity
 from spevidence.activity.catalogue import FIGURES, TABLES
 from spevidence.activity.equity import registered_at
-from spevidence.activity.outputs import activity_outputs, read_extracts
+from spevidence.activity.outputs import activity_outputs, read_activity_extracts
 from spevidence.cli import app
 from spevidence.errors import DataError
 from spevidence.wellbeing import PairedChange
@@ -124,7 +124,7 @@ def test_cli_activity(tmp_path):
         data / "referrals.parquet"
     )
     ex["wellbeing"].to_csv(data / "wellbeing.csv", index=False)
-    back = read_extracts(data)
+    back = read_activity_extracts(data)
     assert set(back) == {"population", "referrals", "wellbeing"}
     out = tmp_path / "out"
     res = CliRunner().invoke(
@@ -162,10 +162,10 @@ def test_cli_activity(tmp_path):
     assert "not found" in str(bad.exception)
 
 
-def test_read_extracts_requires_referrals(tmp_path):
+def test_read_activity_extracts_requires_referrals(tmp_path):
     population(10).to_csv(tmp_path / "population.csv", index=False)
     with pytest.raises(DataError, match="referrals"):
-        read_extracts(Path(tmp_path))
+        read_activity_extracts(Path(tmp_path))
 
 
 def test_catalogue_lists_every_table_and_its_count_columns(full):

@@ -19,7 +19,7 @@ be redrawn from disclosure-controlled copies (``.figures(tables=controlled)``).
 from spevidence.activity.catalogue import FIGURES, TABLES, count_columns, derived_columns
 from spevidence.activity.codelist import default_codelist, read_codelist
 from spevidence.activity.equity import EquityOfAccess, equity_of_access
-from spevidence.activity.outputs import activity_outputs, read_extracts, write_outputs
+from spevidence.activity.outputs import activity_outputs, read_activity_extracts, write_outputs
 from spevidence.activity.release import release_tables
 from spevidence.activity.risk import (
     FACTORS,
@@ -43,8 +43,8 @@ __all__ = [
     "default_codelist",
     "derived_columns",
     "equity_of_access",
+    "read_activity_extracts",
     "read_codelist",
-    "read_extracts",
     "release_tables",
     "risk_score",
     "risk_score_panel",

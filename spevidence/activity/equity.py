@@ -200,7 +200,57 @@ def equity_of_access(
             f"population ({len(population)} rows) has nobody registered and alive on "
             f"{t_at.date()}; choose a date 'at' inside the registration spells."
         )
+    _add_referral_counts(pop, referrals, t0, t1, outcomes, drops)
+    need_ids = _need_ids(need)
+    if need_ids is not None:
+        pop["_need"] = pop["person_id"].isin(need_ids).astype("int64")
+        pop["_need_referred"] = pop["_need"] * pop["_referred"]
+    with_need = need_ids is not None
 
+    tables: dict[str, pd.DataFrame] = {}
+    overall = _aggregate(pop, [], with_need=with_need)
+    overall = _referral_rate(_rate_columns(overall, level), level)
+    if with_need:
+        overall = _rate_columns(overall, level, prefix="need_", k="need_referred", n="need")
+    tables["equity_overall"] = overall
+
+    parts, skipped = [], []
+    for name in by:
+        g = _characteristic(pop, name, t_at, tuple(age_bands))
+        if g is None:
+            skipped.append(name)
+            continue
+        parts.append(_group_rates(pop.assign(group=g), name, level, with_need=with_need))
+    if parts:
+        tables["equity_by_group"] = pd.concat(parts, ignore_index=True)
+
+    target = float(overall["people"].iloc[0] / overall["registered"].iloc[0])
+    prac = _practice_funnel(pop, target, level, with_need=with_need)
+    tables["equity_practice_funnel"] = prac
+    tables["equity_funnel_limits"] = _funnel_limits_table(prac, target)
+    tables["equity_exclusions"] = exclusions(drops)
+    settings: dict[str, Any] = {
+        "at": str(t_at.date()),
+        "start": None if t0 is None else str(t0.date()),
+        "end": None if t1 is None else str(t1.date()),
+        "by": tuple(by),
+        "skipped_characteristics": tuple(skipped),
+        "outcomes": tuple(outcomes),
+        "need": with_need,
+        "level": level,
+    }
+    return EquityOfAccess(results=tables, settings=settings)
+
+
+def _add_referral_counts(
+    pop: pd.DataFrame,
+    referrals: pd.DataFrame,
+    t0: pd.Timestamp | None,
+    t1: pd.Timestamp | None,
+    outcomes: tuple[str, ...],
+    drops: list[tuple[str, str, int]],
+) -> None:
+    """Add ``_referrals`` and ``_referred`` to ``pop`` (in place), counting the drops."""
     ref = referrals[["person_id", "referral_date", "outcome"]].copy()
     ref["person_id"] = ref["person_id"].astype(str)
     d = as_dates(ref["referral_date"])
@@ -217,70 +267,60 @@ def equity_of_access(
     n_ref = ref.groupby("person_id").size()
     pop["_referrals"] = pop["person_id"].map(n_ref).fillna(0).astype("int64")
     pop["_referred"] = (pop["_referrals"] > 0).astype("int64")
-    need_ids = _need_ids(need)
-    if need_ids is not None:
-        pop["_need"] = pop["person_id"].isin(need_ids).astype("int64")
-        pop["_need_referred"] = pop["_need"] * pop["_referred"]
 
-    def agg(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-        spec: dict[str, tuple[str, str]] = {
-            "registered": ("person_id", "size"),
-            "people": ("_referred", "sum"),
-            "referrals": ("_referrals", "sum"),
-        }
-        if need_ids is not None:
-            spec["need"] = ("_need", "sum")
-            spec["need_referred"] = ("_need_referred", "sum")
-        if keys:
-            return frame.groupby(keys, sort=True, observed=True).agg(**spec).reset_index()
-        return (
-            frame.assign(_all="All registered people")
-            .groupby("_all")
-            .agg(**spec)
-            .reset_index(drop=True)
-        )
 
-    tables: dict[str, pd.DataFrame] = {}
-    overall = agg(pop, [])
-    overall = _referral_rate(_rate_columns(overall, level), level)
-    if need_ids is not None:
-        overall = _rate_columns(overall, level, prefix="need_", k="need_referred", n="need")
-    tables["equity_overall"] = overall
+def _aggregate(frame: pd.DataFrame, keys: list[str], *, with_need: bool) -> pd.DataFrame:
+    """Registered, referred people and referrals (and need) by ``keys`` (none: one row)."""
+    spec: dict[str, tuple[str, str]] = {
+        "registered": ("person_id", "size"),
+        "people": ("_referred", "sum"),
+        "referrals": ("_referrals", "sum"),
+    }
+    if with_need:
+        spec["need"] = ("_need", "sum")
+        spec["need_referred"] = ("_need_referred", "sum")
+    if keys:
+        return frame.groupby(keys, sort=True, observed=True).agg(**spec).reset_index()
+    return (
+        frame.assign(_all="All registered people")
+        .groupby("_all")
+        .agg(**spec)
+        .reset_index(drop=True)
+    )
 
-    parts, skipped = [], []
-    for name in by:
-        g = _characteristic(pop, name, t_at, tuple(age_bands))
-        if g is None:
-            skipped.append(name)
-            continue
-        frame = pop.assign(group=g)
-        t = agg(frame, ["group"])
-        t["group"] = t["group"].astype(str)
-        t.insert(0, "characteristic", CHARACTERISTIC_LABELS.get(name, name.replace("_", " ")))
-        t = _referral_rate(_rate_columns(t, level), level)
-        t["share_registered"] = 100.0 * t["registered"] / t["registered"].sum()
-        tot_ref = t["people"].sum()
-        t["share_referred"] = 100.0 * t["people"] / tot_ref if tot_ref else np.nan
+
+def _group_rates(frame: pd.DataFrame, name: str, level: float, *, with_need: bool) -> pd.DataFrame:
+    """Rates, shares and representation ratios by the groups of one characteristic."""
+    t = _aggregate(frame, ["group"], with_need=with_need)
+    t["group"] = t["group"].astype(str)
+    t.insert(0, "characteristic", CHARACTERISTIC_LABELS.get(name, name.replace("_", " ")))
+    t = _referral_rate(_rate_columns(t, level), level)
+    t["share_registered"] = 100.0 * t["registered"] / t["registered"].sum()
+    tot_ref = t["people"].sum()
+    t["share_referred"] = 100.0 * t["people"] / tot_ref if tot_ref else np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t["representation_ratio"] = t["share_referred"] / t["share_registered"]
+    if with_need:
+        t = _rate_columns(t, level, prefix="need_", k="need_referred", n="need")
+        tot_need = t["need"].sum()
+        t["share_need"] = 100.0 * t["need"] / tot_need if tot_need else np.nan
         with np.errstate(divide="ignore", invalid="ignore"):
-            t["representation_ratio"] = t["share_referred"] / t["share_registered"]
-        if need_ids is not None:
-            t = _rate_columns(t, level, prefix="need_", k="need_referred", n="need")
-            tot_need = t["need"].sum()
-            t["share_need"] = 100.0 * t["need"] / tot_need if tot_need else np.nan
-            with np.errstate(divide="ignore", invalid="ignore"):
-                t["need_representation_ratio"] = t["share_referred"] / t["share_need"]
-        parts.append(t)
-    if parts:
-        tables["equity_by_group"] = pd.concat(parts, ignore_index=True)
+            t["need_representation_ratio"] = t["share_referred"] / t["share_need"]
+    return t
 
-    prac = agg(
+
+def _practice_funnel(
+    pop: pd.DataFrame, target: float, level: float, *, with_need: bool
+) -> pd.DataFrame:
+    """Referred people per practice, flagged against the funnel limits around ``target``."""
+    prac = _aggregate(
         pop.assign(
             practice_code=pop["practice_code"].astype(str), pcn_code=pop["pcn_code"].astype(str)
         ),
         ["pcn_code", "practice_code"],
+        with_need=with_need,
     )
     prac = _rate_columns(prac, level)
-    target = float(overall["people"].iloc[0] / overall["registered"].iloc[0])
     l95, u95 = funnel_limits(target, prac["registered"], level=0.95)
     l998, u998 = funnel_limits(target, prac["registered"], level=0.998)
     p = prac["people"] / prac["registered"]
@@ -289,13 +329,17 @@ def equity_of_access(
         ["above 99.8%", "below 99.8%", "above 95%", "below 95%"],
         default="within 95%",
     )
-    tables["equity_practice_funnel"] = prac
+    return prac
+
+
+def _funnel_limits_table(prac: pd.DataFrame, target: float) -> pd.DataFrame:
+    """The 95% and 99.8% funnel limits on a grid of practice sizes (for the plot)."""
     n_max = float(prac["registered"].max()) * 1.1
     n_min = max(1.0, float(prac["registered"].min()) * 0.5)
     grid = np.unique(np.round(np.geomspace(n_min, max(n_max, n_min + 1), 120)))
     l95, u95 = funnel_limits(target, grid, level=0.95)
     l998, u998 = funnel_limits(target, grid, level=0.998)
-    tables["equity_funnel_limits"] = pd.DataFrame(
+    return pd.DataFrame(
         {
             "denominator": grid,
             "target_per_1000": 1000.0 * target,
@@ -305,15 +349,3 @@ def equity_of_access(
             "upper_998": 1000.0 * u998,
         }
     )
-    tables["equity_exclusions"] = exclusions(drops)
-    settings: dict[str, Any] = {
-        "at": str(t_at.date()),
-        "start": None if t0 is None else str(t0.date()),
-        "end": None if t1 is None else str(t1.date()),
-        "by": tuple(by),
-        "skipped_characteristics": tuple(skipped),
-        "outcomes": tuple(outcomes),
-        "need": need_ids is not None,
-        "level": level,
-    }
-    return EquityOfAccess(results=tables, settings=settings)

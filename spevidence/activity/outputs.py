@@ -10,6 +10,7 @@ released numbers only.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,19 @@ from spevidence.activity._result import TableResult
 from spevidence.activity.equity import equity_of_access
 from spevidence.activity.risk import RiskScoreSpec, risk_score
 from spevidence.activity.service import service_activity
+from spevidence.activity.wellbeing import INSTRUMENTS, paired_change
+from spevidence.disclosure import REDACTED
 from spevidence.errors import DataError
 
 Control = Callable[[dict[str, pd.DataFrame]], Mapping[str, pd.DataFrame]]
 
 
-def read_extracts(data_dir: str | Path) -> dict[str, pd.DataFrame]:
+def read_activity_extracts(data_dir: str | Path) -> dict[str, pd.DataFrame]:
     """Read ``population``, ``referrals``, ``gp_appointments`` and optional ``wellbeing``.
 
-    Each is ``NAME.parquet`` or ``NAME.csv`` in ``data_dir`` (docs/contracts.md).
+    Each is ``NAME.parquet`` or ``NAME.csv`` in ``data_dir`` (docs/contracts.md), read
+    as it is: no schema, mapping or QA (that is :func:`spevidence.data.read_extracts`,
+    which needs all five extracts of a run); for ``spevidence activity``.
     """
     folder = Path(data_dir)
     if not folder.is_dir():
@@ -83,23 +88,8 @@ def activity_outputs(
     Returns aggregate tables only (checked for identifier columns) and figures drawn from
     the (controlled, if ``control`` is given) tables; ``draw_figures=False`` skips them.
     """
-    from spevidence.wellbeing import INSTRUMENTS, paired_change
-
-    dates = as_dates(referrals["referral_date"]) if "referral_date" in referrals else None
-    if (start is None or end is None) and (dates is None or dates.notna().sum() == 0):
-        raise DataError("referrals has no valid referral_date; give start and end explicitly.")
-    ref_dates = dates if dates is not None else pd.Series(dtype="datetime64[ns]")
-    t0 = to_timestamp(start, name="start") if start is not None else ref_dates.min()
-    t1 = to_timestamp(end, name="end") if end is not None else ref_dates.max()
-    t_at = to_timestamp(at, name="at") if at is not None else t0
-    if risk_at is not None:
-        t_risk = to_timestamp(risk_at, name="risk_at")
-    elif at is not None:
-        t_risk = t_at
-    else:
-        lookback = (spec if spec is not None else RiskScoreSpec()).lookback_days
-        t_risk = min(t0 + pd.Timedelta(days=lookback), t1)
-
+    dates = _dates(referrals, start=start, end=end, at=at, risk_at=risk_at, spec=spec)
+    t0, t1 = dates.start, dates.end
     results: list[TableResult] = [
         service_activity(
             referrals,
@@ -115,14 +105,16 @@ def activity_outputs(
         rs = risk_score(
             population,
             gp_appointments,
-            at=t_risk,
+            at=dates.risk_at,
             spec=spec,
             referrals=referrals,
             referred_between=(t0, t1),
         )
         results.append(rs)
         need = rs
-    results.append(equity_of_access(population, referrals, at=t_at, start=t0, end=t1, need=need))
+    results.append(
+        equity_of_access(population, referrals, at=dates.at, start=t0, end=t1, need=need)
+    )
     if wellbeing is not None and len(wellbeing) and "instrument" in wellbeing.columns:
         present = set(wellbeing["instrument"].astype(str).str.strip().str.lower())
         instruments = tuple(i for i in INSTRUMENTS if i in present)
@@ -150,6 +142,43 @@ def activity_outputs(
     return released, figures
 
 
+@dataclass(frozen=True)
+class _Dates:
+    """The referral window, the date the population is counted and the scoring date."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    at: pd.Timestamp
+    risk_at: pd.Timestamp
+
+
+def _dates(
+    referrals: pd.DataFrame,
+    *,
+    start: DateLike | None,
+    end: DateLike | None,
+    at: DateLike | None,
+    risk_at: DateLike | None,
+    spec: RiskScoreSpec | None,
+) -> _Dates:
+    """Fill in the defaults of :func:`activity_outputs`'s dates."""
+    dates = as_dates(referrals["referral_date"]) if "referral_date" in referrals else None
+    if (start is None or end is None) and (dates is None or dates.notna().sum() == 0):
+        raise DataError("referrals has no valid referral_date; give start and end explicitly.")
+    ref_dates = dates if dates is not None else pd.Series(dtype="datetime64[ns]")
+    t0 = to_timestamp(start, name="start") if start is not None else ref_dates.min()
+    t1 = to_timestamp(end, name="end") if end is not None else ref_dates.max()
+    t_at = to_timestamp(at, name="at") if at is not None else t0
+    if risk_at is not None:
+        t_risk = to_timestamp(risk_at, name="risk_at")
+    elif at is not None:
+        t_risk = t_at
+    else:
+        lookback = (spec if spec is not None else RiskScoreSpec()).lookback_days
+        t_risk = min(t0 + pd.Timedelta(days=lookback), t1)
+    return _Dates(start=t0, end=t1, at=t_at, risk_at=t_risk)
+
+
 def write_outputs(
     out_dir: str | Path,
     tables: Mapping[str, pd.DataFrame],
@@ -162,8 +191,6 @@ def write_outputs(
     Redacted cells (missing counts after disclosure control) are written as
     ``[REDACTED]`` when a disclosure log is given.
     """
-    from spevidence.disclosure import REDACTED
-
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)

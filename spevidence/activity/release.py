@@ -23,6 +23,8 @@ import pandas as pd
 
 from spevidence.activity._stats import poisson_exact_interval, wilson_interval
 from spevidence.activity.catalogue import TABLES
+from spevidence.activity.wellbeing import WELLBY_RANGE
+from spevidence.disclosure import LOG_COLUMNS, control, redact_derived
 from spevidence.errors import DisclosureError
 
 
@@ -101,8 +103,6 @@ def _paired(df: pd.DataFrame) -> None:
 
 def _wellby(df: pd.DataFrame) -> None:
     # value = mean change x people x years x price: recompute with the rounded people
-    from spevidence.wellbeing.paired import WELLBY_RANGE
-
     scale = _f(df, "people") * _f(df, "duration_years")
     df["wellbys"] = _f(df, "mean_change") * scale
     for out, col, price in (
@@ -170,7 +170,8 @@ def release_tables(
         The controlled tables (redacted counts ``<NA>``; derived values recomputed from
         the rounded counts or redacted) and the disclosure log (no original values).
     """
-    from spevidence.disclosure import LOG_COLUMNS, control, redact_derived
+    # imported here, not at the top: the disclosure catalogue reads
+    # spevidence.activity.catalogue when it is imported (a cycle at module level)
     from spevidence.disclosure._release import release_derived
     from spevidence.disclosure.catalogue import CATALOGUE
 

@@ -34,6 +34,7 @@ from spevidence.activity._common import (
 )
 from spevidence.activity._result import Plotter, TableResult
 from spevidence.activity.equity import registered_at
+from spevidence.describe import lagged_sums
 from spevidence.errors import DataError, ProtocolError
 
 # an extract whose first GP appointment is more than this many days after the start of the
@@ -270,7 +271,71 @@ def risk_score(
         if "year_of_birth" in pop.columns
         else pd.Series(np.nan, index=pop.index)
     )
+    n_visits = pop["person_id"].map(visits).fillna(0).astype("int64")
+    factors = _factor_flags(pop, age, n_visits, spec)
+    flags = factors.flags
 
+    score = pd.Series(0.0, index=pop.index)
+    for f, w in spec.weights.items():
+        score = score + float(w) * flags[f].astype(float)
+    flagged = score >= spec.threshold
+    if spec.min_age is not None:
+        flagged = flagged & (age >= spec.min_age).fillna(False).astype(bool)
+
+    scores = pd.DataFrame(
+        {
+            "person_id": pop["person_id"].astype(str),
+            "practice_code": pop["practice_code"].astype(str),
+            "pcn_code": pop["pcn_code"].astype(str),
+            "gp_attendances": n_visits,
+            **{f: flags[f].astype(bool) for f in FACTORS},
+            "score": score,
+            "flagged": flagged.astype(bool),
+        }
+    )
+    referred = pd.Series(False, index=pop.index)
+    if referrals is not None:
+        referred = _referred(referrals, referred_between, pop, drops)
+        scores["referred"] = referred.to_numpy()
+
+    lo_at = t_at - pd.Timedelta(days=spec.lookback_days)  # look-back is (lo_at, t_at]
+    tables: dict[str, pd.DataFrame] = {}
+    tables["casefinding_by_pcn"] = _by_pcn_table(
+        scores, referred, with_referrals=referrals is not None, t_at=t_at, lo_at=lo_at
+    )
+    tables["casefinding_factors"] = _factors_table(
+        factors, spec, len(pop), gp_appointments, t_at=t_at, lo_at=lo_at
+    )
+    dist = scores.groupby("score", sort=True).size().rename("people").reset_index()
+    dist["flagged_at_threshold"] = dist["score"] >= spec.threshold
+    tables["casefinding_score_distribution"] = dist
+    tables["casefinding_exclusions"] = exclusions(drops)
+    settings: dict[str, Any] = {
+        "at": str(t_at.date()),
+        "weights": dict(spec.weights),
+        "threshold": spec.threshold,
+        "frequent_attender_visits": spec.frequent_attender_visits,
+        "lookback_days": spec.lookback_days,
+        "gp_roles": spec.gp_roles,
+        "deprived_deciles": spec.deprived_deciles,
+        "older_age": spec.older_age,
+        "min_age": spec.min_age,
+    }
+    return RiskScore(results=tables, settings=settings, scores=scores)
+
+
+@dataclass(frozen=True)
+class _Factors:
+    """Per person: which factors are present, which are missing; per factor: available."""
+
+    flags: dict[str, pd.Series]
+    missing: dict[str, pd.Series]
+    available: dict[str, bool]
+
+
+def _factor_flags(
+    pop: pd.DataFrame, age: pd.Series, n_visits: pd.Series, spec: RiskScoreSpec
+) -> _Factors:
     flags: dict[str, pd.Series] = {}
     missing: dict[str, pd.Series] = {}
     available: dict[str, bool] = {}
@@ -301,47 +366,41 @@ def risk_score(
     flags["older_age"] = (age >= spec.older_age).fillna(False).astype(bool)
     missing["older_age"] = age.isna()
     available["older_age"] = "year_of_birth" in pop.columns
-    n_visits = pop["person_id"].map(visits).fillna(0).astype("int64")
     flags["frequent_attender"] = n_visits > spec.frequent_attender_visits
     missing["frequent_attender"] = nothing
     available["frequent_attender"] = True
+    return _Factors(flags=flags, missing=missing, available=available)
 
-    score = pd.Series(0.0, index=pop.index)
-    for f, w in spec.weights.items():
-        score = score + float(w) * flags[f].astype(float)
-    flagged = score >= spec.threshold
-    if spec.min_age is not None:
-        flagged = flagged & (age >= spec.min_age).fillna(False).astype(bool)
 
-    scores = pd.DataFrame(
-        {
-            "person_id": pop["person_id"].astype(str),
-            "practice_code": pop["practice_code"].astype(str),
-            "pcn_code": pop["pcn_code"].astype(str),
-            "gp_attendances": n_visits,
-            **{f: flags[f].astype(bool) for f in FACTORS},
-            "score": score,
-            "flagged": flagged.astype(bool),
-        }
-    )
+def _referred(
+    referrals: pd.DataFrame,
+    referred_between: tuple[DateLike, DateLike] | None,
+    pop: pd.DataFrame,
+    drops: list[tuple[str, str, int]],
+) -> pd.Series:
+    """Whether each registered person was referred (inside ``referred_between``)."""
+    require(referrals, "referrals", ("person_id", "referral_date"))
+    rd = as_dates(referrals["referral_date"])
+    keep = rd.notna()
+    drops.append(("referrals", "referral_date missing or not a date", int((~keep).sum())))
+    if referred_between is not None:
+        r0 = to_timestamp(referred_between[0], name="referred_between[0]")
+        r1 = to_timestamp(referred_between[1], name="referred_between[1]")
+        inside = keep & (rd >= r0) & (rd <= r1)
+        drops.append(("referrals", "outside referred_between", int((keep & ~inside).sum())))
+        keep = inside
+    ids = set(referrals.loc[keep, "person_id"].astype(str))
+    return pop["person_id"].isin(ids)
 
-    referred = pd.Series(False, index=pop.index)
-    if referrals is not None:
-        require(referrals, "referrals", ("person_id", "referral_date"))
-        rd = as_dates(referrals["referral_date"])
-        keep = rd.notna()
-        drops.append(("referrals", "referral_date missing or not a date", int((~keep).sum())))
-        if referred_between is not None:
-            r0 = to_timestamp(referred_between[0], name="referred_between[0]")
-            r1 = to_timestamp(referred_between[1], name="referred_between[1]")
-            inside = keep & (rd >= r0) & (rd <= r1)
-            drops.append(("referrals", "outside referred_between", int((keep & ~inside).sum())))
-            keep = inside
-        ids = set(referrals.loc[keep, "person_id"].astype(str))
-        referred = pop["person_id"].isin(ids)
-        scores["referred"] = referred.to_numpy()
 
-    tables: dict[str, pd.DataFrame] = {}
+def _by_pcn_table(
+    scores: pd.DataFrame,
+    referred: pd.Series,
+    *,
+    with_referrals: bool,
+    t_at: pd.Timestamp,
+    lo_at: pd.Timestamp,
+) -> pd.DataFrame:
     g = scores.assign(_ref=referred.to_numpy(), _fr=(scores["flagged"] & referred.to_numpy()))
     by_pcn = (
         g.groupby("pcn_code", sort=True)
@@ -350,7 +409,7 @@ def risk_score(
             flagged=("flagged", "sum"),
             **(
                 {"referred": ("_ref", "sum"), "flagged_referred": ("_fr", "sum")}
-                if referrals is not None
+                if with_referrals
                 else {}
             ),
         )
@@ -361,17 +420,26 @@ def risk_score(
     by_pcn = pd.concat([by_pcn, total], ignore_index=True)
     by_pcn = by_pcn.astype({c: "int64" for c in by_pcn.columns if c != "pcn_code"})
     by_pcn["percent_flagged"] = 100.0 * by_pcn["flagged"] / by_pcn["registered"]
-    if referrals is not None:
+    if with_referrals:
         with np.errstate(divide="ignore", invalid="ignore"):
             by_pcn["percent_flagged_referred"] = (
                 100.0 * by_pcn["flagged_referred"] / by_pcn["flagged"].replace(0, np.nan)
             )
-    lo_at = t_at - pd.Timedelta(days=spec.lookback_days)  # look-back is (lo_at, t_at]
     lookback_from = lo_at + pd.Timedelta(days=1)
     by_pcn["scored_on"] = str(t_at.date())
     by_pcn["gp_lookback_from"] = str(lookback_from.date())
-    tables["casefinding_by_pcn"] = by_pcn
+    return by_pcn
 
+
+def _factors_table(
+    factors: _Factors,
+    spec: RiskScoreSpec,
+    n_registered: int,
+    gp_appointments: pd.DataFrame,
+    *,
+    t_at: pd.Timestamp,
+    lo_at: pd.Timestamp,
+) -> pd.DataFrame:
     rows = []
     for f, label in FACTORS.items():
         rows.append(
@@ -379,16 +447,17 @@ def risk_score(
                 "factor": label,
                 "weight": float(spec.weights.get(f, 0.0)),
                 "used": f in spec.weights,
-                "available": available[f],
-                "people": int(flags[f].sum()),
-                "missing": int(missing[f].sum()),
-                "registered": len(pop),
+                "available": factors.available[f],
+                "people": int(factors.flags[f].sum()),
+                "missing": int(factors.missing[f].sum()),
+                "registered": n_registered,
             }
         )
     fac = pd.DataFrame(rows)
     fac["percent"] = 100.0 * fac["people"] / fac["registered"]
     fac["scored_on"] = str(t_at.date())
     fac["note"] = ""
+    lookback_from = lo_at + pd.Timedelta(days=1)
     first = as_dates(gp_appointments["appointment_date"]).min()
     if pd.isna(first) or first > lo_at + pd.Timedelta(days=_LOOKBACK_SLACK_DAYS):
         fac.loc[fac["factor"] == FACTORS["frequent_attender"], "note"] = (
@@ -396,24 +465,7 @@ def risk_score(
             + ("is empty" if pd.isna(first) else f"starts on {first.date()}")
             + f", after the look-back start {lookback_from.date()}"
         )
-    tables["casefinding_factors"] = fac
-
-    dist = scores.groupby("score", sort=True).size().rename("people").reset_index()
-    dist["flagged_at_threshold"] = dist["score"] >= spec.threshold
-    tables["casefinding_score_distribution"] = dist
-    tables["casefinding_exclusions"] = exclusions(drops)
-    settings: dict[str, Any] = {
-        "at": str(t_at.date()),
-        "weights": dict(spec.weights),
-        "threshold": spec.threshold,
-        "frequent_attender_visits": spec.frequent_attender_visits,
-        "lookback_days": spec.lookback_days,
-        "gp_roles": spec.gp_roles,
-        "deprived_deciles": spec.deprived_deciles,
-        "older_age": spec.older_age,
-        "min_age": spec.min_age,
-    }
-    return RiskScore(results=tables, settings=settings, scores=scores)
+    return fac
 
 
 def _static_flags(pop: pd.DataFrame) -> pd.DataFrame:
@@ -457,7 +509,6 @@ def risk_score_panel(
     require(population, "population", ("person_id",))
     if lookback_periods < 1:
         raise DataError(f"lookback_periods must be at least 1, got {lookback_periods}.")
-    from spevidence.describe import lagged_sums
 
     # GP attendances in the look-back periods before each period (missing periods = 0)
     out = lagged_sums(panel, "gp", {"risk_gp_lookback": (1, lookback_periods)})

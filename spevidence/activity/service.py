@@ -398,34 +398,10 @@ def service_activity(
     """
     require(referrals, "referrals", ("person_id", "referral_date", "referral_source", "outcome"))
     t0, t1 = to_timestamp(start, name="start"), to_timestamp(end, name="end")
-    if t1 < t0:
-        raise DataError(f"end ({t1.date()}) is before start ({t0.date()}); swap them.")
-    if not (0 < level < 1):
-        raise DataError(f"level must be between 0 and 1, got {level}.")
-    for nm, (lo, hi) in (("contacts_norm", contacts_norm), ("caseload_norm", caseload_norm)):
-        if not (0 < lo <= hi):
-            raise DataError(f"{nm} must be (low, high) with 0 < low <= high, got {(lo, hi)}.")
+    _check_options(t0, t1, level, contacts_norm, caseload_norm)
     cl = normalise_codelist(codelist)
-
-    ref = referrals.copy()
-    ref["person_id"] = ref["person_id"].astype(str)
-    ref["_row"] = np.arange(len(ref))
-    ref["_date"] = as_dates(ref["referral_date"])
-    ref["outcome"] = ref["outcome"].astype("object").astype(str).str.strip().str.lower()
-    ref["referral_source"] = ref["referral_source"].astype("object").fillna("not recorded")
-    ref["referral_source"] = ref["referral_source"].astype(str)
     drops: list[tuple[str, str, int]] = []
-    bad_date = ref["_date"].isna()
-    drops.append(("referrals", "referral_date missing or not a date", int(bad_date.sum())))
-    ref = ref.loc[~bad_date]
-    outside = (ref["_date"] < t0) | (ref["_date"] > t1)
-    drops.append(("referrals", "referral_date outside start-end", int(outside.sum())))
-    ref = ref.loc[~outside]
-    bad_outcome = ~ref["outcome"].isin(REFERRAL_OUTCOMES)
-    drops.append(
-        ("referrals", "outcome not accepted/declined/did_not_engage", int(bad_outcome.sum()))
-    )
-    ref = ref.loc[~bad_outcome].copy()
+    ref = _referrals_in_window(referrals, t0, t1, drops)
 
     tables: dict[str, pd.DataFrame] = {}
     ref["period"] = period_start(ref["_date"], period)
@@ -434,39 +410,14 @@ def service_activity(
         period_start(pd.Series([t1]), period).iloc[0],
         freq="MS" if period == "month" else "QS",
     )
-    sources = sorted(ref["referral_source"].unique())
-    counts = ref.groupby(["period", "referral_source"]).size()
-    idx = pd.MultiIndex.from_product([grid, sources], names=["period", "referral_source"])
-    tables["activity_referrals_by_period"] = (
-        counts.reindex(idx, fill_value=0)
-        .rename("referrals")
-        .reset_index()
-        .astype({"referrals": "int64"})
-    )
-
+    tables["activity_referrals_by_period"] = _counts_by_period(ref, grid, "referral_source")
     if population is not None:
         ref, n_unmatched = _attach_practice(ref, population)
         drops.append(
             ("referrals", "kept, but no registration spell covers the referral date", n_unmatched)
         )
-        pcns = sorted(ref["pcn_code"].unique())
-        counts = ref.groupby(["period", "pcn_code"]).size()
-        idx = pd.MultiIndex.from_product([grid, pcns], names=["period", "pcn_code"])
-        tables["activity_referrals_by_pcn_period"] = (
-            counts.reindex(idx, fill_value=0)
-            .rename("referrals")
-            .reset_index()
-            .astype({"referrals": "int64"})
-        )
-        tables["activity_referrals_by_practice"] = (
-            ref.groupby(["pcn_code", "practice_code"], sort=True)
-            .agg(
-                referrals=("person_id", "size"),
-                people=("person_id", "nunique"),
-                accepted=("outcome", lambda s: int((s == "accepted").sum())),
-            )
-            .reset_index()
-        )
+        tables["activity_referrals_by_pcn_period"] = _counts_by_period(ref, grid, "pcn_code")
+        tables["activity_referrals_by_practice"] = _by_practice(ref)
 
     tables["activity_outcomes"] = _outcome_table(ref, level)
     summary, bands, n_neg = _time_to_contact(ref)
@@ -503,3 +454,71 @@ def service_activity(
         "codelist_codes": tuple(cl["code"]),
     }
     return ServiceActivity(results=tables, settings=settings)
+
+
+def _check_options(
+    t0: pd.Timestamp,
+    t1: pd.Timestamp,
+    level: float,
+    contacts_norm: tuple[int, int],
+    caseload_norm: tuple[int, int],
+) -> None:
+    if t1 < t0:
+        raise DataError(f"end ({t1.date()}) is before start ({t0.date()}); swap them.")
+    if not (0 < level < 1):
+        raise DataError(f"level must be between 0 and 1, got {level}.")
+    for nm, (lo, hi) in (("contacts_norm", contacts_norm), ("caseload_norm", caseload_norm)):
+        if not (0 < lo <= hi):
+            raise DataError(f"{nm} must be (low, high) with 0 < low <= high, got {(lo, hi)}.")
+
+
+def _referrals_in_window(
+    referrals: pd.DataFrame,
+    t0: pd.Timestamp,
+    t1: pd.Timestamp,
+    drops: list[tuple[str, str, int]],
+) -> pd.DataFrame:
+    """Referrals dated in ``[t0, t1]`` with a known outcome (``_date`` added)."""
+    ref = referrals.copy()
+    ref["person_id"] = ref["person_id"].astype(str)
+    ref["_row"] = np.arange(len(ref))
+    ref["_date"] = as_dates(ref["referral_date"])
+    ref["outcome"] = ref["outcome"].astype("object").astype(str).str.strip().str.lower()
+    ref["referral_source"] = ref["referral_source"].astype("object").fillna("not recorded")
+    ref["referral_source"] = ref["referral_source"].astype(str)
+    bad_date = ref["_date"].isna()
+    drops.append(("referrals", "referral_date missing or not a date", int(bad_date.sum())))
+    ref = ref.loc[~bad_date]
+    outside = (ref["_date"] < t0) | (ref["_date"] > t1)
+    drops.append(("referrals", "referral_date outside start-end", int(outside.sum())))
+    ref = ref.loc[~outside]
+    bad_outcome = ~ref["outcome"].isin(REFERRAL_OUTCOMES)
+    drops.append(
+        ("referrals", "outcome not accepted/declined/did_not_engage", int(bad_outcome.sum()))
+    )
+    return ref.loc[~bad_outcome].copy()
+
+
+def _counts_by_period(ref: pd.DataFrame, grid: pd.DatetimeIndex, column: str) -> pd.DataFrame:
+    """Referrals per period and value of ``column``, zeros included."""
+    values = sorted(ref[column].unique())
+    counts = ref.groupby(["period", column]).size()
+    idx = pd.MultiIndex.from_product([grid, values], names=["period", column])
+    return (
+        counts.reindex(idx, fill_value=0)
+        .rename("referrals")
+        .reset_index()
+        .astype({"referrals": "int64"})
+    )
+
+
+def _by_practice(ref: pd.DataFrame) -> pd.DataFrame:
+    return (
+        ref.groupby(["pcn_code", "practice_code"], sort=True)
+        .agg(
+            referrals=("person_id", "size"),
+            people=("person_id", "nunique"),
+            accepted=("outcome", lambda s: int((s == "accepted").sum())),
+        )
+        .reset_index()
+    )

@@ -18,7 +18,7 @@ an empty cell.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -300,6 +300,49 @@ def control(
         Bad counts, unknown columns, or a redacted cell that is the only count of
         a released total (then do not release that total).
     """
+    count_columns, derived = _check_arguments(
+        table,
+        count_columns,
+        table_name,
+        threshold=threshold,
+        rounding=rounding,
+        totals=totals,
+        group_by=group_by,
+        derived=derived,
+    )
+    raw = _counts(table, count_columns, table_name)
+    finite = np.isfinite(raw)
+    primary = finite & (raw >= 1) & (raw <= threshold)
+    if redact_zero:
+        primary |= finite & (raw == 0)
+    lines = _lines(table, len(count_columns), totals, group_by)
+    lines += _margin_lines(table, count_columns, margins, table_name)
+    state = _Suppression(
+        mask=primary.copy(),
+        raw=raw,
+        labels=_row_labels(table),
+        count_columns=count_columns,
+        table_name=table_name,
+    )
+    # with disjoint totals (rows only or columns only) two redactions per line
+    # suffice unless redacted zeros sum to zero; crossed totals need the LP check
+    need_lp = totals == "both" or (redact_zero and totals is not None) or len(margins) > 1
+    _suppress_secondary(state, lines, need_lp=need_lp)
+    return _released(table, state, primary, derived, threshold=threshold, rounding=rounding)
+
+
+def _check_arguments(
+    table: pd.DataFrame,
+    count_columns: list[str],
+    table_name: str,
+    *,
+    threshold: int,
+    rounding: int,
+    totals: Totals | None,
+    group_by: list[str] | None,
+    derived: dict[str, list[str]] | None,
+) -> tuple[list[str], dict[str, list[str]]]:
+    """The arguments of :func:`control` checked; the count columns and ``derived``."""
     if not isinstance(table, pd.DataFrame):
         raise DisclosureError(
             f"{table_name}: expected a pandas DataFrame, got {type(table).__name__}."
@@ -328,51 +371,55 @@ def control(
         bad = [d for d in cols if d not in table.columns]
         if bad:
             raise DisclosureError(f"{table_name}: derived column(s) {bad} not in the table.")
+    return count_columns, derived
 
-    raw = _counts(table, count_columns, table_name)
-    finite = np.isfinite(raw)
-    primary = finite & (raw >= 1) & (raw <= threshold)
-    if redact_zero:
-        primary |= finite & (raw == 0)
-    mask = primary.copy()
-    lines = _lines(table, len(count_columns), totals, group_by)
-    lines += _margin_lines(table, count_columns, margins, table_name)
-    labels = _row_labels(table)
-    secondary_reason: dict[tuple[int, int], str] = {}
 
-    def protect_line(kind: str, line: list[Cell], total: Cell | None) -> bool:
-        if total is not None and mask[total]:
-            return False  # its total is not released
-        k = sum(bool(mask[c]) for c in line)
-        if k != 1:
-            return False
-        pick = _pick(line, mask, raw)
-        if pick is None and total is not None:
-            pick = total  # the only part: its total row goes with it
-        elif pick is None and kind == "margin":
-            return False  # the part is its total, controlled where that is released
-        if pick is None:
-            only = next(c for c in line if mask[c])
-            raise DisclosureError(
-                f"{table_name}: row {labels[only[0]]}, column {count_columns[only[1]]!r} is "
-                f"redacted and is the only count in its {kind}, so that total would reveal it; "
-                "do not release that total (change totals=/group_by=) or merge categories."
-            )
-        mask[pick] = True
-        secondary_reason[pick] = (
-            f"secondary suppression: protects a redacted cell sharing its {kind}"
+@dataclass(frozen=True)
+class _Suppression:
+    """The redaction pattern as it grows: ``mask`` and ``secondary_reason`` change."""
+
+    mask: np.ndarray
+    raw: np.ndarray
+    labels: list[str]
+    count_columns: list[str]
+    table_name: str
+    secondary_reason: dict[Cell, str] = field(default_factory=dict)
+
+
+def _protect_line(s: _Suppression, kind: str, line: list[Cell], total: Cell | None) -> bool:
+    """Redact a second cell of a line with exactly one redaction; ``True`` if it did."""
+    mask = s.mask
+    if total is not None and mask[total]:
+        return False  # its total is not released
+    k = sum(bool(mask[c]) for c in line)
+    if k != 1:
+        return False
+    pick = _pick(line, mask, s.raw)
+    if pick is None and total is not None:
+        pick = total  # the only part: its total row goes with it
+    elif pick is None and kind == "margin":
+        return False  # the part is its total, controlled where that is released
+    if pick is None:
+        only = next(c for c in line if mask[c])
+        raise DisclosureError(
+            f"{s.table_name}: row {s.labels[only[0]]}, column {s.count_columns[only[1]]!r} is "
+            f"redacted and is the only count in its {kind}, so that total would reveal it; "
+            "do not release that total (change totals=/group_by=) or merge categories."
         )
-        return True
+    mask[pick] = True
+    s.secondary_reason[pick] = f"secondary suppression: protects a redacted cell sharing its {kind}"
+    return True
 
+
+def _suppress_secondary(s: _Suppression, lines: list[Line], *, need_lp: bool) -> None:
+    """Add secondary redactions until no line and (``need_lp``) no LP recovers a cell."""
+    mask, raw = s.mask, s.raw
     for _ in range(10 * (raw.size + 1)):
         changed = False
         for kind, line, total in lines:
-            changed |= protect_line(kind, line, total)
+            changed |= _protect_line(s, kind, line, total)
         if changed:
             continue
-        # with disjoint totals (rows only or columns only) two redactions per line
-        # suffice unless redacted zeros sum to zero; crossed totals need the LP check
-        need_lp = totals == "both" or (redact_zero and totals is not None) or len(margins) > 1
         det = _determined(mask, raw, [ln for ln in lines if ln[2] is None or not mask[ln[2]]])
         det = det if need_lp else []
         if not det:
@@ -384,19 +431,32 @@ def control(
                 pick = _pick(line, mask, raw)
                 if pick is not None:
                     mask[pick] = True
-                    secondary_reason[pick] = (
+                    s.secondary_reason[pick] = (
                         f"secondary suppression: a redacted cell was recoverable from the {kind}s"
                     )
                     break
         else:
             raise DisclosureError(
-                f"{table_name}: cannot protect row {labels[cell[0]]}, "
-                f"column {count_columns[cell[1]]!r} "
+                f"{s.table_name}: cannot protect row {s.labels[cell[0]]}, "
+                f"column {s.count_columns[cell[1]]!r} "
                 "from the released totals; release fewer totals or merge categories."
             )
     else:  # pragma: no cover - each pass adds a redaction, so this cannot be reached
-        raise DisclosureError(f"{table_name}: secondary suppression did not settle.")
+        raise DisclosureError(f"{s.table_name}: secondary suppression did not settle.")
 
+
+def _released(
+    table: pd.DataFrame,
+    s: _Suppression,
+    primary: np.ndarray,
+    derived: dict[str, list[str]],
+    *,
+    threshold: int,
+    rounding: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The safe copy of ``table`` (redacted, rounded, derived cells blanked) and its log."""
+    mask, raw, labels, table_name = s.mask, s.raw, s.labels, s.table_name
+    finite = np.isfinite(raw)
     released = np.where(
         mask | ~finite,
         np.nan,
@@ -404,34 +464,27 @@ def control(
     )
     safe = table.copy()
     log_rows: list[dict[str, str]] = []
-    for j, c in enumerate(count_columns):
+    for j, c in enumerate(s.count_columns):
         safe[c] = pd.array([None if np.isnan(x) else int(x) for x in released[:, j]], dtype="Int64")
         for i in np.flatnonzero(mask[:, j]):
             if primary[i, j]:
+                action = "redacted_primary"
                 reason = (
                     "zero count (redact_zero=True)"
                     if raw[i, j] == 0
                     else f"count between 1 and {threshold}"
                 )
-                log_rows.append(
-                    {
-                        "table": table_name,
-                        "column": c,
-                        "row": labels[i],
-                        "action": "redacted_primary",
-                        "reason": reason,
-                    }
-                )
             else:
-                log_rows.append(
-                    {
-                        "table": table_name,
-                        "column": c,
-                        "row": labels[i],
-                        "action": "redacted_secondary",
-                        "reason": secondary_reason[(int(i), j)],
-                    }
-                )
+                action, reason = "redacted_secondary", s.secondary_reason[(int(i), j)]
+            log_rows.append(
+                {
+                    "table": table_name,
+                    "column": c,
+                    "row": labels[i],
+                    "action": action,
+                    "reason": reason,
+                }
+            )
         n_round = int((finite[:, j] & ~mask[:, j]).sum())
         if rounding > 1 and n_round:
             log_rows.append(

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from spevidence.activity.catalogue import TABLES
 from spevidence.disclosure._control import Margin
 
 
@@ -236,8 +237,6 @@ _ACTIVITY: dict[str, dict[str, object]] = {
 
 
 def _activity_roles() -> dict[str, Roles]:
-    from spevidence.activity.catalogue import TABLES
-
     out = {}
     for name, info in TABLES.items():
         extra: dict = dict(_ACTIVITY.get(name, {}))

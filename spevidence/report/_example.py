@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spevidence.bundle import write_bundle
+from spevidence.report.figures import make_figures
+
 EXAMPLE_PROTOCOL: dict[str, Any] = {
     "name": "Example ICB social prescribing evaluation (SYNTHETIC)",
     "version": "1.0",
@@ -31,6 +34,16 @@ def example_tables(*, pretrend_fails: bool = False, seed: int = 7) -> dict[str, 
     rng = np.random.default_rng(seed)
     outcomes = ["gp", "ae", "admissions"]
     tables: dict[str, pd.DataFrame] = {}
+    _add_data_quality(tables)
+    _add_cohort(tables, rng)
+    _add_trends(tables, outcomes)
+    _add_did(tables, outcomes, rng, pretrend_fails=pretrend_fails)
+    _add_sroi(tables, outcomes)
+    return tables
+
+
+def _add_data_quality(tables: dict[str, pd.DataFrame]) -> None:
+    """QA checks, the cohort attrition and the linkage attrition."""
     tables["qa"] = pd.DataFrame(
         {
             "table": ["population", "referrals", "gp_appointments", "ae_attendances", "admissions"],
@@ -90,6 +103,10 @@ def example_tables(*, pretrend_fails: bool = False, seed: int = 7) -> dict[str, 
     tables["linkage_attrition"] = pd.DataFrame(
         link_rows, columns=["table", "stage", "reason", "rows"]
     )
+
+
+def _add_cohort(tables: dict[str, pd.DataFrame], rng: np.random.Generator) -> None:
+    """Cohort characteristics and covariate balance (draws from ``rng``)."""
     chars = [
         "age (years)",
         "female (%)",
@@ -128,6 +145,10 @@ def example_tables(*, pretrend_fails: bool = False, seed: int = 7) -> dict[str, 
             "variance_ratio_after": rng.uniform(0.9, 1.1, len(covs)).round(2),
         }
     )
+
+
+def _add_trends(tables: dict[str, pd.DataFrame], outcomes: list[str]) -> None:
+    """Mean outcome by event time, referred and comparators."""
     rows = []
     base = {"gp": 1.2, "ae": 0.15, "admissions": 0.05}
     for o in outcomes:
@@ -140,6 +161,16 @@ def example_tables(*, pretrend_fails: bool = False, seed: int = 7) -> dict[str, 
                 {"outcome": o, "event_time": e, "group": "comparators", "mean": round(c, 4)}
             )
     tables["trends"] = pd.DataFrame(rows)
+
+
+def _add_did(
+    tables: dict[str, pd.DataFrame],
+    outcomes: list[str],
+    rng: np.random.Generator,
+    *,
+    pretrend_fails: bool,
+) -> None:
+    """Naive before/after, the 2x2 estimates, the event study (draws from ``rng``), pre-trends."""
     tables["naive_before_after"] = pd.DataFrame(
         {
             "outcome": outcomes,
@@ -190,6 +221,10 @@ def example_tables(*, pretrend_fails: bool = False, seed: int = 7) -> dict[str, 
             "p_value": [0.55, 0.36, 0.77] if not pretrend_fails else [0.0009, 0.36, 0.77],
         }
     )
+
+
+def _add_sroi(tables: dict[str, pd.DataFrame], outcomes: list[str]) -> None:
+    """SROI summary, value by outcome, sensitivity and the simulated ratios."""
     tables["sroi_summary"] = pd.DataFrame(
         {
             "measure": ["total_inputs", "present_value", "npv", "sroi_ratio", "payback_years"],
@@ -230,7 +265,6 @@ def example_tables(*, pretrend_fails: bool = False, seed: int = 7) -> dict[str, 
             "prob_above_1": [float(counts[4:].sum() / counts.sum())] * len(counts),
         }
     )
-    return tables
 
 
 def example_disclosure_log(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -257,9 +291,6 @@ def write_example_bundle(
     drop: tuple[str, ...] = (),
 ) -> Path:
     """Write the synthetic example bundle (for tests and docs) and return its path."""
-    from spevidence.bundle import write_bundle
-    from spevidence.report.figures import make_figures
-
     tables = {
         k: v for k, v in example_tables(pretrend_fails=pretrend_fails).items() if k not in drop
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -160,6 +161,60 @@ def from_did(
         unit cost, and ``persons`` / ``periods_per_year`` / ``benefit_sign`` (-1
         when fewer is better) for break-even effects.
     """
+    eff, names = _checked_effects(effects)
+    _check_options(
+        persons=persons,
+        effect_period=effect_period,
+        fractions={"attribution": attribution, "displacement": displacement, "drop_off": drop_off},
+        deadweight=deadweight,
+        duration_years=duration_years,
+    )
+    ppy = _PERIODS[effect_period]
+    costs = _shipped_unit_costs() if unit_costs is None else _check_costs(unit_costs)
+    cmap = dict(DEFAULT_COST_MAP)
+    cmap["ae"] = ae_cost_item(ae_department_types)
+    if cost_map:
+        cmap.update(cost_map)
+    dmap = dict(DEFAULT_DIRECTION)
+    if direction:
+        dmap.update(direction)
+    common = _RowSettings(
+        stakeholder=stakeholder,
+        attribution=attribution,
+        displacement=displacement,
+        drop_off=drop_off,
+        duration_years=duration_years,
+        persons=persons,
+        ppy=ppy,
+        quantity_source=quantity_source,
+    )
+    by_item = {str(it): k for k, it in enumerate(costs["item"])}
+    rows = []
+    for i in range(len(eff)):
+        out = str(names.iloc[i])
+        est, se = _change_per_period(
+            i, out, eff, scale=scale, baseline=baseline, effect_period=effect_period
+        )
+        item = cmap.get(out)
+        if item is None or item not in by_item:
+            raise DataError(
+                f"effects row {i} ({out!r}): no unit cost for this outcome (mapped item {item!r}); "
+                f"pass cost_map={{'{out}': ITEM}} with an item of the unit-cost table "
+                f"({', '.join(map(str, costs['item']))})."
+            )
+        way = dmap.get(out)
+        if way not in ("decrease", "increase"):
+            raise DataError(
+                f"effects row {i} ({out!r}): which way is a benefit? pass "
+                f"direction={{'{out}': 'decrease'}} (fewer is better) or 'increase'."
+            )
+        sign = -1.0 if way == "decrease" else 1.0
+        rows.append(_impact_row(out, est, se, sign, costs, by_item[item], item, common))
+    return pd.DataFrame(rows)
+
+
+def _checked_effects(effects: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """``effects`` with a fresh index, and its outcome names (one row per outcome)."""
     if not isinstance(effects, pd.DataFrame):
         raise DataError(f"effects must be a pandas DataFrame, got {type(effects).__name__}.")
     need = ("outcome", "estimate", "std_error")
@@ -179,6 +234,18 @@ def from_did(
             f"effects has more than one row for outcome(s) {dup}; keep one estimate per outcome "
             "(filter on model/term first)."
         )
+    return eff, names
+
+
+def _check_options(
+    *,
+    persons: int | float,
+    effect_period: str,
+    fractions: Mapping[str, float],
+    deadweight: float,
+    duration_years: int,
+) -> None:
+    """Check :func:`from_did`'s scalar options (warn about a non-zero deadweight)."""
     if (
         isinstance(persons, bool)
         or not isinstance(persons, (int, float, np.integer, np.floating))
@@ -187,12 +254,7 @@ def from_did(
         raise DataError(f"persons = {persons!r}; give the number of people supported (> 0).")
     if effect_period not in _PERIODS:
         raise DataError(f"effect_period = {effect_period!r}; use 'year', 'quarter' or 'month'.")
-    ppy = _PERIODS[effect_period]
-    for name, v in (
-        ("attribution", attribution),
-        ("displacement", displacement),
-        ("drop_off", drop_off),
-    ):
+    for name, v in fractions.items():
         if not (isinstance(v, (int, float, np.floating)) and 0.0 <= float(v) <= 1.0):
             raise DataError(
                 f"{name} = {v!r} is outside [0, 1]; give a fraction, e.g. 0.1 for 10 %."
@@ -202,7 +264,7 @@ def from_did(
             f"deadweight = {deadweight!r} ignored and set to 0: the matched comparator already "
             "removes deadweight; subtracting it again would double-count.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of from_did
         )
     if (
         isinstance(duration_years, bool)
@@ -211,76 +273,87 @@ def from_did(
     ):
         raise DataError(f"duration_years = {duration_years!r}; give a whole number of years >= 1.")
 
-    costs = _shipped_unit_costs() if unit_costs is None else _check_costs(unit_costs)
-    cmap = dict(DEFAULT_COST_MAP)
-    cmap["ae"] = ae_cost_item(ae_department_types)
-    if cost_map:
-        cmap.update(cost_map)
-    dmap = dict(DEFAULT_DIRECTION)
-    if direction:
-        dmap.update(direction)
-    by_item = {str(it): k for k, it in enumerate(costs["item"])}
-    rows = []
-    for i in range(len(eff)):
-        out = str(names.iloc[i])
-        est = pd.to_numeric(pd.Series([eff["estimate"].iloc[i]]), errors="coerce").iloc[0]
-        se = pd.to_numeric(pd.Series([eff["std_error"].iloc[i]]), errors="coerce").iloc[0]
-        if not np.isfinite(est):
-            raise DataError(f"effects row {i} ({out!r}): estimate is missing or not a number.")
-        if not np.isfinite(se) or se < 0:
-            raise DataError(f"effects row {i} ({out!r}): std_error must be a number >= 0.")
-        if scale == "log_ratio":
-            b = (baseline or {}).get(out)
-            if b is None or not np.isfinite(b) or b < 0:
-                raise DataError(
-                    f"effects row {i} ({out!r}): scale='log_ratio' needs the counterfactual "
-                    f"rate; pass baseline={{'{out}': events per person per {effect_period}}}."
-                )
-            est, se = b * (np.exp(est) - 1.0), b * np.exp(est) * se
-        elif scale != "absolute":
-            raise DataError(f"scale = {scale!r}; use 'absolute' or 'log_ratio'.")
-        item = cmap.get(out)
-        if item is None or item not in by_item:
+
+def _change_per_period(
+    i: int,
+    out: str,
+    eff: pd.DataFrame,
+    *,
+    scale: str,
+    baseline: Mapping[str, float] | None,
+    effect_period: str,
+) -> tuple[float, float]:
+    """Row ``i``'s change in events per person per period and its SE (on the count scale)."""
+    est = pd.to_numeric(pd.Series([eff["estimate"].iloc[i]]), errors="coerce").iloc[0]
+    se = pd.to_numeric(pd.Series([eff["std_error"].iloc[i]]), errors="coerce").iloc[0]
+    if not np.isfinite(est):
+        raise DataError(f"effects row {i} ({out!r}): estimate is missing or not a number.")
+    if not np.isfinite(se) or se < 0:
+        raise DataError(f"effects row {i} ({out!r}): std_error must be a number >= 0.")
+    if scale == "log_ratio":
+        b = (baseline or {}).get(out)
+        if b is None or not np.isfinite(b) or b < 0:
             raise DataError(
-                f"effects row {i} ({out!r}): no unit cost for this outcome (mapped item {item!r}); "
-                f"pass cost_map={{'{out}': ITEM}} with an item of the unit-cost table "
-                f"({', '.join(map(str, costs['item']))})."
+                f"effects row {i} ({out!r}): scale='log_ratio' needs the counterfactual "
+                f"rate; pass baseline={{'{out}': events per person per {effect_period}}}."
             )
-        way = dmap.get(out)
-        if way not in ("decrease", "increase"):
-            raise DataError(
-                f"effects row {i} ({out!r}): which way is a benefit? pass "
-                f"direction={{'{out}': 'decrease'}} (fewer is better) or 'increase'."
-            )
-        sign = -1.0 if way == "decrease" else 1.0
-        c = costs.iloc[by_item[item]]
-        low = c["value_low"] if "value_low" in costs.columns else np.nan
-        high = c["value_high"] if "value_high" in costs.columns else np.nan
-        rows.append(
-            {
-                "outcome": out,
-                "stakeholder": stakeholder,
-                "quantity": sign * float(est) * ppy * float(persons),
-                "quantity_se": float(se) * ppy * float(persons),
-                "unit_value": float(c["value"]),
-                "unit_value_low": float(low) if pd.notna(low) else np.nan,
-                "unit_value_high": float(high) if pd.notna(high) else np.nan,
-                "price_year": c["price_year"],
-                "source": f"{c['source']} ({item}); quantity: {quantity_source}",
-                "deadweight": 0.0,
-                "attribution": float(attribution),
-                "displacement": float(displacement),
-                "drop_off": float(drop_off),
-                "duration_years": int(duration_years),
-                "cashable": bool(c["cashable"]) if "cashable" in costs.columns else False,
-                "unit_cost_item": item,
-                "unit_cost_verified": str(c["verified"]) if "verified" in costs.columns else "no",
-                "persons": float(persons),
-                "periods_per_year": ppy,
-                "benefit_sign": sign,
-            }
-        )
-    return pd.DataFrame(rows)
+        est, se = b * (np.exp(est) - 1.0), b * np.exp(est) * se
+    elif scale != "absolute":
+        raise DataError(f"scale = {scale!r}; use 'absolute' or 'log_ratio'.")
+    return est, se
+
+
+@dataclass(frozen=True)
+class _RowSettings:
+    """What every row of the impact map shares."""
+
+    stakeholder: str
+    attribution: float
+    displacement: float
+    drop_off: float
+    duration_years: int
+    persons: int | float
+    ppy: float
+    quantity_source: str
+
+
+def _impact_row(
+    out: str,
+    est: float,
+    se: float,
+    sign: float,
+    costs: pd.DataFrame,
+    k: int,
+    item: str,
+    s: _RowSettings,
+) -> dict[str, object]:
+    """One outcome's row of the impact map, valued at row ``k`` of ``costs``."""
+    ppy, persons = s.ppy, s.persons
+    c = costs.iloc[k]
+    low = c["value_low"] if "value_low" in costs.columns else np.nan
+    high = c["value_high"] if "value_high" in costs.columns else np.nan
+    return {
+        "outcome": out,
+        "stakeholder": s.stakeholder,
+        "quantity": sign * float(est) * ppy * float(persons),
+        "quantity_se": float(se) * ppy * float(persons),
+        "unit_value": float(c["value"]),
+        "unit_value_low": float(low) if pd.notna(low) else np.nan,
+        "unit_value_high": float(high) if pd.notna(high) else np.nan,
+        "price_year": c["price_year"],
+        "source": f"{c['source']} ({item}); quantity: {s.quantity_source}",
+        "deadweight": 0.0,
+        "attribution": float(s.attribution),
+        "displacement": float(s.displacement),
+        "drop_off": float(s.drop_off),
+        "duration_years": int(s.duration_years),
+        "cashable": bool(c["cashable"]) if "cashable" in costs.columns else False,
+        "unit_cost_item": item,
+        "unit_cost_verified": str(c["verified"]) if "verified" in costs.columns else "no",
+        "persons": float(persons),
+        "periods_per_year": ppy,
+        "benefit_sign": sign,
+    }
 
 
 def _check_costs(costs: pd.DataFrame) -> pd.DataFrame:
@@ -311,44 +384,16 @@ def link_worker_inputs(
         ``item``, ``amount``, ``year`` (0 .. years-1), ``price_year``, ``source``.
     """
     py = normalise_price_year(price_year, where="link_worker_inputs price_year")
-    if (
-        isinstance(wte, bool)
-        or not isinstance(wte, (int, float, np.integer, np.floating))
-        or not (wte > 0)
-    ):
-        raise DataError(f"wte = {wte!r}; give the whole-time-equivalent link workers (> 0).")
-    if isinstance(years, bool) or not isinstance(years, (int, np.integer)) or years < 1:
-        raise DataError(f"years = {years!r}; give a whole number of years >= 1.")
-    for name, v in (
-        ("management_rate", management_rate),
-        ("vcse_activity_funding", vcse_activity_funding),
-        ("other", other),
-    ):
-        if not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) or v < 0:
-            raise DataError(f"{name} = {v!r}; give an amount >= 0.")
-    if salary_with_oncosts is None:
-        costs = _shipped_unit_costs()
-        hit = costs[costs["item"].str.startswith("link_worker_arrs") & (costs["price_year"] == py)]
-        if len(hit) == 0:
-            have = ", ".join(
-                costs.loc[costs["item"].str.startswith("link_worker_arrs"), "price_year"]
-            )
-            raise DataError(
-                f"no shipped ARRS link-worker cost for {py} (shipped: {have}); pass "
-                "salary_with_oncosts=£ a year, or use a shipped price year."
-            )
-        salary = float(hit["value"].iloc[0])
-        src = source or f"{hit['source'].iloc[0]} ({hit['item'].iloc[0]})"
-    else:
-        if not np.isfinite(salary_with_oncosts) or salary_with_oncosts < 0:
-            raise DataError(f"salary_with_oncosts = {salary_with_oncosts!r}; give £ a year >= 0.")
-        if not source:
-            raise DataError(
-                "salary_with_oncosts given without source; "
-                "pass source='where the figure comes from'."
-            )
-        salary = float(salary_with_oncosts)
-        src = source
+    _check_link_worker_options(
+        wte=wte,
+        years=years,
+        amounts={
+            "management_rate": management_rate,
+            "vcse_activity_funding": vcse_activity_funding,
+            "other": other,
+        },
+    )
+    salary, src = _salary_and_source(py, salary_with_oncosts, source)
     rows = []
     for k in range(int(years)):
         pay = float(wte) * salary
@@ -392,6 +437,47 @@ def link_worker_inputs(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _check_link_worker_options(*, wte: float, years: int, amounts: Mapping[str, float]) -> None:
+    if (
+        isinstance(wte, bool)
+        or not isinstance(wte, (int, float, np.integer, np.floating))
+        or not (wte > 0)
+    ):
+        raise DataError(f"wte = {wte!r}; give the whole-time-equivalent link workers (> 0).")
+    if isinstance(years, bool) or not isinstance(years, (int, np.integer)) or years < 1:
+        raise DataError(f"years = {years!r}; give a whole number of years >= 1.")
+    for name, v in amounts.items():
+        if not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) or v < 0:
+            raise DataError(f"{name} = {v!r}; give an amount >= 0.")
+
+
+def _salary_and_source(
+    py: str, salary_with_oncosts: float | None, source: str | None
+) -> tuple[float, str]:
+    """Link-worker pay a year per WTE and where it comes from (default: shipped ARRS cost)."""
+    if salary_with_oncosts is None:
+        costs = _shipped_unit_costs()
+        hit = costs[costs["item"].str.startswith("link_worker_arrs") & (costs["price_year"] == py)]
+        if len(hit) == 0:
+            have = ", ".join(
+                costs.loc[costs["item"].str.startswith("link_worker_arrs"), "price_year"]
+            )
+            raise DataError(
+                f"no shipped ARRS link-worker cost for {py} (shipped: {have}); pass "
+                "salary_with_oncosts=£ a year, or use a shipped price year."
+            )
+        return float(
+            hit["value"].iloc[0]
+        ), source or f"{hit['source'].iloc[0]} ({hit['item'].iloc[0]})"
+    if not np.isfinite(salary_with_oncosts) or salary_with_oncosts < 0:
+        raise DataError(f"salary_with_oncosts = {salary_with_oncosts!r}; give £ a year >= 0.")
+    if not source:
+        raise DataError(
+            "salary_with_oncosts given without source; pass source='where the figure comes from'."
+        )
+    return float(salary_with_oncosts), source
 
 
 def cost_per_person(

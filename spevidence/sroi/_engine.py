@@ -14,6 +14,8 @@ discounted by (1 + discount) ** t; inputs in year k > 0 are discounted by
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,6 +29,7 @@ from spevidence.sroi._costs import (
     uprating_factors,
     uprating_index,
 )
+from spevidence.sroi._plots import plot_tables
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -101,6 +104,30 @@ def _validate_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
             f"outcomes: outcome name(s) {dup} appear more than once; give each row a unique name."
         )
     _check_source(df, t, "outcome")
+    q, uv = _quantities_and_values(df)
+    df["quantity"] = q
+    df["unit_value"] = uv
+    for r in RATES:
+        _clean_rate(df, r)
+    df["duration_years"] = _durations(df)
+    df["cashable"] = _cashable(df)
+    se = _num(df, "quantity_se") if "quantity_se" in df.columns else np.full(len(df), np.nan)
+    if (se < 0).any():
+        i = int(np.flatnonzero(se < 0)[0])
+        raise DataError(
+            f"outcomes row {i} ({_label(df, 'outcome', i)!r}): quantity_se is negative; "
+            "give a standard error >= 0."
+        )
+    df["quantity_se"] = se
+    df["unit_value_low"], df["unit_value_high"] = _unit_value_range(df, uv)
+    df["price_year"] = [
+        normalise_price_year(v, where=f"outcomes row {i} ({_label(df, 'outcome', i)!r})")
+        for i, v in enumerate(df["price_year"])
+    ]
+    return df
+
+
+def _quantities_and_values(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     q = _num(df, "quantity")
     uv = _num(df, "unit_value")
     for i in range(len(df)):
@@ -121,38 +148,42 @@ def _validate_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
                 "one unit as a positive amount and put the direction in quantity "
                 "(negative = disbenefit)."
             )
-    df["quantity"] = q
-    df["unit_value"] = uv
-    for r in RATES:
-        v = _num(df, r)
-        for i in range(len(df)):
-            if not (np.isfinite(v[i]) and 0.0 <= v[i] <= 1.0):
+    return q, uv
+
+
+def _clean_rate(df: pd.DataFrame, r: str) -> None:
+    """Check rate ``r`` and its optional ``_low``/``_high`` and write them as floats (in place)."""
+    v = _num(df, r)
+    for i in range(len(df)):
+        if not (np.isfinite(v[i]) and 0.0 <= v[i] <= 1.0):
+            raise DataError(
+                f"outcomes row {i} ({_label(df, 'outcome', i)!r}): "
+                f"{r} = {_show(df[r].iloc[i])} is outside [0, 1]; "
+                f"give {r} as a fraction, e.g. 0.25 for 25 %."
+            )
+    df[r] = v
+    for side in ("low", "high"):
+        c = f"{r}_{side}"
+        if c in df.columns:
+            w = _num(df, c)
+            w = np.where(np.isfinite(w), w, v)
+            if ((w < 0) | (w > 1)).any():
+                i = int(np.flatnonzero((w < 0) | (w > 1))[0])
                 raise DataError(
-                    f"outcomes row {i} ({_label(df, 'outcome', i)!r}): "
-                    f"{r} = {_show(df[r].iloc[i])} is outside [0, 1]; "
-                    f"give {r} as a fraction, e.g. 0.25 for 25 %."
+                    f"outcomes row {i} ({_label(df, 'outcome', i)!r}): {c} is outside [0, 1]; "
+                    "give it as a fraction."
                 )
-        df[r] = v
-        for side in ("low", "high"):
-            c = f"{r}_{side}"
-            if c in df.columns:
-                w = _num(df, c)
-                w = np.where(np.isfinite(w), w, v)
-                if ((w < 0) | (w > 1)).any():
-                    i = int(np.flatnonzero((w < 0) | (w > 1))[0])
-                    raise DataError(
-                        f"outcomes row {i} ({_label(df, 'outcome', i)!r}): {c} is outside [0, 1]; "
-                        "give it as a fraction."
-                    )
-                df[c] = w
-        if f"{r}_low" in df.columns and f"{r}_high" in df.columns:
-            bad = (df[f"{r}_low"] > v) | (df[f"{r}_high"] < v)
-            if bad.any():
-                i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise DataError(
-                    f"outcomes row {i} ({_label(df, 'outcome', i)!r}): "
-                    f"need {r}_low <= {r} <= {r}_high."
-                )
+            df[c] = w
+    if f"{r}_low" in df.columns and f"{r}_high" in df.columns:
+        bad = (df[f"{r}_low"] > v) | (df[f"{r}_high"] < v)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"outcomes row {i} ({_label(df, 'outcome', i)!r}): need {r}_low <= {r} <= {r}_high."
+            )
+
+
+def _durations(df: pd.DataFrame) -> np.ndarray:
     dur = _num(df, "duration_years")
     for i in range(len(df)):
         if not (np.isfinite(dur[i]) and dur[i] >= 1 and float(dur[i]).is_integer()):
@@ -160,7 +191,10 @@ def _validate_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
                 f"outcomes row {i} ({_label(df, 'outcome', i)!r}): duration_years = "
                 f"{_show(df['duration_years'].iloc[i])}; give a whole number of years >= 1."
             )
-    df["duration_years"] = dur.astype(int)
+    return dur.astype(int)
+
+
+def _cashable(df: pd.DataFrame) -> list[bool]:
     cash = []
     for i, v in enumerate(df["cashable"]):
         if isinstance(v, (bool, np.bool_)):
@@ -174,15 +208,10 @@ def _validate_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
                 f"outcomes row {i} ({_label(df, 'outcome', i)!r}): cashable = {_show(v)}; "
                 "give True or False."
             )
-    df["cashable"] = cash
-    se = _num(df, "quantity_se") if "quantity_se" in df.columns else np.full(len(df), np.nan)
-    if (se < 0).any():
-        i = int(np.flatnonzero(se < 0)[0])
-        raise DataError(
-            f"outcomes row {i} ({_label(df, 'outcome', i)!r}): quantity_se is negative; "
-            "give a standard error >= 0."
-        )
-    df["quantity_se"] = se
+    return cash
+
+
+def _unit_value_range(df: pd.DataFrame, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lo = _num(df, "unit_value_low") if "unit_value_low" in df.columns else np.full(len(df), np.nan)
     hi = (
         _num(df, "unit_value_high") if "unit_value_high" in df.columns else np.full(len(df), np.nan)
@@ -200,13 +229,7 @@ def _validate_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
                 "0 <= unit_value_low <= unit_value <= unit_value_high "
                 f"(got {lo[i]:g}, {uv[i]:g}, {hi[i]:g})."
             )
-    df["unit_value_low"] = lo
-    df["unit_value_high"] = hi
-    df["price_year"] = [
-        normalise_price_year(v, where=f"outcomes row {i} ({_label(df, 'outcome', i)!r})")
-        for i, v in enumerate(df["price_year"])
-    ]
-    return df
+    return lo, hi
 
 
 def _validate_inputs(inputs: pd.DataFrame) -> pd.DataFrame:
@@ -300,6 +323,40 @@ def _pv_inputs(amount: np.ndarray, year: np.ndarray, r: float) -> float:
 def _ratio(b: Any, c: Any) -> Any:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.asarray(b, dtype=float) / np.asarray(c, dtype=float)
+
+
+@dataclass(frozen=True)
+class _Ranges:
+    """The one-way sensitivity's default ranges (see :meth:`SROIResult.sensitivity`)."""
+
+    proxy_range: float
+    rate_range: float
+    quantity_z: float
+    duration_range: int
+
+
+def _one_way_row(
+    param: str,
+    outcome: str,
+    base: float,
+    lo: float,
+    hi: float,
+    f: Callable[[float], tuple[float, float]],
+) -> dict[str, Any]:
+    """One row of the tornado: ratio and NPV with ``param`` at ``lo`` and at ``hi``
+    (``f`` gives the present values of benefits and inputs at a value)."""
+    (b_lo, c_lo), (b_hi, c_hi) = f(lo), f(hi)
+    return {
+        "parameter": param,
+        "outcome": outcome,
+        "base": base,
+        "low": lo,
+        "high": hi,
+        "ratio_at_low": float(_ratio(b_lo, c_lo)),
+        "ratio_at_high": float(_ratio(b_hi, c_hi)),
+        "npv_at_low": b_lo - c_lo,
+        "npv_at_high": b_hi - c_hi,
+    }
 
 
 # --------------------------------------------------------------------------- result
@@ -641,89 +698,111 @@ class SROIResult:
         c0 = self.pv_inputs
         base_b = float(np.sum(self._pv_by_outcome()))
         base_ratio = float(_ratio(base_b, c0))
+        ranges = _Ranges(
+            proxy_range=proxy_range,
+            rate_range=rate_range,
+            quantity_z=quantity_z,
+            duration_range=duration_range,
+        )
+        rows: list[dict[str, Any]] = []
+        for j in range(len(o)):
+            rows += self._one_way_outcome(j, a, c0, ranges)
+        rows.append(
+            _one_way_row(
+                "discount",
+                "all",
+                self.discount,
+                discount_range[0],
+                discount_range[1],
+                lambda v: (float(np.sum(self._pv_by_outcome(r=v))), self._pv_in(r=v)),
+            )
+        )
+        rows += self._one_way_inputs(base_b, c0, input_range)
+        out = pd.DataFrame(rows)
+        out["base_ratio"] = base_ratio
+        out["swing"] = (out["ratio_at_high"] - out["ratio_at_low"]).abs()
+        return out.sort_values("swing", ascending=False, kind="stable").reset_index(drop=True)
+
+    def _one_way_outcome(
+        self, j: int, a: dict[str, np.ndarray], c0: float, ranges: _Ranges
+    ) -> list[dict[str, Any]]:
+        """Sensitivity rows of outcome ``j``: unit value, quantity, rates and duration."""
+        o = self.outcomes
+        name = str(o["outcome"].iloc[j])
         rows: list[dict[str, Any]] = []
 
-        def add(param: str, outcome: str, base: float, lo: float, hi: float, f: Any) -> None:
-            (b_lo, c_lo), (b_hi, c_hi) = f(lo), f(hi)
-            rows.append(
-                {
-                    "parameter": param,
-                    "outcome": outcome,
-                    "base": base,
-                    "low": lo,
-                    "high": hi,
-                    "ratio_at_low": float(_ratio(b_lo, c_lo)),
-                    "ratio_at_high": float(_ratio(b_hi, c_hi)),
-                    "npv_at_low": b_lo - c_lo,
-                    "npv_at_high": b_hi - c_hi,
-                }
-            )
+        def vary(key: str, value: float) -> tuple[float, float]:
+            arr = a[key].astype(float).copy()
+            arr[j] = value
+            return float(np.sum(self._pv_by_outcome(**{key: arr}))), c0
 
-        for j in range(len(o)):
-            name = str(o["outcome"].iloc[j])
-
-            def vary(key: str, value: float, j: int = j) -> tuple[float, float]:
-                arr = a[key].astype(float).copy()
-                arr[j] = value
-                return float(np.sum(self._pv_by_outcome(**{key: arr}))), c0
-
-            uv = a["uv"][j]
-            lo_raw, hi_raw = o["unit_value_low"].iloc[j], o["unit_value_high"].iloc[j]
-            f = o["uprating_factor"].iloc[j]
-            if np.isfinite(lo_raw):
-                lo, hi = lo_raw * f, hi_raw * f
+        uv = a["uv"][j]
+        lo_raw, hi_raw = o["unit_value_low"].iloc[j], o["unit_value_high"].iloc[j]
+        f = o["uprating_factor"].iloc[j]
+        if np.isfinite(lo_raw):
+            lo, hi = lo_raw * f, hi_raw * f
+        else:
+            lo, hi = uv * (1 - ranges.proxy_range), uv * (1 + ranges.proxy_range)
+        rows.append(_one_way_row("unit_value", name, uv, lo, hi, lambda v: vary("uv", v)))
+        q = a["q"][j]
+        se = o["quantity_se"].iloc[j]
+        if np.isfinite(se) and se > 0:
+            lo, hi = q - ranges.quantity_z * se, q + ranges.quantity_z * se
+        else:
+            lo, hi = q - abs(q) * ranges.proxy_range, q + abs(q) * ranges.proxy_range
+        rows.append(_one_way_row("quantity", name, q, lo, hi, lambda v: vary("q", v)))
+        for r, key in zip(RATES, ("dw", "disp", "attr", "drop"), strict=True):
+            base = a[key][j]
+            if f"{r}_low" in o.columns and f"{r}_high" in o.columns:
+                lo, hi = float(o[f"{r}_low"].iloc[j]), float(o[f"{r}_high"].iloc[j])
+            elif r == "deadweight" and base == 0:
+                continue
             else:
-                lo, hi = uv * (1 - proxy_range), uv * (1 + proxy_range)
-            add("unit_value", name, uv, lo, hi, lambda v: vary("uv", v))
-            q = a["q"][j]
-            se = o["quantity_se"].iloc[j]
-            if np.isfinite(se) and se > 0:
-                lo, hi = q - quantity_z * se, q + quantity_z * se
-            else:
-                lo, hi = q - abs(q) * proxy_range, q + abs(q) * proxy_range
-            add("quantity", name, q, lo, hi, lambda v: vary("q", v))
-            for r, key in zip(RATES, ("dw", "disp", "attr", "drop"), strict=True):
-                base = a[key][j]
-                if f"{r}_low" in o.columns and f"{r}_high" in o.columns:
-                    lo, hi = float(o[f"{r}_low"].iloc[j]), float(o[f"{r}_high"].iloc[j])
-                elif r == "deadweight" and base == 0:
-                    continue
-                else:
-                    lo, hi = max(0.0, base - rate_range), min(1.0, base + rate_range)
-                add(r, name, base, lo, hi, lambda v, key=key: vary(key, v))
-            d = a["dur"][j]
-            add(
+                lo, hi = max(0.0, base - ranges.rate_range), min(1.0, base + ranges.rate_range)
+            rows.append(_one_way_row(r, name, base, lo, hi, functools.partial(vary, key)))
+        d = a["dur"][j]
+        rows.append(
+            _one_way_row(
                 "duration_years",
                 name,
                 float(d),
-                float(max(1, d - duration_range)),
-                float(d + duration_range),
+                float(max(1, d - ranges.duration_range)),
+                float(d + ranges.duration_range),
                 lambda v: vary("dur", int(v)),
             )
-        add(
-            "discount",
-            "all",
-            self.discount,
-            discount_range[0],
-            discount_range[1],
-            lambda v: (float(np.sum(self._pv_by_outcome(r=v))), self._pv_in(r=v)),
         )
+        return rows
+
+    def _one_way_inputs(self, base_b: float, c0: float, input_range: float) -> list[dict[str, Any]]:
+        """Sensitivity rows of the inputs: each item with a stated range, else all together."""
         inp = self.inputs
         disc = (1 + self.discount) ** inp["year"].to_numpy(int)
         pv_items = inp["amount_uprated"].to_numpy(float) / disc
-        if np.isfinite(inp["amount_low"].to_numpy(float)).any():
-            # one row per input item with a stated range
-            for k in range(len(inp)):
-                lo_k = float(inp["amount_low"].iloc[k])
-                if not np.isfinite(lo_k):
-                    continue
-                f_k = float(inp["uprating_factor"].iloc[k])
-                amount = float(inp["amount_uprated"].iloc[k])
+        if not np.isfinite(inp["amount_low"].to_numpy(float)).any():
+            return [
+                _one_way_row(
+                    "inputs",
+                    "all",
+                    c0,
+                    c0 * (1 - input_range),
+                    c0 * (1 + input_range),
+                    lambda v: (base_b, v),
+                )
+            ]
+        # one row per input item with a stated range
+        rows = []
+        for k in range(len(inp)):
+            lo_k = float(inp["amount_low"].iloc[k])
+            if not np.isfinite(lo_k):
+                continue
+            f_k = float(inp["uprating_factor"].iloc[k])
+            amount = float(inp["amount_uprated"].iloc[k])
 
-                def vary_input(v: float, k: int = k) -> tuple[float, float]:
-                    return base_b, c0 - pv_items[k] + v / disc[k]
+            def vary_input(v: float, k: int = k) -> tuple[float, float]:
+                return base_b, c0 - pv_items[k] + v / disc[k]
 
-                add(
+            rows.append(
+                _one_way_row(
                     "input_amount",
                     str(inp["item"].iloc[k]),
                     amount,
@@ -731,19 +810,8 @@ class SROIResult:
                     float(inp["amount_high"].iloc[k]) * f_k,
                     vary_input,
                 )
-        else:
-            add(
-                "inputs",
-                "all",
-                c0,
-                c0 * (1 - input_range),
-                c0 * (1 + input_range),
-                lambda v: (base_b, v),
             )
-        out = pd.DataFrame(rows)
-        out["base_ratio"] = base_ratio
-        out["swing"] = (out["ratio_at_high"] - out["ratio_at_low"]).abs()
-        return out.sort_values("swing", ascending=False, kind="stable").reset_index(drop=True)
+        return rows
 
     # ---- simulation
     def simulate(self, n_sims: int = 5000, *, seed: int | None = None) -> SROIResult:
@@ -850,8 +918,6 @@ class SROIResult:
         """Draw the value map (``"waterfall"``), the one-way sensitivity
         (``"tornado"``, ``top`` parameters) or the simulated ratios
         (``"simulation"``); drawn from :meth:`tables` only."""
-        from spevidence.sroi._plots import plot_tables
-
         if kind == "simulation" and self.simulations is None:
             raise DataError("no simulations to plot; call .simulate(n_sims, seed=...) first.")
         return plot_tables(self.tables(), kind, top=top)

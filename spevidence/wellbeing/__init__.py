@@ -6,10 +6,12 @@ Public API::
                   followup_window_days=..., meaningful=..., wellby=False) -> PairedChange
 
 Before/after change has no comparator; see the module docstring of
-:mod:`spevidence.wellbeing.paired` for the caveats carried into every table.
+:mod:`spevidence.activity.wellbeing` for the caveats carried into every table. The code
+lives in :mod:`spevidence.activity` (it shares that package's tables, figures and
+disclosure catalogue); this package is its public address.
 """
 
-from spevidence.wellbeing.paired import (
+from spevidence.activity.wellbeing import (
     INSTRUMENTS,
     MEANINGFUL_DEFAULT,
     WELLBY_CAVEAT,

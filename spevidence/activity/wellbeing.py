@@ -20,7 +20,7 @@ this caveat in its table.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -227,6 +227,71 @@ def paired_change(
         ``wellbeing_wellby`` and ``wellbeing_exclusions``.
     """
     require(wellbeing, "wellbeing", ("person_id", "measured_date", "instrument", "score"))
+    _check_options(instruments, baseline_window_days, followup_window_days, followup_pick, level)
+    b0, b1 = baseline_window_days
+    f0, f1 = followup_window_days
+    thresholds = dict(MEANINGFUL_DEFAULT)
+    thresholds.update(dict(meaningful or {}))
+    t0 = to_timestamp(start, name="start") if start is not None else None
+    t1 = to_timestamp(end, name="end") if end is not None else None
+
+    drops: list[tuple[str, str, int]] = []
+    index = _index_referrals(referrals, t0, t1, drops)
+    m, outside = _measurements_in_windows(wellbeing, index, instruments, (b0, b1), (f0, f1), drops)
+    groups = _group_columns(index, population, tuple(age_bands))
+    rows = _Rows()
+    wellby_row: dict[str, Any] | None = None
+    n_people = len(index)
+    n_picked = 0
+    for inst in instruments:
+        info = INSTRUMENTS[inst]
+        mi = m.loc[m["instrument"] == inst]
+        base = _pick(mi, b0, b1, "closest").set_index("person_id")["score"]
+        fup = _pick(mi, f0, f1, followup_pick).set_index("person_id")["score"]
+        has_b = index["person_id"].isin(base.index)
+        has_f = index["person_id"].isin(fup.index)
+        rows.pattern.extend(_pattern_rows(inst, info["label"], has_b, has_f, n_people))
+        rows.group.extend(_followup_by_group_rows(inst, info["label"], groups, has_b, has_f))
+        n_picked += len(base) + len(fup)
+        paired = pd.concat([base.rename("b"), fup.rename("f")], axis=1, join="inner")
+        rows.base.extend(_baseline_rows(inst, info["label"], base, fup))
+        change = _paired_t(paired, level)
+        rows.change.append(_change_row(inst, info, paired, change, float(thresholds[inst])))
+        if wellby and inst == "ons4_life_satisfaction":
+            wellby_row = _wellby_row(inst, change, wellby_duration_years, wellby_value)
+
+    drops.append(
+        (
+            "wellbeing",
+            "another measurement in the same window was used",
+            int((~outside).sum()) - n_picked,
+        )
+    )
+    tables = _tables(rows, wellby_row, wellby=wellby)
+    tables["wellbeing_exclusions"] = exclusions(drops)
+    settings: dict[str, Any] = {
+        "instruments": tuple(instruments),
+        "baseline_window_days": (b0, b1),
+        "followup_window_days": (f0, f1),
+        "followup_pick": followup_pick,
+        "meaningful": {i: thresholds[i] for i in instruments},
+        "start": None if t0 is None else str(t0.date()),
+        "end": None if t1 is None else str(t1.date()),
+        "wellby": wellby,
+        "wellby_value": wellby_value,
+        "wellby_price_year": WELLBY_PRICE_YEAR,
+        "level": level,
+    }
+    return PairedChange(results=tables, settings=settings)
+
+
+def _check_options(
+    instruments: tuple[str, ...],
+    baseline_window_days: tuple[int, int],
+    followup_window_days: tuple[int, int],
+    followup_pick: str,
+    level: float,
+) -> None:
     unknown = [i for i in instruments if i not in INSTRUMENTS]
     if unknown:
         raise DataError(f"unknown instrument(s) {unknown}; use any of {sorted(INSTRUMENTS)}.")
@@ -241,13 +306,20 @@ def paired_change(
         raise DataError(f"followup_pick must be 'last' or 'first', got {followup_pick!r}.")
     if not (0 < level < 1):
         raise DataError(f"level must be between 0 and 1, got {level}.")
-    thresholds = dict(MEANINGFUL_DEFAULT)
-    thresholds.update(dict(meaningful or {}))
-    t0 = to_timestamp(start, name="start") if start is not None else None
-    t1 = to_timestamp(end, name="end") if end is not None else None
 
-    drops: list[tuple[str, str, int]] = []
-    index = _index_referrals(referrals, t0, t1, drops)
+
+def _measurements_in_windows(
+    wellbeing: pd.DataFrame,
+    index: pd.DataFrame,
+    instruments: tuple[str, ...],
+    baseline: tuple[int, int],
+    followup: tuple[int, int],
+    drops: list[tuple[str, str, int]],
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Valid measurements of referred people with ``_days`` from the index date, and the
+    mask of those outside both windows (the drops are counted into ``drops``)."""
+    b0, b1 = baseline
+    f0, f1 = followup
     wb = wellbeing.copy()
     wb["person_id"] = wb["person_id"].astype(str)
     wb["instrument"] = wb["instrument"].astype(str).str.strip().str.lower()
@@ -272,134 +344,169 @@ def paired_change(
     drops.append(
         ("wellbeing", "measured outside the baseline and follow-up windows", int(outside.sum()))
     )
+    return m, outside
 
-    groups = _group_columns(index, population, tuple(age_bands))
-    change_rows, pattern_rows, group_rows, base_rows = [], [], [], []
-    wellby_row: dict[str, Any] | None = None
-    n_people = len(index)
-    n_picked = 0
-    for inst in instruments:
-        info = INSTRUMENTS[inst]
-        mi = m.loc[m["instrument"] == inst]
-        base = _pick(mi, b0, b1, "closest").set_index("person_id")["score"]
-        fup = _pick(mi, f0, f1, followup_pick).set_index("person_id")["score"]
-        has_b = index["person_id"].isin(base.index)
-        has_f = index["person_id"].isin(fup.index)
-        for pat, mask in zip(
-            PATTERNS,
-            (has_b & has_f, has_b & ~has_f, ~has_b & has_f, ~has_b & ~has_f),
-            strict=True,
-        ):
-            k = int(mask.sum())
-            pattern_rows.append((inst, info["label"], pat, k, n_people))
-        for ch, g in groups.items():
-            frame = pd.DataFrame(
-                {"group": g.to_numpy(), "b": has_b.to_numpy(), "f": (has_b & has_f).to_numpy()}
-            )
-            agg = frame.loc[frame["b"]].groupby("group", sort=True)["f"].agg(["size", "sum"])
-            for grp, r in agg.iterrows():
-                group_rows.append(
-                    (inst, info["label"], ch, str(grp), int(r["size"]), int(r["sum"]))
-                )
-        n_picked += len(base) + len(fup)
-        paired = pd.concat([base.rename("b"), fup.rename("f")], axis=1, join="inner")
-        for label, sub in (
-            ("Yes", base[base.index.isin(fup.index)]),
-            ("No", base[~base.index.isin(fup.index)]),
-        ):
-            base_rows.append(
-                (
-                    inst,
-                    info["label"],
-                    label,
-                    len(sub),
-                    float(sub.mean()) if len(sub) else np.nan,
-                    float(sub.std(ddof=1)) if len(sub) > 1 else np.nan,
-                )
-            )
-        n = len(paired)
-        d = (paired["f"] - paired["b"]).to_numpy(dtype=float)
-        sign = 1.0 if info["better"] == "higher" else -1.0
-        thr = float(thresholds[inst])
-        mean = float(d.mean()) if n else np.nan
-        sd = float(d.std(ddof=1)) if n > 1 else np.nan
-        if n > 1:
-            half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / np.sqrt(n)
-            lo, hi = mean - half, mean + half
-            p = float(stats.ttest_rel(paired["f"], paired["b"]).pvalue) if sd > 0 else np.nan
-        else:
-            lo = hi = p = np.nan
-        improved = int((sign * d >= thr).sum())
-        worsened = int((sign * d <= -thr).sum())
-        change_rows.append(
-            {
-                "instrument": inst,
-                "label": info["label"],
-                "better": info["better"],
-                "people": n,
-                "baseline_mean": float(paired["b"].mean()) if n else np.nan,
-                "baseline_sd": float(paired["b"].std(ddof=1)) if n > 1 else np.nan,
-                "followup_mean": float(paired["f"].mean()) if n else np.nan,
-                "followup_sd": float(paired["f"].std(ddof=1)) if n > 1 else np.nan,
-                "mean_change": mean,
-                "sd_change": sd,
-                "conf_low": lo,
-                "conf_high": hi,
-                "p_value": p,
-                "effect_size_dz": mean / sd if n > 1 and sd > 0 else np.nan,
-                "meaningful_change": thr,
-                "improved": improved,
-                "percent_improved": 100.0 * improved / n if n else np.nan,
-                "worsened": worsened,
-                "percent_worsened": 100.0 * worsened / n if n else np.nan,
-                "no_meaningful_change": n - improved - worsened,
-            }
-        )
-        if wellby and inst == "ons4_life_satisfaction":
-            wb_people = n * wellby_duration_years
-            wellby_row = {
-                "instrument": inst,
-                "people": n,
-                "mean_change": mean,
-                "conf_low": lo,
-                "conf_high": hi,
-                "duration_years": float(wellby_duration_years),
-                "wellbys": mean * wb_people,
-                "value_per_wellby": float(wellby_value),
-                "price_year": WELLBY_PRICE_YEAR,
-                "value": mean * wb_people * wellby_value,
-                "value_conf_low": lo * wb_people * wellby_value,
-                "value_conf_high": hi * wb_people * wellby_value,
-                "value_at_low_price": mean * wb_people * WELLBY_RANGE[0],
-                "value_at_high_price": mean * wb_people * WELLBY_RANGE[1],
-                "source": WELLBY_SOURCE,
-                "caveat": WELLBY_CAVEAT,
-            }
 
-    drops.append(
-        (
-            "wellbeing",
-            "another measurement in the same window was used",
-            int((~outside).sum()) - n_picked,
+@dataclass(frozen=True)
+class _Rows:
+    """Rows of the tables, filled one instrument at a time."""
+
+    change: list[dict[str, Any]] = field(default_factory=list)
+    pattern: list[tuple[Any, ...]] = field(default_factory=list)
+    group: list[tuple[Any, ...]] = field(default_factory=list)
+    base: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _PairedT:
+    """Mean paired change, its SD and paired-t interval and p-value."""
+
+    n: int
+    d: np.ndarray
+    mean: float
+    sd: float
+    lo: float
+    hi: float
+    p: float
+
+
+def _pattern_rows(
+    inst: str, label: str, has_b: pd.Series, has_f: pd.Series, n_people: int
+) -> list[tuple[Any, ...]]:
+    rows = []
+    for pat, mask in zip(
+        PATTERNS,
+        (has_b & has_f, has_b & ~has_f, ~has_b & has_f, ~has_b & ~has_f),
+        strict=True,
+    ):
+        k = int(mask.sum())
+        rows.append((inst, label, pat, k, n_people))
+    return rows
+
+
+def _followup_by_group_rows(
+    inst: str, label: str, groups: dict[str, pd.Series], has_b: pd.Series, has_f: pd.Series
+) -> list[tuple[Any, ...]]:
+    rows = []
+    for ch, g in groups.items():
+        frame = pd.DataFrame(
+            {"group": g.to_numpy(), "b": has_b.to_numpy(), "f": (has_b & has_f).to_numpy()}
         )
-    )
+        agg = frame.loc[frame["b"]].groupby("group", sort=True)["f"].agg(["size", "sum"])
+        for grp, r in agg.iterrows():
+            rows.append((inst, label, ch, str(grp), int(r["size"]), int(r["sum"])))
+    return rows
+
+
+def _baseline_rows(inst: str, label: str, base: pd.Series, fup: pd.Series) -> list[tuple[Any, ...]]:
+    rows = []
+    for has, sub in (
+        ("Yes", base[base.index.isin(fup.index)]),
+        ("No", base[~base.index.isin(fup.index)]),
+    ):
+        rows.append(
+            (
+                inst,
+                label,
+                has,
+                len(sub),
+                float(sub.mean()) if len(sub) else np.nan,
+                float(sub.std(ddof=1)) if len(sub) > 1 else np.nan,
+            )
+        )
+    return rows
+
+
+def _paired_t(paired: pd.DataFrame, level: float) -> _PairedT:
+    n = len(paired)
+    d = (paired["f"] - paired["b"]).to_numpy(dtype=float)
+    mean = float(d.mean()) if n else np.nan
+    sd = float(d.std(ddof=1)) if n > 1 else np.nan
+    if n > 1:
+        half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / np.sqrt(n)
+        lo, hi = mean - half, mean + half
+        p = float(stats.ttest_rel(paired["f"], paired["b"]).pvalue) if sd > 0 else np.nan
+    else:
+        lo = hi = p = np.nan
+    return _PairedT(n=n, d=d, mean=mean, sd=sd, lo=lo, hi=hi, p=p)
+
+
+def _change_row(
+    inst: str, info: Mapping[str, Any], paired: pd.DataFrame, c: _PairedT, thr: float
+) -> dict[str, Any]:
+    n, d, mean, sd = c.n, c.d, c.mean, c.sd
+    sign = 1.0 if info["better"] == "higher" else -1.0
+    improved = int((sign * d >= thr).sum())
+    worsened = int((sign * d <= -thr).sum())
+    return {
+        "instrument": inst,
+        "label": info["label"],
+        "better": info["better"],
+        "people": n,
+        "baseline_mean": float(paired["b"].mean()) if n else np.nan,
+        "baseline_sd": float(paired["b"].std(ddof=1)) if n > 1 else np.nan,
+        "followup_mean": float(paired["f"].mean()) if n else np.nan,
+        "followup_sd": float(paired["f"].std(ddof=1)) if n > 1 else np.nan,
+        "mean_change": mean,
+        "sd_change": sd,
+        "conf_low": c.lo,
+        "conf_high": c.hi,
+        "p_value": c.p,
+        "effect_size_dz": mean / sd if n > 1 and sd > 0 else np.nan,
+        "meaningful_change": thr,
+        "improved": improved,
+        "percent_improved": 100.0 * improved / n if n else np.nan,
+        "worsened": worsened,
+        "percent_worsened": 100.0 * worsened / n if n else np.nan,
+        "no_meaningful_change": n - improved - worsened,
+    }
+
+
+def _wellby_row(
+    inst: str, c: _PairedT, wellby_duration_years: float, wellby_value: float
+) -> dict[str, Any]:
+    n, mean, lo, hi = c.n, c.mean, c.lo, c.hi
+    wb_people = n * wellby_duration_years
+    return {
+        "instrument": inst,
+        "people": n,
+        "mean_change": mean,
+        "conf_low": lo,
+        "conf_high": hi,
+        "duration_years": float(wellby_duration_years),
+        "wellbys": mean * wb_people,
+        "value_per_wellby": float(wellby_value),
+        "price_year": WELLBY_PRICE_YEAR,
+        "value": mean * wb_people * wellby_value,
+        "value_conf_low": lo * wb_people * wellby_value,
+        "value_conf_high": hi * wb_people * wellby_value,
+        "value_at_low_price": mean * wb_people * WELLBY_RANGE[0],
+        "value_at_high_price": mean * wb_people * WELLBY_RANGE[1],
+        "source": WELLBY_SOURCE,
+        "caveat": WELLBY_CAVEAT,
+    }
+
+
+def _tables(
+    rows: _Rows, wellby_row: dict[str, Any] | None, *, wellby: bool
+) -> dict[str, pd.DataFrame]:
     tables: dict[str, pd.DataFrame] = {}
-    tables["wellbeing_paired_change"] = pd.DataFrame(change_rows)
+    tables["wellbeing_paired_change"] = pd.DataFrame(rows.change)
     pattern = pd.DataFrame(
-        pattern_rows, columns=["instrument", "label", "pattern", "people", "referred_people"]
+        rows.pattern, columns=["instrument", "label", "pattern", "people", "referred_people"]
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         pattern["percent"] = 100.0 * pattern["people"] / pattern["referred_people"]
     tables["wellbeing_followup_pattern"] = pattern
     by_group = pd.DataFrame(
-        group_rows,
+        rows.group,
         columns=["instrument", "label", "characteristic", "group", "people", "with_followup"],
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         by_group["percent_with_followup"] = 100.0 * by_group["with_followup"] / by_group["people"]
     tables["wellbeing_followup_by_group"] = by_group
     tables["wellbeing_baseline_by_followup"] = pd.DataFrame(
-        base_rows,
+        rows.base,
         columns=["instrument", "label", "has_followup", "people", "baseline_mean", "baseline_sd"],
     )
     if wellby:
@@ -409,18 +516,4 @@ def paired_change(
                 "point of life satisfaction for one person for one year)."
             )
         tables["wellbeing_wellby"] = pd.DataFrame([wellby_row])
-    tables["wellbeing_exclusions"] = exclusions(drops)
-    settings: dict[str, Any] = {
-        "instruments": tuple(instruments),
-        "baseline_window_days": (b0, b1),
-        "followup_window_days": (f0, f1),
-        "followup_pick": followup_pick,
-        "meaningful": {i: thresholds[i] for i in instruments},
-        "start": None if t0 is None else str(t0.date()),
-        "end": None if t1 is None else str(t1.date()),
-        "wellby": wellby,
-        "wellby_value": wellby_value,
-        "wellby_price_year": WELLBY_PRICE_YEAR,
-        "level": level,
-    }
-    return PairedChange(results=tables, settings=settings)
+    return tables
