@@ -247,7 +247,6 @@ def activity(
     if period not in ("month", "quarter"):
         raise SpevidenceError(f"--period must be 'month' or 'quarter', got {period!r}.")
     _out_outside_data(out_dir, data)
-    ex = read_extracts(data)
     ex = read_activity_extracts(data)
     logs: list = []
 
