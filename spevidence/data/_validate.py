@@ -9,16 +9,19 @@ Order of checks for every table: missing identifier; invalid NHS number (when id
 raw NHS numbers); unreadable values (dates, numbers); missing required values;
 unknown codes; table rules (registration ends before it starts, registered after
 death, negative length of stay); exact duplicate rows. Then, for event tables:
-person not in the population; event after death; event outside every registration
-spell; event outside the study window (referrals are kept whatever their date: a
-referral before the window marks someone already referred).
+person not in the population; event after death; event before the year of birth;
+event outside every registration spell; event outside the study window (referrals are
+kept whatever their date: a referral before the window marks someone already referred).
+Last, the checks of :mod:`spevidence.data._coverage` stop validation when an extract is
+empty, a table loses more than ``max_row_loss`` of its rows, or an event extract does not
+cover the study window.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -26,6 +29,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from spevidence.data._coverage import MAX_ROW_LOSS, check_coverage, check_empty, check_row_loss
 from spevidence.data._read import ROW, Extracts, upload_arrow
 from spevidence.data._results import Action, Attrition, AttritionEntry, QAIssue, QAReport
 from spevidence.data._types import (
@@ -486,7 +490,10 @@ def _event_rules(
     if date_col is None:  # schema invariant: every event table declares its date column
         raise DataError(f"{name}: the schema declares no event date column.")
     p = persons.select(
-        _p_id=persons.person_id, _p_death=persons.death_date, _p_in=ibis.literal(True)
+        _p_id=persons.person_id,
+        _p_death=persons.death_date,
+        _p_yob=persons._yob,
+        _p_in=ibis.literal(True),
     )
     x = typed.left_join(p, typed.person_id == p._p_id).drop("_p_id")
     rules: list[_Rule] = []
@@ -515,6 +522,20 @@ def _event_rules(
             lambda n, rows: (
                 f"{t}.{date_col}: {n} rows are dated after the person's death "
                 f"({rows}). They were excluded. Fix: check the dates and the death records."
+            ),
+        )
+    )
+    rules.append(
+        _Rule(
+            f"born_after_event:{date_col}",
+            "born_after_event",
+            date_col,
+            d.year() < x._p_yob,
+            "excluded",
+            lambda n, rows: (
+                f"{t}.{date_col}: {n} rows are dated before the year the person was born "
+                f"(population.year_of_birth) ({rows}). They were excluded. Fix: check the "
+                "years of birth and the event dates at source (a mistyped or swapped year)."
             ),
         )
     )
@@ -737,6 +758,8 @@ def validate(
     ids: Ids = "pseudonym",
     key: Any = None,
     duplicates: Literal["exclude", "keep"] = "exclude",
+    max_row_loss: float = MAX_ROW_LOSS,
+    completeness: Literal["stop", "warn"] = "stop",
 ) -> tuple[Extracts, QAReport, Attrition]:
     """Check the extracts against their contracts; exclude and count bad rows.
 
@@ -759,6 +782,16 @@ def validate(
         repeats and counts them; ``"keep"`` keeps them (two appointments on one day
         with no appointment id are indistinguishable from a repeated row) and
         reports a warning. Repeated population rows are always merged.
+    max_row_loss
+        The largest share of a table's usable rows that validation may exclude before
+        it stops (default 0.05; the protocol's ``qa.max_row_loss``). Exact repeats,
+        events outside the study window and events outside registration are expected
+        and do not count. A raised bar that a table needed gives a warning.
+    completeness
+        ``"stop"`` (default): an extract with no rows, an event extract with months of
+        the study window missing, or referrals with none accepted stop validation.
+        ``"warn"``: they are reported as QA warnings instead (to look at extracts that
+        are known to be partial; an evaluation run always stops).
 
     Returns
     -------
@@ -773,9 +806,11 @@ def validate(
     Raises
     ------
     DataError
-        Problems that make the extracts unusable (a date column in an unknown format,
-        no usable population rows). Messages name table, column, counts, first row
-        numbers and the fix, never an identifier.
+        Problems that make the extracts unusable or a run silently wrong (a date column
+        in an unknown format, an extract with no rows, a table losing more than
+        ``max_row_loss`` of its rows, an event extract not covering the study window,
+        no accepted referral; see :mod:`spevidence.data._coverage`). Messages name
+        table, column, counts, first row numbers and the fix, never an identifier.
     """
     if extracts.stage != "raw":
         raise DataError(
@@ -785,6 +820,10 @@ def validate(
         raise DataError(f"duplicates must be 'exclude' or 'keep', not {duplicates!r}.")
     if ids not in ("nhs_number", "pseudonym"):
         raise DataError(f"ids must be 'nhs_number' or 'pseudonym', not {ids!r}.")
+    if completeness not in ("stop", "warn"):
+        raise DataError(f"completeness must be 'stop' or 'warn', not {completeness!r}.")
+    if not 0 <= max_row_loss <= 1:
+        raise DataError(f"max_row_loss must be a share from 0 to 1, not {max_row_loss!r}.")
     s, e = study_window(start, end)
     if ids == "nhs_number":
         from spevidence.identity import load_key
@@ -806,7 +845,7 @@ def validate(
     entries += ent
     errors += err
     n_people = kept_rows(entries, "population")
-    if n_people == 0 and not errors:
+    if n_people == 0 and not errors and Attrition(tuple(ent)).rows_in("population"):
         errors.append(
             "population: no rows are left after the checks above. Fix: see the QA findings."
         )
@@ -818,6 +857,7 @@ def validate(
             _n_death=pop.death_date.nunique(),
             _n_sex=pop.sex.nunique(),
             _n_yob=pop.year_of_birth.nunique(),
+            _yob=pop.year_of_birth.min(),
         )
         .cache()
     )
@@ -839,6 +879,9 @@ def validate(
         entries += ent
         errors += err
 
+    stops = _stop_checks(clean, Attrition(tuple(entries)), s, e, max_row_loss, completeness)
+    errors += [i.message for i in stops if i.action == "error"]
+    issues += [i for i in stops if i.action != "error"]
     if errors:
         raise DataError(" ".join(errors))
 
@@ -860,6 +903,35 @@ def validate(
         study_window=(s, e),
     )
     return out, QAReport(tuple(issues)), attrition
+
+
+def _stop_checks(
+    clean: dict[str, ir.Table],
+    attrition: Attrition,
+    start: dt.date,
+    end: dt.date,
+    max_row_loss: float,
+    completeness: Literal["stop", "warn"],
+) -> list[QAIssue]:
+    """Findings that make a run silently wrong (:mod:`spevidence.data._coverage`): a table
+    losing too many rows; and, unless ``completeness="warn"`` turns them into warnings,
+    an empty extract, an event extract not covering the window, no accepted referral."""
+    found = check_empty(attrition)
+    dates = {n: str(TABLES[n].date_column) for n in clean}
+    found += check_coverage(clean, dates, start, end)
+    ref = clean.get("referrals")
+    if ref is not None and attrition.kept("referrals"):
+        n_acc = int(ref.filter(ref.outcome == "accepted").count().execute())
+        if n_acc == 0:
+            msg = (
+                f"referrals: none of the {attrition.kept('referrals')} referrals kept has the "
+                "outcome 'accepted', so nobody counts as referred. Fix: check the outcome "
+                "column (accepted, declined, did_not_engage) or map your codes onto them."
+            )
+            found.append(QAIssue("referrals", "outcome", "no_accepted_referral", 0, "error", msg))
+    if completeness == "warn":
+        found = [replace(i, action="warning") for i in found]
+    return check_row_loss(attrition, max_row_loss) + found
 
 
 def kept_rows(entries: list[AttritionEntry], table: str) -> int:

@@ -1,0 +1,258 @@
+"""Checks that stop a run whose extracts would make it silently wrong (issue 19).
+
+Three checks run at the end of validation, on the counts validation already made:
+
+- **Empty extracts**: a required extract with a header and no rows stops the run.
+- **Row loss**: a table that loses more than ``max_row_loss`` (default 5 %) of its usable
+  rows stops the run, naming the table, the count, the share and the reasons. Usable
+  rows are the rows read less those excluded for expected reasons: exact repeats of a
+  row (the first copy is kept), events outside the study window, and events outside
+  the person's registration spells (they were registered elsewhere then). Every other
+  exclusion counts as lost (unreadable or missing values, unknown codes, invalid NHS
+  numbers, people not in the population extract, events after death or before birth).
+- **Coverage of the study window**: every event extract (GP appointments, A&E,
+  admissions) must have rows in every month of the study window; referrals in every
+  month from the first month with a referral (a service may start inside the window)
+  to the end. A run of empty months at the start, the end or inside the window stops
+  the run when the table is busy enough that the run cannot be empty by chance: when
+  the table's average month (rows in the window / months in the window) would have
+  put at least ``EXPECTED_IN_GAP`` (10) rows into it, so that the chance of seeing none
+  is below 1 in 20,000 (Poisson). No whole month may be missing; a month that is only
+  partly covered (an extract taken mid-month) is not detected, so set ``end`` to the
+  last complete month.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+
+import ibis.expr.types as ir
+
+from spevidence.data._results import Attrition, QAIssue
+
+MAX_ROW_LOSS = 0.05
+EXPECTED_IN_GAP = 10.0
+REQUIRED_TABLES = ("population", "referrals", "gp_appointments", "ae_attendances", "admissions")
+COVERED_TABLES = ("gp_appointments", "ae_attendances", "admissions", "referrals")
+# exclusions that lose no information the evaluation should have had
+EXPECTED_EXCLUSIONS = ("duplicate_row", "outside_study_window", "outside_registration")
+# what most often causes each kind of loss, as a reader would say it
+_CAUSES = {
+    "not_in_population": (
+        "for people not in the population extract",
+        "most often the extract was pseudonymised with a different key, or covers other "
+        "practices or dates",
+    ),
+    "invalid_nhs_number": (
+        "with an invalid NHS number",
+        "if person_id already holds pseudonyms, set ids: pseudonym",
+    ),
+    "unreadable_value": ("with a value that cannot be read", "check the date format and delimiter"),
+    "missing_value": ("with a required value empty", ""),
+    "unknown_code": ("with a code outside the allowed values", "see docs/contracts.md"),
+    "missing_id": ("with no person_id", ""),
+    "after_death": ("dated after the person's death", ""),
+    "born_after_event": ("dated before the person's year of birth", ""),
+}
+
+
+@dataclass(frozen=True)
+class RowLoss:
+    """Rows one table lost to validation, of the rows it should have been able to use."""
+
+    table: str
+    usable: int
+    lost: int
+    reasons: tuple[tuple[str, int], ...]
+
+    @property
+    def share(self) -> float:
+        return self.lost / self.usable if self.usable else 0.0
+
+    def describe(self) -> str:
+        why = "; ".join(_cause(r, n) for r, n in self.reasons)
+        return (
+            f"{self.table}: {self.lost} of {self.usable} usable rows ({self.share:.0%}) were "
+            f"excluded: {why}"
+        )
+
+
+def _rule(reason: str) -> str:
+    return reason.split(" (", 1)[0]
+
+
+def _cause(reason: str, n: int) -> str:
+    """ "4 rows with a value that cannot be read in appointment_date (check ...)"."""
+    rule = _rule(reason)
+    what, hint = _CAUSES.get(rule, ("excluded as " + rule.replace("_", " "), ""))
+    col = reason[len(rule) :].strip(" ()")
+    text = f"{n} row{'s' if n != 1 else ''} {what}"
+    text += f" in {col}" if col and col != "person_id" else ""
+    return text + (f" ({hint})" if hint else "")
+
+
+def row_losses(attrition: Attrition) -> list[RowLoss]:
+    """Per table: usable rows, rows lost and why (from validation's attrition)."""
+    out = []
+    for t in attrition.tables:
+        excluded = attrition.excluded(t)
+        expected = sum(n for r, n in excluded.items() if _rule(r) in EXPECTED_EXCLUSIONS)
+        lost = {r: n for r, n in excluded.items() if _rule(r) not in EXPECTED_EXCLUSIONS}
+        reasons = tuple(sorted(lost.items(), key=lambda kv: (-kv[1], kv[0])))
+        out.append(RowLoss(t, attrition.rows_in(t) - expected, sum(lost.values()), reasons))
+    return out
+
+
+_LOSS_FIX = (
+    "Fix: correct the extract at source; only if the loss is understood and cannot bias the "
+    "comparison, raise qa.max_row_loss in the protocol (--max-row-loss for validate and "
+    "link); the report then says so."
+)
+
+
+def _issue(table: str, rule: str, rows: int, message: str, *, column: str = "*") -> QAIssue:
+    return QAIssue(table, column, rule, rows, "error", message)
+
+
+def check_row_loss(attrition: Attrition, max_row_loss: float) -> list[QAIssue]:
+    """Errors for tables over the bar; warnings for tables over the default but within a
+    bar the protocol raised (``qa.max_row_loss``), which the report's summary states."""
+    out: list[QAIssue] = []
+    for loss in row_losses(attrition):
+        if loss.lost == 0:
+            continue
+        if loss.share > max_row_loss:
+            msg = f"{loss.describe()}. " + (
+                f"No rows of {loss.table} are left."
+                if loss.lost == loss.usable
+                else f"That is more than the {max_row_loss:.0%} a table may lose (qa.max_row_loss)."
+            )
+            out.append(_issue(loss.table, "row_loss", loss.lost, msg))
+        elif loss.share > MAX_ROW_LOSS:
+            msg = (
+                f"{loss.describe()}. That is more than the default {MAX_ROW_LOSS:.0%}, within "
+                f"the {max_row_loss:.0%} allowed (qa.max_row_loss); the report's summary says so."
+            )
+            out.append(
+                QAIssue(loss.table, "*", "row_loss_above_default", loss.lost, "warning", msg)
+            )
+    errors = [i for i in out if i.action == "error"]
+    if errors:  # the fix once, after the last table
+        last = errors[-1]
+        out[out.index(last)] = replace(last, message=f"{last.message} {_LOSS_FIX}")
+    return out
+
+
+def check_empty(attrition: Attrition) -> list[QAIssue]:
+    """A required extract with a header and no rows."""
+    return [
+        _issue(
+            t,
+            "empty_extract",
+            0,
+            f"{t}: the extract has a header but no rows. Fix: export {t} again; an evaluation "
+            "needs every extract for the whole study window.",
+        )
+        for t in REQUIRED_TABLES
+        if t in attrition.tables and attrition.rows_in(t) == 0
+    ]
+
+
+def _month(d: dt.date) -> int:
+    return d.year * 12 + d.month - 1
+
+
+def _label(m: int) -> str:
+    return f"{m // 12}-{m % 12 + 1:02d}"
+
+
+def _months(m: int) -> str:
+    return f"{m} month{'s' if m != 1 else ''}"
+
+
+def _monthly(table: ir.Table, col: str, start: dt.date, end: dt.date) -> tuple[dict[int, int], int]:
+    """Rows per month (as year*12 + month-1) inside the window; and the first month with
+    a row in the whole table (or -1 when it is empty)."""
+    d = table[col]
+    inside = d.between(start, end)
+    m = d.year().cast("int64") * 12 + d.month().cast("int64") - 1
+    recs = (
+        table.group_by(_m=m)
+        .aggregate(n=inside.cast("int64").sum())
+        .order_by("_m")
+        .to_pyarrow()
+        .to_pylist()
+    )
+    counts = {int(r["_m"]): int(r["n"]) for r in recs if r["_m"] is not None and r["n"]}
+    first = min((int(r["_m"]) for r in recs if r["_m"] is not None), default=-1)
+    return counts, first
+
+
+def _gaps(months: range, counts: dict[int, int]) -> list[tuple[int, int]]:
+    """Runs of consecutive empty months, as (first, last)."""
+    runs: list[tuple[int, int]] = []
+    for m in months:
+        if counts.get(m, 0):
+            continue
+        if runs and runs[-1][1] == m - 1:
+            runs[-1] = (runs[-1][0], m)
+        else:
+            runs.append((m, m))
+    return runs
+
+
+def check_coverage(
+    tables: dict[str, ir.Table], date_columns: dict[str, str], start: dt.date, end: dt.date
+) -> list[QAIssue]:
+    """Errors for event extracts that do not cover the study window (see module doc)."""
+    errors: list[QAIssue] = []
+    for name in COVERED_TABLES:
+        if name not in tables:
+            continue
+        counts, first = _monthly(tables[name], date_columns[name], start, end)
+        lo, hi = _month(start), _month(end)
+        if name == "referrals" and first > lo:
+            lo = first  # a service may start inside the window
+        months = range(lo, hi + 1)
+        total = sum(counts.values())
+        if first < 0:  # no rows kept at all: the empty and row-loss checks say why
+            continue
+        if total == 0:
+            msg = (
+                f"{name}: none of the rows kept falls in the study window {start} to {end}. "
+                "Fix: supply the extract for the study window, or move `start`/`end` in "
+                "the protocol (--start/--end for validate and link) to the dates it covers."
+            )
+            errors.append(_issue(name, "not_covered", 0, msg, column=date_columns[name]))
+            continue
+        rate = total / len(months)
+        for a, b in _gaps(months, counts):
+            k = b - a + 1
+            if k * rate < EXPECTED_IN_GAP:
+                continue
+            msg = _gap_message(name, a, b, lo, hi, rate)
+            errors.append(_issue(name, "months_missing", 0, msg, column=date_columns[name]))
+    return errors
+
+
+def _gap_message(name: str, a: int, b: int, lo: int, hi: int, rate: float) -> str:
+    k = b - a + 1
+    if b == hi:
+        return (
+            f"{name}: no rows after {_label(a - 1)}; the study window ends {_label(hi)} "
+            f"({_months(k)} missing). Fix: shorten `end` in the protocol (--end for validate "
+            "and link) or supply the missing months."
+        )
+    if a == lo:
+        return (
+            f"{name}: no rows before {_label(b + 1)}; the study window starts {_label(lo)} "
+            f"({_months(k)} missing). Fix: move `start` later in the protocol (--start for "
+            "validate and link) or supply the missing months."
+        )
+    span = _label(a) if a == b else f"{_label(a)} to {_label(b)}"
+    return (
+        f"{name}: no rows in {span} ({_months(k)}), although the table has about "
+        f"{rate:.0f} rows a month around it. Fix: supply the missing months; an empty month "
+        "would be counted as no use."
+    )
