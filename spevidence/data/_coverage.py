@@ -202,57 +202,73 @@ def _gaps(months: range, counts: dict[int, int]) -> list[tuple[int, int]]:
     return runs
 
 
+_COVERAGE_FIX = {
+    "none": "Fix: supply the extracts for the study window, or move `start`/`end` in the "
+    "protocol (--start/--end for validate and link) to the dates they cover.",
+    "end": "Fix: shorten `end` in the protocol (--end for validate and link) or supply the "
+    "missing months.",
+    "start": "Fix: move `start` later in the protocol (--start for validate and link) or "
+    "supply the missing months.",
+    "gap": "Fix: supply the missing months; an empty month would be counted as no use.",
+}
+
+
 def check_coverage(
     tables: dict[str, ir.Table], date_columns: dict[str, str], start: dt.date, end: dt.date
 ) -> list[QAIssue]:
-    """Errors for event extracts that do not cover the study window (see module doc)."""
-    errors: list[QAIssue] = []
+    """Errors for event extracts that do not cover the study window (see module doc).
+    Each kind of gap states its fix once, after the last table with it."""
+    found: list[tuple[str, QAIssue]] = []
     for name in COVERED_TABLES:
         if name not in tables:
             continue
-        counts, first = _monthly(tables[name], date_columns[name], start, end)
-        lo, hi = _month(start), _month(end)
-        if name == "referrals" and first > lo:
-            lo = first  # a service may start inside the window
-        months = range(lo, hi + 1)
-        total = sum(counts.values())
-        if first < 0:  # no rows kept at all: the empty and row-loss checks say why
-            continue
-        if total == 0:
-            msg = (
-                f"{name}: none of the rows kept falls in the study window {start} to {end}. "
-                "Fix: supply the extract for the study window, or move `start`/`end` in "
-                "the protocol (--start/--end for validate and link) to the dates it covers."
-            )
-            errors.append(_issue(name, "not_covered", 0, msg, column=date_columns[name]))
-            continue
-        rate = total / len(months)
-        for a, b in _gaps(months, counts):
-            k = b - a + 1
-            if k * rate < EXPECTED_IN_GAP:
-                continue
-            msg = _gap_message(name, a, b, lo, hi, rate)
-            errors.append(_issue(name, "months_missing", 0, msg, column=date_columns[name]))
-    return errors
+        col = date_columns[name]
+        for kind, msg in _table_gaps(name, tables[name], col, start, end):
+            found.append((kind, _issue(name, "months_missing", 0, msg, column=col)))
+    out = [i for _, i in found]
+    for kind, fix in _COVERAGE_FIX.items():
+        last = [n for n, (k, _) in enumerate(found) if k == kind]
+        if last:
+            out[last[-1]] = replace(out[last[-1]], message=f"{out[last[-1]].message} {fix}")
+    return out
 
 
-def _gap_message(name: str, a: int, b: int, lo: int, hi: int, rate: float) -> str:
-    k = b - a + 1
+def _table_gaps(
+    name: str, table: ir.Table, col: str, start: dt.date, end: dt.date
+) -> list[tuple[str, str]]:
+    """(kind, message) for each run of months of the window the table does not cover."""
+    counts, first = _monthly(table, col, start, end)
+    if first < 0:  # no rows kept at all: the empty and row-loss checks say why
+        return []
+    lo, hi = _month(start), _month(end)
+    if name == "referrals":
+        lo = max(lo, first)  # a service may start inside the window
+    total = sum(counts.values())
+    if total == 0:
+        return [("none", f"{name}: none of the rows kept falls in the study window {start} "
+                 f"to {end}.")]  # fmt: skip
+    rate = total / (hi - lo + 1)
+    return [
+        _gap(name, a, b, lo, hi, rate)
+        for a, b in _gaps(range(lo, hi + 1), counts)
+        if (b - a + 1) * rate >= EXPECTED_IN_GAP
+    ]
+
+
+def _gap(name: str, a: int, b: int, lo: int, hi: int, rate: float) -> tuple[str, str]:
+    k = _months(b - a + 1)
     if b == hi:
-        return (
+        return "end", (
             f"{name}: no rows after {_label(a - 1)}; the study window ends {_label(hi)} "
-            f"({_months(k)} missing). Fix: shorten `end` in the protocol (--end for validate "
-            "and link) or supply the missing months."
+            f"({k} missing)."
         )
     if a == lo:
-        return (
+        return "start", (
             f"{name}: no rows before {_label(b + 1)}; the study window starts {_label(lo)} "
-            f"({_months(k)} missing). Fix: move `start` later in the protocol (--start for "
-            "validate and link) or supply the missing months."
+            f"({k} missing)."
         )
     span = _label(a) if a == b else f"{_label(a)} to {_label(b)}"
-    return (
-        f"{name}: no rows in {span} ({_months(k)}), although the table has about "
-        f"{rate:.0f} rows a month around it. Fix: supply the missing months; an empty month "
-        "would be counted as no use."
+    return "gap", (
+        f"{name}: no rows in {span} ({k}), although the table has about {rate:.0f} rows a "
+        "month around it."
     )
