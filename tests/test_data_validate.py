@@ -74,9 +74,7 @@ def result(tmp_path_factory):
     folder = write_extracts(tmp_path_factory.mktemp("defects"), defect_world(), fmt="csv")
     ex = read_extracts(folder)
     # one of each defect in tables of a few rows: far more than 5 % of rows are lost
-    clean, qa, att = validate(
-        ex, start=START, end=END, ids="nhs_number", key=KEY, max_row_loss=1.0
-    )
+    clean, qa, att = validate(ex, start=START, end=END, ids="nhs_number", key=KEY, max_row_loss=1.0)
     return ex, clean, qa, att
 
 

@@ -78,6 +78,15 @@ def _gp_month_missing(folder: Path) -> None:
     _write(folder, "gp_appointments", df[~((d.dt.year == 2022) & (d.dt.month == 6))])
 
 
+def _gp_years_early(folder: Path) -> None:
+    """The GP extract of the wrong years: every row before the study window."""
+    df = _read(folder, "gp_appointments")
+    df["appointment_date"] = (
+        pd.to_datetime(df["appointment_date"]) - pd.DateOffset(years=6)
+    ).dt.date
+    _write(folder, "gp_appointments", df)
+
+
 def _born_after(folder: Path) -> None:
     """Three people with GP appointments in 2021-22 and no referral, born in 2023."""
     gp = _read(folder, "gp_appointments")
@@ -128,6 +137,13 @@ CASES: list[tuple[str, Callable[[Path], None], tuple[str, ...], int, tuple[str, 
         (),
         1,
         ("gp_appointments: no rows in 2022-06 (1 month)", "supply the missing months"),
+    ),
+    (
+        "gp-extract-of-other-years",
+        _gp_years_early,
+        (),
+        1,
+        ("gp_appointments: none of the rows kept falls in the study window",),
     ),
     (
         "born-after-events",

@@ -73,9 +73,14 @@ class RowLoss:
     def describe(self) -> str:
         why = "; ".join(_cause(r, n) for r, n in self.reasons)
         return (
-            f"{self.table}: {self.lost} of {self.usable} usable rows ({self.share:.0%}) were "
+            f"{self.table}: {self.lost} of {self.usable} usable rows ({pct(self.share)}) were "
             f"excluded: {why}"
         )
+
+
+def pct(share: float) -> str:
+    """A share as a percentage to three significant digits: 5%, 5.4% (not "5%"), 50%."""
+    return f"{share * 100:.3g}%"
 
 
 def _rule(reason: str) -> str:
@@ -123,16 +128,14 @@ def check_row_loss(attrition: Attrition, max_row_loss: float) -> list[QAIssue]:
         if loss.lost == 0:
             continue
         if loss.share > max_row_loss:
-            msg = f"{loss.describe()}. " + (
-                f"No rows of {loss.table} are left."
-                if loss.lost == loss.usable
-                else f"That is more than the {max_row_loss:.0%} a table may lose (qa.max_row_loss)."
-            )
+            bar = f"That is more than the {pct(max_row_loss)} a table may lose (qa.max_row_loss)."
+            left = f"No rows of {loss.table} are left."
+            msg = f"{loss.describe()}. {left if loss.lost == loss.usable else bar}"
             out.append(_issue(loss.table, "row_loss", loss.lost, msg))
         elif loss.share > MAX_ROW_LOSS:
             msg = (
-                f"{loss.describe()}. That is more than the default {MAX_ROW_LOSS:.0%}, within "
-                f"the {max_row_loss:.0%} allowed (qa.max_row_loss); the report's summary says so."
+                f"{loss.describe()}. That is more than the default {pct(MAX_ROW_LOSS)}, within "
+                f"the {pct(max_row_loss)} allowed (qa.max_row_loss); the report's summary says so."
             )
             out.append(
                 QAIssue(loss.table, "*", "row_loss_above_default", loss.lost, "warning", msg)
@@ -238,13 +241,11 @@ def _table_gaps(
 ) -> list[tuple[str, str]]:
     """(kind, message) for each run of months of the window the table does not cover."""
     counts, first = _monthly(table, col, start, end)
-    if first < 0:  # no rows kept at all: the empty and row-loss checks say why
-        return []
     lo, hi = _month(start), _month(end)
     if name == "referrals":
         lo = max(lo, first)  # a service may start inside the window
     total = sum(counts.values())
-    if total == 0:
+    if total == 0:  # (first < 0: no rows kept at all)
         return [("none", f"{name}: none of the rows kept falls in the study window {start} "
                  f"to {end}.")]  # fmt: skip
     rate = total / (hi - lo + 1)

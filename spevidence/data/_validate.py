@@ -917,8 +917,11 @@ def _stop_checks(
     losing too many rows; and, unless ``completeness="warn"`` turns them into warnings,
     an empty extract, an event extract not covering the window, no accepted referral."""
     found = check_empty(attrition)
-    dates = {n: str(TABLES[n].date_column) for n in clean}
-    found += check_coverage(clean, dates, start, end)
+    loss = check_row_loss(attrition, max_row_loss)
+    # a table already stopped (no rows, too many lost) is not also checked for coverage
+    stopped = {i.table for i in found + loss if i.action == "error"}
+    cover = {n: t for n, t in clean.items() if n not in stopped}
+    found += check_coverage(cover, {n: str(TABLES[n].date_column) for n in cover}, start, end)
     ref = clean.get("referrals")
     if ref is not None and attrition.kept("referrals"):
         n_acc = int(ref.filter(ref.outcome == "accepted").count().execute())
@@ -931,7 +934,7 @@ def _stop_checks(
             found.append(QAIssue("referrals", "outcome", "no_accepted_referral", 0, "error", msg))
     if completeness == "warn":
         found = [replace(i, action="warning") for i in found]
-    return check_row_loss(attrition, max_row_loss) + found
+    return loss + found
 
 
 def kept_rows(entries: list[AttritionEntry], table: str) -> int:

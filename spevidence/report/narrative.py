@@ -237,7 +237,7 @@ class Narrative:
     def _row_loss(self) -> str:
         """The caveat when the protocol let tables lose more rows than the default bar
         (the QA finding ``row_loss_above_default``; "" when there is none)."""
-        from spevidence.data._coverage import MAX_ROW_LOSS
+        from spevidence.data._coverage import MAX_ROW_LOSS, pct
 
         qa = self.rb.table("qa")
         if qa is None or "rule" not in qa.columns or "table" not in qa.columns:
@@ -247,9 +247,9 @@ class Narrative:
             return ""
         spec = self.rb.protocol.get("qa")
         bar = spec.get("max_row_loss") if isinstance(spec, dict) else None
-        allowed = f" to {_num(bar):.0%}" if bar is not None else ""
+        allowed = f" to {pct(_num(bar))}" if bar is not None else ""
         return (
-            f"data validation excluded more than {MAX_ROW_LOSS:.0%} of the usable rows of "
+            f"data validation excluded more than {pct(MAX_ROW_LOSS)} of the usable rows of "
             f"{', '.join(t.replace('_', ' ') for t in tables)}, the default limit, which the "
             f"protocol raised{allowed} (qa.max_row_loss); the estimates rest on the rows kept"
         )
