@@ -143,7 +143,10 @@ CASES: list[tuple[str, Callable[[Path], None], tuple[str, ...], int, tuple[str, 
         _gp_years_early,
         (),
         1,
-        ("gp_appointments: none of the rows kept falls in the study window",),
+        (
+            "gp_appointments: none of the rows kept falls in the study window",
+            "outside the study window or the registration spells",
+        ),
     ),
     (
         "born-after-events",

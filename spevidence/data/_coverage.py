@@ -1,6 +1,6 @@
 """Checks that stop a run whose extracts would make it silently wrong (issue 19).
 
-Three checks run at the end of validation, on the counts validation already made:
+Four checks run at the end of validation, on the counts validation already made:
 
 - **Empty extracts**: a required extract with a header and no rows stops the run.
 - **Row loss**: a table that loses more than ``max_row_loss`` (default 5 %) of its usable
@@ -19,7 +19,10 @@ Three checks run at the end of validation, on the counts validation already made
   put at least ``EXPECTED_IN_GAP`` (10) rows into it, so that the chance of seeing none
   is below 1 in 20,000 (Poisson). No whole month may be missing; a month that is only
   partly covered (an extract taken mid-month) is not detected, so set ``end`` to the
-  last complete month.
+  last complete month. A table with no rows kept in the window stops too, unless it
+  was empty or stopped for losing more rows than it set aside as expected (that loss
+  is then the message).
+- **No accepted referral**: referrals kept, none with the outcome ``accepted``.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class RowLoss:
     usable: int
     lost: int
     reasons: tuple[tuple[str, int], ...]
+    expected: int = 0  # excluded for expected reasons (repeats, outside window/registration)
 
     @property
     def share(self) -> float:
@@ -72,9 +76,15 @@ class RowLoss:
 
     def describe(self) -> str:
         why = "; ".join(_cause(r, n) for r, n in self.reasons)
+        also = (
+            f" ({self.expected} more rows were outside the study window or the registration "
+            "spells, or repeated rows, as expected)"
+            if self.expected
+            else ""
+        )
         return (
             f"{self.table}: {self.lost} of {self.usable} usable rows ({pct(self.share)}) were "
-            f"excluded: {why}"
+            f"excluded: {why}{also}"
         )
 
 
@@ -105,7 +115,8 @@ def row_losses(attrition: Attrition) -> list[RowLoss]:
         expected = sum(n for r, n in excluded.items() if _rule(r) in EXPECTED_EXCLUSIONS)
         lost = {r: n for r, n in excluded.items() if _rule(r) not in EXPECTED_EXCLUSIONS}
         reasons = tuple(sorted(lost.items(), key=lambda kv: (-kv[1], kv[0])))
-        out.append(RowLoss(t, attrition.rows_in(t) - expected, sum(lost.values()), reasons))
+        n_lost = sum(lost.values())
+        out.append(RowLoss(t, attrition.rows_in(t) - expected, n_lost, reasons, expected))
     return out
 
 
@@ -160,6 +171,18 @@ def check_empty(attrition: Attrition) -> list[QAIssue]:
         for t in REQUIRED_TABLES
         if t in attrition.tables and attrition.rows_in(t) == 0
     ]
+
+
+def check_accepted(referrals: ir.Table, kept: int) -> list[QAIssue]:
+    """Referrals kept, none of them accepted: nobody counts as referred."""
+    if not kept or int(referrals.filter(referrals.outcome == "accepted").count().execute()):
+        return []
+    msg = (
+        f"referrals: none of the {kept} referrals kept has the outcome 'accepted', so nobody "
+        "counts as referred. Fix: check the outcome column (accepted, declined, "
+        "did_not_engage) or map your codes onto them."
+    )
+    return [_issue("referrals", "no_accepted_referral", 0, msg, column="outcome")]
 
 
 def _month(d: dt.date) -> int:

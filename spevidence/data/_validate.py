@@ -29,7 +29,14 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from spevidence.data._coverage import MAX_ROW_LOSS, check_coverage, check_empty, check_row_loss
+from spevidence.data._coverage import (
+    MAX_ROW_LOSS,
+    check_accepted,
+    check_coverage,
+    check_empty,
+    check_row_loss,
+    row_losses,
+)
 from spevidence.data._read import ROW, Extracts, upload_arrow
 from spevidence.data._results import Action, Attrition, AttritionEntry, QAIssue, QAReport
 from spevidence.data._types import (
@@ -918,20 +925,15 @@ def _stop_checks(
     an empty extract, an event extract not covering the window, no accepted referral."""
     found = check_empty(attrition)
     loss = check_row_loss(attrition, max_row_loss)
-    # a table already stopped (no rows, too many lost) is not also checked for coverage
-    stopped = {i.table for i in found + loss if i.action == "error"}
-    cover = {n: t for n, t in clean.items() if n not in stopped}
+    # not also checked for coverage: empty extracts, and tables stopped for losing more
+    # rows than they set aside as expected (the loss is the story there, not the dates)
+    empty = {i.table for i in found}
+    over = {i.table for i in loss if i.action == "error"}
+    lost = {x.table for x in row_losses(attrition) if x.table in over and x.lost >= x.expected}
+    cover = {n: t for n, t in clean.items() if n not in empty | lost}
     found += check_coverage(cover, {n: str(TABLES[n].date_column) for n in cover}, start, end)
-    ref = clean.get("referrals")
-    if ref is not None and attrition.kept("referrals"):
-        n_acc = int(ref.filter(ref.outcome == "accepted").count().execute())
-        if n_acc == 0:
-            msg = (
-                f"referrals: none of the {attrition.kept('referrals')} referrals kept has the "
-                "outcome 'accepted', so nobody counts as referred. Fix: check the outcome "
-                "column (accepted, declined, did_not_engage) or map your codes onto them."
-            )
-            found.append(QAIssue("referrals", "outcome", "no_accepted_referral", 0, "error", msg))
+    if "referrals" in clean:
+        found += check_accepted(clean["referrals"], attrition.kept("referrals"))
     if completeness == "warn":
         found = [replace(i, action="warning") for i in found]
     return loss + found
