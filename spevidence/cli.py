@@ -84,6 +84,14 @@ MemoryLimit = Annotated[
         "default: DuckDB's, 80% of RAM. Also $SPEVIDENCE_MEMORY_LIMIT.",
     ),
 ]
+MaxRowLoss = Annotated[
+    float | None,
+    typer.Option(
+        "--max-row-loss",
+        help="Largest share of a table's usable rows validation may exclude before it stops "
+        "(default 0.05; a protocol's qa.max_row_loss).",
+    ),
+]
 
 
 def _memory_limit(limit: str | None) -> None:
@@ -307,6 +315,12 @@ def pseudonymise(
     out.print(f"Written: {dst}", highlight=False)
 
 
+def _row_loss(value: float | None) -> float:
+    from spevidence.data._coverage import MAX_ROW_LOSS
+
+    return MAX_ROW_LOSS if value is None else value
+
+
 @app.command()
 def validate(
     data: Annotated[Path, typer.Option("--data", help="Folder of extracts or a .duckdb file.")],
@@ -325,6 +339,7 @@ def validate(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Folder for qa.csv and attrition.csv.")
     ] = None,
+    max_row_loss: MaxRowLoss = None,
 ) -> None:
     """Check the extracts against their contracts: QA findings and the row attrition."""
     from spevidence.data import read_extracts
@@ -338,7 +353,8 @@ def validate(
 
         key = load_key(key_file)
     ex = read_extracts(data, date_format=date_format)
-    _, qa, attrition = _validate(ex, start=start, end=end, ids=ids, key=key)  # type: ignore[arg-type]
+    loss = _row_loss(max_row_loss)
+    _, qa, attrition = _validate(ex, start=start, end=end, ids=ids, key=key, max_row_loss=loss)  # type: ignore[arg-type]
     out.print(qa.summary(), highlight=False)
     out.print(attrition.summary(), highlight=False)
     if out_dir is not None:
@@ -365,6 +381,7 @@ def link(
     date_format: Annotated[str | None, typer.Option("--date-format")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     memory_limit: MemoryLimit = None,
+    max_row_loss: MaxRowLoss = None,
 ) -> None:
     """Validate the extracts and build the person x period panel (Parquet)."""
     from spevidence.data import read_extracts
@@ -382,7 +399,15 @@ def link(
     steps = _Steps(progress, ("Reading and validating the extracts", "Linking", "Writing"))
     with steps.run():
         ex = read_extracts(data, date_format=date_format)
-        clean, qa, attrition = _validate(ex, start=start, end=end, ids=ids, key=key)  # type: ignore[arg-type]
+        loss = _row_loss(max_row_loss)
+        clean, qa, attrition = _validate(
+            ex,
+            start=start,
+            end=end,
+            ids=ids,  # type: ignore[arg-type]
+            key=key,
+            max_row_loss=loss,
+        )
         steps.step(1)
         panel = build_panel(
             clean,

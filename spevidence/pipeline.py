@@ -169,7 +169,12 @@ def run(
         key = load_key(key_file) if proto.ids == "nhs_number" else None
         extracts = read_extracts(data)
         clean, qa, linkage = validate(
-            extracts, start=proto.start, end=proto.end, ids=proto.ids, key=key
+            extracts,
+            start=proto.start,
+            end=proto.end,
+            ids=proto.ids,
+            key=key,
+            max_row_loss=proto.qa.max_row_loss,
         )
         hashes = extracts.file_hashes
         run_cache = RunCache(

@@ -94,12 +94,14 @@ def test_validate_link_and_pseudonymise_never_show_an_identifier(run):
     forbidden = _forbidden(Key(SECRET.encode()))
     common = ["--data", str(data), "--start", str(START), "--end", str(END),
               "--ids", "nhs_number", "--key-file", str(key_file)]  # fmt: skip
-    text = invoke("validate", *common, "--out", str(tmp / "qa"))
+    # 3 of 12 GP rows are defects here (the 5 % bar would stop): allowed, to see them
+    loose = ["--max-row-loss", "0.5"]
+    text = invoke("validate", *common, *loose, "--out", str(tmp / "qa"))
     # the defects were found and reported (so the message paths ran) ...
     assert "invalid NHS number" in text and "not in the population" in text
     assert "cannot be read" in text
     panel = tmp / "out" / "panel.parquet"
-    invoke("link", *common, "--out", str(panel))
+    invoke("link", *common, *loose, "--out", str(panel))
     pseudo = tmp / "pseudo"
     pseudo.mkdir()
     for f in sorted(data.iterdir()):

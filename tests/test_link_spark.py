@@ -64,6 +64,9 @@ def test_random_world_identical_on_spark_quarterly(tmp_path, spark_con):
         end="2021-12-31",
         ids="nhs_number",
         key=Key(b"s" * 32),
+        # a random world: orphans, deaths and a window past its last event, on purpose
+        max_row_loss=1.0,
+        completeness="warn",
     )
     duck = build_panel(clean, start=START, end="2021-12-31", period="quarter").to_pandas()
     spark = build_panel(

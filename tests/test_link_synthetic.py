@@ -44,7 +44,10 @@ def defects(tmp_path_factory):
     truth = json.loads((out / "truth.json").read_text())["defects"]
     w = sc.window
     ex = read_extracts(out)
-    clean, qa, att = validate(ex, start=w.start, end=w.end, ids="nhs_number", key=KEY)
+    # defects at these rates lose far more than 5 % of some tables: allowed, to count them
+    clean, qa, att = validate(
+        ex, start=w.start, end=w.end, ids="nhs_number", key=KEY, max_row_loss=1.0
+    )
     return res, truth, ex, clean, qa, att
 
 

@@ -9,17 +9,21 @@ Order of checks for every table: missing identifier; invalid NHS number (when id
 raw NHS numbers); unreadable values (dates, numbers); missing required values;
 unknown codes; values too long for a code column; table rules (registration ends
 before it starts, registered after death, negative length of stay); exact duplicate
-rows. Then, for event tables:
-person not in the population; event after death; event outside every registration
-spell; event outside the study window (referrals are kept whatever their date: a
-referral before the window marks someone already referred).
+rows. Then, for event tables: person not in the population; event after death; event
+before the year of birth; event outside every registration spell; event outside the
+study window (referrals are kept whatever their date: a referral before the window
+marks someone already referred). Last, tables emptied by their identifiers are named
+(:func:`spevidence.data._ids.identifier_errors`), and the checks of
+:mod:`spevidence.data._coverage` stop validation when an extract is empty, a table
+loses more than ``max_row_loss`` of its rows, or an event extract does not cover the
+study window.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -27,6 +31,14 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from spevidence.data._coverage import (
+    MAX_ROW_LOSS,
+    check_accepted,
+    check_coverage,
+    check_empty,
+    check_row_loss,
+    row_losses,
+)
 from spevidence.data._ids import identifier_errors
 from spevidence.data._read import ROW, Extracts, upload_arrow
 from spevidence.data._results import Action, Attrition, AttritionEntry, QAIssue, QAReport
@@ -518,7 +530,10 @@ def _event_rules(
     if date_col is None:  # schema invariant: every event table declares its date column
         raise DataError(f"{name}: the schema declares no event date column.")
     p = persons.select(
-        _p_id=persons.person_id, _p_death=persons.death_date, _p_in=ibis.literal(True)
+        _p_id=persons.person_id,
+        _p_death=persons.death_date,
+        _p_yob=persons._yob,
+        _p_in=ibis.literal(True),
     )
     x = typed.left_join(p, typed.person_id == p._p_id).drop("_p_id")
     rules: list[_Rule] = []
@@ -547,6 +562,20 @@ def _event_rules(
             lambda n, rows: (
                 f"{t}.{date_col}: {n} rows are dated after the person's death "
                 f"({rows}). They were excluded. Fix: check the dates and the death records."
+            ),
+        )
+    )
+    rules.append(
+        _Rule(
+            f"born_after_event:{date_col}",
+            "born_after_event",
+            date_col,
+            d.year() < x._p_yob,
+            "excluded",
+            lambda n, rows: (
+                f"{t}.{date_col}: {n} rows are dated before the year the person was born "
+                f"(population.year_of_birth) ({rows}). They were excluded. Fix: check the "
+                "years of birth and the event dates at source (a mistyped or swapped year)."
             ),
         )
     )
@@ -769,6 +798,8 @@ def validate(
     ids: Ids = "pseudonym",
     key: Any = None,
     duplicates: Literal["exclude", "keep"] = "exclude",
+    max_row_loss: float = MAX_ROW_LOSS,
+    completeness: Literal["stop", "warn"] = "stop",
 ) -> tuple[Extracts, QAReport, Attrition]:
     """Check the extracts against their contracts; exclude and count bad rows.
 
@@ -791,6 +822,16 @@ def validate(
         repeats and counts them; ``"keep"`` keeps them (two appointments on one day
         with no appointment id are indistinguishable from a repeated row) and
         reports a warning. Repeated population rows are always merged.
+    max_row_loss
+        The largest share of a table's usable rows that validation may exclude before
+        it stops (default 0.05; the protocol's ``qa.max_row_loss``). Exact repeats,
+        events outside the study window and events outside registration are expected
+        and do not count. A raised bar that a table needed gives a warning.
+    completeness
+        ``"stop"`` (default): an extract with no rows, an event extract with months of
+        the study window missing, or referrals with none accepted stop validation.
+        ``"warn"``: they are reported as QA warnings instead (to look at extracts that
+        are known to be partial; an evaluation run always stops).
 
     Returns
     -------
@@ -805,9 +846,11 @@ def validate(
     Raises
     ------
     DataError
-        Problems that make the extracts unusable (a date column in an unknown format,
-        no usable population rows). Messages name table, column, counts, first row
-        numbers and the fix, never an identifier.
+        Problems that make the extracts unusable or a run silently wrong (a date column
+        in an unknown format, an extract with no rows, a table losing more than
+        ``max_row_loss`` of its rows, an event extract not covering the study window,
+        no accepted referral; see :mod:`spevidence.data._coverage`). Messages name
+        table, column, counts, first row numbers and the fix, never an identifier.
     """
     if extracts.stage != "raw":
         raise DataError(
@@ -817,6 +860,10 @@ def validate(
         raise DataError(f"duplicates must be 'exclude' or 'keep', not {duplicates!r}.")
     if ids not in ("nhs_number", "pseudonym"):
         raise DataError(f"ids must be 'nhs_number' or 'pseudonym', not {ids!r}.")
+    if completeness not in ("stop", "warn"):
+        raise DataError(f"completeness must be 'stop' or 'warn', not {completeness!r}.")
+    if not 0 <= max_row_loss <= 1:
+        raise DataError(f"max_row_loss must be a share from 0 to 1, not {max_row_loss!r}.")
     s, e = study_window(start, end)
     if ids == "nhs_number":
         from spevidence.identity import load_key
@@ -845,6 +892,7 @@ def validate(
             _n_death=pop.death_date.nunique(),
             _n_sex=pop.sex.nunique(),
             _n_yob=pop.year_of_birth.nunique(),
+            _yob=pop.year_of_birth.min(),
         )
         .cache()
     )
@@ -867,6 +915,10 @@ def validate(
         errors += err
 
     errors = errors or identifier_errors(Attrition(tuple(entries)), issues, ids)
+    if not errors:
+        stops = _stop_checks(clean, Attrition(tuple(entries)), s, e, max_row_loss, completeness)
+        errors += [i.message for i in stops if i.action == "error"]
+        issues += [i for i in stops if i.action != "error"]
     if errors:
         raise DataError(" ".join(errors))
 
@@ -888,6 +940,33 @@ def validate(
         study_window=(s, e),
     )
     return out, QAReport(tuple(issues)), attrition
+
+
+def _stop_checks(
+    clean: dict[str, ir.Table],
+    attrition: Attrition,
+    start: dt.date,
+    end: dt.date,
+    max_row_loss: float,
+    completeness: Literal["stop", "warn"],
+) -> list[QAIssue]:
+    """Findings that make a run silently wrong (:mod:`spevidence.data._coverage`): a table
+    losing too many rows; and, unless ``completeness="warn"`` turns them into warnings,
+    an empty extract, an event extract not covering the window, no accepted referral."""
+    found = check_empty(attrition)
+    loss = check_row_loss(attrition, max_row_loss)
+    # not also checked for coverage: empty extracts, and tables stopped for losing more
+    # rows than they set aside as expected (the loss is the story there, not the dates)
+    empty = {i.table for i in found}
+    over = {i.table for i in loss if i.action == "error"}
+    lost = {x.table for x in row_losses(attrition) if x.table in over and x.lost >= x.expected}
+    cover = {n: t for n, t in clean.items() if n not in empty | lost}
+    found += check_coverage(cover, {n: str(TABLES[n].date_column) for n in cover}, start, end)
+    if "referrals" in clean:
+        found += check_accepted(clean["referrals"], attrition.kept("referrals"))
+    if completeness == "warn":
+        found = [replace(i, action="warning") for i in found]
+    return loss + found
 
 
 def kept_rows(entries: list[AttritionEntry], table: str) -> int:

@@ -286,6 +286,19 @@ class StaggeredSpec(_Frozen):
         return self
 
 
+class QASpec(_Frozen):
+    """Data-quality bars the extracts must pass before the evaluation runs."""
+
+    max_row_loss: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="largest share of a table's usable rows validation may exclude (invalid "
+        "or unreadable values, people not in the population, events after death or before "
+        "birth) before the run stops; above 0.05 the report's summary says so",
+    )
+
+
 class ReportSpec(_Frozen):
     formats: tuple[Literal["html", "pdf", "docx"], ...] = ("html", "pdf")
     engine: Literal["auto", "quarto", "builtin"] = "auto"
@@ -306,6 +319,7 @@ class Protocol(_Frozen):
     did: DidSpec = DidSpec()
     sroi: SroiSpec = SroiSpec()
     disclosure: DisclosureSpec = DisclosureSpec()
+    qa: QASpec = QASpec()
     report: ReportSpec = ReportSpec()
     risk_score: dict[str, Any] | None = Field(
         None,
@@ -373,6 +387,8 @@ class Protocol(_Frozen):
 
     def to_dict(self) -> dict[str, Any]:
         out = self.model_dump(mode="json")
+        if self.qa == QASpec():  # protocols that keep the default bars keep their hash
+            out.pop("qa")
         if self.design == "matched":  # matched protocols keep their earlier form and hash
             out.pop("design")
             out.pop("staggered")

@@ -234,6 +234,26 @@ class Narrative:
         vals = pd.to_numeric(bal[after], errors="coerce").abs()
         return [str(v).replace("_", " ") for v in bal.loc[vals > SMD_BAR, var]]
 
+    def _row_loss(self) -> str:
+        """The caveat when the protocol let tables lose more rows than the default bar
+        (the QA finding ``row_loss_above_default``; "" when there is none)."""
+        from spevidence.data._coverage import MAX_ROW_LOSS, pct
+
+        qa = self.rb.table("qa")
+        if qa is None or "rule" not in qa.columns or "table" not in qa.columns:
+            return ""
+        tables = qa.loc[qa["rule"] == "row_loss_above_default", "table"].astype(str).tolist()
+        if not tables:
+            return ""
+        spec = self.rb.protocol.get("qa")
+        bar = spec.get("max_row_loss") if isinstance(spec, dict) else None
+        allowed = f" to {pct(_num(bar))}" if bar is not None else ""
+        return (
+            f"data validation excluded more than {pct(MAX_ROW_LOSS)} of the usable rows of "
+            f"{', '.join(t.replace('_', ' ') for t in tables)}, the default limit, which the "
+            f"protocol raised{allowed} (qa.max_row_loss); the estimates rest on the rows kept"
+        )
+
     def _sroi_values(self) -> dict[str, Any]:
         s = self.rb.table("sroi_summary")
         if s is None or s.empty:
@@ -366,6 +386,8 @@ class Narrative:
             caveats.append(
                 f"{len(self._imbalanced())} characteristic(s) remained imbalanced after matching"
             )
+        if loss := self._row_loss():
+            caveats.append(loss)
         if caveats:
             lines.append(WARN + "**Read with care:** " + "; ".join(caveats) + ".\n:::")
         naive = self.rb.table("naive_before_after")
@@ -831,6 +853,8 @@ class Narrative:
                 "referred at a peak of use that falls afterwards anyway (regression to the mean), "
                 "so these estimates may mix that fall with any effect of the service.\n:::"
             )
+        if loss := self._row_loss():
+            lines.append(WARN + f"**Read with care:** {loss}.\n:::")
         return "\n".join(lines) + "\n"
 
     def staggered(self) -> str:
