@@ -969,10 +969,6 @@ def _stop_checks(
     return loss + found
 
 
-def kept_rows(entries: list[AttritionEntry], table: str) -> int:
-    return sum(e.rows for e in entries if e.table == table and e.stage == "kept")
-
-
 def _population_warnings(
     pop: ir.Table, persons: ir.Table, spells: ir.Table, ids: Ids
 ) -> list[QAIssue]:
