@@ -638,7 +638,7 @@ def test_engine_rows_pull_one_value_per_unit_for_constant_covariates() -> None:
     """Constant covariates come back once per unit (broadcast); varying ones per period."""
     import ibis
 
-    from spevidence.did._staggered_engine import cs_rows_stream
+    from spevidence.did._ibis_moments import cs_rows_stream
 
     df = sim_panel(n=200, T=5, seed=4)
     df["xt"] = df["x"] + 0.01 * df["t"]

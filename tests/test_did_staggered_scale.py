@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from spevidence.did import staggered
-from spevidence.did._staggered_engine import (
+from spevidence.did._ibis_moments import (
     cs_moments,
     cs_moments_stream,
     pivot_units,
@@ -117,7 +117,7 @@ def test_streamed_path_checks_units_on_the_same_pass() -> None:
 
 @pytest.mark.parametrize("n", [0, 5, 256, 1000])
 def test_blocked_crossprod_is_xtx(n) -> None:
-    from spevidence.did._staggered_engine import _crossprod
+    from spevidence.did._staggered_core import _crossprod
 
     X = np.random.default_rng(n).normal(size=(n, 6))
     np.testing.assert_allclose(_crossprod(X, block=256), X.T @ X, rtol=1e-13, atol=1e-12)

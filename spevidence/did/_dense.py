@@ -23,9 +23,15 @@ import numpy as np
 import pandas as pd
 
 from spevidence.did._fe import Model, Moments, RowDesign
+from spevidence.did._inputs import (
+    DAYS_PER_YEAR,
+    check_arrays,
+    no_rows,
+    repeated_pairs,
+    require_columns,
+)
 from spevidence.errors import DataError
 
-_DAYS_PER_YEAR = 365.25
 # rows per block in score passes: small blocks keep BLAS single-threaded (threaded gemm on
 # thin matrices is many times slower on a loaded machine)
 _BLOCK = 16_384
@@ -154,18 +160,11 @@ def dense_from_frame(
     for inputs this path does not cover: not a DataFrame, a cluster that varies within a
     unit, or a panel so sparse that the matrices would exceed ``max_fill`` times the rows.
     """
-    from spevidence.did._twfe import _check_arrays
-
     if not isinstance(data, pd.DataFrame):
         return None
     names = list(dict.fromkeys([yname, idname, tname, *values]))
     names += [c for c in (exposure, weights, cluster) if c is not None and c not in names]
-    missing = [c for c in names if c not in data.columns]
-    if missing:
-        raise DataError(
-            f"Column(s) {missing} not found in the DiD input ({len(data)} rows). "
-            f"Available columns: {list(data.columns)}. Pass the right names."
-        )
+    require_columns(names, list(data.columns), f"DiD input ({len(data)} rows)")
     arr = {c: _column(data, c) for c in names}
     keep: np.ndarray | None = None
     for c in names:  # sequential, as the frame path counts them
@@ -185,7 +184,7 @@ def dense_from_frame(
             raise DataError(
                 f"Column '{c}' has non-numeric values ({arr[c].size} rows); it must be numeric."
             )
-    zero_w = _check_arrays(
+    zero_w = check_arrays(
         arr[yname],
         n_rows=arr[yname].size,
         yname=yname,
@@ -219,19 +218,14 @@ def dense_from_frame(
     p, T = _codes(per)
     N = u.size
     if N == 0:
-        raise DataError("The DiD input has no rows with complete data; nothing to estimate.")
+        raise no_rows()
     if n * T > max_fill * N + 1_000_000:
         return None
     key = u * T + p
     cnt = np.bincount(key, minlength=n * T)
     n_dup = N - int(np.count_nonzero(cnt))
     if n_dup:
-        raise DataError(
-            f"{n_dup} rows repeat a ({idname}, {tname}) pair; the DiD needs one row "
-            "per unit and period. If a person sits in several match sets (matching with "
-            "replacement, or a comparator later referred), use a unit id per copy (e.g. "
-            "person and subclass) as idname and cluster by person; otherwise aggregate."
-        )
+        raise repeated_pairs(n_dup, idname, tname)
     mask = (cnt > 0).reshape(n, T)
     del cnt
     # singletons (unit or period observed once), as fixest drops them
@@ -323,7 +317,7 @@ def design(
             off = np.log(np.where(obs, e, 1.0))
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
-                y = np.where(obs, y / e * _DAYS_PER_YEAR, 0.0)
+                y = np.where(obs, y / e * DAYS_PER_YEAR, 0.0)
             w = e if w is None else w * e
     return DenseDesign(y, X, xnames, w, off, dp)
 

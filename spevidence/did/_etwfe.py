@@ -41,8 +41,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from spevidence._version import __version__
+from spevidence.did._ibis_moments import etwfe_moments, is_ibis_table, pivot_units
+from spevidence.did._inputs import panel_frame, staggered_repeated_pairs, varies_within_units
 from spevidence.did._staggered import ATTAggregate, _fmt, _row
-from spevidence.did._staggered_engine import etwfe_moments, is_ibis_table, pivot_units
 from spevidence.errors import DataError, EstimationError
 
 if TYPE_CHECKING:
@@ -282,20 +283,8 @@ def _prepare(
     exposure: str | None,
     cluster: str | None,
 ) -> tuple[_Moments, int, pd.DataFrame]:
-    if not isinstance(data, pd.DataFrame):
-        if hasattr(data, "to_pandas"):
-            data = data.to_pandas()
-        else:
-            raise DataError(
-                f"etwfe(data=...): expected a pandas DataFrame, got {type(data).__name__}."
-            )
     needed = list(dict.fromkeys(c for c in (yname, idname, tname, gname, exposure, cluster) if c))
-    missing = [c for c in needed if c not in data.columns]
-    if missing:
-        raise DataError(
-            f"etwfe: column(s) {missing} not found in the panel ({len(data)} rows); "
-            f"available: {list(data.columns)[:20]}."
-        )
+    data = panel_frame(data, needed, "etwfe")
     df = data[needed].copy()
     attr: list[dict[str, Any]] = []
     df[gname] = pd.to_numeric(df[gname], errors="coerce").astype(float).fillna(0.0)
@@ -311,19 +300,13 @@ def _prepare(
         df = df.loc[~na]
     if df.duplicated([idname, tname]).any():
         k = int(df.duplicated([idname, tname]).sum())
-        raise DataError(
-            f"etwfe: {k} rows repeat a ({idname}, {tname}) pair; "
-            "one row per unit and period is needed."
-        )
-    for col in (gname, cluster):
+        raise staggered_repeated_pairs("etwfe", k, idname, tname)
+    for col, what in ((gname, "treatment cohort"), (cluster, "cluster")):
         if col is None:
             continue
         nun = df.groupby(idname, sort=False)[col].nunique()
         if (nun > 1).any():
-            raise DataError(
-                f"etwfe: column {col!r} varies within {int((nun > 1).sum())} units; "
-                "it must be constant for each unit."
-            )
+            raise varies_within_units("etwfe", col, what, int((nun > 1).sum()))
     if exposure is not None and (df[exposure] <= 0).any():
         k = int((df[exposure] <= 0).sum())
         attr.append({"reason": "exposure not positive", "rows": k, "units": 0})

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -43,6 +43,20 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from spevidence._version import __version__
+from spevidence.did._ibis_moments import (
+    cs_moments,
+    cs_moments_stream,
+    cs_rows_stream,
+    is_ibis_table,
+    pivot_units,
+    streams_units,
+)
+from spevidence.did._inputs import (
+    negative_unit_weights,
+    panel_frame,
+    staggered_repeated_pairs,
+    varies_within_units,
+)
 from spevidence.did._results import SE_EPS, guarded_wald
 from spevidence.did._staggered_core import (
     CellSet,
@@ -51,15 +65,7 @@ from spevidence.did._staggered_core import (
     moments_from_wide,
     plan_cells,
 )
-from spevidence.did._staggered_engine import (
-    cs_moments,
-    cs_moments_stream,
-    cs_rows_stream,
-    is_ibis_table,
-    pivot_units,
-    streams_units,
-)
-from spevidence.errors import DataError, EstimationError
+from spevidence.errors import EstimationError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -538,117 +544,31 @@ def _aggregate(
     biters: int | None,
     seed: int | None,
 ) -> ATTAggregate:
-    K = len(r.att)
-    cohorts = r._cohorts
-    Gc = len(cohorts)
-    P = K + Gc
-    n = r.n_units
-    pg = r.cohort_shares
-    g_, t_, a_ = r.groups, r.times, r.att
-    e_ = t_ - g_
-    pgk = pg[np.searchsorted(cohorts, g_)]
-
-    def wmean_col(mask: NDArray[np.bool_], with_wif: bool) -> tuple[float, FloatArray]:
-        col = np.zeros(P)
-        w = pgk[mask] / pgk[mask].sum()
-        col[:K][mask] = w
-        est = float(w @ a_[mask])
-        if with_wif:
-            col[K:] = _wif_coef(g_[mask], a_[mask], cohorts, pg)
-        return est, col
-
-    levels: list[float] = []
-    ests: list[float] = []
-    cols: list[FloatArray] = []
-    nlev: list[int] = []
     if kind == "simple":
-        keep = (g_ <= t_) & (t_ <= g_ + max_e)
-        overall, ocol = wmean_col(keep, True)
+        keep = (r.groups <= r.times) & (r.times <= r.groups + max_e)
+        overall, ocol = _wmean_col(r, keep)
+        lv = _Levels([], [], [], [], overall, ocol)
     elif kind == "dynamic":
-        incl = np.ones(K, dtype=bool)
-        evs = np.unique(e_)
-        if balance_e is not None:
-            tmax, tmin = t_.max(), t_.min()
-            incl = (tmax - g_) >= balance_e
-            evs = np.unique(e_[incl])
-            evs = evs[(evs >= balance_e - tmax + tmin) & (evs <= balance_e)]
-        evs = evs[(evs >= min_e) & (evs <= max_e)]
-        for e in evs:
-            m = (e_ == e) & incl
-            est, col = wmean_col(m, True)
-            levels.append(float(e))
-            ests.append(est)
-            cols.append(col)
-            nlev.append(_n_treated(r, g_[m]))
-        post = np.asarray(levels) >= 0
-        if not post.any():
-            raise EstimationError(
-                "aggregate('dynamic'): no post-treatment event times in the window "
-                f"min_e={min_e}, max_e={max_e}; widen the window."
-            )
-        Lp = np.column_stack(cols)[:, post]
-        ocol = Lp.mean(axis=1)
-        overall = float(np.mean(np.asarray(ests)[post]))
+        lv = _dynamic_levels(r, min_e, max_e, balance_e)
     elif kind == "group":
-        gatt: list[float] = []
-        for g in cohorts:
-            m = (g_ == g) & (g <= t_) & (t_ <= g + max_e)
-            if not m.any():
-                continue
-            col = np.zeros(P)
-            col[:K][m] = 1.0 / m.sum()
-            levels.append(float(g))
-            ests.append(float(a_[m].mean()))
-            gatt.append(ests[-1])
-            cols.append(col)
-            nlev.append(_n_treated(r, np.array([g])))
-        lv = np.asarray(levels)
-        pgg = pg[np.searchsorted(cohorts, lv)]
-        wg = pgg / pgg.sum()
-        overall = float(wg @ np.asarray(gatt))
-        ocol = np.column_stack(cols) @ wg
-        ocol[K:] += _wif_coef(lv, np.asarray(gatt), cohorts, pg)
+        lv = _group_levels(r, max_e)
     else:  # calendar
-        for t in np.unique(t_[t_ >= g_.min()]):
-            m = (t_ == t) & (g_ <= t)
-            if not m.any():
-                continue
-            est, col = wmean_col(m, True)
-            levels.append(float(t))
-            ests.append(est)
-            cols.append(col)
-            nlev.append(_n_treated(r, g_[m]))
-        ocol = np.column_stack(cols).mean(axis=1)
-        overall = float(np.mean(ests))
-    L = np.column_stack([*cols, ocol]) if cols else ocol[:, None]
+        lv = _calendar_levels(r)
+    cols = lv.cols
+    L = np.column_stack([*cols, lv.ocol]) if cols else lv.ocol[:, None]
     V = L.T @ r._sigma @ L
-    se_all = np.sqrt(np.clip(np.diag(V), 0.0, None))
-    se_all = np.where(se_all <= SE_EPS, np.nan, se_all)
-    crit = float(stats.norm.ppf(1 - r.alpha / 2))
-    band: Literal["pointwise", "uniform"] = "pointwise"
-    if biters:
-        if seed is None:
-            raise EstimationError("bootstrap needs an explicit seed= (no hidden randomness).")
-        se_b, crit_b = _bootstrap(
-            r._sigma, L[:, :-1] if cols else L, int(biters), int(seed), r.alpha
-        )
-        if cols:
-            se_ov, _ = _bootstrap(r._sigma, L[:, -1:], int(biters), int(seed), r.alpha)
-            se_all = np.append(se_b, se_ov)
-            crit, band = crit_b, "uniform"
-        else:
-            se_all = se_b
+    se_all, crit, band = _aggregate_se(r, L, V, bool(cols), biters, seed)
     return ATTAggregate(
         kind=kind,
-        overall_att=overall,
+        overall_att=lv.overall,
         overall_se=float(se_all[-1]),
-        levels=np.asarray(levels, dtype=float),
-        att=np.asarray(ests, dtype=float),
+        levels=np.asarray(lv.levels, dtype=float),
+        att=np.asarray(lv.ests, dtype=float),
         se=se_all[:-1] if cols else np.zeros(0),
-        n_level=np.asarray(nlev, dtype=np.int64),
+        n_level=np.asarray(lv.nlev, dtype=np.int64),
         crit=crit,
         alpha=r.alpha,
-        n_units=n,
+        n_units=r.n_units,
         band=band,
         settings={
             **r.settings,
@@ -661,6 +581,130 @@ def _aggregate(
         },
         _vcov=V[:-1, :-1] if cols else np.zeros((0, 0)),
     )
+
+
+@dataclass(frozen=True)
+class _Levels:
+    """An aggregation before inference: per level its estimate, its column of weights
+    on ``[cells | cohort shares]`` and its treated units; the overall summary likewise."""
+
+    levels: list[float]
+    ests: list[float]
+    cols: list[FloatArray]
+    nlev: list[int]
+    overall: float
+    ocol: FloatArray
+
+
+def _wmean_col(r: ATTgt, mask: NDArray[np.bool_]) -> tuple[float, FloatArray]:
+    """Cohort-share weighted mean of the cells in ``mask`` and its weight column
+    (including the weights' influence function)."""
+    K = len(r.att)
+    cohorts, pg = r._cohorts, r.cohort_shares
+    pgk = pg[np.searchsorted(cohorts, r.groups)]
+    col = np.zeros(K + len(cohorts))
+    w = pgk[mask] / pgk[mask].sum()
+    col[:K][mask] = w
+    est = float(w @ r.att[mask])
+    col[K:] = _wif_coef(r.groups[mask], r.att[mask], cohorts, pg)
+    return est, col
+
+
+def _dynamic_levels(r: ATTgt, min_e: float, max_e: float, balance_e: int | None) -> _Levels:
+    g_, t_ = r.groups, r.times
+    e_ = t_ - g_
+    incl = np.ones(len(r.att), dtype=bool)
+    evs = np.unique(e_)
+    if balance_e is not None:
+        tmax, tmin = t_.max(), t_.min()
+        incl = (tmax - g_) >= balance_e
+        evs = np.unique(e_[incl])
+        evs = evs[(evs >= balance_e - tmax + tmin) & (evs <= balance_e)]
+    evs = evs[(evs >= min_e) & (evs <= max_e)]
+    lv = _Levels([], [], [], [], 0.0, np.zeros(0))
+    for e in evs:
+        m = (e_ == e) & incl
+        est, col = _wmean_col(r, m)
+        lv.levels.append(float(e))
+        lv.ests.append(est)
+        lv.cols.append(col)
+        lv.nlev.append(_n_treated(r, g_[m]))
+    post = np.asarray(lv.levels) >= 0
+    if not post.any():
+        raise EstimationError(
+            "aggregate('dynamic'): no post-treatment event times in the window "
+            f"min_e={min_e}, max_e={max_e}; widen the window."
+        )
+    Lp = np.column_stack(lv.cols)[:, post]
+    overall = float(np.mean(np.asarray(lv.ests)[post]))
+    return replace(lv, overall=overall, ocol=Lp.mean(axis=1))
+
+
+def _group_levels(r: ATTgt, max_e: float) -> _Levels:
+    K = len(r.att)
+    cohorts, pg = r._cohorts, r.cohort_shares
+    g_, t_, a_ = r.groups, r.times, r.att
+    lv = _Levels([], [], [], [], 0.0, np.zeros(0))
+    for g in cohorts:
+        m = (g_ == g) & (g <= t_) & (t_ <= g + max_e)
+        if not m.any():
+            continue
+        col = np.zeros(K + len(cohorts))
+        col[:K][m] = 1.0 / m.sum()
+        lv.levels.append(float(g))
+        lv.ests.append(float(a_[m].mean()))
+        lv.cols.append(col)
+        lv.nlev.append(_n_treated(r, np.array([g])))
+    levels, gatt = np.asarray(lv.levels), np.asarray(lv.ests)
+    pgg = pg[np.searchsorted(cohorts, levels)]
+    wg = pgg / pgg.sum()
+    ocol = np.column_stack(lv.cols) @ wg
+    ocol[K:] += _wif_coef(levels, gatt, cohorts, pg)
+    return replace(lv, overall=float(wg @ gatt), ocol=ocol)
+
+
+def _calendar_levels(r: ATTgt) -> _Levels:
+    g_, t_ = r.groups, r.times
+    lv = _Levels([], [], [], [], 0.0, np.zeros(0))
+    for t in np.unique(t_[t_ >= g_.min()]):
+        m = (t_ == t) & (g_ <= t)
+        if not m.any():
+            continue
+        est, col = _wmean_col(r, m)
+        lv.levels.append(float(t))
+        lv.ests.append(est)
+        lv.cols.append(col)
+        lv.nlev.append(_n_treated(r, g_[m]))
+    return replace(lv, overall=float(np.mean(lv.ests)), ocol=np.column_stack(lv.cols).mean(axis=1))
+
+
+def _aggregate_se(
+    r: ATTgt,
+    L: FloatArray,
+    V: FloatArray,
+    has_levels: bool,
+    biters: int | None,
+    seed: int | None,
+) -> tuple[FloatArray, float, Literal["pointwise", "uniform"]]:
+    """Standard errors of the levels and (last) the overall summary, the critical value
+    and the band: analytic, or by the multiplier bootstrap (uniform bands)."""
+    se_all = np.sqrt(np.clip(np.diag(V), 0.0, None))
+    se_all = np.where(se_all <= SE_EPS, np.nan, se_all)
+    crit = float(stats.norm.ppf(1 - r.alpha / 2))
+    band: Literal["pointwise", "uniform"] = "pointwise"
+    if biters:
+        if seed is None:
+            raise EstimationError("bootstrap needs an explicit seed= (no hidden randomness).")
+        se_b, crit_b = _bootstrap(
+            r._sigma, L[:, :-1] if has_levels else L, int(biters), int(seed), r.alpha
+        )
+        if has_levels:
+            se_ov, _ = _bootstrap(r._sigma, L[:, -1:], int(biters), int(seed), r.alpha)
+            se_all = np.append(se_b, se_ov)
+            crit, band = crit_b, "uniform"
+        else:
+            se_all = se_b
+    return se_all, crit, band
 
 
 def _n_treated(r: ATTgt, groups: FloatArray) -> int:
@@ -726,21 +770,11 @@ def _prepare(
     control: str,
     allow_unbalanced: bool = False,
 ) -> _Panel:
-    if not isinstance(data, pd.DataFrame):
-        if hasattr(data, "to_pandas"):
-            data = data.to_pandas()
-        else:
-            raise DataError(
-                f"staggered(data=...): expected a pandas DataFrame, got {type(data).__name__}."
-            )
+    """The cleaned balanced (or, with ``allow_unbalanced``, masked) panel as wide arrays,
+    every drop counted in the attrition."""
     needed = [yname, idname, tname, gname, *covs]
     needed += [c for c in (weights, cluster) if c is not None and c not in needed]
-    missing = [c for c in needed if c not in data.columns]
-    if missing:
-        raise DataError(
-            f"staggered: column(s) {missing} not found in the panel ({len(data)} rows); "
-            f"available: {list(data.columns)[:20]}."
-        )
+    data = panel_frame(data, needed, "staggered")
     df = data[list(dict.fromkeys(needed))]
     attr: list[dict[str, Any]] = []
     n_rows0 = len(df)
@@ -752,6 +786,74 @@ def _prepare(
     if na.any():
         record("missing outcome, period, unit, weight, cluster or covariate", int(na.sum()), 0)
         df = df.loc[~na]
+    r = _unit_rows(df, idname=idname, tname=tname, gname=gname, weights=weights, cluster=cluster)
+    k = _kept_units(
+        r,
+        record,
+        gname=gname,
+        anticipation=anticipation,
+        control=control,
+        allow_unbalanced=allow_unbalanced,
+    )
+    T = int(k.keep_t.sum())
+    tnew = np.cumsum(k.keep_t) - 1
+    sel = k.keep_t[r.tcode] & k.keep_u[r.uid]
+    newid = np.cumsum(k.keep_u) - 1
+    ri, ci = newid[r.uid[sel]], tnew[r.tcode[sel]]
+    n = int(k.keep_u.sum())
+
+    def wide(v: NDArray[Any]) -> FloatArray:
+        out = np.full((n, T), np.nan)
+        out[ri, ci] = v[sel]
+        return out
+
+    obs = None
+    if k.obs_needed:
+        obs = np.zeros((n, T), dtype=bool)
+        obs[ri, ci] = True
+
+    Y = wide(df[yname].to_numpy(dtype=float))
+    G = k.g_u[k.keep_u]
+    if r.w_row is not None:
+        w = r.w_row[r.first][k.keep_u]
+        if (w < 0).any():
+            raise negative_unit_weights("staggered", weights, int((w < 0).sum()))
+    else:
+        w = np.ones(n)
+    w = w / w.mean()
+    cl = None
+    if r.cl_row is not None and cluster != idname:
+        cl = pd.factorize(r.cl_row[r.first][k.keep_u], sort=True)[0].astype(np.int64)
+    Xt, xnames = _covariate_design(df, covs, wide, n, T)
+    record_df = pd.DataFrame(attr, columns=["reason", "rows", "units"])
+    record_df.attrs["rows_in"] = n_rows0
+    return _Panel(Y, G, w, Xt, xnames, r.times_all[k.keep_t], cl, record_df, obs)
+
+
+@dataclass(frozen=True)
+class _UnitRows:
+    """Rows coded by unit and period, with the unit-constant columns checked."""
+
+    uid: NDArray[np.int64]
+    tcode: NDArray[np.int64]
+    times_all: FloatArray
+    first: NDArray[np.int64]  # first row of each unit
+    g_row: NDArray[Any]
+    w_row: FloatArray | None
+    cl_row: NDArray[np.int64] | None
+
+
+def _unit_rows(
+    df: pd.DataFrame,
+    *,
+    idname: str,
+    tname: str,
+    gname: str,
+    weights: str | None,
+    cluster: str | None,
+) -> _UnitRows:
+    """Code units and periods; one row per unit and period; cohort, weight and cluster
+    constant within each unit."""
     uid = _unit_codes(df[idname])
     nU = int(uid.max()) + 1 if len(uid) else 0
     N = len(uid)
@@ -760,10 +862,8 @@ def _prepare(
     tcode = np.searchsorted(times_all, tv)
     per_cell = np.bincount(uid * len(times_all) + tcode, minlength=nU * len(times_all))
     if (per_cell > 1).any():
-        raise DataError(
-            f"staggered: {int((per_cell - 1).clip(0).sum())} rows repeat a ({idname}, {tname}) "
-            "pair; the panel must have one row per unit and period. Aggregate or de-duplicate."
-        )
+        n_dup = int((per_cell - 1).clip(0).sum())
+        raise staggered_repeated_pairs("staggered", n_dup, idname, tname)
     first = np.empty(nU, dtype=np.int64)
     first[uid[::-1]] = np.arange(N)[::-1]
     g_row = pd.to_numeric(df[gname], errors="coerce").astype(float).fillna(0.0).to_numpy()
@@ -778,11 +878,33 @@ def _prepare(
             continue
         vary = arr != arr[first][uid]
         if vary.any():
-            raise DataError(
-                f"staggered: column {col!r} ({what}) varies within "
-                f"{np.unique(uid[vary]).size} units; it must be constant for each unit."
-            )
-    g_u = g_row[first]
+            raise varies_within_units("staggered", str(col), what, np.unique(uid[vary]).size)
+    return _UnitRows(uid, tcode, times_all, first, g_row, w_row, cl_row)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    keep_u: NDArray[np.bool_]
+    keep_t: NDArray[np.bool_]
+    g_u: FloatArray  # cohort per unit (inf: never treated, or the comparison cohort)
+    obs_needed: bool  # unbalanced units kept: the observed cells are masked
+
+
+def _kept_units(
+    r: _UnitRows,
+    record: Any,
+    *,
+    gname: str,
+    anticipation: float,
+    control: str,
+    allow_unbalanced: bool,
+) -> _Kept:
+    """Units and periods kept: units treated in the first period dropped, periods from
+    the last cohort on when no unit is never treated, units not observed in every period
+    (unless ``allow_unbalanced``); each drop recorded."""
+    uid, tcode, times_all = r.uid, r.tcode, r.times_all
+    nU = len(r.first)
+    g_u = r.g_row[r.first]
     g_u = np.where((g_u == 0) | (g_u > times_all.max()), np.inf, g_u)
     keep_u = np.ones(nU, dtype=bool)
     rows_u = np.bincount(uid, minlength=nU)
@@ -811,10 +933,8 @@ def _prepare(
             f"staggered: no treated units (column {gname!r}); need at least one cohort "
             "treated after the first period."
         )
-    times = times_all[keep_t]
-    T = len(times)
-    in_t = keep_t[tcode]
-    cnt = np.bincount(uid[in_t], minlength=nU)
+    T = int(keep_t.sum())
+    cnt = np.bincount(uid[keep_t[tcode]], minlength=nU)
     unb = keep_u & (cnt != T)
     obs_needed = bool(allow_unbalanced and unb.any())
     if obs_needed:
@@ -830,54 +950,29 @@ def _prepare(
         raise EstimationError(
             "staggered: no unit is observed in every period; cannot form a balanced panel."
         )
-    tnew = np.cumsum(keep_t) - 1
-    sel = in_t & keep_u[uid]
-    newid = np.cumsum(keep_u) - 1
-    ri, ci = newid[uid[sel]], tnew[tcode[sel]]
-    n = int(keep_u.sum())
+    return _Kept(keep_u, keep_t, g_u, obs_needed)
 
-    def wide(v: NDArray[Any]) -> FloatArray:
-        out = np.full((n, T), np.nan)
-        out[ri, ci] = v[sel]
-        return out
 
-    obs = None
-    if obs_needed:
-        obs = np.zeros((n, T), dtype=bool)
-        obs[ri, ci] = True
-
-    Y = wide(df[yname].to_numpy(dtype=float))
-    G = g_u[keep_u]
-    if w_row is not None:
-        w = w_row[first][keep_u]
-        if (w < 0).any():
-            raise DataError(
-                f"staggered: weights column {weights!r} has {int((w < 0).sum())} negative values."
-            )
-    else:
-        w = np.ones(n)
-    w = w / w.mean()
-    cl = None
-    if cl_row is not None and cluster != idname:
-        cl = pd.factorize(cl_row[first][keep_u], sort=True)[0].astype(np.int64)
-    Xt = None
-    xnames: tuple[str, ...] = ()
-    if covs:
-        parts: list[pd.DataFrame] = []
-        for c in covs:
-            col = df[c]
-            if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-                parts.append(col.astype(float).to_frame(c))
-            else:
-                dum = pd.get_dummies(col.astype(str), prefix=c, drop_first=True, dtype=float)
-                parts.append(dum)
-        Xdf = pd.concat(parts, axis=1)
-        xnames = ("(Intercept)", *Xdf.columns.astype(str))
-        arr = np.stack([wide(Xdf[c].to_numpy(dtype=float)) for c in Xdf.columns], axis=2)
-        Xt = np.concatenate([np.ones((T, n, 1)), arr.transpose(1, 0, 2)], axis=2)
-    record_df = pd.DataFrame(attr, columns=["reason", "rows", "units"])
-    record_df.attrs["rows_in"] = n_rows0
-    return _Panel(Y, G, w, Xt, xnames, times, cl, record_df, obs)
+def _covariate_design(
+    df: pd.DataFrame, covs: list[str], wide: Any, n: int, T: int
+) -> tuple[FloatArray | None, tuple[str, ...]]:
+    """Covariates as periods x units x k with an intercept first (non-numeric columns
+    as indicators of all but their first level), or ``None`` without covariates."""
+    if not covs:
+        return None, ()
+    parts: list[pd.DataFrame] = []
+    for c in covs:
+        col = df[c]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            parts.append(col.astype(float).to_frame(c))
+        else:
+            dum = pd.get_dummies(col.astype(str), prefix=c, drop_first=True, dtype=float)
+            parts.append(dum)
+    Xdf = pd.concat(parts, axis=1)
+    xnames = ("(Intercept)", *Xdf.columns.astype(str))
+    arr = np.stack([wide(Xdf[c].to_numpy(dtype=float)) for c in Xdf.columns], axis=2)
+    Xt = np.concatenate([np.ones((T, n, 1)), arr.transpose(1, 0, 2)], axis=2)
+    return Xt, xnames
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -976,6 +1071,92 @@ def staggered(
     Callaway, B. and Sant'Anna, P. H. C. (2021), *J. Econometrics* 225(2), 200-230.
     Sant'Anna, P. H. C. and Zhao, J. (2020), *J. Econometrics* 219(1), 101-122.
     """
+    covs = _checked_options(
+        control=control,
+        method=method,
+        base_period=base_period,
+        path=path,
+        allow_unbalanced=allow_unbalanced,
+        xformla=xformla,
+        alpha=alpha,
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+    use: Literal["moments", "rows"] = (
+        "moments" if (path == "moments" or (path == "auto" and not covs)) else "rows"
+    )
+    spec: dict[str, Any] = {
+        "yname": yname,
+        "idname": idname,
+        "tname": tname,
+        "gname": gname,
+        "weights": weights,
+        "anticipation": anticipation,
+        "control": control,
+    }
+    plan = {"control": control, "base_period": base_period, "anticipation": anticipation}
+    if is_ibis_table(data) and use == "moments":
+        est = _engine_moment_cells(
+            data,
+            spec | {"cluster": cluster if cluster != idname else None},
+            plan,
+            method=method,
+            allow_unbalanced=allow_unbalanced,
+        )
+    else:
+        pan = _panel(data, spec, covs=covs, cluster=cluster, allow_unbalanced=allow_unbalanced)
+        if pan.obs is not None and use == "rows":
+            raise EstimationError(
+                "allow_unbalanced=True with an unbalanced panel needs the moment path "
+                "(path='auto' or 'moments', no covariates)."
+            )
+        est = _panel_cells(pan, plan, use=use, method=method)
+    return _finish(
+        est.cells,
+        cohorts=est.cohorts,
+        pg=est.pg,
+        sizes=est.sizes,
+        n=est.n,
+        alpha=alpha,
+        bootstrap=bootstrap,
+        seed=seed,
+        path=use,
+        attrition=est.attrition,
+        settings={
+            "yname": yname,
+            "idname": idname,
+            "tname": tname,
+            "gname": gname,
+            "xformla": xformla
+            if isinstance(xformla, str) or xformla is None
+            else " + ".join(xformla),
+            "control": control,
+            "method": method,
+            "base_period": base_period,
+            "anticipation": anticipation,
+            "cluster": cluster,
+            "weights": weights,
+            "bootstrap": bootstrap,
+            "alpha": alpha,
+            "seed": seed,
+            "spevidence_version": __version__,
+        },
+    )
+
+
+def _checked_options(
+    *,
+    control: str,
+    method: str,
+    base_period: str,
+    path: str,
+    allow_unbalanced: bool,
+    xformla: str | list[str] | None,
+    alpha: float,
+    bootstrap: int | None,
+    seed: int | None,
+) -> list[str]:
+    """Check the options of :func:`staggered`; returns the covariates."""
     if control not in ("never", "notyet"):
         raise EstimationError(f"control={control!r}: use 'never' or 'notyet'.")
     if method not in ("dr", "ipw", "reg"):
@@ -1001,118 +1182,88 @@ def staggered(
         raise EstimationError(
             "path='moments' needs xformla=None; use path='rows' or 'auto' with covariates."
         )
-    use: Literal["moments", "rows"] = (
-        "moments" if (path == "moments" or (path == "auto" and not covs)) else "rows"
-    )
+    return covs
+
+
+@dataclass(frozen=True)
+class _Estimated:
+    """The estimated cells and what :func:`_finish` needs besides them."""
+
     cells: CellSet
-    if is_ibis_table(data) and use == "moments":
-        engine_kw: dict[str, Any] = {
-            "yname": yname,
-            "idname": idname,
-            "tname": tname,
-            "gname": gname,
-            "weights": weights,
-            "cluster": cluster if cluster != idname else None,
-            "anticipation": anticipation,
-            "control": control,
-            "allow_unbalanced": allow_unbalanced,
-        }
-        if streams_units(data):  # in-process engine: stream the unit pivot, one scan
-            mom, times, attrition = cs_moments_stream(data, **engine_kw)
-        else:  # distributed engine: cohort moment matrices computed in the engine
-            ep = pivot_units(data, exposure=None, **engine_kw)
-            mom = cs_moments(
-                ep,
-                weighted=weights is not None,
-                clustered=cluster is not None and cluster != idname,
-            )
-            times, attrition = ep.times, ep.attrition
-        cohorts = mom.cohorts[np.isfinite(mom.cohorts)]
-        plans = plan_cells(
-            times, cohorts, control=control, base_period=base_period, anticipation=anticipation
+    cohorts: FloatArray
+    pg: FloatArray  # cohort shares
+    sizes: dict[float, int]
+    n: int
+    attrition: pd.DataFrame
+
+
+def _engine_moment_cells(
+    data: Any, spec: dict[str, Any], plan: dict[str, Any], *, method: str, allow_unbalanced: bool
+) -> _Estimated:
+    """Moment path for an Ibis table: the cohort moments computed in (or streamed from)
+    the engine."""
+    engine_kw = spec | {"allow_unbalanced": allow_unbalanced}
+    if streams_units(data):  # in-process engine: stream the unit pivot, one scan
+        mom, times, attrition = cs_moments_stream(data, **engine_kw)
+    else:  # distributed engine: cohort moment matrices computed in the engine
+        ep = pivot_units(data, exposure=None, **engine_kw)
+        mom = cs_moments(
+            ep,
+            weighted=spec["weights"] is not None,
+            clustered=spec["cluster"] is not None,
         )
-        cells = estimate_moments(mom, cohorts, plans, method)
-        n = mom.n
-        sizes = {float(c): int(k) for c, k in zip(mom.cohorts, mom.count, strict=True)}
-        pg = np.array([mom.wsum[list(mom.cohorts).index(g)] / n for g in cohorts])
-    else:
-        if is_ibis_table(data) and not allow_unbalanced:
-            er = cs_rows_stream(
-                data,
-                yname=yname,
-                idname=idname,
-                tname=tname,
-                gname=gname,
-                covs=tuple(dict.fromkeys(covs)),
-                weights=weights,
-                cluster=cluster if cluster != idname else None,
-                anticipation=anticipation,
-                control=control,
-            )
-            pan = _Panel(er.Y, er.G, er.w, er.Xt, er.xnames, er.times, er.cluster, er.attrition)
-        else:
-            pan = _prepare(
-                data.to_pandas() if is_ibis_table(data) else data,
-                yname=yname,
-                idname=idname,
-                tname=tname,
-                gname=gname,
-                covs=covs,
-                weights=weights,
-                cluster=cluster,
-                anticipation=anticipation,
-                control=control,
-                allow_unbalanced=allow_unbalanced,
-            )
-        if pan.obs is not None and use == "rows":
-            raise EstimationError(
-                "allow_unbalanced=True with an unbalanced panel needs the moment path "
-                "(path='auto' or 'moments', no covariates)."
-            )
-        cohorts = np.unique(pan.G[np.isfinite(pan.G)])
-        plans = plan_cells(
-            pan.times, cohorts, control=control, base_period=base_period, anticipation=anticipation
+        times, attrition = ep.times, ep.attrition
+    cohorts = mom.cohorts[np.isfinite(mom.cohorts)]
+    plans = plan_cells(times, cohorts, **plan)
+    cells = estimate_moments(mom, cohorts, plans, method)
+    n = mom.n
+    sizes = {float(c): int(k) for c, k in zip(mom.cohorts, mom.count, strict=True)}
+    pg = np.array([mom.wsum[list(mom.cohorts).index(g)] / n for g in cohorts])
+    return _Estimated(cells, cohorts, pg, sizes, n, attrition)
+
+
+def _panel(
+    data: Any,
+    spec: dict[str, Any],
+    *,
+    covs: list[str],
+    cluster: str | None,
+    allow_unbalanced: bool,
+) -> _Panel:
+    """The wide panel: streamed from the engine (Ibis table, balanced) or prepared in
+    pandas."""
+    if is_ibis_table(data) and not allow_unbalanced:
+        er = cs_rows_stream(
+            data,
+            covs=tuple(dict.fromkeys(covs)),
+            cluster=cluster if cluster != spec["idname"] else None,
+            **spec,
         )
-        if use == "moments":
-            mom = moments_from_wide(pan.Y, pan.G, pan.w, pan.cluster, pan.obs)
-            cells = estimate_moments(mom, cohorts, plans, method)
-        else:
-            cells = estimate_rows(pan.Y, pan.G, pan.w, pan.Xt, cohorts, plans, method, pan.cluster)
-        n = pan.Y.shape[0]
-        pg = np.array([np.mean(pan.w * np.equal(pan.G, g)) for g in cohorts])
-        sizes = {float(g): int(np.sum(np.equal(pan.G, g))) for g in cohorts}
-        attrition = pan.attrition
-    return _finish(
-        cells,
-        cohorts=cohorts,
-        pg=pg,
-        sizes=sizes,
-        n=n,
-        alpha=alpha,
-        bootstrap=bootstrap,
-        seed=seed,
-        path=use,
-        attrition=attrition,
-        settings={
-            "yname": yname,
-            "idname": idname,
-            "tname": tname,
-            "gname": gname,
-            "xformla": xformla
-            if isinstance(xformla, str) or xformla is None
-            else " + ".join(xformla),
-            "control": control,
-            "method": method,
-            "base_period": base_period,
-            "anticipation": anticipation,
-            "cluster": cluster,
-            "weights": weights,
-            "bootstrap": bootstrap,
-            "alpha": alpha,
-            "seed": seed,
-            "spevidence_version": __version__,
-        },
+        return _Panel(er.Y, er.G, er.w, er.Xt, er.xnames, er.times, er.cluster, er.attrition)
+    return _prepare(
+        data.to_pandas() if is_ibis_table(data) else data,
+        covs=covs,
+        cluster=cluster,
+        allow_unbalanced=allow_unbalanced,
+        **spec,
     )
+
+
+def _panel_cells(
+    pan: _Panel, plan: dict[str, Any], *, use: Literal["moments", "rows"], method: str
+) -> _Estimated:
+    """The cells from a wide panel, by cohort moments or unit rows."""
+    cohorts = np.unique(pan.G[np.isfinite(pan.G)])
+    plans = plan_cells(pan.times, cohorts, **plan)
+    if use == "moments":
+        mom = moments_from_wide(pan.Y, pan.G, pan.w, pan.cluster, pan.obs)
+        cells = estimate_moments(mom, cohorts, plans, method)
+    else:
+        cells = estimate_rows(pan.Y, pan.G, pan.w, pan.Xt, cohorts, plans, method, pan.cluster)
+    n = pan.Y.shape[0]
+    pg = np.array([np.mean(pan.w * np.equal(pan.G, g)) for g in cohorts])
+    sizes = {float(g): int(np.sum(np.equal(pan.G, g))) for g in cohorts}
+    return _Estimated(cells, cohorts, pg, sizes, n, pan.attrition)
 
 
 def _finish(

@@ -116,11 +116,6 @@ def _sigmoid(X: FloatArray, beta: FloatArray) -> FloatArray:
     return np.asarray(1.0 / (1.0 + np.exp(-(X @ beta))))
 
 
-def _logit(d: FloatArray, X: FloatArray, w: FloatArray) -> FloatArray:
-    """Weighted logistic regression; returns fitted probabilities."""
-    return _sigmoid(X, _logit_coef(d, X, w))
-
-
 def _wls(y: FloatArray, X: FloatArray, w: FloatArray) -> FloatArray:
     Xw = X * w[:, None]
     return np.asarray(np.linalg.solve(X.T @ Xw, Xw.T @ y))
@@ -267,16 +262,6 @@ def cell_influence(
     inf_t = (w1 * dy - w1 * f.a1) / f.mw1
     inf_c = (w1 * out - w1 * f.a0 + score_or * (X @ f.v_or_t)) / f.mw1
     return np.asarray(inf_t - inf_c)
-
-
-def two_by_two_panel(
-    dy: FloatArray, d: FloatArray, X: FloatArray, w_in: FloatArray, method: str
-) -> tuple[float, FloatArray] | None:
-    """Panel 2x2 DiD ATT and influence function (subset scale: ``se = sd/sqrt(n)``)."""
-    f = fit_two_by_two(dy, d, X, w_in, method)
-    if f is None:
-        return None
-    return f.att, cell_influence(f, dy, d, X, w_in)
 
 
 def _cell_feasible(d: FloatArray, X: FloatArray, method: str, ps: FloatArray | None) -> str | None:

@@ -62,182 +62,24 @@ from spevidence.did._fe import (
     moments_from_rows,
 )
 from spevidence.did._ibis_moments import IbisMoments, is_ibis_table, moments_from_ibis
+from spevidence.did._inputs import (
+    DAYS_PER_YEAR,
+    PCODE,
+    UCODE,
+    as_binary,
+    check_common,
+    check_model,
+    check_path,
+    check_single_cluster,
+    drop_missing,
+    drop_singletons,
+    not_binary,
+    to_frame,
+)
 from spevidence.did._results import DiDResult, EventStudyResult, wald_test
 from spevidence.errors import DataError, EstimationError
 
 Path = Literal["auto", "rows", "moments"]
-_DAYS_PER_YEAR = 365.25
-_UCODE = "__spe_unit_code__"
-_PCODE = "__spe_period_code__"
-
-
-# ----------------------------------------------------------------------------- input
-
-
-def _to_frame(data: Any, cols: list[str]) -> pd.DataFrame:
-    """Pull only the needed columns into pandas (ibis tables are executed here)."""
-    if isinstance(data, pd.DataFrame):
-        missing = [c for c in cols if c not in data.columns]
-        if missing:
-            raise DataError(
-                f"Column(s) {missing} not found in the DiD input ({len(data)} rows). "
-                f"Available columns: {list(data.columns)}. Pass the right names."
-            )
-        return pd.DataFrame({c: data[c] for c in cols})
-    if hasattr(data, "select") and hasattr(data, "to_pandas"):
-        names = list(data.columns)
-        missing = [c for c in cols if c not in names]
-        if missing:
-            raise DataError(
-                f"Column(s) {missing} not found in the DiD input table. "
-                f"Available columns: {names}. Pass the right names."
-            )
-        return data.select(*cols).to_pandas()
-    raise DataError(
-        f"DiD input must be a pandas DataFrame or an ibis Table, got {type(data).__name__}."
-    )
-
-
-def _drop_missing(df: pd.DataFrame, attrition: list[tuple[str, int]]) -> pd.DataFrame:
-    for c in df.columns:
-        bad = df[c].isna()
-        if bad.any():
-            attrition.append((f"missing_{c}", int(bad.sum())))
-            df = df.loc[~bad]
-    return df
-
-
-def _as_binary(df: pd.DataFrame, col: str) -> np.ndarray:
-    v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-    bad = ~((v == 0.0) | (v == 1.0))
-    if bad.any():
-        raise DataError(
-            f"Column '{col}' must be 0/1 (or True/False); {int(bad.sum())} of {len(v)} rows "
-            "have other values. Recode it as an indicator."
-        )
-    return v
-
-
-def _check_arrays(
-    y: np.ndarray,
-    *,
-    n_rows: int,
-    yname: str,
-    model: Model,
-    expo: np.ndarray | None,
-    exposure: str | None,
-    wts: np.ndarray | None,
-    weights: str | None,
-) -> np.ndarray | None:
-    """Row checks shared by the frame and dense paths; returns the zero-weight rows."""
-    if n_rows == 0:
-        raise DataError("The DiD input has no rows with complete data; nothing to estimate.")
-    if model == "poisson" and y.min() < 0:
-        raise DataError(
-            f"Outcome column '{yname}' has {int((y < 0).sum())} negative values; a Poisson "
-            "model needs counts (>= 0). Use model='linear' or fix the outcome."
-        )
-    if expo is not None and not (expo.min() > 0):
-        bad = ~(expo > 0)
-        raise DataError(
-            f"Exposure column '{exposure}' has {int(bad.sum())} rows with exposure <= 0 "
-            "or non-numeric. Remove person-periods with no time at risk before the DiD "
-            "(the panel contract keeps only exposure_days > 0)."
-        )
-    if wts is not None:
-        badw = (wts < 0) | np.isnan(wts)
-        if badw.any():
-            raise DataError(
-                f"Weights column '{weights}' has {int(badw.sum())} negative "
-                "or non-numeric values; matching weights must be >= 0."
-            )
-        zero = wts == 0
-        if zero.any():
-            return np.asarray(zero)
-    return None
-
-
-def _check_common(
-    df: pd.DataFrame,
-    *,
-    yname: str,
-    idname: str,
-    tname: str,
-    model: Model,
-    exposure: str | None,
-    weights: str | None,
-    attrition: list[tuple[str, int]],
-) -> pd.DataFrame:
-    if model not in ("linear", "poisson"):
-        raise EstimationError(f"model must be 'linear' or 'poisson', got {model!r}.")
-    if len(df) == 0:
-        raise DataError("The DiD input has no rows with complete data; nothing to estimate.")
-    y = pd.to_numeric(df[yname], errors="coerce")
-    if y.isna().any():
-        raise DataError(
-            f"Outcome column '{yname}' has {int(y.isna().sum())} non-numeric values; "
-            "it must be numeric."
-        )
-
-    def num(c: str | None) -> np.ndarray | None:
-        return None if c is None else pd.to_numeric(df[c], errors="coerce").to_numpy(float)
-
-    zero = _check_arrays(
-        y.to_numpy(dtype=float), n_rows=len(df), yname=yname, model=model,
-        expo=num(exposure), exposure=exposure, wts=num(weights), weights=weights,
-    )  # fmt: skip
-    if zero is not None:
-        attrition.append(("zero_weight", int(zero.sum())))
-        df = df.loc[~zero]
-    return df
-
-
-def _drop_singletons(
-    df: pd.DataFrame, idname: str, period: str, attrition: list[tuple[str, int]]
-) -> pd.DataFrame:
-    """Check one row per unit and period; drop units (and periods) observed once.
-
-    Singletons carry no information once their fixed effect is estimated; fixest/pyfixest
-    drop them by default, and so do we (counted in the attrition).
-    """
-    u, uu = pd.factorize(df[idname], sort=True)
-    p, pu = pd.factorize(df[period], sort=True)
-    key = u.astype(np.int64) * max(len(pu), 1) + p
-    n_dup = len(key) - int(np.count_nonzero(np.bincount(key)))
-    if n_dup:
-        raise DataError(
-            f"{n_dup} rows repeat a ({idname}, {period}) pair; the DiD needs one row "
-            "per unit and period. If a person sits in several match sets (matching with "
-            "replacement, or a comparator later referred), use a unit id per copy (e.g. "
-            "person and subclass) as idname and cluster by person; otherwise aggregate."
-        )
-    keep = np.ones(len(df), dtype=bool)
-    while True:
-        cu = np.bincount(u[keep], minlength=len(uu))
-        cp = np.bincount(p[keep], minlength=len(pu))
-        single = keep & ((cu[u] == 1) | (cp[p] == 1))
-        if not single.any():
-            break
-        keep &= ~single
-    n_drop = int((~keep).sum())
-    if n_drop:
-        attrition.append(("singleton_unit_or_period", n_drop))
-        df, u, p = df.loc[keep], _dense(u[keep]), _dense(p[keep])
-    return df.assign(**{_UCODE: u.astype(np.int64), _PCODE: p.astype(np.int64)})
-
-
-def _dense(codes: np.ndarray) -> np.ndarray:
-    """Renumber non-negative integer codes to 0..k-1 keeping their order."""
-    present = np.bincount(codes) > 0
-    return (np.cumsum(present) - 1)[codes]
-
-
-def _single_cluster_check(cl: np.ndarray, cluster: str) -> None:
-    if cl.size == 0 or cl.min() == cl.max():
-        raise EstimationError(
-            f"Only one cluster in column '{cluster}'; clustered standard errors need at least "
-            "two. Cluster by person (the default) or by a level with more groups."
-        )
 
 
 def _design(
@@ -260,12 +102,12 @@ def _design(
         if model == "poisson":
             off = np.log(e)
         else:  # linear: rate per person-year, weighted by person-time
-            y = y / e * _DAYS_PER_YEAR
+            y = y / e * DAYS_PER_YEAR
             w = e if w is None else w * e
-    unit = df[_UCODE].to_numpy()
-    per = df[_PCODE].to_numpy()
+    unit = df[UCODE].to_numpy()
+    per = df[PCODE].to_numpy()
     cl = unit if cluster == idname else pd.factorize(df[cluster], sort=True)[0].astype(np.int64)
-    _single_cluster_check(cl, cluster)
+    check_single_cluster(cl, cluster)
     return RowDesign(
         y=y,
         unit=unit,
@@ -296,10 +138,8 @@ def _dense_input(
     attrition: list[tuple[str, int]],
 ) -> Dense | None:
     """Dense unit x period matrices for an in-memory frame (None: use the frame path)."""
-    if model not in ("linear", "poisson"):
-        raise EstimationError(f"model must be 'linear' or 'poisson', got {model!r}.")
-    if path not in ("auto", "rows", "moments"):
-        raise EstimationError(f"path must be 'auto', 'rows' or 'moments', got {path!r}.")
+    check_model(model)
+    check_path(path)
     local: list[tuple[str, int]] = []
     dp = dense_from_frame(
         data, yname=yname, idname=idname, tname=tname, values=values, model=model,
@@ -309,7 +149,7 @@ def _dense_input(
         return None
     attrition += local
     if dp.cluster is not None and dp.cluster.max() == dp.cluster.min():
-        _single_cluster_check(dp.cluster, cluster)
+        check_single_cluster(dp.cluster, cluster)
     return dp
 
 
@@ -317,11 +157,7 @@ def _dense_binary(dp: Dense, col: str) -> np.ndarray:
     a = dp.cols[col]
     if not is_binary(a):
         v = dp.values(col).astype(float)
-        bad = ~((v == 0.0) | (v == 1.0))
-        raise DataError(
-            f"Column '{col}' must be 0/1 (or True/False); {int(bad.sum())} of {v.size} rows "
-            "have other values. Recode it as an indicator."
-        )
+        raise not_binary(col, int((~((v == 0.0) | (v == 1.0))).sum()), v.size)
     return a
 
 
@@ -359,8 +195,7 @@ def _fit_dense(
 
 
 def _fit(d: RowDesign, model: Model, path: Path, *, covariates: bool, cluster_is_unit: bool) -> Fit:
-    if path not in ("auto", "rows", "moments"):
-        raise EstimationError(f"path must be 'auto', 'rows' or 'moments', got {path!r}.")
+    check_path(path)
     why_not = None
     if covariates:
         why_not = "covariates vary within cohorts"
@@ -406,7 +241,7 @@ def _poisson_level(
     the rate-ratio CI mapped through the same formula (the rate is held fixed).
     """
     events, ptime = sums
-    scale = _DAYS_PER_YEAR if exposure is not None else 1.0
+    scale = DAYS_PER_YEAR if exposure is not None else 1.0
     unit = "events per person-year" if exposure is not None else "events per person-period"
     rate = events / ptime * scale if ptime > 0 else float("nan")
     i = fit.names.index(main)
@@ -656,15 +491,19 @@ def two_by_two(
         )  # fmt: skip
         fit, d = _fit_dense(dd, model, path, cluster_is_unit=cl == idname)
     else:
-        df = _drop_missing(_to_frame(data, cols), attrition)
-        df = _check_common(
-            df, yname=yname, idname=idname, tname=tname, model=model, exposure=exposure,
-            weights=weights, attrition=attrition,
-        )  # fmt: skip
-        df = _drop_singletons(df, idname, tname, attrition)
-        tr = _as_binary(df, treat)
-        po = _as_binary(df, post)
-        uc = df[_UCODE].to_numpy()
+        df = drop_missing(to_frame(data, cols), attrition)
+        df = check_common(
+            df,
+            yname=yname,
+            model=model,
+            exposure=exposure,
+            weights=weights,
+            attrition=attrition,
+        )
+        df = drop_singletons(df, idname, tname, attrition)
+        tr = as_binary(df, treat)
+        po = as_binary(df, post)
+        uc = df[UCODE].to_numpy()
         n_tr, n_u = np.bincount(uc, weights=tr), np.bincount(uc)
         if np.any((n_tr > 0) & (n_tr < n_u)):
             raise DataError(
@@ -768,16 +607,20 @@ def twfe(
         )  # fmt: skip
         fit, d = _fit_dense(dd, model, path, cluster_is_unit=cl == idname)
     else:
-        df = _drop_missing(_to_frame(data, cols), attrition)
-        df = _check_common(
-            df, yname=yname, idname=idname, tname=tname, model=model, exposure=exposure,
-            weights=weights, attrition=attrition,
-        )  # fmt: skip
-        df = _drop_singletons(df, idname, tname, attrition)
-        D = _as_binary(df, dname)
+        df = drop_missing(to_frame(data, cols), attrition)
+        df = check_common(
+            df,
+            yname=yname,
+            model=model,
+            exposure=exposure,
+            weights=weights,
+            attrition=attrition,
+        )
+        df = drop_singletons(df, idname, tname, attrition)
+        D = as_binary(df, dname)
         if D.sum() == 0:
             raise EstimationError(f"'{dname}' is 0 in all {D.size} rows; no treated observations.")
-        uc = df[_UCODE].to_numpy()
+        uc = df[UCODE].to_numpy()
         ever = (np.bincount(uc, weights=D) > 0)[uc].astype(float)
         _outcome_groups_check(df, yname, ever, model)
         d = _design(
@@ -847,16 +690,20 @@ def event_study(
     cols = list(dict.fromkeys([yname, idname, tname]))
     cols += [c for c in (index, treat, exposure, weights, cl) if c is not None and c not in cols]
     attrition: list[tuple[str, int]] = []
-    raw = _to_frame(data, cols)
+    raw = to_frame(data, cols)
     # a missing index is meaningful (never treated) only without `treat`
     check_cols = [c for c in raw.columns if c != index or treat is not None]
-    df = _drop_missing(raw[check_cols], attrition)
+    df = drop_missing(raw[check_cols], attrition)
     if treat is None:
         df[index] = raw.loc[df.index, index]
-    df = _check_common(
-        df, yname=yname, idname=idname, tname=tname, model=model, exposure=exposure,
-        weights=weights, attrition=attrition,
-    )  # fmt: skip
+    df = check_common(
+        df,
+        yname=yname,
+        model=model,
+        exposure=exposure,
+        weights=weights,
+        attrition=attrition,
+    )
     t = pd.to_numeric(df[tname], errors="coerce").to_numpy(dtype=float)
     idx = pd.to_numeric(df[index], errors="coerce").to_numpy(dtype=float)
     if np.isnan(t).any():
@@ -865,7 +712,7 @@ def event_study(
         )
     e = t - idx
     has_index = ~np.isnan(idx)
-    tr = _as_binary(df, treat) if treat is not None else has_index.astype(float)
+    tr = as_binary(df, treat) if treat is not None else has_index.astype(float)
     if tr.sum() == 0:
         raise EstimationError("No treated units (all index periods missing / treat all 0).")
     outside = has_index & ((e < lo) | (e > hi))
@@ -873,12 +720,12 @@ def event_study(
         attrition.append(("outside_event_window", int(outside.sum())))
     period_col = "__spe_period__"
     df = df.assign(**{period_col: e if treat is not None else t}).loc[~outside]
-    df = _drop_singletons(df, idname, period_col, attrition)
+    df = drop_singletons(df, idname, period_col, attrition)
     t = pd.to_numeric(df[tname]).to_numpy(dtype=float)
     idx = pd.to_numeric(df[index], errors="coerce").to_numpy(dtype=float)
     e = t - idx
     has_index = ~np.isnan(idx)
-    tr = _as_binary(df, treat) if treat is not None else has_index.astype(float)
+    tr = as_binary(df, treat) if treat is not None else has_index.astype(float)
     if not np.any(has_index & (e >= 0) & (tr == 1)):
         raise EstimationError("No treated rows at or after the index period; no post period.")
     _outcome_groups_check(df, yname, tr, model)
@@ -947,7 +794,7 @@ def placebo(
     cl = cluster or idname
     cols = list(dict.fromkeys([yname, idname, tname, treat, index]))
     cols += [c for c in (exposure, weights, cl) if c is not None and c not in cols]
-    df = _to_frame(data, cols)
+    df = to_frame(data, cols)
     t = pd.to_numeric(df[tname], errors="coerce")
     idx = pd.to_numeric(df[index], errors="coerce")
     pre = (t < idx).to_numpy()
