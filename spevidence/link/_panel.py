@@ -309,8 +309,55 @@ def build_panel(
         ae_department_types=None if ae_department_types is None else tuple(ae_department_types),
         admission_methods=tuple(admission_methods),
     )
-
     plist = _periods(s, e, period)
+    periods = _period_table(con, plist)
+    # one integer key per person, numbered in person_id order: every join, the single
+    # aggregation and the final sort work on integers; the pseudonym is joined back once
+    keys = pop.select("person_id").distinct()
+    keys = keys.mutate(_k=ibis.row_number().over(order_by=keys.person_id))
+    persons, deaths = _person_attributes(pop, keys)
+    expo = _exposure(pop, deaths, keys, periods, s, e)
+    window = _Window(keys, s, e, period)
+    ev = (
+        ("gp", _event_periods(_gp_counted(gp, defs), "appointment_date", window)),
+        ("ae", _event_periods(_ae_counted(ae, defs), "arrival_date", window)),
+        ("admissions", _event_periods(_adm_counted(adm, defs), "admission_date", window)),
+    )
+    core = _aggregate_counts(expo.rows, ev)
+    first_ref = _first_referrals(ref, window)
+    n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
+    dense = None
+    if engine == "duckdb" and n_pop * len(plist) <= MAX_CELLS:
+        # count in numpy on a persons x periods grid instead of a hash aggregation
+        dense = _dense_counts(keys, expo, ev, persons, first_ref, plist)
+        if cache:
+            core = _register(con, dense.long())
+    elif cache:
+        core = core.cache()
+    keyed = _join_attributes(core, persons, periods, first_ref)
+    # people with at least one day registered and alive in the window = people in the
+    # panel (cheap: no events; the panel test checks the two agree)
+    n_in = (
+        int(np.count_nonzero(dense.exposure.any(axis=1)))
+        if dense is not None
+        else int(expo.spells.person_id.nunique().execute())
+    )
+    return Panel(
+        table=keyed.drop("_sk"),
+        attrition=_panel_attrition(n_pop, n_in),
+        start=s,
+        end=e,
+        period=period,
+        n_periods=len(plist),
+        engine=engine,
+        definitions=defs,
+        keyed=keyed,
+        dense=dense,
+    )
+
+
+def _period_table(con: BaseBackend, plist: list[tuple[dt.date, dt.date, int]]) -> ir.Table:
+    """The periods (first day, last day, t) as a table on the engine."""
     ptab = pa.table(
         {
             "period": pa.array([p[0] for p in plist], pa.date32()),
@@ -318,14 +365,12 @@ def build_panel(
             "t": pa.array([p[2] for p in plist], pa.int64()),
         }
     )
-    periods = upload_arrow(con, ptab)
+    return upload_arrow(con, ptab)
 
-    # one integer key per person, numbered in person_id order: every join, the single
-    # aggregation and the final sort work on integers; the pseudonym is joined back once
-    keys = pop.select("person_id").distinct()
-    keys = keys.mutate(_k=ibis.row_number().over(order_by=keys.person_id))
 
-    # person-level attributes: latest registration spell; death: earliest recorded
+def _person_attributes(pop: ir.Table, keys: ir.Table) -> tuple[ir.Table, ir.Table]:
+    """Person-level attributes from the latest registration spell (with the person
+    key), and each person's earliest recorded death."""
     w = ibis.window(
         group_by=pop.person_id,
         order_by=[
@@ -339,8 +384,27 @@ def build_panel(
     deaths = pop.group_by("person_id").aggregate(_death=pop.death_date.min())
     persons = latest.select("person_id", *ATTRS)
     persons = persons.inner_join(keys, "person_id")
+    return persons, deaths
 
-    # exposure: merged spells, ended by death, clipped to the window, split by period
+
+@dataclass(frozen=True)
+class _Exposure:
+    """Registered-and-alive spells in the window, and their days by period."""
+
+    spells: ir.Table  # person_id, s, e
+    keyed_spells: ir.Table  # _k, s, e
+    rows: ir.Table  # _k, t, exposure_days and zero counts (stacked with the events)
+
+
+def _exposure(
+    pop: ir.Table,
+    deaths: ir.Table,
+    keys: ir.Table,
+    periods: ir.Table,
+    s: dt.date,
+    e: dt.date,
+) -> _Exposure:
+    """Merged spells, ended by death, clipped to the window, split by period."""
     sp = _merged_spells(pop)
     sp = sp.inner_join(deaths, "person_id")
     sp = sp.select(
@@ -362,11 +426,50 @@ def build_panel(
         ae=zero,
         admissions=zero,
     )
+    return _Exposure(sp, spk, expo)
 
-    def events(tab: ir.Table, date_col: str) -> ir.Table:
-        d = tab[date_col]
-        tab = tab.filter(d.between(s, e)).inner_join(keys, "person_id")
-        return tab.select(_k=tab._k, t=_period_index(tab[date_col], s, period))
+
+@dataclass(frozen=True)
+class _Window:
+    """What places an event in the panel: the person keys and the periods."""
+
+    keys: ir.Table
+    start: dt.date
+    end: dt.date
+    period: Period
+
+
+def _gp_counted(gp: ir.Table, defs: Definitions) -> ir.Table:
+    """GP appointments that count (attended, with a counted staff role)."""
+    return gp.filter(
+        gp.status.isin(list(defs.gp_statuses))
+        & gp.staff_role.lower().isin([r.lower() for r in defs.gp_staff_roles])
+    )
+
+
+def _ae_counted(ae: ir.Table, defs: Definitions) -> ir.Table:
+    """A&E attendances that count (all, or the chosen department types)."""
+    if defs.ae_department_types is None:
+        return ae
+    return ae.filter(ae.department_type.isin(list(defs.ae_department_types)))
+
+
+def _adm_counted(adm: ir.Table, defs: Definitions) -> ir.Table:
+    """Admissions that count (the unplanned admission methods)."""
+    return adm.filter(adm.admission_method.isin(list(defs.admission_methods)))
+
+
+def _event_periods(tab: ir.Table, date_col: str, window: _Window) -> ir.Table:
+    """Events in the window as (person key, period index)."""
+    d = tab[date_col]
+    tab = tab.filter(d.between(window.start, window.end)).inner_join(window.keys, "person_id")
+    return tab.select(_k=tab._k, t=_period_index(tab[date_col], window.start, window.period))
+
+
+def _aggregate_counts(expo: ir.Table, ev: tuple[tuple[str, ir.Table], ...]) -> ir.Table:
+    """Exposure rows and event rows stacked, then one aggregation per person and
+    period (events fall in periods with exposure once validated; others are dropped)."""
+    zero = ibis.literal(0, "int64")
 
     def stack(ev: ir.Table, name: str) -> ir.Table:
         return ev.select(
@@ -376,69 +479,61 @@ def build_panel(
             **{o: ibis.literal(1 if o == name else 0, "int64") for o in OUTCOMES},
         )
 
-    gp_f = gp.filter(
-        gp.status.isin(list(defs.gp_statuses))
-        & gp.staff_role.lower().isin([r.lower() for r in defs.gp_staff_roles])
-    )
-    ae_f = (
-        ae
-        if defs.ae_department_types is None
-        else ae.filter(ae.department_type.isin(list(defs.ae_department_types)))
-    )
-    adm_f = adm.filter(adm.admission_method.isin(list(defs.admission_methods)))
-    ev = (
-        ("gp", events(gp_f, "appointment_date")),
-        ("ae", events(ae_f, "arrival_date")),
-        ("admissions", events(adm_f, "admission_date")),
-    )
-    # exposure rows and event rows stacked, then one aggregation per person and period
-    # (events fall in periods with exposure once validated; others are dropped below)
     stacked = ibis.union(expo, *(stack(tab, name) for name, tab in ev), distinct=False)
     core = stacked.group_by(["_k", "t"]).aggregate(
         **{c: stacked[c].sum() for c in (*OUTCOMES, "exposure_days")}
     )
-    core = core.filter(core.exposure_days > 0)
+    return core.filter(core.exposure_days > 0)
 
+
+def _first_referrals(ref: ir.Table, window: _Window) -> ir.Table:
+    """Each person's first accepted referral: date and period index, by person key."""
     acc = ref.filter(ref.outcome == "accepted")
     first_ref = acc.group_by("person_id").aggregate(referral_date=acc.referral_date.min())
-    first_ref = first_ref.mutate(referral_t=_period_index(first_ref.referral_date, s, period))
-    first_ref = first_ref.inner_join(keys, "person_id").select(
+    first_ref = first_ref.mutate(
+        referral_t=_period_index(first_ref.referral_date, window.start, window.period)
+    )
+    return first_ref.inner_join(window.keys, "person_id").select(
         _rk="_k", referral_date="referral_date", referral_t="referral_t"
     )
-    n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
-    dense = None
-    if engine == "duckdb" and n_pop * len(plist) <= MAX_CELLS:
-        # count in numpy on a persons x periods grid instead of a hash aggregation
-        dense = Dense(
-            Parts(
-                keys=keys,
-                spells=spk,
-                events=ev,
-                persons=persons,
-                first_ref=first_ref,
-                period_start=tuple(p[0] for p in plist),
-                period_end=tuple(p[1] for p in plist),
-            )
+
+
+def _dense_counts(
+    keys: ir.Table,
+    expo: _Exposure,
+    ev: tuple[tuple[str, ir.Table], ...],
+    persons: ir.Table,
+    first_ref: ir.Table,
+    plist: list[tuple[dt.date, dt.date, int]],
+) -> Dense:
+    """The counts on a persons x periods grid in numpy (DuckDB, panels that fit)."""
+    return Dense(
+        Parts(
+            keys=keys,
+            spells=expo.keyed_spells,
+            events=ev,
+            persons=persons,
+            first_ref=first_ref,
+            period_start=tuple(p[0] for p in plist),
+            period_end=tuple(p[1] for p in plist),
         )
-        if cache:
-            core = _register(con, dense.long())
-    elif cache:
-        core = core.cache()
+    )
+
+
+def _join_attributes(
+    core: ir.Table, persons: ir.Table, periods: ir.Table, first_ref: ir.Table
+) -> ir.Table:
+    """The panel's columns with the person key kept as ``_sk`` (for sorting)."""
     pj = persons.rename(_pk="_k")
     pt = periods.select(_pt="t", period="period")
     panel = core.inner_join(pj, core._k == pj._pk)
     panel = panel.inner_join(pt, panel.t == pt._pt)
     panel = panel.left_join(first_ref, panel._k == first_ref._rk)
-    keyed = panel.select(*PANEL_COLUMNS, _sk=panel._k)
-    panel = keyed.drop("_sk")
+    return panel.select(*PANEL_COLUMNS, _sk=panel._k)
 
-    # people with at least one day registered and alive in the window = people in the
-    # panel (cheap: no events; the panel test checks the two agree)
-    n_in = (
-        int(np.count_nonzero(dense.exposure.any(axis=1)))
-        if dense is not None
-        else int(sp.person_id.nunique().execute())
-    )
+
+def _panel_attrition(n_pop: int, n_in: int) -> Attrition:
+    """People in the clean population, those with no day in the window, the rest."""
     entries = (
         AttritionEntry("panel_persons", "input", "people in the clean population", n_pop),
         AttritionEntry(
@@ -449,15 +544,4 @@ def build_panel(
         ),
         AttritionEntry("panel_persons", "kept", "people in the panel", n_in),
     )
-    return Panel(
-        table=panel,
-        attrition=Attrition(entries),
-        start=s,
-        end=e,
-        period=period,
-        n_periods=len(plist),
-        engine=engine,
-        definitions=defs,
-        keyed=keyed,
-        dense=dense,
-    )
+    return Attrition(entries)

@@ -198,31 +198,12 @@ def _find_control_vec(
     ratio: int = 1,
     ties: Ties = "matchit",
 ) -> list[int]:
-    ii = match_d_ord[t_id]
     # "data": a side does not stop at `ratio` finds but only once `ratio` strictly
     # nearer candidates are held, so every control tied with the last one is seen
     cap = ratio if ties == "matchit" else -1
-    mm_rowi: list[int] = []
-    possible_starts: list[int] = []
-    if r > 1:
-        mm_rowi = [m for m in mm_row if m >= 0 and treat[m] == 0]
-        possible_starts = [match_d_ord[m] for m in mm_rowi]
-    if not possible_starts:
-        iil = iir = ii
-        min_dist = 0.0
-    else:
-        possible_starts.append(ii)
-        iil = min(possible_starts)
-        iir = max(possible_starts)
-        if iil == ii:
-            min_dist = abs(distance[t_id] - distance[ind_d_ord[iir]])
-        elif iir == ii:
-            min_dist = abs(distance[t_id] - distance[ind_d_ord[iil]])
-        else:
-            min_dist = max(
-                abs(distance[t_id] - distance[ind_d_ord[iil]]),
-                abs(distance[t_id] - distance[ind_d_ord[iir]]),
-            )
+    iil, iir, min_dist, mm_rowi = _search_start(
+        t_id, ind_d_ord, match_d_ord, treat, distance, r, mm_row
+    )
     min_ii = first_control
     max_ii = last_control
     di = distance[t_id]
@@ -292,7 +273,55 @@ def _find_control_vec(
             n_r += 1
             if n_r == cap:
                 r_stop = True
+    return _nearest_found(pm_id, pm_dist, di, distance, ratio, ties)
 
+
+def _search_start(
+    t_id: int,
+    ind_d_ord: list[int],
+    match_d_ord: list[int],
+    treat: list[int],
+    distance: list[float],
+    r: int,
+    mm_row: list[int],
+) -> tuple[int, int, float, list[int]]:
+    """Where the search of round ``r`` starts (find_control_vec's first block): from
+    the treated unit's own position, or beyond the controls it already holds (which
+    sets the least distance a new control may have). Returns (iil, iir, min_dist,
+    mm_rowi), mm_rowi being the controls already held."""
+    ii = match_d_ord[t_id]
+    mm_rowi: list[int] = []
+    possible_starts: list[int] = []
+    if r > 1:
+        mm_rowi = [m for m in mm_row if m >= 0 and treat[m] == 0]
+        possible_starts = [match_d_ord[m] for m in mm_rowi]
+    if not possible_starts:
+        return ii, ii, 0.0, mm_rowi
+    possible_starts.append(ii)
+    iil = min(possible_starts)
+    iir = max(possible_starts)
+    if iil == ii:
+        min_dist = abs(distance[t_id] - distance[ind_d_ord[iir]])
+    elif iir == ii:
+        min_dist = abs(distance[t_id] - distance[ind_d_ord[iil]])
+    else:
+        min_dist = max(
+            abs(distance[t_id] - distance[ind_d_ord[iil]]),
+            abs(distance[t_id] - distance[ind_d_ord[iir]]),
+        )
+    return iil, iir, min_dist, mm_rowi
+
+
+def _nearest_found(
+    pm_id: list[int],
+    pm_dist: list[float],
+    di: float,
+    distance: list[float],
+    ratio: int,
+    ties: Ties,
+) -> list[int]:
+    """The ``ratio`` nearest of the controls found (find_control_vec's last block:
+    libc++'s partial_sort / sort order for "matchit")."""
     n_pm = len(pm_id)
     if ties == "data":
         return sorted(pm_id, key=lambda u: (abs(di - distance[u]), u))[:ratio]
@@ -596,32 +625,40 @@ def _find_control_mahcovs(
         dist_c = math.fsum((diff * diff).tolist())
         if not math.isfinite(dist_c):
             continue
-        new = (iz, dist_c)
-        if tie_pos:
-            pm.append(new)
-            pm.sort(key=lambda p: (p[1], p[0]))
-            del pm[ratio:]
-            continue
-        if not pm:
-            pm.append(new)
-        elif dist_c > pm[-1][1]:
-            if len(pm) == ratio:
-                continue
-            pm.append(new)
-        elif ratio == 1:
-            pm[0] = new
-        else:
-            if len(pm) == ratio:
-                pm.pop()
-            if dist_c > pm[-1][1]:
-                pm.append(new)
-            else:
-                pos = 0
-                while pos < len(pm) and pm[pos][1] < dist_c:
-                    pos += 1
-                pm.insert(pos, new)
+        _insert_found(pm, (iz, dist_c), ratio, tie_pos)
         # NB: MatchIt counts a side's matches only through the ratio test above
     return [p[0] for p in pm]
+
+
+def _insert_found(
+    pm: list[tuple[int, float]], new: tuple[int, float], ratio: int, tie_pos: bool
+) -> None:
+    """Put a control found into the list of the nearest so far, kept sorted by
+    distance and at most ``ratio`` long (find_control_mahcovs' insertion, in place)."""
+    dist_c = new[1]
+    if tie_pos:
+        pm.append(new)
+        pm.sort(key=lambda p: (p[1], p[0]))
+        del pm[ratio:]
+        return
+    if not pm:
+        pm.append(new)
+    elif dist_c > pm[-1][1]:
+        if len(pm) == ratio:
+            return
+        pm.append(new)
+    elif ratio == 1:
+        pm[0] = new
+    else:
+        if len(pm) == ratio:
+            pm.pop()
+        if dist_c > pm[-1][1]:
+            pm.append(new)
+        else:
+            pos = 0
+            while pos < len(pm) and pm[pos][1] < dist_c:
+                pos += 1
+            pm.insert(pos, new)
 
 
 def nn_match_mahcovs(

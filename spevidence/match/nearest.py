@@ -289,66 +289,14 @@ def nearest(
     -------
     Matched
     """
-    if treat not in data.columns:
-        raise DataError(f"nearest: treatment column {treat!r} not found in the data.")
-    tcol = data[treat]
-    if tcol.isna().any():
-        raise DataError(
-            f"nearest: treatment column {treat!r} has {int(tcol.isna().sum())} missing "
-            "value(s); drop those rows first."
-        )
-    tvals = tcol.astype(int).to_numpy()
-    if not set(np.unique(tvals)) <= {0, 1}:
-        raise DataError(f"nearest: treatment column {treat!r} must be 0/1 or boolean.")
+    tvals = _treatment(data, treat)
     n1 = int(tvals.sum())
-    if n1 == 0 or n1 == len(tvals):
-        raise EstimationError(
-            f"nearest: need both treated and control units; found {n1} treated among "
-            f"{len(tvals)} rows."
-        )
-    if not isinstance(ratio, int | np.integer) or ratio < 1:
-        raise DataError(f"nearest: ratio must be a positive integer, got {ratio!r}.")
-    if caliper is not None and not (np.isfinite(caliper) and caliper > 0):
-        raise DataError(f"nearest: caliper must be a positive number, got {caliper!r}.")
-    if order is not None and order not in ("largest", "smallest", "random", "data"):
-        raise DataError(f"nearest: order must be largest/smallest/random/data, got {order!r}.")
+    _check_options(ratio, caliper, order)
     covariates = list(covariates)
     check_covariates(data, covariates, table="nearest")
     if exact:
         check_covariates(data, list(exact), table="nearest")
-
-    coef: np.ndarray | None = None
-    dist: np.ndarray | None = None
-    mah: np.ndarray | None = None
-    if isinstance(distance, str):
-        if distance not in ("glm", "mahalanobis"):
-            raise DataError(
-                f"nearest: distance must be 'glm', 'mahalanobis' or a numeric vector, got "
-                f"{distance!r}."
-            )
-        if distance == "glm":
-            if link not in ("logit", "linear.logit", "probit", "linear.probit"):
-                raise DataError(f"nearest: unknown link {link!r}.")
-            dist, coef = propensity_distance(data, tvals, covariates, link=link)
-        else:
-            if caliper is not None:
-                raise DataError(
-                    "nearest: a caliper needs a propensity-score distance (distance='glm'); "
-                    "with distance='mahalanobis' use exact= instead."
-                )
-            if order in ("largest", "smallest"):
-                raise DataError(
-                    f"nearest: order={order!r} needs a propensity score; with "
-                    "distance='mahalanobis' use 'data' or 'random'."
-                )
-            mah = mahalanobis_transform(data, covariates, tvals)
-    else:
-        dist = np.asarray(distance, dtype=float)
-        if dist.shape != (len(data),) or not np.all(np.isfinite(dist)):
-            raise DataError(
-                f"nearest: a numeric distance must have one finite value per row "
-                f"({len(data)} rows)."
-            )
+    dist, coef, mah = _distances(data, tvals, covariates, distance, link, caliper, order)
     if order is None:
         order = "largest" if dist is not None else "data"
 
@@ -356,53 +304,20 @@ def nearest(
     cal: float | None = None
     if caliper is not None and dist is not None:
         cal = float(caliper) * (float(np.std(dist[~discarded], ddof=1)) if std_caliper else 1.0)
-
     reuse_max = np.iinfo(np.int32).max if replace else 1
     eff_order: Order = "data" if reuse_max >= n1 else order
-
     strata: np.ndarray | None = None
     if exact:
         strata = _strata_codes(data, list(exact))
-        both = set(strata[tvals == 1]) & set(strata[tvals == 0])
-        if not both:
-            raise EstimationError(
-                f"nearest: no exact stratum of {list(exact)} contains both treated and "
-                "control units; no matches are possible."
-            )
-        discarded |= ~np.isin(strata, list(both))
+        discarded |= _outside_common_strata(strata, tvals, exact)
 
     # on the grid, distances equal up to rounding noise are equal (see _nn.on_grid):
     # the matching order and the pairs are the same on every CPU
     dist_g = on_grid(dist) if dist is not None else None
-    if eff_order in ("largest", "smallest") and dist_g is not None:
-        dt = dist_g[tvals == 1]
-        ord_ = np.argsort(-dt if eff_order == "largest" else dt, kind="stable")
-    elif eff_order == "random":
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        ord_ = rng.permutation(np.flatnonzero(~discarded[tvals == 1]))
-    else:
-        ord_ = np.flatnonzero(~discarded[tvals == 1])
-
+    ord_ = _treated_order(eff_order, dist_g, tvals, discarded, seed)
     ratios = np.full(n1, int(ratio))
-    if mah is not None:
-        mah_g = on_grid(mah)
-        mm = nn_match_mahcovs(tvals, ord_, ratios, discarded, reuse_max, mah_g, strata, ties=ties)
-    elif dist_g is not None:
-        mm = nn_match_vec(tvals, ord_, ratios, discarded, reuse_max, dist_g, strata, cal, ties=ties)
-    else:  # pragma: no cover - every distance option sets dist or mah
-        raise EstimationError("nearest: no distance could be computed.")
-    if not (mm[:, 0] >= 0).any():
-        raise EstimationError(
-            f"nearest: no treated unit could be matched ({n1} treated); widen or drop the "
-            "caliper or the exact-matching variables."
-        )
-    if reuse_max > 1:
-        sub = np.full(len(data), np.nan)
-        w = weights_from_mm(mm, tvals)
-    else:
-        sub = subclass_from_mm(mm, tvals)
-        w = weights_from_subclass(sub, tvals)
-    w = normalize_weights(w, tvals)
+    mm = _match_matrix(tvals, ord_, ratios, discarded, reuse_max, dist_g, mah, strata, cal, ties)
+    sub, w = _subclass_and_weights(mm, tvals, reuse_max)
 
     if caliper is None:
         warnings.warn(
@@ -436,3 +351,154 @@ def nearest(
         options=options,
         coefficients=coef,
     )
+
+
+def _treatment(data: pd.DataFrame, treat: str) -> np.ndarray:
+    """The treatment column as 0/1 integers; DataError or EstimationError unless it
+    is complete, 0/1 and holds both groups."""
+    if treat not in data.columns:
+        raise DataError(f"nearest: treatment column {treat!r} not found in the data.")
+    tcol = data[treat]
+    if tcol.isna().any():
+        raise DataError(
+            f"nearest: treatment column {treat!r} has {int(tcol.isna().sum())} missing "
+            "value(s); drop those rows first."
+        )
+    tvals = tcol.astype(int).to_numpy()
+    if not set(np.unique(tvals)) <= {0, 1}:
+        raise DataError(f"nearest: treatment column {treat!r} must be 0/1 or boolean.")
+    n1 = int(tvals.sum())
+    if n1 == 0 or n1 == len(tvals):
+        raise EstimationError(
+            f"nearest: need both treated and control units; found {n1} treated among "
+            f"{len(tvals)} rows."
+        )
+    return tvals
+
+
+def _check_options(ratio: int, caliper: float | None, order: Order | None) -> None:
+    """ratio, caliper and order are of the accepted kinds (DataError naming the value)."""
+    if not isinstance(ratio, int | np.integer) or ratio < 1:
+        raise DataError(f"nearest: ratio must be a positive integer, got {ratio!r}.")
+    if caliper is not None and not (np.isfinite(caliper) and caliper > 0):
+        raise DataError(f"nearest: caliper must be a positive number, got {caliper!r}.")
+    if order is not None and order not in ("largest", "smallest", "random", "data"):
+        raise DataError(f"nearest: order must be largest/smallest/random/data, got {order!r}.")
+
+
+def _distances(
+    data: pd.DataFrame,
+    tvals: np.ndarray,
+    covariates: list[str],
+    distance: Distance | np.ndarray | pd.Series,
+    link: Link,
+    caliper: float | None,
+    order: Order | None,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """(distance, propensity coefficients, Mahalanobis-transformed covariates): the
+    distance is None for Mahalanobis matching, the transform None otherwise."""
+    coef: np.ndarray | None = None
+    dist: np.ndarray | None = None
+    mah: np.ndarray | None = None
+    if isinstance(distance, str):
+        if distance not in ("glm", "mahalanobis"):
+            raise DataError(
+                f"nearest: distance must be 'glm', 'mahalanobis' or a numeric vector, got "
+                f"{distance!r}."
+            )
+        if distance == "glm":
+            if link not in ("logit", "linear.logit", "probit", "linear.probit"):
+                raise DataError(f"nearest: unknown link {link!r}.")
+            dist, coef = propensity_distance(data, tvals, covariates, link=link)
+        else:
+            if caliper is not None:
+                raise DataError(
+                    "nearest: a caliper needs a propensity-score distance (distance='glm'); "
+                    "with distance='mahalanobis' use exact= instead."
+                )
+            if order in ("largest", "smallest"):
+                raise DataError(
+                    f"nearest: order={order!r} needs a propensity score; with "
+                    "distance='mahalanobis' use 'data' or 'random'."
+                )
+            mah = mahalanobis_transform(data, covariates, tvals)
+    else:
+        dist = np.asarray(distance, dtype=float)
+        if dist.shape != (len(data),) or not np.all(np.isfinite(dist)):
+            raise DataError(
+                f"nearest: a numeric distance must have one finite value per row "
+                f"({len(data)} rows)."
+            )
+    return dist, coef, mah
+
+
+def _outside_common_strata(
+    strata: np.ndarray, tvals: np.ndarray, exact: Sequence[str]
+) -> np.ndarray:
+    """Rows in an exact stratum without both groups (EstimationError if every one is)."""
+    both = set(strata[tvals == 1]) & set(strata[tvals == 0])
+    if not both:
+        raise EstimationError(
+            f"nearest: no exact stratum of {list(exact)} contains both treated and "
+            "control units; no matches are possible."
+        )
+    return ~np.isin(strata, list(both))
+
+
+def _treated_order(
+    eff_order: Order,
+    dist_g: np.ndarray | None,
+    tvals: np.ndarray,
+    discarded: np.ndarray,
+    seed: int | np.random.Generator | None,
+) -> np.ndarray:
+    """Positions of the treated units in the order they are matched."""
+    if eff_order in ("largest", "smallest") and dist_g is not None:
+        dt = dist_g[tvals == 1]
+        return np.argsort(-dt if eff_order == "largest" else dt, kind="stable")
+    if eff_order == "random":
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        return rng.permutation(np.flatnonzero(~discarded[tvals == 1]))
+    return np.flatnonzero(~discarded[tvals == 1])
+
+
+def _match_matrix(
+    tvals: np.ndarray,
+    ord_: np.ndarray,
+    ratios: np.ndarray,
+    discarded: np.ndarray,
+    reuse_max: int,
+    dist_g: np.ndarray | None,
+    mah: np.ndarray | None,
+    strata: np.ndarray | None,
+    cal: float | None,
+    ties: Ties,
+) -> np.ndarray:
+    """The greedy search (MatchIt's port in ``_nn``) on the Mahalanobis covariates or
+    the gridded distance; EstimationError when no treated unit found a control."""
+    if mah is not None:
+        mah_g = on_grid(mah)
+        mm = nn_match_mahcovs(tvals, ord_, ratios, discarded, reuse_max, mah_g, strata, ties=ties)
+    elif dist_g is not None:
+        mm = nn_match_vec(tvals, ord_, ratios, discarded, reuse_max, dist_g, strata, cal, ties=ties)
+    else:  # pragma: no cover - every distance option sets dist or mah
+        raise EstimationError("nearest: no distance could be computed.")
+    if not (mm[:, 0] >= 0).any():
+        raise EstimationError(
+            f"nearest: no treated unit could be matched ({len(ratios)} treated); widen or "
+            "drop the caliper or the exact-matching variables."
+        )
+    return mm
+
+
+def _subclass_and_weights(
+    mm: np.ndarray, tvals: np.ndarray, reuse_max: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Subclass per row (all NaN with replacement) and normalised matching weights."""
+    if reuse_max > 1:
+        sub = np.full(len(tvals), np.nan)
+        w = weights_from_mm(mm, tvals)
+    else:
+        sub = subclass_from_mm(mm, tvals)
+        w = weights_from_subclass(sub, tvals)
+    return sub, normalize_weights(w, tvals)

@@ -53,6 +53,8 @@ Censoring = Literal["ipcw", "referral", "none"]
 
 OUTCOMES = ("gp", "ae", "admissions")
 DERIVED_USE = tuple(f"{w}_{o}" for w in ("prior", "recent") for o in OUTCOMES)
+# covariates derived from the panel at the index period (not panel columns)
+DERIVED = frozenset({"age", *DERIVED_USE})
 REQUIRED = ("person_id", "t", "period", "referral_t")
 DEFAULT_AGE_BREAKS = (18, 30, 40, 50, 60, 70, 80)
 DEFAULT_EXACT = ("pcn_code", "sex", "age_band")
@@ -493,6 +495,79 @@ def risk_set(
     if exact is None:
         exact = ("sex", "age_band") if comparators == "comparator-pcns" else DEFAULT_EXACT
     exact = tuple(exact)
+    _check_options(ratio=ratio, caliper=caliper, distance=distance, comparators=comparators)
+    _check_panel(panel, exact, lookback, recent)
+    in_comparator_pcn = _comparator_pcn_rows(panel, comparators, comparator_pcns, exact)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    dense = _dense_arrays(panel)
+    covs, crit = _covariates_and_criteria(panel, covariates, exact, eligibility)
+    spec = _Spec(exact, tuple(covs), tuple(crit), comparators, lookback, recent, age_breaks)
+    columns = _panel_columns(panel, exact, covs, crit)
+    eligible = _candidate_pool(dense, columns, spec, in_comparator_pcn)
+    pool, drop_reason = eligible.pool, dict(eligible.drop_reason)
+    coef, eta = _propensity_score(pool, covs)
+    pool["distance"] = eta
+    cal = _caliper_width(caliper, eta)
+    exact_code_cols = [f"_code_{c}" for c in exact]
+    pool["_stratum"] = pool.groupby(["index_t", *exact_code_cols], sort=True).ngroup().to_numpy()
+    pairs_at, match_reasons = _match_pool(
+        pool, covs, dense.n_people, distance, ratio, cal, replace, order, rng
+    )
+    drop_reason.update(match_reasons)
+    pr = _pairs_table(pairs_at, int(pool["treated"].sum()))
+    pool_w, comp_w = _matching_weights(pr, len(pool))
+    pool["weights"] = pool_w
+    person_ids = np.asarray(dense.persons, dtype=object)
+    units = _units_frame(pr, pool, comp_w, covs, exact, person_ids)
+    ipcw = _comparator_ipcw(units, dense, columns, spec, coef, eligible)
+    return RiskSetMatched(
+        panel=panel,
+        pairs=_pairs_frame(pr, pool, person_ids),
+        units=units,
+        attrition=_attrition(
+            len(dense.case_people), drop_reason, pr, in_comparator_pcn is not None
+        ),
+        pool=pool.drop(columns=["_p", "_row", *exact_code_cols])
+        .rename(columns={"_stratum": "stratum"})
+        .assign(person_id=person_ids[pool["_p"].to_numpy()]),
+        covariates=tuple(covs),
+        exact=exact,
+        caliper=cal,
+        coefficients=_coefficient_series(coef, covs),
+        diagnostics=_diagnostics(panel, pool, pr, dense.ref_person, person_ids, ipcw, eligible),
+        options={
+            "ratio": int(ratio),
+            "caliper": caliper,
+            "distance": distance,
+            "replace": replace,
+            "comparators": comparators,
+            "comparator_pcns": tuple(comparator_pcns) if comparator_pcns else None,
+            "lookback": lookback,
+            "recent": recent,
+            "order": order,
+            "age_breaks": tuple(age_breaks),
+            "eligibility": tuple(eligibility),
+            "seed": seed if not isinstance(seed, np.random.Generator) else "Generator",
+        },
+        ipcw=ipcw,
+    )
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What a candidate is and what it is measured on (the options of :func:`risk_set`)."""
+
+    exact: tuple[str, ...]
+    covs: tuple[str, ...]
+    crit: tuple[tuple[str, str, float], ...]  # parsed eligibility criteria
+    comparators: Comparators
+    lookback: int
+    recent: int
+    age_breaks: Sequence[int]
+
+
+def _check_options(*, ratio: int, caliper: float | None, distance: str, comparators: str) -> None:
+    """The matching options are of the accepted kinds (DataError naming the value)."""
     if not isinstance(ratio, int | np.integer) or ratio < 1:
         raise DataError(f"risk_set: ratio must be a positive integer, got {ratio!r}.")
     if caliper is not None and not (np.isfinite(caliper) and caliper > 0):
@@ -504,11 +579,35 @@ def risk_set(
             "risk_set: comparators must be 'not-yet-referred', 'never-referred' or "
             f"'comparator-pcns', got {comparators!r}."
         )
-    _check_panel(panel, exact, lookback, recent)
-    in_comparator_pcn = _comparator_pcn_rows(panel, comparators, comparator_pcns, exact)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
-    # ---------------------------------------------------------------- dense arrays
+
+@dataclass(frozen=True)
+class _Dense:
+    """The panel as person x period arrays (persons coded in person-id order)."""
+
+    pcode: np.ndarray  # person code of each panel row
+    persons: pd.Index  # person ids, by code
+    t: np.ndarray  # period of each panel row
+    n_t: int
+    pres: np.ndarray  # people x periods: 1 where the person has a row
+    cum_p: np.ndarray  # cumulative sum of pres along periods, 0 first
+    cum_o: dict[str, np.ndarray]  # cumulative use of each outcome, 0 first
+    ref_person: np.ndarray  # referral period per person (NaN = never)
+    period_year: np.ndarray  # calendar year of each period
+
+    @property
+    def n_people(self) -> int:
+        return len(self.persons)
+
+    @property
+    def case_people(self) -> np.ndarray:
+        """Codes of the referred people."""
+        return np.flatnonzero(~np.isnan(self.ref_person))
+
+
+def _dense_arrays(panel: pd.DataFrame) -> _Dense:
+    """Presence, cumulative use and referral period on a persons x periods grid;
+    DataError for negative periods, duplicated rows or several referral periods."""
     pcode, persons = pd.factorize(panel["person_id"], sort=True)
     n_people = len(persons)
     t = panel["t"].to_numpy(dtype=np.int64)
@@ -546,41 +645,64 @@ def risk_set(
     period_year = (
         pd.to_datetime(panel["period"]).dt.year.groupby(t).first().reindex(range(n_t)).to_numpy()
     )
+    return _Dense(pcode, persons, t, n_t, pres, cum_p, cum_o, ref_person, period_year)
 
+
+def _covariates_and_criteria(
+    panel: pd.DataFrame,
+    covariates: Sequence[str] | None,
+    exact: Sequence[str],
+    eligibility: Sequence[str],
+) -> tuple[list[str], list[tuple[str, str, float]]]:
+    """The matching covariates (the defaults when None) and the parsed eligibility
+    criteria, each checked to be a derived covariate or a numeric panel column."""
     default_covs = ["prior_gp", "prior_ae", "prior_admissions", "recent_gp", "age"]
     if "imd_decile" in panel.columns and panel["imd_decile"].notna().any():
         default_covs.append("imd_decile")
     covs = list(covariates) if covariates is not None else default_covs
-    derived = {"age"} | {f"prior_{o}" for o in OUTCOMES} | {f"recent_{o}" for o in OUTCOMES}
     for c in covs:
-        if c not in derived and c not in panel.columns:
+        if c not in DERIVED and c not in panel.columns:
             raise DataError(
                 f"risk_set: covariate {c!r} is neither a derived covariate "
-                f"({sorted(derived)}) nor a panel column."
+                f"({sorted(DERIVED)}) nor a panel column."
             )
-        if c not in derived and not pd.api.types.is_numeric_dtype(panel[c]):
+        if c not in DERIVED and not pd.api.types.is_numeric_dtype(panel[c]):
             raise DataError(
                 f"risk_set: covariate {c!r} is not numeric; put categorical variables in "
                 "`exact` instead."
             )
     crit = [parse_criterion(c) for c in eligibility]
     for col, _, _ in crit:
-        if col not in derived and col not in panel.columns:
+        if col not in DERIVED and col not in panel.columns:
             raise DataError(
                 f"risk_set: eligibility criterion on {col!r}, which is neither a derived "
-                f"covariate ({sorted(derived)}) nor a panel column."
+                f"covariate ({sorted(DERIVED)}) nor a panel column."
             )
-        if col not in derived and not pd.api.types.is_numeric_dtype(panel[col]):
+        if col not in DERIVED and not pd.api.types.is_numeric_dtype(panel[col]):
             raise DataError(f"risk_set: eligibility column {col!r} is not numeric.")
     if ("age" in covs or "age_band" in exact) and "year_of_birth" not in panel.columns:
         raise DataError("risk_set: 'age' needs the panel column 'year_of_birth'.")
+    return covs, crit
 
-    # ---------------------------------------------------------------- candidate pool
-    case_people = np.flatnonzero(~np.isnan(ref_person))
-    case_t = ref_person[case_people].astype(np.int64)
-    drop_reason: dict[int, str] = {}
-    index_periods = np.unique(case_t)
-    # categorical columns as integer codes (-1 = missing), numeric ones as floats
+
+@dataclass(frozen=True)
+class _Columns:
+    """Panel columns the candidates are measured on, one value per panel row."""
+
+    cat_codes: dict[str, np.ndarray]  # categorical columns as codes (-1 = missing)
+    cat_levels: dict[str, pd.Index]  # their levels, by code
+    num_panel: dict[str, np.ndarray]  # numeric covariates taken from the panel
+    crit_panel: dict[str, np.ndarray]  # those and the eligibility criteria's columns
+    yob: np.ndarray | None  # year of birth
+
+
+def _panel_columns(
+    panel: pd.DataFrame,
+    exact: Sequence[str],
+    covs: Sequence[str],
+    crit: Sequence[tuple[str, str, float]],
+) -> _Columns:
+    """Categorical columns as integer codes (-1 = missing), numeric ones as floats."""
     cat_cols = [c for c in exact if c != "age_band" and c not in DERIVED_USE]
     if "sex" in panel.columns and "sex" not in cat_cols:
         cat_cols.append("sex")
@@ -591,19 +713,40 @@ def risk_set(
         cat_codes[c] = np.asarray(codes, dtype=np.int64)
         cat_levels[c] = pd.Index(levels)
     num_panel = {
-        c: panel[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in covs if c not in derived
+        c: panel[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in covs if c not in DERIVED
     }
     # panel columns of the eligibility criteria (at the index, and later for the weights)
     crit_panel = num_panel | {
         c: panel[c].to_numpy(dtype=np.float64, na_value=np.nan)
         for c, _, _ in crit
-        if c not in derived and c not in num_panel
+        if c not in DERIVED and c not in num_panel
     }
     yob = (
         panel["year_of_birth"].to_numpy(dtype=np.float64, na_value=np.nan)
         if "year_of_birth" in panel.columns
         else None
     )
+    return _Columns(cat_codes, cat_levels, num_panel, crit_panel, yob)
+
+
+def _index_period_parts(
+    dense: _Dense,
+    yob: np.ndarray | None,
+    in_comparator_pcn: np.ndarray | None,
+    *,
+    comparators: str,
+    lookback: int,
+    recent: int,
+) -> tuple[dict[str, list[np.ndarray]], dict[int, str]]:
+    """The candidate rows of each index period (cases and eligible comparators) with
+    their derived covariates, as lists of arrays by column; and the reason each case
+    that is not a candidate was dropped (by person code)."""
+    pcode, t, n_t, cum_p, cum_o = dense.pcode, dense.t, dense.n_t, dense.cum_p, dense.cum_o
+    ref_person = dense.ref_person
+    case_people = dense.case_people
+    case_t = ref_person[case_people].astype(np.int64)
+    drop_reason: dict[int, str] = {}
+    index_periods = np.unique(case_t)
     # canonical order (index period, person id) so that ties in the distance are
     # broken the same way whatever the row order of the input panel
     rsel = np.flatnonzero(np.isin(t, index_periods))
@@ -656,20 +799,35 @@ def risk_set(
             parts.setdefault(f"prior_{o}", []).append(cum_o[o][ps, s] - cum_o[o][ps, lo])
             parts.setdefault(f"recent_{o}", []).append(cum_o[o][ps, s] - cum_o[o][ps, s - recent])
         if yob is not None:
-            parts.setdefault("age", []).append(float(period_year[s]) - yob[rows_s])
+            parts.setdefault("age", []).append(float(dense.period_year[s]) - yob[rows_s])
+    return parts, drop_reason
 
+
+def _pool_frame(
+    parts: dict[str, list[np.ndarray]],
+    dense: _Dense,
+    columns: _Columns,
+    exact: Sequence[str],
+    age_breaks: Sequence[int],
+    lookback: int,
+) -> tuple[pd.DataFrame, dict[str, pd.Index]]:
+    """The candidate pool, one row per candidate person-period, with the panel's
+    covariates and the codes of the exact-matching columns; and the levels of every
+    coded column (age band included)."""
+    n_cases = len(dense.case_people)
     if not parts["_row"]:
         raise EstimationError(
-            f"risk_set: none of the {len(case_people)} referred people has a panel row "
+            f"risk_set: none of the {n_cases} referred people has a panel row "
             f"and {lookback} periods of registration before referral; nothing to match."
         )
     cols: dict[str, np.ndarray] = {k: np.concatenate(v) for k, v in parts.items()}
     row = cols["_row"]
-    cols["_p"] = pcode[row]
-    for c, arr in num_panel.items():
+    cols["_p"] = dense.pcode[row]
+    for c, arr in columns.num_panel.items():
         cols[c] = arr[row]
-    for c, codes in cat_codes.items():
+    for c, codes in columns.cat_codes.items():
         cols[f"_code_{c}"] = codes[row]
+    cat_levels = dict(columns.cat_levels)
     if "age_band" in exact:
         band_codes, band_levels = _age_band_codes(cols["age"], age_breaks)
         cols["_code_age_band"] = band_codes
@@ -681,10 +839,32 @@ def risk_set(
     pool = pd.DataFrame(cols, copy=False)
     if int(pool["treated"].sum()) == 0:
         raise EstimationError(
-            f"risk_set: none of the {len(case_people)} referred people has a panel row "
+            f"risk_set: none of the {n_cases} referred people has a panel row "
             f"and {lookback} periods of registration before referral; nothing to match."
         )
+    return pool, cat_levels
 
+
+@dataclass(frozen=True)
+class _Eligible:
+    """The candidates with complete values who meet the eligibility criteria."""
+
+    pool: pd.DataFrame
+    drop_reason: dict[int, str]  # cases left out, by person code
+    n_inelig: int  # candidate person-periods that did not meet the criteria
+    n_inelig_ref: int  # of which referred
+
+
+def _eligible_pool(
+    pool: pd.DataFrame,
+    covs: Sequence[str],
+    exact: Sequence[str],
+    crit: Sequence[tuple[str, str, float]],
+    crit_panel: dict[str, np.ndarray],
+) -> _Eligible:
+    """Drop candidates with a missing covariate or exact value, then those who do not
+    meet the scheme's eligibility criteria at the index period."""
+    drop_reason: dict[int, str] = {}
     # missing covariates / exact values
     exact_code_cols = [f"_code_{c}" for c in exact]
     miss = pool[covs].isna().any(axis=1).to_numpy().copy()
@@ -701,7 +881,7 @@ def risk_set(
         treated = pool["treated"].to_numpy() == 1
         # an earlier referral is checked first, so it is the reason given when it applies
         for col, op, value in sorted(crit, key=lambda c: c[0] != PRIOR_REFERRAL):
-            if col in pool.columns and (col in derived or col in covs):
+            if col in pool.columns and (col in DERIVED or col in covs):
                 v = pool[col].to_numpy(dtype=float)
             else:
                 v = crit_panel[col][pool["_row"]]
@@ -714,10 +894,14 @@ def risk_set(
         # hazard of comparators in periods when they no longer meet them
         n_inelig, n_inelig_ref = int((~ok).sum()), int((~ok & treated).sum())
         pool = pool.loc[ok].reset_index(drop=True)
-    n_cases_pool = int(pool["treated"].sum())
-    if n_cases_pool == 0:
+    return _Eligible(pool, drop_reason, n_inelig, n_inelig_ref)
+
+
+def _check_pool(pool: pd.DataFrame, n_referred: int) -> None:
+    """The pool holds at least one case and one comparator (EstimationError otherwise)."""
+    if int(pool["treated"].sum()) == 0:
         raise EstimationError(
-            f"risk_set: no referred person (of {len(case_people)}) is eligible for "
+            f"risk_set: no referred person (of {n_referred}) is eligible for "
             "matching; see the attrition reasons (look-back, registration, covariates)."
         )
     if int((pool["treated"] == 0).sum()) == 0:
@@ -725,19 +909,58 @@ def risk_set(
             "risk_set: there are no eligible comparators at any index period; use "
             "comparators='not-yet-referred' or a shorter lookback."
         )
-    # decoded values of the exact-matching columns and sex, for the outputs
+
+
+def _decode_categories(
+    pool: pd.DataFrame, cat_levels: dict[str, pd.Index], exact: Sequence[str]
+) -> pd.DataFrame:
+    """Decoded values of the exact-matching columns and sex, for the outputs (in
+    place; the codes of columns not matched exactly are dropped)."""
     for c, levels in cat_levels.items():
         codes = (
             pool.pop(f"_code_{c}").to_numpy() if c not in exact else pool[f"_code_{c}"].to_numpy()
         )
         pool[c] = pd.Series(levels.take(np.maximum(codes, 0)), index=pool.index).where(codes >= 0)
+    return pool
 
-    # ---------------------------------------------------------------- propensity score
+
+def _candidate_pool(
+    dense: _Dense, columns: _Columns, spec: _Spec, in_comparator_pcn: np.ndarray | None
+) -> _Eligible:
+    """Every candidate person-period (cases and eligible comparators at each index
+    period) with its covariates, and why each referred person who is not a candidate
+    was dropped."""
+    parts, drop_reason = _index_period_parts(
+        dense,
+        columns.yob,
+        in_comparator_pcn,
+        comparators=spec.comparators,
+        lookback=spec.lookback,
+        recent=spec.recent,
+    )
+    pool, cat_levels = _pool_frame(
+        parts, dense, columns, spec.exact, spec.age_breaks, spec.lookback
+    )
+    eligible = _eligible_pool(pool, list(spec.covs), spec.exact, spec.crit, columns.crit_panel)
+    drop_reason.update(eligible.drop_reason)
+    _check_pool(eligible.pool, len(dense.case_people))
+    pool = _decode_categories(eligible.pool, cat_levels, spec.exact)
+    return _Eligible(pool, drop_reason, eligible.n_inelig, eligible.n_inelig_ref)
+
+
+def _propensity_score(pool: pd.DataFrame, covs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients of the pooled logistic model of referral and its saturated logit
+    (the distance) for every candidate."""
     X = _ps_design(pool, covs)
     coef, eta, _ = fit_glm(
         X, pool["treated"].to_numpy(dtype=float), link="logit", solver="cholesky"
     )
-    pool["distance"] = eta = saturate(eta)
+    return coef, saturate(eta)
+
+
+def _caliper_width(caliper: float | None, eta: np.ndarray) -> float | None:
+    """The caliper in units of the logit (SDs over all candidates); a warning when
+    there is none. Called by :func:`risk_set` itself (the warning points at its caller)."""
     cal: float | None = None
     if caliper is not None:
         cal = float(caliper) * float(np.std(eta, ddof=1))
@@ -746,21 +969,48 @@ def risk_set(
             "risk_set: matching without a caliper; poor matches are kept. Consider "
             "caliper=0.2 (SD of the logit of the propensity score, Austin 2011).",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
+    return cal
 
-    # ---------------------------------------------------------------- matching
-    strata_cols = ["index_t", *exact_code_cols]
-    pool["_stratum"] = pool.groupby(strata_cols, sort=True).ngroup().to_numpy()
+
+def _case_order(
+    dt: np.ndarray, replace: bool, order: Order, rng: np.random.Generator
+) -> np.ndarray:
+    """Order in which the cases of an index period are matched (MatchIt ``m.order``)."""
+    n1 = len(dt)
+    if replace or order == "data":
+        return np.arange(n1)  # MatchIt: with enough reuse the order is "data"
+    if order == "largest":
+        return np.argsort(-dt, kind="stable")
+    if order == "smallest":
+        return np.argsort(dt, kind="stable")
+    return rng.permutation(n1)
+
+
+def _match_pool(
+    pool: pd.DataFrame,
+    covs: Sequence[str],
+    n_people: int,
+    distance: Distance,
+    ratio: int,
+    cal: float | None,
+    replace: bool,
+    order: Order,
+    rng: np.random.Generator,
+) -> tuple[list[tuple[int, int, int, int, int]], dict[int, str]]:
+    """Greedy nearest-neighbour matching within each index period x exact stratum.
+
+    Returns the pairs as (subclass, case row, comparator row, k, index period) and
+    the reason each unmatched case was dropped (by person code)."""
+    drop_reason: dict[int, str] = {}
     reuse_max = np.iinfo(np.int32).max if replace else 1
     used_person = np.zeros(n_people, dtype=bool)
-    pool_w = np.zeros(len(pool))
     pair_rows: list[tuple[int, int, int, int, int]] = []  # subclass, case row, comp row, k, s
     subclass = 0
     treated_arr = pool["treated"].to_numpy()
     pperson = pool["_p"].to_numpy()
-    dist_arr = pool["distance"].to_numpy()
-    grid_arr = on_grid(dist_arr)  # ties within noise become exact; see _nn.on_grid
+    grid_arr = on_grid(pool["distance"].to_numpy())  # ties within noise become exact
     strat_arr = pool["_stratum"].to_numpy()
     index_arr = pool["index_t"].to_numpy()
     mah: np.ndarray | None = None
@@ -792,16 +1042,8 @@ def risk_set(
         if not (tr2 == 1).any():
             continue
         d = grid_arr[g2]
-        dt = d[tr2 == 1]
-        n1 = len(dt)
-        if replace or order == "data":
-            ord_ = np.arange(n1)  # MatchIt: with enough reuse the order is "data"
-        elif order == "largest":
-            ord_ = np.argsort(-dt, kind="stable")
-        elif order == "smallest":
-            ord_ = np.argsort(dt, kind="stable")
-        else:
-            ord_ = rng.permutation(n1)
+        n1 = int((tr2 == 1).sum())
+        ord_ = _case_order(d[tr2 == 1], replace, order, rng)
         args = (tr2, ord_, np.full(n1, int(ratio)), np.zeros(len(g2), dtype=bool), reuse_max)
         if mah is not None:
             mm = nn_match_mahcovs(*args, mah[g2], None, d, cal, st2, ties="data")
@@ -820,22 +1062,35 @@ def risk_set(
                 pair_rows.append((subclass, int(case_row), int(g2[c]), k + 1, int(s)))
                 if not replace:
                     used_person[pperson[g2[c]]] = True
+    return pair_rows, drop_reason
 
-    if not pair_rows:
+
+def _pairs_table(pairs_at: list[tuple[int, int, int, int, int]], n_cases: int) -> pd.DataFrame:
+    """The pairs as a frame (EstimationError when no case found a comparator)."""
+    if not pairs_at:
         raise EstimationError(
-            f"risk_set: none of the {n_cases_pool} eligible cases found a comparator; "
-            "widen the caliper, coarsen the exact strata or use more comparators."
+            f"risk_set: none of the {n_cases} eligible cases found a "
+            "comparator; widen the caliper, coarsen the exact strata or use more comparators."
         )
+    return pd.DataFrame(pairs_at, columns=["subclass", "_case", "_comp", "match", "index_t"])
 
-    pr = pd.DataFrame(pair_rows, columns=["subclass", "_case", "_comp", "match", "index_t"])
+
+def _matching_weights(pr: pd.DataFrame, n_pool: int) -> tuple[np.ndarray, np.ndarray]:
+    """Matching weight of every pool row (cases 1, unused 0) and of each pair's
+    comparator (1/k in a subclass of k, normalised to mean 1 as MatchIt)."""
+    pool_w = np.zeros(n_pool)
     k_sub = pr.groupby("subclass")["_comp"].transform("size").to_numpy()
     comp_w = 1.0 / k_sub
     comp_w = comp_w * len(comp_w) / comp_w.sum()  # MatchIt normalisation (mean 1)
     np.add.at(pool_w, pr["_comp"].to_numpy(), comp_w)
     pool_w[pr["_case"].unique()] = 1.0
-    pool["weights"] = pool_w
+    return pool_w, comp_w
 
-    person_ids = np.asarray(persons, dtype=object)
+
+def _pairs_frame(pr: pd.DataFrame, pool: pd.DataFrame, person_ids: np.ndarray) -> pd.DataFrame:
+    """One row per (case, comparator) pair with their ids, stratum and distances."""
+    pperson = pool["_p"].to_numpy()
+    dist_arr = pool["distance"].to_numpy()
     pairs = pd.DataFrame(
         {
             "subclass": pr["subclass"].to_numpy(),
@@ -849,7 +1104,19 @@ def risk_set(
         }
     )
     pairs["distance_diff"] = (pairs["distance_case"] - pairs["distance_comparator"]).abs()
+    return pairs
 
+
+def _units_frame(
+    pr: pd.DataFrame,
+    pool: pd.DataFrame,
+    comp_w: np.ndarray,
+    covs: Sequence[str],
+    exact: Sequence[str],
+    person_ids: np.ndarray,
+) -> pd.DataFrame:
+    """One row per matched unit (a case, or a comparator's use in one subclass)."""
+    pperson = pool["_p"].to_numpy()
     unit_cols = ["index_t", "_stratum", "distance", *covs]
     for c in exact:
         if c not in unit_cols:
@@ -870,44 +1137,59 @@ def risk_set(
     units = units.sort_values(["subclass", "treated"], ascending=[True, False], kind="stable")
     units = units.rename(columns={"_stratum": "stratum"}).reset_index(drop=True)
     units.insert(0, "unit_id", np.arange(1, len(units) + 1))
+    return units
 
-    # ---------------------------------------------------------------- censoring weights
-    ipcw = pd.DataFrame(
-        {
-            "unit_id": np.zeros(0, np.int64),
-            "t": np.zeros(0, np.int64),
-            "hazard": np.zeros(0),
-            "ipcw": np.zeros(0),
-        }
-    )
-    if comparators == "not-yet-referred":
-        cu = units.loc[units["treated"] == 0, ["unit_id", "person_id", "index_t"]]
-        ipcw = _censoring_weights(
-            unit_id=cu["unit_id"].to_numpy(dtype=np.int64),
-            person=persons.get_indexer(pd.Index(cu["person_id"])),
-            index_t=cu["index_t"].to_numpy(dtype=np.int64),
-            pres=pres,
-            ref_person=ref_person,
-            row_key=pcode.astype(np.int64) * n_t + t,
-            covs=covs,
-            coef=coef,
-            cum_o=cum_o,
-            num_panel=crit_panel,
-            yob=yob,
-            crit=crit,
-            hazard_ineligible=n_inelig_ref / n_inelig if n_inelig else 0.0,
-            period_year=period_year,
-            lookback=lookback,
-            recent=recent,
+
+def _comparator_ipcw(
+    units: pd.DataFrame,
+    dense: _Dense,
+    columns: _Columns,
+    spec: _Spec,
+    coef: np.ndarray,
+    eligible: _Eligible,
+) -> pd.DataFrame:
+    """Censoring weights of the comparator units (empty unless not-yet-referred)."""
+    if spec.comparators != "not-yet-referred":
+        return pd.DataFrame(
+            {
+                "unit_id": np.zeros(0, np.int64),
+                "t": np.zeros(0, np.int64),
+                "hazard": np.zeros(0),
+                "ipcw": np.zeros(0),
+            }
         )
+    cu = units.loc[units["treated"] == 0, ["unit_id", "person_id", "index_t"]]
+    n_inelig = eligible.n_inelig
+    return _censoring_weights(
+        unit_id=cu["unit_id"].to_numpy(dtype=np.int64),
+        person=dense.persons.get_indexer(pd.Index(cu["person_id"])),
+        index_t=cu["index_t"].to_numpy(dtype=np.int64),
+        pres=dense.pres,
+        ref_person=dense.ref_person,
+        row_key=dense.pcode.astype(np.int64) * dense.n_t + dense.t,
+        covs=spec.covs,
+        coef=coef,
+        cum_o=dense.cum_o,
+        num_panel=columns.crit_panel,
+        yob=columns.yob,
+        crit=spec.crit,
+        hazard_ineligible=eligible.n_inelig_ref / n_inelig if n_inelig else 0.0,
+        period_year=dense.period_year,
+        lookback=spec.lookback,
+        recent=spec.recent,
+    )
 
-    # ---------------------------------------------------------------- attrition
-    n_in = len(case_people)
+
+def _attrition(
+    n_in: int, drop_reason: dict[int, str], pr: pd.DataFrame, has_comparator_pcns: bool
+) -> pd.DataFrame:
+    """Referred people in, dropped by reason (in REASON_ORDER), matched; checked to
+    reconcile."""
     counts = pd.Series(list(drop_reason.values()), dtype=object).value_counts()
     n_matched = int(pr["subclass"].nunique())
     att_rows = [{"step": "referred people in panel", "reason": "", "n": n_in}]
     for reason in REASON_ORDER:
-        if reason == REASON_IN_COMPARATOR_PCN and in_comparator_pcn is None:
+        if reason == REASON_IN_COMPARATOR_PCN and not has_comparator_pcns:
             continue  # only a step of the comparator-PCN design
         att_rows.append({"step": "dropped", "reason": reason, "n": int(counts.get(reason, 0))})
     att_rows.append({"step": "matched cases", "reason": "", "n": n_matched})
@@ -916,7 +1198,20 @@ def risk_set(
         raise EstimationError(  # pragma: no cover - internal consistency check
             "risk_set: internal error, attrition counts do not reconcile."
         )
+    return attrition
 
+
+def _diagnostics(
+    panel: pd.DataFrame,
+    pool: pd.DataFrame,
+    pr: pd.DataFrame,
+    ref_person: np.ndarray,
+    person_ids: np.ndarray,
+    ipcw: pd.DataFrame,
+    eligible: _Eligible,
+) -> dict[str, int]:
+    """Counts about the comparators: later referred, censored rows, large weights."""
+    pperson = pool["_p"].to_numpy()
     comp_people = np.unique(pperson[pr["_comp"].to_numpy()])
     later = comp_people[~np.isnan(ref_person[comp_people])]
     matched_case_people = set(pperson[pr["_case"].unique()].tolist())
@@ -928,7 +1223,7 @@ def risk_set(
         rows_censored = int(
             (sub["t"].to_numpy() >= comp_ref.loc[sub["person_id"]].to_numpy()).sum()
         )
-    diagnostics = {
+    return {
         "comparators_later_referred": len(later),
         "comparators_later_matched_as_cases": int(
             sum(1 for p in later.tolist() if p in matched_case_people)
@@ -936,44 +1231,19 @@ def risk_set(
         "comparator_rows_censored_at_own_referral": rows_censored,
         "candidate_comparator_person_periods": int((pool["treated"] == 0).sum()),
         "comparator_rows_ipcw_above_2": int((ipcw["ipcw"] > 2).sum()),
-        "candidate_person_periods_ineligible": n_inelig,
-        "referrals_among_ineligible": n_inelig_ref,
+        "candidate_person_periods_ineligible": eligible.n_inelig,
+        "referrals_among_ineligible": eligible.n_inelig_ref,
     }
+
+
+def _coefficient_series(coef: np.ndarray, covs: Sequence[str]) -> pd.Series:
+    """The propensity model's coefficients named as its design's columns."""
     coef_names = ["(Intercept)"]
     for c in covs:
         coef_names.append(c)
         if c.startswith(("prior_", "recent_")):
             coef_names.append(f"log1p({c})")
-    coef_s = pd.Series(coef, index=coef_names, name="coefficient")
-    return RiskSetMatched(
-        panel=panel,
-        pairs=pairs,
-        units=units,
-        attrition=attrition,
-        pool=pool.drop(columns=["_p", "_row", *exact_code_cols])
-        .rename(columns={"_stratum": "stratum"})
-        .assign(person_id=person_ids[pperson]),
-        covariates=tuple(covs),
-        exact=exact,
-        caliper=cal,
-        coefficients=coef_s,
-        diagnostics=diagnostics,
-        options={
-            "ratio": int(ratio),
-            "caliper": caliper,
-            "distance": distance,
-            "replace": replace,
-            "comparators": comparators,
-            "comparator_pcns": tuple(comparator_pcns) if comparator_pcns else None,
-            "lookback": lookback,
-            "recent": recent,
-            "order": order,
-            "age_breaks": tuple(age_breaks),
-            "eligibility": tuple(eligibility),
-            "seed": seed if not isinstance(seed, np.random.Generator) else "Generator",
-        },
-        ipcw=ipcw,
-    )
+    return pd.Series(coef, index=coef_names, name="coefficient")
 
 
 def _censoring_weights(

@@ -35,11 +35,19 @@ from spevidence.synthetic._engine import (
     simulate_chunk,
 )
 from spevidence.synthetic._ids import IdSpace
-from spevidence.synthetic._scenario import OUTCOMES, Scenario, ScenarioError, Window, load_scenario
+from spevidence.synthetic._scenario import (
+    OUTCOMES,
+    Defects,
+    Scenario,
+    ScenarioError,
+    Window,
+    load_scenario,
+)
 from spevidence.synthetic._structure import (
     ETHNICITY,
     build_structure,
     date_of,
+    days,
     months_of,
     outcome_norms,
 )
@@ -281,6 +289,42 @@ def generate(
     SyntheticICB
         ``.out``, ``.files`` (name -> path), ``.truth`` (as in truth.json), ``.rows``.
     """
+    sc, n_persons = _checked_scenario(scenario, persons, start, end, identifiers, format)
+    ids = _id_space(sc, seed, n_persons)
+    out_dir = Path(out)
+    sinks = _open_sinks(out_dir, sc, format)
+    st = build_structure(sc, n_persons, seed, sc.window.start)
+    truth, realised, injected = _write_chunks(
+        sc, st, ids, sinks, seed=seed, n_persons=n_persons, format=format, progress=progress
+    )
+    files = {name: s.path for name, s in sinks.items()}
+    rows = {name: s.rows for name, s in sinks.items()}
+    truth_doc = _truth_doc(sc, st, seed, n_persons, format, truth, realised, injected, rows)
+    truth_path = out_dir / "truth.json"
+    truth_path.write_text(json.dumps(truth_doc, indent=2, sort_keys=True) + "\n", "utf-8")
+    files["truth"] = truth_path
+    return SyntheticICB(
+        out=out_dir,
+        files=files,
+        truth=truth_doc,
+        rows=rows,
+        scenario=sc.name,
+        seed=seed,
+        persons=n_persons,
+        format=format,
+    )
+
+
+def _checked_scenario(
+    scenario: str | Path | Scenario,
+    persons: int | None,
+    start: str | dt.date | None,
+    end: str | dt.date | None,
+    identifiers: Literal["nhs_number", "pseudonym"] | None,
+    format: str,
+) -> tuple[Scenario, int]:
+    """The scenario with the call's overrides, and the number of people; ScenarioError
+    for a window, format, size or defect that cannot be generated."""
     sc = load_scenario(scenario)
     s0, e0 = _as_date(start) or sc.window.start, _as_date(end) or sc.window.end
     if e0 <= s0:
@@ -311,6 +355,11 @@ def generate(
                 f"defects.missing_column: table {mc.table} has no column {mc.column!r}; "
                 f"choose one of {', '.join(TABLES[mc.table].names)}."
             )
+    return sc, n_persons
+
+
+def _id_space(sc: Scenario, seed: int, n_persons: int) -> IdSpace:
+    """The identifiers of the run; ScenarioError when NHS numbers cannot hold them."""
     ids = IdSpace(sc.identifiers, seed)
     n_chunks = -(-n_persons // CHUNK_PERSONS)
     if n_persons + CHUNK_PERSONS * n_chunks > ids.capacity and sc.identifiers == "nhs_number":
@@ -319,17 +368,21 @@ def generate(
             f"(about {ids.capacity - CHUNK_PERSONS * n_chunks:,} here); use identifiers "
             "'pseudonym' (--identifiers pseudonym) or fewer persons."
         )
+    return ids
 
-    out_dir = Path(out)
+
+def _open_sinks(out_dir: Path, sc: Scenario, format: str) -> dict[str, _Sink]:
+    """One sink per table in a fresh output folder (our own files of an earlier run, in
+    either format, are removed so no stale table remains; other files stay)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    # remove our own outputs of an earlier run (either format), so no stale table remains
     for stale in [*EXTRACTS, "wellbeing"]:
         for suffix in ("parquet", "csv"):
             (out_dir / f"{stale}.{suffix}").unlink(missing_ok=True)
     (out_dir / "truth.json").unlink(missing_ok=True)
     names = list(EXTRACTS) + (["wellbeing"] if sc.wellbeing is not None else [])
     ext = "parquet" if format == "parquet" else "csv"
-    sinks = {
+    mc = sc.defects.missing_column
+    return {
         name: _Sink(
             out_dir / f"{name}.{ext}",
             format,
@@ -337,8 +390,22 @@ def generate(
         )
         for name in names
     }
+
+
+def _write_chunks(
+    sc: Scenario,
+    st: Any,
+    ids: IdSpace,
+    sinks: dict[str, _Sink],
+    *,
+    seed: int,
+    n_persons: int,
+    format: str,
+    progress: bool,
+) -> tuple[Truth, dict[str, int], dict[str, dict[str, int]]]:
+    """Simulate the people chunk by chunk and write each chunk's tables; returns the
+    truth's accumulators, the realised outcome counts and the injected defects."""
     window = (sc.window.start, sc.window.end)
-    st = build_structure(sc, n_persons, seed, sc.window.start)
     norms = outcome_norms(sc, st)
     months = months_of(*window)
     truth = Truth.empty()
@@ -370,7 +437,7 @@ def generate(
     pending: Future[None] | None = None
     try:
         with ThreadPoolExecutor(max_workers=1) as writer:
-            for ci in range(n_chunks):
+            for ci in range(-(-n_persons // CHUNK_PERSONS)):
                 first = ci * CHUNK_PERSONS
                 n = min(CHUNK_PERSONS, n_persons - first)
                 rng = np.random.default_rng([seed, 1, ci])
@@ -390,22 +457,7 @@ def generate(
         if bar is not None:
             bar.stop()
 
-    files = {name: s.path for name, s in sinks.items()}
-    rows = {name: s.rows for name, s in sinks.items()}
-    truth_doc = _truth_doc(sc, st, seed, n_persons, format, truth, realised, injected, rows)
-    truth_path = out_dir / "truth.json"
-    truth_path.write_text(json.dumps(truth_doc, indent=2, sort_keys=True) + "\n", "utf-8")
-    files["truth"] = truth_path
-    return SyntheticICB(
-        out=out_dir,
-        files=files,
-        truth=truth_doc,
-        rows=rows,
-        scenario=sc.name,
-        seed=seed,
-        persons=n_persons,
-        format=format,
-    )
+    return truth, realised, injected
 
 
 def _count_realised(chunk: Chunk, realised: dict[str, int]) -> None:
@@ -435,44 +487,81 @@ def _to_tables(
     injected: dict[str, dict[str, int]],
     fmt: str,
 ) -> dict[str, pa.Table]:
-    from spevidence.synthetic._structure import days
-
     dfx = sc.defects
     w0, w1 = days(window[0]), days(window[1])
-    p = chunk.pop
-    n = chunk.n
-    lsoa_dict = pa.array(st.lsoa_codes, type=pa.string())
+    pid = _person_ids(chunk.n, first, ids, dfx, drng, injected)
+    gp, ae, adm = dict(chunk.gp), dict(chunk.ae), dict(chunk.adm)
+    if dfx.duplicate_events > 0:
+        gp, ae, adm = _duplicate_event_rows(gp, ae, adm, dfx.duplicate_events, drng, injected)
+    gp = _extra_gp_rows(gp, chunk.pop, w0, w1, dfx, drng, injected)
+    if dfx.negative_length_of_stay > 0:
+        adm = _negative_stays(adm, dfx.negative_length_of_stay, drng, injected)
+    out = {
+        "population": _population_table(chunk.pop, chunk.n, pid, st),
+        "referrals": _referral_table(
+            chunk, pid, ids, first, n_persons, dfx.referrals_not_in_population, drng, injected
+        ),
+        **_event_tables(gp, ae, adm, pid),
+    }
+    if chunk.wb is not None:
+        out["wellbeing"] = _wellbeing_table(chunk.wb, sc, pid)
+    if dfx.mixed_date_formats > 0 or dfx.unparseable_dates > 0:
+        out = _date_defects(out, dfx.mixed_date_formats, dfx.unparseable_dates, drng, injected)
+    return out
 
-    # --- identifiers (invalid NHS numbers are consistent across all tables)
+
+def _person_ids(
+    n: int,
+    first: int,
+    ids: IdSpace,
+    dfx: Defects,
+    drng: np.random.Generator,
+    injected: dict[str, dict[str, int]],
+) -> pa.Array:
+    """Identifiers of the chunk's people (invalid NHS numbers are consistent across
+    all tables)."""
     invalid = None
     if dfx.invalid_nhs_number > 0:
         invalid = drng.random(n) < dfx.invalid_nhs_number
         _bump(injected, "invalid_nhs_number", persons=int(invalid.sum()), eligible=n)
-    pid = ids.ids(np.arange(first, first + n), invalid=invalid)
+    return ids.ids(np.arange(first, first + n), invalid=invalid)
 
-    def person_col(local: np.ndarray) -> pa.Array:
-        return _cat(pid, local)
 
-    gp = dict(chunk.gp)
-    ae = dict(chunk.ae)
-    adm = dict(chunk.adm)
+def _duplicate_event_rows(
+    gp: dict[str, np.ndarray],
+    ae: dict[str, np.ndarray],
+    adm: dict[str, np.ndarray],
+    share: float,
+    drng: np.random.Generator,
+    injected: dict[str, dict[str, int]],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Duplicate a share of the (clean) event rows of each event table."""
+    out = []
+    for name, tab in (("gp_appointments", gp), ("ae_attendances", ae), ("admissions", adm)):
+        m = len(tab["person"])
+        dup = drng.random(m) < share
+        reps = 1 + dup.astype(np.int64)
+        out.append({key: np.repeat(v, reps) for key, v in tab.items()})
+        _bump(
+            injected,
+            "duplicate_events",
+            **{f"{name}_rows": int(dup.sum())},
+            **{f"{name}_eligible": m},
+        )
+    return out[0], out[1], out[2]
 
-    # --- duplicate event rows (of clean rows)
-    if dfx.duplicate_events > 0:
-        for name, tab in (("gp_appointments", gp), ("ae_attendances", ae), ("admissions", adm)):
-            m = len(tab["person"])
-            dup = drng.random(m) < dfx.duplicate_events
-            reps = 1 + dup.astype(np.int64)
-            for key in list(tab):
-                tab[key] = np.repeat(tab[key], reps)
-            _bump(
-                injected,
-                "duplicate_events",
-                **{f"{name}_rows": int(dup.sum())},
-                **{f"{name}_eligible": m},
-            )
 
-    # --- extra GP rows after death / outside registration
+def _extra_gp_rows(
+    gp: dict[str, np.ndarray],
+    p: dict[str, np.ndarray],
+    w0: int,
+    w1: int,
+    dfx: Defects,
+    drng: np.random.Generator,
+    injected: dict[str, dict[str, int]],
+) -> dict[str, np.ndarray]:
+    """GP rows with the extra rows after death / outside registration, in (person,
+    day) order (unchanged without those defects)."""
     extra_p: list[np.ndarray] = []
     extra_d: list[np.ndarray] = []
     if dfx.events_after_death > 0:
@@ -483,22 +572,8 @@ def _to_tables(
         extra_d.append(dd + 1 + (drng.random(len(sel)) * (w1 - dd)).astype(np.int64))
         _bump(injected, "events_after_death", persons=len(sel), rows=len(sel), eligible=len(elig))
     if dfx.events_outside_registration > 0:
-        before = p["reg_start"] > w0
-        after = (p["reg_end"] < w1) & (p["death"] == NEVER)
-        gap = p["g0"] < NEVER
-        elig = np.flatnonzero(before | after | gap)
-        sel = elig[drng.random(len(elig)) < dfx.events_outside_registration]
-        u = drng.random(len(sel))
-        rs, re_ = p["reg_start"][sel], p["reg_end"][sel]
-        g0, g1 = p["g0"][sel], p["g1"][sel]
-        d = np.where(
-            gap[sel],
-            g0 + (u * (np.minimum(g1, w1) - g0 + 1)).astype(np.int64),
-            np.where(
-                before[sel],
-                w0 + (u * (rs - w0)).astype(np.int64),
-                re_ + 1 + (u * (w1 - np.minimum(re_, w1))).astype(np.int64),
-            ),
+        sel, d, n_elig = _days_outside_registration(
+            p, w0, w1, dfx.events_outside_registration, drng
         )
         extra_p.append(sel)
         extra_d.append(d)
@@ -507,34 +582,68 @@ def _to_tables(
             "events_outside_registration",
             persons=len(sel),
             rows=len(sel),
-            eligible=len(elig),
+            eligible=n_elig,
         )
-    if extra_p:
-        ep = np.concatenate(extra_p)
-        ed = np.concatenate(extra_d)
-        k = len(ep)
-        zeros = np.zeros(k, np.int64)
-        for key, val in (
-            ("person", ep),
-            ("day", ed),
-            ("status", zeros),
-            ("role", zeros),
-            ("mode", zeros),
-        ):
-            gp[key] = np.concatenate([gp[key], val])
-        order = np.lexsort((gp["day"], gp["person"]))
-        gp = {k2: v[order] for k2, v in gp.items()}
+    if not extra_p:
+        return gp
+    ep = np.concatenate(extra_p)
+    ed = np.concatenate(extra_d)
+    k = len(ep)
+    zeros = np.zeros(k, np.int64)
+    for key, val in (
+        ("person", ep),
+        ("day", ed),
+        ("status", zeros),
+        ("role", zeros),
+        ("mode", zeros),
+    ):
+        gp[key] = np.concatenate([gp[key], val])
+    order = np.lexsort((gp["day"], gp["person"]))
+    return {k2: v[order] for k2, v in gp.items()}
 
-    # --- negative lengths of stay
-    if dfx.negative_length_of_stay > 0:
-        has = adm["discharge"] < NEVER
-        neg = has & (drng.random(len(has)) < dfx.negative_length_of_stay)
-        adm["discharge"] = np.where(
-            neg, adm["day"] - drng.integers(1, 6, len(has)), adm["discharge"]
-        )
-        _bump(injected, "negative_length_of_stay", rows=int(neg.sum()), eligible=int(has.sum()))
 
-    # --- tables: one population row per registration spell (a re-registration adds a row)
+def _days_outside_registration(
+    p: dict[str, np.ndarray], w0: int, w1: int, share: float, drng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """People (a share of those registered for part of the window) and a day of theirs
+    in the window outside registration; and how many were eligible."""
+    before = p["reg_start"] > w0
+    after = (p["reg_end"] < w1) & (p["death"] == NEVER)
+    gap = p["g0"] < NEVER
+    elig = np.flatnonzero(before | after | gap)
+    sel = elig[drng.random(len(elig)) < share]
+    u = drng.random(len(sel))
+    rs, re_ = p["reg_start"][sel], p["reg_end"][sel]
+    g0, g1 = p["g0"][sel], p["g1"][sel]
+    d = np.where(
+        gap[sel],
+        g0 + (u * (np.minimum(g1, w1) - g0 + 1)).astype(np.int64),
+        np.where(
+            before[sel],
+            w0 + (u * (rs - w0)).astype(np.int64),
+            re_ + 1 + (u * (w1 - np.minimum(re_, w1))).astype(np.int64),
+        ),
+    )
+    return sel, d, len(elig)
+
+
+def _negative_stays(
+    adm: dict[str, np.ndarray],
+    share: float,
+    drng: np.random.Generator,
+    injected: dict[str, dict[str, int]],
+) -> dict[str, np.ndarray]:
+    """Admissions with a share of discharges moved before admission."""
+    has = adm["discharge"] < NEVER
+    neg = has & (drng.random(len(has)) < share)
+    adm["discharge"] = np.where(neg, adm["day"] - drng.integers(1, 6, len(has)), adm["discharge"])
+    _bump(injected, "negative_length_of_stay", rows=int(neg.sum()), eligible=int(has.sum()))
+    return adm
+
+
+def _population_table(p: dict[str, np.ndarray], n: int, pid: pa.Array, st: Any) -> pa.Table:
+    """One population row per registration spell (a re-registration adds a row)."""
+    lsoa_dict = pa.array(st.lsoa_codes, type=pa.string())
     sex = np.where(p["male"], 1, 0)
     two = p["g0"] < NEVER
     row = np.repeat(np.arange(n), 1 + two.astype(np.int64))
@@ -544,7 +653,7 @@ def _to_tables(
     practice = np.where(second, p["practice2"][row], p["practice"][row])
     reg_start = np.where(second, p["g1"][row] + 1, p["reg_start"][row])
     reg_end = np.where(first_of_two, p["g0"][row] - 1, p["reg_end"][row])
-    pop = pa.table(
+    return pa.table(
         {
             "person_id": pid.take(pa.array(row)) if two.any() else pid,
             "practice_code": _cat(tuple(st.practice_codes), practice),
@@ -567,15 +676,27 @@ def _to_tables(
         }
     )
 
+
+def _referral_table(
+    chunk: Chunk,
+    pid: pa.Array,
+    ids: IdSpace,
+    first: int,
+    n_persons: int,
+    ghost_share: float,
+    drng: np.random.Generator,
+    injected: dict[str, dict[str, int]],
+) -> pa.Table:
+    """Referral rows, with a share copied to people not in the population (a defect)."""
     r = chunk.ref
     nr = len(r["person"])
-    ref_pid = person_col(r["person"])
-    if dfx.referrals_not_in_population > 0 and nr:
-        k = int(drng.binomial(nr, dfx.referrals_not_in_population))
+    ref_pid = _cat(pid, r["person"])
+    if ghost_share > 0 and nr:
+        k = int(drng.binomial(nr, ghost_share))
         src = drng.integers(0, nr, k)
         ghost = ids.ids(n_persons + first + np.arange(k))
         ref_pid = _cat(
-            pa.concat_arrays([pid, ghost]), np.concatenate([r["person"], n + np.arange(k)])
+            pa.concat_arrays([pid, ghost]), np.concatenate([r["person"], chunk.n + np.arange(k)])
         )
         r = {key: np.concatenate([v, v[src]]) for key, v in r.items()}
         _bump(injected, "referrals_not_in_population", rows=k, eligible=nr)
@@ -585,7 +706,7 @@ def _to_tables(
         if len(lw_codes)
         else ("",)
     )
-    refs = pa.table(
+    return pa.table(
         {
             "person_id": ref_pid,
             "referral_date": _dates(r["referral_date"]),
@@ -599,9 +720,17 @@ def _to_tables(
         }
     )
 
+
+def _event_tables(
+    gp: dict[str, np.ndarray],
+    ae: dict[str, np.ndarray],
+    adm: dict[str, np.ndarray],
+    pid: pa.Array,
+) -> dict[str, pa.Table]:
+    """The GP appointment, A&E attendance and admission tables."""
     gpt = pa.table(
         {
-            "person_id": person_col(gp["person"]),
+            "person_id": _cat(pid, gp["person"]),
             "appointment_date": _dates(gp["day"]),
             "status": _cat(STATUS, gp["status"]),
             "staff_role": _cat(ROLE, gp["role"]),
@@ -610,77 +739,81 @@ def _to_tables(
     )
     aet = pa.table(
         {
-            "person_id": person_col(ae["person"]),
+            "person_id": _cat(pid, ae["person"]),
             "arrival_date": _dates(ae["day"]),
             "department_type": _cat(DEPT, ae["dept"]),
         }
     )
     admt = pa.table(
         {
-            "person_id": person_col(adm["person"]),
+            "person_id": _cat(pid, adm["person"]),
             "admission_date": _dates(adm["day"]),
             "discharge_date": _dates(adm["discharge"]),
             "admission_method": _cat(METHODS, adm["method"]),
         }
     )
-    out = {
-        "population": pop,
-        "referrals": refs,
-        "gp_appointments": gpt,
-        "ae_attendances": aet,
-        "admissions": admt,
-    }
-    if chunk.wb is not None:
-        wb = chunk.wb
-        instrument = sc.wellbeing.instrument if sc.wellbeing is not None else "swemwbs"
-        out["wellbeing"] = pa.table(
-            {
-                "person_id": person_col(wb["person"]),
-                "measured_date": _dates(wb["day"]),
-                "instrument": _cat((instrument,), np.zeros(len(wb["person"]), np.int64)),
-                "score": pa.array(wb["score"], type=pa.float64()),
-            }
-        )
+    return {"gp_appointments": gpt, "ae_attendances": aet, "admissions": admt}
 
-    # --- date-format defects (CSV only; the event date column becomes text)
-    if dfx.mixed_date_formats > 0 or dfx.unparseable_dates > 0:
-        bad_values = np.array(["31/02/2023", "not recorded", "2023-13-45", "00/00/0000", "?"])
-        for name in ("referrals", *EVENT_TABLES):
-            tbl = out[name]
-            col = TABLES[name].date_column
-            assert col is not None
-            dcol = tbl[col].combine_chunks()
-            m = len(dcol)
-            iso = np.asarray(
-                pc.strftime(dcol, format="%Y-%m-%d").to_numpy(zero_copy_only=False), dtype=object
+
+def _wellbeing_table(wb: dict[str, np.ndarray], sc: Scenario, pid: pa.Array) -> pa.Table:
+    """Wellbeing scores, one row per person and measurement."""
+    instrument = sc.wellbeing.instrument if sc.wellbeing is not None else "swemwbs"
+    return pa.table(
+        {
+            "person_id": _cat(pid, wb["person"]),
+            "measured_date": _dates(wb["day"]),
+            "instrument": _cat((instrument,), np.zeros(len(wb["person"]), np.int64)),
+            "score": pa.array(wb["score"], type=pa.float64()),
+        }
+    )
+
+
+def _date_defects(
+    out: dict[str, pa.Table],
+    mixed_share: float,
+    unparseable_share: float,
+    drng: np.random.Generator,
+    injected: dict[str, dict[str, int]],
+) -> dict[str, pa.Table]:
+    """Date-format defects (CSV only): the date column of the referrals and the event
+    tables becomes text, a share of it d/m/Y and a share of it unparseable."""
+    bad_values = np.array(["31/02/2023", "not recorded", "2023-13-45", "00/00/0000", "?"])
+    for name in ("referrals", *EVENT_TABLES):
+        tbl = out[name]
+        col = TABLES[name].date_column
+        assert col is not None
+        dcol = tbl[col].combine_chunks()
+        m = len(dcol)
+        iso = np.asarray(
+            pc.strftime(dcol, format="%Y-%m-%d").to_numpy(zero_copy_only=False), dtype=object
+        )
+        u = drng.random(m)
+        unp = u < unparseable_share
+        mixed = (~unp) & (u < unparseable_share + mixed_share)
+        if mixed.any():
+            iso[mixed] = np.asarray(
+                pc.strftime(dcol.filter(pa.array(mixed)), format="%d/%m/%Y").to_numpy(
+                    zero_copy_only=False
+                ),
+                dtype=object,
             )
-            u = drng.random(m)
-            unp = u < dfx.unparseable_dates
-            mixed = (~unp) & (u < dfx.unparseable_dates + dfx.mixed_date_formats)
-            if mixed.any():
-                iso[mixed] = np.asarray(
-                    pc.strftime(dcol.filter(pa.array(mixed)), format="%d/%m/%Y").to_numpy(
-                        zero_copy_only=False
-                    ),
-                    dtype=object,
-                )
-            if unp.any():
-                iso[unp] = bad_values[drng.integers(0, len(bad_values), int(unp.sum()))]
-            out[name] = tbl.set_column(
-                tbl.schema.get_field_index(col), col, pa.array(iso, type=pa.string())
-            )
-            _bump(
-                injected,
-                "mixed_date_formats",
-                **{f"{name}_rows": int(mixed.sum())},
-                **{f"{name}_eligible": m},
-            )
-            _bump(
-                injected,
-                "unparseable_dates",
-                **{f"{name}_rows": int(unp.sum())},
-                **{f"{name}_eligible": m},
-            )
+        if unp.any():
+            iso[unp] = bad_values[drng.integers(0, len(bad_values), int(unp.sum()))]
+        out[name] = tbl.set_column(
+            tbl.schema.get_field_index(col), col, pa.array(iso, type=pa.string())
+        )
+        _bump(
+            injected,
+            "mixed_date_formats",
+            **{f"{name}_rows": int(mixed.sum())},
+            **{f"{name}_eligible": m},
+        )
+        _bump(
+            injected,
+            "unparseable_dates",
+            **{f"{name}_rows": int(unp.sum())},
+            **{f"{name}_eligible": m},
+        )
     return out
 
 
@@ -696,52 +829,7 @@ def _truth_doc(
     rows: dict[str, int],
 ) -> dict[str, Any]:
     pm = t.exposure_days / DAYS_PER_MONTH
-    att: dict[str, Any] = {}
-    for o in OUTCOMES:
-        att[o] = {
-            "rate_ratio": t.mu1[o] / t.mu0[o] if t.mu0[o] > 0 else None,
-            "att_per_person_month": (t.mu1[o] - t.mu0[o]) / pm if pm > 0 else None,
-            "expected_treated_per_person_month": t.mu1[o] / pm if pm > 0 else None,
-            "expected_untreated_per_person_month": t.mu0[o] / pm if pm > 0 else None,
-        }
-    last = int(np.flatnonzero(t.by_month_days > 0).max()) + 1 if (t.by_month_days > 0).any() else 0
-    by_month = []
-    for k in range(last):
-        pmk = t.by_month_days[k] / DAYS_PER_MONTH
-        row: dict[str, Any] = {"event_month": k, "person_months": pmk}
-        for o in OUTCOMES:
-            row[f"att_{o}"] = (
-                (t.by_month_mu1[o][k] - t.by_month_mu0[o][k]) / pmk if pmk > 0 else None
-            )
-            row[f"rate_ratio_{o}"] = (
-                t.by_month_mu1[o][k] / t.by_month_mu0[o][k] if t.by_month_mu0[o][k] > 0 else None
-            )
-        by_month.append(row)
-    by_cohort = {}
-    for c, d in sorted(t.by_cohort.items()):
-        pmc = d["exposure_days"] / DAYS_PER_MONTH
-        by_cohort[c] = {
-            "person_months": pmc,
-            **{
-                f"rate_ratio_{o}": d[f"mu1_{o}"] / d[f"mu0_{o}"] if d[f"mu0_{o}"] > 0 else None
-                for o in OUTCOMES
-            },
-            **{
-                f"att_{o}": (d[f"mu1_{o}"] - d[f"mu0_{o}"]) / pmc if pmc > 0 else None
-                for o in OUTCOMES
-            },
-            "nominal_rate_ratio": {
-                o: sc.effects.rate_ratio.get(o) ** sc.effects.cohort_scale.get(c, 1.0)
-                for o in OUTCOMES
-            },
-        }
     years = t.exposure_all / 365.25
-    defects = {}
-    for key, val in sc.defects.model_dump(mode="json").items():
-        if key == "missing_column":
-            defects[key] = {"injected": val}
-        else:
-            defects[key] = {"rate": val, **injected.get(key, {})}
     referred = sum(t.referred.values())
     return {
         "generator": {"module": "spevidence.synthetic", "version": __version__},
@@ -751,18 +839,10 @@ def _truth_doc(
         "format": fmt,
         "window": {"start": sc.window.start.isoformat(), "end": sc.window.end.isoformat()},
         "parameters": sc.model_dump(mode="json"),
-        "effects": {
-            "rate_ratio": {o: sc.effects.rate_ratio.get(o) for o in OUTCOMES},
-            "ramp_up_months": sc.effects.ramp_up_months,
-            "applies_to": "accepted referrals, from the referral date, while registered",
-            "ramp": "rate ratio moves linearly from 1 at the referral date to its full value "
-            "after ramp_up_months (evaluated at the middle of each month's exposure)",
-            "cohort_scale": dict(sc.effects.cohort_scale),
-            "wellbeing_effect": sc.wellbeing.effect if sc.wellbeing is not None else None,
-        },
-        "att": att,
-        "att_by_event_month": by_month,
-        "att_by_cohort": by_cohort,
+        "effects": _effects_doc(sc),
+        "att": _att_doc(t, pm),
+        "att_by_event_month": _att_by_event_month(t),
+        "att_by_cohort": _att_by_cohort(sc, t),
         "outcome_definitions": {
             "gp": "gp_appointments rows with status 'attended' and staff_role 'gp'",
             "ae": "ae_attendances rows, all department types",
@@ -800,6 +880,84 @@ def _truth_doc(
             }
             for o in OUTCOMES
         },
-        "defects": defects,
+        "defects": _defects_doc(sc, injected),
         "rows": dict(rows),
     }
+
+
+def _effects_doc(sc: Scenario) -> dict[str, Any]:
+    """The true effect as the scenario states it."""
+    return {
+        "rate_ratio": {o: sc.effects.rate_ratio.get(o) for o in OUTCOMES},
+        "ramp_up_months": sc.effects.ramp_up_months,
+        "applies_to": "accepted referrals, from the referral date, while registered",
+        "ramp": "rate ratio moves linearly from 1 at the referral date to its full value "
+        "after ramp_up_months (evaluated at the middle of each month's exposure)",
+        "cohort_scale": dict(sc.effects.cohort_scale),
+        "wellbeing_effect": sc.wellbeing.effect if sc.wellbeing is not None else None,
+    }
+
+
+def _att_doc(t: Truth, pm: float) -> dict[str, Any]:
+    """The true effect among accepted referrals after referral, by outcome."""
+    att: dict[str, Any] = {}
+    for o in OUTCOMES:
+        att[o] = {
+            "rate_ratio": t.mu1[o] / t.mu0[o] if t.mu0[o] > 0 else None,
+            "att_per_person_month": (t.mu1[o] - t.mu0[o]) / pm if pm > 0 else None,
+            "expected_treated_per_person_month": t.mu1[o] / pm if pm > 0 else None,
+            "expected_untreated_per_person_month": t.mu0[o] / pm if pm > 0 else None,
+        }
+    return att
+
+
+def _att_by_event_month(t: Truth) -> list[dict[str, Any]]:
+    """The true effect by month since referral (up to the last month with exposure)."""
+    last = int(np.flatnonzero(t.by_month_days > 0).max()) + 1 if (t.by_month_days > 0).any() else 0
+    by_month = []
+    for k in range(last):
+        pmk = t.by_month_days[k] / DAYS_PER_MONTH
+        row: dict[str, Any] = {"event_month": k, "person_months": pmk}
+        for o in OUTCOMES:
+            row[f"att_{o}"] = (
+                (t.by_month_mu1[o][k] - t.by_month_mu0[o][k]) / pmk if pmk > 0 else None
+            )
+            row[f"rate_ratio_{o}"] = (
+                t.by_month_mu1[o][k] / t.by_month_mu0[o][k] if t.by_month_mu0[o][k] > 0 else None
+            )
+        by_month.append(row)
+    return by_month
+
+
+def _att_by_cohort(sc: Scenario, t: Truth) -> dict[str, Any]:
+    """The true effect by cohort of PCNs (empty without cohort scaling)."""
+    by_cohort = {}
+    for c, d in sorted(t.by_cohort.items()):
+        pmc = d["exposure_days"] / DAYS_PER_MONTH
+        by_cohort[c] = {
+            "person_months": pmc,
+            **{
+                f"rate_ratio_{o}": d[f"mu1_{o}"] / d[f"mu0_{o}"] if d[f"mu0_{o}"] > 0 else None
+                for o in OUTCOMES
+            },
+            **{
+                f"att_{o}": (d[f"mu1_{o}"] - d[f"mu0_{o}"]) / pmc if pmc > 0 else None
+                for o in OUTCOMES
+            },
+            "nominal_rate_ratio": {
+                o: sc.effects.rate_ratio.get(o) ** sc.effects.cohort_scale.get(c, 1.0)
+                for o in OUTCOMES
+            },
+        }
+    return by_cohort
+
+
+def _defects_doc(sc: Scenario, injected: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Each defect's rate and what was injected."""
+    defects = {}
+    for key, val in sc.defects.model_dump(mode="json").items():
+        if key == "missing_column":
+            defects[key] = {"injected": val}
+        else:
+            defects[key] = {"rate": val, **injected.get(key, {})}
+    return defects
