@@ -242,11 +242,12 @@ CASES = [
         says=("referrals.csv", "referrals.parquet", "remove one"),
     ),
     Case(
+        # twenty people once merged into one; now 20 invalid numbers, 6.7 % of the
+        # population, more than a table may lose (qa.max_row_loss): the run stops
         "all_equal_digit_nhs_numbers",
         _all_equal_digits,
-        code=0,
+        says=("population: 20 of 300 usable rows", "20 rows with an invalid NHS number"),
         commands=("validate",),
-        qa={"invalid_nhs_number": 2 * len(ALL_EQUAL)},
     ),
     Case(
         "latin1_header",

@@ -23,9 +23,15 @@ def _lost_to(att: Attrition, table: str, reason: str) -> bool:
 
 
 def identifier_errors(
-    att: Attrition, issues: Sequence[QAIssue], ids: Literal["nhs_number", "pseudonym"]
+    att: Attrition,
+    issues: Sequence[QAIssue],
+    ids: Literal["nhs_number", "pseudonym"],
+    *,
+    whole_tables_may_go: bool = False,
 ) -> list[str]:
-    """Error paragraphs for tables emptied by their identifiers (none when all is well)."""
+    """Error paragraphs for tables emptied by their identifiers (none when all is well).
+    ``whole_tables_may_go`` (``max_row_loss`` of 1: any loss accepted) lets event tables
+    that link to nobody through; the population and NHS-number mistakes always stop."""
     pseudonymised = [t for t in att.tables if ids == "nhs_number" and _lost_to(att, t, INVALID)]
     if pseudonymised:
         cols = ", ".join(f"{t}.person_id" for t in pseudonymised)
@@ -40,7 +46,7 @@ def identifier_errors(
         found = " ".join(i.message for i in issues if i.table == "population")
         return [f"population: no rows are left after the checks. {found}".strip()]
     unlinked = [t for t in att.tables if t != "population" and _lost_to(att, t, UNLINKED)]
-    if not unlinked:
+    if not unlinked or whole_tables_may_go:
         return []
     rows = ", ".join(f"{att.rows_in(t)} rows in {t}" for t in unlinked)
     return [

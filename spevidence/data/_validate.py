@@ -914,7 +914,9 @@ def validate(
         entries += ent
         errors += err
 
-    errors = errors or identifier_errors(Attrition(tuple(entries)), issues, ids)
+    errors = errors or identifier_errors(
+        Attrition(tuple(entries)), issues, ids, whole_tables_may_go=max_row_loss >= 1.0
+    )
     if not errors:
         stops = _stop_checks(clean, Attrition(tuple(entries)), s, e, max_row_loss, completeness)
         errors += [i.message for i in stops if i.action == "error"]

@@ -92,6 +92,9 @@ def _write_kernelspec(workdir: Path) -> Path:
             "-f",
             "{connection_file}",
             "--IPKernelApp.log_level=ERROR",
+            # no IPython history: nothing of the report's cells written under the
+            # user's home, and no sqlite error when writing is refused (disk full)
+            "--HistoryManager.enabled=False",
         ],
         "display_name": "spevidence (Python)",
         "language": "python",
