@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from spevidence.did.headline import ESTIMATOR_LABELS, headline_estimator
 from spevidence.errors import EstimationError
 
 if TYPE_CHECKING:
@@ -38,10 +39,6 @@ if TYPE_CHECKING:
     from spevidence.pipeline import RunResult
     from spevidence.protocol import Protocol, StaggeredSpec
 
-ESTIMATOR_LABELS = {
-    "callaway_santanna": "Callaway-Sant'Anna",
-    "etwfe": "Extended TWFE",
-}
 CONTROL_LABELS = {"notyet": "people not yet or never treated", "never": "people never treated"}
 COHORT_LABELS = {
     "referral": "first accepted referral",
@@ -216,22 +213,6 @@ def estimate(
     if fit_notes:
         tables["staggered_fit_notes"] = pd.DataFrame(fit_notes)
     return tables, notes, attrition, n_units
-
-
-def headline_estimator(est: pd.DataFrame) -> str:
-    """The estimator whose simple aggregation is the headline ("" if none was estimated).
-
-    Callaway-Sant'Anna, or the extended TWFE when Callaway-Sant'Anna gave no estimate
-    (not run, not fitted, or every estimate withheld): the simple aggregation of both is
-    the average change in events per person-period among the treated after first
-    treatment (for the Poisson family too). The SROI values it and the board summary
-    states it, so both always name the same estimate.
-    """
-    simple = est.loc[est["aggregation"] == "simple"].dropna(subset=["estimate", "std_error"])
-    for key in ("callaway_santanna", "etwfe"):
-        if (simple["estimator"] == ESTIMATOR_LABELS[key]).any():
-            return ESTIMATOR_LABELS[key]
-    return ""
 
 
 def sroi_effects(est: pd.DataFrame) -> tuple[pd.DataFrame, str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from spevidence.did.headline import headline_estimator
 from spevidence.report._labels import as_percent, effect_scale, outcome_label
 from spevidence.report.sections import ReportBundle, markdown_table, not_run
 
@@ -679,9 +680,7 @@ class Narrative:
     def _staggered_headline(self) -> tuple[pd.DataFrame, str]:
         """The headline estimator's simple aggregation, one row per outcome (withheld
         estimates included), and its name: the estimate the SROI values
-        (:func:`spevidence._pipeline_staggered.headline_estimator`)."""
-        from spevidence._pipeline_staggered import headline_estimator
-
+        (:func:`spevidence.did.headline.headline_estimator`)."""
         main = self._staggered_main()
         if main.empty or not {"estimate", "std_error"} <= set(main.columns):
             return main, ""
