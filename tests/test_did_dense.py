@@ -102,7 +102,7 @@ def test_two_by_two_dense_equals_rows_unbalanced_string_ids() -> None:
         b = two_by_two(df, path="rows", **kw)  # type: ignore[arg-type]
         np.testing.assert_allclose(a.estimate, b.estimate, rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(a.vcov, b.vcov, rtol=1e-10, atol=1e-16)
-        assert a.attrition == b.attrition
+        pd.testing.assert_frame_equal(a.attrition, b.attrition)
 
 
 def test_attrition_counts_hand_made() -> None:

@@ -106,7 +106,9 @@ def test_placebo_null_without_pretrend_and_detects_one() -> None:
     kw = dict(yname="gp", idname="person_id", tname="t", treat="treated", index="index_t")
     r = placebo(df, shift=2, model="poisson", **kw)  # type: ignore[arg-type]
     assert r.method == "placebo"
-    assert dict(r.attrition)["at_or_after_real_index"] == int((df["t"] >= df["index_t"]).sum())
+    assert dict(r.attrition.itertuples(index=False))["at_or_after_real_index"] == int(
+        (df["t"] >= df["index_t"]).sum()
+    )
     row = r.tidy().set_index("term").loc["treat:post"]
     assert row["conf_low"] < 0 < row["conf_high"]
     # cases whose use climbs in the two months before referral: the placebo picks it up

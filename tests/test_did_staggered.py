@@ -638,23 +638,24 @@ def test_engine_rows_pull_one_value_per_unit_for_constant_covariates() -> None:
     """Constant covariates come back once per unit (broadcast); varying ones per period."""
     import ibis
 
-    from spevidence.did._ibis_moments import cs_rows_stream
+    from spevidence.did._ibis_moments import PivotSpec, cs_rows_stream
 
     df = sim_panel(n=200, T=5, seed=4)
     df["xt"] = df["x"] + 0.01 * df["t"]
     tbl = ibis.duckdb.connect().create_table("panel", df)
     common = {"yname": "y", "idname": "id", "tname": "t", "gname": "g", "weights": None}
     common |= {"cluster": None, "anticipation": 0, "control": "never"}
-    const = cs_rows_stream(tbl, covs=("x",), **common, batch_rows=64)
+    spec = PivotSpec(**common, exposure=None)
+    const = cs_rows_stream(tbl, spec, covs=("x",), batch_rows=64)
     assert const.Xt.shape == (5, 200, 2) and const.Xt.strides[0] == 0
-    varying = cs_rows_stream(tbl, covs=("xt",), **common, batch_rows=64)
+    varying = cs_rows_stream(tbl, spec, covs=("xt",), batch_rows=64)
     assert varying.Xt.shape == (5, 200, 2) and varying.Xt.strides[0] != 0
     wide = df.pivot(index="id", columns="t", values="xt").to_numpy()
     np.testing.assert_array_equal(varying.Xt[:, :, 1], wide.T)
     np.testing.assert_array_equal(const.Xt[3, :, 1], df.groupby("id")["x"].first().to_numpy())
     np.testing.assert_array_equal(const.Y, df.pivot(index="id", columns="t", values="y"))
     with pytest.raises(DataError, match=r"\['nope'\] not found"):
-        cs_rows_stream(tbl, covs=("nope",), **common)
+        cs_rows_stream(tbl, spec, covs=("nope",))
 
 
 @pytest.mark.spark

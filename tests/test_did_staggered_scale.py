@@ -13,6 +13,7 @@ import pytest
 
 from spevidence.did import staggered
 from spevidence.did._ibis_moments import (
+    PivotSpec,
     cs_moments,
     cs_moments_stream,
     pivot_units,
@@ -58,8 +59,9 @@ def test_streamed_moments_equal_engine_aggregates(kw, batch_rows) -> None:
     tbl = con.create_table("panel", _panel())
     assert streams_units(tbl)
     common = {"yname": "y", "idname": "id", "tname": "t", "gname": "g", "anticipation": 0}
-    ms, times, attr = cs_moments_stream(tbl, **common, **kw, batch_rows=batch_rows)
-    ep = pivot_units(tbl, **common, **kw, exposure=None)
+    spec = PivotSpec(**common, **kw, exposure=None)
+    ms, times, attr = cs_moments_stream(tbl, spec, batch_rows=batch_rows)
+    ep = pivot_units(tbl, spec)
     ma = cs_moments(ep, weighted=kw["weights"] is not None, clustered=kw["cluster"] is not None)
     np.testing.assert_array_equal(times, ep.times)
     pd.testing.assert_frame_equal(attr, ep.attrition)

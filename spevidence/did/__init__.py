@@ -6,9 +6,9 @@ Two-way designs: :func:`two_by_two`, :func:`twfe`, :func:`event_study`, :func:`p
 and :func:`etwfe` (Wooldridge's extended TWFE; result :class:`ETWFE`).
 """
 
-from spevidence.did._etwfe import ETWFE, etwfe
-from spevidence.did._results import DiDResult, EventStudyResult
-from spevidence.did._staggered import ATTAggregate, ATTgt, staggered
+from spevidence.did._etwfe import etwfe
+from spevidence.did._results import ETWFE, ATTAggregate, ATTgt, DiDResult, EventStudyResult
+from spevidence.did._staggered import staggered
 from spevidence.did._twfe import event_study, placebo, twfe, two_by_two
 
 __all__ = [

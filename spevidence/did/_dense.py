@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spevidence.did._fe import Model, Moments, RowDesign
+from spevidence.did._fe import Model, Moments, RowDesign, splitmix64
 from spevidence.did._inputs import (
     DAYS_PER_YEAR,
     check_arrays,
     no_rows,
+    panel_columns,
     repeated_pairs,
     require_columns,
 )
@@ -162,9 +163,36 @@ def dense_from_frame(
     """
     if not isinstance(data, pd.DataFrame):
         return None
-    names = list(dict.fromkeys([yname, idname, tname, *values]))
-    names += [c for c in (exposure, weights, cluster) if c is not None and c not in names]
+    names = panel_columns([yname, idname, tname, *values], [exposure, weights, cluster])
     require_columns(names, list(data.columns), f"DiD input ({len(data)} rows)")
+    arr = _checked_arrays(
+        data, names, yname=yname, values=values, model=model, exposure=exposure,
+        weights=weights, attrition=attrition,
+    )  # fmt: skip
+    vals = [c for c in dict.fromkeys([yname, *values, exposure, weights]) if c is not None]
+    shape = _balanced_sorted(arr[idname], arr[tname])
+    if shape is not None:
+        return _dense_balanced(arr, shape, vals, idname=idname, cluster=cluster)
+    return _dense_scattered(
+        arr, vals, idname=idname, tname=tname, cluster=cluster, attrition=attrition,
+        max_fill=max_fill,
+    )  # fmt: skip
+
+
+def _checked_arrays(
+    data: pd.DataFrame,
+    names: list[str],
+    *,
+    yname: str,
+    values: list[str],
+    model: Model,
+    exposure: str | None,
+    weights: str | None,
+    attrition: list[tuple[str, int]],
+) -> dict[str, np.ndarray]:
+    """The columns as arrays, rows with a missing value dropped (column by column, as
+    the frame path counts them), then the frame path's checks (:func:`check_arrays`);
+    zero-weight rows dropped."""
     arr = {c: _column(data, c) for c in names}
     keep: np.ndarray | None = None
     for c in names:  # sequential, as the frame path counts them
@@ -197,38 +225,36 @@ def dense_from_frame(
     if zero_w is not None:
         attrition.append(("zero_weight", int(zero_w.sum())))
         arr = {c: a[~zero_w] for c, a in arr.items()}
-    uid, per = arr[idname], arr[tname]
-    shape = _balanced_sorted(uid, per)
-    mask: np.ndarray | None = None
-    cols: dict[str, np.ndarray] = {}
-    vals = [c for c in dict.fromkeys([yname, *values, exposure, weights]) if c is not None]
-    if shape is not None:
-        n, T = shape
-        for c in vals:
-            cols[c] = arr[c].reshape(n, T)
-        if cluster != idname:
-            C2 = arr[cluster].reshape(n, T)
-            if not np.array_equal(C2[:, 1:], np.broadcast_to(C2[:, :1], (n, T - 1))):
-                return None
-            cl_unit: np.ndarray | None = _codes(C2[:, 0])[0]
-        else:
-            cl_unit = None
-        return Dense(n, T, None, cols, cl_unit, n * T)
-    u, n = _codes(uid)
-    p, T = _codes(per)
-    N = u.size
-    if N == 0:
-        raise no_rows()
-    if n * T > max_fill * N + 1_000_000:
-        return None
-    key = u * T + p
-    cnt = np.bincount(key, minlength=n * T)
-    n_dup = N - int(np.count_nonzero(cnt))
-    if n_dup:
-        raise repeated_pairs(n_dup, idname, tname)
-    mask = (cnt > 0).reshape(n, T)
-    del cnt
-    # singletons (unit or period observed once), as fixest drops them
+    return arr
+
+
+def _dense_balanced(
+    arr: dict[str, np.ndarray],
+    shape: tuple[int, int],
+    vals: list[str],
+    *,
+    idname: str,
+    cluster: str,
+) -> Dense | None:
+    """Balanced rows sorted by unit then period: zero-copy reshapes (None: the cluster
+    varies within a unit)."""
+    n, T = shape
+    cols = {c: arr[c].reshape(n, T) for c in vals}
+    cl_unit: np.ndarray | None = None
+    if cluster != idname:
+        C2 = arr[cluster].reshape(n, T)
+        if not np.array_equal(C2[:, 1:], np.broadcast_to(C2[:, :1], (n, T - 1))):
+            return None
+        cl_unit = _codes(C2[:, 0])[0]
+    return Dense(n, T, None, cols, cl_unit, n * T)
+
+
+def _singletons(
+    mask: np.ndarray, N: int, idname: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Units and periods observed once, dropped until none is left (as fixest does):
+    units and periods kept, the observed mask after the drop and the rows dropped."""
+    n, T = mask.shape
     keep_u = np.ones(n, dtype=bool)
     keep_t = np.ones(T, dtype=bool)
     m2 = mask
@@ -249,6 +275,37 @@ def dense_from_frame(
             "so no unit can be compared over time. Check that the input holds several "
             f"periods per '{idname}'."
         )
+    return keep_u, keep_t, m2, n_single
+
+
+def _dense_scattered(
+    arr: dict[str, np.ndarray],
+    vals: list[str],
+    *,
+    idname: str,
+    tname: str,
+    cluster: str,
+    attrition: list[tuple[str, int]],
+    max_fill: float,
+) -> Dense | None:
+    """Any other layout: rows scattered into unit x period matrices with an observed
+    mask, after the duplicate and singleton checks (None: too sparse, or the cluster
+    varies within a unit)."""
+    u, n = _codes(arr[idname])
+    p, T = _codes(arr[tname])
+    N = u.size
+    if N == 0:
+        raise no_rows()
+    if n * T > max_fill * N + 1_000_000:
+        return None
+    key = u * T + p
+    cnt = np.bincount(key, minlength=n * T)
+    n_dup = N - int(np.count_nonzero(cnt))
+    if n_dup:
+        raise repeated_pairs(n_dup, idname, tname)
+    mask = (cnt > 0).reshape(n, T)
+    del cnt
+    keep_u, keep_t, m2, n_single = _singletons(mask, N, idname)
     cl_unit = None
     if cluster != idname:
         cc, _ = _codes(arr[cluster])
@@ -270,6 +327,7 @@ def dense_from_frame(
         key = u * T + p
     if cluster != idname:
         cl_unit = _codes(cl_u)[0]
+    cols: dict[str, np.ndarray] = {}
     for c in vals:
         a = arr[c]
         M = np.zeros(n * T, dtype=a.dtype if a.dtype.kind in "biuf" else float)
@@ -350,13 +408,6 @@ def rows_of(dd: DenseDesign, *, cluster_is_unit: bool) -> RowDesign:
     )
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    z = x + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 def is_binary(a: np.ndarray) -> bool:
     if a.dtype.kind == "b":
         return True
@@ -388,16 +439,16 @@ def _unit_paths(parts: list[np.ndarray]) -> tuple[np.ndarray, bool]:
         else:
             exact = False
             for j in range(words.shape[1]):
-                key = _splitmix64(key ^ words[:, j])
+                key = splitmix64(key ^ words[:, j])
     T = parts[0].shape[1]
-    salt = _splitmix64(np.arange(1, T + 1, dtype=np.uint64))
+    salt = splitmix64(np.arange(1, T + 1, dtype=np.uint64))
     for j, a in enumerate(hashed):
         bits = np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
         h = np.zeros(n, dtype=np.uint64)
         for lo in range(0, n, _BLOCK):
             blk = bits[lo : lo + _BLOCK]
-            h[lo : lo + _BLOCK] = _splitmix64(blk ^ salt).sum(axis=1, dtype=np.uint64)
-        key = _splitmix64(key ^ _splitmix64(h + np.uint64(j + 1)))
+            h[lo : lo + _BLOCK] = splitmix64(blk ^ salt).sum(axis=1, dtype=np.uint64)
+        key = splitmix64(key ^ splitmix64(h + np.uint64(j + 1)))
     return key, exact
 
 

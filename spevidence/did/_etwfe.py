@@ -30,27 +30,27 @@ difference-in-differences with panel data. *The Econometrics Journal* 26(3), C31
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import stats
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from spevidence._version import __version__
-from spevidence.did._ibis_moments import etwfe_moments, is_ibis_table, pivot_units
-from spevidence.did._inputs import panel_frame, staggered_repeated_pairs, varies_within_units
-from spevidence.did._staggered import ATTAggregate, _fmt, _row
+from spevidence.did._ibis_moments import PivotSpec, etwfe_moments, is_ibis_table, pivot_units
+from spevidence.did._inputs import (
+    EARLY_UNITS,
+    UNBALANCED_UNITS,
+    panel_frame,
+    staggered_repeated_pairs,
+    varies_within_units,
+)
+from spevidence.did._results import ETWFE, Family, fmt_number
 from spevidence.errors import DataError, EstimationError
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-Family = Literal["linear", "poisson"]
-EtwfeKind = Literal["simple", "dynamic", "event", "group", "calendar"]
 FloatArray = NDArray[np.float64]
 # status of a treated cell in a Poisson fit (see _support)
 ESTIMATED, NO_EVENTS, NOT_IDENTIFIED, NO_COMPARISON = 0, 1, 2, 3
@@ -71,203 +71,6 @@ class _Moments:
     Ucl_y: FloatArray | None  # n_cl x C x T
     Ucl_e: FloatArray | None
     n_clusters: int
-
-
-@dataclass(frozen=True)
-class ETWFE:
-    """Extended TWFE fit: cell coefficients, cell ATTs and their covariance.
-
-    Attributes
-    ----------
-    coef : numpy.ndarray
-        Interaction coefficients ``tau_gt`` (log scale for Poisson).
-    vcov : numpy.ndarray
-        Cluster-robust covariance of all parameters (CRV1, as pyfixest/fixest).
-    groups, times : numpy.ndarray
-        Cohort and period of each interaction cell.
-    att, se : numpy.ndarray
-        Cell ATT on the response scale and its delta-method SE.
-    status : numpy.ndarray
-        Per cell: ``"estimated"``; or, Poisson only (separation: the maximum likelihood
-        estimate does not exist), ``"no events"`` (coefficient ``-inf``, left out of
-        the fit; effect on the count scale 0 minus the counterfactual mean),
-        ``"no comparison events"`` (every comparison cell of its cohort or period is
-        empty, so that effect is ``-inf`` and the counterfactual 0; effect = the
-        observed mean, coefficient NaN) or ``"not identified"`` (its cohort or period
-        is not linked to the other comparison cells: ``att`` NaN). All but the last
-        are aggregated.
-    separation : pandas.DataFrame
-        Poisson: the cohort x period cells at the boundary or left out of the fit,
-        counted by reason (``reason, cells, rows, aggregated, note``; never
-        identifiers); empty when there are none.
-    n_units, n_obs, n_clusters : int
-        Units, rows and clusters in the fit (after any cells left out).
-    """
-
-    family: Family
-    control: Literal["notyet", "never"]
-    groups: FloatArray
-    times: FloatArray
-    coef: FloatArray
-    coef_se: FloatArray
-    att: FloatArray
-    se: FloatArray
-    n_cell: NDArray[np.int64]
-    status: NDArray[np.object_]
-    params: FloatArray
-    param_names: tuple[str, ...]
-    vcov: FloatArray
-    n_units: int
-    n_obs: int
-    n_clusters: int
-    alpha: float
-    attrition: pd.DataFrame
-    separation: pd.DataFrame
-    settings: dict[str, Any]
-    _cells: tuple[FloatArray, FloatArray, FloatArray] = field(repr=False, compare=False)
-
-    def tidy(self) -> pd.DataFrame:
-        """One row per treated cohort x period cell (ATT on the response scale), with
-        its ``status`` (see the class attributes)."""
-        z = stats.norm.ppf(1 - self.alpha / 2)
-        rows = []
-        for g, t, a, s, b, bs, nn, st in zip(
-            self.groups,
-            self.times,
-            self.att,
-            self.se,
-            self.coef,
-            self.coef_se,
-            self.n_cell,
-            self.status,
-            strict=True,
-        ):
-            rows.append(
-                _row(f"ATT(g={_fmt(g)}, t={_fmt(t)})", a, s, z, int(nn))
-                | {
-                    "group": g,
-                    "time": t,
-                    "event": t - g,
-                    "coef": b,
-                    "coef_se": bs,
-                    "status": st,
-                }
-            )
-        return pd.DataFrame(rows)
-
-    def glance(self) -> pd.DataFrame:
-        """One-row summary."""
-        return pd.DataFrame(
-            [
-                {
-                    "estimator": "etwfe",
-                    "family": self.family,
-                    "control": self.control,
-                    "n_units": self.n_units,
-                    "n_obs": self.n_obs,
-                    "n_clusters": self.n_clusters,
-                    "n_cells": len(self.coef),
-                    "n_cells_no_events": int((self.status == "no events").sum()),
-                    "n_cells_no_comparison_events": int(
-                        (self.status == "no comparison events").sum()
-                    ),
-                    "n_cells_not_identified": int((self.status == "not identified").sum()),
-                }
-            ]
-        )
-
-    def summary(self) -> str:
-        """Plain-text summary."""
-        head = (
-            f"Extended TWFE ({self.family}, control={self.control}): {self.n_units} units, "
-            f"{self.n_obs} observations, {self.n_clusters} clusters"
-        )
-        out = head + "\n" + self.tidy().to_string(index=False)
-        if len(self.separation):
-            out += "\nLeft out of the Poisson fit (separation):\n" + self.separation[
-                ["reason", "cells", "rows", "aggregated"]
-            ].to_string(index=False)
-        return out
-
-    def plot(self) -> Figure:
-        """Event-study figure of the dynamic aggregation."""
-        return self.aggregate("dynamic").plot()
-
-    def aggregate(self, kind: EtwfeKind = "simple") -> ATTAggregate:
-        """Average the cell ATTs over treated observations (R ``etwfe::emfx``).
-
-        ``simple``, ``group`` and ``calendar`` use post-treatment cells; ``dynamic``
-        (alias ``event``) reports every event time that has cells. Delta-method SEs.
-
-        Poisson cells at the boundary (separation) are averaged in at the limit of the
-        maximum likelihood estimate: cells with no events (``status == "no events"``)
-        with effect 0 minus the counterfactual mean, cells whose cohort or period has
-        no comparison events with a counterfactual of 0 (leaving them out would select
-        cells on the outcome and bias the average). Cells with
-        ``status == "not identified"`` are left out: the average is then over the
-        treated observations of the other cells, and levels with none are not
-        reported. ``settings`` (and ``glance()``) count the post-treatment cells of each
-        kind.
-        """
-        if kind == "event":
-            kind = "dynamic"
-        if kind not in ("simple", "dynamic", "group", "calendar"):
-            raise EstimationError(
-                f"aggregate(kind={kind!r}): use 'simple', 'dynamic' (or 'event'), "
-                "'group' or 'calendar'."
-            )
-        w_cell, eff, jac = self._cells  # obs count, ATT numerators, Jacobian rows
-        g, t = self.groups, self.times
-        ok = self.status != "not identified"
-        post = (t >= g) & ok
-        e = t - g
-
-        def comb(mask: NDArray[np.bool_]) -> tuple[float, float]:
-            ww = w_cell[mask] / w_cell[mask].sum()
-            est = float(ww @ eff[mask])
-            grad = ww @ jac[mask]
-            return est, float(np.sqrt(max(grad @ self.vcov @ grad, 0.0)))
-
-        overall, overall_se = comb(post)
-        levels: list[float] = []
-        ests: list[float] = []
-        ses: list[float] = []
-        nlev: list[int] = []
-        if kind != "simple":
-            key = {"dynamic": e, "group": g, "calendar": t}[kind]
-            for lv in np.unique(key[ok] if kind == "dynamic" else key[post]):
-                m = (key == lv) & ok if kind == "dynamic" else (key == lv) & post
-                a, s = comb(m)
-                levels.append(float(lv))
-                ests.append(a)
-                ses.append(s)
-                nlev.append(int(w_cell[m].sum()))
-        return ATTAggregate(
-            kind=kind,
-            overall_att=overall,
-            overall_se=overall_se,
-            levels=np.asarray(levels, dtype=float),
-            att=np.asarray(ests, dtype=float),
-            se=np.asarray(ses, dtype=float),
-            n_level=np.asarray(nlev, dtype=np.int64),
-            crit=float(stats.norm.ppf(1 - self.alpha / 2)),
-            alpha=self.alpha,
-            n_units=self.n_units,
-            band="pointwise",
-            settings={
-                **self.settings,
-                "kind": kind,
-                "cells_no_events": int((post & (self.status == "no events")).sum()),
-                "cells_no_comparison_events": int(
-                    (post & (self.status == "no comparison events")).sum()
-                ),
-                "cells_not_identified": int(((t >= g) & ~ok).sum()),
-            },
-            estimator="etwfe",
-        )
-
-    def _repr_html_(self) -> str:
-        return self.tidy().to_html(index=False)
 
 
 # ------------------------------------------------------------------------------- prepare
@@ -318,7 +121,7 @@ def _prepare(
     if early.any():
         attr.append(
             {
-                "reason": "unit already treated in the first period",
+                "reason": EARLY_UNITS,
                 "rows": int(early.sum()),
                 "units": int(df.loc[early, idname].nunique()),
             }
@@ -342,7 +145,7 @@ def _prepare(
     if unb.any():
         attr.append(
             {
-                "reason": "unit not observed in every period (balanced panel required)",
+                "reason": UNBALANCED_UNITS,
                 "rows": int(unb.sum()),
                 "units": int(df.loc[unb, idname].nunique()),
             }
@@ -463,6 +266,22 @@ def etwfe(
     (2021). Verifying the existence of maximum likelihood estimates for generalized
     linear models. arXiv:1903.01633.
     """
+    _checked_options(family=family, control=control, xvar=xvar, exposure=exposure)
+    mom, attr = _cell_moments(
+        data, yname=yname, idname=idname, tname=tname, gname=gname, exposure=exposure,
+        cluster=cluster,
+    )  # fmt: skip
+    if family == "poisson" and (mom.ysum < 0).any():
+        raise DataError(f"etwfe(family='poisson'): outcome {yname!r} has negative values.")
+    settings = {
+        "yname": yname, "idname": idname, "tname": tname, "gname": gname, "family": family,
+        "exposure": exposure, "cluster": cluster, "control": control, "alpha": alpha,
+        "spevidence_version": __version__,
+    }  # fmt: skip
+    return _fit(mom, family, control, alpha, settings, attr)
+
+
+def _checked_options(*, family: str, control: str, xvar: str | None, exposure: str | None) -> None:
     if family not in ("linear", "poisson"):
         raise EstimationError(f"family={family!r}: use 'linear' or 'poisson'.")
     if control not in ("notyet", "never"):
@@ -471,55 +290,37 @@ def etwfe(
         raise EstimationError("etwfe(xvar=...) is not supported yet; fit subgroups separately.")
     if exposure is not None and family != "poisson":
         raise EstimationError("etwfe(exposure=...) needs family='poisson' (exposure is an offset).")
-    if is_ibis_table(data):
-        ep = pivot_units(
-            data,
-            yname=yname,
-            idname=idname,
-            tname=tname,
-            gname=gname,
-            weights=None,
-            cluster=cluster if cluster != idname else None,
-            exposure=exposure,
-            anticipation=0,
-            control="never",
-        )
-        em = etwfe_moments(
-            ep, exposure=exposure is not None, clustered=cluster is not None and cluster != idname
-        )
-        mom = _Moments(times=ep.times, **em)
-        attr = ep.attrition
-    else:
+
+
+def _cell_moments(
+    data: Any,
+    *,
+    yname: str,
+    idname: str,
+    tname: str,
+    gname: str,
+    exposure: str | None,
+    cluster: str | None,
+) -> tuple[_Moments, pd.DataFrame]:
+    """The per-cohort moments and the attrition: computed in the engine for an Ibis
+    table, else from the cleaned pandas panel (:func:`_prepare`)."""
+    if not is_ibis_table(data):
         mom, _, attr = _prepare(
-            data,
-            yname=yname,
-            idname=idname,
-            tname=tname,
-            gname=gname,
-            exposure=exposure,
+            data, yname=yname, idname=idname, tname=tname, gname=gname, exposure=exposure,
             cluster=cluster,
-        )
-    if family == "poisson" and (mom.ysum < 0).any():
-        raise DataError(f"etwfe(family='poisson'): outcome {yname!r} has negative values.")
-    return _fit(
-        mom,
-        family,
-        control,
-        alpha,
-        {
-            "yname": yname,
-            "idname": idname,
-            "tname": tname,
-            "gname": gname,
-            "family": family,
-            "exposure": exposure,
-            "cluster": cluster,
-            "control": control,
-            "alpha": alpha,
-            "spevidence_version": __version__,
-        },
-        attr,
-    )
+        )  # fmt: skip
+        return mom, attr
+    clustered = cluster is not None and cluster != idname
+    ep = pivot_units(
+        data,
+        PivotSpec(
+            yname=yname, idname=idname, tname=tname, gname=gname, weights=None,
+            cluster=cluster if clustered else None, exposure=exposure, anticipation=0,
+            control="never",
+        ),
+    )  # fmt: skip
+    em = etwfe_moments(ep, exposure=exposure is not None, clustered=clustered)
+    return _Moments(times=ep.times, **em), ep.attrition
 
 
 def _design(mom: _Moments, control: str) -> tuple[FloatArray, list[tuple[int, int]], list[str]]:
@@ -540,7 +341,9 @@ def _design(mom: _Moments, control: str) -> tuple[FloatArray, list[tuple[int, in
                     cells.append((c, ti))
     P = T + (C - 1) + len(cells)
     X = np.zeros((C * T, P))
-    names = [f"time={_fmt(t)}" for t in times] + [f"cohort={_fmt(g)}" for g in cohorts[1:]]
+    names = [f"time={fmt_number(t)}" for t in times] + [
+        f"cohort={fmt_number(g)}" for g in cohorts[1:]
+    ]
     for c in range(C):
         for ti in range(T):
             r = c * T + ti
@@ -549,7 +352,7 @@ def _design(mom: _Moments, control: str) -> tuple[FloatArray, list[tuple[int, in
                 X[r, T + c - 1] = 1.0
     for k, (c, ti) in enumerate(cells):
         X[c * T + ti, T + C - 1 + k] = 1.0
-        names.append(f"ATT(g={_fmt(cohorts[c])}, t={_fmt(times[ti])})")
+        names.append(f"ATT(g={fmt_number(cohorts[c])}, t={fmt_number(times[ti])})")
     return X, cells, names
 
 
@@ -576,35 +379,8 @@ def _fit(
     nct = np.repeat(mom.count, T).astype(float)  # obs per cell
     Ysum = mom.ysum.reshape(-1)
     Esum = mom.esum.reshape(-1)
-    if family == "linear":
-        H = X.T @ (nct[:, None] * X)
-        beta = np.linalg.solve(H, X.T @ Ysum)
-        mu = X @ beta  # fitted value per cell (per unit of exposure = 1)
-        bread = np.linalg.inv(H)
-    else:
-        beta = _poisson_newton(X[fit], Ysum[fit], Esum[fit], _start(X[fit], Ysum[fit], Esum[fit]))
-        mu = np.exp(X @ beta)
-        mu[~fit] = 0.0
-        H = X.T @ ((Esum * mu)[:, None] * X)
-        bread = np.linalg.inv(H)
-    # cluster-robust meat from cohort moments: r_i = y_i - e_i * mu_c (cells in the fit)
-    mu_c = mu.reshape(C, T)
-    Xc = (X * fit[:, None]).reshape(C, T, P)
-    if mom.Ucl_y is not None and mom.Ucl_e is not None:
-        R = mom.Ucl_y - mom.Ucl_e * mu_c[None]  # n_cl x C x T
-        S = np.einsum("lct,ctp->lp", R, Xc)
-        meat = S.T @ S
-        G = int(((mom.Ucl_e * sup.fit[None]).sum(axis=(1, 2)) > 0).sum())
-    else:
-        D = mu_c[:, None, :]  # broadcast over columns: (Mye D)[a, b] = Mye[a, b] mu[b]
-        RR = (
-            mom.Myy
-            - mom.Mye * D
-            - np.transpose(mom.Mye * D, (0, 2, 1))
-            + mom.Mee * mu_c[:, :, None] * mu_c[:, None, :]
-        )
-        meat = sum((Xc[c].T @ RR[c] @ Xc[c] for c in range(C)), np.zeros((P, P)))
-        G = int(mom.count[sup.fit.any(axis=1)].sum())
+    beta, mu, bread = _solve(X, nct, Ysum, Esum, fit, family)
+    meat, G = _meat(mom, sup, X, mu, fit)
     n_fit = int(mom.count[sup.fit.any(axis=1)].sum())
     N = int((nct * fit).sum())
     adj = (G / (G - 1)) * ((N - 1) / (N - P))
@@ -667,6 +443,56 @@ def _fit(
         settings=settings,
         _cells=(np.asarray(w_cell, float), np.asarray(eff, float), np.asarray(jac, float)),
     )
+
+
+def _solve(
+    X: FloatArray,
+    nct: FloatArray,
+    Ysum: FloatArray,
+    Esum: FloatArray,
+    fit: NDArray[np.bool_],
+    family: Family,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coefficients, fitted mean per cell (per unit of exposure) and the bread
+    (inverse Hessian) of the cell-sum fit: least squares, or Poisson on the cells in
+    the fit."""
+    if family == "linear":
+        H = X.T @ (nct[:, None] * X)
+        beta = np.linalg.solve(H, X.T @ Ysum)
+        mu = X @ beta  # fitted value per cell (per unit of exposure = 1)
+        return beta, mu, np.linalg.inv(H)
+    beta = _poisson_newton(X[fit], Ysum[fit], Esum[fit], _start(X[fit], Ysum[fit], Esum[fit]))
+    mu = np.exp(X @ beta)
+    mu[~fit] = 0.0
+    H = X.T @ ((Esum * mu)[:, None] * X)
+    return beta, mu, np.linalg.inv(H)
+
+
+def _meat(
+    mom: _Moments, sup: _Support, X: FloatArray, mu: FloatArray, fit: NDArray[np.bool_]
+) -> tuple[FloatArray, int]:
+    """Cluster-robust meat from cohort moments, ``r_i = y_i - e_i * mu_c`` over the
+    cells in the fit, and the number of clusters."""
+    C, T = len(mom.cohorts), len(mom.times)
+    P = X.shape[1]
+    mu_c = mu.reshape(C, T)
+    Xc = (X * fit[:, None]).reshape(C, T, P)
+    if mom.Ucl_y is not None and mom.Ucl_e is not None:
+        R = mom.Ucl_y - mom.Ucl_e * mu_c[None]  # n_cl x C x T
+        S = np.einsum("lct,ctp->lp", R, Xc)
+        meat = S.T @ S
+        n_cl = int(((mom.Ucl_e * sup.fit[None]).sum(axis=(1, 2)) > 0).sum())
+    else:
+        D = mu_c[:, None, :]  # broadcast over columns: (Mye D)[a, b] = Mye[a, b] mu[b]
+        RR = (
+            mom.Myy
+            - mom.Mye * D
+            - np.transpose(mom.Mye * D, (0, 2, 1))
+            + mom.Mee * mu_c[:, :, None] * mu_c[:, None, :]
+        )
+        meat = sum((Xc[c].T @ RR[c] @ Xc[c] for c in range(C)), np.zeros((P, P)))
+        n_cl = int(mom.count[sup.fit.any(axis=1)].sum())
+    return meat, n_cl
 
 
 _STATUS = {

@@ -551,8 +551,10 @@ def _factorize_columns(cols: list[np.ndarray]) -> np.ndarray:
     return pd.factorize(code, sort=True)[0].astype(np.int64)
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser of each element (as unsigned 64-bit): the hash of the
+    cohort keys here and of the unit paths in :mod:`~spevidence.did._dense`."""
+    z = np.asarray(x, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
@@ -571,9 +573,9 @@ def _cohorts(
     key = rcode * T + period
     n_keys = int(key.max()) + 1
     if n_keys <= 1 << 22:  # hash the few distinct keys once, then gather
-        np.add.at(h, unit, _splitmix64(np.arange(1, n_keys + 1))[key])
+        np.add.at(h, unit, splitmix64(np.arange(1, n_keys + 1))[key])
     else:
-        np.add.at(h, unit, _splitmix64(key + 1))
+        np.add.at(h, unit, splitmix64(key + 1))
     cohort = pd.factorize(h, sort=True)[0].astype(np.int64)
     C = int(cohort.max()) + 1
     rep = np.full((C, T), -1, dtype=np.int64)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,8 @@ from numpy.typing import NDArray
 from spevidence.did._fe import Model, Moments
 from spevidence.did._inputs import (
     DAYS_PER_YEAR,
+    EARLY_UNITS,
+    UNBALANCED_UNITS,
     bad_exposure,
     bad_weights,
     negative_outcome,
@@ -403,6 +405,23 @@ def _engine_meat(
 
 
 @dataclass(frozen=True)
+class PivotSpec:
+    """The columns and options of a staggered panel's unit pivot (:func:`pivot_units`,
+    :func:`cs_moments_stream`, :func:`cs_rows_stream`): one place for the signature."""
+
+    yname: str
+    idname: str
+    tname: str
+    gname: str
+    weights: str | None
+    cluster: str | None
+    exposure: str | None
+    anticipation: float
+    control: str
+    allow_unbalanced: bool = False
+
+
+@dataclass(frozen=True)
 class EnginePanel:
     """Unit-level pivot of a long panel, still in the engine, and its bookkeeping."""
 
@@ -428,17 +447,8 @@ class _Pivot:
 
 def _pivot(
     t: Any,
+    spec: PivotSpec,
     *,
-    yname: str,
-    idname: str,
-    tname: str,
-    gname: str,
-    weights: str | None,
-    cluster: str | None,
-    exposure: str | None,
-    anticipation: float,
-    control: str,
-    allow_unbalanced: bool,
     covs: tuple[str, ...] = (),
     covs_by_period: bool = False,
 ) -> _Pivot:
@@ -452,6 +462,9 @@ def _pivot(
     """
     import ibis
 
+    yname, idname, tname, gname = spec.yname, spec.idname, spec.tname, spec.gname
+    weights, cluster, exposure = spec.weights, spec.cluster, spec.exposure
+    anticipation, allow_unbalanced = spec.anticipation, spec.allow_unbalanced
     needed = [c for c in (yname, idname, tname, gname, weights, cluster, exposure) if c]
     needed += list(covs)
     require_columns(needed, list(t.columns), "DiD input table")
@@ -477,7 +490,7 @@ def _pivot(
         raise EstimationError(f"staggered: no treated cohort after the first period in {gname!r}.")
     if not np.isinf(gvals).any():
         t, times = _cut_from_last_cohort(
-            t, tg, times, float(finite.max()), attr, anticipation=anticipation, control=control
+            t, tg, times, float(finite.max()), attr, anticipation=anticipation, control=spec.control
         )
     aggs = _unit_aggregates(
         t,
@@ -629,21 +642,13 @@ def _design_columns(t: Any, covs: tuple[str, ...]) -> tuple[Any, tuple[str, ...]
     return (t.mutate(**cols) if cols else t), tuple(names)
 
 
-def _apply_checks(
-    checks: dict[str, int],
-    attr: list[dict[str, Any]],
-    *,
-    gname: str,
-    weights: str | None,
-    cluster: str | None,
-    idname: str,
-    tname: str,
-    allow_unbalanced: bool,
-) -> bool:
+def _apply_checks(checks: dict[str, int], attr: list[dict[str, Any]], spec: PivotSpec) -> bool:
     """Raise on unit-inconsistent columns or duplicates; record the dropped units.
 
     Returns True when units not observed in every period are kept (unbalanced path).
     """
+    gname, weights, cluster = spec.gname, spec.weights, spec.cluster
+    idname, tname, allow_unbalanced = spec.idname, spec.tname, spec.allow_unbalanced
     for col, what, key in (
         (gname, "treatment cohort", "vary_g"),
         (weights, "weight", "vary_w"),
@@ -656,7 +661,7 @@ def _apply_checks(
     if checks["early"] > 0:
         attr.append(
             {
-                "reason": "unit already treated in the first period",
+                "reason": EARLY_UNITS,
                 "rows": checks["early_rows"],
                 "units": checks["early"],
             }
@@ -665,7 +670,7 @@ def _apply_checks(
     if unbalanced and not allow_unbalanced:
         attr.append(
             {
-                "reason": "unit not observed in every period (balanced panel required)",
+                "reason": UNBALANCED_UNITS,
                 "rows": checks["unbalanced_rows"],
                 "units": checks["unbalanced"],
             }
@@ -675,17 +680,8 @@ def _apply_checks(
 
 def pivot_units(
     t: Any,
+    spec: PivotSpec,
     *,
-    yname: str,
-    idname: str,
-    tname: str,
-    gname: str,
-    weights: str | None,
-    cluster: str | None,
-    exposure: str | None,
-    anticipation: float,
-    control: str,
-    allow_unbalanced: bool = False,
     covs: tuple[str, ...] = (),
     covs_by_period: bool = False,
 ) -> EnginePanel:
@@ -696,21 +692,8 @@ def pivot_units(
     """
     import ibis
 
-    pv = _pivot(
-        t,
-        yname=yname,
-        idname=idname,
-        tname=tname,
-        gname=gname,
-        weights=weights,
-        cluster=cluster,
-        exposure=exposure,
-        anticipation=anticipation,
-        control=control,
-        allow_unbalanced=allow_unbalanced,
-        covs=covs,
-        covs_by_period=covs_by_period,
-    )
+    pv = _pivot(t, spec, covs=covs, covs_by_period=covs_by_period)
+    cluster, anticipation = spec.cluster, spec.anticipation
     u, T, tmin = pv.units, len(pv.times), pv.tmin
     if hasattr(u, "cache"):
         u = u.cache()  # the unit pivot is scanned several times: materialise it once
@@ -729,16 +712,7 @@ def pivot_units(
         .iloc[0]
     )
     checks = {k: int(v) if pd.notna(v) else 0 for k, v in row.items()}
-    unbalanced = _apply_checks(
-        checks,
-        pv.attr,
-        gname=gname,
-        weights=weights,
-        cluster=cluster,
-        idname=idname,
-        tname=tname,
-        allow_unbalanced=allow_unbalanced,
-    )
+    unbalanced = _apply_checks(checks, pv.attr, spec)
     keep = u._g > tmin + anticipation
     u = u.filter(keep if unbalanced else keep & (u._nt == T))
     return EnginePanel(
@@ -767,16 +741,8 @@ def streams_units(data: Any) -> bool:
 
 def cs_moments_stream(
     t: Any,
+    spec: PivotSpec,
     *,
-    yname: str,
-    idname: str,
-    tname: str,
-    gname: str,
-    weights: str | None,
-    cluster: str | None,
-    anticipation: float,
-    control: str,
-    allow_unbalanced: bool = False,
     batch_rows: int = 1 << 20,
 ) -> tuple[CohortMoments, FloatArray, pd.DataFrame]:
     """Callaway-Sant'Anna cohort moments from one streamed scan of the unit pivot.
@@ -792,23 +758,13 @@ def cs_moments_stream(
     within unit, duplicates, balance) are made on the same pass. Equal to
     :func:`cs_moments` up to floating-point summation order.
     """
-    pv = _pivot(
-        t,
-        yname=yname,
-        idname=idname,
-        tname=tname,
-        gname=gname,
-        weights=weights,
-        cluster=cluster,
-        exposure=None,
-        anticipation=anticipation,
-        control=control,
-        allow_unbalanced=allow_unbalanced,
-    )
+    spec = replace(spec, exposure=None)
+    pv = _pivot(t, spec)
+    weights, cluster, allow_unbalanced = spec.weights, spec.cluster, spec.allow_unbalanced
     T = len(pv.times)
     sums = _StreamSums(
         T=T,
-        first=pv.tmin + anticipation,
+        first=pv.tmin + spec.anticipation,
         width=2 * T + 2 if allow_unbalanced else T + 2,
         weighted=bool(weights),
         clustered=bool(cluster),
@@ -818,16 +774,7 @@ def cs_moments_stream(
     for b in units.to_pyarrow_batches(chunk_size=batch_rows):
         if b.num_rows:
             sums.add(b)
-    unbalanced = _apply_checks(
-        sums.checks,
-        pv.attr,
-        gname=gname,
-        weights=weights,
-        cluster=cluster,
-        idname=idname,
-        tname=tname,
-        allow_unbalanced=allow_unbalanced,
-    )
+    unbalanced = _apply_checks(sums.checks, pv.attr, spec)
     if not sums.acc:
         raise EstimationError(
             f"staggered: no unit observed in every period ({pv.n_in} rows); "
@@ -1103,16 +1050,9 @@ class EngineRows:
 
 def cs_rows_stream(
     t: Any,
+    spec: PivotSpec,
     *,
-    yname: str,
-    idname: str,
-    tname: str,
-    gname: str,
     covs: tuple[str, ...],
-    weights: str | None,
-    cluster: str | None,
-    anticipation: float,
-    control: str,
     batch_rows: int = 1 << 20,
 ) -> EngineRows:
     """The row path's unit arrays from an engine pivot: outcomes and covariates per unit.
@@ -1128,20 +1068,9 @@ def cs_rows_stream(
     covariate columns) x 8`` bytes (``units x periods x (1 + covariate
     columns)`` when covariates vary in time) instead of the long panel.
     """
-    kw: dict[str, Any] = {
-        "yname": yname,
-        "idname": idname,
-        "tname": tname,
-        "gname": gname,
-        "weights": weights,
-        "cluster": cluster,
-        "exposure": None,
-        "anticipation": anticipation,
-        "control": control,
-        "allow_unbalanced": False,
-        "covs": covs,
-    }
-    ep = pivot_units(t, **kw)
+    spec = replace(spec, exposure=None, allow_unbalanced=False)
+    idname, weights, cluster = spec.idname, spec.weights, spec.cluster
+    ep = pivot_units(t, spec, covs=covs)
     J = len(ep.xnames)
     u = ep.units
     info = (
@@ -1158,7 +1087,7 @@ def cs_rows_stream(
         )
     by_period = any(int(info[f"_v{j}"] or 0) > 0 for j in range(J))
     if by_period:  # covariates vary within units: their value in every period
-        ep = pivot_units(t, **kw, covs_by_period=True)
+        ep = pivot_units(t, spec, covs=covs, covs_by_period=True)
         u = ep.units
     T = len(ep.times)
     xcols = (

@@ -21,6 +21,9 @@ DAYS_PER_YEAR = 365.25
 # integer unit and period codes the frame path adds to the cleaned rows
 UCODE = "__spe_unit_code__"
 PCODE = "__spe_period_code__"
+# attrition reasons of the staggered estimators (pandas, engine and ETWFE paths alike)
+EARLY_UNITS = "unit already treated in the first period"
+UNBALANCED_UNITS = "unit not observed in every period (balanced panel required)"
 
 
 # ----------------------------------------------------------------------------- messages
@@ -272,3 +275,80 @@ def renumber(codes: np.ndarray) -> np.ndarray:
     """Renumber non-negative integer codes to 0..k-1 keeping their order."""
     present = np.bincount(codes) > 0
     return (np.cumsum(present) - 1)[codes]
+
+
+# ----------------------------------------------------------------------------- frame path
+
+
+def panel_columns(required: list[str], optional: list[str | None]) -> list[str]:
+    """The columns an estimator reads: ``required`` then the ``optional`` ones given, once
+    each and in that order (the order of the missing-value counts in the attrition)."""
+    cols = list(dict.fromkeys(required))
+    return cols + [c for c in optional if c is not None and c not in cols]
+
+
+def checked_rows(
+    data: Any,
+    cols: list[str],
+    *,
+    yname: str,
+    model: str,
+    exposure: str | None,
+    weights: str | None,
+    attrition: list[tuple[str, int]],
+    keep_missing: str | None = None,
+) -> pd.DataFrame:
+    """The frame path's rows: ``cols`` pulled (:func:`to_frame`), rows with a missing
+    value dropped column by column (a missing ``keep_missing`` is kept: it means
+    something), then :func:`check_common` (outcome, exposure, weights; zero weights
+    dropped). Every drop is counted in ``attrition``."""
+    raw = to_frame(data, cols)
+    if keep_missing is None:
+        df = drop_missing(raw, attrition)
+    else:
+        df = drop_missing(raw[[c for c in raw.columns if c != keep_missing]], attrition)
+        df[keep_missing] = raw.loc[df.index, keep_missing]
+    return check_common(
+        df, yname=yname, model=model, exposure=exposure, weights=weights, attrition=attrition
+    )
+
+
+def checked_frame(
+    data: Any,
+    cols: list[str],
+    *,
+    yname: str,
+    idname: str,
+    tname: str,
+    model: str,
+    exposure: str | None,
+    weights: str | None,
+    attrition: list[tuple[str, int]],
+) -> pd.DataFrame:
+    """:func:`checked_rows`, then one row per unit and period checked and the units and
+    periods observed once dropped (:func:`drop_singletons`, which adds the integer unit
+    and period codes)."""
+    df = checked_rows(
+        data, cols, yname=yname, model=model, exposure=exposure, weights=weights,
+        attrition=attrition,
+    )  # fmt: skip
+    return drop_singletons(df, idname, tname, attrition)
+
+
+# ----------------------------------------------------------------------------- 2x2 messages
+
+
+def treat_varies(treat: str, idname: str) -> DataError:
+    """The 2×2's treated flag changes within a unit."""
+    return DataError(
+        f"Column '{treat}' changes within a unit ('{idname}'); it must mark treated units. "
+        "Use twfe(dname=...) for a time-varying treatment indicator."
+    )
+
+
+def constant_indicator(col: str, total: float, n_rows: int, needs: str) -> EstimationError:
+    """An indicator that is 0 (``total == 0``) or 1 in every row; ``needs`` says what the
+    design needs instead (e.g. "treated and comparison units")."""
+    return EstimationError(
+        f"'{col}' is {'0' if total == 0 else '1'} in all {n_rows} rows; the 2×2 needs {needs}."
+    )

@@ -1,26 +1,48 @@
-"""Result classes and small inference helpers shared by the DiD estimators.
+"""Every DiD result class, and the small inference helpers they share.
 
-Helpers other DiD modules may reuse: :func:`coef_table` (the tidy columns from estimates,
-standard errors and degrees of freedom), :func:`wald_test` (joint chi-square test) and
-:class:`DiDResult` / :class:`EventStudyResult` (frozen results with ``tidy``, ``glance``,
-``summary``, ``plot``).
+Two-way designs: :class:`DiDResult` / :class:`EventStudyResult`; staggered adoption:
+:class:`ATTgt` (Callaway-Sant'Anna), :class:`ETWFE` (Wooldridge) and their
+aggregations :class:`ATTAggregate`. All are frozen, with ``tidy``, ``glance``,
+``summary`` and ``plot``, and share field names and types: ``alpha`` (1 - confidence
+level), ``settings`` (a mapping of the call's options), ``attrition`` (a DataFrame,
+one row per reason); ``glance()`` names the ``estimator`` and the ``outcome``.
+Helpers other DiD modules reuse: :func:`coef_table` (the tidy columns from estimates,
+standard errors and degrees of freedom) and :func:`wald_test` (joint chi-square test).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from scipy import stats
 
+from spevidence.did._aggte import (
+    SE_EPS,
+    Levels,
+    aggregate_se,
+    calendar_levels,
+    dynamic_levels,
+    group_levels,
+    wmean_col,
+)
 from spevidence.errors import EstimationError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 Model = Literal["linear", "poisson"]
+Family = Literal["linear", "poisson"]
+AggKind = Literal["simple", "dynamic", "group", "calendar"]
+EtwfeKind = Literal["simple", "dynamic", "event", "group", "calendar"]
+PretrendKind = Literal["cells", "leads"]
+FloatArray = NDArray[np.float64]
+ATTRITION_COLUMNS = ["reason", "rows"]
 
 TIDY_COLUMNS = (
     "term",
@@ -64,9 +86,6 @@ def coef_table(
     )
 
 
-SE_EPS = float(np.sqrt(np.finfo(float).eps)) * 10  # R did's threshold for "zero variance"
-
-
 def guarded_wald(
     b: np.ndarray, V: np.ndarray, se: np.ndarray | None = None
 ) -> tuple[float, int, float, int, str]:
@@ -107,6 +126,16 @@ def wald_test(b: np.ndarray, V: np.ndarray) -> tuple[float, int, float]:
     return stat, df, p
 
 
+def attrition_frame(pairs: list[tuple[str, int]]) -> pd.DataFrame:
+    """The two-way estimators' attrition: ``(reason, rows)`` pairs as a DataFrame."""
+    return pd.DataFrame(pairs, columns=ATTRITION_COLUMNS).astype({"rows": "int64"})
+
+
+def alpha_of(conf_level: float) -> float:
+    """``1 - conf_level`` to 12 decimals (0.95 gives 0.05; ``1 - alpha`` gives 0.95 back)."""
+    return round(1.0 - conf_level, 12)
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class DiDResult:
     """A fitted two-way fixed-effects DiD (2×2 or TWFE), linear or Poisson.
@@ -123,8 +152,10 @@ class DiDResult:
     n_obs, n_units, n_clusters : rows, units and clusters used in the fit.
     path : {"rows", "moments"} which engine computed the fit.
     formula : the exact model that was fitted, in words/formula notation.
-    attrition : (reason, rows) pairs for every row dropped before fitting.
-    settings : the options of the call.
+    alpha : 1 - confidence level of the intervals (``conf_level``, deprecated, is
+        ``1 - alpha``).
+    attrition : rows dropped before fitting, one row per reason (``reason, rows``).
+    settings : the options of the call (a mapping).
     level : Poisson only: (estimate, conf_low, conf_high, unit) of the level effect.
     """
 
@@ -141,16 +172,21 @@ class DiDResult:
     path: Literal["rows", "moments"]
     formula: str
     yname: str
-    conf_level: float = 0.95
+    alpha: float = 0.05
     dropped_terms: tuple[str, ...] = ()
-    attrition: tuple[tuple[str, int], ...] = ()
-    settings: tuple[tuple[str, Any], ...] = ()
+    attrition: pd.DataFrame = field(default_factory=lambda: attrition_frame([]))
+    settings: Mapping[str, Any] = field(default_factory=dict)
     level: tuple[float, float, float, str] | None = None
     small_sample: float = 1.0
     iterations: int = 1
     extra: tuple[tuple[str, Any], ...] = field(default=())
 
     # ------------------------------------------------------------------ accessors
+    @property
+    def conf_level(self) -> float:
+        """Deprecated (use ``alpha``): the confidence level, ``1 - alpha``."""
+        return 1.0 - self.alpha
+
     @property
     def std_error(self) -> np.ndarray:
         return np.sqrt(np.diag(self.vcov))
@@ -193,6 +229,7 @@ class DiDResult:
     def glance(self) -> pd.DataFrame:
         """One-row model summary."""
         row: dict[str, Any] = {
+            "estimator": self.method,
             "method": self.method,
             "model": self.model,
             "outcome": self.yname,
@@ -204,7 +241,7 @@ class DiDResult:
             "path": self.path,
             "small_sample_factor": self.small_sample,
             "iterations": self.iterations,
-            "rows_dropped": int(sum(n for _, n in self.attrition)),
+            "rows_dropped": int(self.attrition["rows"].sum()),
         }
         if self.model == "poisson":
             row["rate_ratio"] = float(np.exp(self.coef()))
@@ -242,8 +279,8 @@ class DiDResult:
         )  # fmt: skip
 
     def attrition_table(self) -> pd.DataFrame:
-        """Rows dropped before fitting, by reason."""
-        return pd.DataFrame(list(self.attrition), columns=["reason", "rows"])
+        """Rows dropped before fitting, by reason (a copy of ``attrition``)."""
+        return self.attrition.copy()
 
     def summary(self) -> str:
         """Plain-text summary: model, fit path, coefficient table."""
@@ -255,7 +292,7 @@ class DiDResult:
         ]
         if self.dropped_terms:
             lines.append(f"Collinear terms dropped: {', '.join(self.dropped_terms)}")
-        for reason, n in self.attrition:
+        for reason, n in self.attrition.itertuples(index=False):
             if n:
                 lines.append(f"Rows dropped ({reason}): {n}")
         tab = self.tidy()
@@ -446,3 +483,663 @@ class EventStudyResult(DiDResult):
         ax.legend(frameon=False)
         fig.tight_layout()
         return fig
+
+
+# ----------------------------------------------------------------------------- staggered
+
+
+@dataclass(frozen=True)
+class ATTAggregate:
+    """An aggregation of group-time ATTs (R ``did::aggte``).
+
+    Attributes
+    ----------
+    kind : {"simple", "dynamic", "group", "calendar"}
+    overall_att, overall_se : float
+        The overall summary and its standard error (R names).
+    levels : numpy.ndarray
+        Event times (``dynamic``), cohorts (``group``) or periods (``calendar``);
+        empty for ``simple``.
+    att, se : numpy.ndarray
+        Estimate and standard error per level.
+    crit : float
+        Critical value of the bands on ``att`` (uniform when bootstrapped).
+    """
+
+    kind: AggKind
+    overall_att: float
+    overall_se: float
+    levels: FloatArray
+    att: FloatArray
+    se: FloatArray
+    n_level: NDArray[np.int64]
+    crit: float
+    alpha: float
+    n_units: int
+    band: Literal["pointwise", "uniform"]
+    settings: dict[str, Any] = field(default_factory=dict)
+    estimator: str = "callaway_santanna"
+    # analytic covariance of ``att`` (Callaway-Sant'Anna only; for the pre-test)
+    _vcov: FloatArray = field(default_factory=lambda: np.zeros((0, 0)), repr=False, compare=False)
+
+    def tidy(self) -> pd.DataFrame:
+        """One row per estimate: the overall summary first, then each level."""
+        z = stats.norm.ppf(1 - self.alpha / 2)
+        col = {"dynamic": "event", "group": "group", "calendar": "time", "simple": "event"}[
+            self.kind
+        ]
+        rows = [
+            _row("overall", self.overall_att, self.overall_se, z, self.n_units)
+            | {col: np.nan, "band": "pointwise"}
+        ]
+        for lv, a, s, nn in zip(self.levels, self.att, self.se, self.n_level, strict=True):
+            rows.append(
+                _row(f"{col}={fmt_number(lv)}", a, s, self.crit, int(nn))
+                | {col: lv, "band": self.band}
+            )
+        return pd.DataFrame(rows)
+
+    def glance(self) -> pd.DataFrame:
+        """One-row model summary."""
+        return pd.DataFrame(
+            [
+                {
+                    "estimator": self.estimator,
+                    "outcome": self.settings.get("yname"),
+                    "aggregation": self.kind,
+                    "overall_att": self.overall_att,
+                    "overall_se": self.overall_se,
+                    "n_units": self.n_units,
+                    "band": self.band,
+                    "critical_value": self.crit,
+                    **{k: v for k, v in self.settings.items() if not isinstance(v, dict)},
+                }
+            ]
+        )
+
+    def summary(self) -> str:
+        """Plain-text summary."""
+        lo, hi = _ci(self.overall_att, self.overall_se, stats.norm.ppf(1 - self.alpha / 2))
+        lines = [
+            f"{self.estimator} aggregation: {self.kind}",
+            f"Overall ATT {self.overall_att:.6g} (SE {self.overall_se:.6g}), "
+            f"{100 * (1 - self.alpha):.0f}% CI [{lo:.6g}, {hi:.6g}]; {self.n_units} units",
+        ]
+        if len(self.levels):
+            lines.append(self.tidy().iloc[1:].to_string(index=False))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return self.tidy().to_html(index=False)
+
+    def plot(self) -> Figure:
+        """Event-study style figure: each level with its confidence interval."""
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        pal = sns.color_palette("colorblind")
+        fig, ax = plt.subplots(figsize=(7, 4))
+        if len(self.levels) == 0:
+            lo, hi = _ci(self.overall_att, self.overall_se, stats.norm.ppf(1 - self.alpha / 2))
+            ax.errorbar(
+                [0],
+                [self.overall_att],
+                yerr=[[self.overall_att - lo], [hi - self.overall_att]],
+                fmt="o",
+                color=pal[0],
+                capsize=4,
+            )
+            ax.set_xticks([0], ["Overall"])
+        else:
+            pre = self.levels < 0 if self.kind == "dynamic" else np.zeros(len(self.levels), bool)
+            for mask, colour, label in (
+                (pre, pal[0], "Before treatment"),
+                (~pre, pal[1], "From first treated period"),
+            ):
+                if not mask.any():
+                    continue
+                half = self.crit * self.se[mask]
+                ax.errorbar(
+                    self.levels[mask],
+                    self.att[mask],
+                    yerr=half,
+                    fmt="o",
+                    color=colour,
+                    capsize=3,
+                    label=label,
+                )
+            if self.kind == "dynamic":
+                ax.legend(frameon=False)
+        ax.axhline(0.0, color="grey", lw=0.8)
+        xlabel = {
+            "dynamic": "Periods since first treatment (0 = first treated period)",
+            "group": "Cohort (period first treated)",
+            "calendar": "Calendar period",
+            "simple": "",
+        }[self.kind]
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("Estimated effect on the treated (ATT)")
+        ax.set_title(
+            f"Staggered difference-in-differences: {self.kind} effects\n"
+            f"overall {self.overall_att:.3g} (SE {self.overall_se:.3g}); "
+            f"{self.band} {100 * (1 - self.alpha):.0f}% intervals"
+        )
+        fig.tight_layout()
+        return fig
+
+
+@dataclass(frozen=True)
+class ATTgt:
+    """Group-time average treatment effects on the treated (R ``did::att_gt``).
+
+    Attributes
+    ----------
+    groups, times : numpy.ndarray
+        Cohort (first treated period) and period of each cell.
+    att, se : numpy.ndarray
+        ATT(g, t) and its standard error (influence function, or multiplier
+        bootstrap when ``bootstrap`` was given).
+    vcov : numpy.ndarray
+        Covariance matrix of the ATT(g, t) estimates (analytic).
+    crit : float
+        Critical value of the bands (uniform when bootstrapped).
+    n_units : int
+        Units used. ``attrition`` counts dropped rows/units by reason.
+    path : {"moments", "rows"}
+        Which computation was used (cohort moments or unit rows).
+    """
+
+    groups: FloatArray
+    times: FloatArray
+    att: FloatArray
+    se: FloatArray
+    analytic_se: FloatArray
+    n_cell: NDArray[np.int64]
+    vcov: FloatArray
+    crit: float
+    alpha: float
+    n_units: int
+    cohort_sizes: dict[float, int]
+    cohort_shares: FloatArray
+    path: Literal["moments", "rows"]
+    attrition: pd.DataFrame
+    skipped: tuple[tuple[float, float, str], ...]
+    settings: dict[str, Any]
+    _sigma: FloatArray = field(repr=False, compare=False)
+    _cohorts: FloatArray = field(repr=False, compare=False)
+
+    @property
+    def events(self) -> FloatArray:
+        """Event time ``t - g`` of each cell."""
+        return self.times - self.groups
+
+    def tidy(self) -> pd.DataFrame:
+        """One row per group-time cell."""
+        band = "uniform" if self.settings.get("bootstrap") else "pointwise"
+        rows = []
+        for g, t, a, s, nn in zip(
+            self.groups, self.times, self.att, self.se, self.n_cell, strict=True
+        ):
+            rows.append(
+                _row(f"ATT(g={fmt_number(g)}, t={fmt_number(t)})", a, s, self.crit, int(nn))
+                | {"group": g, "time": t, "event": t - g, "post": bool(t >= g), "band": band}
+            )
+        return pd.DataFrame(rows)
+
+    def glance(self) -> pd.DataFrame:
+        """One-row summary: settings, units, cells, pre-trend Wald test (R ``did``'s)."""
+        pt = self.pretrend_test("cells").iloc[0]
+        return pd.DataFrame(
+            [
+                {
+                    "estimator": "callaway_santanna",
+                    "outcome": self.settings.get("yname"),
+                    "n_units": self.n_units,
+                    "n_cells": len(self.att),
+                    "n_skipped_cells": len(self.skipped),
+                    "path": self.path,
+                    "pretrend_test": pt["test"],
+                    "pretrend_wald": pt["statistic"],
+                    "pretrend_df": pt["df"],
+                    "pretrend_p_value": pt["p_value"],
+                    **{k: v for k, v in self.settings.items() if not isinstance(v, dict | list)},
+                }
+            ]
+        )
+
+    def pretrend_test(
+        self, kind: PretrendKind = "cells", *, min_e: float = -math.inf
+    ) -> pd.DataFrame:
+        """Joint Wald (chi-square) pre-test of parallel trends: one row.
+
+        Parameters
+        ----------
+        kind : {"cells", "leads"}
+            ``cells`` (R ``did``'s pre-test, as printed by ``summary(att_gt)``): all
+            pre-treatment ATT(g, t) are zero. ``leads``: the event-study leads of
+            ``aggregate("dynamic")`` (event times ``min_e`` to -1, each averaged over the
+            cohorts observed then) are zero. The cell test has one restriction per
+            pre-treatment cell, and each cohort's block of its covariance is estimated
+            from that cohort's units: it is reliable only when every cohort has many
+            more units than pre-treatment cells. With small cohorts (tens of people and
+            many periods) its chi-square reference fails and it rejects even when trends
+            are parallel; test the leads then (fewer, better-estimated coefficients;
+            ``min_e`` limits them to event times most cohorts reach).
+        min_e : float
+            ``leads`` only: the earliest event time tested.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``test``, ``statistic``, ``df``, ``p_value``, ``n_tested`` (coefficients
+            tested), ``n_dropped`` (pre-treatment coefficients left out because their
+            variance is zero or undefined, e.g. the reference period) and ``note``.
+            As in R ``did``, the statistic is not reported (``NaN``, with the reason in
+            ``note``) when the covariance of the tested coefficients is singular
+            (reciprocal condition number at most machine epsilon).
+
+        Notes
+        -----
+        The statistic is ``b' V^{-1} b`` with ``V`` the analytic (influence-function,
+        cluster-robust if ``cluster`` was given) covariance, on ``df`` = the number of
+        coefficients tested (R ``did`` ``att_gt``; Callaway and Sant'Anna 2021, sec. 4).
+        """
+        if kind == "cells":
+            pre = self.times < self.groups
+            return _wald_pretest(
+                "cells", self.att[pre], self.analytic_se[pre], self.vcov[np.ix_(pre, pre)]
+            )
+        if kind != "leads":
+            raise EstimationError(
+                f"pretrend_test(kind={kind!r}) is not known; use 'cells' or 'leads'."
+            )
+        if not np.any((self.times < self.groups) & (self.times - self.groups >= min_e)):
+            return _wald_pretest("leads", np.zeros(0), np.zeros(0), np.zeros((0, 0)))
+        dyn = _aggregate(self, "dynamic", min_e, math.inf, None, None, None)
+        pre = dyn.levels < 0
+        V = dyn._vcov[np.ix_(pre, pre)]
+        se = np.sqrt(np.clip(np.diag(V), 0.0, None))
+        return _wald_pretest("leads", dyn.att[pre], se, V)
+
+    def summary(self) -> str:
+        """Plain-text summary of the group-time ATTs."""
+        s = self.settings
+        head = (
+            f"Callaway-Sant'Anna group-time ATTs: control={s['control']}, method={s['method']}, "
+            f"base_period={s['base_period']}, covariates={s['xformla'] or 'none'}; "
+            f"{self.n_units} units, {len(self.att)} cells, path={self.path}"
+        )
+        return head + "\n" + self.tidy().to_string(index=False)
+
+    def plot(self) -> Figure:
+        """ATT(g, t) by event time, one series per cohort."""
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        cohorts = np.unique(self.groups)
+        pal = sns.color_palette("colorblind", len(cohorts))
+        fig, ax = plt.subplots(figsize=(7, 4))
+        width = 0.6 / max(len(cohorts), 1)
+        for j, g in enumerate(cohorts):
+            m = self.groups == g
+            x = self.events[m] + (j - (len(cohorts) - 1) / 2) * width
+            ax.errorbar(
+                x,
+                self.att[m],
+                yerr=self.crit * self.se[m],
+                fmt="o",
+                ms=4,
+                capsize=2,
+                color=pal[j],
+                label=f"cohort {fmt_number(g)}",
+            )
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.axvline(-0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("Periods since first treatment")
+        ax.set_ylabel("Estimated effect on the treated, ATT(g, t)")
+        ax.set_title("Group-time effects by cohort (Callaway-Sant'Anna)")
+        ax.legend(frameon=False, fontsize="small")
+        fig.tight_layout()
+        return fig
+
+    def aggregate(
+        self,
+        kind: AggKind = "simple",
+        *,
+        min_e: float = -math.inf,
+        max_e: float = math.inf,
+        balance_e: int | None = None,
+        bootstrap: int | None = None,
+        seed: int | None = None,
+    ) -> ATTAggregate:
+        """Aggregate the group-time ATTs (Callaway and Sant'Anna 2021, section 3).
+
+        Weights are cohort shares; their estimation error enters the standard
+        errors through the weights' influence function, as in R ``did::aggte``.
+        For ``group`` the overall SE uses the corrected formula of did PR #223
+        (R ``did`` 2.1.2 and earlier mis-index the weight influence function).
+
+        Parameters
+        ----------
+        kind : {"simple", "dynamic", "group", "calendar"}
+        min_e, max_e : float
+            Event-time window (``dynamic``; ``max_e`` also limits
+            ``simple`` and ``group``).
+        balance_e : int, optional
+            ``dynamic`` only: keep cohorts observed for at least ``balance_e``
+            periods after treatment.
+        bootstrap, seed : int, optional
+            Draws and seed for the Gaussian multiplier bootstrap (default: as
+            in :func:`staggered`).
+        """
+        if kind not in ("simple", "dynamic", "group", "calendar"):
+            raise EstimationError(
+                f"aggregate(kind={kind!r}) is not known; "
+                "use 'simple', 'dynamic', 'group' or 'calendar'."
+            )
+        biters = bootstrap if bootstrap is not None else self.settings.get("bootstrap")
+        seed = seed if seed is not None else self.settings.get("seed")
+        return _aggregate(self, kind, min_e, max_e, balance_e, biters, seed)
+
+    def _repr_html_(self) -> str:
+        return self.tidy().to_html(index=False)
+
+
+def fmt_number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _ci(est: float, se: float, crit: float) -> tuple[float, float]:
+    return est - crit * se, est + crit * se
+
+
+def _row(term: str, est: float, se: float, crit: float, n: int) -> dict[str, Any]:
+    ok = np.isfinite(se) and se > 0
+    stat = est / se if ok else math.nan
+    p = float(2 * stats.norm.sf(abs(stat))) if ok else math.nan
+    lo, hi = _ci(est, se, crit) if ok else (math.nan, math.nan)
+    return {
+        "term": term,
+        "estimate": float(est),
+        "std_error": float(se),
+        "statistic": stat,
+        "p_value": p,
+        "conf_low": lo,
+        "conf_high": hi,
+        "n": n,
+    }
+
+
+PRETREND_TESTS = {"cells": "pre-treatment ATT(g,t)", "leads": "event-study leads"}
+
+
+def _wald_pretest(kind: str, b: FloatArray, se: FloatArray, V: FloatArray) -> pd.DataFrame:
+    """R ``did``'s Wald pre-test (:func:`guarded_wald`): zero/undefined-variance
+    coefficients dropped, a singular covariance refused, else ``b' V^-1 b``."""
+    stat, df, p, n_drop, note = guarded_wald(b, V, se)
+    return pd.DataFrame(
+        [
+            {
+                "test": PRETREND_TESTS[kind],
+                "statistic": stat,
+                "df": df,
+                "p_value": p,
+                "n_tested": df,
+                "n_dropped": n_drop,
+                "note": note,
+            }
+        ]
+    )
+
+
+def _aggregate(
+    r: ATTgt,
+    kind: AggKind,
+    min_e: float,
+    max_e: float,
+    balance_e: int | None,
+    biters: int | None,
+    seed: int | None,
+) -> ATTAggregate:
+    lv = _levels(r, kind, min_e, max_e, balance_e)
+    cols = lv.cols
+    L = np.column_stack([*cols, lv.ocol]) if cols else lv.ocol[:, None]
+    V = L.T @ r._sigma @ L
+    se_all, crit, band = aggregate_se(r, L, V, bool(cols), biters, seed)
+    return ATTAggregate(
+        kind=kind,
+        overall_att=lv.overall,
+        overall_se=float(se_all[-1]),
+        levels=np.asarray(lv.levels, dtype=float),
+        att=np.asarray(lv.ests, dtype=float),
+        se=se_all[:-1] if cols else np.zeros(0),
+        n_level=np.asarray(lv.nlev, dtype=np.int64),
+        crit=crit,
+        alpha=r.alpha,
+        n_units=r.n_units,
+        band=band,
+        settings={
+            **r.settings,
+            "kind": kind,
+            "min_e": min_e,
+            "max_e": max_e,
+            "balance_e": balance_e,
+            "bootstrap": biters,
+            "seed": seed,
+        },
+        _vcov=V[:-1, :-1] if cols else np.zeros((0, 0)),
+    )
+
+
+def _levels(r: ATTgt, kind: AggKind, min_e: float, max_e: float, balance_e: int | None) -> Levels:
+    """The levels of an aggregation, before inference (:mod:`~spevidence.did._aggte`)."""
+    if kind == "simple":
+        keep = (r.groups <= r.times) & (r.times <= r.groups + max_e)
+        overall, ocol = wmean_col(r, keep)
+        return Levels([], [], [], [], overall, ocol)
+    if kind == "dynamic":
+        return dynamic_levels(r, min_e, max_e, balance_e)
+    if kind == "group":
+        return group_levels(r, max_e)
+    return calendar_levels(r)
+
+
+# ----------------------------------------------------------------------------- ETWFE
+
+
+@dataclass(frozen=True)
+class ETWFE:
+    """Extended TWFE fit: cell coefficients, cell ATTs and their covariance.
+
+    Attributes
+    ----------
+    coef : numpy.ndarray
+        Interaction coefficients ``tau_gt`` (log scale for Poisson).
+    vcov : numpy.ndarray
+        Cluster-robust covariance of all parameters (CRV1, as pyfixest/fixest).
+    groups, times : numpy.ndarray
+        Cohort and period of each interaction cell.
+    att, se : numpy.ndarray
+        Cell ATT on the response scale and its delta-method SE.
+    status : numpy.ndarray
+        Per cell: ``"estimated"``; or, Poisson only (separation: the maximum likelihood
+        estimate does not exist), ``"no events"`` (coefficient ``-inf``, left out of
+        the fit; effect on the count scale 0 minus the counterfactual mean),
+        ``"no comparison events"`` (every comparison cell of its cohort or period is
+        empty, so that effect is ``-inf`` and the counterfactual 0; effect = the
+        observed mean, coefficient NaN) or ``"not identified"`` (its cohort or period
+        is not linked to the other comparison cells: ``att`` NaN). All but the last
+        are aggregated.
+    separation : pandas.DataFrame
+        Poisson: the cohort x period cells at the boundary or left out of the fit,
+        counted by reason (``reason, cells, rows, aggregated, note``; never
+        identifiers); empty when there are none.
+    n_units, n_obs, n_clusters : int
+        Units, rows and clusters in the fit (after any cells left out).
+    """
+
+    family: Family
+    control: Literal["notyet", "never"]
+    groups: FloatArray
+    times: FloatArray
+    coef: FloatArray
+    coef_se: FloatArray
+    att: FloatArray
+    se: FloatArray
+    n_cell: NDArray[np.int64]
+    status: NDArray[np.object_]
+    params: FloatArray
+    param_names: tuple[str, ...]
+    vcov: FloatArray
+    n_units: int
+    n_obs: int
+    n_clusters: int
+    alpha: float
+    attrition: pd.DataFrame
+    separation: pd.DataFrame
+    settings: dict[str, Any]
+    _cells: tuple[FloatArray, FloatArray, FloatArray] = field(repr=False, compare=False)
+
+    def tidy(self) -> pd.DataFrame:
+        """One row per treated cohort x period cell (ATT on the response scale), with
+        its ``status`` (see the class attributes)."""
+        z = stats.norm.ppf(1 - self.alpha / 2)
+        rows = []
+        for g, t, a, s, b, bs, nn, st in zip(
+            self.groups,
+            self.times,
+            self.att,
+            self.se,
+            self.coef,
+            self.coef_se,
+            self.n_cell,
+            self.status,
+            strict=True,
+        ):
+            rows.append(
+                _row(f"ATT(g={fmt_number(g)}, t={fmt_number(t)})", a, s, z, int(nn))
+                | {
+                    "group": g,
+                    "time": t,
+                    "event": t - g,
+                    "coef": b,
+                    "coef_se": bs,
+                    "status": st,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def glance(self) -> pd.DataFrame:
+        """One-row summary."""
+        return pd.DataFrame(
+            [
+                {
+                    "estimator": "etwfe",
+                    "outcome": self.settings.get("yname"),
+                    "family": self.family,
+                    "control": self.control,
+                    "n_units": self.n_units,
+                    "n_obs": self.n_obs,
+                    "n_clusters": self.n_clusters,
+                    "n_cells": len(self.coef),
+                    "n_cells_no_events": int((self.status == "no events").sum()),
+                    "n_cells_no_comparison_events": int(
+                        (self.status == "no comparison events").sum()
+                    ),
+                    "n_cells_not_identified": int((self.status == "not identified").sum()),
+                }
+            ]
+        )
+
+    def summary(self) -> str:
+        """Plain-text summary."""
+        head = (
+            f"Extended TWFE ({self.family}, control={self.control}): {self.n_units} units, "
+            f"{self.n_obs} observations, {self.n_clusters} clusters"
+        )
+        out = head + "\n" + self.tidy().to_string(index=False)
+        if len(self.separation):
+            out += "\nLeft out of the Poisson fit (separation):\n" + self.separation[
+                ["reason", "cells", "rows", "aggregated"]
+            ].to_string(index=False)
+        return out
+
+    def plot(self) -> Figure:
+        """Event-study figure of the dynamic aggregation."""
+        return self.aggregate("dynamic").plot()
+
+    def aggregate(self, kind: EtwfeKind = "simple") -> ATTAggregate:
+        """Average the cell ATTs over treated observations (R ``etwfe::emfx``).
+
+        ``simple``, ``group`` and ``calendar`` use post-treatment cells; ``dynamic``
+        (alias ``event``) reports every event time that has cells. Delta-method SEs.
+
+        Poisson cells at the boundary (separation) are averaged in at the limit of the
+        maximum likelihood estimate: cells with no events (``status == "no events"``)
+        with effect 0 minus the counterfactual mean, cells whose cohort or period has
+        no comparison events with a counterfactual of 0 (leaving them out would select
+        cells on the outcome and bias the average). Cells with
+        ``status == "not identified"`` are left out: the average is then over the
+        treated observations of the other cells, and levels with none are not
+        reported. ``settings`` (and ``glance()``) count the post-treatment cells of each
+        kind.
+        """
+        if kind == "event":
+            kind = "dynamic"
+        if kind not in ("simple", "dynamic", "group", "calendar"):
+            raise EstimationError(
+                f"aggregate(kind={kind!r}): use 'simple', 'dynamic' (or 'event'), "
+                "'group' or 'calendar'."
+            )
+        w_cell, eff, jac = self._cells  # obs count, ATT numerators, Jacobian rows
+        g, t = self.groups, self.times
+        ok = self.status != "not identified"
+        post = (t >= g) & ok
+        e = t - g
+
+        def comb(mask: NDArray[np.bool_]) -> tuple[float, float]:
+            ww = w_cell[mask] / w_cell[mask].sum()
+            est = float(ww @ eff[mask])
+            grad = ww @ jac[mask]
+            return est, float(np.sqrt(max(grad @ self.vcov @ grad, 0.0)))
+
+        overall, overall_se = comb(post)
+        levels: list[float] = []
+        ests: list[float] = []
+        ses: list[float] = []
+        nlev: list[int] = []
+        if kind != "simple":
+            key = {"dynamic": e, "group": g, "calendar": t}[kind]
+            for lv in np.unique(key[ok] if kind == "dynamic" else key[post]):
+                m = (key == lv) & ok if kind == "dynamic" else (key == lv) & post
+                a, s = comb(m)
+                levels.append(float(lv))
+                ests.append(a)
+                ses.append(s)
+                nlev.append(int(w_cell[m].sum()))
+        return ATTAggregate(
+            kind=kind,
+            overall_att=overall,
+            overall_se=overall_se,
+            levels=np.asarray(levels, dtype=float),
+            att=np.asarray(ests, dtype=float),
+            se=np.asarray(ses, dtype=float),
+            n_level=np.asarray(nlev, dtype=np.int64),
+            crit=float(stats.norm.ppf(1 - self.alpha / 2)),
+            alpha=self.alpha,
+            n_units=self.n_units,
+            band="pointwise",
+            settings={
+                **self.settings,
+                "kind": kind,
+                "cells_no_events": int((post & (self.status == "no events")).sum()),
+                "cells_no_comparison_events": int(
+                    (post & (self.status == "no comparison events")).sum()
+                ),
+                "cells_not_identified": int(((t >= g) & ~ok).sum()),
+            },
+            estimator="etwfe",
+        )
+
+    def _repr_html_(self) -> str:
+        return self.tidy().to_html(index=False)

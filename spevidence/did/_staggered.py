@@ -22,6 +22,22 @@ Differences from R ``did`` (2.1.2), by design:
 Tests check every control x method x base-period x covariate combination on
 ``mpdta`` against R ``did`` (via moderndid and csdid) to 1e-9.
 
+Computation paths (``path=``)
+-----------------------------
+* ``moments`` (``auto`` without covariates): the cohort moments (DESIGN.md section 6).
+  For an Ibis table the engine pivots the panel to one row per unit; DuckDB (in
+  process) streams that pivot in Arrow batches and numpy forms the cohort
+  cross-products (one scan of the data; 15.7 M units x 22 periods in minutes,
+  ``benchmarks/bench_national.py``), other engines (Spark) return the cohort moment
+  matrices.
+* ``rows`` (``auto`` with covariates): with covariates (``xformla``) an Ibis table
+  takes the row path through the engine: the engine cleans and pivots the panel to
+  one row per unit (outcome in every period, covariates once per unit, or per period
+  when they vary within units) and streams it into numpy, so memory is about
+  ``units x (periods + covariates) x 8`` bytes, not the long panel; the per-cell
+  regressions run in numpy and the influence functions are summed block by block of
+  units (never stored as units x cells).
+
 References
 ----------
 Callaway, B. and Sant'Anna, P. H. C. (2021). Difference-in-differences with
@@ -32,10 +48,9 @@ estimators. *Journal of Econometrics* 219(1), 101-122.
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -43,7 +58,9 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from spevidence._version import __version__
+from spevidence.did._aggte import SE_EPS, bootstrap_draws
 from spevidence.did._ibis_moments import (
+    PivotSpec,
     cs_moments,
     cs_moments_stream,
     cs_rows_stream,
@@ -52,12 +69,14 @@ from spevidence.did._ibis_moments import (
     streams_units,
 )
 from spevidence.did._inputs import (
+    EARLY_UNITS,
+    UNBALANCED_UNITS,
     negative_unit_weights,
     panel_frame,
     staggered_repeated_pairs,
     varies_within_units,
 )
-from spevidence.did._results import SE_EPS, guarded_wald
+from spevidence.did._results import ATTgt
 from spevidence.did._staggered_core import (
     CellSet,
     estimate_moments,
@@ -67,648 +86,12 @@ from spevidence.did._staggered_core import (
 )
 from spevidence.errors import EstimationError
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
 Control = Literal["never", "notyet"]
 Method = Literal["dr", "ipw", "reg"]
 BasePeriod = Literal["varying", "universal"]
-AggKind = Literal["simple", "dynamic", "group", "calendar"]
-PretrendKind = Literal["cells", "leads"]
 Path = Literal["auto", "moments", "rows"]
 
 FloatArray = NDArray[np.float64]
-
-
-# ----------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class ATTAggregate:
-    """An aggregation of group-time ATTs (R ``did::aggte``).
-
-    Attributes
-    ----------
-    kind : {"simple", "dynamic", "group", "calendar"}
-    overall_att, overall_se : float
-        The overall summary and its standard error (R names).
-    levels : numpy.ndarray
-        Event times (``dynamic``), cohorts (``group``) or periods (``calendar``);
-        empty for ``simple``.
-    att, se : numpy.ndarray
-        Estimate and standard error per level.
-    crit : float
-        Critical value of the bands on ``att`` (uniform when bootstrapped).
-    """
-
-    kind: AggKind
-    overall_att: float
-    overall_se: float
-    levels: FloatArray
-    att: FloatArray
-    se: FloatArray
-    n_level: NDArray[np.int64]
-    crit: float
-    alpha: float
-    n_units: int
-    band: Literal["pointwise", "uniform"]
-    settings: dict[str, Any] = field(default_factory=dict)
-    estimator: str = "callaway_santanna"
-    # analytic covariance of ``att`` (Callaway-Sant'Anna only; for the pre-test)
-    _vcov: FloatArray = field(default_factory=lambda: np.zeros((0, 0)), repr=False, compare=False)
-
-    def tidy(self) -> pd.DataFrame:
-        """One row per estimate: the overall summary first, then each level."""
-        z = stats.norm.ppf(1 - self.alpha / 2)
-        col = {"dynamic": "event", "group": "group", "calendar": "time", "simple": "event"}[
-            self.kind
-        ]
-        rows = [
-            _row("overall", self.overall_att, self.overall_se, z, self.n_units)
-            | {col: np.nan, "band": "pointwise"}
-        ]
-        for lv, a, s, nn in zip(self.levels, self.att, self.se, self.n_level, strict=True):
-            rows.append(
-                _row(f"{col}={_fmt(lv)}", a, s, self.crit, int(nn)) | {col: lv, "band": self.band}
-            )
-        return pd.DataFrame(rows)
-
-    def glance(self) -> pd.DataFrame:
-        """One-row model summary."""
-        return pd.DataFrame(
-            [
-                {
-                    "estimator": self.estimator,
-                    "aggregation": self.kind,
-                    "overall_att": self.overall_att,
-                    "overall_se": self.overall_se,
-                    "n_units": self.n_units,
-                    "band": self.band,
-                    "critical_value": self.crit,
-                    **{k: v for k, v in self.settings.items() if not isinstance(v, dict)},
-                }
-            ]
-        )
-
-    def summary(self) -> str:
-        """Plain-text summary."""
-        lo, hi = _ci(self.overall_att, self.overall_se, stats.norm.ppf(1 - self.alpha / 2))
-        lines = [
-            f"{self.estimator} aggregation: {self.kind}",
-            f"Overall ATT {self.overall_att:.6g} (SE {self.overall_se:.6g}), "
-            f"{100 * (1 - self.alpha):.0f}% CI [{lo:.6g}, {hi:.6g}]; {self.n_units} units",
-        ]
-        if len(self.levels):
-            lines.append(self.tidy().iloc[1:].to_string(index=False))
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        return self.tidy().to_html(index=False)
-
-    def plot(self) -> Figure:
-        """Event-study style figure: each level with its confidence interval."""
-        import matplotlib.pyplot as plt
-        import seaborn as sns
-
-        pal = sns.color_palette("colorblind")
-        fig, ax = plt.subplots(figsize=(7, 4))
-        if len(self.levels) == 0:
-            lo, hi = _ci(self.overall_att, self.overall_se, stats.norm.ppf(1 - self.alpha / 2))
-            ax.errorbar(
-                [0],
-                [self.overall_att],
-                yerr=[[self.overall_att - lo], [hi - self.overall_att]],
-                fmt="o",
-                color=pal[0],
-                capsize=4,
-            )
-            ax.set_xticks([0], ["Overall"])
-        else:
-            pre = self.levels < 0 if self.kind == "dynamic" else np.zeros(len(self.levels), bool)
-            for mask, colour, label in (
-                (pre, pal[0], "Before treatment"),
-                (~pre, pal[1], "From first treated period"),
-            ):
-                if not mask.any():
-                    continue
-                half = self.crit * self.se[mask]
-                ax.errorbar(
-                    self.levels[mask],
-                    self.att[mask],
-                    yerr=half,
-                    fmt="o",
-                    color=colour,
-                    capsize=3,
-                    label=label,
-                )
-            if self.kind == "dynamic":
-                ax.legend(frameon=False)
-        ax.axhline(0.0, color="grey", lw=0.8)
-        xlabel = {
-            "dynamic": "Periods since first treatment (0 = first treated period)",
-            "group": "Cohort (period first treated)",
-            "calendar": "Calendar period",
-            "simple": "",
-        }[self.kind]
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("Estimated effect on the treated (ATT)")
-        ax.set_title(
-            f"Staggered difference-in-differences: {self.kind} effects\n"
-            f"overall {self.overall_att:.3g} (SE {self.overall_se:.3g}); "
-            f"{self.band} {100 * (1 - self.alpha):.0f}% intervals"
-        )
-        fig.tight_layout()
-        return fig
-
-
-@dataclass(frozen=True)
-class ATTgt:
-    """Group-time average treatment effects on the treated (R ``did::att_gt``).
-
-    Attributes
-    ----------
-    groups, times : numpy.ndarray
-        Cohort (first treated period) and period of each cell.
-    att, se : numpy.ndarray
-        ATT(g, t) and its standard error (influence function, or multiplier
-        bootstrap when ``bootstrap`` was given).
-    vcov : numpy.ndarray
-        Covariance matrix of the ATT(g, t) estimates (analytic).
-    crit : float
-        Critical value of the bands (uniform when bootstrapped).
-    n_units : int
-        Units used. ``attrition`` counts dropped rows/units by reason.
-    path : {"moments", "rows"}
-        Which computation was used (cohort moments or unit rows).
-    """
-
-    groups: FloatArray
-    times: FloatArray
-    att: FloatArray
-    se: FloatArray
-    analytic_se: FloatArray
-    n_cell: NDArray[np.int64]
-    vcov: FloatArray
-    crit: float
-    alpha: float
-    n_units: int
-    cohort_sizes: dict[float, int]
-    cohort_shares: FloatArray
-    path: Literal["moments", "rows"]
-    attrition: pd.DataFrame
-    skipped: tuple[tuple[float, float, str], ...]
-    settings: dict[str, Any]
-    _sigma: FloatArray = field(repr=False, compare=False)
-    _cohorts: FloatArray = field(repr=False, compare=False)
-
-    @property
-    def events(self) -> FloatArray:
-        """Event time ``t - g`` of each cell."""
-        return self.times - self.groups
-
-    def tidy(self) -> pd.DataFrame:
-        """One row per group-time cell."""
-        band = "uniform" if self.settings.get("bootstrap") else "pointwise"
-        rows = []
-        for g, t, a, s, nn in zip(
-            self.groups, self.times, self.att, self.se, self.n_cell, strict=True
-        ):
-            rows.append(
-                _row(f"ATT(g={_fmt(g)}, t={_fmt(t)})", a, s, self.crit, int(nn))
-                | {"group": g, "time": t, "event": t - g, "post": bool(t >= g), "band": band}
-            )
-        return pd.DataFrame(rows)
-
-    def glance(self) -> pd.DataFrame:
-        """One-row summary: settings, units, cells, pre-trend Wald test (R ``did``'s)."""
-        pt = self.pretrend_test("cells").iloc[0]
-        return pd.DataFrame(
-            [
-                {
-                    "estimator": "callaway_santanna",
-                    "n_units": self.n_units,
-                    "n_cells": len(self.att),
-                    "n_skipped_cells": len(self.skipped),
-                    "path": self.path,
-                    "pretrend_test": pt["test"],
-                    "pretrend_wald": pt["statistic"],
-                    "pretrend_df": pt["df"],
-                    "pretrend_p_value": pt["p_value"],
-                    **{k: v for k, v in self.settings.items() if not isinstance(v, dict | list)},
-                }
-            ]
-        )
-
-    def pretrend_test(
-        self, kind: PretrendKind = "cells", *, min_e: float = -math.inf
-    ) -> pd.DataFrame:
-        """Joint Wald (chi-square) pre-test of parallel trends: one row.
-
-        Parameters
-        ----------
-        kind : {"cells", "leads"}
-            ``cells`` (R ``did``'s pre-test, as printed by ``summary(att_gt)``): all
-            pre-treatment ATT(g, t) are zero. ``leads``: the event-study leads of
-            ``aggregate("dynamic")`` (event times ``min_e`` to -1, each averaged over the
-            cohorts observed then) are zero. The cell test has one restriction per
-            pre-treatment cell, and each cohort's block of its covariance is estimated
-            from that cohort's units: it is reliable only when every cohort has many
-            more units than pre-treatment cells. With small cohorts (tens of people and
-            many periods) its chi-square reference fails and it rejects even when trends
-            are parallel; test the leads then (fewer, better-estimated coefficients;
-            ``min_e`` limits them to event times most cohorts reach).
-        min_e : float
-            ``leads`` only: the earliest event time tested.
-
-        Returns
-        -------
-        pandas.DataFrame
-            ``test``, ``statistic``, ``df``, ``p_value``, ``n_tested`` (coefficients
-            tested), ``n_dropped`` (pre-treatment coefficients left out because their
-            variance is zero or undefined, e.g. the reference period) and ``note``.
-            As in R ``did``, the statistic is not reported (``NaN``, with the reason in
-            ``note``) when the covariance of the tested coefficients is singular
-            (reciprocal condition number at most machine epsilon).
-
-        Notes
-        -----
-        The statistic is ``b' V^{-1} b`` with ``V`` the analytic (influence-function,
-        cluster-robust if ``cluster`` was given) covariance, on ``df`` = the number of
-        coefficients tested (R ``did`` ``att_gt``; Callaway and Sant'Anna 2021, sec. 4).
-        """
-        if kind == "cells":
-            pre = self.times < self.groups
-            return _wald_pretest(
-                "cells", self.att[pre], self.analytic_se[pre], self.vcov[np.ix_(pre, pre)]
-            )
-        if kind != "leads":
-            raise EstimationError(
-                f"pretrend_test(kind={kind!r}) is not known; use 'cells' or 'leads'."
-            )
-        if not np.any((self.times < self.groups) & (self.times - self.groups >= min_e)):
-            return _wald_pretest("leads", np.zeros(0), np.zeros(0), np.zeros((0, 0)))
-        dyn = _aggregate(self, "dynamic", min_e, math.inf, None, None, None)
-        pre = dyn.levels < 0
-        V = dyn._vcov[np.ix_(pre, pre)]
-        se = np.sqrt(np.clip(np.diag(V), 0.0, None))
-        return _wald_pretest("leads", dyn.att[pre], se, V)
-
-    def summary(self) -> str:
-        """Plain-text summary of the group-time ATTs."""
-        s = self.settings
-        head = (
-            f"Callaway-Sant'Anna group-time ATTs: control={s['control']}, method={s['method']}, "
-            f"base_period={s['base_period']}, covariates={s['xformla'] or 'none'}; "
-            f"{self.n_units} units, {len(self.att)} cells, path={self.path}"
-        )
-        return head + "\n" + self.tidy().to_string(index=False)
-
-    def plot(self) -> Figure:
-        """ATT(g, t) by event time, one series per cohort."""
-        import matplotlib.pyplot as plt
-        import seaborn as sns
-
-        cohorts = np.unique(self.groups)
-        pal = sns.color_palette("colorblind", len(cohorts))
-        fig, ax = plt.subplots(figsize=(7, 4))
-        width = 0.6 / max(len(cohorts), 1)
-        for j, g in enumerate(cohorts):
-            m = self.groups == g
-            x = self.events[m] + (j - (len(cohorts) - 1) / 2) * width
-            ax.errorbar(
-                x,
-                self.att[m],
-                yerr=self.crit * self.se[m],
-                fmt="o",
-                ms=4,
-                capsize=2,
-                color=pal[j],
-                label=f"cohort {_fmt(g)}",
-            )
-        ax.axhline(0.0, color="grey", lw=0.8)
-        ax.axvline(-0.5, color="grey", lw=0.8, ls=":")
-        ax.set_xlabel("Periods since first treatment")
-        ax.set_ylabel("Estimated effect on the treated, ATT(g, t)")
-        ax.set_title("Group-time effects by cohort (Callaway-Sant'Anna)")
-        ax.legend(frameon=False, fontsize="small")
-        fig.tight_layout()
-        return fig
-
-    def aggregate(
-        self,
-        kind: AggKind = "simple",
-        *,
-        min_e: float = -math.inf,
-        max_e: float = math.inf,
-        balance_e: int | None = None,
-        bootstrap: int | None = None,
-        seed: int | None = None,
-    ) -> ATTAggregate:
-        """Aggregate the group-time ATTs (Callaway and Sant'Anna 2021, section 3).
-
-        Weights are cohort shares; their estimation error enters the standard
-        errors through the weights' influence function, as in R ``did::aggte``.
-        For ``group`` the overall SE uses the corrected formula of did PR #223
-        (R ``did`` 2.1.2 and earlier mis-index the weight influence function).
-
-        Parameters
-        ----------
-        kind : {"simple", "dynamic", "group", "calendar"}
-        min_e, max_e : float
-            Event-time window (``dynamic``; ``max_e`` also limits
-            ``simple`` and ``group``).
-        balance_e : int, optional
-            ``dynamic`` only: keep cohorts observed for at least ``balance_e``
-            periods after treatment.
-        bootstrap, seed : int, optional
-            Draws and seed for the Gaussian multiplier bootstrap (default: as
-            in :func:`staggered`).
-        """
-        if kind not in ("simple", "dynamic", "group", "calendar"):
-            raise EstimationError(
-                f"aggregate(kind={kind!r}) is not known; "
-                "use 'simple', 'dynamic', 'group' or 'calendar'."
-            )
-        biters = bootstrap if bootstrap is not None else self.settings.get("bootstrap")
-        seed = seed if seed is not None else self.settings.get("seed")
-        return _aggregate(self, kind, min_e, max_e, balance_e, biters, seed)
-
-    def _repr_html_(self) -> str:
-        return self.tidy().to_html(index=False)
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def _ci(est: float, se: float, crit: float) -> tuple[float, float]:
-    return est - crit * se, est + crit * se
-
-
-def _row(term: str, est: float, se: float, crit: float, n: int) -> dict[str, Any]:
-    ok = np.isfinite(se) and se > 0
-    stat = est / se if ok else math.nan
-    p = float(2 * stats.norm.sf(abs(stat))) if ok else math.nan
-    lo, hi = _ci(est, se, crit) if ok else (math.nan, math.nan)
-    return {
-        "term": term,
-        "estimate": float(est),
-        "std_error": float(se),
-        "statistic": stat,
-        "p_value": p,
-        "conf_low": lo,
-        "conf_high": hi,
-        "n": n,
-    }
-
-
-PRETREND_TESTS = {"cells": "pre-treatment ATT(g,t)", "leads": "event-study leads"}
-
-
-def _wald_pretest(kind: str, b: FloatArray, se: FloatArray, V: FloatArray) -> pd.DataFrame:
-    """R ``did``'s Wald pre-test (:func:`guarded_wald`): zero/undefined-variance
-    coefficients dropped, a singular covariance refused, else ``b' V^-1 b``."""
-    stat, df, p, n_drop, note = guarded_wald(b, V, se)
-    return pd.DataFrame(
-        [
-            {
-                "test": PRETREND_TESTS[kind],
-                "statistic": stat,
-                "df": df,
-                "p_value": p,
-                "n_tested": df,
-                "n_dropped": n_drop,
-                "note": note,
-            }
-        ]
-    )
-
-
-# ----------------------------------------------------------------------------- bootstrap
-
-
-def _sqrtm_psd(S: FloatArray) -> FloatArray:
-    vals, vecs = np.linalg.eigh((S + S.T) / 2)
-    vals = np.clip(vals, 0.0, None)
-    return np.asarray((vecs * np.sqrt(vals)) @ vecs.T)
-
-
-def _bootstrap(
-    sigma: FloatArray, L: FloatArray, biters: int, seed: int, alpha: float
-) -> tuple[FloatArray, float]:
-    """Gaussian multiplier bootstrap: bootstrap SEs (IQR rule) and the sup-t critical value.
-
-    Draws ``sigma^{1/2} z`` with ``z ~ N(0, I)``: exactly the conditional law of
-    ``sum_i v_i psi_i / n`` with standard normal multipliers ``v_i`` (the
-    multiplier bootstrap of Callaway and Sant'Anna 2021, section 4, with
-    Gaussian rather than Mammen weights), computed from the influence-function
-    covariance so the moment and row paths give the same draws.
-    """
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((biters, sigma.shape[0]))
-    draws = z @ (_sqrtm_psd(sigma) @ L)
-    q75, q25 = np.quantile(draws, [0.75, 0.25], axis=0)
-    se = (q75 - q25) / (stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
-    ok = se > SE_EPS
-    se = np.where(ok, se, np.nan)
-    if not ok.any():
-        return se, float(stats.norm.ppf(1 - alpha / 2))
-    tmax = np.max(np.abs(draws[:, ok]) / se[ok], axis=1)
-    crit = float(np.quantile(tmax, 1 - alpha))
-    return se, max(crit, float(stats.norm.ppf(1 - alpha / 2)))
-
-
-# ----------------------------------------------------------------------------- aggregation
-
-
-def _wif_coef(
-    keep_groups: FloatArray, keep_att: FloatArray, cohorts: FloatArray, pg: FloatArray
-) -> FloatArray:
-    """Coefficients on the cohort-share influence functions of ``did``'s ``wif``."""
-    gi = np.searchsorted(cohorts, keep_groups)
-    pk = pg[gi]
-    s = pk.sum()
-    b = np.zeros(len(cohorts))
-    np.add.at(b, gi, keep_att / s)
-    cnt = np.bincount(gi, minlength=len(cohorts))
-    b -= cnt * float(pk @ keep_att) / s**2
-    return b
-
-
-def _aggregate(
-    r: ATTgt,
-    kind: AggKind,
-    min_e: float,
-    max_e: float,
-    balance_e: int | None,
-    biters: int | None,
-    seed: int | None,
-) -> ATTAggregate:
-    if kind == "simple":
-        keep = (r.groups <= r.times) & (r.times <= r.groups + max_e)
-        overall, ocol = _wmean_col(r, keep)
-        lv = _Levels([], [], [], [], overall, ocol)
-    elif kind == "dynamic":
-        lv = _dynamic_levels(r, min_e, max_e, balance_e)
-    elif kind == "group":
-        lv = _group_levels(r, max_e)
-    else:  # calendar
-        lv = _calendar_levels(r)
-    cols = lv.cols
-    L = np.column_stack([*cols, lv.ocol]) if cols else lv.ocol[:, None]
-    V = L.T @ r._sigma @ L
-    se_all, crit, band = _aggregate_se(r, L, V, bool(cols), biters, seed)
-    return ATTAggregate(
-        kind=kind,
-        overall_att=lv.overall,
-        overall_se=float(se_all[-1]),
-        levels=np.asarray(lv.levels, dtype=float),
-        att=np.asarray(lv.ests, dtype=float),
-        se=se_all[:-1] if cols else np.zeros(0),
-        n_level=np.asarray(lv.nlev, dtype=np.int64),
-        crit=crit,
-        alpha=r.alpha,
-        n_units=r.n_units,
-        band=band,
-        settings={
-            **r.settings,
-            "kind": kind,
-            "min_e": min_e,
-            "max_e": max_e,
-            "balance_e": balance_e,
-            "bootstrap": biters,
-            "seed": seed,
-        },
-        _vcov=V[:-1, :-1] if cols else np.zeros((0, 0)),
-    )
-
-
-@dataclass(frozen=True)
-class _Levels:
-    """An aggregation before inference: per level its estimate, its column of weights
-    on ``[cells | cohort shares]`` and its treated units; the overall summary likewise."""
-
-    levels: list[float]
-    ests: list[float]
-    cols: list[FloatArray]
-    nlev: list[int]
-    overall: float
-    ocol: FloatArray
-
-
-def _wmean_col(r: ATTgt, mask: NDArray[np.bool_]) -> tuple[float, FloatArray]:
-    """Cohort-share weighted mean of the cells in ``mask`` and its weight column
-    (including the weights' influence function)."""
-    K = len(r.att)
-    cohorts, pg = r._cohorts, r.cohort_shares
-    pgk = pg[np.searchsorted(cohorts, r.groups)]
-    col = np.zeros(K + len(cohorts))
-    w = pgk[mask] / pgk[mask].sum()
-    col[:K][mask] = w
-    est = float(w @ r.att[mask])
-    col[K:] = _wif_coef(r.groups[mask], r.att[mask], cohorts, pg)
-    return est, col
-
-
-def _dynamic_levels(r: ATTgt, min_e: float, max_e: float, balance_e: int | None) -> _Levels:
-    g_, t_ = r.groups, r.times
-    e_ = t_ - g_
-    incl = np.ones(len(r.att), dtype=bool)
-    evs = np.unique(e_)
-    if balance_e is not None:
-        tmax, tmin = t_.max(), t_.min()
-        incl = (tmax - g_) >= balance_e
-        evs = np.unique(e_[incl])
-        evs = evs[(evs >= balance_e - tmax + tmin) & (evs <= balance_e)]
-    evs = evs[(evs >= min_e) & (evs <= max_e)]
-    lv = _Levels([], [], [], [], 0.0, np.zeros(0))
-    for e in evs:
-        m = (e_ == e) & incl
-        est, col = _wmean_col(r, m)
-        lv.levels.append(float(e))
-        lv.ests.append(est)
-        lv.cols.append(col)
-        lv.nlev.append(_n_treated(r, g_[m]))
-    post = np.asarray(lv.levels) >= 0
-    if not post.any():
-        raise EstimationError(
-            "aggregate('dynamic'): no post-treatment event times in the window "
-            f"min_e={min_e}, max_e={max_e}; widen the window."
-        )
-    Lp = np.column_stack(lv.cols)[:, post]
-    overall = float(np.mean(np.asarray(lv.ests)[post]))
-    return replace(lv, overall=overall, ocol=Lp.mean(axis=1))
-
-
-def _group_levels(r: ATTgt, max_e: float) -> _Levels:
-    K = len(r.att)
-    cohorts, pg = r._cohorts, r.cohort_shares
-    g_, t_, a_ = r.groups, r.times, r.att
-    lv = _Levels([], [], [], [], 0.0, np.zeros(0))
-    for g in cohorts:
-        m = (g_ == g) & (g <= t_) & (t_ <= g + max_e)
-        if not m.any():
-            continue
-        col = np.zeros(K + len(cohorts))
-        col[:K][m] = 1.0 / m.sum()
-        lv.levels.append(float(g))
-        lv.ests.append(float(a_[m].mean()))
-        lv.cols.append(col)
-        lv.nlev.append(_n_treated(r, np.array([g])))
-    levels, gatt = np.asarray(lv.levels), np.asarray(lv.ests)
-    pgg = pg[np.searchsorted(cohorts, levels)]
-    wg = pgg / pgg.sum()
-    ocol = np.column_stack(lv.cols) @ wg
-    ocol[K:] += _wif_coef(levels, gatt, cohorts, pg)
-    return replace(lv, overall=float(wg @ gatt), ocol=ocol)
-
-
-def _calendar_levels(r: ATTgt) -> _Levels:
-    g_, t_ = r.groups, r.times
-    lv = _Levels([], [], [], [], 0.0, np.zeros(0))
-    for t in np.unique(t_[t_ >= g_.min()]):
-        m = (t_ == t) & (g_ <= t)
-        if not m.any():
-            continue
-        est, col = _wmean_col(r, m)
-        lv.levels.append(float(t))
-        lv.ests.append(est)
-        lv.cols.append(col)
-        lv.nlev.append(_n_treated(r, g_[m]))
-    return replace(lv, overall=float(np.mean(lv.ests)), ocol=np.column_stack(lv.cols).mean(axis=1))
-
-
-def _aggregate_se(
-    r: ATTgt,
-    L: FloatArray,
-    V: FloatArray,
-    has_levels: bool,
-    biters: int | None,
-    seed: int | None,
-) -> tuple[FloatArray, float, Literal["pointwise", "uniform"]]:
-    """Standard errors of the levels and (last) the overall summary, the critical value
-    and the band: analytic, or by the multiplier bootstrap (uniform bands)."""
-    se_all = np.sqrt(np.clip(np.diag(V), 0.0, None))
-    se_all = np.where(se_all <= SE_EPS, np.nan, se_all)
-    crit = float(stats.norm.ppf(1 - r.alpha / 2))
-    band: Literal["pointwise", "uniform"] = "pointwise"
-    if biters:
-        if seed is None:
-            raise EstimationError("bootstrap needs an explicit seed= (no hidden randomness).")
-        se_b, crit_b = _bootstrap(
-            r._sigma, L[:, :-1] if has_levels else L, int(biters), int(seed), r.alpha
-        )
-        if has_levels:
-            se_ov, _ = _bootstrap(r._sigma, L[:, -1:], int(biters), int(seed), r.alpha)
-            se_all = np.append(se_b, se_ov)
-            crit, band = crit_b, "uniform"
-        else:
-            se_all = se_b
-    return se_all, crit, band
-
-
-def _n_treated(r: ATTgt, groups: FloatArray) -> int:
-    return int(sum(r.cohort_sizes.get(float(g), 0) for g in np.unique(groups)))
 
 
 # ----------------------------------------------------------------------------- preparation
@@ -910,9 +293,7 @@ def _kept_units(
     rows_u = np.bincount(uid, minlength=nU)
     early = g_u <= times_all.min() + anticipation
     if early.any():
-        record(
-            "unit already treated in the first period", int(rows_u[early].sum()), int(early.sum())
-        )
+        record(EARLY_UNITS, int(rows_u[early].sum()), int(early.sum()))
         keep_u &= ~early
     if not keep_u.any():
         raise EstimationError(
@@ -941,7 +322,7 @@ def _kept_units(
         unb = keep_u & (cnt == 0)
     if unb.any():
         record(
-            "unit not observed in every period (balanced panel required)",
+            UNBALANCED_UNITS,
             int(cnt[unb].sum()),
             int(unb.sum()),
         )
@@ -1048,19 +429,8 @@ def staggered(
         Seed of :func:`numpy.random.default_rng` for the bootstrap.
     path : {"auto", "moments", "rows"}
         ``auto`` uses cohort moments when there are no covariates (the scale
-        path, DESIGN.md section 6) and unit rows otherwise. For an Ibis table
-        on the moment path the engine pivots the panel to one row per unit;
-        DuckDB (in process) streams that pivot in Arrow batches and numpy
-        forms the cohort cross-products (one scan of the data; 15.7 M units x
-        22 periods in minutes, ``benchmarks/bench_national.py``), other
-        engines (Spark) return the cohort moment matrices. With covariates
-        (``xformla``) an Ibis table takes the row path through the engine:
-        the engine cleans and pivots the panel to one row per unit (outcome
-        in every period, covariates once per unit, or per period when they
-        vary within units) and streams it into numpy, so memory is about
-        ``units x (periods + covariates) x 8`` bytes, not the long panel; the
-        per-cell regressions run in numpy and the influence functions are
-        summed block by block of units (never stored as units x cells).
+        path, DESIGN.md section 6) and unit rows otherwise; how an Ibis table
+        is computed on each path: the module's "Computation paths".
 
     Returns
     -------
@@ -1072,76 +442,30 @@ def staggered(
     Sant'Anna, P. H. C. and Zhao, J. (2020), *J. Econometrics* 219(1), 101-122.
     """
     covs = _checked_options(
-        control=control,
-        method=method,
-        base_period=base_period,
-        path=path,
-        allow_unbalanced=allow_unbalanced,
-        xformla=xformla,
-        alpha=alpha,
-        bootstrap=bootstrap,
+        control=control, method=method, base_period=base_period, path=path,
+        allow_unbalanced=allow_unbalanced, xformla=xformla, alpha=alpha, bootstrap=bootstrap,
         seed=seed,
-    )
+    )  # fmt: skip
     use: Literal["moments", "rows"] = (
         "moments" if (path == "moments" or (path == "auto" and not covs)) else "rows"
     )
     spec: dict[str, Any] = {
-        "yname": yname,
-        "idname": idname,
-        "tname": tname,
-        "gname": gname,
-        "weights": weights,
-        "anticipation": anticipation,
-        "control": control,
-    }
+        "yname": yname, "idname": idname, "tname": tname, "gname": gname, "weights": weights,
+        "anticipation": anticipation, "control": control,
+    }  # fmt: skip
     plan = {"control": control, "base_period": base_period, "anticipation": anticipation}
-    if is_ibis_table(data) and use == "moments":
-        est = _engine_moment_cells(
-            data,
-            spec | {"cluster": cluster if cluster != idname else None},
-            plan,
-            method=method,
-            allow_unbalanced=allow_unbalanced,
-        )
-    else:
-        pan = _panel(data, spec, covs=covs, cluster=cluster, allow_unbalanced=allow_unbalanced)
-        if pan.obs is not None and use == "rows":
-            raise EstimationError(
-                "allow_unbalanced=True with an unbalanced panel needs the moment path "
-                "(path='auto' or 'moments', no covariates)."
-            )
-        est = _panel_cells(pan, plan, use=use, method=method)
-    return _finish(
-        est.cells,
-        cohorts=est.cohorts,
-        pg=est.pg,
-        sizes=est.sizes,
-        n=est.n,
-        alpha=alpha,
-        bootstrap=bootstrap,
-        seed=seed,
-        path=use,
-        attrition=est.attrition,
-        settings={
-            "yname": yname,
-            "idname": idname,
-            "tname": tname,
-            "gname": gname,
-            "xformla": xformla
-            if isinstance(xformla, str) or xformla is None
-            else " + ".join(xformla),
-            "control": control,
-            "method": method,
-            "base_period": base_period,
-            "anticipation": anticipation,
-            "cluster": cluster,
-            "weights": weights,
-            "bootstrap": bootstrap,
-            "alpha": alpha,
-            "seed": seed,
-            "spevidence_version": __version__,
-        },
-    )
+    est = _estimate(
+        data, spec, plan, use=use, covs=covs, cluster=cluster, method=method,
+        allow_unbalanced=allow_unbalanced,
+    )  # fmt: skip
+    settings = {
+        "yname": yname, "idname": idname, "tname": tname, "gname": gname,
+        "xformla": xformla if isinstance(xformla, str) or xformla is None else " + ".join(xformla),
+        "control": control, "method": method, "base_period": base_period,
+        "anticipation": anticipation, "cluster": cluster, "weights": weights,
+        "bootstrap": bootstrap, "alpha": alpha, "seed": seed, "spevidence_version": __version__,
+    }  # fmt: skip
+    return _finish(est, alpha=alpha, bootstrap=bootstrap, seed=seed, path=use, settings=settings)
 
 
 def _checked_options(
@@ -1197,16 +521,46 @@ class _Estimated:
     attrition: pd.DataFrame
 
 
+def _estimate(
+    data: Any,
+    spec: dict[str, Any],
+    plan: dict[str, Any],
+    *,
+    use: Literal["moments", "rows"],
+    covs: list[str],
+    cluster: str | None,
+    method: str,
+    allow_unbalanced: bool,
+) -> _Estimated:
+    """The group-time cells: engine moments for an Ibis table on the moment path, else
+    from the wide panel (streamed from the engine or prepared in pandas)."""
+    if is_ibis_table(data) and use == "moments":
+        return _engine_moment_cells(
+            data,
+            spec | {"cluster": cluster if cluster != spec["idname"] else None},
+            plan,
+            method=method,
+            allow_unbalanced=allow_unbalanced,
+        )
+    pan = _panel(data, spec, covs=covs, cluster=cluster, allow_unbalanced=allow_unbalanced)
+    if pan.obs is not None and use == "rows":
+        raise EstimationError(
+            "allow_unbalanced=True with an unbalanced panel needs the moment path "
+            "(path='auto' or 'moments', no covariates)."
+        )
+    return _panel_cells(pan, plan, use=use, method=method)
+
+
 def _engine_moment_cells(
     data: Any, spec: dict[str, Any], plan: dict[str, Any], *, method: str, allow_unbalanced: bool
 ) -> _Estimated:
     """Moment path for an Ibis table: the cohort moments computed in (or streamed from)
     the engine."""
-    engine_kw = spec | {"allow_unbalanced": allow_unbalanced}
+    pspec = PivotSpec(**spec, exposure=None, allow_unbalanced=allow_unbalanced)
     if streams_units(data):  # in-process engine: stream the unit pivot, one scan
-        mom, times, attrition = cs_moments_stream(data, **engine_kw)
+        mom, times, attrition = cs_moments_stream(data, pspec)
     else:  # distributed engine: cohort moment matrices computed in the engine
-        ep = pivot_units(data, exposure=None, **engine_kw)
+        ep = pivot_units(data, pspec)
         mom = cs_moments(
             ep,
             weighted=spec["weights"] is not None,
@@ -1233,12 +587,9 @@ def _panel(
     """The wide panel: streamed from the engine (Ibis table, balanced) or prepared in
     pandas."""
     if is_ibis_table(data) and not allow_unbalanced:
-        er = cs_rows_stream(
-            data,
-            covs=tuple(dict.fromkeys(covs)),
-            cluster=cluster if cluster != spec["idname"] else None,
-            **spec,
-        )
+        cl = cluster if cluster != spec["idname"] else None
+        pspec = PivotSpec(**spec, cluster=cl, exposure=None)
+        er = cs_rows_stream(data, pspec, covs=tuple(dict.fromkeys(covs)))
         return _Panel(er.Y, er.G, er.w, er.Xt, er.xnames, er.times, er.cluster, er.attrition)
     return _prepare(
         data.to_pandas() if is_ibis_table(data) else data,
@@ -1267,19 +618,15 @@ def _panel_cells(
 
 
 def _finish(
-    cells: CellSet,
+    est: _Estimated,
     *,
-    cohorts: FloatArray,
-    pg: FloatArray,
-    sizes: dict[float, int],
-    n: int,
     alpha: float,
     bootstrap: int | None,
     seed: int | None,
     path: Literal["moments", "rows"],
-    attrition: pd.DataFrame,
     settings: dict[str, Any],
 ) -> ATTgt:
+    cells = est.cells
     K = len(cells.att)
     if K == 0:
         raise EstimationError(
@@ -1295,7 +642,7 @@ def _finish(
     if bootstrap:
         L = np.zeros((cells.sigma.shape[0], K))
         L[:K, :K] = np.eye(K)
-        se_rep, crit = _bootstrap(cells.sigma, L, int(bootstrap), int(seed or 0), alpha)
+        se_rep, crit = bootstrap_draws(cells.sigma, L, int(bootstrap), int(seed or 0), alpha)
     return ATTgt(
         groups=np.array([p.group for p in cells.plans]),
         times=np.array([p.time for p in cells.plans]),
@@ -1306,13 +653,13 @@ def _finish(
         vcov=V,
         crit=crit,
         alpha=alpha,
-        n_units=n,
-        cohort_sizes=sizes,
-        cohort_shares=pg,
+        n_units=est.n,
+        cohort_sizes=est.sizes,
+        cohort_shares=est.pg,
         path=path,
-        attrition=attrition,
+        attrition=est.attrition,
         skipped=cells.skipped,
         settings=settings,
         _sigma=cells.sigma,
-        _cohorts=cohorts,
+        _cohorts=est.cohorts,
     )

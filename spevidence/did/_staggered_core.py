@@ -326,13 +326,37 @@ def estimate_rows(
     covariance, so memory stays ``units x (periods + covariates)`` rather than
     ``units x cells``.
     """
+    xkey = _covariate_periods(Xt, Y.shape[1])
+    kept, fitted, ncell, skipped = _fit_cells(Y, G, w, Xt, plans, method, xkey)
+    sigma = _row_sigma(
+        Y, G, w, Xt, cohorts, kept, fitted, ncell, cluster, xkey=xkey, chunk_bytes=chunk_bytes
+    )
+    return CellSet(
+        tuple(kept),
+        np.asarray([0.0 if f is None else f.att for f in fitted], dtype=float),
+        np.asarray(ncell, dtype=np.int64),
+        sigma,
+        tuple(skipped),
+    )
+
+
+def _fit_cells(
+    Y: FloatArray,
+    G: FloatArray,
+    w: FloatArray,
+    Xt: FloatArray | None,
+    plans: list[CellPlan],
+    method: str,
+    xkey: list[int],
+) -> tuple[list[CellPlan], list[CellFit | None], list[int], list[tuple[float, float, str]]]:
+    """Pass 1 of :func:`estimate_rows`: fit every cell (kept plans, their fits, None for
+    universal-base reference rows, units per cell, and the cells skipped with why)."""
     n = Y.shape[0]
     kept: list[CellPlan] = []
     fitted: list[CellFit | None] = []  # None for universal-base reference rows
     ncell: list[int] = []
     skipped: list[tuple[float, float, str]] = []
     ones = np.ones((n, 1))
-    xkey = _covariate_periods(Xt, Y.shape[1])
     unweighted = bool(np.all(w == 1.0))
     sub_key: tuple[float, tuple[float, ...]] | None = None
     sub = np.zeros(0, dtype=np.int64)  # the cell's units (positions)
@@ -379,6 +403,27 @@ def estimate_rows(
         kept.append(p)
         fitted.append(f)
         ncell.append(len(d))
+    return kept, fitted, ncell, skipped
+
+
+def _row_sigma(
+    Y: FloatArray,
+    G: FloatArray,
+    w: FloatArray,
+    Xt: FloatArray | None,
+    cohorts: FloatArray,
+    kept: list[CellPlan],
+    fitted: list[CellFit | None],
+    ncell: list[int],
+    cluster: NDArray[np.int64] | None,
+    *,
+    xkey: list[int],
+    chunk_bytes: int,
+) -> FloatArray:
+    """Pass 2 of :func:`estimate_rows`: the covariance of the cells and cohort shares,
+    from the influence functions evaluated block by block of units."""
+    n = Y.shape[0]
+    ones = np.ones((n, 1))
     K = len(kept)
     pg = np.array([np.mean(w * np.equal(G, g)) for g in cohorts])
     P = K + len(cohorts)
@@ -412,14 +457,7 @@ def estimate_rows(
             acc += _cluster_sums(cluster[r0:r1], Bc, ncl)
         else:
             acc += Bc.T @ Bc
-    sigma = (acc.T @ acc if cluster is not None else acc) / n**2
-    return CellSet(
-        tuple(kept),
-        np.asarray([0.0 if f is None else f.att for f in fitted], dtype=float),
-        np.asarray(ncell, dtype=np.int64),
-        sigma,
-        tuple(skipped),
-    )
+    return np.asarray((acc.T @ acc if cluster is not None else acc) / n**2, dtype=float)
 
 
 # -------------------------------------------------------------------------- moment path

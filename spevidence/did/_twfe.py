@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
@@ -67,16 +67,25 @@ from spevidence.did._inputs import (
     PCODE,
     UCODE,
     as_binary,
-    check_common,
     check_model,
     check_path,
     check_single_cluster,
-    drop_missing,
+    checked_frame,
+    checked_rows,
+    constant_indicator,
     drop_singletons,
     not_binary,
+    panel_columns,
     to_frame,
+    treat_varies,
 )
-from spevidence.did._results import DiDResult, EventStudyResult, wald_test
+from spevidence.did._results import (
+    DiDResult,
+    EventStudyResult,
+    alpha_of,
+    attrition_frame,
+    wald_test,
+)
 from spevidence.errors import DataError, EstimationError
 
 Path = Literal["auto", "rows", "moments"]
@@ -124,32 +133,18 @@ def _design(
 
 
 def _dense_input(
-    data: Any,
-    path: Path,
-    *,
-    yname: str,
-    idname: str,
-    tname: str,
-    values: list[str],
-    model: Model,
-    exposure: str | None,
-    weights: str | None,
-    cluster: str,
-    attrition: list[tuple[str, int]],
+    data: Any, spec: _Spec, *, values: list[str], attrition: list[tuple[str, int]]
 ) -> Dense | None:
     """Dense unit x period matrices for an in-memory frame (None: use the frame path)."""
-    check_model(model)
-    check_path(path)
+    check_model(spec.model)
+    check_path(spec.path)
     local: list[tuple[str, int]] = []
-    dp = dense_from_frame(
-        data, yname=yname, idname=idname, tname=tname, values=values, model=model,
-        exposure=exposure, weights=weights, cluster=cluster, attrition=local,
-    )  # fmt: skip
+    dp = dense_from_frame(data, values=values, attrition=local, **spec.columns())
     if dp is None:
         return None
     attrition += local
     if dp.cluster is not None and dp.cluster.max() == dp.cluster.min():
-        check_single_cluster(dp.cluster, cluster)
+        check_single_cluster(dp.cluster, spec.cluster)
     return dp
 
 
@@ -252,10 +247,10 @@ def _poisson_level(
     return float(lev), float(lo), float(hi), unit
 
 
-def _attrition(attrition: list[tuple[str, int]], fit: Fit) -> tuple[tuple[str, int], ...]:
+def _attrition(attrition: list[tuple[str, int]], fit: Fit) -> pd.DataFrame:
     out = list(attrition)
     out += [(k, v) for k, v in fit.dropped_rows.items() if v]
-    return tuple(out)
+    return attrition_frame(out)
 
 
 def _build(
@@ -296,10 +291,10 @@ def _build(
         path=fit.path,
         formula=formula,
         yname=yname,
-        conf_level=conf_level,
+        alpha=alpha_of(conf_level),
         dropped_terms=fit.dropped_terms,
         attrition=_attrition(attrition, fit),
-        settings=tuple(settings.items()),
+        settings=settings,
         level=level,
         small_sample=fit.ssc,
         iterations=fit.iterations,
@@ -341,6 +336,263 @@ def _outcome_groups_check(df: pd.DataFrame, yname: str, group: np.ndarray, model
                 f"Outcome '{yname}' is zero in all {int(sel.sum())} rows of the {label} group; "
                 "a rate ratio cannot be estimated. Choose another outcome or a longer window."
             )
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """The options every two-way estimator shares (``cluster`` resolved to a column)."""
+
+    yname: str
+    idname: str
+    tname: str
+    model: Model
+    exposure: str | None
+    weights: str | None
+    cluster: str
+    path: Path
+
+    @property
+    def cluster_is_unit(self) -> bool:
+        return self.cluster == self.idname
+
+    def columns(self) -> dict[str, Any]:
+        """The column options as keywords (engine moments, dense input)."""
+        return {
+            "yname": self.yname, "idname": self.idname, "tname": self.tname,
+            "model": self.model, "exposure": self.exposure, "weights": self.weights,
+            "cluster": self.cluster,
+        }  # fmt: skip
+
+    def design(self, df: pd.DataFrame, X: np.ndarray, xnames: tuple[str, ...]) -> RowDesign:
+        """:func:`_design` of the checked frame ``df`` with regressors ``X``."""
+        return _design(
+            df, yname=self.yname, idname=self.idname, X=X, xnames=xnames, model=self.model,
+            exposure=self.exposure, weights=self.weights, cluster=self.cluster,
+        )  # fmt: skip
+
+    def checked_frame(self, data: Any, cols: list[str], attrition: list[Any]) -> pd.DataFrame:
+        """:func:`~spevidence.did._inputs.checked_frame` with these options."""
+        return checked_frame(
+            data, cols, yname=self.yname, idname=self.idname, tname=self.tname,
+            model=self.model, exposure=self.exposure, weights=self.weights, attrition=attrition,
+        )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- 2x2 steps
+
+
+def _two_by_two_fit(
+    data: Any,
+    spec: _Spec,
+    treat: str,
+    post: str,
+    covs: list[str],
+    attrition: list[tuple[str, int]],
+) -> tuple[Fit, RowDesign | Moments, IbisMoments | None]:
+    """The 2×2 by the first path that can express it: engine moments (Ibis table, no
+    covariates), dense matrices (DataFrame, no covariates), else the checked frame."""
+    im = _engine_moments(
+        data, path=spec.path, can=not covs,
+        xexprs={"post": lambda t: t[post], "treat:post": lambda t: t[treat] * t[post]},
+        group_expr=lambda t: t[treat], binary=[treat, post], **spec.columns(),
+    )  # fmt: skip
+    if im is not None:
+        return (*_two_by_two_engine(im, treat, post, spec.model, attrition), im)
+    dp = None if covs else _dense_input(data, spec, values=[treat, post], attrition=attrition)
+    if dp is not None:
+        return (*_two_by_two_dense(dp, spec, treat, post), None)
+    cols = panel_columns(
+        [spec.yname, spec.idname, spec.tname, treat, post, *covs],
+        [spec.exposure, spec.weights, spec.cluster],
+    )
+    df = spec.checked_frame(data, cols, attrition)
+    return (*_two_by_two_frame(df, spec, treat, post, covs), None)
+
+
+def _two_by_two_engine(
+    im: IbisMoments, treat: str, post: str, model: Model, attrition: list[tuple[str, int]]
+) -> tuple[Fit, Moments]:
+    """The 2×2 on moments computed in the engine."""
+    d = im.moments
+    if np.unique(im.group).size < 2:
+        raise EstimationError(
+            f"'{treat}' takes one value in all units; the 2×2 needs treated and comparison units."
+        )
+    po_obs = d.X[:, :, 0][d.mask]
+    if po_obs.min() == po_obs.max():
+        raise EstimationError(f"'{post}' is constant in all rows; the 2×2 needs pre and post.")
+    attrition += list(im.attrition)
+    return fit_moments(d, model), d
+
+
+def _two_by_two_dense(
+    dp: Dense, spec: _Spec, treat: str, post: str
+) -> tuple[Fit, RowDesign | Moments]:
+    """The 2×2 on dense unit x period matrices."""
+    trm, pom = _dense_binary(dp, treat), _dense_binary(dp, post)
+    obs_n = (
+        dp.observed().sum(axis=1) if dp.mask is not None
+        else np.full(dp.n_units, dp.n_periods)
+    )  # fmt: skip
+    n_tr = dp.unit_sum(trm)
+    if np.any((n_tr > 0) & (n_tr < obs_n)):
+        raise treat_varies(treat, spec.idname)
+    s_tr = float(obs_n[n_tr > 0].sum())
+    s_po = float(dp.unit_sum(pom).sum())
+    if s_tr == 0 or s_tr == dp.n_rows:
+        raise constant_indicator(treat, s_tr, dp.n_rows, "treated and comparison units")
+    if s_po == 0 or s_po == dp.n_rows:
+        raise constant_indicator(post, s_po, dp.n_rows, "pre and post periods")
+    _dense_groups_check(dp, spec.yname, n_tr > 0, spec.model)
+    trpo = np.logical_and(trm, pom)
+    dd = dense_design(
+        dp, yname=spec.yname, X=[pom, trpo], xnames=("post", "treat:post"), model=spec.model,
+        exposure=spec.exposure, weights=spec.weights,
+    )  # fmt: skip
+    return _fit_dense(dd, spec.model, spec.path, cluster_is_unit=spec.cluster_is_unit)
+
+
+def _two_by_two_frame(
+    df: pd.DataFrame, spec: _Spec, treat: str, post: str, covs: list[str]
+) -> tuple[Fit, RowDesign]:
+    """The 2×2 on the checked frame (:meth:`_Spec.checked_frame`)."""
+    tr = as_binary(df, treat)
+    po = as_binary(df, post)
+    uc = df[UCODE].to_numpy()
+    n_tr, n_u = np.bincount(uc, weights=tr), np.bincount(uc)
+    if np.any((n_tr > 0) & (n_tr < n_u)):
+        raise treat_varies(treat, spec.idname)
+    if tr.sum() == 0 or tr.sum() == tr.size:
+        raise constant_indicator(treat, tr.sum(), tr.size, "treated and comparison units")
+    if po.sum() == 0 or po.sum() == po.size:
+        raise constant_indicator(post, po.sum(), po.size, "pre and post periods")
+    _outcome_groups_check(df, spec.yname, tr, spec.model)
+    cov_cols = [pd.to_numeric(df[c]).to_numpy(dtype=float) for c in covs]
+    X = np.column_stack([po, tr * po, *cov_cols])
+    d = spec.design(df, X, ("post", "treat:post", *covs))
+    fit = _fit(
+        d, spec.model, spec.path, covariates=bool(covs), cluster_is_unit=spec.cluster_is_unit
+    )
+    return fit, d
+
+
+# ----------------------------------------------------------------------------- TWFE steps
+
+
+def _twfe_engine(
+    im: IbisMoments, dname: str, model: Model, attrition: list[tuple[str, int]]
+) -> tuple[Fit, Moments]:
+    d = im.moments
+    if not np.any(d.X[:, :, 0][d.mask] == 1):
+        raise EstimationError(f"'{dname}' is 0 in all rows; no treated observations.")
+    attrition += list(im.attrition)
+    return fit_moments(d, model), d
+
+
+def _twfe_dense(dp: Dense, spec: _Spec, dname: str) -> tuple[Fit, RowDesign | Moments]:
+    Dm = _dense_binary(dp, dname)
+    if not Dm.any():
+        raise EstimationError(f"'{dname}' is 0 in all {dp.n_rows} rows; no treated observations.")
+    if spec.model == "poisson":
+        _dense_groups_check(dp, spec.yname, np.asarray(Dm.any(axis=1)), spec.model)
+    dd = dense_design(
+        dp, yname=spec.yname, X=[Dm], xnames=(dname,), model=spec.model,
+        exposure=spec.exposure, weights=spec.weights,
+    )  # fmt: skip
+    return _fit_dense(dd, spec.model, spec.path, cluster_is_unit=spec.cluster_is_unit)
+
+
+def _twfe_frame(df: pd.DataFrame, spec: _Spec, dname: str) -> tuple[Fit, RowDesign]:
+    D = as_binary(df, dname)
+    if D.sum() == 0:
+        raise EstimationError(f"'{dname}' is 0 in all {D.size} rows; no treated observations.")
+    uc = df[UCODE].to_numpy()
+    ever = (np.bincount(uc, weights=D) > 0)[uc].astype(float)
+    _outcome_groups_check(df, spec.yname, ever, spec.model)
+    d = spec.design(df, D[:, None], (dname,))
+    fit = _fit(d, spec.model, spec.path, covariates=False, cluster_is_unit=spec.cluster_is_unit)
+    return fit, d
+
+
+# ----------------------------------------------------------------------------- event-study steps
+
+
+def _event_time(
+    df: pd.DataFrame, tname: str, index: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Period, event time and has-an-index of each row."""
+    t = pd.to_numeric(df[tname], errors="coerce").to_numpy(dtype=float)
+    idx = pd.to_numeric(df[index], errors="coerce").to_numpy(dtype=float)
+    return t, t - idx, ~np.isnan(idx)
+
+
+def _treated(df: pd.DataFrame, treat: str | None, has_index: np.ndarray) -> np.ndarray:
+    """0/1 per row: ``treat``, or (without it) whether the unit has an index."""
+    return as_binary(df, treat) if treat is not None else has_index.astype(float)
+
+
+def _event_rows(
+    df: pd.DataFrame,
+    spec: _Spec,
+    *,
+    index: str,
+    treat: str | None,
+    window: tuple[int, int],
+    attrition: list[tuple[str, int]],
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Rows in the event window, singletons dropped (by event time with ``treat``, else
+    by period); returns them, the treated flag and the event time (NaN: no index)."""
+    t, e, has_index = _event_time(df, spec.tname, index)
+    if np.isnan(t).any():
+        raise DataError(
+            f"Period column '{spec.tname}' must be numeric (period index) for an event study."
+        )
+    tr = _treated(df, treat, has_index)
+    if tr.sum() == 0:
+        raise EstimationError("No treated units (all index periods missing / treat all 0).")
+    outside = has_index & ((e < window[0]) | (e > window[1]))
+    if outside.any():
+        attrition.append(("outside_event_window", int(outside.sum())))
+    period_col = "__spe_period__"
+    df = df.assign(**{period_col: e if treat is not None else t}).loc[~outside]
+    df = drop_singletons(df, spec.idname, period_col, attrition)
+    _, e, has_index = _event_time(df, spec.tname, index)
+    tr = _treated(df, treat, has_index)
+    if not np.any(has_index & (e >= 0) & (tr == 1)):
+        raise EstimationError("No treated rows at or after the index period; no post period.")
+    _outcome_groups_check(df, spec.yname, tr, spec.model)
+    return df, tr, np.where(has_index, e, np.nan)
+
+
+def _event_terms(
+    tr: np.ndarray, ein: np.ndarray, window: tuple[int, int], reference: int
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One indicator per event time in the window (reference and absent ones left out)."""
+    ks = [k for k in range(window[0], window[1] + 1) if k != reference]
+    X = np.column_stack([(tr * (ein == k)).astype(float) for k in ks])
+    present = np.asarray(X.any(axis=0), dtype=bool)
+    ks = [k for k, p in zip(ks, present.tolist(), strict=True) if p]
+    return X[:, present], tuple(f"event_time::{k}" for k in ks)
+
+
+def _event_formula(yname: str, model: Model, exposure: str | None, matched: bool) -> str:
+    if matched:
+        rhs = "sum_k beta_k*treat*1[e=k]  (mu_e: event-time effects)"
+        return _lhs(yname, model, exposure).replace("lambda_t", "mu_e").format(rhs)
+    return _lhs(yname, model, exposure).format("sum_k beta_k*1[e=k]")
+
+
+def _checked_window(window: tuple[int, int], reference: int) -> tuple[int, int]:
+    lo, hi = int(window[0]), int(window[1])
+    if not (lo <= reference <= hi) or lo >= hi:
+        raise EstimationError(
+            f"window {window} must satisfy low < high and contain the reference {reference}."
+        )
+    return lo, hi
+
+
+def _moments_computed_in(im: IbisMoments | None) -> tuple[tuple[str, Any], ...]:
+    return (("moments_computed_in", "engine" if im is not None else "python"),)
 
 
 # ----------------------------------------------------------------------------- public
@@ -430,115 +682,19 @@ def two_by_two(
     DiDResult
     """
     covs = list(covariates or [])
-    cl = cluster or idname
-    cols = list(dict.fromkeys([yname, idname, tname, treat, post, *covs]))
-    cols += [c for c in (exposure, weights, cl) if c is not None and c not in cols]
+    spec = _Spec(yname, idname, tname, model, exposure, weights, cluster or idname, path)
     attrition: list[tuple[str, int]] = []
-    d: RowDesign | Moments
-    im = _engine_moments(
-        data, path=path, can=not covs, yname=yname, idname=idname, tname=tname,
-        xexprs={"post": lambda t: t[post], "treat:post": lambda t: t[treat] * t[post]},
-        group_expr=lambda t: t[treat], binary=[treat, post], model=model,
-        exposure=exposure, weights=weights, cluster=cl,
-    )  # fmt: skip
-    dp = None
-    if im is None and not covs:
-        dp = _dense_input(
-            data, path, yname=yname, idname=idname, tname=tname, values=[treat, post],
-            model=model, exposure=exposure, weights=weights, cluster=cl, attrition=attrition,
-        )  # fmt: skip
-    if im is not None:
-        d = im.moments
-        if np.unique(im.group).size < 2:
-            raise EstimationError(
-                f"'{treat}' takes one value in all units; the 2×2 needs treated and comparison "
-                "units."
-            )
-        po_obs = d.X[:, :, 0][d.mask]
-        if po_obs.min() == po_obs.max():
-            raise EstimationError(f"'{post}' is constant in all rows; the 2×2 needs pre and post.")
-        attrition += list(im.attrition)
-        fit = fit_moments(d, model)
-    elif dp is not None:
-        trm, pom = _dense_binary(dp, treat), _dense_binary(dp, post)
-        obs_n = (
-            dp.observed().sum(axis=1) if dp.mask is not None
-            else np.full(dp.n_units, dp.n_periods)
-        )  # fmt: skip
-        n_tr = dp.unit_sum(trm)
-        if np.any((n_tr > 0) & (n_tr < obs_n)):
-            raise DataError(
-                f"Column '{treat}' changes within a unit ('{idname}'); it must mark treated units. "
-                "Use twfe(dname=...) for a time-varying treatment indicator."
-            )
-        s_tr = float(obs_n[n_tr > 0].sum())
-        s_po = float(dp.unit_sum(pom).sum())
-        if s_tr == 0 or s_tr == dp.n_rows:
-            raise EstimationError(
-                f"'{treat}' is {'0' if s_tr == 0 else '1'} in all {dp.n_rows} rows; "
-                "the 2×2 needs treated and comparison units."
-            )
-        if s_po == 0 or s_po == dp.n_rows:
-            raise EstimationError(
-                f"'{post}' is {'0' if s_po == 0 else '1'} in all {dp.n_rows} rows; "
-                "the 2×2 needs pre and post periods."
-            )
-        _dense_groups_check(dp, yname, n_tr > 0, model)
-        trpo = np.logical_and(trm, pom)
-        dd = dense_design(
-            dp, yname=yname, X=[pom, trpo], xnames=("post", "treat:post"), model=model,
-            exposure=exposure, weights=weights,
-        )  # fmt: skip
-        fit, d = _fit_dense(dd, model, path, cluster_is_unit=cl == idname)
-    else:
-        df = drop_missing(to_frame(data, cols), attrition)
-        df = check_common(
-            df,
-            yname=yname,
-            model=model,
-            exposure=exposure,
-            weights=weights,
-            attrition=attrition,
-        )
-        df = drop_singletons(df, idname, tname, attrition)
-        tr = as_binary(df, treat)
-        po = as_binary(df, post)
-        uc = df[UCODE].to_numpy()
-        n_tr, n_u = np.bincount(uc, weights=tr), np.bincount(uc)
-        if np.any((n_tr > 0) & (n_tr < n_u)):
-            raise DataError(
-                f"Column '{treat}' changes within a unit ('{idname}'); it must mark treated units. "
-                "Use twfe(dname=...) for a time-varying treatment indicator."
-            )
-        if tr.sum() == 0 or tr.sum() == tr.size:
-            raise EstimationError(
-                f"'{treat}' is {'0' if tr.sum() == 0 else '1'} in all {tr.size} rows; "
-                "the 2×2 needs treated and comparison units."
-            )
-        if po.sum() == 0 or po.sum() == po.size:
-            raise EstimationError(
-                f"'{post}' is {'0' if po.sum() == 0 else '1'} in all {po.size} rows; "
-                "the 2×2 needs pre and post periods."
-            )
-        _outcome_groups_check(df, yname, tr, model)
-        cov_cols = [pd.to_numeric(df[c]).to_numpy(dtype=float) for c in covs]
-        X = np.column_stack([po, tr * po, *cov_cols])
-        xnames = ("post", "treat:post", *covs)
-        d = _design(
-            df, yname=yname, idname=idname, X=X, xnames=xnames,
-            model=model, exposure=exposure, weights=weights, cluster=cl,
-        )  # fmt: skip
-        fit = _fit(d, model, path, covariates=bool(covs), cluster_is_unit=cl == idname)
+    fit, d, im = _two_by_two_fit(data, spec, treat, post, covs, attrition)
     rhs = "gamma*post + beta*treat:post" + (" + covariates" if covs else "")
     settings = dict(
         yname=yname, idname=idname, tname=tname, treat=treat, post=post, model=model,
-        exposure=exposure, covariates=tuple(covs), cluster=cl, weights=weights, path=path,
+        exposure=exposure, covariates=tuple(covs), cluster=spec.cluster, weights=weights, path=path,
     )  # fmt: skip
     res: DiDResult = _build(
         DiDResult, method="two_by_two", d=d, fit=fit, model=model, main_term="treat:post",
         yname=yname, formula=_lhs(yname, model, exposure).format(rhs), exposure=exposure,
         attrition=attrition, settings=settings, conf_level=conf_level,
-        extra=(("moments_computed_in", "engine" if im is not None else "python"),),
+        extra=_moments_computed_in(im),
     )  # fmt: skip
     return res
 
@@ -571,72 +727,33 @@ def twfe(
     -------
     DiDResult
     """
-    cl = cluster or idname
-    cols = list(dict.fromkeys([yname, idname, tname, dname]))
-    cols += [c for c in (exposure, weights, cl) if c is not None and c not in cols]
+    spec = _Spec(yname, idname, tname, model, exposure, weights, cluster or idname, path)
     attrition: list[tuple[str, int]] = []
+    fit: Fit
     d: RowDesign | Moments
     im = _engine_moments(
-        data, path=path, can=True, yname=yname, idname=idname, tname=tname,
-        xexprs={dname: lambda t: t[dname]}, group_expr=lambda t: t[dname] * 0,
-        binary=[dname], model=model, exposure=exposure, weights=weights, cluster=cl,
+        data, path=path, can=True, xexprs={dname: lambda t: t[dname]},
+        group_expr=lambda t: t[dname] * 0, binary=[dname], **spec.columns(),
     )  # fmt: skip
     dp = None
     if im is None:
-        dp = _dense_input(
-            data, path, yname=yname, idname=idname, tname=tname, values=[dname], model=model,
-            exposure=exposure, weights=weights, cluster=cl, attrition=attrition,
-        )  # fmt: skip
+        dp = _dense_input(data, spec, values=[dname], attrition=attrition)
     if im is not None:
-        d = im.moments
-        if not np.any(d.X[:, :, 0][d.mask] == 1):
-            raise EstimationError(f"'{dname}' is 0 in all rows; no treated observations.")
-        attrition += list(im.attrition)
-        fit = fit_moments(d, model)
+        fit, d = _twfe_engine(im, dname, model, attrition)
     elif dp is not None:
-        Dm = _dense_binary(dp, dname)
-        if not Dm.any():
-            raise EstimationError(
-                f"'{dname}' is 0 in all {dp.n_rows} rows; no treated observations."
-            )
-        if model == "poisson":
-            _dense_groups_check(dp, yname, np.asarray(Dm.any(axis=1)), model)
-        dd = dense_design(
-            dp, yname=yname, X=[Dm], xnames=(dname,), model=model, exposure=exposure,
-            weights=weights,
-        )  # fmt: skip
-        fit, d = _fit_dense(dd, model, path, cluster_is_unit=cl == idname)
+        fit, d = _twfe_dense(dp, spec, dname)
     else:
-        df = drop_missing(to_frame(data, cols), attrition)
-        df = check_common(
-            df,
-            yname=yname,
-            model=model,
-            exposure=exposure,
-            weights=weights,
-            attrition=attrition,
-        )
-        df = drop_singletons(df, idname, tname, attrition)
-        D = as_binary(df, dname)
-        if D.sum() == 0:
-            raise EstimationError(f"'{dname}' is 0 in all {D.size} rows; no treated observations.")
-        uc = df[UCODE].to_numpy()
-        ever = (np.bincount(uc, weights=D) > 0)[uc].astype(float)
-        _outcome_groups_check(df, yname, ever, model)
-        d = _design(
-            df, yname=yname, idname=idname, X=D[:, None],
-            xnames=(dname,), model=model, exposure=exposure, weights=weights, cluster=cl,
-        )  # fmt: skip
-        fit = _fit(d, model, path, covariates=False, cluster_is_unit=cl == idname)
+        cols = panel_columns([yname, idname, tname, dname], [exposure, weights, spec.cluster])
+        fit, d = _twfe_frame(spec.checked_frame(data, cols, attrition), spec, dname)
     settings = dict(
         yname=yname, idname=idname, tname=tname, dname=dname, model=model, exposure=exposure,
-        cluster=cl, weights=weights, path=path,
+        cluster=spec.cluster, weights=weights, path=path,
     )  # fmt: skip
     res: DiDResult = _build(
         DiDResult, method="twfe", d=d, fit=fit, model=model, main_term=dname, yname=yname,
         formula=_lhs(yname, model, exposure).format(f"beta*{dname}"), exposure=exposure,
         attrition=attrition, settings=settings, conf_level=conf_level,
-        extra=(("moments_computed_in", "engine" if im is not None else "python"),),
+        extra=_moments_computed_in(im),
     )  # fmt: skip
     return res
 
@@ -681,84 +798,35 @@ def event_study(
     -------
     EventStudyResult
     """
-    lo, hi = int(window[0]), int(window[1])
-    if not (lo <= reference <= hi) or lo >= hi:
-        raise EstimationError(
-            f"window {window} must satisfy low < high and contain the reference {reference}."
-        )
-    cl = cluster or idname
-    cols = list(dict.fromkeys([yname, idname, tname]))
-    cols += [c for c in (index, treat, exposure, weights, cl) if c is not None and c not in cols]
+    lo, hi = _checked_window(window, reference)
+    spec = _Spec(yname, idname, tname, model, exposure, weights, cluster or idname, path)
+    cols = panel_columns([yname, idname, tname], [index, treat, exposure, weights, spec.cluster])
     attrition: list[tuple[str, int]] = []
-    raw = to_frame(data, cols)
     # a missing index is meaningful (never treated) only without `treat`
-    check_cols = [c for c in raw.columns if c != index or treat is not None]
-    df = drop_missing(raw[check_cols], attrition)
-    if treat is None:
-        df[index] = raw.loc[df.index, index]
-    df = check_common(
-        df,
-        yname=yname,
-        model=model,
-        exposure=exposure,
-        weights=weights,
-        attrition=attrition,
-    )
-    t = pd.to_numeric(df[tname], errors="coerce").to_numpy(dtype=float)
-    idx = pd.to_numeric(df[index], errors="coerce").to_numpy(dtype=float)
-    if np.isnan(t).any():
-        raise DataError(
-            f"Period column '{tname}' must be numeric (period index) for an event study."
-        )
-    e = t - idx
-    has_index = ~np.isnan(idx)
-    tr = as_binary(df, treat) if treat is not None else has_index.astype(float)
-    if tr.sum() == 0:
-        raise EstimationError("No treated units (all index periods missing / treat all 0).")
-    outside = has_index & ((e < lo) | (e > hi))
-    if outside.any():
-        attrition.append(("outside_event_window", int(outside.sum())))
-    period_col = "__spe_period__"
-    df = df.assign(**{period_col: e if treat is not None else t}).loc[~outside]
-    df = drop_singletons(df, idname, period_col, attrition)
-    t = pd.to_numeric(df[tname]).to_numpy(dtype=float)
-    idx = pd.to_numeric(df[index], errors="coerce").to_numpy(dtype=float)
-    e = t - idx
-    has_index = ~np.isnan(idx)
-    tr = as_binary(df, treat) if treat is not None else has_index.astype(float)
-    if not np.any(has_index & (e >= 0) & (tr == 1)):
-        raise EstimationError("No treated rows at or after the index period; no post period.")
-    _outcome_groups_check(df, yname, tr, model)
-    ks = [k for k in range(lo, hi + 1) if k != reference]
-    ein = np.where(has_index, e, np.nan)
-    X = np.column_stack([(tr * (ein == k)).astype(float) for k in ks])
-    present = np.asarray(X.any(axis=0), dtype=bool)
-    ks = [k for k, p in zip(ks, present.tolist(), strict=True) if p]
-    X = X[:, present]
-    xnames = tuple(f"event_time::{k}" for k in ks)
-    d = _design(
-        df, yname=yname, idname=idname, X=X, xnames=xnames, model=model,
-        exposure=exposure, weights=weights, cluster=cl,
+    df = checked_rows(
+        data, cols, yname=yname, model=model, exposure=exposure, weights=weights,
+        attrition=attrition, keep_missing=index if treat is None else None,
     )  # fmt: skip
-    fit = _fit(d, model, path, covariates=False, cluster_is_unit=cl == idname)
+    df, tr, ein = _event_rows(
+        df, spec, index=index, treat=treat, window=(lo, hi), attrition=attrition
+    )
+    X, xnames = _event_terms(tr, ein, (lo, hi), reference)
+    d = spec.design(df, X, xnames)
+    fit = _fit(d, model, path, covariates=False, cluster_is_unit=spec.cluster_is_unit)
     kept_k = tuple(int(n.split("::")[1]) for n in fit.names)
     pre = [i for i, k in enumerate(kept_k) if k < 0]
     pretrend = wald_test(fit.coef[pre], fit.vcov[np.ix_(pre, pre)])
     main = next((n for n, k in zip(fit.names, kept_k, strict=True) if k >= 0), fit.names[0])
-    if treat is not None:
-        rhs = "sum_k beta_k*treat*1[e=k]  (mu_e: event-time effects)"
-        form = _lhs(yname, model, exposure).replace("lambda_t", "mu_e").format(rhs)
-    else:
-        form = _lhs(yname, model, exposure).format("sum_k beta_k*1[e=k]")
     settings = dict(
         yname=yname, idname=idname, tname=tname, index=index, window=(lo, hi),
-        reference=reference, model=model, exposure=exposure, cluster=cl, weights=weights,
-        treat=treat, path=path,
+        reference=reference, model=model, exposure=exposure, cluster=spec.cluster,
+        weights=weights, treat=treat, path=path,
     )  # fmt: skip
     res: EventStudyResult = _build(
         EventStudyResult, method="event_study", d=d, fit=fit, model=model, main_term=main,
-        yname=yname, formula=form, exposure=exposure, attrition=attrition, settings=settings,
-        conf_level=conf_level, event_times=kept_k, reference=reference, pretrend=pretrend,
+        yname=yname, formula=_event_formula(yname, model, exposure, matched=treat is not None),
+        exposure=exposure, attrition=attrition, settings=settings, conf_level=conf_level,
+        event_times=kept_k, reference=reference, pretrend=pretrend,
     )  # fmt: skip
     return res
 
@@ -792,9 +860,9 @@ def placebo(
     if shift < 1:
         raise EstimationError(f"shift must be a positive number of periods, got {shift}.")
     cl = cluster or idname
-    cols = list(dict.fromkeys([yname, idname, tname, treat, index]))
-    cols += [c for c in (exposure, weights, cl) if c is not None and c not in cols]
-    df = to_frame(data, cols)
+    df = to_frame(
+        data, panel_columns([yname, idname, tname, treat, index], [exposure, weights, cl])
+    )
     t = pd.to_numeric(df[tname], errors="coerce")
     idx = pd.to_numeric(df[index], errors="coerce")
     pre = (t < idx).to_numpy()
@@ -810,6 +878,9 @@ def placebo(
     return replace(
         res,
         method="placebo",
-        attrition=(("at_or_after_real_index", dropped), *res.attrition),
-        settings=(*res.settings, ("shift", shift), ("index", index)),
+        attrition=pd.concat(
+            [attrition_frame([("at_or_after_real_index", dropped)]), res.attrition],
+            ignore_index=True,
+        ),
+        settings={**res.settings, "shift": shift, "index": index},
     )
