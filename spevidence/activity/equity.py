@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from spevidence.activity import _plots
+import spevidence.activity._plots as _plots
 from spevidence.activity._common import (
     AGE_BANDS_DEFAULT,
     DateLike,
