@@ -112,6 +112,32 @@ def text_group(s: pd.Series) -> pd.Series:
     return out.where(out.str.strip() != "", NOT_RECORDED)
 
 
+CHARACTERISTIC_LABELS = {
+    "age_band": "Age band",
+    "sex": "Sex",
+    "imd_quintile": "IMD quintile",
+    "ethnicity_group": "Ethnic group",
+}
+"""Labels of the person characteristics tables are broken down by."""
+CHARACTERISTIC_SOURCES = {"age_band": "year_of_birth", "imd_quintile": "imd_decile"}
+"""Population column a characteristic derives from, where it is not its own name."""
+SEX_LABELS = {"F": "Female", "M": "Male"}
+
+
+def characteristic(
+    name: str, values: pd.Series, year: int | pd.Series, bands: tuple[int, ...]
+) -> pd.Series:
+    """Characteristic ``name`` of each person from the population column it derives from
+    (``values``; see :data:`CHARACTERISTIC_SOURCES`): the age band at ``year``, the IMD
+    quintile, or the text group (sex labelled Female/Male)."""
+    if name == "age_band":
+        return age_band(year - pd.to_numeric(values, errors="coerce"), bands)
+    if name == "imd_quintile":
+        return imd_quintile(values)
+    g = text_group(values)
+    return g.map(lambda v: SEX_LABELS.get(v, v)) if name == "sex" else g
+
+
 def bool_flag(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """(flag as bool with missing -> False, missing mask) from a bool/0-1/'true' column."""
     if s.dtype == bool:

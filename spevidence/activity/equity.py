@@ -16,30 +16,22 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from spevidence.activity import _plots
+import spevidence.activity._plots as _plots
 from spevidence.activity._common import (
     AGE_BANDS_DEFAULT,
+    CHARACTERISTIC_LABELS,
+    CHARACTERISTIC_SOURCES,
     DateLike,
-    age_band,
     as_dates,
+    characteristic,
     exclusions,
-    imd_quintile,
     require,
-    text_group,
     to_timestamp,
 )
 from spevidence.activity._result import Plotter, TableResult
 from spevidence.activity._stats import funnel_limits, poisson_exact_interval, wilson_interval
 from spevidence.data.schema import REFERRAL_OUTCOMES
 from spevidence.errors import DataError
-
-CHARACTERISTIC_LABELS = {
-    "age_band": "Age band",
-    "sex": "Sex",
-    "imd_quintile": "IMD quintile",
-    "ethnicity_group": "Ethnic group",
-}
-SEX_LABELS = {"F": "Female", "M": "Male"}
 
 
 @dataclass(frozen=True, repr=False)
@@ -103,19 +95,10 @@ def _need_ids(need: Any) -> set[str] | None:
 def _characteristic(
     pop: pd.DataFrame, name: str, at: pd.Timestamp, bands: tuple[int, ...]
 ) -> pd.Series | None:
-    if name == "age_band":
-        if "year_of_birth" not in pop.columns:
-            return None
-        age = at.year - pd.to_numeric(pop["year_of_birth"], errors="coerce")
-        return age_band(age, bands)
-    if name == "imd_quintile":
-        return imd_quintile(pop["imd_decile"]) if "imd_decile" in pop.columns else None
-    if name not in pop.columns:
+    source = CHARACTERISTIC_SOURCES.get(name, name)
+    if source not in pop.columns:
         return None
-    g = text_group(pop[name])
-    if name == "sex":
-        g = g.map(lambda v: SEX_LABELS.get(v, v))
-    return g
+    return characteristic(name, pop[source], at.year, bands)
 
 
 def _rate_columns(
@@ -201,29 +184,13 @@ def equity_of_access(
             f"{t_at.date()}; choose a date 'at' inside the registration spells."
         )
     _add_referral_counts(pop, referrals, t0, t1, outcomes, drops)
-    need_ids = _need_ids(need)
-    if need_ids is not None:
-        pop["_need"] = pop["person_id"].isin(need_ids).astype("int64")
-        pop["_need_referred"] = pop["_need"] * pop["_referred"]
-    with_need = need_ids is not None
-
+    with_need = _add_need(pop, need)
     tables: dict[str, pd.DataFrame] = {}
-    overall = _aggregate(pop, [], with_need=with_need)
-    overall = _referral_rate(_rate_columns(overall, level), level)
-    if with_need:
-        overall = _rate_columns(overall, level, prefix="need_", k="need_referred", n="need")
+    overall = _overall(pop, level, with_need=with_need)
     tables["equity_overall"] = overall
-
-    parts, skipped = [], []
-    for name in by:
-        g = _characteristic(pop, name, t_at, tuple(age_bands))
-        if g is None:
-            skipped.append(name)
-            continue
-        parts.append(_group_rates(pop.assign(group=g), name, level, with_need=with_need))
-    if parts:
-        tables["equity_by_group"] = pd.concat(parts, ignore_index=True)
-
+    by_group, skipped = _by_group(pop, by, t_at, tuple(age_bands), level, with_need=with_need)
+    if by_group is not None:
+        tables["equity_by_group"] = by_group
     target = float(overall["people"].iloc[0] / overall["registered"].iloc[0])
     prac = _practice_funnel(pop, target, level, with_need=with_need)
     tables["equity_practice_funnel"] = prac
@@ -240,6 +207,44 @@ def equity_of_access(
         "level": level,
     }
     return EquityOfAccess(results=tables, settings=settings)
+
+
+def _add_need(pop: pd.DataFrame, need: Any) -> bool:
+    """Add the people in need (and in need and referred) to ``pop``; whether any are."""
+    need_ids = _need_ids(need)
+    if need_ids is not None:
+        pop["_need"] = pop["person_id"].isin(need_ids).astype("int64")
+        pop["_need_referred"] = pop["_need"] * pop["_referred"]
+    return need_ids is not None
+
+
+def _overall(pop: pd.DataFrame, level: float, *, with_need: bool) -> pd.DataFrame:
+    """The registered population's referral rates (and the rate among people in need)."""
+    overall = _aggregate(pop, [], with_need=with_need)
+    overall = _referral_rate(_rate_columns(overall, level), level)
+    if with_need:
+        overall = _rate_columns(overall, level, prefix="need_", k="need_referred", n="need")
+    return overall
+
+
+def _by_group(
+    pop: pd.DataFrame,
+    by: tuple[str, ...],
+    t_at: pd.Timestamp,
+    bands: tuple[int, ...],
+    level: float,
+    *,
+    with_need: bool,
+) -> tuple[pd.DataFrame | None, list[str]]:
+    """The rates by each characteristic of ``by`` the population has; those it has not."""
+    parts, skipped = [], []
+    for name in by:
+        g = _characteristic(pop, name, t_at, bands)
+        if g is None:
+            skipped.append(name)
+            continue
+        parts.append(_group_rates(pop.assign(group=g), name, level, with_need=with_need))
+    return (pd.concat(parts, ignore_index=True) if parts else None), skipped
 
 
 def _add_referral_counts(

@@ -115,22 +115,9 @@ def activity_outputs(
     results.append(
         equity_of_access(population, referrals, at=dates.at, start=t0, end=t1, need=need)
     )
-    if wellbeing is not None and len(wellbeing) and "instrument" in wellbeing.columns:
-        present = set(wellbeing["instrument"].astype(str).str.strip().str.lower())
-        instruments = tuple(i for i in INSTRUMENTS if i in present)
-        if instruments:
-            results.append(
-                paired_change(
-                    wellbeing,
-                    referrals,
-                    instruments=instruments,
-                    start=t0,
-                    end=t1,
-                    population=population,
-                    wellby=wellby and "ons4_life_satisfaction" in instruments,
-                )
-            )
-
+    paired = _paired_change(wellbeing, referrals, population, t0, t1, wellby=wellby)
+    if paired is not None:
+        results.append(paired)
     tables: dict[str, pd.DataFrame] = {}
     for r in results:
         tables.update(r.tables())
@@ -150,6 +137,33 @@ class _Dates:
     end: pd.Timestamp
     at: pd.Timestamp
     risk_at: pd.Timestamp
+
+
+def _paired_change(
+    wellbeing: pd.DataFrame | None,
+    referrals: pd.DataFrame,
+    population: pd.DataFrame,
+    t0: pd.Timestamp,
+    t1: pd.Timestamp,
+    *,
+    wellby: bool,
+) -> TableResult | None:
+    """Paired wellbeing change over the instruments the extract holds (None if none)."""
+    if wellbeing is None or not len(wellbeing) or "instrument" not in wellbeing.columns:
+        return None
+    present = set(wellbeing["instrument"].astype(str).str.strip().str.lower())
+    instruments = tuple(i for i in INSTRUMENTS if i in present)
+    if not instruments:
+        return None
+    return paired_change(
+        wellbeing,
+        referrals,
+        instruments=instruments,
+        start=t0,
+        end=t1,
+        population=population,
+        wellby=wellby and "ons4_life_satisfaction" in instruments,
+    )
 
 
 def _dates(

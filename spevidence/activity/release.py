@@ -1,12 +1,13 @@
 """Disclosure control for the activity, equity, case-finding and wellbeing tables.
 
 Every table goes through :func:`spevidence.disclosure.control` with the count columns
-listed in :mod:`spevidence.activity.catalogue` (counts 1-7 redacted, others rounded to
-the nearest 5, by default) and the margins of :mod:`spevidence.disclosure.catalogue`
-(a total row and its parts, bands adding up to a count of another table: secondary
-suppression). Derived numbers (percentages, rates, means, medians) that rest on a small
-count are redacted with :func:`spevidence.disclosure.redact_derived`. Means and SDs are
-rounded to the step of their released count and quantiles given as whole numbers
+and margins of its entry in the disclosure catalogue
+(:data:`spevidence.disclosure.catalogue.ACTIVITY`; counts 1-7 redacted, others rounded
+to the nearest 5, by default; a total row and its parts, bands adding up to a count of
+another table: secondary suppression). Derived numbers (percentages, rates, means,
+medians) that rest on a small count are redacted with
+:func:`spevidence.disclosure.redact_derived`. Means and SDs are rounded to the step of
+their released count and quantiles given as whole numbers
 (``spevidence.disclosure.step``; so a mean of days beside a rounded count cannot tell
 which count is the true one), p-values to two significant figures; the rest
 (percentages, rates per 1,000 and their intervals, shares, ratios, WELLBY values,
@@ -22,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from spevidence.activity._stats import poisson_exact_interval, wilson_interval
-from spevidence.activity.catalogue import TABLES
 from spevidence.activity.wellbeing import WELLBY_RANGE
-from spevidence.disclosure import LOG_COLUMNS, control, redact_derived
+from spevidence.disclosure import LOG_COLUMNS, control, redact_derived, release_derived
+from spevidence.disclosure.catalogue import ACTIVITY
 from spevidence.errors import DisclosureError
 
 
@@ -159,7 +160,8 @@ def release_tables(
     tables
         Tables by name, as returned by the ``.tables()`` of the results or by
         :func:`~spevidence.activity.activity_outputs`. Every name must be in the
-        catalogue (``spevidence.activity.TABLES``).
+        catalogue (``spevidence.activity.TABLES``, the activity part of
+        ``spevidence.disclosure.CATALOGUE``).
     threshold, rounding
         Passed to :func:`spevidence.disclosure.control` (redact 1..threshold, round the
         rest to the nearest ``rounding``).
@@ -170,23 +172,17 @@ def release_tables(
         The controlled tables (redacted counts ``<NA>``; derived values recomputed from
         the rounded counts or redacted) and the disclosure log (no original values).
     """
-    # imported here, not at the top: the disclosure catalogue reads
-    # spevidence.activity.catalogue when it is imported (a cycle at module level)
-    from spevidence.disclosure._release import release_derived
-    from spevidence.disclosure.catalogue import CATALOGUE
-
     safe: dict[str, pd.DataFrame] = {}
     logs: list[pd.DataFrame] = []
     for name, df in tables.items():
-        info = TABLES.get(name)
-        if info is None:
+        spec = ACTIVITY.get(name)
+        if spec is None:
             raise DisclosureError(
                 f"table {name!r} is not in the activity catalogue: add it to "
-                "spevidence.activity.catalogue.TABLES with its count columns."
+                "spevidence.disclosure.catalogue.ACTIVITY with its count columns."
             )
-        counts = [c for c in info.counts if c in df.columns]
-        derived = [c for c in info.derived if c in df.columns]
-        spec = CATALOGUE[name]
+        counts = [c for c in spec.counts if c in df.columns]
+        derived = [c for c in spec.derived if c in df.columns]
         out = df.copy()
         if counts and len(out):
             if derived:

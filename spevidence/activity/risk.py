@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from spevidence.activity import _plots
+import spevidence.activity._plots as _plots
 from spevidence.activity._common import (
     DateLike,
     as_dates,
@@ -273,42 +273,14 @@ def risk_score(
     )
     n_visits = pop["person_id"].map(visits).fillna(0).astype("int64")
     factors = _factor_flags(pop, age, n_visits, spec)
-    flags = factors.flags
-
-    score = pd.Series(0.0, index=pop.index)
-    for f, w in spec.weights.items():
-        score = score + float(w) * flags[f].astype(float)
-    flagged = score >= spec.threshold
-    if spec.min_age is not None:
-        flagged = flagged & (age >= spec.min_age).fillna(False).astype(bool)
-
-    scores = pd.DataFrame(
-        {
-            "person_id": pop["person_id"].astype(str),
-            "practice_code": pop["practice_code"].astype(str),
-            "pcn_code": pop["pcn_code"].astype(str),
-            "gp_attendances": n_visits,
-            **{f: flags[f].astype(bool) for f in FACTORS},
-            "score": score,
-            "flagged": flagged.astype(bool),
-        }
-    )
+    scores = _scores(pop, age, n_visits, factors.flags, spec)
     referred = pd.Series(False, index=pop.index)
     if referrals is not None:
         referred = _referred(referrals, referred_between, pop, drops)
         scores["referred"] = referred.to_numpy()
-
-    lo_at = t_at - pd.Timedelta(days=spec.lookback_days)  # look-back is (lo_at, t_at]
-    tables: dict[str, pd.DataFrame] = {}
-    tables["casefinding_by_pcn"] = _by_pcn_table(
-        scores, referred, with_referrals=referrals is not None, t_at=t_at, lo_at=lo_at
+    tables = _casefinding_tables(
+        scores, referred, factors, spec, gp_appointments, t_at, referrals is not None
     )
-    tables["casefinding_factors"] = _factors_table(
-        factors, spec, len(pop), gp_appointments, t_at=t_at, lo_at=lo_at
-    )
-    dist = scores.groupby("score", sort=True).size().rename("people").reset_index()
-    dist["flagged_at_threshold"] = dist["score"] >= spec.threshold
-    tables["casefinding_score_distribution"] = dist
     tables["casefinding_exclusions"] = exclusions(drops)
     settings: dict[str, Any] = {
         "at": str(t_at.date()),
@@ -322,6 +294,58 @@ def risk_score(
         "min_age": spec.min_age,
     }
     return RiskScore(results=tables, settings=settings, scores=scores)
+
+
+def _scores(
+    pop: pd.DataFrame,
+    age: pd.Series,
+    n_visits: pd.Series,
+    flags: Mapping[str, pd.Series],
+    spec: RiskScoreSpec,
+) -> pd.DataFrame:
+    """Person-level scores (secure use only): the weighted sum of the factors, and
+    whether it reaches the threshold (at ``spec.min_age`` or older)."""
+    score = pd.Series(0.0, index=pop.index)
+    for f, w in spec.weights.items():
+        score = score + float(w) * flags[f].astype(float)
+    flagged = score >= spec.threshold
+    if spec.min_age is not None:
+        flagged = flagged & (age >= spec.min_age).fillna(False).astype(bool)
+    return pd.DataFrame(
+        {
+            "person_id": pop["person_id"].astype(str),
+            "practice_code": pop["practice_code"].astype(str),
+            "pcn_code": pop["pcn_code"].astype(str),
+            "gp_attendances": n_visits,
+            **{f: flags[f].astype(bool) for f in FACTORS},
+            "score": score,
+            "flagged": flagged.astype(bool),
+        }
+    )
+
+
+def _casefinding_tables(
+    scores: pd.DataFrame,
+    referred: pd.Series,
+    factors: _Factors,
+    spec: RiskScoreSpec,
+    gp_appointments: pd.DataFrame,
+    t_at: pd.Timestamp,
+    with_referrals: bool,
+) -> dict[str, pd.DataFrame]:
+    """The flagged (and referred) per PCN, the factors and the score distribution."""
+    lo_at = t_at - pd.Timedelta(days=spec.lookback_days)  # look-back is (lo_at, t_at]
+    tables: dict[str, pd.DataFrame] = {}
+    tables["casefinding_by_pcn"] = _by_pcn_table(
+        scores, referred, with_referrals=with_referrals, t_at=t_at, lo_at=lo_at
+    )
+    tables["casefinding_factors"] = _factors_table(
+        factors, spec, len(scores), gp_appointments, t_at=t_at, lo_at=lo_at
+    )
+    dist = scores.groupby("score", sort=True).size().rename("people").reset_index()
+    dist["flagged_at_threshold"] = dist["score"] >= spec.threshold
+    tables["casefinding_score_distribution"] = dist
+    return tables
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from spevidence.activity import _plots
+import spevidence.activity._plots as _plots
 from spevidence.activity._common import (
     DateLike,
     Period,
@@ -403,37 +403,9 @@ def service_activity(
     drops: list[tuple[str, str, int]] = []
     ref = _referrals_in_window(referrals, t0, t1, drops)
 
-    tables: dict[str, pd.DataFrame] = {}
-    ref["period"] = period_start(ref["_date"], period)
-    grid = pd.date_range(
-        period_start(pd.Series([t0]), period).iloc[0],
-        period_start(pd.Series([t1]), period).iloc[0],
-        freq="MS" if period == "month" else "QS",
-    )
-    tables["activity_referrals_by_period"] = _counts_by_period(ref, grid, "referral_source")
-    if population is not None:
-        ref, n_unmatched = _attach_practice(ref, population)
-        drops.append(
-            ("referrals", "kept, but no registration spell covers the referral date", n_unmatched)
-        )
-        tables["activity_referrals_by_pcn_period"] = _counts_by_period(ref, grid, "pcn_code")
-        tables["activity_referrals_by_practice"] = _by_practice(ref)
-
+    tables, ref = _referral_counts(ref, t0, t1, period, population, drops)
     tables["activity_outcomes"] = _outcome_table(ref, level)
-    summary, bands, n_neg = _time_to_contact(ref)
-    if len(summary):
-        drops.append(("referrals", "kept, first_contact_date before referral_date ignored", n_neg))
-        tables["activity_time_to_contact"] = summary
-        tables["activity_time_to_contact_bands"] = bands
-    summary, bands, n_bad = _contacts(ref, contacts_norm, level)
-    if len(summary):
-        drops.append(("referrals", "kept, negative contacts ignored", n_bad))
-        tables["activity_contacts"] = summary
-        tables["activity_contacts_bands"] = bands
-    duration, n_neg = _support_duration(ref)
-    if len(duration):
-        drops.append(("referrals", "kept, discharge_date before first contact ignored", n_neg))
-        tables["activity_support_duration"] = duration
+    tables.update(_contact_tables(ref, contacts_norm, level, drops))
     days = int((t1 - t0).days) + 1
     cl_table = _caseload(ref, days=days, wte=link_worker_wte, norm=caseload_norm)
     if len(cl_table):
@@ -454,6 +426,60 @@ def service_activity(
         "codelist_codes": tuple(cl["code"]),
     }
     return ServiceActivity(results=tables, settings=settings)
+
+
+def _referral_counts(
+    ref: pd.DataFrame,
+    t0: pd.Timestamp,
+    t1: pd.Timestamp,
+    period: Period,
+    population: pd.DataFrame | None,
+    drops: list[tuple[str, str, int]],
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Referrals per period by source (and, with the population, by PCN and practice);
+    the referrals with their period (and practice) added."""
+    tables: dict[str, pd.DataFrame] = {}
+    ref["period"] = period_start(ref["_date"], period)
+    grid = pd.date_range(
+        period_start(pd.Series([t0]), period).iloc[0],
+        period_start(pd.Series([t1]), period).iloc[0],
+        freq="MS" if period == "month" else "QS",
+    )
+    tables["activity_referrals_by_period"] = _counts_by_period(ref, grid, "referral_source")
+    if population is not None:
+        ref, n_unmatched = _attach_practice(ref, population)
+        drops.append(
+            ("referrals", "kept, but no registration spell covers the referral date", n_unmatched)
+        )
+        tables["activity_referrals_by_pcn_period"] = _counts_by_period(ref, grid, "pcn_code")
+        tables["activity_referrals_by_practice"] = _by_practice(ref)
+    return tables, ref
+
+
+def _contact_tables(
+    ref: pd.DataFrame,
+    contacts_norm: tuple[int, int],
+    level: float,
+    drops: list[tuple[str, str, int]],
+) -> dict[str, pd.DataFrame]:
+    """Time to first contact, contacts per accepted referral and length of support
+    (each only when its dates or counts are present)."""
+    tables: dict[str, pd.DataFrame] = {}
+    summary, bands, n_neg = _time_to_contact(ref)
+    if len(summary):
+        drops.append(("referrals", "kept, first_contact_date before referral_date ignored", n_neg))
+        tables["activity_time_to_contact"] = summary
+        tables["activity_time_to_contact_bands"] = bands
+    summary, bands, n_bad = _contacts(ref, contacts_norm, level)
+    if len(summary):
+        drops.append(("referrals", "kept, negative contacts ignored", n_bad))
+        tables["activity_contacts"] = summary
+        tables["activity_contacts_bands"] = bands
+    duration, n_neg = _support_duration(ref)
+    if len(duration):
+        drops.append(("referrals", "kept, discharge_date before first contact ignored", n_neg))
+        tables["activity_support_duration"] = duration
+    return tables
 
 
 def _check_options(

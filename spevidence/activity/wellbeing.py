@@ -27,14 +27,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from spevidence.activity import _plots
+import spevidence.activity._plots as _plots
 from spevidence.activity._common import (
     AGE_BANDS_DEFAULT,
+    CHARACTERISTIC_LABELS,
+    CHARACTERISTIC_SOURCES,
     DateLike,
-    age_band,
     as_dates,
+    characteristic,
     exclusions,
-    imd_quintile,
     require,
     text_group,
     to_timestamp,
@@ -157,17 +158,12 @@ def _group_columns(
             ["person_id", "_rs"], kind="stable"
         )
     pop = pop.drop_duplicates("person_id", keep="last").set_index("person_id")
-    ids = people["person_id"]
-    if "sex" in pop.columns:
-        sex = text_group(ids.map(pop["sex"]))
-        out["Sex"] = sex.map(lambda v: {"F": "Female", "M": "Male"}.get(v, v))
-    if "year_of_birth" in pop.columns:
-        yob = pd.to_numeric(ids.map(pop["year_of_birth"]), errors="coerce")
-        out["Age band"] = age_band(people["index_date"].dt.year - yob, age_bands).astype(str)
-    if "imd_decile" in pop.columns:
-        out["IMD quintile"] = imd_quintile(ids.map(pop["imd_decile"])).astype(str)
-    if "ethnicity_group" in pop.columns:
-        out["Ethnic group"] = text_group(ids.map(pop["ethnicity_group"]))
+    ids, year = people["person_id"], people["index_date"].dt.year
+    for name in ("sex", "age_band", "imd_quintile", "ethnicity_group"):
+        source = CHARACTERISTIC_SOURCES.get(name, name)
+        if source in pop.columns:
+            g = characteristic(name, ids.map(pop[source]), year, age_bands)
+            out[CHARACTERISTIC_LABELS[name]] = g.astype(str)
     return out
 
 
@@ -234,41 +230,6 @@ def paired_change(
     thresholds.update(dict(meaningful or {}))
     t0 = to_timestamp(start, name="start") if start is not None else None
     t1 = to_timestamp(end, name="end") if end is not None else None
-
-    drops: list[tuple[str, str, int]] = []
-    index = _index_referrals(referrals, t0, t1, drops)
-    m, outside = _measurements_in_windows(wellbeing, index, instruments, (b0, b1), (f0, f1), drops)
-    groups = _group_columns(index, population, tuple(age_bands))
-    rows = _Rows()
-    wellby_row: dict[str, Any] | None = None
-    n_people = len(index)
-    n_picked = 0
-    for inst in instruments:
-        info = INSTRUMENTS[inst]
-        mi = m.loc[m["instrument"] == inst]
-        base = _pick(mi, b0, b1, "closest").set_index("person_id")["score"]
-        fup = _pick(mi, f0, f1, followup_pick).set_index("person_id")["score"]
-        has_b = index["person_id"].isin(base.index)
-        has_f = index["person_id"].isin(fup.index)
-        rows.pattern.extend(_pattern_rows(inst, info["label"], has_b, has_f, n_people))
-        rows.group.extend(_followup_by_group_rows(inst, info["label"], groups, has_b, has_f))
-        n_picked += len(base) + len(fup)
-        paired = pd.concat([base.rename("b"), fup.rename("f")], axis=1, join="inner")
-        rows.base.extend(_baseline_rows(inst, info["label"], base, fup))
-        change = _paired_t(paired, level)
-        rows.change.append(_change_row(inst, info, paired, change, float(thresholds[inst])))
-        if wellby and inst == "ons4_life_satisfaction":
-            wellby_row = _wellby_row(inst, change, wellby_duration_years, wellby_value)
-
-    drops.append(
-        (
-            "wellbeing",
-            "another measurement in the same window was used",
-            int((~outside).sum()) - n_picked,
-        )
-    )
-    tables = _tables(rows, wellby_row, wellby=wellby)
-    tables["wellbeing_exclusions"] = exclusions(drops)
     settings: dict[str, Any] = {
         "instruments": tuple(instruments),
         "baseline_window_days": (b0, b1),
@@ -282,7 +243,51 @@ def paired_change(
         "wellby_price_year": WELLBY_PRICE_YEAR,
         "level": level,
     }
+    drops: list[tuple[str, str, int]] = []
+    index = _index_referrals(referrals, t0, t1, drops)
+    m, outside = _measurements_in_windows(wellbeing, index, instruments, (b0, b1), (f0, f1), drops)
+    groups = _group_columns(index, population, tuple(age_bands))
+    rows, wellby_row, n_picked = _instrument_rows(m, index, groups, settings, wellby_duration_years)
+    used_elsewhere = int((~outside).sum()) - n_picked
+    drops.append(("wellbeing", "another measurement in the same window was used", used_elsewhere))
+    tables = _tables(rows, wellby_row, wellby=wellby)
+    tables["wellbeing_exclusions"] = exclusions(drops)
     return PairedChange(results=tables, settings=settings)
+
+
+def _instrument_rows(
+    m: pd.DataFrame,
+    index: pd.DataFrame,
+    groups: dict[str, pd.Series],
+    settings: Mapping[str, Any],
+    wellby_duration_years: float,
+) -> tuple[_Rows, dict[str, Any] | None, int]:
+    """The rows of every table, instrument by instrument (as ``settings`` says), the
+    WELLBY row (if asked for) and how many measurements were picked."""
+    (b0, b1), (f0, f1) = settings["baseline_window_days"], settings["followup_window_days"]
+    rows = _Rows()
+    wellby_row: dict[str, Any] | None = None
+    n_people = len(index)
+    n_picked = 0
+    for inst in settings["instruments"]:
+        info = INSTRUMENTS[inst]
+        mi = m.loc[m["instrument"] == inst]
+        base = _pick(mi, b0, b1, "closest").set_index("person_id")["score"]
+        fup = _pick(mi, f0, f1, settings["followup_pick"]).set_index("person_id")["score"]
+        has_b = index["person_id"].isin(base.index)
+        has_f = index["person_id"].isin(fup.index)
+        rows.pattern.extend(_pattern_rows(inst, info["label"], has_b, has_f, n_people))
+        rows.group.extend(_followup_by_group_rows(inst, info["label"], groups, has_b, has_f))
+        n_picked += len(base) + len(fup)
+        paired = pd.concat([base.rename("b"), fup.rename("f")], axis=1, join="inner")
+        rows.base.extend(_baseline_rows(inst, info["label"], base, fup))
+        change = _paired_t(paired, settings["level"])
+        threshold = float(settings["meaningful"][inst])
+        rows.change.append(_change_row(inst, info, paired, change, threshold))
+        if settings["wellby"] and inst == "ons4_life_satisfaction":
+            value = settings["wellby_value"]
+            wellby_row = _wellby_row(inst, change, wellby_duration_years, value)
+    return rows, wellby_row, n_picked
 
 
 def _check_options(

@@ -3,6 +3,7 @@
     from spevidence.disclosure import control, release
     safe, log = control(table, count_columns=["n"], table_name="attrition")
     safe, log = release("trends", table)  # by the catalogue's column roles
+    safe, log = release_each(tables)       # every table of a bundle, one log
 
 Counts 1-7 are redacted, the rest rounded to the nearest 5 (OpenSAFELY / NHS
 England defaults, DOMAIN.md), with secondary suppression against released totals
@@ -10,8 +11,6 @@ England defaults, DOMAIN.md), with secondary suppression against released totals
 or rounded to the :func:`step` of their released count (:mod:`.catalogue`).
 Redacted cells are ``<NA>``; write CSVs with ``na_rep=REDACTED`` ("[REDACTED]").
 """
-
-from typing import Any
 
 from spevidence.disclosure._control import (
     LOG_COLUMNS,
@@ -23,24 +22,23 @@ from spevidence.disclosure._control import (
     released_count,
 )
 from spevidence.disclosure._derived import step
+from spevidence.disclosure._release import as_released, release, release_derived, release_each
+from spevidence.disclosure.catalogue import CATALOGUE, Roles, roles
 
 __all__ = [
+    "CATALOGUE",
     "LOG_COLUMNS",
     "REDACTED",
     "Margin",
+    "Roles",
+    "as_released",
     "check",
     "control",
     "redact_derived",
     "release",
+    "release_derived",
+    "release_each",
     "released_count",
+    "roles",
     "step",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # the catalogue reads the activity catalogue: imported on first use only
-    if name == "release":
-        from spevidence.disclosure._release import release
-
-        return release
-    raise AttributeError(name)

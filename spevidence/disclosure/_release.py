@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
-from spevidence.disclosure._control import LOG_COLUMNS, control
+from spevidence.disclosure._control import LOG_COLUMNS, control, released_count
 from spevidence.disclosure._derived import round_statistics, significant, whole_quantiles
 from spevidence.disclosure.catalogue import Roles, roles
 from spevidence.errors import DisclosureError
@@ -78,6 +80,16 @@ def release_derived(
     return out
 
 
+def _roles(name: str, table: pd.DataFrame) -> Roles:
+    spec = roles(name)
+    if spec is None:
+        raise DisclosureError(
+            f"table {name!r} ({len(table)} rows) is not in the disclosure catalogue: add it to "
+            "spevidence.disclosure.catalogue with the role of each column."
+        )
+    return spec
+
+
 def release(
     name: str, table: pd.DataFrame, *, threshold: int = 7, rounding: int = 5
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -88,12 +100,7 @@ def release(
     step of their released count (or suppressed with it). Raises
     :class:`~spevidence.errors.DisclosureError` for a table that is not catalogued.
     """
-    spec = roles(name)
-    if spec is None:
-        raise DisclosureError(
-            f"table {name!r} ({len(table)} rows) is not in the disclosure catalogue: add it to "
-            "spevidence.disclosure.catalogue with the role of each column."
-        )
+    spec = _roles(name, table)
     counts = [c for c in spec.counts if c in table.columns]
     log = pd.DataFrame(columns=list(LOG_COLUMNS))
     out = table
@@ -108,3 +115,51 @@ def release(
             margins=margins,
         )
     return release_derived(out, spec, threshold=threshold, rounding=rounding), log
+
+
+def release_each(
+    tables: Mapping[str, pd.DataFrame], *, threshold: int = 7, rounding: int = 5
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Every table released by its catalogue entry (:func:`release`), and one log.
+
+    The log is empty (no columns) when there are no tables.
+    """
+    safe: dict[str, pd.DataFrame] = {}
+    logs = []
+    for name, table in tables.items():
+        safe[name], log = release(name, table, threshold=threshold, rounding=rounding)
+        logs.append(log)
+    log = pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()
+    return safe, log
+
+
+def as_released(
+    name: str, table: pd.DataFrame, *, threshold: int = 7, rounding: int = 5
+) -> pd.DataFrame:
+    """The derived numbers of a table as :func:`release` will give them, its counts exact.
+
+    Each count is taken at its released value (:func:`released_count`, one cell at a
+    time: no margins), the ratios, statistics and p-values are released from those by the
+    catalogue entry of ``name`` (a statistic resting on a redacted count is withheld), and
+    the counts are then put back as they were (they are released later, with the table).
+    Use it where a later stage computes with estimates (e.g. the SROI values them), so
+    that no released number gives an exact estimate back.
+    """
+    spec = _roles(name, table)
+    counts = [c for c in spec.counts if c in table.columns]
+    shown = {
+        c: pd.array(
+            [
+                pd.NA
+                if pd.isna(v)
+                else released_count(int(v), threshold=threshold, rounding=rounding)
+                for v in pd.to_numeric(table[c], errors="coerce")
+            ],
+            dtype="Int64",
+        )
+        for c in counts
+    }
+    out = release_derived(table.assign(**shown), spec, threshold=threshold, rounding=rounding)
+    for c in counts:
+        out[c] = table[c].to_numpy()
+    return out

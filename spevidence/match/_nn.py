@@ -240,40 +240,36 @@ def _find_control_vec(
         if r > 1 and iz in mm_rowi:
             continue
         dist_c = abs(di - distance[iz])
-        if dist_c > caliper_dist:
-            if left:
-                l_stop = True
-            else:
-                r_stop = True
+        beyond = dist_c > caliper_dist
+        if not beyond and dist_c < min_dist:
             continue
-        if dist_c < min_dist:
+        if beyond or (len(pm_id) >= ratio and _held_nearer(pm_dist, dist_c, ratio)):
+            # beyond the caliper, or `ratio` strictly nearer held: this side is done
+            l_stop, r_stop = l_stop or left, r_stop or not left
             continue
-        if len(pm_id) >= ratio:
-            closer = 0
-            for d in pm_dist:
-                if d < dist_c:
-                    closer += 1
-                    if closer == ratio:
-                        break
-            if closer >= ratio:
-                if left:
-                    l_stop = True
-                else:
-                    r_stop = True
-                continue
         if exact is not None and exact[iz] != ex_t:
             continue
         pm_id.append(iz)
         pm_dist.append(dist_c)
+        # (a side is searched only while it has not stopped)
         if left:
             n_l += 1
-            if n_l == cap:
-                l_stop = True
+            l_stop = n_l == cap
         else:
             n_r += 1
-            if n_r == cap:
-                r_stop = True
+            r_stop = n_r == cap
     return _nearest_found(pm_id, pm_dist, di, distance, ratio, ties)
+
+
+def _held_nearer(pm_dist: list[float], dist_c: float, ratio: int) -> bool:
+    """Whether ``ratio`` of the distances held are strictly less than ``dist_c``."""
+    closer = 0
+    for d in pm_dist:
+        if d < dist_c:
+            closer += 1
+            if closer == ratio:
+                return True
+    return False
 
 
 def _search_start(

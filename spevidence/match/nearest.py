@@ -17,7 +17,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -289,6 +289,7 @@ def nearest(
     -------
     Matched
     """
+    options = _options(locals())  # first: here locals() holds just the arguments
     tvals = _treatment(data, treat)
     n1 = int(tvals.sum())
     _check_options(ratio, caliper, order)
@@ -299,18 +300,10 @@ def nearest(
     dist, coef, mah = _distances(data, tvals, covariates, distance, link, caliper, order)
     if order is None:
         order = "largest" if dist is not None else "data"
-
-    discarded = np.zeros(len(data), dtype=bool)
-    cal: float | None = None
-    if caliper is not None and dist is not None:
-        cal = float(caliper) * (float(np.std(dist[~discarded], ddof=1)) if std_caliper else 1.0)
+    cal = _caliper_width(caliper, std_caliper, dist)
     reuse_max = np.iinfo(np.int32).max if replace else 1
     eff_order: Order = "data" if reuse_max >= n1 else order
-    strata: np.ndarray | None = None
-    if exact:
-        strata = _strata_codes(data, list(exact))
-        discarded |= _outside_common_strata(strata, tvals, exact)
-
+    discarded, strata = _exact_strata(data, tvals, exact)
     # on the grid, distances equal up to rounding noise are equal (see _nn.on_grid):
     # the matching order and the pairs are the same on every CPU
     dist_g = on_grid(dist) if dist is not None else None
@@ -318,7 +311,6 @@ def nearest(
     ratios = np.full(n1, int(ratio))
     mm = _match_matrix(tvals, ord_, ratios, discarded, reuse_max, dist_g, mah, strata, cal, ties)
     sub, w = _subclass_and_weights(mm, tvals, reuse_max)
-
     if caliper is None:
         warnings.warn(
             "nearest: matching without a caliper; poor matches are kept. Consider "
@@ -326,18 +318,7 @@ def nearest(
             UserWarning,
             stacklevel=2,
         )
-    options: dict[str, object] = {
-        "distance": distance if isinstance(distance, str) else "user",
-        "link": link,
-        "ratio": int(ratio),
-        "caliper": caliper,
-        "std_caliper": std_caliper,
-        "replace": replace,
-        "order": eff_order,
-        "exact": tuple(exact) if exact else None,
-        "seed": seed if not isinstance(seed, np.random.Generator) else "Generator",
-        "ties": ties,
-    }
+    options["order"] = eff_order
     return Matched(
         data=data,
         treat=treat,
@@ -351,6 +332,45 @@ def nearest(
         options=options,
         coefficients=coef,
     )
+
+
+def _options(args: dict[str, Any]) -> dict[str, object]:
+    """The options of a :func:`nearest` call as :attr:`Matched.options` records them
+    (``order`` is then set to the order used)."""
+    distance, exact, seed = args["distance"], args["exact"], args["seed"]
+    return {
+        "distance": distance if isinstance(distance, str) else "user",
+        "link": args["link"],
+        "ratio": int(args["ratio"]),
+        "caliper": args["caliper"],
+        "std_caliper": args["std_caliper"],
+        "replace": args["replace"],
+        "order": args["order"],
+        "exact": tuple(exact) if exact else None,
+        "seed": seed if not isinstance(seed, np.random.Generator) else "Generator",
+        "ties": args["ties"],
+    }
+
+
+def _caliper_width(
+    caliper: float | None, std_caliper: bool, dist: np.ndarray | None
+) -> float | None:
+    """The caliper in units of the distance (SD over all units when ``std_caliper``)."""
+    if caliper is None or dist is None:
+        return None
+    return float(caliper) * (float(np.std(dist, ddof=1)) if std_caliper else 1.0)
+
+
+def _exact_strata(
+    data: pd.DataFrame, tvals: np.ndarray, exact: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Units discarded (in a stratum without both groups) and the stratum codes."""
+    discarded = np.zeros(len(data), dtype=bool)
+    if not exact:
+        return discarded, None
+    strata = _strata_codes(data, list(exact))
+    discarded |= _outside_common_strata(strata, tvals, exact)
+    return discarded, strata
 
 
 def _treatment(data: pd.DataFrame, treat: str) -> np.ndarray:

@@ -11,6 +11,19 @@ other covariates. Comparators inherit the case's index period as a pseudo index
 date, so cases and comparators share one event-time axis for difference-in-
 differences.
 
+Comparator PCNs
+---------------
+With ``comparators="comparator-pcns"`` a case and its comparators are by construction in
+different PCNs, so PCN cannot be an exact stratum (passing ``"pcn_code"`` in ``exact`` is
+an error). The default strata are then sex, age band and the index period: what a
+PCN-level comparison must hold fixed at the person level. Differences between PCNs
+(deprivation, list size, access) are confounders that person-level strata do not remove:
+match on ``imd_decile`` (a default covariate when present) and on prior use, choose
+comparator PCNs similar to the intervention PCNs (same ICB place, similar deprivation),
+and, when the panel carries a PCN-level grouping column (e.g. locality or an
+intervention-comparator PCN pairing), add it to ``exact``. Comparators who are referred
+later (rare where the service is not offered) are handled as with ``"not-yet-referred"``.
+
 References
 ----------
 Li, Y. P., Propert, K. J., & Rosenbaum, P. R. (2001). Balanced risk set matching.
@@ -33,7 +46,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -479,19 +492,10 @@ def risk_set(
     in SDs of the logit over all candidate person-periods (MatchIt's convention:
     the SD of the distance over all units).
 
-    With ``comparators="comparator-pcns"`` a case and its comparators are by
-    construction in different PCNs, so PCN cannot be an exact stratum (passing
-    ``"pcn_code"`` in ``exact`` is an error). The default strata are then sex, age
-    band and the index period: what a PCN-level comparison must hold fixed at the
-    person level. Differences between PCNs (deprivation, list size, access) are
-    confounders that person-level strata do not remove: match on ``imd_decile``
-    (a default covariate when present) and on prior use, choose comparator PCNs
-    similar to the intervention PCNs (same ICB place, similar deprivation), and,
-    when the panel carries a PCN-level grouping column (e.g. locality or an
-    intervention-comparator PCN pairing), add it to ``exact``. Comparators who are
-    referred later (rare where the service is not offered) are handled as with
-    ``"not-yet-referred"``.
+    With ``comparators="comparator-pcns"`` PCN cannot be an exact stratum: see the
+    module docstring ("Comparator PCNs").
     """
+    options = _options(locals())  # first: here locals() holds just the arguments
     if exact is None:
         exact = ("sex", "age_band") if comparators == "comparator-pcns" else DEFAULT_EXACT
     exact = tuple(exact)
@@ -504,53 +508,62 @@ def risk_set(
     spec = _Spec(exact, tuple(covs), tuple(crit), comparators, lookback, recent, age_breaks)
     columns = _panel_columns(panel, exact, covs, crit)
     eligible = _candidate_pool(dense, columns, spec, in_comparator_pcn)
-    pool, drop_reason = eligible.pool, dict(eligible.drop_reason)
-    coef, eta = _propensity_score(pool, covs)
-    pool["distance"] = eta
-    cal = _caliper_width(caliper, eta)
-    exact_code_cols = [f"_code_{c}" for c in exact]
-    pool["_stratum"] = pool.groupby(["index_t", *exact_code_cols], sort=True).ngroup().to_numpy()
-    pairs_at, match_reasons = _match_pool(
-        pool, covs, dense.n_people, distance, ratio, cal, replace, order, rng
+    m = _match_candidates(
+        eligible, spec, dense.n_people, caliper, distance, ratio, replace, order, rng
     )
-    drop_reason.update(match_reasons)
-    pr = _pairs_table(pairs_at, int(pool["treated"].sum()))
-    pool_w, comp_w = _matching_weights(pr, len(pool))
-    pool["weights"] = pool_w
+    return _result(panel, dense, columns, spec, eligible, m, in_comparator_pcn is not None, options)
+
+
+def _result(
+    panel: pd.DataFrame,
+    dense: _Dense,
+    columns: _Columns,
+    spec: _Spec,
+    eligible: _Eligible,
+    m: _Matched,
+    by_comparator_pcn: bool,
+    options: dict[str, Any],
+) -> RiskSetMatched:
+    """The matched units, their censoring weights, and the result with its diagnostics."""
+    covs, exact = list(spec.covs), spec.exact
     person_ids = np.asarray(dense.persons, dtype=object)
-    units = _units_frame(pr, pool, comp_w, covs, exact, person_ids)
-    ipcw = _comparator_ipcw(units, dense, columns, spec, coef, eligible)
+    units = _units_frame(m.pairs, m.pool, m.comparator_weights, covs, exact, person_ids)
+    ipcw = _comparator_ipcw(units, dense, columns, spec, m.coef, eligible)
     return RiskSetMatched(
         panel=panel,
-        pairs=_pairs_frame(pr, pool, person_ids),
+        pairs=_pairs_frame(m.pairs, m.pool, person_ids),
         units=units,
-        attrition=_attrition(
-            len(dense.case_people), drop_reason, pr, in_comparator_pcn is not None
-        ),
-        pool=pool.drop(columns=["_p", "_row", *exact_code_cols])
-        .rename(columns={"_stratum": "stratum"})
-        .assign(person_id=person_ids[pool["_p"].to_numpy()]),
+        attrition=_attrition(len(dense.case_people), m.drop_reason, m.pairs, by_comparator_pcn),
+        pool=m.released_pool(person_ids),
         covariates=tuple(covs),
         exact=exact,
-        caliper=cal,
-        coefficients=_coefficient_series(coef, covs),
-        diagnostics=_diagnostics(panel, pool, pr, dense.ref_person, person_ids, ipcw, eligible),
-        options={
-            "ratio": int(ratio),
-            "caliper": caliper,
-            "distance": distance,
-            "replace": replace,
-            "comparators": comparators,
-            "comparator_pcns": tuple(comparator_pcns) if comparator_pcns else None,
-            "lookback": lookback,
-            "recent": recent,
-            "order": order,
-            "age_breaks": tuple(age_breaks),
-            "eligibility": tuple(eligibility),
-            "seed": seed if not isinstance(seed, np.random.Generator) else "Generator",
-        },
+        caliper=m.caliper,
+        coefficients=_coefficient_series(m.coef, covs),
+        diagnostics=_diagnostics(
+            panel, m.pool, m.pairs, dense.ref_person, person_ids, ipcw, eligible
+        ),
+        options=options,
         ipcw=ipcw,
     )
+
+
+def _options(args: dict[str, Any]) -> dict[str, Any]:
+    """The options of a :func:`risk_set` call as :attr:`RiskSetMatched.options` records them."""
+    seed, pcns = args["seed"], args["comparator_pcns"]
+    return {
+        "ratio": int(args["ratio"]),
+        "caliper": args["caliper"],
+        "distance": args["distance"],
+        "replace": args["replace"],
+        "comparators": args["comparators"],
+        "comparator_pcns": tuple(pcns) if pcns else None,
+        "lookback": args["lookback"],
+        "recent": args["recent"],
+        "order": args["order"],
+        "age_breaks": tuple(args["age_breaks"]),
+        "eligibility": tuple(args["eligibility"]),
+        "seed": seed if not isinstance(seed, np.random.Generator) else "Generator",
+    }
 
 
 @dataclass(frozen=True)
@@ -972,6 +985,56 @@ def _caliper_width(caliper: float | None, eta: np.ndarray) -> float | None:
             stacklevel=3,
         )
     return cal
+
+
+@dataclass(frozen=True)
+class _Matched:
+    """The candidate pool scored and matched: pairs, weights and what was dropped."""
+
+    pool: pd.DataFrame  # with distance, _stratum and weights
+    coef: np.ndarray
+    caliper: float | None
+    pairs: pd.DataFrame
+    comparator_weights: np.ndarray
+    drop_reason: dict[int, str]  # cases left out, by person code
+    exact_code_cols: list[str]
+
+    def released_pool(self, person_ids: np.ndarray) -> pd.DataFrame:
+        """The pool as :attr:`RiskSetMatched.pool` holds it (person ids, no codes)."""
+        return (
+            self.pool.drop(columns=["_p", "_row", *self.exact_code_cols])
+            .rename(columns={"_stratum": "stratum"})
+            .assign(person_id=person_ids[self.pool["_p"].to_numpy()])
+        )
+
+
+def _match_candidates(
+    eligible: _Eligible,
+    spec: _Spec,
+    n_people: int,
+    caliper: float | None,
+    distance: Distance,
+    ratio: int,
+    replace: bool,
+    order: Order,
+    rng: np.random.Generator,
+) -> _Matched:
+    """Score the candidates (propensity score), stratify them and match within strata."""
+    pool, drop_reason = eligible.pool, dict(eligible.drop_reason)
+    covs = list(spec.covs)
+    coef, eta = _propensity_score(pool, covs)
+    pool["distance"] = eta
+    cal = _caliper_width(caliper, eta)
+    exact_code_cols = [f"_code_{c}" for c in spec.exact]
+    pool["_stratum"] = pool.groupby(["index_t", *exact_code_cols], sort=True).ngroup().to_numpy()
+    pairs_at, match_reasons = _match_pool(
+        pool, covs, n_people, distance, ratio, cal, replace, order, rng
+    )
+    drop_reason.update(match_reasons)
+    pr = _pairs_table(pairs_at, int(pool["treated"].sum()))
+    pool_w, comp_w = _matching_weights(pr, len(pool))
+    pool["weights"] = pool_w
+    return _Matched(pool, coef, cal, pr, comp_w, drop_reason, exact_code_cols)
 
 
 def _case_order(

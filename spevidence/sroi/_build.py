@@ -162,22 +162,9 @@ def from_did(
         when fewer is better) for break-even effects.
     """
     eff, names = _checked_effects(effects)
-    _check_options(
-        persons=persons,
-        effect_period=effect_period,
-        fractions={"attribution": attribution, "displacement": displacement, "drop_off": drop_off},
-        deadweight=deadweight,
-        duration_years=duration_years,
-    )
-    ppy = _PERIODS[effect_period]
+    fractions = {"attribution": attribution, "displacement": displacement, "drop_off": drop_off}
+    _check_options(persons, effect_period, fractions, deadweight, duration_years)
     costs = _shipped_unit_costs() if unit_costs is None else _check_costs(unit_costs)
-    cmap = dict(DEFAULT_COST_MAP)
-    cmap["ae"] = ae_cost_item(ae_department_types)
-    if cost_map:
-        cmap.update(cost_map)
-    dmap = dict(DEFAULT_DIRECTION)
-    if direction:
-        dmap.update(direction)
     common = _RowSettings(
         stakeholder=stakeholder,
         attribution=attribution,
@@ -185,9 +172,11 @@ def from_did(
         drop_off=drop_off,
         duration_years=duration_years,
         persons=persons,
-        ppy=ppy,
+        ppy=_PERIODS[effect_period],
         quantity_source=quantity_source,
     )
+    cmap = {**DEFAULT_COST_MAP, "ae": ae_cost_item(ae_department_types), **(cost_map or {})}
+    dmap = {**DEFAULT_DIRECTION, **(direction or {})}
     by_item = {str(it): k for k, it in enumerate(costs["item"])}
     rows = []
     for i in range(len(eff)):
@@ -195,22 +184,31 @@ def from_did(
         est, se = _change_per_period(
             i, out, eff, scale=scale, baseline=baseline, effect_period=effect_period
         )
-        item = cmap.get(out)
-        if item is None or item not in by_item:
-            raise DataError(
-                f"effects row {i} ({out!r}): no unit cost for this outcome (mapped item {item!r}); "
-                f"pass cost_map={{'{out}': ITEM}} with an item of the unit-cost table "
-                f"({', '.join(map(str, costs['item']))})."
-            )
-        way = dmap.get(out)
-        if way not in ("decrease", "increase"):
-            raise DataError(
-                f"effects row {i} ({out!r}): which way is a benefit? pass "
-                f"direction={{'{out}': 'decrease'}} (fewer is better) or 'increase'."
-            )
-        sign = -1.0 if way == "decrease" else 1.0
+        item, sign = _item_and_sign(i, out, costs, cmap, dmap)
         rows.append(_impact_row(out, est, se, sign, costs, by_item[item], item, common))
     return pd.DataFrame(rows)
+
+
+def _item_and_sign(
+    i: int, out: str, costs: pd.DataFrame, cmap: Mapping[str, str], dmap: Mapping[str, str]
+) -> tuple[str, float]:
+    """The unit-cost item of effects row ``i`` (outcome ``out``) and the sign of its
+    benefit (-1 when fewer is better)."""
+    by_item = {str(it) for it in costs["item"]}
+    item = cmap.get(out)
+    if item is None or item not in by_item:
+        raise DataError(
+            f"effects row {i} ({out!r}): no unit cost for this outcome (mapped item {item!r}); "
+            f"pass cost_map={{'{out}': ITEM}} with an item of the unit-cost table "
+            f"({', '.join(map(str, costs['item']))})."
+        )
+    way = dmap.get(out)
+    if way not in ("decrease", "increase"):
+        raise DataError(
+            f"effects row {i} ({out!r}): which way is a benefit? pass "
+            f"direction={{'{out}': 'decrease'}} (fewer is better) or 'increase'."
+        )
+    return item, -1.0 if way == "decrease" else 1.0
 
 
 def _checked_effects(effects: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -238,7 +236,6 @@ def _checked_effects(effects: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
 
 
 def _check_options(
-    *,
     persons: int | float,
     effect_period: str,
     fractions: Mapping[str, float],

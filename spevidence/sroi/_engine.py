@@ -939,6 +939,30 @@ def _triangular_ppf(u: np.ndarray, lo: np.ndarray, mode: np.ndarray, hi: np.ndar
 # --------------------------------------------------------------------------- public entry
 
 
+def _check_rate_and_draws(discount: float, n_sims: int) -> None:
+    """DataError unless ``discount`` is in [0, 1) and ``n_sims`` a whole number >= 0."""
+    if (
+        isinstance(discount, bool)
+        or not isinstance(discount, (int, float, np.floating))
+        or not (0.0 <= float(discount) < 1.0)
+    ):
+        raise DataError(
+            f"discount = {discount!r} is outside [0, 1); give an annual rate, e.g. 0.035 for 3.5 %."
+        )
+    if isinstance(n_sims, bool) or not isinstance(n_sims, (int, np.integer)) or n_sims < 0:
+        raise DataError(f"n_sims = {n_sims!r}; give a whole number >= 0 (0 = no simulation).")
+
+
+def _uprate(o: pd.DataFrame, i: pd.DataFrame, target: str, index: pd.DataFrame) -> None:
+    """Add the uprating factors to ``target`` prices and the uprated values (in place)."""
+    fo = uprating_factors(o["price_year"], target, index, table="outcomes", label=o["outcome"])
+    fi = uprating_factors(i["price_year"], target, index, table="inputs", label=i["item"])
+    o["uprating_factor"] = fo
+    o["unit_value_uprated"] = o["unit_value"].to_numpy(float) * fo
+    i["uprating_factor"] = fi
+    i["amount_uprated"] = i["amount"].to_numpy(float) * fi
+
+
 def evaluate(
     outcomes: pd.DataFrame,
     inputs: pd.DataFrame,
@@ -990,28 +1014,14 @@ def evaluate(
     """
     o = _validate_outcomes(outcomes)
     i = _validate_inputs(inputs)
-    if (
-        isinstance(discount, bool)
-        or not isinstance(discount, (int, float, np.floating))
-        or not (0.0 <= float(discount) < 1.0)
-    ):
-        raise DataError(
-            f"discount = {discount!r} is outside [0, 1); give an annual rate, e.g. 0.035 for 3.5 %."
-        )
-    if isinstance(n_sims, bool) or not isinstance(n_sims, (int, np.integer)) or n_sims < 0:
-        raise DataError(f"n_sims = {n_sims!r}; give a whole number >= 0 (0 = no simulation).")
+    _check_rate_and_draws(discount, n_sims)
     index = uprating_index() if uprating is None else _with_levels(uprating, where="uprating")
     target = (
         max([*o["price_year"], *i["price_year"]])
         if price_year is None
         else normalise_price_year(price_year, where="price_year")
     )
-    fo = uprating_factors(o["price_year"], target, index, table="outcomes", label=o["outcome"])
-    fi = uprating_factors(i["price_year"], target, index, table="inputs", label=i["item"])
-    o["uprating_factor"] = fo
-    o["unit_value_uprated"] = o["unit_value"].to_numpy(float) * fo
-    i["uprating_factor"] = fi
-    i["amount_uprated"] = i["amount"].to_numpy(float) * fi
+    _uprate(o, i, target, index)
     pv_in = float(np.sum(i["amount_uprated"] / (1 + float(discount)) ** i["year"]))
     if pv_in <= 0:
         raise DataError(
