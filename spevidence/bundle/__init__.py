@@ -29,7 +29,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from spevidence._version import __version__
-from spevidence.bundle._hashing import canonical_json, sha256_file, sha256_json
+from spevidence.bundle.hashing import canonical_json, sha256_file, sha256_json
 from spevidence.bundle.scan import Finding, scan_paths, scan_text, small_count_findings
 from spevidence.errors import DisclosureError, ReportError, SpevidenceError
 

@@ -199,7 +199,7 @@ def _render_builtin(
 def _deliver(produced: dict[str, Path], out: Path, bundle: Path) -> dict[str, Path]:
     """Copy each report into ``out`` (each replaced in one rename, never half-written) and
     record in the stamp ``out/report_stamp.json`` which bundle it was made from."""
-    from spevidence.bundle._hashing import canonical_json, sha256_file
+    from spevidence.bundle.hashing import canonical_json, sha256_file
 
     made_from = sha256_file(bundle / "manifest.json")
     stamp = _read_stamp(out)
@@ -227,7 +227,7 @@ def reports_not_from(bundle_dir: str | Path) -> list[str]:
     """Reports beside a bundle (``report.html`` ... in its parent folder) that were not made
     from it: no stamp, a stamp naming another bundle's manifest, or a report changed after
     it was stamped. One plain-English problem per file."""
-    from spevidence.bundle._hashing import sha256_file
+    from spevidence.bundle.hashing import sha256_file
 
     bundle = Path(bundle_dir)
     folder = bundle.parent
