@@ -29,6 +29,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from spevidence._version import __version__
+from spevidence.bundle.figure_files import alt_text, save_figure
 from spevidence.bundle.hashing import canonical_json, sha256_file, sha256_json
 from spevidence.bundle.scan import Finding, scan_paths, scan_text, small_count_findings
 from spevidence.errors import DisclosureError, ReportError, SpevidenceError
@@ -236,8 +237,6 @@ def write_bundle(
     _clear(out)
     (out / "tables").mkdir()
     (out / "figures").mkdir()
-
-    from spevidence.report.style import alt_text, save_figure
 
     table_meta: dict[str, Any] = {}
     for name in sorted(tables):
