@@ -1,4 +1,7 @@
-"""``spevidence reproduce``: verify a bundle, re-render it, and optionally re-run it."""
+"""``spevidence reproduce``: verify a bundle, re-render it, and optionally re-run it.
+
+It sits above the bundle, the report and the pipeline (it uses all three), so that the
+bundle never imports the report."""
 
 from __future__ import annotations
 
@@ -6,8 +9,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spevidence.bundle import compare_bundles, verify_bundle
+from spevidence.bundle import compare_bundles, read_manifest, result_files, verify_bundle
 from spevidence.errors import ReportError
+from spevidence.report import render, reports_not_from
 
 Runner = Callable[..., Path]
 """``runner(protocol_path, *, data=DIR, out=DIR, key_file=PATH|None) -> bundle Path``.
@@ -35,18 +39,9 @@ def _listing(problems: list[str], limit: int = 8) -> str:
 
 def _default_runner(engine: str) -> Runner:
     """Adapter to ``spevidence.pipeline.run`` (the ``spevidence run`` command)."""
-    import importlib
-
-    try:
-        pipeline = importlib.import_module("spevidence.pipeline")
-    except ImportError:
-        pipeline = None
-    run = getattr(pipeline, "run", None) if pipeline is not None else None
-    if run is None:
-        raise ReportError(
-            "re-running from data needs spevidence.pipeline.run, which this installation "
-            "does not provide; verify and re-render without --data."
-        )
+    # imported here: the pipeline takes about 4 s to import, which a reproduction
+    # without --data does not need
+    from spevidence.pipeline import run
 
     def runner(protocol: Path, *, data: Path, out: Path, key_file: Path | None) -> Path:
         result = run(
@@ -83,9 +78,6 @@ def reproduce(
         bundle was not made from it, rendering failed, or the re-run gives different
         results (the message names the table).
     """
-    from spevidence.bundle import read_manifest, result_files
-    from spevidence.report import render, reports_not_from
-
     bundle = Path(bundle_dir)
     manifest = read_manifest(bundle)
     problems = verify_bundle(bundle)
