@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from spevidence.bundle import compare_bundles, read_manifest, result_files, verify_bundle
 from spevidence.errors import ReportError
@@ -37,7 +38,7 @@ def _listing(problems: list[str], limit: int = 8) -> str:
     return shown + (f"; and {more} more" if more > 0 else "")
 
 
-def _default_runner(engine: str) -> Runner:
+def _default_runner(engine: Literal["duckdb", "spark"]) -> Runner:
     """Adapter to ``spevidence.pipeline.run`` (the ``spevidence run`` command)."""
     # imported here: the pipeline takes about 4 s to import, which a reproduction
     # without --data does not need
@@ -54,7 +55,7 @@ def _default_runner(engine: str) -> Runner:
             progress=False,
             cache=False,  # a reproduction recomputes every stage
         )
-        return Path(getattr(result, "bundle", result))
+        return result.bundle
 
     return runner
 
@@ -97,9 +98,7 @@ def reproduce(
     rerun_path: Path | None = None
     compared = identical = False
     if data is not None:
-        run = (
-            runner if runner is not None else _default_runner(str(manifest.get("engine", "duckdb")))
-        )
+        run = runner if runner is not None else _default_runner(manifest.get("engine", "duckdb"))
         rerun_path = Path(
             run(
                 bundle / "protocol.yaml",
