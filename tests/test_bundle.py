@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from spevidence.bundle import (
     compare_bundles,
+    figure_files,
     read_manifest,
     read_table,
     scan_paths,
@@ -259,7 +260,7 @@ def test_palette_is_seaborn_colorblind() -> None:
 
 def test_figure_bytes_deterministic() -> None:
     a, b = _figure(), _figure()
-    assert style.figure_bytes(a, "png") == style.figure_bytes(b, "png")
-    assert style.figure_bytes(a, "svg") == style.figure_bytes(b, "svg")
+    assert figure_files.figure_bytes(a, "png") == figure_files.figure_bytes(b, "png")
+    assert figure_files.figure_bytes(a, "svg") == figure_files.figure_bytes(b, "svg")
     with pytest.raises(ValueError, match="png"):
-        style.figure_bytes(a, "jpg")
+        figure_files.figure_bytes(a, "jpg")

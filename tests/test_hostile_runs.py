@@ -380,7 +380,7 @@ def _perturbed(tmp_path: Path, name: str, change: Callable[[pd.DataFrame], None]
     df.to_csv(path, index=False, lineterminator="\n")
     manifest_path = rerun / "manifest.json"
     m = read_manifest(rerun)
-    from spevidence.bundle._hashing import canonical_json, sha256_file
+    from spevidence.bundle.hashing import canonical_json, sha256_file
 
     m["files"]["tables/did_estimates.csv"] = sha256_file(path)
     manifest_path.write_text(canonical_json(m, indent=2) + "\n", encoding="utf-8")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from spevidence.bundle.reproduce import reproduce
 from spevidence.errors import ReportError
 from spevidence.report._example import write_example_bundle
+from spevidence.reproduce import reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 

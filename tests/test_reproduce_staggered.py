@@ -1,7 +1,7 @@
 """A reviewer reproduces a staggered-design bundle: re-render, re-run, compare; tampering fails.
 
 The real thing end to end: ``spevidence.pipeline.run`` writes the bundle of a
-``design: staggered`` protocol, and ``spevidence.bundle.reproduce.reproduce`` verifies
+``design: staggered`` protocol, and ``spevidence.reproduce.reproduce`` verifies
 every hash, re-renders the report, re-runs the bundled protocol on the same data with its
 default runner and compares every released table.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spevidence.bundle.reproduce import reproduce
 from spevidence.errors import ReportError
 from spevidence.pipeline import run
 from spevidence.protocol import load_protocol
+from spevidence.reproduce import reproduce
 from spevidence.synthetic import generate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,7 +29,8 @@ import yaml
 from matplotlib.figure import Figure
 
 from spevidence._version import __version__
-from spevidence.bundle._hashing import canonical_json, sha256_file, sha256_json
+from spevidence.bundle.figure_files import alt_text, save_figure
+from spevidence.bundle.hashing import canonical_json, sha256_file, sha256_json
 from spevidence.bundle.scan import Finding, scan_paths, scan_text, small_count_findings
 from spevidence.errors import DisclosureError, ReportError, SpevidenceError
 
@@ -221,55 +222,14 @@ def write_bundle(
         A table holds something shaped like an NHS number or a pseudonym.
     """
     out = Path(out_dir)
-    for name in tables:
-        _check_name("table", name)
-    for name in figures:
-        _check_name("figure", name)
-    for name, df in tables.items():
-        if not isinstance(df, pd.DataFrame):
-            kind = type(df).__name__
-            raise ReportError(f"table {name!r} must be a pandas DataFrame, got {kind}.")
-    if not isinstance(disclosure_log, pd.DataFrame):
-        raise ReportError("disclosure_log must be a pandas DataFrame (from disclosure.control).")
+    _check_contents(tables, figures, disclosure_log)
     input_entries = {str(k): _input_entry(str(k), Path(v)) for k, v in sorted(inputs.items())}
-
     _clear(out)
-    (out / "tables").mkdir()
-    (out / "figures").mkdir()
-
-    from spevidence.report.style import alt_text, save_figure
-
-    table_meta: dict[str, Any] = {}
-    for name in sorted(tables):
-        df = tables[name]
-        _write_table(df, out / "tables" / name)
-        table_meta[name] = {"rows": len(df), "columns": [str(c) for c in df.columns]}
-    figure_meta: dict[str, Any] = {}
-    for name in sorted(figures):
-        save_figure(figures[name], out / "figures" / name)
-        figure_meta[name] = {"alt": alt_text(figures[name]), "formats": ["png", "svg"]}
-    _write_table(disclosure_log, out / "disclosure_log")
-    (out / "disclosure_log.parquet").unlink()
+    table_meta = _write_tables(out, tables)
+    figure_meta = _write_figures(out, figures)
     proto = dict(protocol)
-    (out / "protocol.yaml").write_text(
-        yaml.safe_dump(_plain(proto), sort_keys=True, allow_unicode=True, width=100),
-        encoding="utf-8",
-    )
-
-    findings = scan_paths([out / "tables", out / "disclosure_log.csv", out / "protocol.yaml"])
-    if findings:
-        shutil.rmtree(out)
-        raise DisclosureError(
-            f"{len(findings)} value(s) in the bundle look like patient identifiers "
-            f"(first: {findings[0]}). The bundle was not written: release aggregate "
-            "tables only, without NHS numbers or pseudonyms."
-        )
-
-    files = {
-        p.relative_to(out).as_posix(): sha256_file(p)
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
-    }
+    _write_log_and_protocol(out, disclosure_log, proto)
+    _refuse_identifiers(out)
     manifest: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "spevidence_version": __version__,
@@ -284,10 +244,79 @@ def write_bundle(
         "platform": {"system": platform.system(), "machine": platform.machine()},
         "disclosure_log_rows": len(disclosure_log),
         "extra": _plain(dict(extra or {})),
-        "files": files,
+        "files": _file_hashes(out),
     }
     (out / MANIFEST).write_text(canonical_json(manifest, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def _check_contents(
+    tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Figure], disclosure_log: Any
+) -> None:
+    """Safe file names, and data frames where frames are due (ReportError otherwise)."""
+    for name in tables:
+        _check_name("table", name)
+    for name in figures:
+        _check_name("figure", name)
+    for name, df in tables.items():
+        if not isinstance(df, pd.DataFrame):
+            kind = type(df).__name__
+            raise ReportError(f"table {name!r} must be a pandas DataFrame, got {kind}.")
+    if not isinstance(disclosure_log, pd.DataFrame):
+        raise ReportError("disclosure_log must be a pandas DataFrame (from disclosure.control).")
+
+
+def _write_tables(out: Path, tables: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    """Write every table (CSV and Parquet); their manifest entries (rows, columns)."""
+    (out / "tables").mkdir()
+    table_meta: dict[str, Any] = {}
+    for name in sorted(tables):
+        df = tables[name]
+        _write_table(df, out / "tables" / name)
+        table_meta[name] = {"rows": len(df), "columns": [str(c) for c in df.columns]}
+    return table_meta
+
+
+def _write_figures(out: Path, figures: Mapping[str, Figure]) -> dict[str, Any]:
+    """Write every figure (PNG and SVG); their manifest entries (alt text, formats)."""
+    (out / "figures").mkdir()
+    figure_meta: dict[str, Any] = {}
+    for name in sorted(figures):
+        save_figure(figures[name], out / "figures" / name)
+        figure_meta[name] = {"alt": alt_text(figures[name]), "formats": ["png", "svg"]}
+    return figure_meta
+
+
+def _write_log_and_protocol(out: Path, disclosure_log: pd.DataFrame, proto: dict[str, Any]) -> None:
+    """Write the disclosure log (CSV only) and the protocol (YAML, plain types)."""
+    _write_table(disclosure_log, out / "disclosure_log")
+    (out / "disclosure_log.parquet").unlink()
+    (out / "protocol.yaml").write_text(
+        yaml.safe_dump(_plain(proto), sort_keys=True, allow_unicode=True, width=100),
+        encoding="utf-8",
+    )
+
+
+def _refuse_identifiers(out: Path) -> None:
+    """Remove the bundle and raise DisclosureError if a released file holds something
+    shaped like an NHS number or a pseudonym."""
+    findings = scan_paths([out / "tables", out / "disclosure_log.csv", out / "protocol.yaml"])
+    if findings:
+        shutil.rmtree(out)
+        raise DisclosureError(
+            f"{len(findings)} value(s) in the bundle look like patient identifiers "
+            f"(first: {findings[0]}). The bundle was not written: release aggregate "
+            "tables only, without NHS numbers or pseudonyms."
+        )
+
+
+def _file_hashes(out: Path) -> dict[str, str]:
+    """The SHA-256 of every bundle file but the manifest, by path in the bundle."""
+    return {
+        p.relative_to(out).as_posix(): sha256_file(p)
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
 
 
 def _plain(obj: Any) -> Any:

@@ -19,7 +19,9 @@ import yaml
 
 from spevidence._atomic import REPORT_STAMP, atomic_file, disk_errors, private_tmpdir
 from spevidence.errors import ReportError
-from spevidence.report._qmd import QmdDocument
+from spevidence.report._qmd import QmdDocument, parse_qmd
+from spevidence.report._quarto import find_quarto as _find_quarto
+from spevidence.report._quarto import render_quarto
 
 __all__ = ["find_quarto", "render", "reports_not_from", "template_dir"]
 
@@ -42,9 +44,7 @@ def template_dir() -> Path:
 
 def find_quarto() -> Path | None:
     """Path of the Quarto CLI if installed (``QUARTO_PATH``, ``quarto-cli`` package, PATH)."""
-    from spevidence.report._quarto import find_quarto as _find
-
-    return _find()
+    return _find_quarto()
 
 
 def _merge(base: Any, over: Any) -> Any:
@@ -125,49 +125,81 @@ def render(
     ReportError
         The bundle is missing or was changed, the template is unknown, or a tool failed.
     """
+    fmts = _formats(formats)
+    bundle = _verified(Path(bundle_dir).resolve())
+    tdir, qmd = _template_file(template)
+    if engine not in ("auto", "quarto", "builtin"):
+        raise ReportError(f"unknown engine {engine!r}: choose auto, quarto or builtin.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    quarto = _quarto_for(engine)
+    tmp = private_tmpdir("report")
+    try:
+        params = {"bundle": str(bundle)}
+        produced = _produce(quarto, qmd, tdir, template, params, fmts, tmp=tmp, timeout=timeout)
+        return _deliver(produced, out, bundle)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _verified(bundle: Path) -> Path:
+    """The bundle, once every file matches its manifest (else ReportError)."""
+    # imported here, as in _deliver and reports_not_from: the bundle package imports pandas,
+    # matplotlib and the data readers (several seconds), which importing any report module
+    # (style, narrative, this package) should not cost
     from spevidence.bundle import verify_bundle
 
-    bundle = Path(bundle_dir).resolve()
-    fmts = _formats(formats)
     problems = verify_bundle(bundle)
     if problems:
         raise ReportError(
             f"the bundle does not match its manifest ({len(problems)} problem(s)); first: "
             f"{problems[0]}. Re-create the bundle or restore the original files."
         )
+    return bundle
+
+
+def _template_file(template: str) -> tuple[Path, Path]:
+    """The templates folder and the template's ``.qmd`` in it (ReportError if unknown)."""
     tdir = template_dir()
     qmd = tdir / f"{template}.qmd"
     if not qmd.is_file():
         known = sorted(p.stem for p in tdir.glob("*.qmd"))
         raise ReportError(f"unknown report template {template!r}: choose from {known}.")
-    if engine not in ("auto", "quarto", "builtin"):
-        raise ReportError(f"unknown engine {engine!r}: choose auto, quarto or builtin.")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    params = {"bundle": str(bundle)}
+    return tdir, qmd
 
+
+def _quarto_for(engine: Engine) -> Path | None:
+    """The Quarto CLI to render with, or None for the built-in renderer."""
     quarto = find_quarto() if engine in ("auto", "quarto") else None
     if engine == "quarto" and quarto is None:
         raise ReportError(
             "engine 'quarto' was asked for but no quarto executable was found (QUARTO_PATH, "
             "the quarto-cli package, PATH). Install Quarto or use --engine builtin."
         )
-    tmp = private_tmpdir("report")
-    try:
-        work = tmp / "work"
-        hint = f"or set TMPDIR to a folder with space (the report is assembled in {tmp.parent})"
-        with disk_errors("rendering the report", hint, out=tmp):
-            if quarto is not None:
-                from spevidence.report._quarto import render_quarto
+    return quarto
 
-                produced = render_quarto(
-                    quarto, tdir, template, params, fmts, timeout=timeout, workdir=work
-                )
-            else:
-                produced = _render_builtin(qmd, tdir, template, params, fmts, work, timeout=timeout)
-        return _deliver(produced, out, bundle)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+def _produce(
+    quarto: Path | None,
+    qmd: Path,
+    tdir: Path,
+    template: str,
+    params: dict[str, str],
+    fmts: tuple[str, ...],
+    *,
+    tmp: Path,
+    timeout: int,
+) -> dict[str, Path]:
+    """Render with Quarto if given, else the built-in renderer, in ``tmp/work``: format ->
+    file. A full disk is reported with where the report was being assembled."""
+    work = tmp / "work"
+    hint = f"or set TMPDIR to a folder with space (the report is assembled in {tmp.parent})"
+    with disk_errors("rendering the report", hint, out=tmp):
+        if quarto is not None:
+            return render_quarto(
+                quarto, tdir, template, params, fmts, timeout=timeout, workdir=work
+            )
+        return _render_builtin(qmd, tdir, template, params, fmts, work, timeout=timeout)
 
 
 def _render_builtin(
@@ -181,8 +213,7 @@ def _render_builtin(
     timeout: int,
 ) -> dict[str, Path]:
     """Run the template with a Jupyter kernel and convert it: format -> file in ``work``."""
-    from spevidence.report import _builtin
-    from spevidence.report._qmd import parse_qmd
+    from spevidence.report import _builtin  # imported here: nbformat takes 0.8 s, Quarto needs none
 
     work.mkdir()
     doc = _with_project_options(parse_qmd(qmd), tdir)
@@ -199,7 +230,7 @@ def _render_builtin(
 def _deliver(produced: dict[str, Path], out: Path, bundle: Path) -> dict[str, Path]:
     """Copy each report into ``out`` (each replaced in one rename, never half-written) and
     record in the stamp ``out/report_stamp.json`` which bundle it was made from."""
-    from spevidence.bundle._hashing import canonical_json, sha256_file
+    from spevidence.bundle.hashing import canonical_json, sha256_file
 
     made_from = sha256_file(bundle / "manifest.json")
     stamp = _read_stamp(out)
@@ -227,7 +258,7 @@ def reports_not_from(bundle_dir: str | Path) -> list[str]:
     """Reports beside a bundle (``report.html`` ... in its parent folder) that were not made
     from it: no stamp, a stamp naming another bundle's manifest, or a report changed after
     it was stamped. One plain-English problem per file."""
-    from spevidence.bundle._hashing import sha256_file
+    from spevidence.bundle.hashing import sha256_file
 
     bundle = Path(bundle_dir)
     folder = bundle.parent

@@ -281,8 +281,8 @@ class ReportBundle:
             meta = (self.manifest.get("figures") or {}).get(name) or {}
             alt = str(meta.get("alt") or alt)
         else:
+            from spevidence.bundle.figure_files import figure_bytes
             from spevidence.report.figures import FIGURES
-            from spevidence.report.style import figure_bytes
 
             default_table, default_draw = FIGURES.get(name, (None, None))
             table = table or default_table

@@ -1,4 +1,5 @@
-"""Deterministic serialisation and hashing helpers for the bundle."""
+"""Deterministic serialisation and hashing of the bundle's files (also used by the report
+to stamp what it was made from)."""
 
 from __future__ import annotations
 
