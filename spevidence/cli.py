@@ -387,7 +387,7 @@ def link(
     from spevidence.data import read_extracts
     from spevidence.data import validate as _validate
     from spevidence.link import build_panel
-    from spevidence.pipeline import _Steps
+    from spevidence.pipeline.shared import Steps
 
     _memory_limit(memory_limit)
     _out_outside_data(panel_out.parent, data)
@@ -396,7 +396,7 @@ def link(
         from spevidence.identity import load_key
 
         key = load_key(key_file)
-    steps = _Steps(progress, ("Reading and validating the extracts", "Linking", "Writing"))
+    steps = Steps(progress, ("Reading and validating the extracts", "Linking", "Writing"))
     with steps.run():
         ex = read_extracts(data, date_format=date_format)
         loss = _row_loss(max_row_loss)
