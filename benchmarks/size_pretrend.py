@@ -74,9 +74,9 @@ def null_panel(seed: int, never: int = 2000, periods: int = 24) -> pd.DataFrame:
 
 
 def synthetic_fit(seed: int, persons: int, tmp: Path) -> object:
-    from spevidence import _pipeline_staggered as ps
     from spevidence.data import read_extracts, validate
     from spevidence.link import build_panel
+    from spevidence.pipeline import staggered as ps
     from spevidence.protocol import load_protocol
     from spevidence.synthetic import generate
 

@@ -93,11 +93,11 @@ def test_table1_released_numbers_do_not_give_back_exact_counts() -> None:
 def _released(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     from pathlib import Path
 
-    from spevidence.pipeline import _release
+    from spevidence.pipeline.shared import release
     from spevidence.protocol import load_protocol
 
     proto = load_protocol(Path(__file__).resolve().parents[1] / "protocols" / "demo.yaml")
-    safe, _ = _release(tables, proto)
+    safe, _ = release(tables, proto)
     return safe
 
 

@@ -493,9 +493,9 @@ def test_rare_outcomes_on_a_small_synthetic_icb(tmp_path) -> None:
     """The case that used to fail ("did not converge"): A&E and admissions per quarter
     for 2,000 people. Both engines leave out the same cells and give the same fit, and
     the pipeline reports the cells left out instead of dropping the estimator."""
-    from spevidence import _pipeline_staggered as ps
     from spevidence.data import read_extracts, validate
     from spevidence.link import build_panel
+    from spevidence.pipeline import staggered as ps
     from spevidence.protocol import load_protocol
     from spevidence.synthetic import generate
 

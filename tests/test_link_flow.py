@@ -17,8 +17,10 @@ from spevidence.data._flow import linkage_flow
 from spevidence.identity import Key
 from spevidence.link import build_panel
 from spevidence.match import risk_set
-from spevidence.pipeline import TRAJECTORY, _attrition, _cohort_flow, _release
+from spevidence.pipeline.matched import _attrition, _cohort_flow
+from spevidence.pipeline.shared import release
 from spevidence.protocol import load_protocol
+from spevidence.protocol._model import TRAJECTORY
 from spevidence.report.figures import _flow_steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +101,7 @@ def test_released_flow_and_linkage_table_pass_disclosure_control(linked):
         "attrition": _cohort_flow(att, panel.attrition, _attrition(matched)),
         "linkage_attrition": (att + panel.attrition).table(),
     }
-    safe, log = _release(tables, proto)
+    safe, log = release(tables, proto)
     thr, rnd = proto.disclosure.threshold, proto.disclosure.rounding
     for name, cols in (("attrition", ["n", "n_dropped"]), ("linkage_attrition", ["rows"])):
         for c in cols:

@@ -128,7 +128,9 @@ def test_rare_outcomes_are_trended_by_quarter_or_half_year(tmp_path: Path) -> No
     # rarer still) the trends figure has points to show
     from spevidence.data import read_extracts, validate
     from spevidence.identity import load_key
-    from spevidence.pipeline import _release, _trends, matched_cohort, matching_panel
+    from spevidence.pipeline import matched_cohort, matching_panel
+    from spevidence.pipeline.matched import _trends
+    from spevidence.pipeline.shared import release
     from spevidence.report.figures import trends as trends_figure
 
     generate("demo", persons=5000, seed=20260101, out=tmp_path / "data", progress=False)
@@ -147,7 +149,7 @@ def test_rare_outcomes_are_trended_by_quarter_or_half_year(tmp_path: Path) -> No
     window = matched.loc[(e >= -proto.did.pre) & (e < proto.did.post)]
 
     def released(table: pd.DataFrame) -> pd.DataFrame:
-        return _release({"trends": table}, proto)[0]["trends"]
+        return release({"trends": table}, proto)[0]["trends"]
 
     def share_withheld(table: pd.DataFrame, outcome: str) -> float:
         return float(table.loc[table["outcome"] == outcome, "mean"].isna().mean())

@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from spevidence import _pipeline_staggered as ps
 from spevidence.data import read_extracts, validate
 from spevidence.errors import ProtocolError
 from spevidence.link import build_panel
 from spevidence.pipeline import RunResult, run
+from spevidence.pipeline import staggered as ps
 from spevidence.protocol import load_protocol
 from spevidence.synthetic import generate, true_effect_by_quarter
 
@@ -259,7 +259,7 @@ def test_sroi_effects_prefer_callaway_santanna_and_skip_withheld() -> None:
 
 
 def test_staggered_bundle_has_the_service_activity_outputs(staggered_run: RunResult) -> None:
-    from spevidence.pipeline import _activity
+    from spevidence.pipeline.shared import service_activity
 
     bundle = staggered_run.bundle
     tables = bundle / "tables"
@@ -286,7 +286,7 @@ def test_staggered_bundle_has_the_service_activity_outputs(staggered_run: RunRes
     clean, _, _ = validate(
         read_extracts(bundle.parents[1] / "data"), start=proto.start, end=proto.end, ids=proto.ids
     )
-    expected, _, _ = _activity(clean, proto)
+    expected, _, _ = service_activity(clean, proto)
     for name in ("activity_referrals_by_period", "wellbeing_paired_change"):
         pd.testing.assert_frame_equal(
             pd.read_parquet(tables / f"{name}.parquet"), expected[name], check_dtype=False
@@ -421,13 +421,13 @@ def test_board_summary_withheld_fallback_and_disagreement(
 
 
 def test_sroi_values_nobody_when_the_treated_count_would_be_redacted() -> None:
-    from spevidence.pipeline import _sroi
+    from spevidence.pipeline.shared import sroi_of_effects
 
     proto = load_protocol(PROTOCOL)
     effects = pd.DataFrame({"outcome": ["gp"], "estimate": [-0.2], "std_error": [0.05]})
     kw = {"ae_department_types": None, "source": "test", "described": "test"}
-    assert _sroi(effects, proto, persons=7, **kw) == ({}, "")
-    tables, said = _sroi(effects, proto, persons=402, **kw)
+    assert sroi_of_effects(effects, proto, persons=7, **kw) == ({}, "")
+    tables, said = sroi_of_effects(effects, proto, persons=402, **kw)
     by = tables["sroi_by_outcome"].set_index("outcome")
     assert by.loc["gp", "quantity"] == pytest.approx(0.2 * 4 * 400)  # the released 400
     assert "rounded to the nearest 5" in said

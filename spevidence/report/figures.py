@@ -37,6 +37,8 @@ __all__ = [
     "make_figures",
     "outcome_label",
     "simulation",
+    "staggered_event_study",
+    "staggered_trends",
     "tornado",
     "trends",
     "value_map",
@@ -520,3 +522,84 @@ def make_figures(tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
         if df is not None and len(df) > 0:
             out[name] = draw(df)
     return out
+
+
+# the staggered design's figures (spevidence.pipeline.staggered draws them from its released
+# tables); what a cohort is, by the protocol's staggered.cohort
+_COHORT_LABELS = {
+    "referral": "first accepted referral",
+    "service_start": "PCN service start (first accepted referral in the PCN)",
+}
+
+
+def staggered_event_study(est: pd.DataFrame, *, period: str, cohort: str) -> Figure:
+    """Staggered design: dynamic effects by periods since first treatment, per outcome,
+    each estimator (the released ``staggered`` table)."""
+
+    dyn = est.loc[est["aggregation"] == "dynamic"]
+    outcomes = list(dict.fromkeys(dyn["outcome"]))
+    estimators = list(dict.fromkeys(dyn["estimator"]))
+    with style.context():
+        fig = Figure(figsize=(7.0, 2.6 * max(len(outcomes), 1) + 0.7), layout="constrained")
+        axes = fig.subplots(max(len(outcomes), 1), 1, sharex=True, squeeze=False)[:, 0]
+        width = 0.25
+        for ax, o in zip(axes, outcomes, strict=False):
+            for j, name in enumerate(estimators):
+                s = dyn.loc[(dyn["outcome"] == o) & (dyn["estimator"] == name)]
+                s = s.dropna(subset=["estimate"]).sort_values("event")
+                if s.empty:
+                    continue
+                x = s["event"].to_numpy(float) + (j - (len(estimators) - 1) / 2) * width
+                ax.errorbar(
+                    x,
+                    s["estimate"],
+                    yerr=[s["estimate"] - s["conf_low"], s["conf_high"] - s["estimate"]],
+                    fmt="os"[j % 2],
+                    ms=3.5,
+                    color=style.PALETTE[j],
+                    capsize=2,
+                    lw=1.1,
+                    label=name,
+                )
+            ax.axhline(0, color=style.NEUTRAL, lw=1)
+            ax.axvline(-0.5, color=style.NEUTRAL, ls=":", lw=1)
+            ax.set_ylabel(f"Change per person\nper {period}")
+            ax.set_title(outcome_label(o))
+        if estimators:
+            axes[0].legend(frameon=False, fontsize="small", loc="best")
+        axes[-1].set_xlabel(
+            f"{period.capitalize()}s since {_COHORT_LABELS.get(cohort, cohort)} "
+            "(0 = first treated; left of the dotted line: before)"
+        )
+        fig.suptitle("Effect on NHS use by time since referral (staggered DiD)")
+    fig.spevidence_alt = (  # type: ignore[attr-defined]
+        f"Event-study chart: estimated change in NHS use per person per {period}, by {period}s "
+        "before and after first treatment, with 95% confidence intervals, for each estimator"
+    )
+    return fig
+
+
+def staggered_trends(tr: pd.DataFrame, *, period: str) -> Figure:
+    """Staggered design: mean use per person by calendar period, people ever referred vs
+    never referred (the released ``staggered_trends`` table)."""
+
+    outcomes = list(dict.fromkeys(tr["outcome"]))
+    with style.context():
+        fig = Figure(figsize=(7.0, 2.3 * max(len(outcomes), 1) + 0.6), layout="constrained")
+        axes = fig.subplots(max(len(outcomes), 1), 1, sharex=True, squeeze=False)[:, 0]
+        for ax, o in zip(axes, outcomes, strict=False):
+            for colour, grp in (
+                (style.TREATED, "Referred (ever)"),
+                (style.COMPARATOR, "Never referred"),
+            ):
+                s = tr.loc[(tr["outcome"] == o) & (tr["group"] == grp)].sort_values("t")
+                ax.plot(s["t"], s["mean"], marker="o", ms=2.5, color=colour, label=grp)
+            ax.set_ylabel(f"Mean per person\nper {period}")
+            ax.set_title(outcome_label(o))
+        axes[0].legend(frameon=False, fontsize="small")
+        axes[-1].set_xlabel(f"{period.capitalize()} of the study window (0 = first)")
+    fig.spevidence_alt = (  # type: ignore[attr-defined]
+        f"Line chart: mean NHS use per person per {period} over the study window, people ever "
+        "referred and people never referred"
+    )
+    return fig
