@@ -203,7 +203,7 @@ def reproduce(
     ] = None,
 ) -> None:
     """Check every hash in a bundle and re-render its report; with --data, re-run it too."""
-    from spevidence.bundle.reproduce import reproduce as _reproduce
+    from spevidence.reproduce import reproduce as _reproduce
 
     res = _reproduce(
         bundle, out_dir=out_dir, formats=fmt, engine=engine, data=data, key_file=key_file

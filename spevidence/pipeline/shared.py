@@ -32,8 +32,7 @@ from spevidence.activity.outputs import activity_outputs
 from spevidence.activity.release import release_tables
 from spevidence.bundle import write_bundle
 from spevidence.data import read_extracts, validate
-from spevidence.disclosure import release as release_table
-from spevidence.disclosure import released_count
+from spevidence.disclosure import release_each, released_count
 from spevidence.identity import load_key
 from spevidence.protocol import Protocol
 from spevidence.report import render
@@ -157,18 +156,9 @@ def release(
     redacted or rounded with secondary suppression over shared margins, means and rates
     recomputed from the released counts, coefficients and other statistics rounded to
     the step of the released count of people behind them or suppressed with it."""
-    safe: dict[str, pd.DataFrame] = {}
-    logs = []
-    for name, table in tables.items():
-        safe[name], log = release_table(
-            name,
-            table,
-            threshold=proto.disclosure.threshold,
-            rounding=proto.disclosure.rounding,
-        )
-        logs.append(log)
-    log = pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()
-    return safe, log
+    return release_each(
+        tables, threshold=proto.disclosure.threshold, rounding=proto.disclosure.rounding
+    )
 
 
 def write_outputs(

@@ -35,9 +35,7 @@ from matplotlib.figure import Figure
 from spevidence.did import etwfe
 from spevidence.did import staggered as callaway_santanna
 from spevidence.did.headline import ESTIMATOR_LABELS, headline_estimator
-from spevidence.disclosure import released_count
-from spevidence.disclosure._release import release_derived
-from spevidence.disclosure.catalogue import CATALOGUE
+from spevidence.disclosure import as_released
 from spevidence.errors import EstimationError
 from spevidence.link import build_panel
 from spevidence.pipeline.shared import Inputs, RunResult, Steps, Write, sroi_of_effects
@@ -288,17 +286,7 @@ def _withhold_small(table: pd.DataFrame, threshold: int, rounding: int = 5) -> p
     (``spevidence.disclosure.step``), and withheld where that number is at most the
     threshold. ``n`` stays the exact count (disclosure control rounds it on release).
     The SROI values these, so no released number gives an exact estimate back."""
-    n = pd.to_numeric(table["n"], errors="coerce")
-    shown = [
-        pd.NA if pd.isna(v) else released_count(int(v), threshold=threshold, rounding=rounding)
-        for v in n
-    ]
-    as_released = table.assign(n=pd.array(shown, dtype="Int64"))
-    out = release_derived(
-        as_released, CATALOGUE["staggered"], threshold=threshold, rounding=rounding
-    )
-    out["n"] = table["n"].to_numpy()
-    return out
+    return as_released("staggered", table, threshold=threshold, rounding=rounding)
 
 
 def trends(table: Any, outcomes: tuple[str, ...]) -> pd.DataFrame:
