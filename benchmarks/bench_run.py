@@ -283,6 +283,7 @@ def run_one(
     reader = _Progress(err_r, t0, log)
     ps = psutil.Process(proc.pid)
     stopped_at: float | None = None
+    stopped_avail = 0.0
     startup_peak = 0.0
     while proc.poll() is None:
         rss = _tree_rss(ps) / GIB
@@ -297,7 +298,7 @@ def run_one(
         avail = psutil.virtual_memory().available / GIB
         res.min_available_gib = min(res.min_available_gib, avail)
         if avail < min_available:
-            stopped_at = rss
+            stopped_at, stopped_avail = rss, avail
             _kill_tree(proc)
             proc.wait()
             break
@@ -311,7 +312,8 @@ def run_one(
     res.stages = reader.stages
     if res.stages and res.stages[0].label == STARTUP:
         res.stages[0].peak_gib = max(res.stages[0].peak_gib, startup_peak)
-    res.progress_lines_before_exit = sum(1 for s in reader.stages if s.start < res.seconds - 1)
+    # stage labels seen before the last one (a bar shown only when the run ends gives one)
+    res.progress_lines_before_exit = max(sum(1 for s in reader.stages if s.label != STARTUP) - 1, 0)
     if res.stages and res.stages[-1].end is None:
         res.stages[-1].end = res.seconds
     cache = out / ".spevidence-cache"
@@ -321,7 +323,10 @@ def run_one(
             res.cache_marks[stage] = mf.stat().st_mtime - wall0
     last = res.stages[-1].label if res.stages else STARTUP
     if stopped_at is not None:
-        res.status = f"stopped by the benchmark at {stopped_at:.1f} GiB"
+        res.status = (
+            f"stopped by the benchmark at {stopped_at:.1f} GiB "
+            f"(machine's available memory {stopped_avail:.1f} GiB)"
+        )
         res.died_in = last
     elif proc.returncode == 0:
         res.status = "ok"
@@ -330,10 +335,22 @@ def run_one(
         res.status = f"{'killed' if killed else 'failed'} (exit {proc.returncode})"
         res.died_in = last
     if res.status != "ok":
-        res.stderr_tail = "\n".join(reader.text[-15:])
+        res.stderr_tail = "\n".join(_tail(reader.text, 15))
     if not keep:
         shutil.rmtree(out, ignore_errors=True)
     return res
+
+
+def _tail(lines: list[str], n: int) -> list[str]:
+    """The last ``n`` lines, a redrawn progress bar kept once per stage (its last state)."""
+    out: list[str] = []
+    for line in lines:
+        m = RICH.search(line)
+        if m and out and (prev := RICH.search(out[-1])) and prev.group("label") == m.group("label"):
+            out[-1] = line
+        else:
+            out.append(line)
+    return out[-n:]
 
 
 def _fmt_s(x: float | None) -> str:
@@ -382,6 +399,13 @@ def report(outcomes: list[Outcome]) -> str:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         if not labels:
             lines.append("| (no progress lines were printed) |" + " |" * (2 * len(runs)))
+        for o in runs:
+            if o.stages and not o.progress_lines_before_exit:
+                lines.append(
+                    f"\nRep {o.repeat}: the run printed no progress line before its final one "
+                    f"(through a {'pseudo-terminal' if src == 'pty' else 'pipe'}), so the "
+                    "stage times above are not stage times; see the run-cache marks."
+                )
         marks = [o for o in runs if o.cache_marks]
         if marks:
             lines += [
