@@ -49,6 +49,9 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
         ["--covariate", "1000000"],
         ["--units", "1000", "--periods", "8", "--timeout", "600", "--covariate", "5000"],
     ),
+    # `spevidence run` of the matched protocol end to end; 3 M and the staggered protocol
+    # (--protocol protocols/national-staggered.yaml) by hand: README.md
+    "bench_run": (["--persons", "100000", "1000000"], ["--quick"]),
     "bench_synthetic": (
         ["--json", "{tmp}/out.json"],
         [
