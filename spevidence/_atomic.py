@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - Windows
 LOCK = ".spevidence.lock"
 STAGING = ".spevidence-staging-"
 ASIDE = ".spevidence-old-"
+CACHE_DIR = ".spevidence-cache"  # the run cache (spevidence._runcache)
 REPORT_STAMP = "report_stamp.json"  # written by spevidence.report.render
 REPORT_NAMES = tuple(f"report.{f}" for f in ("html", "pdf", "docx"))
 # what a bundle folder may hold (spevidence.bundle); anything else is not ours to replace
@@ -199,14 +200,25 @@ def check_bundle_folder(bundle: Path) -> None:
 
 def _sweep_output(out: Path) -> None:
     """Remove staging and set-aside folders of killed runs (the lock is held: none is alive)."""
-    from spevidence._runcache import sweep_partial
-
     for p in out.iterdir():
         if p.name.startswith((STAGING, ASIDE)) and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         elif p.name.startswith(".") and ".partial-" in p.name and p.is_file():  # atomic_file
             p.unlink(missing_ok=True)
     sweep_partial(out)
+
+
+def sweep_partial(out: Path) -> None:
+    """Remove half-written stages that a killed run left in ``out``'s run cache (call with
+    the output folder locked, :func:`locked_output`: then none is being written). They hold
+    pseudonyms."""
+    root = Path(out) / CACHE_DIR
+    if not root.is_dir():
+        return
+    for p in root.iterdir():
+        # this version's prefix, and the ".STAGE-" of earlier versions
+        if p.is_dir() and p.name.startswith("."):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 @contextmanager

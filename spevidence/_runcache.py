@@ -46,10 +46,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from spevidence._atomic import disk_errors
+from spevidence._atomic import CACHE_DIR, disk_errors
 from spevidence._version import __version__
 
-CACHE_DIR = ".spevidence-cache"
 STAGES = ("panel", "matching", "estimates")
 _PARTIAL = ".partial-"  # a stage being written: .partial-STAGE-PID-XXXX
 _SAVING = ("saving the run cache", "or run with --no-cache")
@@ -218,19 +217,6 @@ class RunCache:
             shutil.rmtree(final)
         tmp.rename(final)
         os.chmod(final, 0o700)
-
-
-def sweep_partial(out: Path) -> None:
-    """Remove half-written stages that a killed run left in ``out``'s cache (call with the
-    output folder locked, :func:`spevidence._atomic.locked_output`: then none is being
-    written). They hold pseudonyms."""
-    root = Path(out) / CACHE_DIR
-    if not root.is_dir():
-        return
-    for p in root.iterdir():
-        # this version's prefix, and the ".STAGE-" of earlier versions
-        if p.is_dir() and p.name.startswith("."):
-            shutil.rmtree(p, ignore_errors=True)
 
 
 def _restore_dtypes(df: pd.DataFrame, dtypes: Mapping[str, str]) -> pd.DataFrame:

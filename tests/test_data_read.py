@@ -184,7 +184,7 @@ def test_memory_limit_reaches_duckdb_and_a_bad_one_is_a_clear_error(
     parquet_dir, tmp_path, monkeypatch, capsys
 ):
     from spevidence.cli import main
-    from spevidence.data._read import MEMORY_ENV, duckdb_connect
+    from spevidence.data.engine import MEMORY_ENV, duckdb_connect
 
     monkeypatch.setenv(MEMORY_ENV, "")  # restored (unset) after the test
     default = duckdb_connect().raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]

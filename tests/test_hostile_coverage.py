@@ -299,7 +299,7 @@ def test_raised_bar_runs_and_the_summary_says_so(base: Path, tmp_path: Path) -> 
 
 
 def test_protocol_default_is_the_validation_default() -> None:
-    from spevidence.data._coverage import MAX_ROW_LOSS
+    from spevidence.data.coverage import MAX_ROW_LOSS
     from spevidence.protocol import load_protocol
 
     proto = load_protocol(ROOT / "protocols" / "demo.yaml")

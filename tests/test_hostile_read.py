@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 import pytest
 from hostile import assert_clean, assert_no_partial_output, cli
 
+from spevidence._csvfile import header_looks_like_data, looks_like_column_name
 from spevidence.data import read_extracts, validate
-from spevidence.data._csvfile import header_looks_like_data, looks_like_column_name
 from spevidence.data._types import nhs_number_valid
 from spevidence.errors import DataError
 from spevidence.identity import Key, is_valid_nhs_number, pseudonymise_file

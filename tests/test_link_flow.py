@@ -13,7 +13,7 @@ import pytest
 import spevidence.synthetic as synthetic
 from spevidence import describe
 from spevidence.data import read_extracts, validate
-from spevidence.data._flow import linkage_flow
+from spevidence.data.flow import linkage_flow
 from spevidence.identity import Key
 from spevidence.link import build_panel
 from spevidence.match import risk_set

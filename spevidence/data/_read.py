@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import shutil
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +15,18 @@ import ibis
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
-from spevidence._atomic import private_tmpdir
-from spevidence.data._csvfile import (
+from spevidence._csvfile import (
     columns_text,
     csv_header,
     header_looks_like_data,
     sniff,
 )
+from spevidence.data.engine import MEMORY_ENV, duckdb_connect  # noqa: F401 (MEMORY_ENV: see below)
 from spevidence.data.schema import TABLES, Table
 from spevidence.errors import DataError
+
+# MEMORY_ENV is imported above only for cli.py's old path (spevidence.data._read.MEMORY_ENV):
+# drop it once cli.py imports spevidence.data.engine
 
 SourceFormat = Literal["csv", "parquet", "duckdb", "ibis"]
 ROW = "_row"  # 1-based row number in the source (1 = first data row)
@@ -191,18 +191,6 @@ def _read_parquet(con: BaseBackend, table: str, path: Path) -> tuple[ir.Table, i
     return con.sql(sql), meta.num_rows
 
 
-def upload_arrow(con: BaseBackend, data: Any) -> ir.Table:
-    """Put an Arrow table on ``con`` as a temporary table (or temp view on Spark)."""
-    name = f"spe_{uuid4().hex}"
-    if con.name == "pyspark":
-        # ibis's memtable path on PySpark loses values of nullable integer columns
-        # (ibis 12); Spark 4 converts Arrow tables itself, exactly.
-        session = con._session
-        session.createDataFrame(data).createOrReplaceTempView(name)
-        return con.table(name)
-    return con.create_table(name, data, temp=True)
-
-
 def _with_row_numbers(t: ir.Table, con: BaseBackend) -> ir.Table:
     """Row numbers for database tables: scan order on DuckDB; elsewhere (engines that need
     an ordered window, e.g. Spark) the order of all columns, so they are deterministic."""
@@ -232,34 +220,6 @@ def _apply_mapping(name: str, t: ir.Table, mapping: Mapping[str, str], spec: Tab
         if col not in t.columns and col not in renames and col.lower() in lower:
             renames[col] = lower[col.lower()]
     return t.rename(renames) if renames else t
-
-
-MEMORY_ENV = "SPEVIDENCE_MEMORY_LIMIT"
-
-
-def duckdb_connect() -> BaseBackend:
-    """An embedded (in-memory) DuckDB connection that can spill to disk.
-
-    An in-memory DuckDB has no temporary directory, so a sort or join larger than its
-    memory limit fails instead of spilling (1 M people x 5 years of monthly panel ran out
-    of memory at 15 GiB). This one spills to a private temporary folder (mode 0700:
-    spilled blocks hold pseudonyms), removed with the connection. Its memory limit is
-    DuckDB's default (80 % of RAM) unless ``SPEVIDENCE_MEMORY_LIMIT`` says otherwise
-    (e.g. ``4GB``; the ``--memory-limit`` option of ``spevidence link`` and ``run``).
-    """
-    con = ibis.duckdb.connect()
-    con.raw_sql("SET enable_progress_bar = false")
-    if limit := os.environ.get(MEMORY_ENV, "").strip():
-        if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit, re.I):
-            raise DataError(
-                f"{MEMORY_ENV} / --memory-limit must be a size such as 4GB or 500MB, not {limit!r}."
-            )
-        con.raw_sql(f"SET memory_limit = '{limit}'")
-    tmp = str(private_tmpdir("duckdb"))  # spevidence-duckdb-PID-…: swept once PID is gone
-    os.chmod(tmp, 0o700)
-    con.raw_sql(f"SET temp_directory = '{tmp}'")
-    weakref.finalize(con, shutil.rmtree, tmp, ignore_errors=True)
-    return con
 
 
 def read_extracts(
@@ -308,59 +268,16 @@ def read_extracts(
         raise DataError(
             f"mapping names unknown tables {unknown}; the tables are {', '.join(TABLES)}."
         )
-    raw: dict[str, ir.Table] = {}
-    sources: dict[str, SourceInfo] = {}
-
     if isinstance(source, BaseBackend):
         con = source
-        available = set(con.list_tables())
-        for name, spec in TABLES.items():
-            local = table_names.get(name, name)
-            if local not in available:
-                if spec.optional:
-                    continue
-                raise _missing_table(name, f"the connection has no table {local!r}")
-            raw[name] = _with_row_numbers(con.table(local), con)
-            sources[name] = SourceInfo(name, "ibis", local, None, 0)
+        raw, sources = _from_connection(con, table_names)
     else:
         path = Path(source)
         con = duckdb_connect()
         if path.is_file() and path.suffix.lower() in {".duckdb", ".db", ".ddb"}:
-            alias = "spe_src"
-            con.attach(str(path), name=alias, read_only=True)
-            available = set(con.list_tables(database=(alias, "main")))
-            digest = sha256_file(path)
-            for name, spec in TABLES.items():
-                local = table_names.get(name, name)
-                if local not in available:
-                    if spec.optional:
-                        continue
-                    raise _missing_table(name, f"{path.name} has no table {local!r}")
-                raw[name] = _with_row_numbers(con.table(local, database=(alias, "main")), con)
-                sources[name] = SourceInfo(name, "duckdb", f"{path.name}:{local}", digest, 0)
+            raw, sources = _from_database(con, path, table_names)
         elif path.is_dir():
-            for name, spec in TABLES.items():
-                found = _find_file(path, name, table_names.get(name, name))
-                if found is None:
-                    if spec.optional:
-                        continue
-                    stem = table_names.get(name, name)
-                    raise _missing_table(name, f"{path} has no {stem}.parquet or {stem}.csv")
-                f, fmt = found
-                try:
-                    t, n = (
-                        _read_parquet(con, name, f) if fmt == "parquet" else _read_csv(con, name, f)
-                    )
-                    digest = sha256_file(f)
-                except OSError as exc:
-                    raise DataError(
-                        f"{name} ({f.name}): the file cannot be read "
-                        f"({(exc.strerror or type(exc).__name__).lower()}). Fix: check that "
-                        "you may read it (its owner and permissions, e.g. chmod u+r), or copy "
-                        "it again."
-                    ) from None
-                raw[name] = t
-                sources[name] = SourceInfo(name, fmt, f.name, digest, n)  # type: ignore[arg-type]
+            raw, sources = _from_folder(con, path, table_names)
         elif not path.exists():
             raise DataError(f"The extracts path {str(path)!r} does not exist. Fix: check --data.")
         else:
@@ -368,7 +285,87 @@ def read_extracts(
                 f"{path.name}: expected a folder of CSV/Parquet extracts or a DuckDB database "
                 "file (.duckdb). Fix: point at the folder that holds population.parquet etc."
             )
+    _map_columns(raw, sources, mapping)
+    return Extracts(
+        con=con,
+        tables=MappingProxyType(raw),
+        sources=MappingProxyType(_counted(raw, sources)),
+        date_format=date_format,
+    )
 
+
+_Read = tuple[dict[str, ir.Table], dict[str, SourceInfo]]  # tables and where each was read
+
+
+def _from_connection(con: BaseBackend, table_names: dict[str, str]) -> _Read:
+    """The tables of an Ibis connection (row numbers added)."""
+    raw: dict[str, ir.Table] = {}
+    sources: dict[str, SourceInfo] = {}
+    available = set(con.list_tables())
+    for name, spec in TABLES.items():
+        local = table_names.get(name, name)
+        if local not in available:
+            if spec.optional:
+                continue
+            raise _missing_table(name, f"the connection has no table {local!r}")
+        raw[name] = _with_row_numbers(con.table(local), con)
+        sources[name] = SourceInfo(name, "ibis", local, None, 0)
+    return raw, sources
+
+
+def _from_database(con: BaseBackend, path: Path, table_names: dict[str, str]) -> _Read:
+    """The tables of a DuckDB database file, attached read-only to ``con``."""
+    raw: dict[str, ir.Table] = {}
+    sources: dict[str, SourceInfo] = {}
+    alias = "spe_src"
+    con.attach(str(path), name=alias, read_only=True)
+    available = set(con.list_tables(database=(alias, "main")))
+    digest = sha256_file(path)
+    for name, spec in TABLES.items():
+        local = table_names.get(name, name)
+        if local not in available:
+            if spec.optional:
+                continue
+            raise _missing_table(name, f"{path.name} has no table {local!r}")
+        raw[name] = _with_row_numbers(con.table(local, database=(alias, "main")), con)
+        sources[name] = SourceInfo(name, "duckdb", f"{path.name}:{local}", digest, 0)
+    return raw, sources
+
+
+def _from_folder(con: BaseBackend, path: Path, table_names: dict[str, str]) -> _Read:
+    """The Parquet and CSV files of a folder, read onto ``con``."""
+    raw: dict[str, ir.Table] = {}
+    sources: dict[str, SourceInfo] = {}
+    for name, spec in TABLES.items():
+        found = _find_file(path, name, table_names.get(name, name))
+        if found is None:
+            if spec.optional:
+                continue
+            stem = table_names.get(name, name)
+            raise _missing_table(name, f"{path} has no {stem}.parquet or {stem}.csv")
+        f, fmt = found
+        try:
+            t, n = _read_parquet(con, name, f) if fmt == "parquet" else _read_csv(con, name, f)
+            digest = sha256_file(f)
+        except OSError as exc:
+            raise DataError(
+                f"{name} ({f.name}): the file cannot be read "
+                f"({(exc.strerror or type(exc).__name__).lower()}). Fix: check that "
+                "you may read it (its owner and permissions, e.g. chmod u+r), or copy "
+                "it again."
+            ) from None
+        raw[name] = t
+        sources[name] = SourceInfo(name, fmt, f.name, digest, n)  # type: ignore[arg-type]
+    return raw, sources
+
+
+def _map_columns(
+    raw: dict[str, ir.Table],
+    sources: dict[str, SourceInfo],
+    mapping: Mapping[str, Mapping[str, str]],
+) -> None:
+    """Rename local columns in ``raw`` to the canonical ones; stop, naming every table,
+    when required columns are missing."""
     problems: list[str] = []
     for name in list(raw):
         spec = TABLES[name]
@@ -380,32 +377,33 @@ def read_extracts(
                 where = sources[name].location if sources[name].format != "ibis" else "its header"
                 problems.append(str(_headerless(name, where, len(cols_found))))
                 continue
-            have = columns_text(cols_found)
-            cols = ", ".join(repr(c) for c in missing)
-            problems.append(
-                f"{name}: required column{'s' if len(missing) > 1 else ''} {cols} "
-                f"{'are' if len(missing) > 1 else 'is'} missing (columns found: {have}). "
-                f"Fix: add {'them' if len(missing) > 1 else 'it'} to the extract, or map your "
-                f"local name onto it, e.g. mapping={{{name!r}: {{'your_name': {missing[0]!r}}}}}."
-            )
+            problems.append(_missing_columns(name, missing, cols_found))
         raw[name] = t
     if problems:
         raise DataError(" ".join(problems))
 
+
+def _missing_columns(name: str, missing: list[str], cols_found: list[str]) -> str:
+    have = columns_text(cols_found)
+    cols = ", ".join(repr(c) for c in missing)
+    return (
+        f"{name}: required column{'s' if len(missing) > 1 else ''} {cols} "
+        f"{'are' if len(missing) > 1 else 'is'} missing (columns found: {have}). "
+        f"Fix: add {'them' if len(missing) > 1 else 'it'} to the extract, or map your "
+        f"local name onto it, e.g. mapping={{{name!r}: {{'your_name': {missing[0]!r}}}}}."
+    )
+
+
+def _counted(raw: dict[str, ir.Table], sources: dict[str, SourceInfo]) -> dict[str, SourceInfo]:
+    """``sources`` with row counts (counted in the engine for database tables)."""
     counts = {
         name: s.rows if s.format in ("csv", "parquet") else int(raw[name].count().execute())
         for name, s in sources.items()
     }
-    sources = {
+    return {
         name: SourceInfo(s.table, s.format, s.location, s.sha256, counts[name])
         for name, s in sources.items()
     }
-    return Extracts(
-        con=con,
-        tables=MappingProxyType(raw),
-        sources=MappingProxyType(sources),
-        date_format=date_format,
-    )
 
 
 def _find_file(folder: Path, table: str, stem: str) -> tuple[Path, str] | None:

@@ -12,7 +12,7 @@ import ibis
 import ibis.expr.types as ir
 
 from spevidence.errors import DataError
-from spevidence.identity._nhs import ALL_EQUAL
+from spevidence.identity.nhs import ALL_EQUAL
 
 ISO = "%Y-%m-%d"
 UK = "%d/%m/%Y"

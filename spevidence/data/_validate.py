@@ -14,7 +14,7 @@ before the year of birth; event outside every registration spell; event outside 
 study window (referrals are kept whatever their date: a referral before the window
 marks someone already referred). Last, tables emptied by their identifiers are named
 (:func:`spevidence.data._ids.identifier_errors`), and the checks of
-:mod:`spevidence.data._coverage` stop validation when an extract is empty, a table
+:mod:`spevidence.data.coverage` stop validation when an extract is empty, a table
 loses more than ``max_row_loss`` of its rows, or an event extract does not cover the
 study window.
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -31,16 +31,8 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from spevidence.data._coverage import (
-    MAX_ROW_LOSS,
-    check_accepted,
-    check_coverage,
-    check_empty,
-    check_row_loss,
-    row_losses,
-)
 from spevidence.data._ids import identifier_errors
-from spevidence.data._read import ROW, Extracts, upload_arrow
+from spevidence.data._read import ROW, Extracts
 from spevidence.data._results import Action, Attrition, AttritionEntry, QAIssue, QAReport
 from spevidence.data._types import (
     clean_str,
@@ -54,11 +46,21 @@ from spevidence.data._types import (
     parse_float,
     parse_int,
 )
+from spevidence.data.coverage import (
+    MAX_ROW_LOSS,
+    check_accepted,
+    check_coverage,
+    check_empty,
+    check_row_loss,
+    row_losses,
+)
+from spevidence.data.engine import upload_arrow
+from spevidence.data.periods import merged_spells, study_window
 from spevidence.data.schema import POPULATION, TABLES, Column, Table
 from spevidence.errors import DataError
+from spevidence.identity import load_key, pseudonymise
 
 Ids = Literal["nhs_number", "pseudonym"]
-FAR = dt.date(2999, 12, 31)
 FIRST_ROWS = 5
 ROW_NOTE = "row numbers count data rows from 1"
 
@@ -70,24 +72,6 @@ _IBIS_TYPE = {
     "float": "float64",
     "bool": "boolean",
 }
-
-
-def _as_date(value: dt.date | str, what: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise DataError(f"{what} {value!r} is not a date. Fix: write it as YYYY-MM-DD.") from None
-
-
-def study_window(start: dt.date | str, end: dt.date | str) -> tuple[dt.date, dt.date]:
-    s, e = _as_date(start, "start"), _as_date(end, "end")
-    if e < s:
-        raise DataError(f"The study window ends ({e}) before it starts ({s}). Fix: swap them.")
-    return s, e
 
 
 @dataclass(frozen=True)
@@ -128,8 +112,16 @@ def _typed(
     (Ibis inlines a single projection; staged ones stay compact SQL).
     """
     formats = date_formats(date_format)
+    t1, fmt_cols = _parsed_text(raw, spec, ids, formats)
+    t2 = _dates_from_parts(t1, fmt_cols, formats, date_format)
+    return _typed_columns(t2, raw, spec, fmt_cols, formats), fmt_cols
+
+
+def _parsed_text(
+    raw: ir.Table, spec: Table, ids: Ids, formats: tuple[str, ...]
+) -> tuple[ir.Table, dict[str, tuple[str, ...]]]:
+    """Stage 1: trimmed text, date parts, numbers, "was there a value?"."""
     fmt_cols: dict[str, tuple[str, ...]] = {}
-    # stage 1: trimmed text, date parts, numbers, "was there a value?"
     s1: dict[str, ir.Value] = {ROW: raw[ROW]}
     for c in spec.columns:
         if c.name not in raw.columns:
@@ -158,9 +150,16 @@ def _typed(
                 s1[c.name] = parse_float(r)
             else:
                 s1[c.name] = parse_bool(r)
-    t1 = raw.select(**s1)
+    return raw.select(**s1), fmt_cols
 
-    # stage 2: dates from parts; which format matched
+
+def _dates_from_parts(
+    t1: ir.Table,
+    fmt_cols: dict[str, tuple[str, ...]],
+    formats: tuple[str, ...],
+    date_format: str | None,
+) -> ir.Table:
+    """Stage 2: dates from parts; which format matched."""
     s2: dict[str, ir.Value] = {k: t1[k] for k in t1.columns}
     for col in fmt_cols:
         parsed = [
@@ -175,9 +174,17 @@ def _typed(
         for i in range(len(formats)):
             for part in "ymd":
                 s2.pop(f"_{part}{i}_{col}")
-    t2 = t1.select(**s2)
+    return t1.select(**s2)
 
-    # stage 3: final typed columns and flags
+
+def _typed_columns(
+    t2: ir.Table,
+    raw: ir.Table,
+    spec: Table,
+    fmt_cols: dict[str, tuple[str, ...]],
+    formats: tuple[str, ...],
+) -> ir.Table:
+    """Stage 3: final typed columns and flags."""
     out: dict[str, ir.Value] = {ROW: t2[ROW]}
     flags: dict[str, ir.Value] = {}
     for c in spec.columns:
@@ -195,33 +202,49 @@ def _typed(
         v = t2[c.name]
         if f"_ne_{c.name}" in t2.columns:
             flags[f"_unread_{c.name}"] = t2[f"_ne_{c.name}"] & v.isnull()
-        if c.kind == "str" and c.allowed is not None and c.name in raw.columns:
-            bad = v.notnull() & ~v.isin(list(c.allowed))
-            flags[f"_bad_code_{c.name}"] = bad
-            if not c.required:
-                v = ibis.cases((bad, ibis.null("string")), else_=v)
-        if c.max_length is not None and c.name in raw.columns:
-            long = v.length() > c.max_length
-            flags[f"_too_long_{c.name}"] = long.fill_null(False)
-            if not c.required:
-                v = ibis.cases((long, ibis.null("string")), else_=v)
-        if c.name == "imd_decile" and c.name in raw.columns:
-            flags["_bad_range_imd_decile"] = v.notnull() & ~v.between(1, 10)
-            v = ibis.cases((v.between(1, 10), v), else_=ibis.null("int64"))
+        if c.name in raw.columns:
+            v = _checked_value(v, c, flags)
         out[c.name] = v
-    return t2.select(**out, **flags), fmt_cols
+    return t2.select(**out, **flags)
+
+
+def _checked_value(v: ir.Value, c: Column, flags: dict[str, ir.Value]) -> ir.Value:
+    """Flag unknown codes, over-long text and IMD deciles outside 1-10 in column ``c``
+    (into ``flags``); the value, set to missing where the column allows it."""
+    if c.kind == "str" and c.allowed is not None:
+        bad = v.notnull() & ~v.isin(list(c.allowed))
+        flags[f"_bad_code_{c.name}"] = bad
+        if not c.required:
+            v = ibis.cases((bad, ibis.null("string")), else_=v)
+    if c.max_length is not None:
+        long = v.length() > c.max_length
+        flags[f"_too_long_{c.name}"] = long.fill_null(False)
+        if not c.required:
+            v = ibis.cases((long, ibis.null("string")), else_=v)
+    if c.name == "imd_decile":
+        flags["_bad_range_imd_decile"] = v.notnull() & ~v.between(1, 10)
+        v = ibis.cases((v.between(1, 10), v), else_=ibis.null("int64"))
+    return v
 
 
 def _base_rules(
     name: str, typed: ir.Table, spec: Table, ids: Ids, date_format: str | None
 ) -> list[_Rule]:
     """Identifier, readability, missing-value and code rules (on the typed columns)."""
-    t = name
-    rules: list[_Rule] = []
-    flags = set(typed.columns)
-    # identifier checks
+    return (
+        _id_rules(name, typed, ids)
+        + _unreadable_rules(name, typed, spec, date_format)
+        + _missing_rules(name, typed, spec)
+        + _code_rules(name, typed, spec)
+        + _too_long_rules(name, typed, spec)
+        + _range_rules(name, typed)
+    )
+
+
+def _id_rules(t: str, typed: ir.Table, ids: Ids) -> list[_Rule]:
+    """Rows without a person_id; with NHS numbers, rows whose number fails the check."""
     pid = typed.person_id
-    rules.append(
+    rules = [
         _Rule(
             "missing_id:person_id",
             "missing_id",
@@ -233,7 +256,7 @@ def _base_rules(
                 "excluded. Fix: supply the identifier on every row."
             ),
         )
-    )
+    ]
     if ids == "nhs_number":
         rules.append(
             _Rule(
@@ -250,18 +273,26 @@ def _base_rules(
                 ),
             )
         )
+    return rules
 
-    # unreadable values
+
+_UNREADABLE = {
+    "date": "a date that cannot be read",
+    "int": "a value that is not a whole number",
+    "float": "a value that is not a number",
+    "bool": "a value that is not true/false",
+}
+
+
+def _unreadable_rules(t: str, typed: ir.Table, spec: Table, date_format: str | None) -> list[_Rule]:
+    """Values that cannot be read as their type: the row is excluded when the column is
+    required, else the value is set to missing."""
+    rules: list[_Rule] = []
     for c in spec.columns:
         flag = f"_unread_{c.name}"
-        if flag not in flags:
+        if flag not in typed.columns:
             continue
-        what = {
-            "date": "a date that cannot be read",
-            "int": "a value that is not a whole number",
-            "float": "a value that is not a number",
-            "bool": "a value that is not true/false",
-        }[c.kind]
+        what = _UNREADABLE[c.kind]
         if c.kind == "date":
             fmts = " or ".join(describe_format(f) for f in date_formats(date_format))
             fix = (
@@ -297,13 +328,17 @@ def _base_rules(
                     ),
                 )
             )
+    return rules
 
-    # missing required values
+
+def _missing_rules(t: str, typed: ir.Table, spec: Table) -> list[_Rule]:
+    """Rows empty in a required column that may not be empty (unreadable ones aside)."""
+    rules: list[_Rule] = []
     for c in spec.columns:
         if c.required and not c.nullable and c.kind != "id":
             v = typed[c.name]
             cond = v.isnull()
-            if f"_unread_{c.name}" in flags:
+            if f"_unread_{c.name}" in typed.columns:
                 cond = cond & ~typed[f"_unread_{c.name}"]
             rules.append(
                 _Rule(
@@ -318,11 +353,15 @@ def _base_rules(
                     ),
                 )
             )
+    return rules
 
-    # unknown codes
+
+def _code_rules(t: str, typed: ir.Table, spec: Table) -> list[_Rule]:
+    """Codes outside a column's allowed values: excluded when required, else set missing."""
+    rules: list[_Rule] = []
     for c in spec.columns:
         flag = f"_bad_code_{c.name}"
-        if flag not in flags:
+        if flag not in typed.columns:
             continue
         allowed = ", ".join(c.allowed or ())
         if c.required:
@@ -355,22 +394,26 @@ def _base_rules(
                     ),
                 )
             )
-    rules += _too_long_rules(t, typed, spec)
-    if "_bad_range_imd_decile" in flags:
-        rules.append(
-            _Rule(
-                "out_of_range:imd_decile",
-                "out_of_range",
-                "imd_decile",
-                typed["_bad_range_imd_decile"],
-                "set_missing",
-                lambda n, rows: (
-                    f"{t}.imd_decile: {n} rows have an IMD decile outside 1-10 "
-                    f"({rows}). The value was set to missing (rows kept). Fix: use deciles 1-10."
-                ),
-            )
-        )
     return rules
+
+
+def _range_rules(t: str, typed: ir.Table) -> list[_Rule]:
+    """IMD deciles outside 1-10 are set to missing."""
+    if "_bad_range_imd_decile" not in typed.columns:
+        return []
+    return [
+        _Rule(
+            "out_of_range:imd_decile",
+            "out_of_range",
+            "imd_decile",
+            typed["_bad_range_imd_decile"],
+            "set_missing",
+            lambda n, rows: (
+                f"{t}.imd_decile: {n} rows have an IMD decile outside 1-10 "
+                f"({rows}). The value was set to missing (rows kept). Fix: use deciles 1-10."
+            ),
+        )
+    ]
 
 
 def _too_long_rules(t: str, typed: ir.Table, spec: Table) -> list[_Rule]:
@@ -490,32 +533,6 @@ def _duplicate_rule(name: str, typed: ir.Table, spec: Table, *, keep: bool = Fal
     )
 
 
-def _merged_spells(pop: ir.Table) -> ir.Table:
-    """Merge overlapping or touching registration spells per person (gaps and islands)."""
-    sp = pop.select(
-        person_id=pop.person_id,
-        start=pop.registration_start,
-        end=ibis.coalesce(pop.registration_end, ibis.literal(FAR)),
-    )
-    run = ibis.window(
-        group_by=sp.person_id, order_by=[sp.start, sp.end], preceding=None, following=0
-    )
-    sp = sp.mutate(_runmax=sp.end.max().over(run))
-    w = ibis.window(group_by=sp.person_id, order_by=[sp.start, sp.end])
-    sp = sp.mutate(_prev=sp._runmax.lag().over(w))
-    sp = sp.mutate(
-        _new=ibis.cases(
-            (sp._prev.isnull(), 1), (sp.start.delta(sp._prev, unit="day") > 1, 1), else_=0
-        )
-    )
-    sp = sp.mutate(_island=sp._new.sum().over(run))
-    return (
-        sp.group_by(["person_id", "_island"])
-        .aggregate(start=sp.start.min(), end=sp.end.max())
-        .drop("_island")
-    )
-
-
 def _event_rules(
     name: str,
     typed: ir.Table,
@@ -525,7 +542,8 @@ def _event_rules(
     start: dt.date,
     end: dt.date,
 ) -> tuple[ir.Table, list[_Rule]]:
-    t = name
+    """Rules of an event table against the population: the table joined to the persons
+    (and, except referrals, the registration spells) and the rules on it."""
     date_col = spec.date_column
     if date_col is None:  # schema invariant: every event table declares its date column
         raise DataError(f"{name}: the schema declares no event date column.")
@@ -536,8 +554,17 @@ def _event_rules(
         _p_in=ibis.literal(True),
     )
     x = typed.left_join(p, typed.person_id == p._p_id).drop("_p_id")
-    rules: list[_Rule] = []
-    rules.append(
+    rules = _person_rules(name, x, date_col)
+    if name != "referrals":
+        x, spell_rules = _registration_rules(name, x, spells, date_col, start, end)
+        rules += spell_rules
+    return x, rules
+
+
+def _person_rules(t: str, x: ir.Table, date_col: str) -> list[_Rule]:
+    """Events of people not in the population, after their death or before their birth."""
+    d = x[date_col]
+    return [
         _Rule(
             "not_in_population:person_id",
             "not_in_population",
@@ -549,10 +576,7 @@ def _event_rules(
                 f"extract ({rows}). They were excluded. Fix: check that both extracts cover the "
                 "same practices and dates, and use the same identifiers (same key)."
             ),
-        )
-    )
-    d = x[date_col]
-    rules.append(
+        ),
         _Rule(
             f"after_death:{date_col}",
             "after_death",
@@ -563,9 +587,7 @@ def _event_rules(
                 f"{t}.{date_col}: {n} rows are dated after the person's death "
                 f"({rows}). They were excluded. Fix: check the dates and the death records."
             ),
-        )
-    )
-    rules.append(
+        ),
         _Rule(
             f"born_after_event:{date_col}",
             "born_after_event",
@@ -577,41 +599,43 @@ def _event_rules(
                 f"(population.year_of_birth) ({rows}). They were excluded. Fix: check the "
                 "years of birth and the event dates at source (a mistyped or swapped year)."
             ),
-        )
-    )
-    if name != "referrals":
-        s = spells.select(_s_id=spells.person_id, _s_start=spells.start, _s_end=spells.end)
-        x = x.left_join(
-            s, [x.person_id == s._s_id, x[date_col] >= s._s_start, x[date_col] <= s._s_end]
-        )
-        x = x.mutate(_covered=x._s_id.notnull()).drop("_s_id", "_s_start", "_s_end")
-        rules.append(
-            _Rule(
-                f"outside_registration:{date_col}",
-                "outside_registration",
-                date_col,
-                ~x._covered,
-                "excluded",
-                lambda n, rows: (
-                    f"{t}.{date_col}: {n} rows fall outside the person's "
-                    f"registration spells ({rows}). They were excluded. Fix: none needed if the "
-                    "person was registered elsewhere then; otherwise check registration dates."
-                ),
-            )
-        )
-        rules.append(
-            _Rule(
-                f"outside_window:{date_col}",
-                "outside_study_window",
-                date_col,
-                ~x[date_col].between(start, end),
-                "excluded",
-                lambda n, rows: (
-                    f"{t}.{date_col}: {n} rows fall outside the study window "
-                    f"{start} to {end} ({rows}). They were excluded (expected; not an error)."
-                ),
-            )
-        )
+        ),
+    ]
+
+
+def _registration_rules(
+    t: str, x: ir.Table, spells: ir.Table, date_col: str, start: dt.date, end: dt.date
+) -> tuple[ir.Table, list[_Rule]]:
+    """Events outside the person's registration spells or the study window: ``x`` with
+    the flag ``_covered`` and the two rules."""
+    s = spells.select(_s_id=spells.person_id, _s_start=spells.start, _s_end=spells.end)
+    x = x.left_join(s, [x.person_id == s._s_id, x[date_col] >= s._s_start, x[date_col] <= s._s_end])
+    x = x.mutate(_covered=x._s_id.notnull()).drop("_s_id", "_s_start", "_s_end")
+    rules = [
+        _Rule(
+            f"outside_registration:{date_col}",
+            "outside_registration",
+            date_col,
+            ~x._covered,
+            "excluded",
+            lambda n, rows: (
+                f"{t}.{date_col}: {n} rows fall outside the person's "
+                f"registration spells ({rows}). They were excluded. Fix: none needed if the "
+                "person was registered elsewhere then; otherwise check registration dates."
+            ),
+        ),
+        _Rule(
+            f"outside_window:{date_col}",
+            "outside_study_window",
+            date_col,
+            ~x[date_col].between(start, end),
+            "excluded",
+            lambda n, rows: (
+                f"{t}.{date_col}: {n} rows fall outside the study window "
+                f"{start} to {end} ({rows}). They were excluded (expected; not an error)."
+            ),
+        ),
+    ]
     return x, rules
 
 
@@ -775,11 +799,8 @@ def _process(
 
 
 def _pseudonym_map(con: Any, pop_clean: ir.Table, key: Any) -> ir.Table:
-    from spevidence.identity._key import _coerce_key
-
-    k = _coerce_key(key)
     ids = pop_clean.select("person_id").distinct().to_pyarrow().column(0).to_pylist()
-    tokens = [k.digest(i.encode("utf-8")) for i in ids]
+    tokens = pseudonymise(ids, key)  # valid NHS numbers without separators: none missing
     tab = pa.table({"_raw_id": pa.array(ids, pa.string()), "_token": pa.array(tokens, pa.string())})
     del ids, tokens
     return upload_arrow(con, tab)
@@ -849,9 +870,31 @@ def validate(
         Problems that make the extracts unusable or a run silently wrong (a date column
         in an unknown format, an extract with no rows, a table losing more than
         ``max_row_loss`` of its rows, an event extract not covering the study window,
-        no accepted referral; see :mod:`spevidence.data._coverage`). Messages name
+        no accepted referral; see :mod:`spevidence.data.coverage`). Messages name
         table, column, counts, first row numbers and the fix, never an identifier.
     """
+    _check_options(extracts, ids, duplicates, completeness, max_row_loss)
+    s, e = study_window(start, end)
+    if ids == "nhs_number":
+        key = load_key() if key is None else key
+    found = _Found()
+    # population first: the other tables are checked against it
+    pop, persons, spells = _population(extracts, ids, e, found)
+    clean = _events(extracts, persons, spells, ids, duplicates == "keep", (s, e), found)
+    _stop_if_unusable(clean, found, ids, (s, e), max_row_loss, completeness)
+    clean = {"population": pop, **clean}
+    if ids == "nhs_number":
+        m = _pseudonym_map(extracts.con, pop, key)
+        clean = {n: _apply_map(t, m, TABLES[n]) for n, t in clean.items()}
+    attrition = Attrition(tuple(found.entries)).check()
+    tables = MappingProxyType(clean)
+    out = replace(extracts, tables=tables, stage="clean", ids="pseudonym", study_window=(s, e))
+    return out, QAReport(tuple(found.issues)), attrition
+
+
+def _check_options(
+    extracts: Extracts, ids: str, duplicates: str, completeness: str, max_row_loss: float
+) -> None:
     if extracts.stage != "raw":
         raise DataError(
             "These extracts are already validated. Fix: pass read_extracts(...) output."
@@ -864,26 +907,35 @@ def validate(
         raise DataError(f"completeness must be 'stop' or 'warn', not {completeness!r}.")
     if not 0 <= max_row_loss <= 1:
         raise DataError(f"max_row_loss must be a share from 0 to 1, not {max_row_loss!r}.")
-    s, e = study_window(start, end)
-    if ids == "nhs_number":
-        from spevidence.identity import load_key
 
-        key = load_key() if key is None else key
+
+@dataclass
+class _Found:
+    """What validation has found so far, table by table: QA findings, attrition entries
+    and the errors that will stop it."""
+
+    issues: list[QAIssue] = field(default_factory=list)
+    entries: list[AttritionEntry] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, iss: list[QAIssue], ent: list[AttritionEntry], err: list[str]) -> None:
+        self.issues += iss
+        self.entries += ent
+        self.errors += err
+
+
+def _population(
+    extracts: Extracts, ids: Ids, end: dt.date, found: _Found
+) -> tuple[ir.Table, ir.Table, ir.Table]:
+    """The clean population rows, one row per person (death, year of birth and counts of
+    what the rows disagree on) and the merged registration spells."""
     fmt = extracts.date_format
-    issues: list[QAIssue] = []
-    entries: list[AttritionEntry] = []
-    errors: list[str] = []
-    clean: dict[str, ir.Table] = {}
-
-    # population first: the other tables are checked against it
     typed, fmt_cols = _typed("population", extracts["population"], POPULATION, ids, fmt)
     rules = _base_rules("population", typed, POPULATION, ids, fmt)
-    rules += _table_rules("population", typed, e)
+    rules += _table_rules("population", typed, end)
     rules.append(_duplicate_rule("population", typed, POPULATION))
     pop, iss, ent, err = _process("population", typed, rules, fmt_cols, POPULATION, fmt)
-    issues += iss
-    entries += ent
-    errors += err
+    found.add(iss, ent, err)
     persons = (
         pop.group_by("person_id")
         .aggregate(
@@ -896,9 +948,24 @@ def validate(
         )
         .cache()
     )
-    spells = _merged_spells(pop).cache()
-    issues += _population_warnings(pop, persons, spells, ids)
+    spells = merged_spells(pop).cache()
+    found.issues += _population_warnings(pop, persons, spells, ids)
+    return pop, persons, spells
 
+
+def _events(
+    extracts: Extracts,
+    persons: ir.Table,
+    spells: ir.Table,
+    ids: Ids,
+    keep_duplicates: bool,
+    window: tuple[dt.date, dt.date],
+    found: _Found,
+) -> dict[str, ir.Table]:
+    """The clean rows of every other table, checked against the population."""
+    fmt = extracts.date_format
+    s, e = window
+    clean: dict[str, ir.Table] = {}
     for name, spec in TABLES.items():
         if name == "population" or name not in extracts:
             continue
@@ -906,42 +973,35 @@ def validate(
         x, ev_rules = _event_rules(name, typed, spec, persons, spells, s, e)
         rules = _base_rules(name, x, spec, ids, fmt)
         rules += _table_rules(name, x, e)
-        rules.append(_duplicate_rule(name, x, spec, keep=duplicates == "keep"))
+        rules.append(_duplicate_rule(name, x, spec, keep=keep_duplicates))
         rules += ev_rules
         tab, iss, ent, err = _process(name, x, rules, fmt_cols, spec, fmt)
         clean[name] = tab
-        issues += iss
-        entries += ent
-        errors += err
+        found.add(iss, ent, err)
+    return clean
 
-    errors = errors or identifier_errors(
-        Attrition(tuple(entries)), issues, ids, whole_tables_may_go=max_row_loss >= 1.0
+
+def _stop_if_unusable(
+    clean: dict[str, ir.Table],
+    found: _Found,
+    ids: Ids,
+    window: tuple[dt.date, dt.date],
+    max_row_loss: float,
+    completeness: Literal["stop", "warn"],
+) -> None:
+    """Raise the errors found, else those of the identifier and stop checks; the stop
+    checks' warnings join the findings."""
+    errors = found.errors or identifier_errors(
+        Attrition(tuple(found.entries)), found.issues, ids, whole_tables_may_go=max_row_loss >= 1.0
     )
     if not errors:
-        stops = _stop_checks(clean, Attrition(tuple(entries)), s, e, max_row_loss, completeness)
+        stops = _stop_checks(
+            clean, Attrition(tuple(found.entries)), *window, max_row_loss, completeness
+        )
         errors += [i.message for i in stops if i.action == "error"]
-        issues += [i for i in stops if i.action != "error"]
+        found.issues += [i for i in stops if i.action != "error"]
     if errors:
         raise DataError(" ".join(errors))
-
-    if ids == "nhs_number":
-        m = _pseudonym_map(extracts.con, pop, key)
-        clean = {n: _apply_map(t, m, TABLES[n]) for n, t in clean.items()}
-        pop = _apply_map(pop, m, POPULATION)
-    else:
-        pass
-    tables = {"population": pop, **clean}
-    attrition = Attrition(tuple(entries)).check()
-    out = Extracts(
-        con=extracts.con,
-        tables=MappingProxyType(tables),
-        sources=extracts.sources,
-        date_format=fmt,
-        stage="clean",
-        ids="pseudonym",
-        study_window=(s, e),
-    )
-    return out, QAReport(tuple(issues)), attrition
 
 
 def _stop_checks(
@@ -952,7 +1012,7 @@ def _stop_checks(
     max_row_loss: float,
     completeness: Literal["stop", "warn"],
 ) -> list[QAIssue]:
-    """Findings that make a run silently wrong (:mod:`spevidence.data._coverage`): a table
+    """Findings that make a run silently wrong (:mod:`spevidence.data.coverage`): a table
     losing too many rows; and, unless ``completeness="warn"`` turns them into warnings,
     an empty extract, an event extract not covering the window, no accepted referral."""
     found = check_empty(attrition)

@@ -10,10 +10,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from spevidence.data._csvfile import columns_text, csv_header, header_looks_like_data, sniff
+from spevidence._csvfile import columns_text, csv_header, header_looks_like_data, sniff
 from spevidence.errors import IdentityError
 from spevidence.identity._key import Key
-from spevidence.identity._nhs import _valid_vector, normalise_nhs_number
+from spevidence.identity.nhs import _valid_vector, normalise_nhs_number
 
 
 @dataclass(frozen=True)

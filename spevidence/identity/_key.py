@@ -19,7 +19,7 @@ from typing import Any, overload
 import pandas as pd
 
 from spevidence.errors import IdentityError
-from spevidence.identity._nhs import normalise_nhs_number
+from spevidence.identity.nhs import normalise_nhs_number
 
 MIN_KEY_BYTES = 32
 KEY_ENV_VAR = "SPEVIDENCE_KEY"

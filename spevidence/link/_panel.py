@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+from uuid import uuid4
 
 import ibis
 import ibis.expr.types as ir
@@ -15,9 +16,9 @@ import pandas as pd
 import pyarrow as pa
 from ibis.backends import BaseBackend
 
-from spevidence.data._read import Extracts, upload_arrow
-from spevidence.data._results import Attrition, AttritionEntry
-from spevidence.data._validate import FAR, _merged_spells, study_window
+from spevidence.data import Attrition, AttritionEntry, Extracts
+from spevidence.data.engine import duckdb_connect, upload_arrow
+from spevidence.data.periods import FAR, merged_spells, study_window
 from spevidence.data.schema import UNPLANNED_METHODS_DEFAULT
 from spevidence.errors import DataError
 from spevidence.link._dense import ATTRS, MAX_CELLS, OUTCOMES, Dense, Parts, dict_schema
@@ -202,8 +203,6 @@ def _connect(backend: str | BaseBackend, clean: Extracts) -> tuple[BaseBackend, 
     if backend == "duckdb":
         if clean.con.name == "duckdb":
             return clean.con, "duckdb"
-        from spevidence.data._read import duckdb_connect
-
         return duckdb_connect(), "duckdb"
     if backend == "spark":
         try:
@@ -223,8 +222,6 @@ def _connect(backend: str | BaseBackend, clean: Extracts) -> tuple[BaseBackend, 
 
 def _register(con: BaseBackend, data: pa.Table) -> ir.Table:
     """An Arrow table as a DuckDB view (no copy; the view keeps ``data`` alive)."""
-    from uuid import uuid4
-
     name = f"spe_{uuid4().hex}"
     con.con.register(name, data)
     return con.table(name)
@@ -289,6 +286,23 @@ def build_panel(
     Wilding et al. (2025), BJGP: person x quarter panel of GP appointments for a
     staggered difference-in-differences evaluation of social prescribing.
     """
+    _check_clean(clean, period)
+    s, e = study_window(start, end)
+    con, engine = _connect(backend, clean)
+    tables = tuple(_move(clean[n], con, clean.con) for n in _LINKED)
+    defs = Definitions(
+        gp_staff_roles=tuple(gp_staff_roles),
+        ae_department_types=None if ae_department_types is None else tuple(ae_department_types),
+        admission_methods=tuple(admission_methods),
+    )
+    n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
+    return _link(con, engine, tables, defs, (s, e, period), n_pop, cache=cache)
+
+
+_LINKED = ("population", "gp_appointments", "ae_attendances", "admissions", "referrals")
+
+
+def _check_clean(clean: Extracts, period: str) -> None:
     if clean.stage != "clean":
         raise DataError(
             "build_panel needs validated extracts. Fix: clean, qa, attrition = "
@@ -296,19 +310,22 @@ def build_panel(
         )
     if period not in ("month", "quarter"):
         raise DataError(f"period must be 'month' or 'quarter', not {period!r}.")
-    s, e = study_window(start, end)
-    con, engine = _connect(backend, clean)
-    src = clean.con
-    pop = _move(clean["population"], con, src)
-    gp = _move(clean["gp_appointments"], con, src)
-    ae = _move(clean["ae_attendances"], con, src)
-    adm = _move(clean["admissions"], con, src)
-    ref = _move(clean["referrals"], con, src)
-    defs = Definitions(
-        gp_staff_roles=tuple(gp_staff_roles),
-        ae_department_types=None if ae_department_types is None else tuple(ae_department_types),
-        admission_methods=tuple(admission_methods),
-    )
+
+
+def _link(
+    con: BaseBackend,
+    engine: str,
+    tables: tuple[ir.Table, ...],
+    defs: Definitions,
+    study: tuple[dt.date, dt.date, Period],
+    n_pop: int,
+    *,
+    cache: bool,
+) -> Panel:
+    """The panel from the population and event tables (``_LINKED``) on ``con`` over the
+    ``study`` window (start, end, period); ``n_pop`` people in the population extract."""
+    pop, gp, ae, adm, ref = tables
+    s, e, period = study
     plist = _periods(s, e, period)
     periods = _period_table(con, plist)
     # one integer key per person, numbered in person_id order: every join, the single
@@ -325,7 +342,6 @@ def build_panel(
     )
     core = _aggregate_counts(expo.rows, ev)
     first_ref = _first_referrals(ref, window)
-    n_pop = int(clean["population"].person_id.nunique().execute())  # on the source engine
     dense = None
     if engine == "duckdb" and n_pop * len(plist) <= MAX_CELLS:
         # count in numpy on a persons x periods grid instead of a hash aggregation
@@ -405,7 +421,7 @@ def _exposure(
     e: dt.date,
 ) -> _Exposure:
     """Merged spells, ended by death, clipped to the window, split by period."""
-    sp = _merged_spells(pop)
+    sp = merged_spells(pop)
     sp = sp.inner_join(deaths, "person_id")
     sp = sp.select(
         person_id=sp.person_id,

@@ -21,22 +21,20 @@ from pydantic import (
 
 from spevidence.errors import ProtocolError
 from spevidence.protocol._loader import read_yaml
+from spevidence.protocol.constants import MAX_SIMS, TRAJECTORY
 
 Outcome = Literal["gp", "ae", "admissions"]
 
 # the documented minimum of disclosure control (DOMAIN.md; docs/methods.md section 5)
 DISCLOSURE_FLOOR = {"threshold": 7, "rounding": 5}
-MAX_SIMS = 100_000  # SROI Monte Carlo draws: each draw holds one value per outcome and year
-# the GP trajectory the matched design's panel adds before matching (pipeline.matching_panel):
-# name -> (a, b), the GP appointments over periods t-b .. t-a
-TRAJECTORY = {"gp_m1_3": (1, 3), "gp_m4_6": (4, 6), "gp_m7_12": (7, 12)}
 
 
 def matching_columns(*, risk_score: bool) -> tuple[frozenset[str], frozenset[str]]:
     """Names the matched design's panel holds at the index period: numeric ones (for
     ``match.covariates``, ``eligibility`` and ``exact``) and categorical ones (``exact``
     only). ``risk_score`` is there when the covariates ask for it."""
-    from spevidence.link._panel import PANEL_COLUMNS
+    # imported here: the stages (ibis, scipy) add about 2 s to loading a protocol
+    from spevidence.link import PANEL_COLUMNS
     from spevidence.match.risk_set import DERIVED_USE, PRIOR_REFERRAL
 
     categorical = frozenset({"practice_code", "pcn_code", "sex", "age_band"})

@@ -1,6 +1,8 @@
 """CSV files as exported in practice: encoding, delimiter and a header that may be data.
 
-No ibis here: used by the readers (``data._read``) and by ``pseudonymise_file``.
+No ibis here: used by the readers (``spevidence.data``) and by
+``spevidence.identity.pseudonymise_file``; it sits at the root so that identity, which
+data builds on, need not import data.
 """
 
 from __future__ import annotations
