@@ -911,12 +911,12 @@ def _eligible_pool(
         miss |= (pool[exact_code_cols].to_numpy() < 0).any(axis=1)
     for p in pool.loc[miss & (pool["treated"].to_numpy() == 1), "_p"]:
         drop_reason[int(p)] = REASON_MISSING
-    if miss.any():
-        pool = pool.loc[~miss].reset_index(drop=True)
-    # the scheme's eligibility criteria at the index period
+    # the scheme's eligibility criteria at the index period, among the complete rows
+    # (one mask, so the pool is copied once, not once per step)
+    keep = ~miss
     n_inelig = n_inelig_ref = 0
     if crit:
-        ok = np.ones(len(pool), dtype=bool)
+        ok = keep.copy()
         treated = pool["treated"].to_numpy() == 1
         # an earlier referral is checked first, so it is the reason given when it applies
         for col, op, value in sorted(crit, key=lambda c: c[0] != PRIOR_REFERRAL):
@@ -931,8 +931,10 @@ def _eligible_pool(
             ok &= ok_c
         # referrals among candidates who do not meet the criteria: the censoring
         # hazard of comparators in periods when they no longer meet them
-        n_inelig, n_inelig_ref = int((~ok).sum()), int((~ok & treated).sum())
-        pool = pool.loc[ok].reset_index(drop=True)
+        n_inelig, n_inelig_ref = int((keep & ~ok).sum()), int((keep & ~ok & treated).sum())
+        keep = ok
+    if not keep.all():
+        pool = pool.loc[keep].reset_index(drop=True)
     return _Eligible(pool, drop_reason, n_inelig, n_inelig_ref)
 
 
