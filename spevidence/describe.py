@@ -218,6 +218,25 @@ def naive_before_after(
 _NAIVE_COUNTS = ("events_before", "months_before", "events_after", "months_after")
 
 
+def person_codes(person_id: pd.Series) -> tuple[np.ndarray, int]:
+    """An integer code per row for ``person_id`` (a categorical's own codes, no strings
+    touched) and the number of codes."""
+    if isinstance(person_id.dtype, pd.CategoricalDtype):
+        return person_id.cat.codes.to_numpy(dtype=np.int64), len(person_id.cat.categories)
+    codes, uniques = pd.factorize(person_id)
+    return codes.astype(np.int64), len(uniques)
+
+
+def per_row(person_id: pd.Series, values: pd.Series) -> np.ndarray:
+    """``values`` (float, indexed by person id) at each row's person, NaN for people not
+    in it; a categorical ``person_id`` is looked up once per category, not per row."""
+    if isinstance(person_id.dtype, pd.CategoricalDtype):
+        by_code = values.reindex(person_id.cat.categories).to_numpy(dtype=float)
+        codes = person_id.cat.codes.to_numpy()
+        return np.where(codes >= 0, by_code[codes], np.nan)
+    return person_id.map(values).to_numpy(dtype=float)
+
+
 def lagged_sums(
     panel: pd.DataFrame, column: str, windows: dict[str, tuple[int, int]]
 ) -> pd.DataFrame:
@@ -227,18 +246,21 @@ def lagged_sums(
     (e.g. ``(1, 3)`` = the three months before). Periods without a panel row count as
     zero. Used to match on the *trajectory* of use before referral, not only its total.
     """
-    wide = panel.pivot_table(
-        index="person_id", columns="t", values=column, aggfunc="sum", fill_value=0
+    pidx, n_people = person_codes(panel["person_id"])
+    t = panel["t"].to_numpy(dtype=np.int64)
+    n_t = int(t.max()) + 1
+    # the sum per person and period (integers, so exact in float64), then running sums
+    known = pidx >= 0  # a missing person_id: no sums (NaN)
+    w = np.nan_to_num(panel[column].to_numpy(dtype=np.float64, na_value=np.nan))  # as skipna
+    arr = np.bincount((pidx * n_t + t)[known], weights=w[known], minlength=n_people * n_t).reshape(
+        n_people, n_t
     )
-    wide = wide.reindex(columns=range(int(panel["t"].max()) + 1), fill_value=0)
-    arr = wide.to_numpy(dtype=np.float64)
-    cum = np.zeros((arr.shape[0], arr.shape[1] + 1))
+    cum = np.zeros((n_people, n_t + 1))
     np.cumsum(arr, axis=1, out=cum[:, 1:])
-    out = panel.copy()
-    pidx = wide.index.get_indexer(pd.Index(out["person_id"]))
-    t = out["t"].to_numpy(dtype=np.int64)
+    del arr
+    out = panel.copy(deep=False)  # new columns only: the panel's own are shared
     for name, (a, b) in windows.items():
         hi = np.clip(t - a + 1, 0, None)
         lo = np.clip(t - b, 0, None)
-        out[name] = cum[pidx, hi] - cum[pidx, lo]
+        out[name] = np.where(known, cum[pidx, hi] - cum[pidx, lo], np.nan)
     return out

@@ -3,9 +3,10 @@
     python benchmarks/notes/profile_run_memory.py --data DATA   # spevidence synth kent-ae
     memray run -o run.bin benchmarks/notes/profile_run_memory.py --data ...   # allocations
 
-Runs the stages of the matched design the way ``spevidence.pipeline.run`` runs them at
-commit 6998bea (before spevidence/pipeline/ became a package): read_extracts + validate,
-build_panel, Panel.to_pandas, describe.lagged_sums, _with_prior_referral,
+Runs the stages of the matched design the way ``spevidence.pipeline.run`` runs them
+(``spevidence.pipeline.matched``; first written at commit 6998bea, before the package):
+read_extracts + validate, build_panel, Panel.to_pandas (categorical), describe.lagged_sums,
+_with_prior_referral,
 _with_risk_score, risk_set, matched_data, balance, did_window, the 2x2 models, the event
 studies, the descriptive tables, the run-cache write of the panel, and _activity. After
 each step it prints the process RSS, the peak RSS within the step (a thread samples
@@ -108,13 +109,14 @@ def main() -> None:
     args = ap.parse_args()
 
     from spevidence import describe
-    from spevidence import pipeline as pl
     from spevidence._runcache import RunCache
     from spevidence.data import read_extracts, validate
     from spevidence.did import event_study
     from spevidence.link import build_panel
     from spevidence.match import risk_set
     from spevidence.match.risk_set import PRIOR_REFERRAL
+    from spevidence.pipeline import matched as pl
+    from spevidence.pipeline import shared
     from spevidence.protocol import load_protocol
 
     proto = load_protocol(args.protocol)
@@ -136,7 +138,7 @@ def main() -> None:
             clean, start=proto.start, end=proto.end, period=proto.period, backend="duckdb"
         ),
     )
-    box = {"raw": step("Panel.to_pandas", pobj.to_pandas, frame_info)}
+    box = {"raw": step("Panel.to_pandas", partial(pobj.to_pandas, categorical=True), frame_info)}
     panel = step(  # the raw frame lives while lagged_sums runs, as in matching_panel
         "describe.lagged_sums",
         lambda: describe.lagged_sums(box.pop("raw"), "gp", pl.TRAJECTORY),
@@ -207,7 +209,7 @@ def main() -> None:
             ),
         ),
     )
-    step("_activity (service activity)", lambda: pl._activity(clean, proto))
+    step("_activity (service activity)", lambda: shared.service_activity(clean, proto))
     print(f"\nmax RSS of the process (ru_maxrss): {PROC.memory_info().rss / MIB:,.0f} MiB now")
     import resource
 

@@ -34,7 +34,7 @@ from spevidence.activity._common import (
 )
 from spevidence.activity._result import Plotter, TableResult
 from spevidence.activity.equity import registered_at
-from spevidence.describe import lagged_sums
+from spevidence.describe import lagged_sums, per_row
 from spevidence.errors import DataError, ProtocolError
 
 # an extract whose first GP appointment is more than this many days after the start of the
@@ -536,12 +536,14 @@ def risk_score_panel(
 
     # GP attendances in the look-back periods before each period (missing periods = 0)
     out = lagged_sums(panel, "gp", {"risk_gp_lookback": (1, lookback_periods)})
-    pid = out["person_id"].astype(str)
+    pid = out["person_id"]
+    if not isinstance(pid.dtype, pd.CategoricalDtype):
+        pid = pid.astype(str)
     visits = out["risk_gp_lookback"].to_numpy()
     flags = pd.DataFrame({"frequent_attender": visits > spec.frequent_attender_visits})
     static = _static_flags(population).set_index("person_id")
     for f in static.columns:
-        flags[f] = pid.map(static[f]).fillna(False).astype(bool).to_numpy()
+        flags[f] = per_row(pid, static[f].astype(float)) == 1.0  # not in population: False
     year = pd.to_datetime(out["period"]).dt.year
     if "year_of_birth" in out.columns:
         age = year - pd.to_numeric(out["year_of_birth"], errors="coerce")

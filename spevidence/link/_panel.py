@@ -41,6 +41,19 @@ PANEL_COLUMNS: tuple[str, ...] = (
     "referral_t",
 )
 
+# the panel's string columns (categoricals in ``Panel.to_pandas(categorical=True)``)
+STRING_COLUMNS: tuple[str, ...] = ("person_id", "practice_code", "pcn_code", "sex")
+
+
+def _sorted_categorical(col: pd.Series) -> pd.Series:
+    """A string column as a categorical whose categories are its values in sorted order
+    (codes then sort as the strings do); a column of strings is encoded first."""
+    if not isinstance(col.dtype, pd.CategoricalDtype):
+        return col.astype("str").astype("category")  # categories inferred sorted
+    col = col.cat.remove_unused_categories()
+    cats = col.cat.categories.astype("str")
+    return col.cat.rename_categories(cats.tolist()).cat.reorder_categories(cats.sort_values())
+
 
 @dataclass(frozen=True)
 class Definitions:
@@ -84,12 +97,17 @@ class Panel:
     def _arrow_schema(self) -> pa.Schema:
         return self.table.schema().to_pyarrow()
 
-    def to_pandas(self) -> pd.DataFrame:
-        """The panel as a pandas frame, sorted by person_id then t (deterministic)."""
+    def to_pandas(self, *, categorical: bool = False) -> pd.DataFrame:
+        """The panel as a pandas frame, sorted by person_id then t (deterministic).
+
+        ``categorical=True`` gives the string columns (person_id, practice_code, pcn_code,
+        sex) as pandas categoricals with their categories in sorted order: integer codes
+        per row instead of one string object per row (a quarter of the frame's memory).
+        """
         if self.dense is not None:
             schema = self._arrow_schema()
             tab = pa.Table.from_batches(self.dense.batches(schema), dict_schema(schema))
-            df = tab.cast(schema).to_pandas()
+            df = (tab if categorical else tab.cast(schema)).to_pandas()
         else:
             df = self._ordered().to_pyarrow().to_pandas()
         for c in ("period", "referral_date"):
@@ -98,8 +116,8 @@ class Panel:
             df[c] = df[c].astype("int64")
         for c in ("year_of_birth", "imd_decile", "referral_t"):
             df[c] = df[c].astype("Int64")
-        for c in ("person_id", "practice_code", "pcn_code", "sex"):
-            df[c] = df[c].astype("str")
+        for c in STRING_COLUMNS:
+            df[c] = _sorted_categorical(df[c]) if categorical else df[c].astype("str")
         return df[list(PANEL_COLUMNS)]
 
     def to_parquet(self, path: str | os.PathLike[str]) -> None:

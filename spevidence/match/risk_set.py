@@ -225,7 +225,9 @@ class RiskSetMatched:
                 f"got censoring={censoring!r}."
             )
         u = self.units[["unit_id", "person_id", "treated", "subclass", "weights", "index_t"]]
-        md = self.panel.merge(u, on="person_id", how="inner", validate="many_to_many")
+        md = _rows_of(self.panel, u["person_id"]).merge(
+            u, on="person_id", how="inner", validate="many_to_many"
+        )
         md["event_time"] = (md["t"] - md["index_t"]).astype("int64")
         if censoring != "none":
             censor = (md["treated"] == 0) & md["referral_t"].notna()
@@ -618,10 +620,36 @@ class _Dense:
         return np.flatnonzero(~np.isnan(self.ref_person))
 
 
+def sorted_codes(col: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes of a column's values in sorted order (-1 = missing) and the values
+    by code, as ``pd.factorize(col, sort=True)``; a categorical gives its own codes (its
+    categories put in sorted order first when they are not)."""
+    if not isinstance(col.dtype, pd.CategoricalDtype):
+        codes, levels = pd.factorize(col, sort=True)
+        return np.asarray(codes, dtype=np.int64), pd.Index(levels)
+    col = col.cat.remove_unused_categories()
+    cats = col.cat.categories
+    if not cats.is_monotonic_increasing:
+        col = col.cat.reorder_categories(cats.sort_values())
+    return col.cat.codes.to_numpy(dtype=np.int64), pd.Index(col.cat.categories)
+
+
+def _rows_of(panel: pd.DataFrame, person_id: pd.Series) -> pd.DataFrame:
+    """The panel rows of these people (in panel order), categorical columns decoded to
+    their values: the frame of the matched people is as from a panel of strings."""
+    sub = panel.loc[panel["person_id"].isin(person_id.unique())]
+    decode = {
+        c: sub[c].astype(sub[c].cat.categories.dtype)
+        for c in sub.columns
+        if isinstance(sub[c].dtype, pd.CategoricalDtype)
+    }
+    return sub.assign(**decode) if decode else sub
+
+
 def _dense_arrays(panel: pd.DataFrame) -> _Dense:
     """Presence, cumulative use and referral period on a persons x periods grid;
     DataError for negative periods, duplicated rows or several referral periods."""
-    pcode, persons = pd.factorize(panel["person_id"], sort=True)
+    pcode, persons = sorted_codes(panel["person_id"])
     n_people = len(persons)
     t = panel["t"].to_numpy(dtype=np.int64)
     if t.min() < 0:
@@ -722,9 +750,7 @@ def _panel_columns(
     cat_codes: dict[str, np.ndarray] = {}
     cat_levels: dict[str, pd.Index] = {}
     for c in cat_cols:
-        codes, levels = pd.factorize(panel[c], sort=True)
-        cat_codes[c] = np.asarray(codes, dtype=np.int64)
-        cat_levels[c] = pd.Index(levels)
+        cat_codes[c], cat_levels[c] = sorted_codes(panel[c])
     num_panel = {
         c: panel[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in covs if c not in DERIVED
     }
@@ -885,12 +911,12 @@ def _eligible_pool(
         miss |= (pool[exact_code_cols].to_numpy() < 0).any(axis=1)
     for p in pool.loc[miss & (pool["treated"].to_numpy() == 1), "_p"]:
         drop_reason[int(p)] = REASON_MISSING
-    if miss.any():
-        pool = pool.loc[~miss].reset_index(drop=True)
-    # the scheme's eligibility criteria at the index period
+    # the scheme's eligibility criteria at the index period, among the complete rows
+    # (one mask, so the pool is copied once, not once per step)
+    keep = ~miss
     n_inelig = n_inelig_ref = 0
     if crit:
-        ok = np.ones(len(pool), dtype=bool)
+        ok = keep.copy()
         treated = pool["treated"].to_numpy() == 1
         # an earlier referral is checked first, so it is the reason given when it applies
         for col, op, value in sorted(crit, key=lambda c: c[0] != PRIOR_REFERRAL):
@@ -905,8 +931,10 @@ def _eligible_pool(
             ok &= ok_c
         # referrals among candidates who do not meet the criteria: the censoring
         # hazard of comparators in periods when they no longer meet them
-        n_inelig, n_inelig_ref = int((~ok).sum()), int((~ok & treated).sum())
-        pool = pool.loc[ok].reset_index(drop=True)
+        n_inelig, n_inelig_ref = int((keep & ~ok).sum()), int((keep & ~ok & treated).sum())
+        keep = ok
+    if not keep.all():
+        pool = pool.loc[keep].reset_index(drop=True)
     return _Eligible(pool, drop_reason, n_inelig, n_inelig_ref)
 
 
@@ -1283,9 +1311,8 @@ def _diagnostics(
         comp_ref = pd.Series(ref_person[comp_people], index=person_ids[comp_people])
         later_ids = set(person_ids[later].tolist())
         sub = panel.loc[panel["person_id"].isin(later_ids), ["person_id", "t"]]
-        rows_censored = int(
-            (sub["t"].to_numpy() >= comp_ref.loc[sub["person_id"]].to_numpy()).sum()
-        )
+        sub_ids = np.asarray(sub["person_id"], dtype=object)
+        rows_censored = int((sub["t"].to_numpy() >= comp_ref.loc[sub_ids].to_numpy()).sum())
     return {
         "comparators_later_referred": len(later),
         "comparators_later_matched_as_cases": int(

@@ -236,7 +236,11 @@ def _not_estimated(outcome: str, model: str, err: Exception, steps: Steps) -> di
 
 
 def matching_panel(
-    clean: Any, proto: Protocol, *, engine: Literal["duckdb", "spark"] = "duckdb"
+    clean: Any,
+    proto: Protocol,
+    *,
+    engine: Literal["duckdb", "spark"] = "duckdb",
+    categorical: bool = True,
 ) -> tuple[pd.DataFrame, Any]:
     """The person x period panel the matched design uses, as :func:`run` builds it.
 
@@ -244,11 +248,14 @@ def matching_panel(
     trajectory sums matched on (``TRAJECTORY``) and, when the protocol matches on
     ``risk_score``, the case-finding score measured before each period. Returns the
     pandas panel and the :class:`~spevidence.link.Panel` (attrition, definitions).
+    Its string columns are categoricals (``Panel.to_pandas(categorical=True)``);
+    ``categorical=False`` gives them as strings (the earlier panel, kept for the test
+    that both give the same matching: tests/test_match_compact.py).
     """
     panel_obj = build_panel(
         clean, start=proto.start, end=proto.end, period=proto.period, backend=engine
     )
-    panel = describe.lagged_sums(panel_obj.to_pandas(), "gp", TRAJECTORY)
+    panel = describe.lagged_sums(panel_obj.to_pandas(categorical=categorical), "gp", TRAJECTORY)
     panel = _with_prior_referral(panel, clean)
     if proto.match.covariates and "risk_score" in proto.match.covariates:
         panel = _with_risk_score(panel, clean, proto)
@@ -272,7 +279,7 @@ def _with_prior_referral(panel: pd.DataFrame, clean: Any) -> pd.DataFrame:
     )
     # the period holding the first referral (one before the window if it came earlier)
     first_t = np.where(at > 0, tv[np.maximum(at - 1, 0)], tv[0] - 1)
-    ft = panel["person_id"].map(pd.Series(first_t, index=first.index)).to_numpy(dtype=float)
+    ft = describe.per_row(panel["person_id"], pd.Series(first_t.astype(float), index=first.index))
     return panel.assign(
         **{PRIOR_REFERRAL: (panel["t"].to_numpy() > np.nan_to_num(ft, nan=np.inf)).astype("int64")}
     )
