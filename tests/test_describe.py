@@ -140,7 +140,10 @@ def test_trends_and_naive_means_are_released_from_rounded_counts() -> None:
     # of n = 150 (0.01)
     assert nv["change_log_se"] == round(float(se["gp"]), 2) and nv["change_log_se"] > 0
     ratio = 1 + nv["change_pct"] / 100
-    for col, z in (("change_conf_low", -1.959963984540054), ("change_conf_high", 1.959963984540054)):
+    for col, z in (
+        ("change_conf_low", -1.959963984540054),
+        ("change_conf_high", 1.959963984540054),
+    ):
         assert np.isclose(nv[col], 100 * (ratio * np.exp(z * nv["change_log_se"]) - 1))
     assert nv["change_conf_low"] < nv["change_pct"] < nv["change_conf_high"]
     # the comparators' change rests on redacted counts (6 people x 3 months = 18 is

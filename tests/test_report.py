@@ -590,3 +590,39 @@ def test_sroi_summary_as_the_pipeline_names_it(tmp_path: Path) -> None:
     assert "SROI ratio, 97.5th percentile of simulations | £2.25" in text
     assert "Chance the ratio exceeds 1 (simulation) | 87%" in text
     assert "In 87% of simulations the SROI ratio exceeded 1" in nar.simulation()
+
+
+def test_rendered_report_names_things_in_words_and_prints_its_anchor(rendered, bundle) -> None:
+    """Issue 23: no raw names, one mark per meaning, the manifest's SHA-256 on the title
+    page (before the summary) and in the appendix, the regression-to-the-mean contrast."""
+    import hashlib
+
+    html = rendered[0]["html"].read_text(encoding="utf-8")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    for raw in ("treat:post", "treated:post", "sexF", "gp m4 6", "gp_m4_6", "Poisson · "):
+        assert raw not in text, raw
+    assert "Sex: female" in text and "GP appointments, 4–6 months before" in text
+    sha = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    assert text.count(sha) == 2 and text.index(sha) < text.index("Summary")
+    # the naive change and the matched estimate side by side, per outcome, in words
+    assert "Regression to the mean" in text
+    assert re.search(r"GP appointments.{0,40}−27\.2% \(−34\.0% to −19\.7%\)", text)
+    assert "overstates the matched estimate of the effect (−12.0%) by 15.2 percentage" in text
+    pdf = _pdf_text(rendered[0]["pdf"])
+    assert sha[:40] in pdf.replace("\n", "")
+
+
+def test_board_summary_fits_one_page_and_states_each_naive_change(bundle, tmp_path) -> None:
+    out = render(
+        bundle, tmp_path / "s", formats=("html", "pdf"), engine="builtin", template="summary"
+    )
+    html = out["html"].read_text(encoding="utf-8")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    # each outcome's naive change, not their average (about -1 % in the demo)
+    assert "−27.2% in GP appointments, −4.8% in A&E attendances, +28.6% in Unplanned" in text
+    assert "changes of about" not in text
+    assert "Regression to the mean" in text
+    info = subprocess.run(
+        ["pdfinfo", str(out["pdf"])], capture_output=True, text=True, check=True
+    ).stdout
+    assert re.search(r"^Pages:\s+1$", info, re.M), info
