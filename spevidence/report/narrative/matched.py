@@ -269,7 +269,7 @@ class MatchedNarrative(NarrativeBase):
             )
         return rows
 
-    def regression_to_mean(self) -> str:
+    def regression_to_mean(self, *, words: bool = True) -> str:
         """The regression-to-the-mean contrast: per outcome, the naive before/after change of
         the referred beside the matched estimate (both % change in the rate, 95% CIs), and
         the difference in words ("" when the bundle lacks either)."""
@@ -288,7 +288,7 @@ class MatchedNarrative(NarrativeBase):
                 "Difference (percentage points)": [_f(r["naive"] - r["did"], 1) for r in rows],
             }
         )
-        words = "\n".join(f"- {_contrast_words(r)}" for r in rows)
+        text = "\n".join(f"- {_contrast_words(r)}" for r in rows) if words else ""
         return (
             markdown_table(
                 table,
@@ -298,7 +298,7 @@ class MatchedNarrative(NarrativeBase):
                 label="tbl-rtm",
             )
             + "\n"
-            + words
+            + text
             + "\n"
         )
 

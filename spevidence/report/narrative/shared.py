@@ -274,7 +274,7 @@ class NarrativeBase(ABC):
     def naive(self) -> str:
         return ""
 
-    def regression_to_mean(self) -> str:
+    def regression_to_mean(self, *, words: bool = True) -> str:
         """The naive change of the referred beside the matched estimate ("" when the
         design has no naive comparison)."""
         return ""
@@ -425,17 +425,18 @@ class NarrativeBase(ABC):
         if sha is None:
             return "\n*This report's bundle has no manifest: nothing anchors its numbers.*\n"
         return (
-            f"\n*Results bundle: manifest.json SHA-256* `{sha}` *(check it with "
-            "`spevidence reproduce BUNDLE`).*\n"
+            "\n*Results bundle, SHA-256 of its manifest.json (check it with `spevidence "
+            f"reproduce BUNDLE`):*\\\n`{sha}`\n"
         )
 
-    def key_numbers(self) -> str:
-        """A small table of the headline numbers (cohort, effects, SROI, checks)."""
+    def key_numbers(self, *, effects: bool = True) -> str:
+        """A small table of the headline numbers (cohort, effects unless ``effects`` is
+        false, SROI, checks)."""
         rows: list[dict[str, str]] = []
         n = self._final_count()
         if n is not None:
             rows.append({"item": f"{self._people_analysed()} in the final analysis", "value": n})
-        rows += self._effect_rows()
+        rows += self._effect_rows() if effects else []
         sv = self._sroi_values()
         ratio = sv.get("sroi_ratio", sv.get("ratio"))
         if ratio is not None and not pd.isna(ratio):
