@@ -237,6 +237,46 @@ def per_row(person_id: pd.Series, values: pd.Series) -> np.ndarray:
     return person_id.map(values).to_numpy(dtype=float)
 
 
+def naive_change_log_se(
+    matched: pd.DataFrame,
+    *,
+    outcomes: tuple[str, ...],
+    pre: int,
+    post: int,
+    idname: str = "unit_id",
+) -> pd.Series:
+    """Standard error of the log of the referred's naive after/before rate ratio (the
+    ``change_pct`` of :func:`naive_before_after`), clustered by person, one per outcome.
+
+    The same people are counted before and after, and use is over-dispersed, so a Poisson
+    interval from the four totals would be too narrow. The delta method on
+    ``log(S_a / M_a) - log(S_b / M_b)`` (events ``S`` over person-months ``M``) gives each
+    person the influence ``e_a/S_a - m_a/M_a - e_b/S_b + m_b/M_b``, and the variance is
+    ``n / (n - 1)`` times the sum of their squares (a cluster-robust sandwich).
+    Missing where an outcome has no events before or after, or fewer than two people.
+    """
+    ref = matched.loc[matched["treated"] == 1]
+    et = ref["event_time"]
+    parts = {
+        "b": ref.loc[(et >= -pre) & (et < 0)],
+        "a": ref.loc[(et >= 0) & (et < post)],
+    }
+    ids = pd.Index(ref[idname].unique())
+    out = {}
+    for o in outcomes:
+        infl = np.zeros(len(ids))
+        ok = len(ids) > 1
+        for k, sign in (("a", 1.0), ("b", -1.0)):
+            g = parts[k].groupby(idname, sort=False)[o].agg(["sum", "size"]).reindex(ids)
+            e, m = g["sum"].fillna(0).to_numpy(float), g["size"].fillna(0).to_numpy(float)
+            ok = ok and e.sum() > 0 and m.sum() > 0
+            if ok:
+                infl += sign * (e / e.sum() - m / m.sum())
+        n = len(ids)
+        out[o] = float(np.sqrt(n / (n - 1) * np.sum(infl**2))) if ok else np.nan
+    return pd.Series(out, name="change_log_se", dtype=float)
+
+
 def lagged_sums(
     panel: pd.DataFrame, column: str, windows: dict[str, tuple[int, int]]
 ) -> pd.DataFrame:

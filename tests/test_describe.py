@@ -117,6 +117,8 @@ def test_trends_and_naive_means_are_released_from_rounded_counts() -> None:
     m = pd.DataFrame(rows)
     raw_tr = describe.trends(m, outcomes=("gp",))
     raw_nv = describe.naive_before_after(m, outcomes=("gp",), pre=3, post=3)
+    se = describe.naive_change_log_se(m, outcomes=("gp",), pre=3, post=3, idname="person_id")
+    raw_nv["change_log_se"] = raw_nv["outcome"].map(se)
     safe = _released({"trends": raw_tr, "naive_before_after": raw_nv})
     tr = safe["trends"]
     ref = tr.loc[tr["group"] == "referred"]
@@ -134,6 +136,16 @@ def test_trends_and_naive_means_are_released_from_rounded_counts() -> None:
     assert nv["mean_before"] == 12 * nv["n_events_before"] / nv["n_months_before"]
     assert nv["change_pct"] == 100 * (nv["mean_after"] - nv["mean_before"]) / nv["mean_before"]
     assert int(nv["n_months_before"]) % 5 == 0 and int(nv["n_events_after"]) % 5 == 0
+    # the CI of the change: around the released change, from the SE rounded to the step
+    # of n = 150 (0.01)
+    assert nv["change_log_se"] == round(float(se["gp"]), 2) and nv["change_log_se"] > 0
+    ratio = 1 + nv["change_pct"] / 100
+    for col, z in (
+        ("change_conf_low", -1.959963984540054),
+        ("change_conf_high", 1.959963984540054),
+    ):
+        assert np.isclose(nv[col], 100 * (ratio * np.exp(z * nv["change_log_se"]) - 1))
+    assert nv["change_conf_low"] < nv["change_pct"] < nv["change_conf_high"]
     # the comparators' change rests on redacted counts (6 people x 3 months = 18 is
     # released rounded, but their events could be small): whatever is released is
     # computed from released numbers only
@@ -166,3 +178,22 @@ def test_trends_by_quarter_sum_the_months() -> None:
         assert r["n"] == len(g) == 60  # person-months
         assert r["n_events"] == round(events) and r["n_weight"] == round(g["weights"].sum())
         assert r["mean"] == events / g["weights"].sum()  # still per person-month
+
+
+def test_naive_change_log_se_is_the_person_clustered_delta_method() -> None:
+    # two referred people, two months before and two after; a comparator is ignored
+    m = pd.DataFrame(
+        {
+            "unit_id": ["x"] * 4 + ["y"] * 4 + ["z"] * 4,
+            "treated": [1] * 8 + [0] * 4,
+            "event_time": [-2, -1, 0, 1] * 3,
+            "gp": [2, 4, 1, 1, 0, 2, 1, 0, 9, 9, 9, 9],
+        }
+    )
+    se = describe.naive_change_log_se(m, outcomes=("gp",), pre=2, post=2)["gp"]
+    # by hand: S_b = 8, S_a = 3, M_b = M_a = 4; influence = e_a/3 - 2/4 - e_b/8 + 2/4
+    infl = np.array([2 / 3 - 6 / 8, 1 / 3 - 2 / 8])
+    assert np.isclose(se, np.sqrt(2 / 1 * np.sum(infl**2)))
+    # no events after: no interval
+    m0 = m.assign(gp=np.where(m["event_time"] >= 0, 0, m["gp"]))
+    assert np.isnan(describe.naive_change_log_se(m0, outcomes=("gp",), pre=2, post=2)["gp"])

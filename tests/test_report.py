@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from spevidence.bundle import read_manifest, scan_text, small_count_findings
+from spevidence.bundle.hashing import sha256_file
 from spevidence.errors import ReportError
 from spevidence.report import find_quarto, render, template_dir
 from spevidence.report._example import write_example_bundle
@@ -163,6 +164,7 @@ def test_pdf_is_a4_and_pages_are_not_blank(rendered, tmp_path: Path) -> None:
 def test_no_identifiers_or_small_counts_in_bundle_or_report(rendered, bundle: Path) -> None:
     m = read_manifest(bundle)
     allow = [
+        sha256_file(bundle / "manifest.json"),  # printed on the title page (issue 23)
         m["protocol_sha256"],
         *m["files"].values(),
         *(v["sha256"] for v in m["inputs"].values()),
@@ -479,7 +481,8 @@ def test_disclosure_statement_follows_the_rules_used(tmp_path: Path) -> None:
     assert "| attrition | redacted_primary | 1 |" in text
     assert "| qa | redacted_secondary | 1 |" in text
     assert rb.redactions("attrition") == 1 and rb.redactions("qa") == 1
-    assert "marks a cell redacted" in rb.table_md("attrition", caption="Flow")
+    shown = rb.table_md("attrition", caption="Flow")
+    assert "| Matched | [c] |" in shown and "[c] marks a cell withheld" in shown
     assert "2 small number(s) were redacted" in Narrative(rb).limitations()
 
 
@@ -513,8 +516,8 @@ def test_wellbeing_display_fits_a_page() -> None:
     assert first["Change (95% CI)"] == "3.29 (2.95 to 3.63)"
     assert first["p"] == "<0.001"
     assert first["Improved"] == "250 (83%)"
-    assert second["People"] == "–"  # redacted count stays visibly redacted
-    assert second["Improved"] == "–"
+    assert second["People"] == "[x]"  # redacted count stays visibly missing
+    assert second["Improved"] == "[x]"
     assert second["Change (95% CI)"] == "−1.00 (−1.50 to −0.50)"
     assert second["p"] == "0.012"
 
@@ -590,3 +593,42 @@ def test_sroi_summary_as_the_pipeline_names_it(tmp_path: Path) -> None:
     assert "SROI ratio, 97.5th percentile of simulations | £2.25" in text
     assert "Chance the ratio exceeds 1 (simulation) | 87%" in text
     assert "In 87% of simulations the SROI ratio exceeded 1" in nar.simulation()
+
+
+def test_rendered_report_names_things_in_words_and_prints_its_anchor(rendered, bundle) -> None:
+    """Issue 23: no raw names, one mark per meaning, the manifest's SHA-256 on the title
+    page (before the summary) and in the appendix, the regression-to-the-mean contrast."""
+    import hashlib
+    import html as html_lib
+
+    html = rendered[0]["html"].read_text(encoding="utf-8")
+    text = html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
+    for raw in ("treat:post", "treated:post", "sexF", "gp m4 6", "gp_m4_6", "Poisson · "):
+        assert raw not in text, raw
+    assert "Sex: female" in text and "GP appointments, 4–6 months before" in text
+    sha = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    assert text.count(sha) == 2 and text.index(sha) < text.index("This report compares")
+    # the naive change and the matched estimate side by side, per outcome, in words
+    assert "Regression to the mean" in text
+    assert re.search(r"GP appointments.{0,40}−27\.2% \(−34\.0% to −19\.7%\)", text)
+    assert "overstates the matched estimate of the effect (−12.0%) by 15.2 percentage" in text
+    pdf = _pdf_text(rendered[0]["pdf"])
+    assert sha[:40] in pdf.replace("\n", "")
+
+
+def test_board_summary_fits_one_page_and_states_each_naive_change(bundle, tmp_path) -> None:
+    out = render(
+        bundle, tmp_path / "s", formats=("html", "pdf"), engine="builtin", template="summary"
+    )
+    import html as html_lib
+
+    html = out["html"].read_text(encoding="utf-8")
+    text = html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
+    # each outcome's naive change, not their average (about -1 % in the demo)
+    assert "−27.2% in GP appointments, −4.8% in A&E attendances, +28.6% in Unplanned" in text
+    assert "changes of about" not in text
+    assert "Regression to the mean" in text
+    info = subprocess.run(
+        ["pdfinfo", str(out["pdf"])], capture_output=True, text=True, check=True
+    ).stdout
+    assert re.search(r"^Pages:\s+1$", info, re.M), info

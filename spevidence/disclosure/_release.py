@@ -44,8 +44,12 @@ def _coefficient_extras(out: pd.DataFrame) -> None:
             out[rr] = np.where(has, np.exp(_num(out, col)), np.nan)
 
 
+Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
+
+
 def _naive_changes(out: pd.DataFrame) -> None:
-    """The naive before/after percentage changes from the released means, in place."""
+    """The naive before/after percentage changes from the released means, and their 95%
+    CIs from the released standard error of the log ratio, in place."""
     comp = {}
     for k in ("before", "after"):
         a = _num(out, f"n_comparator_events_{k}")
@@ -58,6 +62,10 @@ def _naive_changes(out: pd.DataFrame) -> None:
             ("comparator_change_pct", comp["before"], comp["after"]),
         ):
             out[col] = np.where(before > 0, 100.0 * (after - before) / before, np.nan)
+    if "change_log_se" in out.columns:  # a 95% CI around the released change
+        ratio, se = 1.0 + _num(out, "change_pct") / 100.0, _num(out, "change_log_se")
+        for col, z in (("change_conf_low", -Z95), ("change_conf_high", Z95)):
+            out[col] = 100.0 * (ratio * np.exp(z * se) - 1.0)
 
 
 def release_derived(

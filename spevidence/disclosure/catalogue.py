@@ -101,7 +101,10 @@ PIPELINE: dict[str, Roles] = {
             "mean_before": ("n_events_before", "n_months_before", 12.0),
             "mean_after": ("n_events_after", "n_months_after", 12.0),
         },
-        recomputed=("change_pct", "comparator_change_pct"),
+        # the person-clustered SE of log(after / before), rounded to the step of n; the
+        # 95% CI of change_pct is recomputed around the released change from it
+        statistics={"change_log_se": "n"},
+        recomputed=("change_pct", "comparator_change_pct", "change_conf_low", "change_conf_high"),
     ),
     # a coefficient rests on the referred people (n_referred: the matched cohort for the
     # 2x2, the people observed at that event time for the event study); n counts rows

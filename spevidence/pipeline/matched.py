@@ -78,9 +78,7 @@ def finish(
         "cohort_characteristics": describe.cohort_characteristics(window, None, outcomes=outcomes),
         "balance": balance,
         "trends": _trends(window, proto),
-        "naive_before_after": describe.naive_before_after(
-            window, outcomes=outcomes, pre=proto.did.pre, post=proto.did.post
-        ),
+        "naive_before_after": _naive(window, proto),
         "did_estimates": did_est,
         "event_study": es_table,
         "pretrend_test": pre_table,
@@ -317,6 +315,15 @@ def matched_cohort(panel: pd.DataFrame, proto: Protocol) -> tuple[Any, pd.DataFr
         seed=proto.seed,
     )
     return result, result.matched_data(censoring=mp.censoring, washout=mp.washout)
+
+
+def _naive(window: pd.DataFrame, proto: Protocol) -> pd.DataFrame:
+    """The referred's naive before/after change, with the person-clustered standard error
+    of its log (``change_log_se``; disclosure control turns it into a 95% CI)."""
+    kw: dict[str, Any] = {"outcomes": proto.outcomes, "pre": proto.did.pre, "post": proto.did.post}
+    naive = describe.naive_before_after(window, **kw)
+    se = describe.naive_change_log_se(window, **kw)
+    return naive.assign(change_log_se=naive["outcome"].map(se))
 
 
 def did_window(matched: pd.DataFrame, proto: Protocol) -> pd.DataFrame:

@@ -277,6 +277,8 @@ def reports_not_from(bundle_dir: str | Path) -> list[str]:
             problems.append(f"{name}: made from another bundle (its manifest differs)")
         elif entry.get("sha256") != sha256_file(path):
             problems.append(f"{name}: changed after it was rendered")
+        elif path.suffix == ".html" and made_from not in path.read_text(errors="replace"):
+            problems.append(f"{name}: its title page prints another manifest's SHA-256")
     return problems
 
 

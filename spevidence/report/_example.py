@@ -129,8 +129,8 @@ def _add_cohort(tables: dict[str, pd.DataFrame], rng: np.random.Generator) -> No
         "imd_decile",
         "living_alone",
         "frailty",
-        "gp_prior_12m",
-        "ae_prior_12m",
+        "gp_m4_6",
+        "sexF",
         "admissions_prior_12m",
         "copd",
         "heart_failure",
@@ -174,9 +174,13 @@ def _add_did(
     tables["naive_before_after"] = pd.DataFrame(
         {
             "outcome": outcomes,
+            "n": [150, 150, 150],
             "mean_before": [1.62, 0.21, 0.07],
-            "mean_after": [1.18, 0.15, 0.05],
-            "change_pct": [-27.2, -28.6, -28.6],
+            "mean_after": [1.18, 0.2, 0.09],
+            "change_pct": [-27.2, -4.8, 28.6],
+            "change_log_se": [0.05, 0.12, 0.3],
+            "change_conf_low": [-34.0, -24.7, -28.6],
+            "change_conf_high": [-19.7, 20.4, 131.5],
         }
     )
     est = np.array([-0.128, -0.105, -0.06])
@@ -185,13 +189,14 @@ def _add_did(
         {
             "outcome": outcomes,
             "model": ["poisson"] * 3,
-            "term": ["treated:post"] * 3,
+            "term": ["treat:post"] * 3,
             "estimate": est,
             "std_error": se,
             "conf_low": est - 1.96 * se,
             "conf_high": est + 1.96 * se,
             "p_value": [0.0001, 0.017, 0.398],
             "n": [6820, 6820, 6820],
+            "n_referred": [150, 150, 150],
         }
     )
     es_rows = []

@@ -1,6 +1,14 @@
-"""Plain-English labels shared by figures and text (no heavy imports)."""
+"""Plain-English labels shared by figures, tables and text (no heavy imports).
+
+One table (:data:`LABELS`) names every outcome, model term, model and matching
+covariate the report shows; :func:`label` reads it and, for names it does not hold,
+spells out the patterns the pipeline makes (``gp_m4_6``, ``sexF``), so that no raw column
+name reaches a reader.
+"""
 
 from __future__ import annotations
+
+import re
 
 OUTCOME_LABELS = {
     "gp": "GP appointments",
@@ -9,11 +17,61 @@ OUTCOME_LABELS = {
     "wellbeing": "Wellbeing score",
 }
 
+LABELS: dict[str, str] = {
+    **OUTCOME_LABELS,
+    # model terms
+    "treat:post": "Referred × after referral",
+    "treated:post": "Referred × after referral",
+    "att": "Average effect on the referred",
+    "ATT": "Average effect on the referred",
+    # models
+    "linear": "Linear (events per person per month)",
+    "poisson": "Poisson (rate ratio)",
+    # matching covariates
+    "distance": "Propensity score (matching distance)",
+    "age": "Age (years)",
+    "sex": "Sex",
+    "female": "Female",
+    "imd_decile": "IMD decile (1 = most deprived)",
+    "living_alone": "Living alone",
+    "widowed": "Widowed",
+    "frailty": "Frailty (eFI)",
+    "falls": "Falls",
+    "stroke": "Stroke",
+    "copd": "COPD",
+    "heart_failure": "Heart failure",
+    "risk_score": "Case-finding risk score",
+    "gp_prior_12m": "GP appointments, prior 12 months",
+    "ae_prior_12m": "A&E attendances, prior 12 months",
+    "admissions_prior_12m": "Unplanned admissions, prior 12 months",
+    "pcn_code": "Primary care network",
+    "practice_code": "Practice",
+}
+"""Every variable, term and outcome name the report may show, and its label."""
+
+_SEX = {"F": "female", "M": "male", "U": "unknown", "I": "indeterminate"}
+_LAGGED = re.compile(r"^(?P<outcome>[a-z]+)_m(?P<a>\d+)_(?P<b>\d+)$")
+
+
+def label(name: object) -> str:
+    """The plain-English label of a variable, term, model or outcome name."""
+    text = str(name)
+    if text in LABELS:
+        return LABELS[text]
+    if (m := _LAGGED.match(text)) is not None:
+        what = OUTCOME_LABELS.get(m["outcome"], m["outcome"].upper())
+        return f"{what}, {m['a']}–{m['b']} months before"
+    for prefix, when in (("prior_", "in the look-back window"), ("recent_", "in recent months")):
+        if text.startswith(prefix) and text[len(prefix) :] in OUTCOME_LABELS:
+            return f"{OUTCOME_LABELS[text[len(prefix) :]]} {when}"
+    if text.startswith("sex") and text[3:] in _SEX:
+        return f"Sex: {_SEX[text[3:]]}"
+    return text.replace("_", " ").capitalize()
+
 
 def outcome_label(name: object) -> str:
     """Plain-English label of an outcome column name."""
-    text = str(name)
-    return OUTCOME_LABELS.get(text, text.replace("_", " ").capitalize())
+    return label(name)
 
 
 def effect_scale(model: object, scale: object = None) -> str:

@@ -25,7 +25,16 @@ from matplotlib.figure import Figure
 
 from spevidence.errors import ReportError
 from spevidence.report import style
-from spevidence.report._labels import OUTCOME_LABELS, as_percent, effect_scale, outcome_label
+from spevidence.report._labels import (
+    OUTCOME_LABELS,
+    as_percent,
+    effect_scale,
+    label,
+    outcome_label,
+)
+
+MAIN_TERMS = ("att", "ATT", "treated:post", "treat:post")
+"""Model terms of the headline effect: the forest plot does not repeat them."""
 
 __all__ = [
     "FIGURES",
@@ -213,7 +222,7 @@ def love_plot(balance: pd.DataFrame, *, threshold: float = 0.1) -> Figure:
             df["_after"], y, marker="o", color=style.TREATED, s=36, label="After matching", zorder=3
         )
         ax.axvline(threshold, color=style.HIGHLIGHT, ls="--", lw=1, label=f"|SMD| = {threshold}")
-        ax.set_yticks(y, [str(v).replace("_", " ") for v in df[var]])
+        ax.set_yticks(y, [label(v) for v in df[var]])
         ax.set_xlabel("Absolute standardised mean difference (referred vs comparators)")
         ax.set_title("Covariate balance before and after matching")
         _figure_legend(fig, ax)
@@ -324,10 +333,9 @@ def forest(did: pd.DataFrame) -> Figure:
         parts = [outcome_label(r["outcome"])] if "outcome" in df.columns else []
         if "analysis" in df.columns and not _is_missing(r["analysis"]):
             parts.append(str(r["analysis"]))
-        if "model" in df.columns and df["model"].nunique() > 1:
-            parts.append(str(r["model"]))
-        if "term" in df.columns and str(r["term"]) not in ("att", "ATT", "treated:post"):
-            parts.append(str(r["term"]))
+        # the model shows in the panel (rate ratio or per person); the main term is implied
+        if "term" in df.columns and str(r["term"]) not in MAIN_TERMS:
+            parts.append(label(r["term"]))
         labels.append(" · ".join(parts) if parts else f"estimate {i}")
         kind = effect_scale(r.get("model", ""), r.get("scale"))
         vals = [float(r["estimate"]), float(r["conf_low"]), float(r["conf_high"])]
@@ -443,7 +451,7 @@ def tornado(sens: pd.DataFrame, *, base: float | None = None) -> Figure:
         )
         ax.axvline(centre, color=style.NEUTRAL, lw=1)
         ax.axvline(1.0, color=style.HIGHLIGHT, ls="--", lw=1, label="Break-even (£1 per £1)")
-        ax.set_yticks(y, [str(v).replace("_", " ") for v in df[par]])
+        ax.set_yticks(y, [label(v) for v in df[par]])
         ax.set_xlabel("Social value per £1 invested (SROI ratio)")
         ax.set_title("Which assumptions matter most")
         _figure_legend(fig, ax)

@@ -22,6 +22,19 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 NOT_RUN = "This analysis was not run in this evaluation (the bundle holds no `{name}` table)."
+REDACTED = "[c]"
+"""The mark of a cell withheld by disclosure control (the ONS convention)."""
+NOT_AVAILABLE = "[x]"
+"""The mark of a cell with no value: it does not apply, or could not be computed."""
+MARKS_NOTE = {
+    REDACTED: f"{REDACTED} marks a cell withheld by disclosure control (a count from 1 to 7, "
+    "a cell from which one could be worked out, or a number resting on one).",
+    NOT_AVAILABLE: f"{NOT_AVAILABLE} marks a cell with no value: it does not apply, or "
+    "could not be computed.",
+}
+LABELLED = ("outcome", "covariate", "variable", "term", "model")
+"""Columns whose values are names the label table (:func:`~spevidence.report._labels.label`)
+turns into words."""
 
 
 def show(markdown: str) -> None:
@@ -33,14 +46,14 @@ def show(markdown: str) -> None:
 
 def _fmt_number(value: Any, digits: int) -> str:
     if value is None:
-        return "–"
+        return NOT_AVAILABLE
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
         if math.isnan(value):
-            return "–"
+            return NOT_AVAILABLE
         if math.isinf(value):
             return "∞" if value > 0 else "−∞"
         if value.is_integer() and abs(value) >= 1000:
@@ -98,13 +111,20 @@ def markdown_table(
     digits: int | dict[str, int] = 2,
     rename: dict[str, str] | None = None,
     max_rows: int = 60,
+    redacted: set[tuple[int, str]] | frozenset[tuple[int, str]] = frozenset(),
 ) -> str:
-    """A pandoc pipe table (numbers right-aligned), with caption and ``#tbl-`` label."""
-    from spevidence.report._labels import outcome_label
+    """A pandoc pipe table (numbers right-aligned), with caption and ``#tbl-`` label.
+
+    Names in the :data:`LABELLED` columns are shown by their labels; the cells
+    ``(row position, column)`` in ``redacted`` are shown as :data:`REDACTED`, other
+    missing cells as :data:`NOT_AVAILABLE`, and a note below says what each mark means.
+    """
+    from spevidence.report._labels import label as name_label
 
     frame = df.head(max_rows).copy()
-    if "outcome" in frame.columns:
-        frame["outcome"] = [outcome_label(v) for v in frame["outcome"]]
+    for col in LABELLED:
+        if col in frame.columns:
+            frame[col] = [v if pd.isna(v) else name_label(v) for v in frame[col]]
     cols = list(frame.columns)
     names = [(rename or {}).get(str(c), _heading(c)) for c in cols]
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in cols]
@@ -117,9 +137,12 @@ def markdown_table(
         for c in cols
     }
     body: list[list[str]] = []
-    for rec in frame.itertuples(index=False, name=None):
+    for i, rec in enumerate(frame.itertuples(index=False, name=None)):
         cells = []
         for c, v in zip(cols, rec, strict=True):
+            if (i, str(c)) in redacted:
+                cells.append(REDACTED)
+                continue
             d = digits.get(str(c), 2) if isinstance(digits, dict) else digits
             if v is not None and not isinstance(v, str) and pd.isna(v):
                 v = None
@@ -158,6 +181,9 @@ def markdown_table(
     if caption:
         lab = f" {{#{label}}}" if label else ""
         out += f"\n: {caption}{lab}\n"
+    shown = {c for r in body for c in r}
+    if notes := [text for mark, text in MARKS_NOTE.items() if mark in shown]:
+        out += "\n*" + " ".join(notes) + "*\n"
     return "\n" + out
 
 
@@ -174,6 +200,14 @@ class ReportBundle:
         self.figure_dir = Path(self.figure_dir)
 
     # -- reading ---------------------------------------------------------------
+    @property
+    def manifest_sha256(self) -> str | None:
+        """SHA-256 of the bundle's ``manifest.json`` (the anchor the report prints)."""
+        import hashlib
+
+        p = self.path / "manifest.json"
+        return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+
     @property
     def manifest(self) -> dict[str, Any]:
         p = self.path / "manifest.json"
@@ -226,6 +260,8 @@ class ReportBundle:
         df = self.table(name)
         if df is None or df.empty:
             return not_run(name)
+        # the cells the log names are marked only where the rows are the released ones
+        redacted = self.redacted_cells(name) if transform is None else frozenset()
         if transform is not None:
             df = transform(df)
         if columns is not None:
@@ -233,14 +269,33 @@ class ReportBundle:
             if keep:
                 df = df[keep]
         out = markdown_table(
-            df, caption=caption, label=label or f"tbl-{name}", digits=digits, rename=rename
+            df,
+            caption=caption,
+            label=label or f"tbl-{name}",
+            digits=digits,
+            rename=rename,
+            redacted=redacted,
         )
-        if self.redactions(name):
+        if transform is not None and self.redactions(name):
             out += (
-                "\n*– marks a cell redacted by disclosure control (a count from 1 to 7, or a "
-                "cell from which one could be worked out).*\n"
+                f"\n*{NOT_AVAILABLE} marks a value that is not available: in this table it "
+                "may also be one withheld by disclosure control (see the disclosure log).*\n"
             )
         return out
+
+    def redacted_cells(self, name: str) -> frozenset[tuple[int, str]]:
+        """The ``(row, column)`` cells of table ``name`` the disclosure log says were
+        withheld (a whole-column entry names no cell)."""
+        log = self.disclosure_log()
+        need = {"table", "column", "row", "action"}
+        if log is None or log.empty or not need <= set(log.columns):
+            return frozenset()
+        hit = log[
+            (log["table"].astype(str) == name)
+            & log["action"].astype(str).str.contains("redact")
+            & log["row"].astype(str).str.fullmatch(r"\d+")
+        ]
+        return frozenset(zip(hit["row"].astype(int), hit["column"].astype(str), strict=True))
 
     def redactions(self, name: str) -> int:
         """How many cells of table ``name`` the disclosure log says were redacted."""

@@ -3,9 +3,11 @@ moment of referral, compared by difference-in-differences (the 2x2 and the event
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
-from spevidence.report._labels import outcome_label
+from spevidence.report._labels import as_percent, outcome_label
 from spevidence.report.narrative.shared import (
     ALPHA,
     SMD_BAR,
@@ -14,6 +16,7 @@ from spevidence.report.narrative.shared import (
     WARN,
     NarrativeBase,
     _f,
+    _num,
     effect_sentence,
     effect_size,
 )
@@ -38,6 +41,10 @@ class MatchedNarrative(NarrativeBase):
     def _period(self) -> str:
         return str(self.rb.protocol.get("period", "month"))
 
+    def _sentence(self, row: pd.Series) -> str:
+        """One estimate in words, at the precision of the disclosure step."""
+        return effect_sentence(row, period=self._period(), rules=self._rules())
+
     def _effect_rows(self) -> list[dict[str, str]]:
         rows: list[dict[str, str]] = []
         did = self.rb.table("did_estimates")
@@ -46,7 +53,7 @@ class MatchedNarrative(NarrativeBase):
                 rows.append(
                     {
                         "item": f"Effect on {outcome_label(r.get('outcome', ''))}",
-                        "value": effect_size(r, self._period()),
+                        "value": effect_size(r, self._period(), rules=self._rules()),
                     }
                 )
         return rows
@@ -82,7 +89,7 @@ class MatchedNarrative(NarrativeBase):
                 "\nKey findings (change in NHS use caused by referral, relative to comparators):\n"
             )
             for _, row in _main_rows(did).iterrows():
-                lines.append(f"- {effect_sentence(row, period=self._period())}")
+                lines.append(f"- {self._sentence(row)}")
         if sroi := self._sroi_sentence():
             lines.append(sroi)
         caveats = []
@@ -100,13 +107,12 @@ class MatchedNarrative(NarrativeBase):
             caveats.append(loss)
         if caveats:
             lines.append(WARN + "**Read with care:** " + "; ".join(caveats) + ".\n:::")
-        naive = self.rb.table("naive_before_after")
-        if naive is not None and not naive.empty:
+        if contrast := self.regression_to_mean():
             lines.append(
                 "\nA simple before-and-after comparison of the referred group alone (the method "
-                "of most published evaluations) is shown for contrast in the trends section; it "
-                "mixes the effect of the service with the natural fall in use after a peak "
-                "(regression to the mean)."
+                "of most published evaluations) mixes the effect of the service with the natural "
+                "fall in use after a peak (regression to the mean). Beside the matched "
+                "estimate:\n" + contrast
             )
         return "\n".join(lines) + "\n"
 
@@ -124,15 +130,13 @@ class MatchedNarrative(NarrativeBase):
             lines.append("- The main comparison was not run in this evaluation.")
         else:
             for _, r in _main_rows(did).iterrows():
-                lines.append(f"- {effect_sentence(r, period=self._period())}")
+                lines.append(f"- {self._sentence(r)}")
         lines += self._board_value()
-        naive = self.rb.table("naive_before_after")
-        if naive is not None and not naive.empty and "change_pct" in naive.columns:
-            avg = pd.to_numeric(naive["change_pct"], errors="coerce").mean()
+        if changes := self._naive_changes():
             lines.append(
-                f"- A simple before-and-after count would have suggested changes of about "
-                f"{_f(avg, 0)}%; much of that is the natural fall after a peak of use, which the "
-                "comparison group removes."
+                "- A simple before-and-after count of the referred alone would have suggested "
+                f"changes of {changes}; part of that is the natural fall after a peak of use, "
+                "which the comparison group removes (table below)."
             )
         return "\n".join(lines) + "\n"
 
@@ -226,6 +230,76 @@ class MatchedNarrative(NarrativeBase):
                     "comparator_change_pct": "change % in comparators",
                 },
             )
+            + self.regression_to_mean()
+        )
+
+    def _naive_changes(self) -> str:
+        """Each outcome's naive before/after change of the referred, e.g. "−26.3% in GP
+        appointments, …" ("" when the bundle has none)."""
+        naive = self.rb.table("naive_before_after")
+        if naive is None or naive.empty or "change_pct" not in naive.columns:
+            return ""
+        return ", ".join(
+            f"{_pct(r['change_pct'])} in {outcome_label(r['outcome'])}" for _, r in naive.iterrows()
+        )
+
+    def _contrast_rows(self) -> list[dict[str, Any]]:
+        """Per outcome: the naive change of the referred and the matched (Poisson) estimate,
+        both as % change in the rate, with 95% CIs."""
+        naive, did = self.rb.table("naive_before_after"), self.rb.table("did_estimates")
+        if naive is None or did is None or naive.empty or did.empty:
+            return []
+        rows = []
+        for _, n in naive.iterrows():
+            hit = did[(did["outcome"] == n["outcome"]) & (did["model"] == "poisson")]
+            if not len(hit):
+                continue
+            d = hit.iloc[0]
+            rows.append(
+                {
+                    "outcome": n["outcome"],
+                    "naive": _num(n["change_pct"]),
+                    "naive_ci": (_num(n.get("change_conf_low")), _num(n.get("change_conf_high"))),
+                    "did": as_percent(_num(d["estimate"]), "log"),
+                    "did_ci": (
+                        as_percent(_num(d["conf_low"]), "log"),
+                        as_percent(_num(d["conf_high"]), "log"),
+                    ),
+                }
+            )
+        return rows
+
+    def regression_to_mean(self, *, words: bool = True) -> str:
+        """The regression-to-the-mean contrast: per outcome, the naive before/after change of
+        the referred beside the matched estimate (both % change in the rate, 95% CIs), and
+        the difference in words ("" when the bundle lacks either)."""
+        rows = self._contrast_rows()
+        if not rows:
+            return ""
+        table = pd.DataFrame(
+            {
+                "Outcome": [outcome_label(r["outcome"]) for r in rows],
+                "Before and after, referred only (95% CI)": [
+                    _pct_ci(r["naive"], r["naive_ci"]) for r in rows
+                ],
+                "Matched estimate of the effect (95% CI)": [
+                    _pct_ci(r["did"], r["did_ci"]) for r in rows
+                ],
+                "Difference (percentage points)": [_f(r["naive"] - r["did"], 1) for r in rows],
+            }
+        )
+        text = "\n".join(f"- {_contrast_words(r)}" for r in rows) if words else ""
+        return (
+            markdown_table(
+                table,
+                caption="Regression to the mean: the naive before-and-after change of the "
+                "referred against the matched difference-in-differences estimate (% change in "
+                "the rate of use; the matched estimate from the Poisson model)",
+                label="tbl-rtm",
+            )
+            + "\n"
+            + text
+            + "\n"
         )
 
     def did(self) -> str:
@@ -237,7 +311,7 @@ class MatchedNarrative(NarrativeBase):
             "group and the change in matched comparators over the same months.\n"
         ]
         for _, row in _main_rows(did).iterrows():
-            lines.append(f"- {effect_sentence(row, period=self._period())}")
+            lines.append(f"- {self._sentence(row)}")
         skipped = self.rb.table("did_not_estimated")
         for _, r in (skipped if skipped is not None else pd.DataFrame()).iterrows():
             lines.append(
@@ -294,3 +368,36 @@ class MatchedNarrative(NarrativeBase):
             label="tbl-sensitivity",
             digits=3,
         )
+
+
+def _pct(v: Any) -> str:
+    """A percentage change with its sign: "+27.5%", "−26.3%"."""
+    x = _num(v)
+    return _f(x, 1) + "%" if not x > 0 else "+" + _f(x, 1) + "%"
+
+
+def _pct_ci(est: float, ci: tuple[float, float]) -> str:
+    if pd.isna(ci[0]) or pd.isna(ci[1]):
+        return f"{_pct(est)} (no interval in the bundle)"
+    return f"{_pct(est)} ({_pct(ci[0])} to {_pct(ci[1])})"
+
+
+def _contrast_words(r: dict[str, Any]) -> str:
+    """The difference between the naive change and the matched estimate, in words."""
+    name, gap = outcome_label(r["outcome"]), r["naive"] - r["did"]
+    # what the comparators say the referred's rate would have done without referral
+    without = 100.0 * ((1 + r["naive"] / 100.0) / (1 + r["did"] / 100.0) - 1.0)
+    if abs(gap) < 1.0:
+        return (
+            f"**{name}**: the before-and-after change ({_pct(r['naive'])}) and the matched "
+            f"estimate ({_pct(r['did'])}) agree to within a percentage point: little of the "
+            "change is regression to the mean."
+        )
+    direction = "overstates" if gap < 0 else "understates"
+    return (
+        f"**{name}**: the before-and-after change ({_pct(r['naive'])}) {direction} the "
+        f"matched estimate of the effect ({_pct(r['did'])}) by {_f(abs(gap), 1)} percentage "
+        f"points; without referral the referred's rate would have changed by about "
+        f"{_pct(without)} (regression to the mean and other change over time, as the "
+        "matched comparators show)."
+    )

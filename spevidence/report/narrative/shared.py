@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from spevidence.report._labels import as_percent, effect_scale, outcome_label
-from spevidence.report.sections import ReportBundle, markdown_table, not_run
+from spevidence.report._labels import as_percent, effect_scale, label, outcome_label
+from spevidence.report.sections import NOT_AVAILABLE, ReportBundle, markdown_table, not_run
 
 SMD_BAR = 0.1
 SUPPRESSED = "Small numbers were suppressed and counts rounded to protect confidentiality."
@@ -35,19 +35,37 @@ def _num(v: Any) -> float:
 
 
 def _f(v: Any, digits: int = 2) -> str:
+    """A number to ``digits`` decimals with a true minus sign, never "−0.00"."""
     x = _num(v)
     if math.isnan(x):
-        return "–"
+        return NOT_AVAILABLE
     s = f"{abs(x):,.{digits}f}"
-    return ("−" + s) if x < 0 else s
+    return ("−" + s) if x < 0 and float(s.replace(",", "")) != 0 else s
 
 
-def _money(v: Any) -> str:
+def _money(v: Any, digits: int = 0) -> str:
+    """Pounds with the sign before the symbol: −£0.02, not £−0.02."""
     x = _num(v)
     if math.isnan(x):
-        return "–"
-    s = f"£{abs(x):,.0f}"
-    return ("−" + s) if x < 0 else s
+        return NOT_AVAILABLE
+    s = _f(x, digits)
+    return "−£" + s[1:] if s.startswith("−") else "£" + s
+
+
+def step_decimals(row: pd.Series, rules: tuple[int, int] = (7, 5)) -> int:
+    """Decimals of an estimate released at the step of its referred count (the disclosure
+    step rule: 0.01 for 150 people gives 2); 3 when the row names no such count."""
+    from spevidence.disclosure import step
+
+    n = _num(row.get("n_referred"))
+    if math.isnan(n) or n <= 0:
+        return 3
+    p = step(n, threshold=rules[0], rounding=rules[1])
+    return max(0, -math.floor(math.log10(p) + 1e-9))
+
+
+def _p(p: float) -> str:
+    return NOT_AVAILABLE if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def did_display(df: pd.DataFrame) -> pd.DataFrame:
@@ -62,13 +80,14 @@ def did_display(df: pd.DataFrame) -> pd.DataFrame:
         else:
             scale = "difference per person per period"
             est, lo, hi = r.get("estimate"), r.get("conf_low"), r.get("conf_high")
+        d = 3 if poisson else step_decimals(r)
         p = _num(r.get("p_value"))
         rows.append(
             {
                 "Outcome": outcome_label(r.get("outcome", "")),
                 "Effect measure": scale,
-                "Estimate (95% CI)": f"{_f(est, 3)} ({_f(lo, 3)} to {_f(hi, 3)})",
-                "p value": "–" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}"),
+                "Estimate (95% CI)": f"{_f(est, d)} ({_f(lo, d)} to {_f(hi, d)})",
+                "p value": _p(p),
                 "Observations": _f(r.get("n"), 0),
             }
         )
@@ -89,7 +108,7 @@ def wellbeing_display(df: pd.DataFrame) -> pd.DataFrame:
     means with SDs, the change with its 95% CI, and counts who improved or worsened."""
 
     def n_pct(n: Any, pct: Any) -> str:
-        return "–" if math.isnan(_num(n)) else f"{_f(n, 0)} ({_f(pct, 0)}%)"
+        return NOT_AVAILABLE if math.isnan(_num(n)) else f"{_f(n, 0)} ({_f(pct, 0)}%)"
 
     rows = []
     for _, r in df.iterrows():
@@ -102,7 +121,7 @@ def wellbeing_display(df: pd.DataFrame) -> pd.DataFrame:
                 "Follow-up mean (SD)": f"{_f(r.get('followup_mean'))} ({_f(r.get('followup_sd'))})",
                 "Change (95% CI)": f"{_f(r.get('mean_change'))} "
                 f"({_f(r.get('conf_low'))} to {_f(r.get('conf_high'))})",
-                "p": "–" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}"),
+                "p": _p(p),
                 "Effect size (dz)": _f(r.get("effect_size_dz")),
                 "Improved": n_pct(r.get("improved"), r.get("percent_improved")),
                 "Worsened": n_pct(r.get("worsened"), r.get("percent_worsened")),
@@ -111,15 +130,17 @@ def wellbeing_display(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def effect_size(row: pd.Series, period: str = "month") -> str:
+def effect_size(row: pd.Series, period: str = "month", *, rules: tuple[int, int] = (7, 5)) -> str:
     """An estimate with its 95% CI: a percentage for log-scale (Poisson) and ratio models,
-    else events per person per ``period``."""
+    else events per person per ``period``, at the precision it was released to
+    (:func:`step_decimals`)."""
     est, lo, hi = _num(row["estimate"]), _num(row["conf_low"]), _num(row["conf_high"])
     scale = effect_scale(row.get("model", ""), row.get("scale"))
     if scale != "absolute":
         pct, plo, phi = (as_percent(x, scale) for x in (est, lo, hi))
         return f"{_f(pct, 1)}% (95% CI {_f(plo, 1)}% to {_f(phi, 1)}%)"
-    return f"{_f(est, 3)} per person per {period} (95% CI {_f(lo, 3)} to {_f(hi, 3)})"
+    d = step_decimals(row, rules)
+    return f"{_f(est, d)} per person per {period} (95% CI {_f(lo, d)} to {_f(hi, d)})"
 
 
 def _ci_vs_null(row: pd.Series) -> tuple[float, float]:
@@ -130,11 +151,17 @@ def _ci_vs_null(row: pd.Series) -> tuple[float, float]:
     return lo, hi
 
 
-def effect_sentence(row: pd.Series, *, period: str = "month", versus: str = "comparators") -> str:
+def effect_sentence(
+    row: pd.Series,
+    *,
+    period: str = "month",
+    versus: str = "comparators",
+    rules: tuple[int, int] = (7, 5),
+) -> str:
     """One sentence for one estimate, with its interpretation (relative to ``versus``)."""
     outcome = outcome_label(row.get("outcome", "the outcome"))
     lo, hi = _ci_vs_null(row)
-    size = effect_size(row, period)
+    size = effect_size(row, period, rules=rules)
     if lo > 0:
         verdict = f"an increase relative to {versus} that is unlikely to be due to chance"
     elif hi < 0:
@@ -171,7 +198,7 @@ def _sroi_fmt(key: Any, value: Any) -> str:
     if k in ("sroi_ratio", "ratio", "sroi_ratio_low", "sroi_ratio_high") or k.startswith(
         "ratio_conf_"
     ):
-        return f"£{_f(value)}"
+        return _money(value, 2)
     if k.startswith("p_") or k.startswith("prob_"):
         return f"{_f(_num(value) * 100, 0)}%"
     return _f(value, 1)
@@ -247,6 +274,11 @@ class NarrativeBase(ABC):
     def naive(self) -> str:
         return ""
 
+    def regression_to_mean(self, *, words: bool = True) -> str:
+        """The naive change of the referred beside the matched estimate ("" when the
+        design has no naive comparison)."""
+        return ""
+
     def did(self) -> str:
         return not_run("did_estimates")
 
@@ -313,7 +345,7 @@ class NarrativeBase(ABC):
         if after is None or var is None:
             return []
         vals = pd.to_numeric(bal[after], errors="coerce").abs()
-        return [str(v).replace("_", " ") for v in bal.loc[vals > SMD_BAR, var]]
+        return [label(v) for v in bal.loc[vals > SMD_BAR, var]]
 
     def _row_loss(self) -> str:
         """The caveat when the protocol let tables lose more rows than the default bar
@@ -356,7 +388,7 @@ class NarrativeBase(ABC):
         if ratio is None or pd.isna(ratio):
             return ""
         txt = (
-            f"\nEach £1 invested returned an estimated **£{_f(ratio)}** of social value "
+            f"\nEach £1 invested returned an estimated **{_money(ratio, 2)}** of social value "
             f"(social return on investment)"
         )
         npv = sv.get("npv", sv.get("net_present_value"))
@@ -372,7 +404,7 @@ class NarrativeBase(ABC):
             return []
         verdict = "more than" if _num(ratio) > 1 else "less than"
         return [
-            f"- **Value for money**: about £{_f(ratio)} of social value for each £1 spent "
+            f"- **Value for money**: about {_money(ratio, 2)} of social value for each £1 spent "
             f"({verdict} it cost)."
         ]
 
@@ -386,17 +418,29 @@ class NarrativeBase(ABC):
             )
         return ""
 
-    def key_numbers(self) -> str:
-        """A small table of the headline numbers (cohort, effects, SROI, checks)."""
+    def anchor(self) -> str:
+        """The title-page line that anchors the report to its bundle: the SHA-256 of the
+        bundle's manifest, which lists the hash of every file in it."""
+        sha = self.rb.manifest_sha256
+        if sha is None:
+            return "\n*This report's bundle has no manifest: nothing anchors its numbers.*\n"
+        return (
+            "\n*Results bundle, SHA-256 of its manifest.json (check it with `spevidence "
+            f"reproduce BUNDLE`):*\\\n`{sha}`\n"
+        )
+
+    def key_numbers(self, *, effects: bool = True) -> str:
+        """A small table of the headline numbers (cohort, effects unless ``effects`` is
+        false, SROI, checks)."""
         rows: list[dict[str, str]] = []
         n = self._final_count()
         if n is not None:
             rows.append({"item": f"{self._people_analysed()} in the final analysis", "value": n})
-        rows += self._effect_rows()
+        rows += self._effect_rows() if effects else []
         sv = self._sroi_values()
         ratio = sv.get("sroi_ratio", sv.get("ratio"))
         if ratio is not None and not pd.isna(ratio):
-            rows.append({"item": "Social value per £1 invested", "value": f"£{_f(ratio)}"})
+            rows.append({"item": "Social value per £1 invested", "value": _money(ratio, 2)})
         rows += self._check_rows()
         if not rows:
             return ""
@@ -439,8 +483,8 @@ class NarrativeBase(ABC):
             v = proto[k]
             if isinstance(v, dict):
                 text = "; ".join(f"{kk}: {_short(vv)}" for kk, vv in sorted(v.items()))
-            else:
-                text = _short(v)
+            else:  # the title and description in full
+                text = ", ".join(str(x) for x in v) if isinstance(v, list | tuple) else str(v)
             rows.append({"setting": str(k).replace("_", " "), "value": text})
         return markdown_table(pd.DataFrame(rows), caption="Protocol settings", label="tbl-protocol")
 
@@ -453,7 +497,7 @@ class NarrativeBase(ABC):
         if ratio is not None and not pd.isna(ratio):
             verdict = "more" if _num(ratio) > 1 else "less"
             text = (
-                f"\nThe estimated social return is **£{_f(ratio)} per £1** invested: the "
+                f"\nThe estimated social return is **{_money(ratio, 2)} per £1** invested: the "
                 f"service created {verdict} value than it cost, under the assumptions below. The "
                 "comparator group already accounts for what would have happened anyway "
                 "(deadweight), so no further deadweight is subtracted.\n"
@@ -584,10 +628,11 @@ class NarrativeBase(ABC):
             "that no file has changed and re-render, run `spevidence reproduce BUNDLE`; with "
             "access to the data, `spevidence reproduce BUNDLE --data DIR` re-runs the protocol and "
             "compares every result.\n",
-            f"- spevidence version: {m.get('spevidence_version', '–')}",
-            f"- Protocol hash (SHA-256): `{m.get('protocol_sha256', '–')}`",
-            f"- Random seed: {m.get('seed', '–')}",
-            f"- Data engine: {m.get('engine', '–')}",
+            f"- Manifest (manifest.json) SHA-256: `{self.rb.manifest_sha256}`",
+            f"- spevidence version: {m.get('spevidence_version', 'not recorded')}",
+            f"- Protocol hash (SHA-256): `{m.get('protocol_sha256', 'not recorded')}`",
+            f"- Random seed: {m.get('seed', 'not recorded')}",
+            f"- Data engine: {m.get('engine', 'not recorded')}",
             f"- Files in the bundle: {len(m.get('files', {}))}",
         ]
         out = "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ from spevidence.report.narrative.shared import (
     _f,
     effect_sentence,
 )
-from spevidence.report.sections import markdown_table, not_run
+from spevidence.report.sections import NOT_AVAILABLE, markdown_table, not_run
 
 # reasons in the staggered estimators' attrition, as a reader would say them
 PLAIN_REASONS = {
@@ -402,7 +402,7 @@ class StaggeredNarrative(NarrativeBase):
         dyn["cell"] = [
             "0 (reference)"
             if r["estimate"] == 0 and pd.isna(r["std_error"])
-            else "–"
+            else NOT_AVAILABLE
             if pd.isna(r["estimate"])
             else f"{_f(r['estimate'], 3)} ({_f(r['conf_low'], 3)} to {_f(r['conf_high'], 3)})"
             for _, r in dyn.iterrows()
@@ -418,7 +418,7 @@ class StaggeredNarrative(NarrativeBase):
         wide = wide.rename(columns={"event": f"{period.capitalize()}s since treatment"})
         return [
             markdown_table(
-                wide.fillna("–"),
+                wide.fillna(NOT_AVAILABLE),
                 caption=f"Dynamic effects by {period}s since first treatment: estimate (95% CI)",
                 label="tbl-staggered-dynamic",
             )
