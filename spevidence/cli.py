@@ -104,7 +104,7 @@ MaxRowLoss = Annotated[
 def _memory_limit(limit: str | None) -> None:
     """--memory-limit: every DuckDB connection this process opens (duckdb_connect)."""
     if limit is not None:
-        from spevidence.data._read import MEMORY_ENV
+        from spevidence.data.engine import MEMORY_ENV
 
         os.environ[MEMORY_ENV] = limit
 
@@ -323,7 +323,7 @@ def pseudonymise(
 
 
 def _row_loss(value: float | None) -> float:
-    from spevidence.data._coverage import MAX_ROW_LOSS
+    from spevidence.data.coverage import MAX_ROW_LOSS
 
     return MAX_ROW_LOSS if value is None else value
 
@@ -461,7 +461,7 @@ def sroi(
     """Value DiD estimates: SROI ratio, NPV, sensitivity and Monte Carlo, with figures."""
     import pandas as pd
 
-    from spevidence.protocol._model import MAX_SIMS
+    from spevidence.protocol.constants import MAX_SIMS
     from spevidence.sroi import evaluate, from_did, link_worker_inputs
 
     if not effects.is_file():

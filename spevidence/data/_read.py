@@ -21,12 +21,9 @@ from spevidence._csvfile import (
     header_looks_like_data,
     sniff,
 )
-from spevidence.data.engine import MEMORY_ENV, duckdb_connect  # noqa: F401 (MEMORY_ENV: see below)
+from spevidence.data.engine import duckdb_connect
 from spevidence.data.schema import TABLES, Table
 from spevidence.errors import DataError
-
-# MEMORY_ENV is imported above only for cli.py's old path (spevidence.data._read.MEMORY_ENV):
-# drop it once cli.py imports spevidence.data.engine
 
 SourceFormat = Literal["csv", "parquet", "duckdb", "ibis"]
 ROW = "_row"  # 1-based row number in the source (1 = first data row)

@@ -16,8 +16,8 @@ import pandas as pd
 
 from spevidence import describe
 from spevidence.activity import RiskScoreSpec, risk_score_panel
-from spevidence.data._flow import linkage_flow
-from spevidence.data._results import Attrition, AttritionEntry
+from spevidence.data import Attrition, AttritionEntry
+from spevidence.data.flow import linkage_flow
 from spevidence.did import event_study, two_by_two
 from spevidence.errors import DataError, EstimationError
 from spevidence.link import build_panel
@@ -32,7 +32,7 @@ from spevidence.pipeline.shared import (
     sroi_of_effects,
 )
 from spevidence.protocol import Protocol
-from spevidence.protocol._model import TRAJECTORY
+from spevidence.protocol.constants import TRAJECTORY
 
 POOLED_MONTHS = (3, 6)  # trends of rare outcomes: by quarter, else by half-year
 ESTIMATES = ("did", "event_study", "pretrend", "not_estimated")  # the cached estimate tables

@@ -350,7 +350,7 @@ class NarrativeBase(ABC):
     def _row_loss(self) -> str:
         """The caveat when the protocol let tables lose more rows than the default bar
         (the QA finding ``row_loss_above_default``; "" when there is none)."""
-        from spevidence.data._coverage import MAX_ROW_LOSS, pct
+        from spevidence.data.coverage import MAX_ROW_LOSS, pct
 
         qa = self.rb.table("qa")
         if qa is None or "rule" not in qa.columns or "table" not in qa.columns:
