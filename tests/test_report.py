@@ -611,7 +611,10 @@ def test_rendered_report_names_things_in_words_and_prints_its_anchor(rendered, b
     # the naive change and the matched estimate side by side, per outcome, in words
     assert "Regression to the mean" in text
     assert re.search(r"GP appointments.{0,40}−27\.2% \(−34\.0% to −19\.7%\)", text)
-    assert "overstates the matched estimate of the effect (−12.0%) by 15.2 percentage" in text
+    assert (
+        "(−27.2%) is 15.2 percentage points below the matched estimate of the effect "
+        "(−12.0%), so a before-and-after count makes the service look better" in text
+    )
     pdf = _pdf_text(rendered[0]["pdf"])
     assert sha[:40] in pdf.replace("\n", "")
 

@@ -82,3 +82,23 @@ def test_a_report_printing_another_manifest_hash_is_stale(tmp_path: Path) -> Non
     stamp["report.html"]["sha256"] = sha256_file(report)
     (tmp_path / "report_stamp.json").write_text(json.dumps(stamp), encoding="utf-8")
     assert reports_not_from(b) == []
+
+
+@pytest.mark.parametrize(
+    ("naive", "did", "want"),
+    [
+        # a rise larger than the effect: the before-and-after makes the service look worse
+        (27.5, 2.0, "is 25.5 percentage points above the matched estimate"),
+        # a fall smaller than the effect's fall: worse too
+        (-4.4, -20.5, "is 16.1 percentage points above the matched estimate"),
+        # a fall larger than the effect's: better (regression to the mean credited)
+        (-26.3, -12.0, "is 14.3 percentage points below the matched estimate"),
+    ],
+)
+def test_regression_to_the_mean_contrast_in_words(naive: float, did: float, want: str) -> None:
+    from spevidence.report.narrative.matched import _contrast_words
+
+    text = _contrast_words({"outcome": "ae", "naive": naive, "did": did})
+    assert want in text
+    assert ("look better" in text) == (naive < did)
+    assert "understates" not in text and "overstates" not in text

@@ -393,11 +393,13 @@ def _contrast_words(r: dict[str, Any]) -> str:
             f"estimate ({_pct(r['did'])}) agree to within a percentage point: little of the "
             "change is regression to the mean."
         )
-    direction = "overstates" if gap < 0 else "understates"
+    # the outcomes are uses of services: a lower change reads as a larger benefit
+    side, looks = ("below", "better") if gap < 0 else ("above", "worse")
     return (
-        f"**{name}**: the before-and-after change ({_pct(r['naive'])}) {direction} the "
-        f"matched estimate of the effect ({_pct(r['did'])}) by {_f(abs(gap), 1)} percentage "
-        f"points; without referral the referred's rate would have changed by about "
-        f"{_pct(without)} (regression to the mean and other change over time, as the "
-        "matched comparators show)."
+        f"**{name}**: the before-and-after change ({_pct(r['naive'])}) is "
+        f"{_f(abs(gap), 1)} percentage points {side} the matched estimate of the effect "
+        f"({_pct(r['did'])}), so a before-and-after count makes the service look {looks} "
+        "than the matched comparison does; without referral the referred's rate would have "
+        f"changed by about {_pct(without)} (regression to the mean and other change over "
+        "time, as the matched comparators show)."
     )
