@@ -283,7 +283,7 @@ def generate(
     identifiers
         Override the scenario's identifier kind (NHS numbers hold at most 909,091 people).
     progress
-        Show a progress bar (rich) on stderr.
+        Show progress on stderr: a bar on a terminal, else a line per chunk of people.
 
     Returns
     -------
