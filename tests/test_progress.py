@@ -125,6 +125,19 @@ def test_watchdog_stops_the_main_thread_part_way_through_a_stage() -> None:
     chunks.clear()
 
 
+def test_watchdog_interrupts_a_duckdb_query_part_way() -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    limit = tree_rss() + 300 * 2**20
+    sql = "CREATE TABLE t AS SELECT range::VARCHAR || repeat('x', 30) AS s FROM range(100000000)"
+    stopped = pytest.raises(MemoryLimitError, match="stopped in the stage 'Query'")
+    with stopped, guard(limit, lambda: "Query"):
+        con.execute(sql)  # about 4 GiB if it ran to the end
+    tables = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 't'")
+    assert tables.fetchone() == (0,)  # the query was stopped, not finished
+
+
 def test_watchdog_does_not_interrupt_a_held_step() -> None:
     limit = tree_rss() + 100 * 2**20
     with guard(limit, lambda: "Moving the outputs into place") as dog:
