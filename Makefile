@@ -22,8 +22,12 @@ $(STAMP): requirements/dev.txt requirements/bootstrap.txt pyproject.toml
 	  else echo "warning: install poppler-utils (pdftoppm) for the PDF page tests"; fi; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/bootstrap.txt
-	$(UV) pip sync --python $(PY) --quiet requirements/dev.txt
+	@# bytecode compiled once here: where PYTHONDONTWRITEBYTECODE=1 is set, Python would
+	@# otherwise compile every module it imports on each start (about 1.4 s of a 2.5-3 s
+	@# `spevidence --help` measured under load; benchmarks/notes/first_call_latency_2026-12.md)
+	$(UV) pip sync --python $(PY) --quiet --compile-bytecode requirements/dev.txt
 	$(UV) pip install --python $(PY) --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m compileall -q spevidence
 	@touch $(STAMP)
 
 demo: install

@@ -87,8 +87,9 @@ MemoryLimit = Annotated[
     str | None,
     typer.Option(
         "--memory-limit",
-        help="DuckDB memory limit, e.g. 4GB (it spills to disk beyond); "
-        "default: DuckDB's, 80% of RAM. Also $SPEVIDENCE_MEMORY_LIMIT.",
+        help="Memory limit of the whole run, e.g. 4GB: a run that cannot fit stops with a "
+        "clear error naming the stage; DuckDB spills to disk beyond it. Default: none "
+        "(DuckDB takes 80% of RAM). Also $SPEVIDENCE_MEMORY_LIMIT.",
     ),
 ]
 MaxRowLoss = Annotated[
@@ -105,8 +106,15 @@ def _memory_limit(limit: str | None) -> None:
     """--memory-limit: every DuckDB connection this process opens (duckdb_connect)."""
     if limit is not None:
         from spevidence.data.engine import MEMORY_ENV
+def _memory_limit(limit: str | None) -> int | None:
+    """--memory-limit (else $SPEVIDENCE_MEMORY_LIMIT) in bytes, checked: the run's limit
+    (spevidence.memory) and every DuckDB connection's (which reads the same variable)."""
+    from spevidence.memory import LIMIT_ENV, parse_size, run_limit
 
-        os.environ[MEMORY_ENV] = limit
+    if limit is not None:
+        parse_size(limit)  # a bad size is a clear error before anything runs
+        os.environ[LIMIT_ENV] = limit
+    return run_limit()
 
 
 @app.command()
@@ -132,7 +140,9 @@ def synth(
     list_only: Annotated[
         bool, typer.Option("--list", help="List the shipped scenarios and exit.")
     ] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Annotated[
+        bool, typer.Option(help="Show progress: a bar on a terminal, else plain lines.")
+    ] = True,
 ) -> None:
     """Generate a synthetic ICB (extracts + truth.json) from a scenario."""
     from spevidence.synthetic import generate, list_scenarios
@@ -254,15 +264,18 @@ def activity(
         float | None,
         typer.Option(help="Whole-time equivalent of every link worker (default 1.0)."),
     ] = None,
+    progress: Annotated[
+        bool, typer.Option(help="Show progress: a bar on a terminal, else plain lines.")
+    ] = True,
 ) -> None:
     """Service activity, equity of access, case finding and wellbeing: tables and figures."""
     from spevidence.activity.outputs import activity_outputs, read_activity_extracts, write_outputs
     from spevidence.activity.release import release_tables
+    from spevidence.progress import Steps
 
     if period not in ("month", "quarter"):
         raise SpevidenceError(f"--period must be 'month' or 'quarter', got {period!r}.")
     _out_outside_data(out_dir, data)
-    ex = read_activity_extracts(data)
     logs: list = []
 
     def _control(t: dict) -> dict:
@@ -270,22 +283,28 @@ def activity(
         logs.append(log)
         return safe
 
-    tables, figures = activity_outputs(
-        ex["population"],
-        ex["referrals"],
-        gp_appointments=ex.get("gp_appointments"),
-        wellbeing=ex.get("wellbeing"),
-        start=start,
-        end=end,
-        at=at,
-        period=period,
-        wellby=wellby,
-        link_worker_wte=wte,
-        control=None if no_disclosure else _control,
-    )
-    folder = write_outputs(
-        out_dir, tables, figures, disclosure_log=None if no_disclosure else logs[0]
-    )
+    steps = Steps(progress, ("Reading the extracts", "Counting activity", "Writing"))
+    with steps.run():
+        ex = read_activity_extracts(data)
+        steps.step(1, size=f"{len(ex['referrals']):,} referrals")
+        tables, figures = activity_outputs(
+            ex["population"],
+            ex["referrals"],
+            gp_appointments=ex.get("gp_appointments"),
+            wellbeing=ex.get("wellbeing"),
+            start=start,
+            end=end,
+            at=at,
+            period=period,
+            wellby=wellby,
+            link_worker_wte=wte,
+            control=None if no_disclosure else _control,
+        )
+        steps.step(2)
+        folder = write_outputs(
+            out_dir, tables, figures, disclosure_log=None if no_disclosure else logs[0]
+        )
+        steps.step(3)
     _say(
         "Activity outputs written:",
         "bold green",
@@ -383,7 +402,9 @@ def link(
         typer.Option("--key-file", help="Key for ids=nhs_number (else $SPEVIDENCE_KEY)."),
     ] = None,
     date_format: Annotated[str | None, typer.Option("--date-format")] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Annotated[
+        bool, typer.Option(help="Show progress: a bar on a terminal, else plain lines.")
+    ] = True,
     memory_limit: MemoryLimit = None,
     max_row_loss: MaxRowLoss = None,
 ) -> None:
@@ -392,13 +413,14 @@ def link(
     from spevidence.data import validate as _validate
     from spevidence.identity import load_key
     from spevidence.link import build_panel
-    from spevidence.pipeline.shared import Steps
+    from spevidence.memory import guard
+    from spevidence.progress import Steps
 
-    _memory_limit(memory_limit)
+    limit = _memory_limit(memory_limit)
     _out_outside_data(panel_out.parent, data)
     key = load_key(key_file) if ids == "nhs_number" else None
     steps = Steps(progress, ("Reading and validating the extracts", "Linking", "Writing"))
-    with steps.run():
+    with steps.run(), guard(limit, lambda: steps.current):
         ex = read_extracts(data, date_format=date_format)
         loss = _row_loss(max_row_loss)
         clean, qa, attrition = _validate(
@@ -409,7 +431,7 @@ def link(
             key=key,
             max_row_loss=loss,
         )
-        steps.step(1)
+        steps.step(1, size=f"{int(clean['population'].count().execute()):,} people")
         panel = build_panel(
             clean,
             start=start,
@@ -532,7 +554,9 @@ def run(
     fmt: Annotated[
         str | None, typer.Option("--format", help="Report formats, e.g. html,pdf,docx.")
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[
+        bool, typer.Option(help="Show progress: a bar on a terminal, else a line per stage.")
+    ] = True,
     no_cache: Annotated[
         bool,
         typer.Option(

@@ -32,3 +32,7 @@ class DisclosureError(SpevidenceError):
 
 class ReportError(SpevidenceError):
     """A report or bundle cannot be rendered or verified."""
+
+
+class MemoryLimitError(SpevidenceError):
+    """A run would need, or reached, more memory than its limit (spevidence.memory)."""

@@ -9,8 +9,9 @@ alone. :func:`run_demo` does the same on a freshly generated synthetic ICB.
 One module per design: :mod:`~spevidence.pipeline.matched` (matched cohort, 2×2 and event
 study) and :mod:`~spevidence.pipeline.staggered` (whole-population staggered DiD); what
 both share (reading the extracts, disclosure control, SROI, service activity, the
-bundle and report, the progress record) is :mod:`~spevidence.pipeline.shared`. The
-design is chosen once, in :func:`run`.
+bundle and report, each design's stages) is :mod:`~spevidence.pipeline.shared`. The
+design is chosen once, in :func:`run`. Progress is :mod:`spevidence.progress`; the run's
+memory limit and its watchdog are :mod:`spevidence.memory`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from spevidence import memory
 from spevidence._atomic import locked_output
 from spevidence.errors import SpevidenceError
 from spevidence.pipeline import matched, staggered
@@ -31,6 +33,8 @@ from spevidence.pipeline.matched import (
     matching_panel,
 )
 from spevidence.pipeline.shared import (
+    STAGES,
+    Inputs,
     RunResult,
     Steps,
     casefinding_gp,
@@ -93,12 +97,14 @@ def run(
     """
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     out, data = Path(out), _extracts_folder(Path(data))
-    steps = Steps(progress)
+    steps = Steps(progress, STAGES[proto.design])
+    limit = memory.run_limit()
     # the output folder is locked for the whole run; the bundle and reports are staged and
-    # moved into it together at the end (spevidence._atomic)
-    with locked_output(out), steps.run():
+    # moved into it together at the end (spevidence._atomic); the memory of the whole
+    # process tree is watched against the limit (spevidence.memory)
+    with locked_output(out), steps.run(), memory.guard(limit, lambda: steps.current):
         inputs = read_inputs(proto, data, out, engine=engine, key_file=key_file, cache=cache)
-        steps.step(1)
+        _check_size(proto, inputs, steps, limit)
         # the output tail both designs share (disclosure control, service activity from
         # the validated extracts, bundle, report)
         write = partial(
@@ -114,6 +120,21 @@ def run(
         )
         finish = DESIGNS[proto.design]
         return finish(proto, inputs, engine=engine, steps=steps, write=write)
+
+
+def _check_size(proto: Protocol, inputs: Inputs, steps: Steps, limit: int | None) -> None:
+    """Stop if the rest of the run cannot fit in memory, else end stage 1 with its size."""
+    people = int(inputs.clean["population"]["person_id"].nunique().execute())
+    periods = proto.n_periods()
+    memory.check_fits(
+        proto.design,
+        people=people,
+        periods=periods,
+        period=proto.period,
+        stage=steps.labels[1],
+        limit=limit,
+    )
+    steps.step(1, size=f"{people:,} people x {periods} {proto.period}s")
 
 
 def _extracts_folder(data: Path) -> Path:

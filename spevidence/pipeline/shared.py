@@ -2,8 +2,8 @@
 
 - :func:`read_inputs`: the first stage (read, validate and pseudonymise the extracts) and
   the stage cache keyed on them (:mod:`spevidence._runcache`).
-- :class:`Steps`: the progress record over the stages; :class:`RunResult`: where a run
-  wrote its outputs.
+- :data:`STAGES`: each design's stages, shown by :class:`spevidence.progress.Steps`
+  (re-exported here); :class:`RunResult`: where a run wrote its outputs.
 - :func:`release`: disclosure control of a design's tables; :func:`sroi_of_effects`: the
   SROI of a design's headline effects; :func:`service_activity`: the service-activity,
   equity, case-finding and wellbeing outputs.
@@ -12,8 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,8 +20,6 @@ from typing import Any, Literal
 import ibis
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from spevidence import describe
 from spevidence._atomic import commit, disk_errors, staging
@@ -34,20 +31,32 @@ from spevidence.bundle import write_bundle
 from spevidence.data import read_extracts, validate
 from spevidence.disclosure import release_each, released_count
 from spevidence.identity import load_key
+from spevidence.memory import held
+from spevidence.progress import Steps  # noqa: F401 (the designs import it from here)
 from spevidence.protocol import Protocol
 from spevidence.report import render
 from spevidence.report.figures import make_figures
 from spevidence.sroi import evaluate, from_did, link_worker_inputs
 
-STEPS = (
-    "Read, validate and pseudonymise extracts",
-    "Link person × month panel",
-    "Match comparators at referral",
-    "Estimate difference-in-differences",
-    "Social return on investment",
-    "Disclosure control and bundle",
-    "Render report",
-)
+READ = "Read, validate and pseudonymise extracts"
+TAIL = ("Social return on investment", "Disclosure control and bundle", "Render report")
+# each design's stages, in the order its finish() marks them done (Steps.step)
+STAGES = {
+    "matched": (
+        READ,
+        "Link person × period panel",
+        "Match comparators at referral",
+        "Estimate difference-in-differences",
+        *TAIL,
+    ),
+    "staggered": (
+        READ,
+        "Link person × period panel",
+        "Build the cohort panel (first referral per person)",
+        "Estimate staggered difference-in-differences",
+        *TAIL,
+    ),
+}
 PERIODS_PER_YEAR = {"month": 12.0, "quarter": 4.0}
 
 # write_outputs with the run's folders, extracts and report options bound (functools.partial)
@@ -61,45 +70,6 @@ class RunResult:
     bundle: Path
     reports: dict[str, Path]
     reused: tuple[str, ...] = ()  # stages taken from the run cache (spevidence._runcache)
-
-
-class Steps:
-    """One rich progress bar over the stages (stderr; off with ``enabled=False``)."""
-
-    def __init__(self, enabled: bool, labels: tuple[str, ...] = STEPS) -> None:
-        self.enabled = enabled
-        self.labels = labels
-        self._progress: Progress | None = None
-        self._task: Any = None
-
-    @contextmanager
-    def run(self) -> Iterator[Steps]:
-        """Show the bar while the block runs."""
-        if not self.enabled:
-            yield self
-            return
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        ) as progress:
-            self._progress = progress
-            self._task = progress.add_task(self.labels[0], total=len(self.labels))
-            yield self
-
-    def note(self, text: str) -> None:
-        """Print a line above the bar."""
-        if self._progress is not None:
-            self._progress.console.print(text)
-
-    def step(self, done: int) -> None:
-        """Mark ``done`` stages finished and name the next."""
-        if self._progress is not None:
-            label = self.labels[done] if done < len(self.labels) else "Done"
-            self._progress.update(self._task, completed=done, description=label)
 
 
 @dataclass(frozen=True)
@@ -211,7 +181,8 @@ def write_outputs(
                 formats=tuple(fmts),  # type: ignore[arg-type]
                 engine=(report_engine or proto.report.engine),  # type: ignore[arg-type]
             )
-        with disk_errors("moving the outputs into place", staging=stage, out=out):
+        # the one step a run past its memory limit must not be stopped in
+        with disk_errors("moving the outputs into place", staging=stage, out=out), held():
             final = commit(stage, out, reports)
     step(7)
     return final

@@ -350,7 +350,7 @@ def finish(
     steps.step(2)
     table = cohort_panel(panel.table, proto.staggered_spec).cache()  # one pass for every fit
     n_panel = int(table.person_id.nunique().execute())
-    steps.step(3)
+    steps.step(3, size=f"{n_panel:,} people in the cohort panel")
     tables = _tables(table, proto, n_panel, inputs.qa)
     steps.step(4)
     extra: dict[str, Any] = {"design": "staggered"}

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from spevidence._version import __version__
 from spevidence.data.schema import TABLES, UNPLANNED_METHODS_DEFAULT, Table
+from spevidence.progress import Lines, on_terminal
 from spevidence.synthetic._engine import (
     DAYS_PER_MONTH,
     DEPT,
@@ -282,7 +283,7 @@ def generate(
     identifiers
         Override the scenario's identifier kind (NHS numbers hold at most 909,091 people).
     progress
-        Show a progress bar (rich) on stderr.
+        Show progress on stderr: a bar on a terminal, else a line per chunk of people.
 
     Returns
     -------
@@ -412,13 +413,7 @@ def _write_chunks(
     realised = {o: 0 for o in OUTCOMES}
     injected: dict[str, dict[str, int]] = {}
 
-    bar: Any = None
-    if progress:
-        from rich.progress import Progress
-
-        bar = Progress(transient=True)
-        bar.start()
-        task = bar.add_task(f"synth {sc.name}", total=n_persons)
+    bar = _Progress(f"synth {sc.name}", n_persons) if progress else None
 
     def emit(chunk: Chunk, ci: int, first: int) -> None:
         # runs on the writer thread, one chunk at a time and in order
@@ -430,7 +425,7 @@ def _write_chunks(
         for name, tbl in tables.items():
             sinks[name].write(tbl)
         if bar is not None:
-            bar.update(task, advance=chunk.n)
+            bar.advance(chunk.n)
 
     # Simulation of chunk k+1 overlaps with writing chunk k (numpy and Arrow release the
     # GIL); at most two chunks are in memory, and files are written in chunk order.
@@ -458,6 +453,39 @@ def _write_chunks(
             bar.stop()
 
     return truth, realised, injected
+
+
+class _Progress:
+    """People written so far, on standard error: a bar on a terminal, else a plain line
+    per chunk (spevidence.progress)."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.n = label, total, 0
+        self.lines = None if on_terminal() else Lines()
+        self.bar: Any = None
+        if self.lines is not None:
+            self.lines.say(f"start {label}: {total:,} people")
+        else:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True, console=Console(stderr=True))
+            self.bar.start()
+            self.task = self.bar.add_task(label, total=total)
+
+    def advance(self, n: int) -> None:
+        self.n += n
+        if self.lines is not None:
+            self.lines.say(f"{self.label}: {self.n:,} of {self.total:,} people written")
+        else:
+            self.bar.update(self.task, advance=n)
+
+    def stop(self) -> None:
+        if self.lines is not None:
+            word = "done " if self.n >= self.total else "stopped"
+            self.lines.say(f"{word} {self.label}: {self.n:,} people")
+        else:
+            self.bar.stop()
 
 
 def _count_realised(chunk: Chunk, realised: dict[str, int]) -> None:
