@@ -102,10 +102,6 @@ MaxRowLoss = Annotated[
 ]
 
 
-def _memory_limit(limit: str | None) -> None:
-    """--memory-limit: every DuckDB connection this process opens (duckdb_connect)."""
-    if limit is not None:
-        from spevidence.data.engine import MEMORY_ENV
 def _memory_limit(limit: str | None) -> int | None:
     """--memory-limit (else $SPEVIDENCE_MEMORY_LIMIT) in bytes, checked: the run's limit
     (spevidence.memory) and every DuckDB connection's (which reads the same variable)."""
