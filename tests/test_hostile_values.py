@@ -186,3 +186,42 @@ def test_a_recode_in_the_protocol_runs(base, tmp_path) -> None:
 def test_a_wrong_extracts_block_stops_check(tmp_path, extracts, says) -> None:
     out = cli("check", _protocol(tmp_path, extracts=extracts))
     assert_clean(out, code=1, says=[says])
+
+
+def test_an_outcome_zero_for_everyone_stops_the_run(base, tmp_path) -> None:
+    """Every GP appointment with a valid role that is not the GP one (all filtered out by
+    the definitions): the run stops naming the outcome and the cause, before estimating."""
+    data = _copy(base, tmp_path)
+    _set(data, "gp_appointments", "staff_role", slice(None), "nurse")
+    out_dir = tmp_path / "out"
+    out = cli("run", _protocol(tmp_path), "--data", data, "--out", out_dir, "--no-progress")
+    says = ["Outcome gp is zero for every person", "staff_role gp", "remove gp from outcomes"]
+    assert_clean(out, code=1, identifiers=_identifiers(base), says=says)
+    assert "Outcome ae" not in out.text and "Outcome admissions" not in out.text
+    assert_no_partial_output(out_dir)
+
+
+@pytest.mark.parametrize(
+    ("totals", "says"),
+    [
+        ({"gp": 3, "ae": 0, "admissions": 2}, ["Outcome ae is zero", "ae_attendances rows"]),
+        (
+            {"gp": 3, "ae": 1, "admissions": 0.0},
+            ["Outcome admissions is zero", "admission_method 21, 22, 23, 24, 25, 2A, 2C"],
+        ),
+        (
+            {"gp": 0, "ae": 0, "admissions": None},
+            ["Outcome gp", "Outcome ae", "Outcome admissions"],
+        ),
+    ],
+    ids=["ae", "admissions", "all-three"],
+)
+def test_check_outcomes_names_each_zero_outcome(totals, says) -> None:
+    from spevidence.errors import EstimationError
+    from spevidence.link import check_outcomes
+
+    with pytest.raises(EstimationError) as err:
+        check_outcomes(totals, ("gp", "ae", "admissions"))
+    for s in says:
+        assert s in str(err.value)
+    check_outcomes({"gp": 1, "ae": 1, "admissions": 0}, ("gp", "ae"))  # not an outcome here
