@@ -55,7 +55,7 @@ def defect_world() -> dict[str, pd.DataFrame]:
         (NHS["p5"], "2021-02-15", "attended", "gp", "face_to_face"),  # 14 registration gap
         (NHS["p1"], "2021-13-45", "attended", "gp", "face_to_face"),  # 15 unreadable date
         (NHS["p1"], "31/02/2021", "attended", "gp", "face_to_face"),  # 16 no 31 February
-        (NHS["p1"], "2021-03-03", "maybe", "gp", "face_to_face"),  # 17 unknown status code
+        (NHS["p1"], "2021-03-03", None, "gp", "face_to_face"),  # 17 missing status
         (NHS["p1"], "2021-03-04", "attended", None, "face_to_face"),  # 18 missing staff_role
         (NOT_IN_POP, "2021-03-04", "attended", "gp", "face_to_face"),  # 19 not in population
         (NHS["p1"], "2022-03-04", "attended", "gp", "face_to_face"),  # 20 after study window
@@ -131,12 +131,29 @@ def test_mixed_date_formats_read_and_reported(result):
     assert "2 rows as DD/MM/YYYY" in i.message
 
 
-def test_unknown_code_and_missing_value(result):
-    u = _one(result[2], "unknown_code", "gp_appointments", "status")
-    assert (u.rows, u.first_rows) == (1, (17,))
-    assert "attended, dna, cancelled" in u.message
+def test_missing_values(result):
+    s = _one(result[2], "missing_value", "gp_appointments", "status")
+    assert (s.rows, s.first_rows) == (1, (17,))
     m = _one(result[2], "missing_value", "gp_appointments", "staff_role")
     assert (m.rows, m.first_rows) == (1, (18,))
+
+
+def test_unknown_code_stops_naming_the_value(tmp_path):
+    """An unknown code is no longer excluded row by row: the rows could not be classified,
+    so validation stops (issue 22), naming the value, its rows and the recode to add."""
+    w = tiny_world()
+    gp = w["gp_appointments"]
+    gp.loc[len(gp)] = ["p1", D(2021, 3, 3), "maybe", "gp", "face_to_face"]
+    gp.loc[len(gp)] = ["p1", D(2021, 3, 4), " Maybe ", "gp", "face_to_face"]
+    ex = read_extracts(write_extracts(tmp_path, w))
+    with pytest.raises(DataError) as err:
+        validate(ex, start=START, end=END)
+    msg = str(err.value)
+    assert msg.startswith(
+        "gp_appointments.status: 2 rows hold values outside the allowed values (attended, dna, "
+        'cancelled): "Maybe" (1 rows); "maybe" (1 rows).'
+    )
+    assert 'extracts: {gp_appointments: {values: {status: {"Maybe": "attended"}}}}' in msg
 
 
 def test_outside_study_window_counted(result):

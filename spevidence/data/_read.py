@@ -21,6 +21,7 @@ from spevidence._csvfile import (
     header_looks_like_data,
     sniff,
 )
+from spevidence.data._codes import recoded
 from spevidence.data.engine import duckdb_connect
 from spevidence.data.schema import TABLES, Table
 from spevidence.errors import DataError
@@ -225,6 +226,7 @@ def read_extracts(
     mapping: Mapping[str, Mapping[str, str]] | None = None,
     date_format: str | None = None,
     tables: Mapping[str, str] | None = None,
+    values: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
 ) -> Extracts:
     """Read the extracts into Ibis tables.
 
@@ -246,6 +248,10 @@ def read_extracts(
     tables
         Table name -> file or database-table name, where they differ from the
         canonical names.
+    values
+        Local codings per table and column, ``{"gp_appointments": {"staff_role":
+        {"General Practitioner": "gp"}}}``: local value (as written, spaces around
+        it ignored) -> allowed value; applied before validation checks the codes.
 
     Returns
     -------
@@ -260,11 +266,13 @@ def read_extracts(
     """
     mapping = mapping or {}
     table_names = dict(tables or {})
-    unknown = sorted(set(mapping) - set(TABLES))
-    if unknown:
-        raise DataError(
-            f"mapping names unknown tables {unknown}; the tables are {', '.join(TABLES)}."
-        )
+    values = values or {}
+    for what, given in (("mapping", mapping), ("values", values)):
+        unknown = sorted(set(given) - set(TABLES))
+        if unknown:
+            raise DataError(
+                f"{what} names unknown tables {unknown}; the tables are {', '.join(TABLES)}."
+            )
     if isinstance(source, BaseBackend):
         con = source
         raw, sources = _from_connection(con, table_names)
@@ -283,6 +291,9 @@ def read_extracts(
                 "file (.duckdb). Fix: point at the folder that holds population.parquet etc."
             )
     _map_columns(raw, sources, mapping)
+    for name, recode in values.items():
+        if name in raw:
+            raw[name] = recoded(raw[name], recode)
     return Extracts(
         con=con,
         tables=MappingProxyType(raw),

@@ -2,19 +2,20 @@
 
 Every row that fails a check is excluded with exactly one reason (the first check it
 fails, in the order below), so rows in = rows kept + Σ rows excluded by reason. Messages
-name the table, the column, the count, the first row numbers and the fix — never a
-data value, never an identifier.
+name the table, the column, the count, the first row numbers and the fix — never an
+identifier, and no data value except the unknown values of coded columns.
 
 Order of checks for every table: missing identifier; invalid NHS number (when ids are
-raw NHS numbers); unreadable values (dates, numbers); missing required values;
-unknown codes; values too long for a code column; table rules (registration ends
-before it starts, registered after death, negative length of stay); exact duplicate
-rows. Then, for event tables: person not in the population; event after death; event
-before the year of birth; event outside every registration spell; event outside the
-study window (referrals are kept whatever their date: a referral before the window
-marks someone already referred). Last, tables emptied by their identifiers are named
-(:func:`spevidence.data._ids.identifier_errors`), and the checks of
-:mod:`spevidence.data.coverage` stop validation when an extract is empty, a table
+raw NHS numbers); unreadable values (dates, numbers); missing required values; unknown
+codes (counted, then they stop validation with one paragraph per column naming each
+unknown value: :mod:`spevidence.data._codes`); values too long for a code column; table
+rules (registration ends before it starts, registered after death, negative length of
+stay); exact duplicate rows. Then, for event tables: person not in the population; event
+after death; event before the year of birth; event outside every registration spell;
+event outside the study window (referrals are kept whatever their date: a referral
+before the window marks someone already referred). Last, tables emptied by their
+identifiers are named (:func:`spevidence.data._ids.identifier_errors`), and the checks
+of :mod:`spevidence.data.coverage` stop validation when an extract is empty, a table
 loses more than ``max_row_loss`` of its rows, or an event extract does not cover the
 study window.
 """
@@ -31,6 +32,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from spevidence.data._codes import codes_norm, unknown_values_error
 from spevidence.data._ids import identifier_errors
 from spevidence.data._read import ROW, Extracts
 from spevidence.data._results import Action, Attrition, AttritionEntry, QAIssue, QAReport
@@ -88,21 +90,6 @@ def _rows_text(rows: list[int]) -> str:
     return "first rows: " + ", ".join(str(r) for r in rows)
 
 
-def _codes_norm(col: ir.StringValue, c: Column) -> ir.StringValue:
-    """Normalise coded text: upper-case admission methods, '01' -> '1', sex words."""
-    s = col
-    allowed = c.allowed or ()
-    if c.name == "sex":
-        s = s.upper().substitute({"FEMALE": "F", "MALE": "M", "2": "F", "1": "M"})
-    elif c.name == "admission_method":
-        s = s.upper()
-    elif all(a.isdigit() and not a.startswith("0") for a in allowed):
-        s = s.substitute({"0" + a: a for a in allowed})
-    elif c.name in {"outcome", "status", "instrument", "frailty"}:
-        s = s.lower()
-    return s
-
-
 def _typed(
     name: str, raw: ir.Table, spec: Table, ids: Ids, date_format: str | None
 ) -> tuple[ir.Table, dict[str, tuple[str, ...]]]:
@@ -132,7 +119,7 @@ def _parsed_text(
             s1[c.name] = normalise_id(r, nhs=ids == "nhs_number")
         elif c.kind == "str":
             v = clean_str(r)
-            s1[c.name] = _codes_norm(v, c) if c.allowed is not None else v
+            s1[c.name] = codes_norm(v, c) if c.allowed is not None else v
         elif c.kind == "date" and not (r.type().is_date() or r.type().is_timestamp()):
             txt = clean_str(r)
             s1[f"_ne_{c.name}"] = txt.notnull()
@@ -935,7 +922,7 @@ def _population(
     rules += _table_rules("population", typed, end)
     rules.append(_duplicate_rule("population", typed, POPULATION))
     pop, iss, ent, err = _process("population", typed, rules, fmt_cols, POPULATION, fmt)
-    found.add(iss, ent, err)
+    found.add(iss, ent, err + _unknown_values("population", extracts, iss))
     persons = (
         pop.group_by("person_id")
         .aggregate(
@@ -977,8 +964,23 @@ def _events(
         rules += ev_rules
         tab, iss, ent, err = _process(name, x, rules, fmt_cols, spec, fmt)
         clean[name] = tab
-        found.add(iss, ent, err)
+        found.add(iss, ent, err + _unknown_values(name, extracts, iss))
     return clean
+
+
+def _unknown_values(name: str, extracts: Extracts, issues: list[QAIssue]) -> list[str]:
+    """The stop of each column of ``name`` that holds values outside its allowed list.
+    Rows are counted under their first failed check only, so once one column is found
+    wanting every coded column is looked at (the stop names them all)."""
+    if not any(i.rule == "unknown_code" for i in issues):
+        return []
+    coded = [c for c in TABLES[name].columns if c.allowed is not None]
+    found = [
+        unknown_values_error(name, extracts[name], c)
+        for c in coded
+        if c.name in extracts[name].columns
+    ]
+    return [f for f in found if f is not None]
 
 
 def _stop_if_unusable(

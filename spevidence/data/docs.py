@@ -46,7 +46,9 @@ _INTRO = (
     "",
     "Each extract is a file in the data folder (`NAME.parquet` or `NAME.csv`), a table of",
     "that name in a DuckDB database file, or a table on any Ibis connection. Column names",
-    "are the canonical ones below; map local names with `read_extracts(..., mapping=...)`.",
+    "are the canonical ones below; map local names with the protocol's `extracts:` block",
+    "(`columns:` renames, `values:` recodes of local codings; docs/guide.md) or",
+    "`read_extracts(..., mapping=..., values=...)`.",
     "Dates are calendar dates: ISO `YYYY-MM-DD` and UK `DD/MM/YYYY` are read by default",
     "(`date_format=` for other orders). `person_id` is a raw NHS number (checked with the",
     "modulus-11 check digit, then pseudonymised with HMAC-SHA256 before linkage) or an",
@@ -73,8 +75,8 @@ _CHECKS_AND_PANEL = (
     "| 3 | unreadable date / number in a required column | all | excluded |",
     "| 3b | unreadable value in an optional column | all | set to missing |",
     "| 4 | empty required column | all | excluded |",
-    "| 5 | code outside the allowed values (required / optional column) | all |"
-    " excluded / set to missing |",
+    "| 5 | code outside the allowed values (counted, then validation stops: see below)"
+    " | all | stops |",
     "| 6 | registration ends before it starts; registration starts after death;"
     " year of birth before 1880 or after the window | population | excluded |",
     "| 6 | negative length of stay (discharge before admission) | admissions | excluded |",
@@ -86,7 +88,10 @@ _CHECKS_AND_PANEL = (
     "",
     "Stops with an error instead (nothing is guessed): a required table or column is",
     "missing; more than half of a date column cannot be read; a date column holds",
-    "values that only make sense as US month/day order (pass `date_format=`).",
+    "values that only make sense as US month/day order (pass `date_format=`); a coded",
+    "column holds values outside its allowed list (the stop names each value that looks",
+    "like a code, with its rows, and the `extracts: {TABLE: {values: ...}}` line that",
+    "recodes it; values that look like identifiers or dates are counted, never shown).",
     "Warnings (rows kept): dates in more than one format; overlapping registration",
     "spells (merged, so no day counts twice); people whose spells disagree on sex, year",
     'of birth or death date; `ids="pseudonym"` but the identifiers look like NHS',

@@ -70,6 +70,10 @@ ADMISSION_METHODS: tuple[str, ...] = (
 
 REFERRAL_OUTCOMES = ("accepted", "declined", "did_not_engage")
 APPOINTMENT_STATUS = ("attended", "dna", "cancelled")
+STAFF_ROLES = ("gp", "nurse", "other")
+APPOINTMENT_MODES = ("face_to_face", "telephone", "video", "home_visit")
+REFERRAL_SOURCES = ("gp", "practice_staff", "other_agency", "self")
+ETHNICITY_GROUPS = ("White", "Asian", "Black", "Mixed", "Other")  # ONS 2021 top-level groups
 SEX = ("F", "M")
 
 POPULATION = Table(
@@ -86,7 +90,7 @@ POPULATION = Table(
         Column("death_date", "date", nullable=True, description="empty if alive"),
         Column("imd_decile", "int", required=False, nullable=True, description="1 = most deprived"),
         Column("lsoa", "str", required=False, nullable=True),
-        Column("ethnicity_group", "str", required=False, nullable=True),
+        Column("ethnicity_group", "str", required=False, nullable=True, allowed=ETHNICITY_GROUPS),
         Column("living_alone", "bool", required=False, nullable=True),
         Column("widowed", "bool", required=False, nullable=True),
         Column(
@@ -110,7 +114,7 @@ REFERRALS = Table(
     (
         Column("person_id", "id"),
         Column("referral_date", "date"),
-        Column("referral_source", "str", description="gp, practice_staff, other_agency, self"),
+        Column("referral_source", "str", allowed=REFERRAL_SOURCES),
         Column("outcome", "str", allowed=REFERRAL_OUTCOMES),
         Column("first_contact_date", "date", required=False, nullable=True),
         Column("contacts", "int", required=False, nullable=True),
@@ -128,8 +132,8 @@ GP_APPOINTMENTS = Table(
         Column("person_id", "id"),
         Column("appointment_date", "date"),
         Column("status", "str", allowed=APPOINTMENT_STATUS),
-        Column("staff_role", "str", description="gp, nurse, other"),
-        Column("mode", "str", description="face_to_face, telephone, video, home_visit"),
+        Column("staff_role", "str", allowed=STAFF_ROLES),
+        Column("mode", "str", allowed=APPOINTMENT_MODES),
     ),
     date_column="appointment_date",
 )

@@ -5,8 +5,8 @@ Two-way designs: :func:`two_by_two`, :func:`twfe`, :func:`event_study`, :func:`p
 :func:`staggered` (Callaway & Sant'Anna; results :class:`ATTgt`, :class:`ATTAggregate`)
 and :func:`etwfe` (Wooldridge's extended TWFE; result :class:`ETWFE`).
 
-The estimators are imported on first use (PEP 562 ``__getattr__``): they bring in scipy,
-statsmodels and linearmodels (about 1.4 s of scipy.stats alone), which
+The estimators are imported on first use (PEP 562 ``__getattr__``): they bring in scipy and
+statsmodels (about 1.4 s of scipy.stats alone), which
 ``spevidence.did.headline`` (read by the report) does not need.
 ``from spevidence.did import twfe`` works as before.
 """
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from spevidence.did._etwfe import etwfe
@@ -43,8 +45,18 @@ _LAZY = {
     "two_by_two": "spevidence.did._twfe",
 }
 
+# What a numerical failure of an estimator raises (a singular design, an overflow): the
+# pipeline turns it into an EstimationError naming the outcome, never a traceback.
+NUMERICAL_ERRORS: tuple[type[Exception], ...] = (
+    np.linalg.LinAlgError,
+    FloatingPointError,
+    ZeroDivisionError,
+    OverflowError,
+)
+
 __all__ = [
     "ETWFE",
+    "NUMERICAL_ERRORS",
     "ATTAggregate",
     "ATTgt",
     "DiDResult",

@@ -24,7 +24,8 @@ from typing import Literal
 
 from spevidence import memory
 from spevidence._atomic import locked_output
-from spevidence.errors import SpevidenceError
+from spevidence.did import NUMERICAL_ERRORS
+from spevidence.errors import EstimationError, SpevidenceError
 from spevidence.pipeline import matched, staggered
 from spevidence.pipeline.matched import (
     did_window,
@@ -119,7 +120,21 @@ def run(
             activity_from=inputs.clean,
         )
         finish = DESIGNS[proto.design]
-        return finish(proto, inputs, engine=engine, steps=steps, write=write)
+        try:
+            return finish(proto, inputs, engine=engine, steps=steps, write=write)
+        except NUMERICAL_ERRORS as e:  # a last net: the designs name the model where they can
+            raise _numerical_failure(proto, e) from None
+
+
+def _numerical_failure(proto: Protocol, err: Exception) -> EstimationError:
+    return EstimationError(
+        f"The {proto.design} design failed numerically ({type(err).__name__}) while "
+        f"estimating the outcomes {', '.join(proto.outcomes)}: the data cannot identify the "
+        "model (an outcome with no or almost no events, a group with no variation, or "
+        "too few people). Fix: run spevidence validate and read the QA findings and the "
+        "panel totals; remove an outcome with almost no events from outcomes, or widen the "
+        "study window."
+    )
 
 
 def _check_size(proto: Protocol, inputs: Inputs, steps: Steps, limit: int | None) -> None:

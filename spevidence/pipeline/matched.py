@@ -18,9 +18,9 @@ from spevidence import describe
 from spevidence.activity import RiskScoreSpec, risk_score_panel
 from spevidence.data import Attrition, AttritionEntry
 from spevidence.data.flow import linkage_flow
-from spevidence.did import event_study, two_by_two
+from spevidence.did import NUMERICAL_ERRORS, event_study, two_by_two
 from spevidence.errors import DataError, EstimationError
-from spevidence.link import build_panel
+from spevidence.link import build_panel, check_outcomes
 from spevidence.match import risk_set
 from spevidence.match.risk_set import PRIOR_REFERRAL
 from spevidence.pipeline.shared import (
@@ -37,6 +37,9 @@ from spevidence.protocol.constants import TRAJECTORY
 POOLED_MONTHS = (3, 6)  # trends of rare outcomes: by quarter, else by half-year
 ESTIMATES = ("did", "event_study", "pretrend", "not_estimated")  # the cached estimate tables
 
+# a model that cannot be fitted on these data: an estimator's own check or a numerical failure
+_CANNOT_FIT: tuple[type[Exception], ...] = (EstimationError, *NUMERICAL_ERRORS)
+
 
 def finish(
     proto: Protocol,
@@ -48,6 +51,7 @@ def finish(
 ) -> RunResult:
     """Link, match, estimate, value and write the matched design (after stage 1)."""
     panel, ae_types, panel_attrition = _link(proto, inputs, engine, steps)
+    check_outcomes(panel[list(proto.outcomes)].sum().to_dict(), proto.outcomes)
     steps.step(2)
     matched, flow, balance = _match(panel, proto, inputs, steps)
     window = did_window(matched, proto)
@@ -152,7 +156,7 @@ def _fit(
         for model in proto.did.models:
             try:
                 res = matched_two_by_two(window, proto, o, model)
-            except EstimationError as e:  # one outcome's model, not the whole run
+            except _CANNOT_FIT as e:  # one model, not the whole run
                 not_estimated.append(_not_estimated(o, model, e, steps))
                 continue
             td = res.tidy().iloc[[0]].copy()
@@ -162,7 +166,7 @@ def _fit(
             est_rows.append(td)
         try:
             es = _event_study(matched, proto, o)
-        except EstimationError as e:
+        except _CANNOT_FIT as e:
             not_estimated.append(_not_estimated(o, "event study", e, steps))
             continue
         et = es.tidy()

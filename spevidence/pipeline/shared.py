@@ -94,7 +94,7 @@ def read_inputs(
 ) -> Inputs:
     """Read, validate and pseudonymise the extracts; open the run cache under ``out``."""
     key = load_key(key_file) if proto.ids == "nhs_number" else None
-    extracts = read_extracts(data)
+    extracts = read_extracts(data, mapping=proto.column_mapping(), values=proto.value_recodes())
     clean, qa, linkage = validate(
         extracts,
         start=proto.start,

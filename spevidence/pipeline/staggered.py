@@ -37,7 +37,7 @@ from spevidence.did import staggered as callaway_santanna
 from spevidence.did.headline import ESTIMATOR_LABELS, headline_estimator
 from spevidence.disclosure import as_released
 from spevidence.errors import EstimationError
-from spevidence.link import build_panel
+from spevidence.link import build_panel, check_outcomes
 from spevidence.pipeline.shared import Inputs, RunResult, Steps, Write, sroi_of_effects
 from spevidence.protocol import Protocol, StaggeredSpec
 from spevidence.report.figures import staggered_event_study, staggered_trends
@@ -347,6 +347,7 @@ def finish(
     panel = build_panel(
         inputs.clean, start=proto.start, end=proto.end, period=proto.period, backend=engine
     )
+    check_outcomes(panel.glance().iloc[0].to_dict(), proto.outcomes, panel.definitions)
     steps.step(2)
     table = cohort_panel(panel.table, proto.staggered_spec).cache()  # one pass for every fit
     n_panel = int(table.person_id.nunique().execute())

@@ -297,6 +297,52 @@ class QASpec(_Frozen):
     )
 
 
+class ExtractSpec(_Frozen):
+    """How one extract's local layout maps onto its contract (docs/data-contracts.md)."""
+
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="local column name -> contract column name, where they differ",
+    )
+    values: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="per coded column, local value -> allowed value (a local coding), "
+        "applied before the codes are checked",
+    )
+
+
+def _check_extracts(extracts: dict[str, ExtractSpec]) -> None:
+    """Tables, columns and recode targets named in ``extracts:`` exist in the contracts."""
+    from spevidence.data.schema import TABLES  # here: the data stage loads ibis
+
+    for name, spec in extracts.items():
+        if name not in TABLES:
+            raise ValueError(
+                f"extracts names the table {name!r}; the tables are {', '.join(TABLES)}"
+            )
+        table = TABLES[name]
+        wrong = sorted(set(spec.columns.values()) - set(table.names))
+        if wrong:
+            raise ValueError(
+                f"extracts.{name}.columns renames onto {', '.join(map(repr, wrong))}, not a "
+                f"column of {name}; its columns are {', '.join(table.names)}"
+            )
+        coded = {c.name: c.allowed for c in table.columns if c.allowed is not None}
+        for col, recode in spec.values.items():
+            if col not in coded:
+                raise ValueError(
+                    f"extracts.{name}.values names {col!r}, not a coded column of {name}; "
+                    f"its coded columns are {', '.join(coded)}"
+                )
+            allowed = coded[col] or ()
+            bad = sorted({v for v in recode.values() if v not in allowed})
+            if bad:
+                raise ValueError(
+                    f"extracts.{name}.values.{col} recodes to {', '.join(map(repr, bad))}, "
+                    f"not an allowed value; use one of {', '.join(allowed)}"
+                )
+
+
 class ReportSpec(_Frozen):
     formats: tuple[Literal["html", "pdf", "docx"], ...] = ("html", "pdf")
     engine: Literal["auto", "quarto", "builtin"] = "auto"
@@ -318,6 +364,10 @@ class Protocol(_Frozen):
     sroi: SroiSpec = SroiSpec()
     disclosure: DisclosureSpec = DisclosureSpec()
     qa: QASpec = QASpec()
+    extracts: dict[str, ExtractSpec] = Field(
+        default_factory=dict,
+        description="local layouts per extract: column renames and value recodes",
+    )
     report: ReportSpec = ReportSpec()
     risk_score: dict[str, Any] | None = Field(
         None,
@@ -339,6 +389,12 @@ class Protocol(_Frozen):
             _risk_score_spec(value)
         return value
 
+    @field_validator("extracts")
+    @classmethod
+    def _extracts(cls, value: dict[str, ExtractSpec]) -> dict[str, ExtractSpec]:
+        _check_extracts(value)
+        return value
+
     @model_validator(mode="after")
     def _window(self) -> Protocol:
         if self.end <= self.start:
@@ -350,6 +406,15 @@ class Protocol(_Frozen):
                 "to run it, or delete the block"
             )
         return self
+
+    def column_mapping(self) -> dict[str, dict[str, str]]:
+        """``extracts:`` column renames, as :func:`spevidence.data.read_extracts` takes them."""
+        return {n: dict(e.columns) for n, e in self.extracts.items() if e.columns}
+
+    def value_recodes(self) -> dict[str, dict[str, dict[str, str]]]:
+        """``extracts:`` value recodes, as :func:`spevidence.data.read_extracts` takes them."""
+        out = {n: {c: dict(m) for c, m in e.values.items()} for n, e in self.extracts.items()}
+        return {n: v for n, v in out.items() if v}
 
     def n_periods(self) -> int:
         """Periods (months or quarters) in the study window, the first and last included."""
@@ -387,6 +452,8 @@ class Protocol(_Frozen):
         out = self.model_dump(mode="json")
         if self.qa == QASpec():  # protocols that keep the default bars keep their hash
             out.pop("qa")
+        if not self.extracts:  # likewise protocols that read the extracts as they are
+            out.pop("extracts")
         if self.design == "matched":  # matched protocols keep their earlier form and hash
             out.pop("design")
             out.pop("staggered")
