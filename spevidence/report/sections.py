@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
+from spevidence.report._labels import label as name_label
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -119,7 +121,6 @@ def markdown_table(
     ``(row position, column)`` in ``redacted`` are shown as :data:`REDACTED`, other
     missing cells as :data:`NOT_AVAILABLE`, and a note below says what each mark means.
     """
-    from spevidence.report._labels import label as name_label
 
     frame = df.head(max_rows).copy()
     for col in LABELLED:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from spevidence.disclosure import step
 from spevidence.report._labels import as_percent, effect_scale, label, outcome_label
 from spevidence.report.sections import NOT_AVAILABLE, ReportBundle, markdown_table, not_run
 
@@ -55,8 +56,6 @@ def _money(v: Any, digits: int = 0) -> str:
 def step_decimals(row: pd.Series, rules: tuple[int, int] = (7, 5)) -> int:
     """Decimals of an estimate released at the step of its referred count (the disclosure
     step rule: 0.01 for 150 people gives 2); 3 when the row names no such count."""
-    from spevidence.disclosure import step
-
     n = _num(row.get("n_referred"))
     if math.isnan(n) or n <= 0:
         return 3
